@@ -1,0 +1,3 @@
+"""emo: audio-visual emotion recognition from the command line."""
+
+__version__ = "0.1.0"

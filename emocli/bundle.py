@@ -1,0 +1,152 @@
+"""Model bundles: a folder with a manifest that pins every file by sha256.
+
+Layout (any part may be absent; ``predict`` uses what is there)::
+
+    BUNDLE/
+      manifest.json     labels, library versions, sha256 of every file below
+      face.keras        face network (Keras 3 format, loaded with safe_mode=True)
+      face.json         backbone, preprocessing, training history
+      voice.skops       StandardScaler + SVM (skops format: no pickle, types allow-listed)
+      voice.json        feature settings, labels, C chosen, held-out speakers and scores
+      fusion.json       decision-level weights (and feature-level fusion settings)
+      fusion_feat.skops optional feature-level fusion model
+
+Loading checks every hash before anything is parsed: a tampered bundle is refused
+with a message that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import __version__
+from .errors import ModelError
+
+MANIFEST = "manifest.json"
+FORMAT = "emo-bundle"
+FORMAT_VERSION = 1
+MODEL_FILES = ("face.keras", "face.json", "voice.skops", "voice.json", "fusion.json", "fusion_feat.skops")
+DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
+
+    A run killed at any point leaves either the old file or the new one, never a torn one.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb") as fh:
+            os.fsync(fh.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_text(target: Path, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries whose file formats a bundle depends on."""
+    from importlib import metadata
+
+    out = {"emocli": __version__}
+    for dist in ("keras", "tensorflow", "tensorflow-cpu", "scikit-learn", "numpy", "skops"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def write_manifest(directory: Path, *, labels: list[str], settings: dict[str, Any] | None = None) -> dict:
+    """(Re)write ``manifest.json`` with the sha256 of every model file present."""
+    directory = Path(directory)
+    old = read_manifest_unchecked(directory) if (directory / MANIFEST).is_file() else {}
+    files = {name: sha256_file(directory / name) for name in MODEL_FILES if (directory / name).is_file()}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "labels": list(labels),
+        "files": files,
+        "versions": library_versions(),
+        "settings": {**old.get("settings", {}), **(settings or {})},
+    }
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def read_manifest_unchecked(directory: Path) -> dict:
+    path = Path(directory) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no manifest; this folder is not an emo model bundle "
+                         "(train one with `emo train-video`/`emo train-audio --out DIR`)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: manifest is not valid JSON ({exc}); restore the bundle from its source") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ModelError(f"{path}: not an emo bundle manifest (format is not {FORMAT!r})")
+    return manifest
+
+
+def verify_bundle(directory: Path) -> dict:
+    """Check format version and every file's sha256; return the manifest.
+
+    Raises
+    ------
+    ModelError
+        Naming the first file that is missing or whose hash differs, and the fix.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ModelError(f"{directory}: model bundle folder not found; pass --model with a folder made by "
+                         "`emo train-video`/`emo train-audio`, or reinstall emo to restore models/default")
+    manifest = read_manifest_unchecked(directory)
+    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"{directory}: bundle format {manifest.get('format_version')} is newer than this emo "
+                         f"understands ({FORMAT_VERSION}); upgrade emo")
+    files = manifest.get("files", {})
+    if not isinstance(files, dict):
+        raise ModelError(f"{directory / MANIFEST}: 'files' must map file names to sha256")
+    for name, expected in files.items():
+        if name not in MODEL_FILES or "/" in name or "\\" in name:
+            raise ModelError(f"{directory / MANIFEST}: unexpected file entry {name!r}; the manifest was edited by hand")
+        path = directory / name
+        if not path.is_file():
+            raise ModelError(f"{path}: listed in the manifest but missing; restore the bundle or retrain")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({str(expected)[:12]}...); "
+                             "the file was modified or corrupted: restore it, or retrain the bundle")
+    for name in MODEL_FILES:
+        if (directory / name).is_file() and name not in files:
+            raise ModelError(f"{directory / name}: present but not listed in the manifest; "
+                             "delete it or rewrite the manifest by retraining")
+    return manifest

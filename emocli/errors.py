@@ -1,0 +1,32 @@
+"""One small exception tree. Messages say what failed, on which file, and how to fix it.
+
+Only :mod:`emocli.cli` turns these into exit codes (1 for any :class:`EmoError`).
+"""
+
+
+class EmoError(Exception):
+    """Root of every expected, user-facing failure."""
+
+
+class MediaError(EmoError, OSError):
+    """A file could not be read or decoded (missing, empty, corrupt, unsupported)."""
+
+
+class NoFaceError(EmoError, ValueError):
+    """No usable face was found in an image or video."""
+
+
+class NoAudioError(EmoError, ValueError):
+    """An input has no audio track, or too little audio to analyse."""
+
+
+class ModelError(EmoError, ValueError):
+    """A model bundle is missing, tampered with, or incompatible."""
+
+
+class DatasetError(EmoError, ValueError):
+    """A corpus layout or label could not be understood."""
+
+
+class NotFittedError(EmoError, ValueError, AttributeError):
+    """A model was used before ``fit``."""

@@ -1,0 +1,51 @@
+"""The seven emotion classes and the names corpora use for them.
+
+Labels are always mapped by *name*, never by position: every saved model stores its
+own label list and score columns are aligned by name before they are combined.
+"""
+
+from __future__ import annotations
+
+from .errors import DatasetError
+
+LABELS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+
+# Synonyms and abbreviations used by AFEW, FER2013, RAVDESS, CREMA-D, TESS, SAVEE, EmoDB, JAFFE.
+_SYNONYMS: dict[str, str] = {
+    "anger": "anger", "angry": "anger", "ang": "anger", "an": "anger", "a": "anger",
+    "disgust": "disgust", "disgusted": "disgust", "dis": "disgust", "di": "disgust", "d": "disgust",
+    "fear": "fear", "fearful": "fear", "afraid": "fear", "scared": "fear", "fea": "fear", "fe": "fear",
+    "happy": "happy", "happiness": "happy", "hap": "happy", "ha": "happy", "h": "happy", "joy": "happy",
+    "neutral": "neutral", "neu": "neutral", "ne": "neutral", "n": "neutral",
+    "sad": "sad", "sadness": "sad", "sa": "sad",
+    "surprise": "surprise", "surprised": "surprise", "sur": "surprise", "su": "surprise",
+    "pleasant surprise": "surprise", "pleasant_surprise": "surprise", "ps": "surprise",
+    "pleasant_surprised": "surprise",
+}
+
+# Labels some corpora have that are not one of the seven: callers drop these on purpose.
+DROPPED: frozenset[str] = frozenset({"calm", "boredom", "bored", "contempt", "none", "other"})
+
+
+def normalize_label(name: str, *, source: str = "") -> str | None:
+    """Map a corpus label to one of :data:`LABELS`.
+
+    Returns ``None`` for labels that are deliberately dropped (calm, boredom, ...).
+
+    Raises
+    ------
+    DatasetError
+        For a label that is neither one of the seven nor a known dropped class.
+    """
+    key = name.strip().lower().replace("-", " ")
+    if key in _SYNONYMS:
+        return _SYNONYMS[key]
+    if key.replace(" ", "_") in _SYNONYMS:
+        return _SYNONYMS[key.replace(" ", "_")]
+    if key in DROPPED:
+        return None
+    where = f" in {source}" if source else ""
+    raise DatasetError(
+        f"unknown emotion label {name!r}{where}; use one of {', '.join(LABELS)} "
+        "(or a known synonym such as angry, fearful, happiness, sadness, surprised)"
+    )

@@ -1,0 +1,293 @@
+"""Decode media through ffmpeg pipes. The only module that starts ffmpeg.
+
+Frames come out as uint8 RGB arrays ``(n, H, W, 3)`` in fixed-size chunks (memory does not
+grow with video length); audio as float32 mono at a stated rate. Argument lists are built
+with ffmpeg-python, never as shell strings; paths are passed as ``file:<absolute path>`` so
+that a name starting with ``-`` or containing ``:`` is never read as an option or protocol.
+The ffmpeg binary is ``$EMO_FFMPEG``, else ``ffmpeg`` on PATH, else imageio-ffmpeg's own.
+There is no ffprobe: :func:`probe` reads ``ffmpeg -i``'s stream description.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import MediaError, NoAudioError
+
+SAMPLE_RATE = 16000  # Hz: voice features are computed on 16 kHz mono
+IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"})
+AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif"})
+MAX_SIDE = 1280  # pixels: larger frames are downscaled before detection (a 4K frame costs 25 MB)
+PROBE_TIMEOUT = 30.0  # seconds for `ffmpeg -i` to describe a file
+
+
+@functools.lru_cache(maxsize=1)
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary to use."""
+    env = os.environ.get("EMO_FFMPEG")
+    if env:
+        return env
+    on_path = shutil.which("ffmpeg")
+    if on_path:
+        return on_path
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def _source(path: Path | str) -> str:
+    return "file:" + str(Path(path).resolve())
+
+
+def check_readable(path: Path | str) -> Path:
+    """Fail early, with the fix, for paths that cannot be media files."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: file not found; check the path")
+    if p.is_dir():
+        raise MediaError(f"{p}: is a directory; pass the media files inside it (or `emo predict {p}/*`)")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p}: file is empty (0 bytes); re-copy or re-export it")
+    if not os.access(p, os.R_OK):
+        raise MediaError(f"{p}: permission denied; make the file readable")
+    return p
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What ``ffmpeg -i`` says about a file."""
+
+    path: Path
+    duration: float | None  # seconds, None when unknown (streams, some containers)
+    has_video: bool
+    has_audio: bool
+    width: int = 0  # displayed size, after rotation metadata is applied
+    height: int = 0
+    fps: float | None = None
+    rotation: int = 0  # degrees, from the display matrix / rotate tag
+    is_image: bool = False
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
+_VIDEO = re.compile(r"Stream #\S+.*?: Video: (.*)")
+_AUDIO = re.compile(r"Stream #\S+.*?: Audio: ")
+_SIZE = re.compile(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9a-fx])")
+_FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
+_ROTATE = re.compile(r"(?:rotation of|rotate\s*:)\s*(-?[\d.]+)")
+
+
+def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
+    """Describe a media file's streams.
+
+    Raises
+    ------
+    MediaError
+        If the file is missing, empty, or ffmpeg cannot read it.
+    """
+    p = check_readable(path)
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _source(p)]
+    try:
+        res = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{p}: ffmpeg took over {timeout:.0f} s to read the header; the file is damaged "
+                         "or not a media file") from None
+    text = res.stderr.decode("utf-8", "replace")
+    video, audio = _VIDEO.search(text), _AUDIO.search(text)
+    if not video and not audio:
+        last = _last_error_line(text)
+        raise MediaError(f"{p}: not a readable video, audio or image file ({last}); check the file, "
+                         "or convert it with ffmpeg")
+    dur = None
+    m = _DURATION.search(text)
+    if m:
+        dur = int(m[1]) * 3600 + int(m[2]) * 60 + float(m[3])
+    width = height = 0
+    fps = None
+    rotation = 0
+    if video:
+        desc = video[1]
+        s = _SIZE.search(desc)
+        if s:
+            width, height = int(s[1]), int(s[2])
+        f = _FPS.search(desc)
+        if f:
+            fps = float(f[1]) * (1000 if f[2] else 1)
+        r = _ROTATE.search(text)
+        if r:
+            rotation = int(round(float(r[1]))) % 360
+            if rotation in (90, 270):
+                width, height = height, width
+    is_image = p.suffix.lower() in IMAGE_EXTS or bool(video and re.search(r"Video: (png|mjpeg|bmp|webp|tiff)", text)
+                                                         and not audio and (dur is None or dur <= 0.05))
+    return MediaInfo(p, dur, bool(video), bool(audio), width, height, fps, rotation, is_image)
+
+
+def _last_error_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    for ln in reversed(lines):
+        if "output file" in ln.lower():  # ffmpeg's complaint that we gave it no output
+            continue
+        return ln.split(": ", 1)[-1] if ln.startswith("file:") or "/" in ln.split(":")[0] else ln
+    return "ffmpeg printed nothing"
+
+
+def _run_pipe(args: list[str], stderr_file) -> subprocess.Popen:
+    return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, bufsize=0)
+
+
+def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
+    w, h = info.width, info.height
+    if w <= 0 or h <= 0:
+        raise MediaError(f"{info.path}: ffmpeg reports no frame size; the video stream is damaged")
+    scale = min(1.0, max_side / max(w, h))
+    # even sizes keep every pixel format happy
+    return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
+
+
+def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | None = None,
+                max_side: int = MAX_SIDE, chunk: int = 16, max_seconds: float | None = None,
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Stream decoded frames.
+
+    Parameters
+    ----------
+    path : media file
+    fps : frames per second to sample (``None``: every frame at the stream's own rate)
+    max_side : frames are downscaled so that their longer side is at most this
+    chunk : frames per yielded array
+    max_seconds : stop after this much media time
+
+    Yields
+    ------
+    (times, frames) : float64 (n,) seconds and uint8 (n, H, W, 3) RGB, n <= chunk
+
+    Raises
+    ------
+    MediaError
+        If ffmpeg fails before any frame was decoded.
+    """
+    import ffmpeg
+
+    info = info or probe(path)
+    if not info.has_video:
+        return
+    w, h = _output_size(info, max_side)
+    stream = ffmpeg.input(_source(info.path)).video
+    if fps is not None:
+        stream = stream.filter("fps", fps=fps)
+    stream = stream.filter("scale", w, h)
+    out_kw = {"format": "rawvideo", "pix_fmt": "rgb24"}
+    if max_seconds is not None:
+        out_kw["t"] = max_seconds
+    args = ffmpeg.output(stream, "pipe:", **out_kw).global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+    cmd = args.compile(cmd=ffmpeg_exe())
+    frame_bytes = w * h * 3
+    step = 1.0 / fps if fps else 1.0 / (info.fps or 25.0)
+    n = 0
+    with tempfile.TemporaryFile() as err:
+        proc = _run_pipe(cmd, err)
+        try:
+            while True:
+                buf = _read_exact(proc.stdout, frame_bytes * chunk)
+                k = len(buf) // frame_bytes
+                if k:
+                    frames = np.frombuffer(buf[:k * frame_bytes], np.uint8).reshape(k, h, w, 3)
+                    yield (n + np.arange(k)) * step, frames
+                    n += k
+                if len(buf) < frame_bytes * chunk:
+                    break
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+        if n == 0 and rc != 0:
+            err.seek(0)
+            msg = _last_error_line(err.read().decode("utf-8", "replace"))
+            raise MediaError(f"{info.path}: ffmpeg could not decode the video ({msg}); the file is damaged "
+                             "or uses an unsupported codec")
+
+
+def _read_exact(fh, size: int) -> bytes:
+    parts, got = [], 0
+    while got < size:
+        b = fh.read(size - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | None = None,
+               max_seconds: float | None = None) -> np.ndarray:
+    """Decode the first audio stream as mono float32 in [-1, 1] at ``sr`` Hz.
+
+    Returns
+    -------
+    audio : float32 (n,)
+
+    Raises
+    ------
+    NoAudioError
+        If the file has no audio stream.
+    MediaError
+        If it cannot be decoded.
+    """
+    import ffmpeg
+
+    info = info or probe(path)
+    if not info.has_audio:
+        raise NoAudioError(f"{info.path}: no audio track")
+    out_kw = {"format": "f32le", "ac": 1, "ar": sr}
+    if max_seconds is not None:
+        out_kw["t"] = max_seconds
+    args = (ffmpeg.input(_source(info.path)).audio.output("pipe:", **out_kw)
+            .global_args("-nostdin", "-hide_banner", "-loglevel", "error"))
+    cmd = args.compile(cmd=ffmpeg_exe())
+    with tempfile.TemporaryFile() as err:
+        proc = _run_pipe(cmd, err)
+        data = proc.stdout.read()
+        proc.stdout.close()
+        rc = proc.wait()
+        if rc != 0 and not data:
+            err.seek(0)
+            msg = _last_error_line(err.read().decode("utf-8", "replace"))
+            raise MediaError(f"{info.path}: ffmpeg could not decode the audio ({msg}); the file is damaged "
+                             "or uses an unsupported codec")
+    usable = len(data) - len(data) % 4
+    return np.frombuffer(data[:usable], np.float32).copy()
+
+
+def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30) -> Path:
+    """Copy a non-seekable input (stdin) to a temporary file so it can be probed and decoded.
+
+    The caller deletes the file. Raises :class:`MediaError` past ``limit_bytes``.
+    """
+    import sys
+
+    src = stream if stream is not None else sys.stdin.buffer
+    fd, name = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
+    total = 0
+    with os.fdopen(fd, "wb") as out:
+        while True:
+            block = src.read(1 << 20)
+            if not block:
+                break
+            total += len(block)
+            if total > limit_bytes:
+                out.close()
+                os.unlink(name)
+                raise MediaError(f"<stdin>: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
+            out.write(block)
+    return Path(name)

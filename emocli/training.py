@@ -72,6 +72,7 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
               learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net)
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
+             "validation": model.validation_, "holdout": holdout,
              "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
              "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width}
     model.save(out, extra=extra)

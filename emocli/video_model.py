@@ -313,7 +313,11 @@ class FaceModel:
             net.set_weights(best["weights"])
         self.network_ = net
         self.best_epoch_ = int(best.get("epoch", epochs))
-        self.holdout_accuracy_ = float(best["val_accuracy"])
+        # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
+        # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
+        pred = self.score_inputs(x_val).argmax(1)
+        self.validation_ = validation_report(y_val, pred, self.labels)
+        self.holdout_accuracy_ = self.validation_["accuracy"]
         return self
 
     # -- persistence -------------------------------------------------------------------
@@ -363,6 +367,19 @@ class FaceModel:
             raise ModelError(f"{net_path}: network has {net.output.shape[-1]} outputs but face.json lists "
                              f"{len(model.labels)} labels; the bundle is inconsistent")
         return model
+
+
+def validation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, per-class recall and the confusion matrix (rows true, columns predicted)."""
+    n = len(labels)
+    cm = np.zeros((n, n), np.int64)
+    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    support = cm.sum(1)
+    recall = np.divide(np.diag(cm), support, out=np.zeros(n), where=support > 0)
+    return {"n": int(cm.sum()), "accuracy": float(np.trace(cm) / max(1, cm.sum())),
+            "uar": float(recall[support > 0].mean()) if np.any(support > 0) else 0.0,
+            "recall": {lab: float(r) for lab, r in zip(labels, recall)},
+            "confusion": cm.tolist(), "labels": list(labels)}
 
 
 def _inference_copy(net):

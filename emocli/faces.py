@@ -31,7 +31,7 @@ NMS_IOU = 0.3  # MediaPipe's weighted-NMS overlap threshold
 MIN_CONFIDENCE = 0.6  # BlazeFace detections below this are discarded
 MIN_FACE = 24  # pixels: smaller faces are too blurred to score (FER2013 crops are 48 px)
 MIN_RELATIVE = 0.35  # faces narrower than this share of the frame's largest face are background
-CROP_MARGIN = 0.2  # the square crop is the face box grown by 20 % on each side
+CROP_MARGIN = 0.1  # the square crop is the face box grown by 10 % per side: FER2013-like framing
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from .errors import MediaError, NoAudioError
 
 SAMPLE_RATE = 16000  # Hz: voice features are computed on 16 kHz mono
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"})
+VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".3gp", ".ts"})
 AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif"})
 MAX_SIDE = 1280  # pixels: larger frames are downscaled before detection (a 4K frame costs 25 MB)
 PROBE_TIMEOUT = 30.0  # seconds for `ffmpeg -i` to describe a file

@@ -55,15 +55,20 @@ class Preprocessing:
     scale: float = 1.0
     offset: tuple[float, ...] = (0.0,)
     flip_tta: bool = True  # average the scores of the crop and its mirror image
+    # Channel order the network takes (colour input only). "bgr" reverses the channels
+    # *after* the affine map, so ``offset`` is always given in RGB order. VGG-Face weights
+    # converted from Caffe take BGR.
+    channels: str = "rgb"
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "color": self.color, "scale": self.scale,
-                "offset": list(self.offset), "flip_tta": self.flip_tta}
+                "offset": list(self.offset), "flip_tta": self.flip_tta, "channels": self.channels}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
         return cls(size=int(d["size"]), color=str(d["color"]), scale=float(d["scale"]),
-                   offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)))
+                   offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)),
+                   channels=str(d.get("channels", "rgb")))
 
 
 def prepare_faces(faces: Sequence[np.ndarray] | np.ndarray, pre: Preprocessing) -> np.ndarray:
@@ -93,6 +98,8 @@ def prepare_faces(faces: Sequence[np.ndarray] | np.ndarray, pre: Preprocessing) 
         img = cv2.resize(img, (pre.size, pre.size), interpolation=interp)
         out[i] = img.reshape(out.shape[1:])
     out = out * np.float32(pre.scale) + np.asarray(pre.offset, np.float32)
+    if pre.channels == "bgr" and out.shape[-1] == 3:
+        out = np.ascontiguousarray(out[..., ::-1])
     return out
 
 
@@ -207,7 +214,8 @@ class FaceModel:
 
         if getattr(self, "_feat_net", None) is None:
             net = self.network_
-            self._feat_net = keras.Model(net.inputs, [net.get_layer(FEATURE_LAYER).output, net.output])
+            # A single input tensor (not a list), so calling it with one array matches its structure.
+            self._feat_net = keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
         return self._feat_net
 
     def score_inputs(self, x: np.ndarray, *, batch_size: int = 64, features: bool = False):
@@ -216,17 +224,15 @@ class FaceModel:
         Returns ``scores`` (N, n_labels) float32, or ``(features, scores)`` when asked.
         """
         self._check()
-        net = self._feature_net() if features else self.network_
+        net = self._feature_net()
         feats, scores = [], []
         for start in range(0, len(x), batch_size):
             batch = x[start:start + batch_size]
             if self.preprocessing.flip_tta:
                 batch = np.concatenate([batch, batch[:, :, ::-1]])
-            out = net(batch, training=False)
-            if features:
-                f, s = (np.asarray(o, np.float32) for o in out)
-            else:
-                f, s = None, np.asarray(out, np.float32)
+            f, s = (np.asarray(o, np.float32) for o in net(batch, training=False))
+            if not features:
+                f = None
             if self.preprocessing.flip_tta:
                 n = len(s) // 2
                 s = (s[:n] + s[n:]) / 2

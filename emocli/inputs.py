@@ -1,0 +1,90 @@
+"""Expand command-line inputs: files, folders, and ``-`` (stdin) into a stream of paths.
+
+``-`` reads stdin once. If it looks like text (UTF-8, no NUL bytes) every non-empty line is
+an input path, so ``find ... | emo predict -`` works; otherwise stdin is media bytes (a
+non-seekable pipe), spooled to a temporary file that is removed after use.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator
+
+from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, spool_stdin
+
+MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
+SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
+
+
+def media_in_folder(folder: Path) -> list[Path]:
+    """Media files below ``folder`` (recursively, hidden files skipped), sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTS)
+    return sorted(found)
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if not head or b"\0" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:  # a multi-byte character cut at the sniff boundary is fine
+        return exc.start >= len(head) - 4
+    return True
+
+
+def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
+                  ) -> Iterator[tuple[str, Path | None, str | None]]:
+    """Yield ``(display name, path, problem)``; ``problem`` is an error message or ``None``."""
+    for arg in inputs:
+        if arg == "-":
+            yield from _from_stdin(stdin if stdin is not None else sys.stdin.buffer)
+            continue
+        yield from _expand_one(arg)
+
+
+def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
+    p = Path(arg)
+    if p.is_dir():
+        files = media_in_folder(p)
+        if not files:
+            yield arg, None, (f"{arg}: folder holds no video, audio or image files "
+                              f"({', '.join(sorted(VIDEO_EXTS)[:4])}, ...); pass media files or another folder")
+        for f in files:
+            yield str(f), f, None
+    else:
+        yield arg, p, None
+
+
+def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None]]:
+    head = stream.read(SNIFF_BYTES)
+    if _looks_like_text(head):
+        rest = stream.read()  # a path list is small; media would not have passed the sniff
+        for line in (head + rest).decode("utf-8", "replace").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                yield from _expand_one(line)
+        return
+    if not head:
+        yield "<stdin>", None, "<stdin>: no input on stdin; pipe media bytes or a list of paths into `emo predict -`"
+        return
+
+    class _Chain:
+        def __init__(self):
+            self.first = head
+
+        def read(self, n: int = -1) -> bytes:
+            if self.first:
+                b, self.first = self.first, b""
+                return b
+            return stream.read(n)
+
+    tmp = spool_stdin(_Chain())
+    try:
+        yield "<stdin>", tmp, None
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,40 @@
+"""Turn results into what people and scripts read: Rich tables and JSON lines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+from .labels import LABELS
+
+
+def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
+    """Write one JSON object as one line and flush (so `| head` and `| jq` see it at once)."""
+    out = out or sys.stdout
+    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    out.flush()
+
+
+def result_table(res, *, console) -> None:
+    """Rows: emotions; columns: face, voice, fused; the winner in bold."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if res.status != "ok":
+        console.print(f"[red]{escape(res.file)}: {escape(res.error or 'failed')}[/red]")
+        return
+    used = " + ".join(res.modalities)
+    title = f"{escape(res.file)}  [bold]{res.label}[/bold]  ({used}; {res.frames_used} face frame(s))"
+    table = Table(title=title, title_justify="left")
+    table.add_column("emotion")
+    for col, scores in (("face", res.face_scores), ("voice", res.voice_scores), ("fused", res.scores)):
+        table.add_column(col, justify="right", style="bold" if col == "fused" else None)
+    for lab in res.scores or LABELS:
+        row = [f"[bold]{lab}[/bold]" if lab == res.label else lab]
+        for scores in (res.face_scores, res.voice_scores, res.scores):
+            row.append("-" if scores is None else f"{scores[lab]:.3f}")
+        table.add_row(*row)
+    console.print(table)
+    for note in res.notes:
+        console.print(f"[yellow]note:[/yellow] {escape(note)}")

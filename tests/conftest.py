@@ -1,0 +1,102 @@
+"""Shared fixtures: generated media (ffmpeg lavfi sources) and tiny model bundles."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+SHARED = REPO.parent / "shared"
+
+
+def ffmpeg(*args: str) -> None:
+    from emocli.media import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+def make_clip(path: Path, *, seconds: float = 2.0, size: str = "320x240", rate: int = 25,
+              audio: bool = True, video: bool = True, freq: int = 440, vcodec: str = "mpeg4") -> Path:
+    """A generated clip: ffmpeg's testsrc2 pattern and/or a sine tone."""
+    args: list[str] = []
+    if video:
+        args += ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate={rate}:duration={seconds}"]
+    if audio:
+        args += ["-f", "lavfi", "-i", f"sine=frequency={freq}:sample_rate=16000:duration={seconds}"]
+    if video:
+        args += ["-c:v", vcodec, "-pix_fmt", "yuv420p"]
+    if audio:
+        args += ["-c:a", "pcm_s16le" if path.suffix in (".avi", ".wav", ".mkv") else "aac"]
+    ffmpeg(*args, str(path))
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path) -> Path:
+    return make_clip(tmp_path / "clip.avi")
+
+
+@pytest.fixture(scope="session")
+def example_clip() -> Path:
+    return EXAMPLES / "1001_DFA_HAP_XX.avi"
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True, seed: int = 0) -> Path:
+    """A bundle with a 2-block face net (random weights) and an SVM fitted on random features."""
+    import keras
+
+    from emocli.bundle import write_manifest
+    from emocli.fusion import FusionModel
+    from emocli.labels import LABELS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if face:
+        from emocli.video_model import FaceModel, build_emo_cnn
+
+        keras.utils.set_random_seed(seed)
+        fm = FaceModel()
+        fm.network_ = build_emo_cnn(width=4)
+        fm.save(directory)
+    if voice:
+        from emocli.audio_model import VoiceModel
+
+        tiny_voice_model().save(directory)
+    FusionModel("equal").fit().save(directory)
+    write_manifest(directory, labels=list(LABELS))
+    return directory
+
+
+def tiny_voice_model(seed: int = 0):
+    """A VoiceModel fitted on random 'thesis68' features of 3 speakers."""
+    from emocli.audio_model import VoiceModel
+    from emocli.labels import LABELS
+
+    r = np.random.default_rng(seed)
+    n = 7 * 6
+    x = r.normal(size=(n, 68)).astype(np.float32)
+    y = np.array([LABELS[i % 7] for i in range(n)])
+    x[np.arange(n), np.arange(n) % 7] += 3.0  # make the classes separable
+    groups = np.array([f"s{i % 3}" for i in range(n)])
+    return VoiceModel(feature_set="thesis68", C_grid=(1.0,), n_repeats=2).fit(x, y, groups)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    return build_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+
+
+@pytest.fixture(scope="session")
+def face_only_bundle(tmp_path_factory) -> Path:
+    return build_tiny_bundle(tmp_path_factory.mktemp("face_bundle"), voice=False)

@@ -1,0 +1,68 @@
+import numpy as np
+import pytest
+
+from emocli import faces, media
+
+
+@pytest.fixture(scope="module")
+def face_frame():
+    from conftest import EXAMPLES
+
+    _, frames = next(media.iter_frames(EXAMPLES / "1001_DFA_NEU_XX.avi", fps=5))
+    return frames[0]
+
+
+@pytest.mark.parametrize("name", ["blazeface", "haar"])
+def test_detector_finds_the_face(face_frame, name):
+    dets = faces.get_detector(name)(face_frame)
+    assert dets, f"{name} found no face"
+    d = dets[0]
+    # The actor's face is in the middle of the 480x360 frame, roughly 110-130 px wide.
+    cx, cy = d.center
+    assert 180 < cx < 300 and 100 < cy < 200
+    assert 80 < d.width < 160
+    assert 0.0 < d.score <= 1.0
+
+
+def test_no_face_in_test_pattern(tmp_path):
+    from conftest import make_clip
+
+    clip = make_clip(tmp_path / "pattern.avi", seconds=0.4, audio=False)
+    _, frames = next(media.iter_frames(clip, fps=5))
+    det = faces.get_detector("blazeface")
+    tracker = faces.FaceTracker()
+    idx, crops, _ = faces.faces_in_frames(frames, detector=det, tracker=tracker)
+    assert idx == [] and crops == []
+
+
+def test_tracker_keeps_main_face_not_background_face(face_frame):
+    import cv2
+
+    # The scene on the right, a smaller copy of it on the left: a "background face".
+    frame = np.full((360, 960, 3), 90, np.uint8)
+    frame[:, 480:] = face_frame
+    frame[60:300, :320] = cv2.resize(face_frame, (320, 240))
+    dets = faces.get_detector("blazeface")(frame)
+    assert len(dets) >= 2
+    chosen = faces.FaceTracker().choose(dets, frame.shape)
+    assert chosen.width == max(d.width for d in dets)
+    assert chosen.center[0] > 480
+
+
+def test_tracker_drops_tiny_faces():
+    t = faces.FaceTracker(min_face=24)
+    assert t.choose([faces.Detection(0, 0, 10, 10, 0.99)], (100, 100, 3)) is None
+
+
+def test_crop_is_square_and_padded_at_borders(face_frame):
+    d = faces.Detection(-20, -20, 60, 60, 0.9)  # partly outside the frame
+    crop = faces.crop_face(face_frame, d, margin=0.1)
+    assert crop.shape[0] == crop.shape[1] == 96
+    assert crop.dtype == np.uint8
+
+
+def test_iou():
+    a = faces.Detection(0, 0, 10, 10, 1)
+    assert faces.iou(a, a) == pytest.approx(1.0)
+    assert faces.iou(a, faces.Detection(20, 20, 30, 30, 1)) == 0.0
+    assert faces.iou(a, faces.Detection(5, 0, 15, 10, 1)) == pytest.approx(50 / 150)

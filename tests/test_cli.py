@@ -1,0 +1,102 @@
+"""The command line as users and scripts see it: output formats, exit codes, stdin."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import EXAMPLES, make_clip
+from emocli.cli import app
+from emocli.labels import LABELS
+
+runner = CliRunner()
+REQUIRED = {"file", "status", "label", "scores", "face_scores", "voice_scores", "frames_used"}
+
+
+def lines(output: str) -> list[dict]:
+    return [json.loads(ln) for ln in output.splitlines() if ln.strip()]
+
+
+def test_help_is_fast_and_lists_commands():
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "emocli", "--help"], capture_output=True, text=True, check=True)
+    assert time.perf_counter() - t < 10  # generous: the point is that no heavy import happens
+    for cmd in ("predict", "train-video"):
+        assert cmd in out.stdout
+    heavy = subprocess.run([sys.executable, "-c", "import sys, emocli.cli; "
+                            "print(sorted(m for m in ('tensorflow','keras','sklearn','cv2') if m in sys.modules))"],
+                           capture_output=True, text=True, check=True)
+    assert heavy.stdout.strip() == "[]"
+
+
+def test_predict_json_lines(face_only_bundle):
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", str(face_only_bundle), "--json"])
+    assert r.exit_code == 0, r.output
+    (obj,) = lines(r.stdout)
+    assert REQUIRED <= set(obj)
+    assert obj["status"] == "ok" and obj["label"] in LABELS
+    assert list(obj["scores"]) == list(LABELS) and sum(obj["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_predict_table(face_only_bundle):
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", str(face_only_bundle), "--table"])
+    assert r.exit_code == 0, r.output
+    for word in ("emotion", "face", "voice", "fused", *LABELS):
+        assert word in r.stdout
+
+
+def test_bulk_run_goes_on_past_failures_and_exits_1(face_only_bundle, tmp_path):
+    bad = tmp_path / "notes.avi"
+    bad.write_text("not a video")
+    args = ["predict", str(tmp_path / "missing.avi"), str(bad), str(EXAMPLES / "1001_DFA_SAD_XX.avi"),
+            "--model", str(face_only_bundle), "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 1
+    out = lines(r.stdout)
+    assert [o["status"] for o in out] == ["error", "error", "ok"]
+    assert "missing.avi" in out[0]["error"] and "not found" in out[0]["error"]
+    assert "notes.avi" in out[1]["error"]
+    assert out[0]["scores"] is None
+
+
+def test_fail_fast_stops_at_first_failure(face_only_bundle, tmp_path):
+    r = runner.invoke(app, ["predict", str(tmp_path / "nope.avi"), str(EXAMPLES / "1001_DFA_SAD_XX.avi"),
+                            "--model", str(face_only_bundle), "--json", "--fail-fast"])
+    assert r.exit_code == 1 and len(lines(r.stdout)) == 1
+
+
+def test_paths_on_stdin(face_only_bundle):
+    listing = "\n".join(str(EXAMPLES / f"1001_DFA_{e}_XX.avi") for e in ("ANG", "NEU")) + "\n"
+    r = runner.invoke(app, ["predict", "-", "--model", str(face_only_bundle), "--json"], input=listing)
+    assert r.exit_code == 0, r.output
+    assert [o["file"].rsplit("/", 1)[-1] for o in lines(r.stdout)] == ["1001_DFA_ANG_XX.avi", "1001_DFA_NEU_XX.avi"]
+
+
+def test_media_bytes_on_stdin(face_only_bundle):
+    data = (EXAMPLES / "1001_DFA_FEA_XX.avi").read_bytes()
+    r = runner.invoke(app, ["predict", "-", "--model", str(face_only_bundle), "--json"], input=data)
+    assert r.exit_code == 0, r.output
+    (obj,) = lines(r.stdout)
+    assert obj["file"] == "<stdin>" and obj["status"] == "ok" and obj["frames_used"] > 5
+
+
+def test_folder_input(face_only_bundle, tmp_path):
+    make_clip(tmp_path / "a.avi", seconds=0.5)
+    (tmp_path / "readme.txt").write_text("ignored")
+    r = runner.invoke(app, ["predict", str(tmp_path), "--model", str(face_only_bundle), "--json"])
+    out = lines(r.stdout)
+    assert len(out) == 1 and out[0]["file"].endswith("a.avi")
+
+
+def test_bad_usage_exits_2():
+    r = runner.invoke(app, ["predict", "x.avi", "--fps", "-3"])
+    assert r.exit_code == 2
+
+
+def test_missing_bundle_is_one_line_error(tmp_path):
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_SAD_XX.avi"), "--model", str(tmp_path / "nope")])
+    assert r.exit_code == 1
+    assert "nope" in r.output and "Traceback" not in r.output

@@ -32,7 +32,19 @@ MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
 MODEL_FILES = ("face.keras", "face.json", "voice.skops", "voice.json", "fusion.json", "fusion_feat.skops")
-DEFAULT_BUNDLE = Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def models_dir() -> Path:
+    """Where the shipped models live: ``models/`` of the source tree, installed as ``emocli.models``."""
+    try:
+        from . import models
+
+        return Path(models.__file__).resolve().parent
+    except ImportError:  # running from a source checkout that was never installed
+        return Path(__file__).resolve().parent.parent / "models"
+
+
+DEFAULT_BUNDLE = models_dir() / "default"
 
 
 @contextlib.contextmanager

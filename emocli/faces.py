@@ -21,7 +21,6 @@ import numpy as np
 
 from .errors import ModelError
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "models" / "detectors"
 BLAZEFACE_FULL = "face_detection_full_range_sparse.tflite"
 BLAZEFACE_INPUT = 192  # pixels, square input of the full-range model
 BLAZEFACE_STRIDE = 4  # one anchor per 4x4 cell: 48 x 48 = 2304 anchors
@@ -94,7 +93,9 @@ class BlazeFaceDetector:
     name = "blazeface"
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = MIN_CONFIDENCE):
-        path = Path(model_path) if model_path else WEIGHTS_DIR / BLAZEFACE_FULL
+        from .bundle import models_dir
+
+        path = Path(model_path) if model_path else models_dir() / "detectors" / BLAZEFACE_FULL
         if not path.is_file():
             raise ModelError(f"{path}: BlazeFace weights missing; reinstall emo (they ship in models/detectors)")
         self.model_path = path

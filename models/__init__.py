@@ -1,0 +1,1 @@
+"""Shipped model files: the default bundle and the face detector (package data)."""

@@ -175,6 +175,59 @@ def predict(
         raise typer.Exit(1)
 
 
+@app.command("evaluate")
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
+                                                 "TESS, SAVEE, EmoDB) or a CSV manifest.")],
+    split: Annotated[Optional[str], typer.Option(help="Only this split (e.g. Val for AFEW).")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the confusion matrices here.")] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
+    detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
+    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
+) -> None:
+    """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
+    import json
+
+    from .bundle import atomic_write_text
+    from .datasets import load_corpus
+    from .errors import EmoError
+    from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split
+    from .pipeline import Options, Pipeline
+
+    err = _stderr()
+    try:
+        items = select_split(load_corpus(dataset, layout), split)
+        opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
+                       use_face=modality != Modality.voice, use_voice=modality != Modality.face)
+        pipe = Pipeline(model, opts)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n))
+    report = ev.report()
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle)})
+    if report_path is not None:
+        atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+    if plot is not None:
+        plot_confusions(report, plot)
+    if json_out:
+        print(json.dumps(report))
+    else:
+        from rich.console import Console
+
+        metrics_table(report, title=f"{dataset}" + (f" [{split}]" if split else ""), console=Console())
+    if report["n_failed"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -79,12 +79,19 @@ def _interpreter(model_path: Path):
     try:  # LiteRT, the maintained runtime, when installed
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
+        from ._tf import import_keras
+
+        import_keras()
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
+    from ._tf import quiet_fd2
+
+    with warnings.catch_warnings(), quiet_fd2():  # LiteRT prints an XNNPACK notice to fd 2
         warnings.simplefilter("ignore")
-        return Interpreter(model_path=str(model_path), num_threads=1)
+        it = Interpreter(model_path=str(model_path), num_threads=1)
+        it.allocate_tensors()
+    return it
 
 
 class BlazeFaceDetector:
@@ -101,7 +108,6 @@ class BlazeFaceDetector:
         self.model_path = path
         self.min_confidence = min_confidence
         self._it = _interpreter(path)
-        self._it.allocate_tensors()
         inp = self._it.get_input_details()[0]
         self._in = inp["index"]
         outs = sorted(self._it.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)

@@ -79,8 +79,11 @@ class Pipeline:
     """Loaded models + options; ``run`` one input at a time."""
 
     def __init__(self, bundle: Path | None = None, options: Options = Options()):
+        from ._tf import import_keras
         from .bundle import DEFAULT_BUNDLE, verify_bundle
         from .fusion import FusionModel
+
+        import_keras()
 
         self.bundle = Path(bundle) if bundle else DEFAULT_BUNDLE
         self.options = options
@@ -142,6 +145,8 @@ class Pipeline:
             voice = self._score_voice(info, res)
         elif not info.has_audio and not info.is_image:
             res.notes.append("no audio track: face only")
+        elif info.has_audio and self.voice_model is None:
+            res.notes.append("voice model not loaded: face only")
         if face is None and voice is None:
             reasons = "; ".join(res.notes) or "nothing to analyse"
             raise NoFaceError(f"{path}: no face and no usable voice ({reasons}); "

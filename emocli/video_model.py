@@ -124,7 +124,9 @@ def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = 
 
     Input: float32 (N, size, size, 1), grey pixels in [0, 255].
     """
-    import keras
+    from ._tf import import_keras
+
+    keras = import_keras()
     from keras import layers
 
     inp = keras.Input((size, size, 1), name="face")
@@ -145,7 +147,9 @@ def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), featu
     ``feature_layer`` names the backbone layer to take features from (default: the layer
     before its classifier, i.e. the last layer whose output is not a probability vector).
     """
-    import keras
+    from ._tf import import_keras
+
+    keras = import_keras()
     from keras import layers
 
     if feature_layer is None:
@@ -175,7 +179,9 @@ def _default_feature_layer(model) -> str:
 
 def augmenter(seed: int = 0):
     """Random rotation (+-30 degrees), horizontal flip, zoom and shift, as in the thesis."""
-    import keras
+    from ._tf import import_keras
+
+    keras = import_keras()
     from keras import layers
 
     return keras.Sequential([
@@ -210,7 +216,9 @@ class FaceModel:
             raise NotFittedError("face model is not trained or loaded")
 
     def _feature_net(self):
-        import keras
+        from ._tf import import_keras
+
+        keras = import_keras()
 
         if getattr(self, "_feat_net", None) is None:
             net = self.network_
@@ -268,7 +276,9 @@ class FaceModel:
         the test split is never looked at. With ``checkpoint_dir`` the best network so far
         is saved there after every epoch, so a killed run keeps its best model.
         """
-        import keras
+        from ._tf import import_keras
+
+        keras = import_keras()
         import tensorflow as tf
 
         keras.utils.set_random_seed(seed)
@@ -352,7 +362,9 @@ class FaceModel:
     @classmethod
     def load(cls, directory: Path) -> "FaceModel":
         """Load ``face.keras`` + ``face.json`` with Keras safe mode (no code runs on load)."""
-        import keras
+        from ._tf import import_keras
+
+        keras = import_keras()
 
         directory = Path(directory)
         meta_path, net_path = directory / "face.json", directory / "face.keras"
@@ -377,20 +389,16 @@ class FaceModel:
 
 def validation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
     """Accuracy, per-class recall and the confusion matrix (rows true, columns predicted)."""
-    n = len(labels)
-    cm = np.zeros((n, n), np.int64)
-    np.add.at(cm, (np.asarray(y_true), np.asarray(y_pred)), 1)
-    support = cm.sum(1)
-    recall = np.divide(np.diag(cm), support, out=np.zeros(n), where=support > 0)
-    return {"n": int(cm.sum()), "accuracy": float(np.trace(cm) / max(1, cm.sum())),
-            "uar": float(recall[support > 0].mean()) if np.any(support > 0) else 0.0,
-            "recall": {lab: float(r) for lab, r in zip(labels, recall)},
-            "confusion": cm.tolist(), "labels": list(labels)}
+    from .metrics import classification_report
+
+    return classification_report(y_true, y_pred, labels)
 
 
 def _inference_copy(net):
     """The same network without optimizer state (a third of the file size, nothing to resume)."""
-    import keras
+    from ._tf import import_keras
+
+    keras = import_keras()
 
     clean = keras.Model.from_config(net.get_config())
     clean.set_weights(net.get_weights())

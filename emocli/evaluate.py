@@ -1,0 +1,167 @@
+"""``emo evaluate``: score a labelled corpus and report face, voice and fused metrics.
+
+Every item is accounted for: items that fail (undecodable, no face and no voice) are
+counted and listed under ``failed``; items where one modality is absent are excluded only
+from that modality's metrics, and the count of such items is reported next to them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DatasetError
+from .labels import LABELS
+
+MODALITIES = ("face", "voice", "fused")
+
+
+@dataclass
+class Evaluation:
+    """Predictions gathered over a corpus."""
+
+    labels: tuple[str, ...] = LABELS
+    truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
+    pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
+    missing: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
+    failed: list[dict[str, str]] = field(default_factory=list)
+    n_items: int = 0
+
+    def add(self, label: str, scores: dict[str, dict[str, float] | None]) -> None:
+        y = self.labels.index(label)
+        for m in MODALITIES:
+            s = scores.get(m)
+            if s is None:
+                self.missing[m] += 1
+                continue
+            self.truth[m].append(y)
+            self.pred[m].append(int(np.argmax([s[lab] for lab in self.labels])))
+
+    def report(self) -> dict[str, Any]:
+        from .metrics import classification_report
+
+        out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
+                               "labels": list(self.labels)}
+        for m in MODALITIES:
+            rep = classification_report(self.truth[m], self.pred[m], self.labels)
+            rep["n_missing"] = self.missing[m]
+            out[m] = rep
+        return out
+
+
+def select_split(items, split: str | None):
+    """Keep the items of one split (case-insensitive); all of them when ``split`` is None."""
+    if split is None:
+        return items
+    keep = [it for it in items if it.split and it.split.lower() == split.lower()]
+    if not keep:
+        have = sorted({it.split for it in items if it.split}) or ["(none)"]
+        raise DatasetError(f"no items in split {split!r}; the corpus has splits: {', '.join(have)}")
+    return keep
+
+
+def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Run the pipeline over labelled items. Face-crop image corpora are scored in batches."""
+    ev = Evaluation(labels=pipeline.fusion.labels)
+    ev.n_items = len(items)
+    opts = pipeline.options
+    images = [it for it in items if Path(it.path).suffix.lower() in _image_exts()]
+    if images and not opts.detect and pipeline.face_model is not None and len(images) == len(items):
+        _evaluate_crops(images, pipeline, ev, progress)
+        return ev
+    for i, it in enumerate(items):
+        res = pipeline.run(it.path)
+        if res.status != "ok":
+            ev.failed.append({"file": str(it.path), "error": res.error or ""})
+        else:
+            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores})
+        if progress:
+            progress(i + 1, len(items))
+    return ev
+
+
+def _image_exts():
+    from .media import IMAGE_EXTS
+
+    return IMAGE_EXTS
+
+
+def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512) -> None:
+    """Images that already are face crops: read and score them in large batches."""
+    from .datasets import read_image
+    from .errors import MediaError
+    from .fusion import align, normalize
+
+    fm = pipeline.face_model
+    for start in range(0, len(items), chunk):
+        part, crops = [], []
+        for it in items[start:start + chunk]:
+            try:
+                crops.append(read_image(it.path))
+                part.append(it)
+            except MediaError as exc:
+                ev.failed.append({"file": str(it.path), "error": str(exc)})
+        if crops:
+            scores = normalize(align(fm.predict_proba(crops, batch_size=pipeline.options.batch_size),
+                                     fm.labels, ev.labels))
+            for it, s in zip(part, scores):
+                d = dict(zip(ev.labels, s))
+                ev.add(it.label, {"face": d, "voice": None, "fused": d})
+        if progress:
+            progress(min(start + chunk, len(items)), len(items))
+
+
+def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
+    """Accuracy, UAR, macro-F1 and per-class recall for face, voice and fused."""
+    from rich.table import Table
+
+    labels = report["labels"]
+    t = Table(title=title, title_justify="left")
+    t.add_column("")
+    for m in MODALITIES:
+        t.add_column(m, justify="right")
+    rows = [("n scored", lambda r: str(r["n"])), ("accuracy", lambda r: f"{r['accuracy']:.3f}"),
+            ("UAR", lambda r: f"{r['uar']:.3f}"), ("macro-F1", lambda r: f"{r['macro_f1']:.3f}")]
+    rows += [(f"recall {lab}", lambda r, lab=lab: f"{r['recall'][lab]:.3f}" if r["support"][lab] else "-")
+             for lab in labels]
+    for name, fn in rows:
+        t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in MODALITIES])
+    console.print(t)
+    if report["n_failed"]:
+        console.print(f"[yellow]{report['n_failed']} of {report['n_items']} item(s) failed and are not in "
+                      f"any column; first: {report['failed'][0]['file']}: {report['failed'][0]['error']}[/yellow]")
+
+
+def plot_confusions(report: dict[str, Any], path: Path) -> None:
+    """A PNG with one confusion matrix (row-normalised, counts printed) per modality."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .bundle import atomic_path
+
+    labels = report["labels"]
+    shown = [m for m in MODALITIES if report[m]["n"]]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5.2 * max(1, len(shown)), 4.8), squeeze=False)
+    for ax, m in zip(axes[0], shown):
+        cm = np.asarray(report[m]["confusion"], float)
+        rows = cm.sum(1, keepdims=True)
+        norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(Path(path), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

@@ -228,6 +228,62 @@ def evaluate(
         raise typer.Exit(1)
 
 
+@app.command("extract")
+def extract(
+    dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
+    split: Annotated[Optional[str], typer.Option(help="Only this split.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
+    detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
+    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+) -> None:
+    """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
+    import json
+
+    from .bundle import DEFAULT_BUNDLE, verify_bundle
+    from .datasets import load_corpus
+    from .errors import EmoError
+    from .evaluate import select_split
+    from .extract import check_out_dir, run_extraction, settings_for
+    from .pipeline import Options
+
+    err = _stderr()
+    bundle = model or DEFAULT_BUNDLE
+    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True)
+    try:
+        items = select_split(load_corpus(dataset, layout), split)
+        manifest = verify_bundle(bundle)
+        check_out_dir(out, settings_for(dataset, layout, split, bundle, manifest, opts), resume=resume)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    from tqdm import tqdm
+
+    root = dataset.parent if dataset.is_file() else dataset
+    with tqdm(total=len(items), desc="extract", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
+        try:
+            summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts, workers=workers,
+                                     retry_failed=retry_failed, progress=lambda row: bar.update(1))
+        except EmoError as exc:
+            raise fail(str(exc)) from None
+    err.print(f"extract: {summary['items']} items: {summary['done']} done, {summary['skipped']} already finished, "
+              f"{summary['failed']} failed"
+              + (f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_reason'].items())})" if summary["failed"] else "")
+              + "; "
+              f"
+              f"{summary['face_only']} face only (no voice), {summary['voice_only']} voice only (no face)")
+    for f in summary["failures"][:10]:
+        err.print(f"  [red]failed[/red] {f['error']}")
+    print(json.dumps(summary))
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -60,14 +60,17 @@ class Result:
     frame_scores: np.ndarray | None = field(default=None, repr=False)
     face_features: np.ndarray | None = field(default=None, repr=False)
     voice_features: np.ndarray | None = field(default=None, repr=False)
+    voice_stats68: np.ndarray | None = field(default=None, repr=False)
+    error_type: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("frame_times", "frame_scores", "face_features", "voice_features"):
+        for k in ("frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68"):
             d.pop(k)
         d["seconds"] = round(self.seconds, 3)
         if self.error is None:
             d.pop("error")
+            d.pop("error_type")
         return d
 
 
@@ -123,7 +126,7 @@ class Pipeline:
         try:
             self._run(Path(path), res)
         except EmoError as exc:
-            res.status, res.error = "error", str(exc)
+            res.status, res.error, res.error_type = "error", str(exc), type(exc).__name__
             res.label = res.scores = None
         res.seconds = time.perf_counter() - t0
         return res
@@ -200,15 +203,13 @@ class Pipeline:
         pending: list[np.ndarray] = []
         times, score_chunks, feat_chunks = [], [], []
         total = np.zeros(len(self.face_model.labels))
-        feat_sum = None
 
         def flush():
-            nonlocal total, feat_sum
+            nonlocal total
             if not pending:
                 return
             feats, scores = self.face_model.features(pending, batch_size=opt.batch_size)
             total += scores.sum(0)
-            feat_sum = feats.sum(0) if feat_sum is None else feat_sum + feats.sum(0)
             if opt.keep_frames:
                 times.extend(pending_t)
                 score_chunks.append(scores)
@@ -244,25 +245,29 @@ class Pipeline:
             res.frame_times = np.asarray(times)
             res.frame_scores = np.concatenate(score_chunks)
             res.face_features = np.concatenate(feat_chunks)
-        res.face_feature_mean = feat_sum / res.frames_used  # type: ignore[attr-defined]
         return total / res.frames_used  # the thesis: average the frame scores over the clip
 
     # -- voice -------------------------------------------------------------------------
     def _score_voice(self, info, res: Result) -> np.ndarray | None:
         from .media import load_audio
 
+        from .audio_features import frame_statistics, short_term_features
+
         vm = self.voice_model
+        st = vm.settings_
         try:
-            audio = load_audio(info.path, sr=vm.sample_rate, info=info, max_seconds=self.options.max_seconds)
-            feats = vm.featurize(audio, vm.sample_rate)
+            audio = load_audio(info.path, sr=st["sample_rate"], info=info, max_seconds=self.options.max_seconds)
+            frames = short_term_features(audio, st["sample_rate"], window=st["window_s"], step=st["step_s"])
         except NoAudioError as exc:
             res.notes.append(f"{_short(exc)}: face only")
             return None
         except MediaError as exc:
             res.notes.append(f"audio undecodable ({_short(exc)}): face only")
             return None
+        feats = frame_statistics(frames, feature_set=st["feature_set"])
         if self.options.keep_frames:
             res.voice_features = feats
+            res.voice_stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
         return vm.predict_proba(feats[None])[0]
 
 

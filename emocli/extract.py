@@ -1,0 +1,235 @@
+"""``emo extract``: decode a corpus once and keep what every experiment needs.
+
+On-disk format (``OUT/``)::
+
+    extract.json          settings: corpus, layout, model bundle + manifest sha256, fps, detector
+    items/<id>.npz        one finished item (np.savez, no pickled objects):
+                            label, path, speaker, split            str scalars
+                            labels                                 (7,) str: column order below
+                            face_features  (n, 256) float32        fc2 activations, one row per face frame
+                            frame_scores   (n, 7)   float32        face scores per frame
+                            frame_times    (n,)     float64        seconds
+                            face_scores    (7,) or (0,)            mean of frame_scores (thesis)
+                            voice_stats68  (68,) or (0,)           mean + std of the 34 short-term features
+                            voice_features (d,) or (0,)            the voice model's own feature vector
+                            voice_scores   (7,) or (0,)            voice model probabilities
+    items/<id>.error.json an item that failed, with the reason
+    index.csv             one row per item (rebuilt at the end of every run)
+
+Every file is written to a temporary name and renamed into place, so an item is either
+finished or absent: a run killed at any moment is resumed with ``--resume``, which skips
+finished items (failed ones too, unless ``--retry-failed``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import re
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import DatasetError
+
+ITEMS = "items"
+SETTINGS = "extract.json"
+INDEX = "index.csv"
+INDEX_FIELDS = ("id", "path", "label", "speaker", "split", "status", "frames_used", "face", "voice", "error")
+
+
+def item_id(path: Path, root: Path) -> str:
+    """A stable, file-system-safe id: readable stem + hash of the path relative to the corpus root."""
+    try:
+        rel = Path(path).resolve().relative_to(Path(root).resolve())
+    except ValueError:
+        rel = Path(path).resolve()
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(path).stem)[:60]
+    return f"{stem}-{hashlib.sha1(str(rel).encode()).hexdigest()[:10]}"
+
+
+def settings_for(dataset: Path, layout: str | None, split: str | None, bundle: Path, manifest: dict,
+                 options) -> dict[str, Any]:
+    opts = asdict(options)
+    opts.pop("keep_frames", None)
+    sha = hashlib.sha256(json.dumps(manifest.get("files", {}), sort_keys=True).encode()).hexdigest()
+    return {"dataset": str(Path(dataset).resolve()), "layout": layout, "split": split,
+            "model": str(Path(bundle).resolve()), "model_files_sha256": sha, "options": opts}
+
+
+def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
+    """Refuse to mix runs: an existing output folder needs --resume and the same settings."""
+    from .bundle import atomic_write_text
+
+    out = Path(out)
+    s_path = out / SETTINGS
+    if s_path.is_file():
+        if not resume:
+            raise DatasetError(f"{out}: already holds an extraction; pass --resume to finish it, "
+                               "or choose another --out")
+        old = json.loads(s_path.read_text())
+        if old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise DatasetError(f"{out}: was extracted with other settings ({', '.join(diff)}); "
+                               "use a new --out, or rerun with the same options")
+    elif out.exists() and any(out.iterdir()):
+        raise DatasetError(f"{out}: folder exists and is not an emo extraction; choose another --out")
+    (out / ITEMS).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(s_path, json.dumps(settings, indent=2) + "\n")
+
+
+def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:
+    if (out / ITEMS / f"{iid}.npz").is_file():
+        return True
+    return not retry_failed and (out / ITEMS / f"{iid}.error.json").is_file()
+
+
+# ------------------------------------------------------------------------------------------
+# Work on one item (in this process or a worker)
+
+_PIPE = None
+
+
+def _init_worker(bundle: str, options) -> None:
+    global _PIPE
+    from .pipeline import Pipeline
+
+    _PIPE = Pipeline(Path(bundle), options)
+
+
+def _empty(n: int = 0) -> np.ndarray:
+    return np.zeros((0,) if n == 0 else (0, n), np.float32)
+
+
+def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
+    """Run the pipeline on one item and write its .npz (or .error.json); return its index row."""
+    from .bundle import atomic_path, atomic_write_text
+
+    pipe = pipe or _PIPE
+    res = pipe.run(item.path)
+    row = {"id": iid, "path": str(item.path), "label": item.label, "speaker": item.speaker or "",
+           "split": item.split or "", "status": res.status, "frames_used": res.frames_used,
+           "face": int(res.face_scores is not None), "voice": int(res.voice_scores is not None),
+           "error": res.error or ""}
+    items_dir = Path(out) / ITEMS
+    (items_dir / f"{iid}.error.json").unlink(missing_ok=True)
+    if res.status != "ok":
+        atomic_write_text(items_dir / f"{iid}.error.json", json.dumps({**row, "error_type": res.error_type}) + "\n")
+        row["error_type"] = res.error_type
+        return row
+    labels = pipe.fusion.labels
+    vec = (lambda d: _empty() if d is None else np.array([d[lab] for lab in labels], np.float32))
+    arrays = {
+        "label": np.str_(item.label), "path": np.str_(str(item.path)), "speaker": np.str_(item.speaker or ""),
+        "split": np.str_(item.split or ""), "labels": np.array(labels),
+        "face_features": res.face_features if res.face_features is not None else _empty(256),
+        "frame_scores": res.frame_scores if res.frame_scores is not None else _empty(len(labels)),
+        "frame_times": res.frame_times if res.frame_times is not None else np.zeros(0),
+        "face_scores": vec(res.face_scores),
+        "voice_stats68": res.voice_stats68 if res.voice_stats68 is not None else _empty(),
+        "voice_features": res.voice_features if res.voice_features is not None else _empty(),
+        "voice_scores": vec(res.voice_scores),
+    }
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    with atomic_path(items_dir / f"{iid}.npz", suffix=".npz") as tmp:
+        tmp.write_bytes(buf.getvalue())
+    return row
+
+
+def _run_one(args) -> dict[str, Any]:
+    item, iid, out = args
+    return process_item(item, iid, out)
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, workers: int = 1,
+                   retry_failed: bool = False, pipe=None,
+                   progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Process every unfinished item; return a summary (done, skipped, failed by reason)."""
+    out = Path(out)
+    todo, skipped = [], 0
+    for it in items:
+        iid = item_id(it.path, root)
+        if is_finished(out, iid, retry_failed=retry_failed):
+            skipped += 1
+        else:
+            todo.append((it, iid, out))
+    rows: list[dict[str, Any]] = []
+    if workers <= 1 or len(todo) <= 1:
+        if todo and pipe is None:
+            from .pipeline import Pipeline
+
+            pipe = Pipeline(bundle, options)
+        for it, iid, o in todo:
+            row = process_item(it, iid, o, pipe)
+            rows.append(row)
+            if progress:
+                progress(row)
+    else:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                                 initargs=(str(bundle), options)) as pool:
+            for row in pool.map(_run_one, todo, chunksize=1):
+                rows.append(row)
+                if progress:
+                    progress(row)
+    write_index(out)
+    failed = Counter(r.get("error_type") or "error" for r in rows if r["status"] != "ok")
+    return {
+        "items": len(items), "done": sum(r["status"] == "ok" for r in rows), "skipped": skipped,
+        "failed": sum(failed.values()), "failed_by_reason": dict(failed),
+        "face_only": sum(r["status"] == "ok" and not r["voice"] for r in rows),
+        "voice_only": sum(r["status"] == "ok" and not r["face"] for r in rows),
+        "failures": [{"path": r["path"], "error": r["error"]} for r in rows if r["status"] != "ok"],
+    }
+
+
+def write_index(out: Path) -> Path:
+    """Rebuild index.csv from the finished item files."""
+    from .bundle import atomic_path
+
+    out = Path(out)
+    rows = []
+    for p in sorted((out / ITEMS).glob("*.npz")):
+        with np.load(p, allow_pickle=False) as z:
+            rows.append({"id": p.stem, "path": str(z["path"]), "label": str(z["label"]),
+                         "speaker": str(z["speaker"]), "split": str(z["split"]), "status": "ok",
+                         "frames_used": int(len(z["frame_times"])), "face": int(z["face_scores"].size > 0),
+                         "voice": int(z["voice_scores"].size > 0), "error": ""})
+    for p in sorted((out / ITEMS).glob("*.error.json")):
+        d = json.loads(p.read_text())
+        rows.append({k: d.get(k, "") for k in INDEX_FIELDS})
+    rows.sort(key=lambda r: r["path"])
+    with atomic_path(out / INDEX, suffix=".csv") as tmp:
+        with open(tmp, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=INDEX_FIELDS)
+            w.writeheader()
+            w.writerows(rows)
+    return out / INDEX
+
+
+def load_extracted(out: Path) -> list[dict[str, Any]]:
+    """Finished items of an extraction, as dicts of arrays (labels aligned to emo's order)."""
+    out = Path(out)
+    if not (out / SETTINGS).is_file():
+        raise DatasetError(f"{out}: not an emo extraction folder (no {SETTINGS}); run `emo extract` first")
+    items = []
+    for p in sorted((out / ITEMS).glob("*.npz")):
+        with np.load(p, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+        for k in ("label", "path", "speaker", "split"):
+            d[k] = str(d[k])
+        d["id"] = p.stem
+        items.append(d)
+    return items

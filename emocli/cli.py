@@ -271,11 +271,9 @@ def extract(
                                      retry_failed=retry_failed, progress=lambda row: bar.update(1))
         except EmoError as exc:
             raise fail(str(exc)) from None
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary["failed_by_reason"].items())
     err.print(f"extract: {summary['items']} items: {summary['done']} done, {summary['skipped']} already finished, "
-              f"{summary['failed']} failed"
-              + (f" ({', '.join(f'{k}: {v}' for k, v in summary['failed_by_reason'].items())})" if summary["failed"] else "")
-              + "; "
-              f"
+              f"{summary['failed']} failed{f' ({reasons})' if reasons else ''}; "
               f"{summary['face_only']} face only (no voice), {summary['voice_only']} voice only (no face)")
     for f in summary["failures"][:10]:
         err.print(f"  [red]failed[/red] {f['error']}")

@@ -108,6 +108,36 @@ class Modality(str, Enum):
     voice = "voice"
 
 
+class FuseMethod(str, Enum):
+    equal = "equal"
+    confusion = "confusion"
+    learned = "learned"
+    feature_svm = "feature-svm"
+    feature_dense = "feature-dense"
+
+
+@app.command("fuse")
+def fuse(
+    model: Annotated[Path, typer.Argument(help="Bundle folder holding a face and a voice model.")],
+    method: Annotated[FuseMethod, typer.Option(help="equal (0.5/0.5), confusion (per-emotion weights from "
+                                                    "validation recall), learned (logistic regression on the two "
+                                                    "score vectors), feature-svm / feature-dense (face features + "
+                                                    "68 voice statistics -> PCA 68 -> SVM or dense 14 + softmax).")
+                      ] = FuseMethod.confusion,
+    features: Annotated[Optional[Path], typer.Option(help="`emo extract` output to fit learned/feature methods on.")] = None,
+    split: Annotated[Optional[str], typer.Option(help="Fit on this split of the extracted items only.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Set how face and voice are combined, and save it into the bundle."""
+    from .errors import EmoError
+    from .training import fuse_command
+
+    try:
+        fuse_command(bundle=model, method=method.value, features=features, split=split, seed=seed, console=_stderr())
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("predict")
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "

@@ -57,14 +57,42 @@ class FusionModel:
     face_weights_: np.ndarray | None = None
     face_recall_: dict[str, float] = field(default_factory=dict)
     voice_recall_: dict[str, float] = field(default_factory=dict)
+    # learned / feature-level methods: a scikit-learn pipeline on `fusion_inputs`; the
+    # per-emotion weights above still decide when one modality is missing.
+    estimator_: object | None = None
+    estimator_labels_: tuple[str, ...] = ()
+    info_: dict = field(default_factory=dict)
+
+    @property
+    def needs_features(self) -> bool:
+        return self.method in FEATURE_METHODS and self.method != "learned"
+
+    def fit_estimator(self, x: np.ndarray, y: Sequence[str], *, seed: int = 0) -> "FusionModel":
+        """Fit a learned / feature-level fusion model on clip vectors ``x`` (see :func:`fusion_inputs`)."""
+        est = build_estimator(self.method, n_samples=len(x), n_features=x.shape[1], seed=seed)
+        est.fit(np.asarray(x, np.float64), np.asarray(y))
+        self.estimator_ = est
+        self.estimator_labels_ = tuple(str(c) for c in est.classes_)
+        return self
+
+    def fuse_clip(self, face, voice, *, face_features=None, voice_stats68=None) -> np.ndarray:
+        """Fused probabilities for one clip, using the fitted estimator when both modalities exist."""
+        if self.estimator_ is not None and face is not None and voice is not None:
+            x = fusion_inputs(self.method, face, voice, face_features, voice_stats68)[None]
+            p = self.estimator_.predict_proba(x)[0]
+            full = np.zeros(len(self.labels))
+            for lab, v in zip(self.estimator_labels_, p):
+                full[self.labels.index(lab)] = v
+            return normalize(full)
+        return self.fuse(face, voice)
 
     def fit(self, face_recall: Mapping[str, float] | None = None,
             voice_recall: Mapping[str, float] | None = None) -> "FusionModel":
         """Set the weights: equal, or from the two modalities' validation recall per class."""
-        if self.method not in METHODS:
+        if self.method not in METHODS + FEATURE_METHODS:
             raise ModelError(f"unknown fusion method {self.method!r}; use one of {', '.join(METHODS)}")
         n = len(self.labels)
-        if self.method == "equal":
+        if self.method == "equal" or (self.method in FEATURE_METHODS and not (face_recall and voice_recall)):
             self.face_weights_ = np.full(n, 0.5)
             return self
         if not face_recall or not voice_recall:
@@ -107,12 +135,18 @@ class FusionModel:
         return {"method": self.method, "labels": list(self.labels),
                 "face_weights": {lab: float(w) for lab, w in zip(self.labels, wf)},
                 "voice_weights": {lab: float(1 - w) for lab, w in zip(self.labels, wf)},
-                "face_validation_recall": self.face_recall_, "voice_validation_recall": self.voice_recall_}
+                "face_validation_recall": self.face_recall_, "voice_validation_recall": self.voice_recall_,
+                "estimator_labels": list(self.estimator_labels_), "info": self.info_}
 
     def save(self, directory: Path) -> None:
         from .bundle import atomic_write_text
 
-        atomic_write_text(Path(directory) / "fusion.json", json.dumps(self.to_dict(), indent=2) + "\n")
+        directory = Path(directory)
+        if self.estimator_ is not None:
+            save_skops(self.estimator_, directory / "fusion_feat.skops")
+        else:
+            (directory / "fusion_feat.skops").unlink(missing_ok=True)
+        atomic_write_text(directory / "fusion.json", json.dumps(self.to_dict(), indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: Path) -> "FusionModel":
@@ -130,4 +164,86 @@ class FusionModel:
             raise ModelError(f"{path}: fusion weights must lie in [0, 1]; rerun `emo fuse {directory}`")
         model.face_recall_ = d.get("face_validation_recall", {})
         model.voice_recall_ = d.get("voice_validation_recall", {})
+        model.info_ = d.get("info", {})
+        if model.method in FEATURE_METHODS:
+            est_path = Path(directory) / "fusion_feat.skops"
+            if not est_path.is_file():
+                raise ModelError(f"{est_path}: missing for fusion method {model.method!r}; rerun `emo fuse`")
+            model.estimator_ = load_skops(est_path, what="fusion model")
+            model.estimator_labels_ = tuple(d.get("estimator_labels", []))
+            if not set(model.estimator_labels_) <= set(labels):
+                raise ModelError(f"{path}: fusion model labels {model.estimator_labels_} are not emo labels")
         return model
+
+
+# ------------------------------------------------------------------------------------------
+# Learned and feature-level fusion (fitted on `emo extract` output)
+
+FEATURE_METHODS = ("learned", "feature-svm", "feature-dense")
+PCA_COMPONENTS = 68  # the thesis reduces face features + 68 voice statistics to 68 dimensions
+DENSE_UNITS = 14  # the thesis's experiment 10: one dense layer of 14 units, then softmax
+SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.")
+
+
+def fusion_inputs(method: str, face_scores, voice_scores, face_features, voice_stats68) -> np.ndarray:
+    """The vector a fitted fusion model takes for one clip.
+
+    ``learned``: the two 7-class score vectors (14 values). ``feature-*``: the clip's mean
+    face fc2 features concatenated with the 68 voice statistics (the thesis's feature fusion).
+    """
+    if method == "learned":
+        return np.concatenate([np.asarray(face_scores, np.float64), np.asarray(voice_scores, np.float64)])
+    return np.concatenate([np.asarray(face_features, np.float64), np.asarray(voice_stats68, np.float64)])
+
+
+def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int = 0):
+    """scikit-learn pipeline for a fusion method."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    if method == "learned":
+        return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    k = max(1, min(PCA_COMPONENTS, n_samples - 1, n_features))
+    if method == "feature-svm":
+        head = SVC(C=1.0, kernel="rbf", probability=True, random_state=seed)
+    elif method == "feature-dense":
+        head = MLPClassifier(hidden_layer_sizes=(DENSE_UNITS,), max_iter=2000, random_state=seed)
+    else:
+        raise ModelError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS + FEATURE_METHODS)}")
+    return make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed), head)
+
+
+def load_skops(path: Path, *, what: str):
+    """Load a skops file whose every type is from scikit-learn/numpy/scipy; refuse anything else.
+
+    skops never unpickles; types outside the allow-list (e.g. ``os.system``, ``builtins.eval``
+    or a user class) are refused before anything is constructed.
+    """
+    import skops.io as sio
+
+    try:
+        untrusted = sio.get_untrusted_types(file=str(path))
+    except Exception as exc:  # a truncated or non-skops file
+        raise ModelError(f"{path}: not a readable {what} file ({exc.__class__.__name__}); restore or retrain it") from None
+    bad = [t for t in untrusted if not t.startswith(SKOPS_TRUSTED_PREFIXES) or t.startswith("builtins.eval")
+           or t in ("builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__")]
+    if bad:
+        raise ModelError(f"{path}: refuses to load: the file contains types emo does not trust ({', '.join(bad[:3])}); "
+                         "it was not written by emo, or was tampered with")
+    try:
+        return sio.load(str(path), trusted=untrusted)
+    except Exception as exc:
+        raise ModelError(f"{path}: cannot load {what} ({exc.__class__.__name__}: {exc}); restore or retrain it") from None
+
+
+def save_skops(obj, path: Path) -> None:
+    import skops.io as sio
+
+    from .bundle import atomic_path
+
+    with atomic_path(Path(path), suffix=".skops") as tmp:
+        sio.dump(obj, str(tmp))

@@ -136,6 +136,7 @@ class Pipeline:
 
         info = probe(path)
         res.duration = info.duration
+        self._face_mean = self._stats68 = None  # clip-level inputs of feature-level fusion
         face = voice = None
         if self.face_model is not None and info.has_video:
             if info.is_image:
@@ -157,7 +158,7 @@ class Pipeline:
         labels = self.fusion.labels
         face_a = None if face is None else self._align(face, self.face_model.labels)
         voice_a = None if voice is None else self._align(voice, self.voice_model.labels)
-        fused = self.fusion.fuse(face_a, voice_a)
+        fused = self.fusion.fuse_clip(face_a, voice_a, face_features=self._face_mean, voice_stats68=self._stats68)
         res.face_scores, res.voice_scores = _as_dict(face_a, labels), _as_dict(voice_a, labels)
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
@@ -180,6 +181,7 @@ class Pipeline:
                               "pass --no-detect")
         feats, scores = self.face_model.features(crops[:1], batch_size=1)
         res.frames_used = 1
+        self._face_mean = feats[0]
         if self.options.keep_frames:
             res.frame_times, res.frame_scores, res.face_features = np.zeros(1), scores, feats
         return scores[0]
@@ -203,13 +205,15 @@ class Pipeline:
         pending: list[np.ndarray] = []
         times, score_chunks, feat_chunks = [], [], []
         total = np.zeros(len(self.face_model.labels))
+        feat_sum = 0.0
 
         def flush():
-            nonlocal total
+            nonlocal total, feat_sum
             if not pending:
                 return
             feats, scores = self.face_model.features(pending, batch_size=opt.batch_size)
             total += scores.sum(0)
+            feat_sum = feat_sum + feats.sum(0)
             if opt.keep_frames:
                 times.extend(pending_t)
                 score_chunks.append(scores)
@@ -245,6 +249,7 @@ class Pipeline:
             res.frame_times = np.asarray(times)
             res.frame_scores = np.concatenate(score_chunks)
             res.face_features = np.concatenate(feat_chunks)
+        self._face_mean = feat_sum / res.frames_used
         return total / res.frames_used  # the thesis: average the frame scores over the clip
 
     # -- voice -------------------------------------------------------------------------
@@ -265,9 +270,10 @@ class Pipeline:
             res.notes.append(f"audio undecodable ({_short(exc)}): face only")
             return None
         feats = frame_statistics(frames, feature_set=st["feature_set"])
+        self._stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
         if self.options.keep_frames:
             res.voice_features = feats
-            res.voice_stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
+            res.voice_stats68 = self._stats68
         return vm.predict_proba(feats[None])[0]
 
 

@@ -102,3 +102,57 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")
+
+
+def _validation_recall(meta: dict) -> dict[str, float] | None:
+    """Per-class validation recall stored by train-video (face.json) or train-audio (voice.json)."""
+    if isinstance(meta.get("validation"), dict) and "recall" in meta["validation"]:
+        return meta["validation"]["recall"]
+    rec = meta.get("validation_recall")
+    return rec if isinstance(rec, dict) else None
+
+
+def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str | None, seed: int,
+                 console) -> dict:
+    """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
+    import json
+
+    from .bundle import verify_bundle, write_manifest
+    from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs
+
+    manifest = verify_bundle(bundle)
+    files = manifest.get("files", {})
+    recalls = {}
+    for mod, name in (("face", "face.json"), ("voice", "voice.json")):
+        if name in files:
+            recalls[mod] = _validation_recall(json.loads((Path(bundle) / name).read_text()))
+    if method == "confusion" and not (recalls.get("face") and recalls.get("voice")):
+        raise ModelError(f"{bundle}: confusion-matrix weights need validation recall from both a face and a "
+                         "voice model in the bundle; train both, or use --method equal")
+    fm = FusionModel(method=method).fit(recalls.get("face"), recalls.get("voice"))
+    if method in FEATURE_METHODS:
+        if features is None:
+            raise ModelError(f"--method {method} is fitted on extracted features: run `emo extract CORPUS --out DIR` "
+                             "and pass --features DIR")
+        from .extract import load_extracted
+
+        items = [d for d in load_extracted(features) if d["face_scores"].size and d["voice_scores"].size]
+        if split is not None:
+            items = [d for d in items if d["split"].lower() == split.lower()]
+        labels = sorted({d["label"] for d in items})
+        if len(items) < 4 or len(labels) < 2:
+            raise DatasetError(f"{features}: {len(items)} item(s) with both a face and a voice in "
+                               f"{len(labels)} class(es); fusion needs at least 4 items of 2 classes")
+        x = np.stack([fusion_inputs(method, d["face_scores"], d["voice_scores"],
+                                    d["face_features"].mean(0), d["voice_stats68"]) for d in items])
+        y = np.array([d["label"] for d in items])
+        fm.fit_estimator(x, y, seed=seed)
+        fm.info_ = {"fitted_on": str(features), "split": split, "n_items": len(items),
+                    "classes": labels, "input_dimension": int(x.shape[1])}
+        console.print(f"fitted {method} fusion on {len(items)} clips ({x.shape[1]} inputs, classes: {', '.join(labels)})")
+    fm.save(bundle)
+    write_manifest(bundle, labels=list(fm.labels))
+    weights = fm.to_dict()["face_weights"]
+    console.print(f"saved {bundle}/fusion.json: method {method}; face weight per emotion: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
+    return fm.to_dict()

@@ -196,9 +196,9 @@ def predict(
 
             err.print(f"[red]error:[/red] {escape(res.error or '')}")
         if as_json:
-            json_line(res.to_json())
+            _emit(json_line, res.to_json())
         else:
-            result_table(res, console=out_console)
+            _emit(result_table, res, console=out_console)
         if failed and fail_fast:
             break
     if failed:
@@ -312,14 +312,38 @@ def extract(
         raise typer.Exit(1)
 
 
+class _Interrupted(BaseException):
+    """Ctrl-C. A BaseException of our own so that Click does not turn it into "Aborted!" + exit 1."""
+
+
+class _PipeClosed(BaseException):
+    """stdout was closed by the reader (`emo predict ... | head -1`)."""
+
+
+def _on_sigint(signum, frame):
+    raise _Interrupted()
+
+
+def _emit(write, *args, **kwargs) -> None:
+    """Write a result; a closed stdout ends the run quietly instead of raising."""
+    try:
+        write(*args, **kwargs)
+    except BrokenPipeError:
+        raise _PipeClosed() from None
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
+    import signal
+
+    signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()
-    except KeyboardInterrupt:
+    except (_Interrupted, KeyboardInterrupt):
+        _stderr().print("[yellow]interrupted[/yellow]")
         sys.exit(130)
-    except BrokenPipeError:
-        # stdout closed early (`emo predict ... | head -1`): end quietly.
+    except (_PipeClosed, BrokenPipeError):
+        # Python would complain again when it flushes stdout at exit: point it at /dev/null.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)

@@ -80,8 +80,9 @@ def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
                                "use a new --out, or rerun with the same options")
     elif out.exists() and any(out.iterdir()):
         raise DatasetError(f"{out}: folder exists and is not an emo extraction; choose another --out")
-    (out / ITEMS).mkdir(parents=True, exist_ok=True)
+    # settings first: a folder holding extract.json is resumable whatever happens next
     atomic_write_text(s_path, json.dumps(settings, indent=2) + "\n")
+    (out / ITEMS).mkdir(parents=True, exist_ok=True)
 
 
 def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:

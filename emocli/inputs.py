@@ -49,6 +49,15 @@ def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
 
 def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
     p = Path(arg)
+    if p.exists() and not p.is_file() and not p.is_dir():
+        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin
+        with open(p, "rb") as fh:
+            tmp = spool_stdin(fh)
+        try:
+            yield arg, tmp, None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
     if p.is_dir():
         files = media_in_folder(p)
         if not files:

@@ -16,6 +16,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -30,6 +31,10 @@ VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg",
 AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif"})
 MAX_SIDE = 1280  # pixels: larger frames are downscaled before detection (a 4K frame costs 25 MB)
 PROBE_TIMEOUT = 30.0  # seconds for `ffmpeg -i` to describe a file
+STALL_TIMEOUT = 60.0  # seconds without a decoded byte before ffmpeg is stopped (damaged or endless input)
+MAX_AUDIO_SECONDS = 4 * 3600  # longer recordings need --max-seconds (4 h of 16 kHz float32 is 0.9 GB)
+MAX_AUDIO_BYTES = MAX_AUDIO_SECONDS * SAMPLE_RATE * 4
+MAX_PIXELS = 8192 * 8192  # frames larger than this (67 Mpx) are refused: decoding one would take 200 MB
 
 
 @functools.lru_cache(maxsize=1)
@@ -146,10 +151,39 @@ def _run_pipe(args: list[str], stderr_file) -> subprocess.Popen:
     return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr_file, bufsize=0)
 
 
+class _Watchdog:
+    """Kill ffmpeg when it produces nothing for ``timeout`` seconds (damaged or endless input)."""
+
+    def __init__(self, proc: subprocess.Popen, timeout: float):
+        import threading
+
+        self.proc, self.timeout, self.fired = proc, timeout, False
+        self._last = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+
+    def alive(self) -> None:
+        self._last = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self.timeout / 4)):
+            if time.monotonic() - self._last > self.timeout and self.proc.poll() is None:
+                self.fired = True
+                self.proc.kill()
+                return
+
+    def stop(self) -> None:
+        self._done.set()
+
+
 def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
     w, h = info.width, info.height
     if w <= 0 or h <= 0:
         raise MediaError(f"{info.path}: ffmpeg reports no frame size; the video stream is damaged")
+    if w * h > MAX_PIXELS:
+        raise MediaError(f"{info.path}: frames of {w}x{h} pixels are larger than emo accepts "
+                         f"({MAX_PIXELS // 1_000_000} Mpx); downscale the video first (ffmpeg -vf scale=1920:-2)")
     scale = min(1.0, max_side / max(w, h))
     # even sizes keep every pixel format happy
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
@@ -157,7 +191,7 @@ def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
 
 def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | None = None,
                 max_side: int = MAX_SIDE, chunk: int = 16, max_seconds: float | None = None,
-                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+                stall_timeout: float = STALL_TIMEOUT) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Stream decoded frames.
 
     Parameters
@@ -167,6 +201,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     max_side : frames are downscaled so that their longer side is at most this
     chunk : frames per yielded array
     max_seconds : stop after this much media time
+    stall_timeout : stop ffmpeg after this many seconds without output
 
     Yields
     ------
@@ -185,7 +220,8 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     w, h = _output_size(info, max_side)
     stream = ffmpeg.input(_source(info.path)).video
     if fps is not None:
-        stream = stream.filter("fps", fps=fps)
+        # eof_action=pass keeps the last frame of a clip shorter than 1/fps (a one-frame video)
+        stream = stream.filter("fps", fps=fps, eof_action="pass")
     stream = stream.filter("scale", w, h)
     out_kw = {"format": "rawvideo", "pix_fmt": "rgb24"}
     if max_seconds is not None:
@@ -197,9 +233,10 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     n = 0
     with tempfile.TemporaryFile() as err:
         proc = _run_pipe(cmd, err)
+        dog = _Watchdog(proc, stall_timeout)
         try:
             while True:
-                buf = _read_exact(proc.stdout, frame_bytes * chunk)
+                buf = _read_exact(proc.stdout, frame_bytes * chunk, dog)
                 k = len(buf) // frame_bytes
                 if k:
                     frames = np.frombuffer(buf[:k * frame_bytes], np.uint8).reshape(k, h, w, 3)
@@ -208,10 +245,14 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
                 if len(buf) < frame_bytes * chunk:
                     break
         finally:
+            dog.stop()
             proc.stdout.close()
             if proc.poll() is None:
                 proc.kill()
             rc = proc.wait()
+        if dog.fired:
+            raise MediaError(f"{info.path}: ffmpeg produced no frame for {stall_timeout:.0f} s and was stopped; "
+                             "the file is damaged or an endless stream (use --max-seconds)")
         if n == 0 and rc != 0:
             err.seek(0)
             msg = _last_error_line(err.read().decode("utf-8", "replace"))
@@ -219,19 +260,21 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
                              "or uses an unsupported codec")
 
 
-def _read_exact(fh, size: int) -> bytes:
+def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
     parts, got = [], 0
     while got < size:
-        b = fh.read(size - got)
+        b = fh.read(min(size - got, 1 << 20))
         if not b:
             break
+        if dog is not None:
+            dog.alive()
         parts.append(b)
         got += len(b)
     return b"".join(parts)
 
 
 def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | None = None,
-               max_seconds: float | None = None) -> np.ndarray:
+               max_seconds: float | None = None, stall_timeout: float = STALL_TIMEOUT) -> np.ndarray:
     """Decode the first audio stream as mono float32 in [-1, 1] at ``sr`` Hz.
 
     Returns
@@ -258,9 +301,21 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     cmd = args.compile(cmd=ffmpeg_exe())
     with tempfile.TemporaryFile() as err:
         proc = _run_pipe(cmd, err)
-        data = proc.stdout.read()
-        proc.stdout.close()
-        rc = proc.wait()
+        dog = _Watchdog(proc, stall_timeout)
+        try:
+            data = _read_exact(proc.stdout, MAX_AUDIO_BYTES + 4, dog)
+        finally:
+            dog.stop()
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            rc = proc.wait()
+        if dog.fired:
+            raise MediaError(f"{info.path}: ffmpeg produced no audio for {stall_timeout:.0f} s and was stopped; "
+                             "the file is damaged or an endless stream (use --max-seconds)")
+        if len(data) > MAX_AUDIO_BYTES:
+            raise MediaError(f"{info.path}: more than {MAX_AUDIO_SECONDS / 3600:.0f} h of audio; "
+                             "analyse part of it with --max-seconds")
         if rc != 0 and not data:
             err.seek(0)
             msg = _last_error_line(err.read().decode("utf-8", "replace"))

@@ -144,13 +144,13 @@ class Pipeline:
             else:
                 face = self._score_video(info, res)
         elif info.has_video and self.face_model is None:
-            res.notes.append("face model not loaded: voice only")
+            res.notes.append("face model not loaded")
         if self.voice_model is not None and info.has_audio and not info.is_image:
             voice = self._score_voice(info, res)
         elif not info.has_audio and not info.is_image:
-            res.notes.append("no audio track: face only")
+            res.notes.append("no audio track")
         elif info.has_audio and self.voice_model is None:
-            res.notes.append("voice model not loaded: face only")
+            res.notes.append("voice model not loaded")
         if face is None and voice is None:
             reasons = "; ".join(res.notes) or "nothing to analyse"
             raise NoFaceError(f"{path}: no face and no usable voice ({reasons}); "
@@ -163,6 +163,10 @@ class Pipeline:
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
         res.modalities = [m for m, s in (("face", face_a), ("voice", voice_a)) if s is not None]
+        if res.modalities == ["face"] and not info.is_image:
+            res.notes.append("face only")
+        elif res.modalities == ["voice"] and info.has_video:
+            res.notes.append("voice only")
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
         from .fusion import align, normalize
@@ -240,10 +244,10 @@ class Pipeline:
             res.notes.append("video stream ended early (damaged file): scored the frames decoded")
         flush()
         if res.frames_seen == 0:
-            res.notes.append("no video frames decoded: voice only")
+            res.notes.append("no video frames decoded")
             return None
         if res.frames_used == 0:
-            res.notes.append("no face found: voice only")
+            res.notes.append(f"no face found in {res.frames_seen} frame(s)")
             return None
         if opt.keep_frames:
             res.frame_times = np.asarray(times)
@@ -259,15 +263,17 @@ class Pipeline:
         from .audio_features import frame_statistics, short_term_features
 
         vm = self.voice_model
-        st = vm.settings_
+        st = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025, "feature_set": "thesis68",
+              **(vm.feature_settings or {})}
+        sr = int(st["sample_rate"])
         try:
-            audio = load_audio(info.path, sr=st["sample_rate"], info=info, max_seconds=self.options.max_seconds)
-            frames = short_term_features(audio, st["sample_rate"], window=st["window_s"], step=st["step_s"])
+            audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
+            frames = short_term_features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
         except NoAudioError as exc:
-            res.notes.append(f"{_short(exc)}: face only")
+            res.notes.append(f"voice unusable ({_short(exc, info.path)})")
             return None
         except MediaError as exc:
-            res.notes.append(f"audio undecodable ({_short(exc)}): face only")
+            res.notes.append(f"audio undecodable ({_short(exc, info.path)})")
             return None
         feats = frame_statistics(frames, feature_set=st["feature_set"])
         self._stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
@@ -277,6 +283,8 @@ class Pipeline:
         return vm.predict_proba(feats[None])[0]
 
 
-def _short(exc: Exception) -> str:
+def _short(exc: Exception, path: Path) -> str:
+    """The message without its leading file name (the result already names the file)."""
     msg = str(exc)
-    return msg.split(": ", 1)[1] if ": " in msg else msg
+    prefix = f"{path}: "
+    return msg[len(prefix):] if msg.startswith(prefix) else msg

@@ -3,6 +3,7 @@ error naming the file and the fix, never a traceback (README: "What happens when
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,56 @@ def test_non_seekable_pipe(tiny_bundle):
     assert r.exit_code == 0
     obj = json.loads(r.stdout)
     assert obj["status"] == "ok" and obj["modalities"] == ["face", "voice"]
+
+
+# --- the same bad files inside a corpus: extract and evaluate go on and account for them --
+
+@pytest.fixture
+def corpus_with_bad_files(tmp_path):
+    root = tmp_path / "afew"
+    for split, folder, src in (("Val", "Happy", "HAP"), ("Val", "Sad", "SAD")):
+        (root / split / folder).mkdir(parents=True)
+        shutil.copy(EXAMPLES / f"1001_DFA_{src}_XX.avi", root / split / folder / f"{src}.avi")
+    (root / "Val" / "Sad" / "empty.avi").write_bytes(b"")
+    (root / "Val" / "Happy" / "text.avi").write_text("not a video\n")
+    return root
+
+
+def test_extract_records_bad_items_and_finishes_the_rest(tiny_bundle, corpus_with_bad_files, tmp_path):
+    out = tmp_path / "feats"
+    r = runner.invoke(app, ["extract", str(corpus_with_bad_files), "--out", str(out), "--model", str(tiny_bundle)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["done"] == 2 and summary["failed"] == 2
+    assert summary["failed_by_reason"] == {"MediaError": 2}
+    index = (out / "index.csv").read_text()
+    assert "empty.avi" in index and "text.avi" in index and index.count(",ok,") == 2
+    # resume does not redo failed items unless asked to
+    r2 = runner.invoke(app, ["extract", str(corpus_with_bad_files), "--out", str(out), "--model", str(tiny_bundle), "--resume"])
+    assert r2.exit_code == 0 and json.loads(r2.stdout.strip().splitlines()[-1])["skipped"] == 4
+
+
+def test_extract_refuses_to_mix_runs(tiny_bundle, corpus_with_bad_files, tmp_path):
+    out = tmp_path / "feats"
+    runner.invoke(app, ["extract", str(corpus_with_bad_files), "--out", str(out), "--model", str(tiny_bundle)])
+    r = runner.invoke(app, ["extract", str(corpus_with_bad_files), "--out", str(out), "--model", str(tiny_bundle)])
+    assert r.exit_code == 1 and "--resume" in r.output
+    r = runner.invoke(app, ["extract", str(corpus_with_bad_files), "--out", str(out), "--model", str(tiny_bundle),
+                            "--resume", "--fps", "2"])
+    assert r.exit_code == 1 and "other settings" in r.output
+
+
+def test_evaluate_counts_and_lists_failed_items(tiny_bundle, corpus_with_bad_files):
+    r = runner.invoke(app, ["evaluate", str(corpus_with_bad_files), "--split", "Val", "--model", str(tiny_bundle), "--json"])
+    assert r.exit_code == 1
+    rep = json.loads(r.stdout)
+    assert rep["n_items"] == 4 and rep["n_failed"] == 2
+    assert sorted(Path(f["file"]).name for f in rep["failed"]) == ["empty.avi", "text.avi"]
+    for m in ("face", "voice", "fused"):
+        assert rep[m]["n"] == 2
+        assert sum(map(sum, rep[m]["confusion"])) == rep[m]["n"]
+
+
+def test_evaluate_missing_corpus_is_one_line(tiny_bundle, tmp_path):
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "nowhere"), "--model", str(tiny_bundle)])
+    assert r.exit_code == 1 and "nowhere" in r.output and "Traceback" not in r.output

@@ -65,7 +65,7 @@ def train_video(
     data: Annotated[Path, typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.")],
     backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
-                                               "vggface (needs --weights) or keras:PATH.keras[#LAYER] "
+                                               "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
                                                "(frozen backbone + retrained head).")] = "emo-cnn",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
@@ -75,10 +75,10 @@ def train_video(
     seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
-                                                         "deepface; see docs/vggface.md) [default: $EMO_VGGFACE_WEIGHTS].",
+                                                         "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
                                                     show_default=False)] = None,
     head: Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
-                                                      "blocks + FC 512-256 [default: exp2].", show_default=False)] = None,
+                                                      "blocks + FC 512-256; default: exp2.", show_default=False)] = None,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command

@@ -1,0 +1,385 @@
+"""VGG-Face: the architecture, both public weight-file layouts, the thesis's heads, keras: backbones.
+
+No real weights are needed: weight files are written from a randomly initialised network
+in the exact HDF5 layouts of keras-vggface and deepface (see ``vggface_helpers``). The
+full network has 145 M parameters (580 MB), so it is built once per module.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from emocli.errors import ModelError
+from emocli.video_model import FaceModel, Preprocessing, prepare_faces
+from emocli.vggface import (
+    CONV_LAYERS,
+    EXPECTED_SHAPES,
+    VGGFACE_MEAN_BGR,
+    WEIGHTS_ENV,
+    build_keras_backbone,
+    build_vggface,
+    build_vggface_emotion,
+    gpu_available,
+    load_vggface_weights,
+    resolve_weights,
+)
+from vggface_helpers import (
+    deepface_layers,
+    keras_vggface_layers,
+    make_vggface_bundle,
+    random_faces,
+    shapes_only,
+    vgg_weights,
+    write_keras2_h5,
+)
+
+# The published VGG-16 layout with VGG-Face's 2,622-way fc8 (Parkhi et al. 2015, table 3):
+# 14,714,688 convolution parameters + fc6 102,764,544 + fc7 16,781,312 + fc8 10,742,334.
+# (138,357,544 is the ImageNet VGG-16, whose fc8 has 1,000 outputs: 4,097,000.)
+VGGFACE_PARAMS = 145_002_878
+VGGFACE_NOTOP_PARAMS = 14_714_688
+
+EXPECTED_OUTPUTS = {
+    "conv1_1": (224, 224, 64), "conv1_2": (224, 224, 64), "pool1": (112, 112, 64),
+    "conv2_1": (112, 112, 128), "conv2_2": (112, 112, 128), "pool2": (56, 56, 128),
+    "conv3_1": (56, 56, 256), "conv3_2": (56, 56, 256), "conv3_3": (56, 56, 256), "pool3": (28, 28, 256),
+    "conv4_1": (28, 28, 512), "conv4_2": (28, 28, 512), "conv4_3": (28, 28, 512), "pool4": (14, 14, 512),
+    "conv5_1": (14, 14, 512), "conv5_2": (14, 14, 512), "conv5_3": (14, 14, 512), "pool5": (7, 7, 512),
+    "flatten": (25088,), "fc6": (4096,), "fc6_relu": (4096,), "fc6_dropout": (4096,),
+    "fc7": (4096,), "fc7_relu": (4096,), "fc7_dropout": (4096,), "fc8": (2622,), "fc8_softmax": (2622,),
+}
+
+
+@pytest.fixture(scope="module")
+def source():
+    """A seeded random VGG-Face, its weights and its pool5 / fc7 / softmax on two random inputs."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = build_vggface()
+    x = np.random.default_rng(0).normal(0.0, 60.0, (2, 224, 224, 3)).astype(np.float32)
+    probe = _probe(model)
+    ref = [np.asarray(o) for o in probe(x, training=False)]
+    ns = SimpleNamespace(model=model, x=x, ref=ref, weights=vgg_weights(model))
+    yield ns
+    del ns.model, ns.weights
+
+
+def _probe(model):
+    import keras
+
+    return keras.Model(model.input, [model.get_layer("pool5").output, model.get_layer("fc7_relu").output,
+                                     model.output])
+
+
+@pytest.fixture(scope="module")
+def weight_files(source, tmp_path_factory):
+    """The source network written as keras-vggface full / notop files and as deepface's file."""
+    d = tmp_path_factory.mktemp("vggface_weights")
+    files = SimpleNamespace(
+        full=write_keras2_h5(d / "rcmalli_vggface_tf_vgg16.h5", keras_vggface_layers(source.weights)),
+        notop=write_keras2_h5(d / "rcmalli_vggface_tf_notop_vgg16.h5",
+                              keras_vggface_layers(source.weights, include_top=False)),
+        deepface=write_keras2_h5(d / "vgg_face_weights.h5", deepface_layers(source.weights)),
+    )
+    yield files
+    for p in (files.full, files.notop, files.deepface):
+        p.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="module")
+def target():
+    """A second full VGG-Face with other random weights, to load files into."""
+    import keras
+
+    keras.utils.set_random_seed(1)
+    return build_vggface()
+
+
+@pytest.fixture(scope="module")
+def notop():
+    return build_vggface(include_top=False)
+
+
+@pytest.fixture(scope="module")
+def vggface_bundle(weight_files, tmp_path_factory):
+    """A saved face bundle (face.keras, face.json, manifest.json) of a VGG-Face exp2 model trained one step.
+
+    For end-to-end tests (``emo predict --model DIR``); returns (directory, FaceModel).
+    """
+    directory = tmp_path_factory.mktemp("vggface_bundle")
+    model = make_vggface_bundle(directory, weight_files.notop, head="exp2")
+    return directory, model
+
+
+def _assert_same(actual, expected):
+    scale = float(np.max(np.abs(expected))) or 1.0
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+# --------------------------------------------------------------------------------------
+# The graph
+
+
+def test_architecture_matches_published_vgg_face(source, notop):
+    model = source.model
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers[1:]}
+    assert shapes == EXPECTED_OUTPUTS
+    assert tuple(model.input.shape[1:]) == (224, 224, 3)
+    for name, (kernel, bias) in EXPECTED_SHAPES.items():
+        assert [tuple(w.shape) for w in model.get_layer(name).weights] == [kernel, bias], name
+    for name in CONV_LAYERS:
+        conv = model.get_layer(name)
+        assert conv.kernel_size == (3, 3) and conv.padding == "same" and conv.activation.__name__ == "relu"
+    assert model.get_layer("fc6_dropout").rate == 0.5 and model.get_layer("fc7_dropout").rate == 0.5
+    assert model.count_params() == VGGFACE_PARAMS
+    assert sum(int(np.prod(k)) + int(np.prod(b)) for k, b in EXPECTED_SHAPES.values()) == VGGFACE_PARAMS
+    assert notop.count_params() == VGGFACE_NOTOP_PARAMS
+    assert tuple(notop.output.shape[1:]) == (7, 7, 512)
+    # probabilities over the 2,622 identities
+    np.testing.assert_allclose(source.ref[2].sum(1), 1.0, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------
+# Weight files
+
+
+def test_keras_vggface_file_loads_to_identical_outputs(source, target, weight_files):
+    before = np.asarray(_probe(target)(source.x, training=False)[1])
+    assert not np.allclose(before, source.ref[1])
+    assert load_vggface_weights(target, weight_files.full) == "keras-vggface"
+    out = [np.asarray(o) for o in _probe(target)(source.x, training=False)]
+    for a, e in zip(out, source.ref):
+        _assert_same(a, e)
+    assert np.abs(source.ref[1]).max() > 0  # the comparison is not between two zero vectors
+
+
+def test_deepface_file_loads_to_identical_outputs(source, target, weight_files):
+    import h5py
+
+    with h5py.File(weight_files.deepface, "r") as f:  # the file really stores fc layers as convolutions
+        assert f["conv2d_14/conv2d_14/kernel:0"].shape == (7, 7, 512, 4096)
+        assert f["conv2d_16/conv2d_16/kernel:0"].shape == (1, 1, 4096, 2622)
+    for w in target.weights:
+        w.assign(np.zeros(w.shape, w.dtype))
+    assert load_vggface_weights(target, weight_files.deepface) == "deepface"
+    out = [np.asarray(o) for o in _probe(target)(source.x, training=False)]
+    for a, e in zip(out, source.ref):
+        _assert_same(a, e)
+
+
+def test_notop_file_loads_and_full_file_loads_into_notop(source, notop, weight_files):
+    import keras
+
+    for path, layout in ((weight_files.notop, "keras-vggface-notop"), (weight_files.full, "keras-vggface"),
+                         (weight_files.deepface, "deepface")):
+        for w in notop.weights:
+            w.assign(np.zeros(w.shape, w.dtype))
+        assert load_vggface_weights(notop, path) == layout
+        _assert_same(np.asarray(keras.Model(notop.input, notop.output)(source.x)), source.ref[0])
+
+
+def test_notop_file_refused_for_a_model_with_fc_layers(target, weight_files):
+    kernel = np.asarray(target.get_layer("conv1_1").kernel).copy()
+    with pytest.raises(ModelError, match=r"no weights for layer fc6.*_notop"):
+        load_vggface_weights(target, weight_files.notop)
+    np.testing.assert_array_equal(np.asarray(target.get_layer("conv1_1").kernel), kernel)  # untouched
+
+
+def test_wrong_shape_names_the_first_bad_layer(source, notop, tmp_path):
+    layers = shapes_only(keras_vggface_layers(source.weights))
+    bad = [(n, [(w, (3, 3, 256, 128) if w == "conv3_2/kernel:0" else s) for w, s in ws]) for n, ws in layers]
+    bad = [(n, [(w, (4096, 1000) if w == "fc8/kernel:0" else s) for w, s in ws]) for n, ws in bad]
+    path = write_keras2_h5(tmp_path / "bad.h5", bad)
+    with pytest.raises(ModelError, match=r"layer conv3_2 .*expected kernel \(3, 3, 256, 256\).*found \(3, 3, 256, 128\)"):
+        load_vggface_weights(notop, path)
+
+    layers = shapes_only(deepface_layers(source.weights))
+    bad = [(n, [(w, (1, 1, 4096, 1000) if w == "conv2d_16/kernel:0" else s) for w, s in ws]) for n, ws in layers]
+    path = write_keras2_h5(tmp_path / "bad_deepface.h5", bad)
+    # fc8 is checked even though the no-top model does not use it
+    with pytest.raises(ModelError, match=r"layer fc8 \(file layer 'conv2d_16'\).*\(4096, 2622\) or "
+                                         r"\(1, 1, 4096, 2622\).*found \(1, 1, 4096, 1000\)"):
+        load_vggface_weights(notop, path)
+
+
+def test_other_files_are_refused(notop, tmp_path):
+    with pytest.raises(ModelError, match=r"--weights PATH.*EMO_VGGFACE_WEIGHTS"):
+        load_vggface_weights(notop, tmp_path / "missing.h5")
+    (tmp_path / "not.h5").write_bytes(b"not hdf5")
+    with pytest.raises(ModelError, match="not an HDF5 file"):
+        load_vggface_weights(notop, tmp_path / "not.h5")
+    other = write_keras2_h5(tmp_path / "other.h5", [("dense_1", [("dense_1/kernel:0", (8, 4)),
+                                                                  ("dense_1/bias:0", (4,))])])
+    with pytest.raises(ModelError, match="unknown weight layout"):
+        load_vggface_weights(notop, other)
+
+
+def test_resolve_weights(monkeypatch, tmp_path, weight_files):
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(ModelError, match=r"--weights PATH.*EMO_VGGFACE_WEIGHTS"):
+        resolve_weights(None)
+    assert resolve_weights(weight_files.notop) == weight_files.notop
+    monkeypatch.setenv(WEIGHTS_ENV, str(weight_files.full))
+    assert resolve_weights(None) == weight_files.full
+    monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "gone.h5"))
+    with pytest.raises(ModelError, match=r"gone\.h5.*given by EMO_VGGFACE_WEIGHTS"):
+        resolve_weights(None)
+
+
+# --------------------------------------------------------------------------------------
+# Preprocessing
+
+
+def test_preprocessing_is_bgr_minus_the_vggface_mean():
+    from emocli.vggface import vggface_preprocessing
+
+    pre = vggface_preprocessing()
+    red = np.zeros((50, 50, 3), np.uint8)
+    red[..., 0] = 255
+    x = prepare_faces([red], pre)
+    assert x.shape == (1, 224, 224, 3)
+    b, g, r = VGGFACE_MEAN_BGR
+    np.testing.assert_allclose(x[0, 100, 100], [-b, -g, 255 - r], rtol=1e-6)
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
+    old = {k: v for k, v in Preprocessing().to_dict().items() if k != "channels"}  # bundles before the field
+    assert Preprocessing.from_dict(old).channels == "rgb"
+
+
+# --------------------------------------------------------------------------------------
+# The thesis's heads
+
+
+def _check_round_trip(directory: Path, model: FaceModel):
+    from emocli.bundle import verify_bundle
+
+    manifest = verify_bundle(directory)
+    assert manifest["labels"] == list(model.labels)
+    loaded = FaceModel.load(directory)
+    assert loaded.backbone == model.backbone and loaded.preprocessing == model.preprocessing
+    faces = random_faces(2, size=80, seed=5)
+    scores = model.predict_proba(faces)
+    feats, loaded_scores = loaded.features(faces)
+    np.testing.assert_allclose(loaded_scores, scores, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-5)
+    assert feats.shape == (2, 256) and np.isfinite(feats).all()
+
+
+def test_exp2_head_trains_saves_and_loads(vggface_bundle, source):
+    directory, model = vggface_bundle
+    net = model.network_
+    assert model.backbone == "vggface-exp2"
+    assert {"fc1", "fc2", "scores"} <= {layer.name for layer in net.layers}
+    assert tuple(net.get_layer("fc1").input.shape[1:]) == (25088,)  # flattened pool5
+    assert all(not net.get_layer(n).trainable for n in CONV_LAYERS)
+    trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+    assert trainable == (25088 * 512 + 512) + (512 * 256 + 256) + (256 * 7 + 7)
+    # frozen layers kept the pretrained weights through training
+    np.testing.assert_array_equal(np.asarray(net.get_layer("conv5_3").kernel), source.weights["conv5_3"][0])
+    assert len(model.history_) == 1 and np.isfinite(model.history_[0]["loss"])
+    _check_round_trip(directory, model)
+
+
+def test_exp1_head_keeps_frozen_fc6(weight_files, source, tmp_path):
+    model = make_vggface_bundle(tmp_path / "bundle", weight_files.deepface, head="exp1")
+    net = model.network_
+    assert model.backbone == "vggface-exp1"
+    assert tuple(net.get_layer("fc2").input.shape[1:]) == (4096,)
+    assert not net.get_layer("fc6").trainable
+    trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
+    assert trainable == (4096 * 256 + 256) + (256 * 7 + 7)
+    np.testing.assert_array_equal(np.asarray(net.get_layer("fc6").kernel), source.weights["fc6"][0])
+    _check_round_trip(tmp_path / "bundle", model)
+
+
+def test_exp1_needs_fc6(weight_files):
+    with pytest.raises(ModelError, match="fc6"):
+        build_vggface_emotion(weight_files.notop, head="exp1", mixed_precision=False)
+    with pytest.raises(ModelError, match="unknown VGG-Face head"):
+        build_vggface_emotion(weight_files.notop, head="exp3")
+
+
+def test_mixed_precision_only_when_asked(weight_files):
+    import keras
+
+    if not gpu_available():  # automatic choice: never on a CPU
+        _, net = build_vggface_emotion(weight_files.notop, head="exp2")
+        assert net.get_layer("conv1_1").dtype_policy.name == "float32"
+        del net
+    _, net = build_vggface_emotion(weight_files.notop, head="exp2", mixed_precision=True)
+    assert net.get_layer("conv1_1").dtype_policy.name == "mixed_float16"
+    assert net.get_layer("scores").dtype_policy.name == "float32"
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
+
+
+# --------------------------------------------------------------------------------------
+# keras:PATH backbones and the --backbone wiring
+
+
+def _tiny_keras_model(path: Path, *, rescaling: bool = False, channels: int = 3):
+    import keras
+    from keras import layers
+
+    inp = keras.Input((32, 32, channels))
+    x = layers.Rescaling(1 / 255.0, name="rescale")(inp) if rescaling else inp
+    x = layers.Conv2D(4, 3, activation="relu", name="conv")(x)
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dense(8, activation="relu", name="feat")(x)
+    out = layers.Dense(3, activation="softmax", name="probs")(x)
+    keras.Model(inp, out).save(path)
+    return path
+
+
+def test_keras_backbone(tmp_path):
+    from emocli.training import _backbone_model
+
+    path = _tiny_keras_model(tmp_path / "mine.keras")
+    model, net = build_keras_backbone(path)
+    assert model.preprocessing == Preprocessing(size=32, color="rgb", scale=1 / 255.0, offset=(0.0, 0.0, 0.0))
+    assert tuple(net.output.shape) == (None, 7) and net.get_layer("fc2")
+    assert model.backbone == "keras:mine.keras"
+    model, net = _backbone_model(f"keras:{path}#gap", width=32)
+    assert model.backbone == "keras:mine.keras#gap"
+    assert tuple(net.get_layer("backbone").output.shape) == (None, 4)
+
+    grey = _tiny_keras_model(tmp_path / "grey.keras", rescaling=True, channels=1)
+    model, _ = build_keras_backbone(grey)
+    assert (model.preprocessing.color, model.preprocessing.scale) == ("gray", 1.0)  # it rescales itself
+    model, _ = build_keras_backbone(grey, input_range="-1-1")
+    assert model.preprocessing.offset == (-1.0,)
+
+    with pytest.raises(ModelError, match="has no layer 'nope'"):
+        build_keras_backbone(path, "nope")
+    (tmp_path / "old.h5").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"only Keras 3 \.keras files"):
+        build_keras_backbone(tmp_path / "old.h5")
+    with pytest.raises(ModelError, match="not found"):
+        build_keras_backbone(tmp_path / "absent.keras")
+
+
+def test_backbone_spec_errors(monkeypatch, weight_files):
+    from emocli.training import _backbone_model
+
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    with pytest.raises(ModelError, match=r"--weights PATH.*EMO_VGGFACE_WEIGHTS"):
+        _backbone_model("vggface", width=32)
+    with pytest.raises(ModelError, match="belong to --backbone vggface"):
+        _backbone_model("emo-cnn", width=32, weights=weight_files.notop)
+    with pytest.raises(ModelError, match="unknown backbone"):
+        _backbone_model("resnet", width=32)
+
+
+def test_train_video_has_weights_and_head_options():
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    result = CliRunner().invoke(app, ["train-video", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    assert "--weights" in result.output and "--head" in result.output
+    result = CliRunner().invoke(app, ["train-video", "data", "--out", "o", "--head", "exp9"])
+    assert result.exit_code == 2

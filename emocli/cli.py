@@ -153,6 +153,10 @@ def predict(
     detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: inputs are already face crops.")] = True,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
+    window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
+                                                               "seconds (JSON: lines with \"segment\").")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
+                                                     "feeding one model (bulk runs).")] = 1,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
@@ -169,7 +173,7 @@ def predict(
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
-                   use_voice=modality != Modality.face)
+                   use_voice=modality != Modality.face, window=window)
     try:
         pipe = Pipeline(model, opts)
     except EmoError as exc:
@@ -180,22 +184,19 @@ def predict(
         from rich.console import Console
 
         out_console = Console()
-    show_progress = err.is_terminal
-    for n, (display, path, problem) in enumerate(expand_inputs(inputs), start=1):
-        if problem is not None:
-            from .pipeline import Result
+    from .bulk import run_bulk
 
-            res = Result(file=display, status="error", error=problem)
-        else:
-            if show_progress:
-                err.print(f"[dim][{n}] {display}[/dim]", end="\r")
-            res = pipe.run(path, display_name=display)
+    for n, res in enumerate(run_bulk(pipe, expand_inputs(inputs), workers=workers), start=1):
+        if err.is_terminal:
+            err.print(f"[dim][{n}] {res.file}[/dim]", end="\r")
         if res.status != "ok":
             failed += 1
             from rich.markup import escape
 
             err.print(f"[red]error:[/red] {escape(res.error or '')}")
         if as_json:
+            for seg in res.segments or []:
+                _emit(json_line, {"file": res.file, "segment": seg})
             _emit(json_line, res.to_json())
         else:
             _emit(result_table, res, console=out_console)

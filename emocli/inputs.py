@@ -39,7 +39,11 @@ def _looks_like_text(head: bytes) -> bool:
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
                   ) -> Iterator[tuple[str, Path | None, str | None]]:
-    """Yield ``(display name, path, problem)``; ``problem`` is an error message or ``None``."""
+    """Yield ``(display name, path, problem)``; ``problem`` is an error message or ``None``.
+
+    Inputs read from stdin or a pipe are spooled to temporary files named ``emo-stdin-*``;
+    the caller removes them with :func:`release` once it is done with them.
+    """
     for arg in inputs:
         if arg == "-":
             yield from _from_stdin(stdin if stdin is not None else sys.stdin.buffer)
@@ -52,11 +56,7 @@ def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
     if p.exists() and not p.is_file() and not p.is_dir():
         # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin
         with open(p, "rb") as fh:
-            tmp = spool_stdin(fh)
-        try:
-            yield arg, tmp, None
-        finally:
-            tmp.unlink(missing_ok=True)
+            yield arg, spool_stdin(fh), None
         return
     if p.is_dir():
         files = media_in_folder(p)
@@ -92,8 +92,10 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
                 return b
             return stream.read(n)
 
-    tmp = spool_stdin(_Chain())
-    try:
-        yield "<stdin>", tmp, None
-    finally:
-        tmp.unlink(missing_ok=True)
+    yield "<stdin>", spool_stdin(_Chain()), None
+
+
+def release(display: str, path: Path | None) -> None:
+    """Remove the temporary copy of an input that came from stdin or a pipe."""
+    if path is not None and path.name.startswith("emo-stdin-") and display != str(path):
+        path.unlink(missing_ok=True)

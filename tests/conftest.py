@@ -89,10 +89,8 @@ def tiny_voice_model(seed: int = 0):
     y = np.array([LABELS[i % 7] for i in range(n)])
     x[np.arange(n), np.arange(n) % 7] += 3.0  # make the classes separable
     groups = np.array([f"s{i % 3}" for i in range(n)])
-    from emocli.audio_features import settings
-
-    return VoiceModel(Cs=(1.0,), gammas=(1.0,), repeats=1, n_folds=3,
-                      feature_settings=settings(feature_set="thesis68")).fit(x, y, groups)
+    return VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(1.0,), n_repeats=1,
+                      n_folds=3).fit(x, y, groups)
 
 
 @pytest.fixture(scope="session")

@@ -100,3 +100,35 @@ def test_missing_bundle_is_one_line_error(tmp_path):
     r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_SAD_XX.avi"), "--model", str(tmp_path / "nope")])
     assert r.exit_code == 1
     assert "nope" in r.output and "Traceback" not in r.output
+
+
+def test_workers_give_the_same_results_in_order(tiny_bundle, tmp_path):
+    clips = [str(EXAMPLES / f"1001_DFA_{e}_XX.avi") for e in ("ANG", "DIS", "FEA", "HAP")]
+    args = ["predict", *clips, str(tmp_path / "missing.avi"), "--model", str(tiny_bundle), "--json"]
+    one = lines(runner.invoke(app, args).stdout)
+    two = lines(runner.invoke(app, [*args, "--workers", "2"]).stdout)
+    assert [o["file"] for o in two] == [o["file"] for o in one] == [*clips, str(tmp_path / "missing.avi")]
+    for a, b in zip(one, two):
+        assert a["status"] == b["status"] and a["label"] == b["label"] and a["frames_used"] == b["frames_used"]
+        if a["scores"]:
+            assert all(abs(a["scores"][k] - b["scores"][k]) < 1e-4 for k in LABELS)
+
+
+def test_window_emits_segments_then_the_clip(tiny_bundle, tmp_path):
+    long_clip = tmp_path / "long.avi"
+    from conftest import ffmpeg
+
+    src = str(EXAMPLES / "1001_DFA_HAP_XX.avi")
+    ffmpeg("-i", src, "-i", src, "-i", src, "-filter_complex", "[0:v][0:a][1:v][1:a][2:v][2:a]concat=n=3:v=1:a=1",
+           "-c:v", "mpeg4", "-c:a", "pcm_s16le", str(long_clip))
+    r = runner.invoke(app, ["predict", str(long_clip), "--model", str(tiny_bundle), "--json", "--window", "2"])
+    assert r.exit_code == 0, r.output
+    out = lines(r.stdout)
+    segs, clip = [o["segment"] for o in out[:-1]], out[-1]
+    assert clip["status"] == "ok" and len(segs) == 3
+    assert [s["start"] for s in segs] == [0.0, 2.0, 4.0]
+    for s in segs:
+        assert s["end"] > s["start"] and s["label"] in LABELS
+        assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert s["face_scores"] is not None and s["voice_scores"] is not None
+    assert sum(s["frames_used"] for s in segs) == clip["frames_used"]

@@ -1,0 +1,74 @@
+"""Bulk runs: many inputs through one loaded model, optionally with worker processes.
+
+With ``workers > 1`` decoding, face detection and voice features run in spawned worker
+processes (:meth:`Pipeline.prepare`); the main process holds the one face network and
+scores every clip's faces in batches (:meth:`Pipeline.complete`). Results come out in input
+order, each as soon as it and those before it are done, so ``emo predict ... | head`` works.
+At most ``2 x workers`` inputs are in flight, so memory stays bounded on long input lists.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from .inputs import release
+from .pipeline import Options, Pipeline, Result
+
+_WORKER: Pipeline | None = None
+
+
+def _init_worker(bundle: str, options: Options) -> None:
+    global _WORKER
+    _WORKER = Pipeline(Path(bundle), options, role="prepare")
+
+
+def _prepare(args):
+    path, display = args
+    return _WORKER.prepare(path, display_name=display)
+
+
+def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None]], *,
+             workers: int = 1) -> Iterator[Result]:
+    """Yield one :class:`Result` per input, in order."""
+    if workers <= 1:
+        for display, path, problem in inputs:
+            try:
+                yield Result(file=display, status="error", error=problem) if problem else pipe.run(path, display_name=display)
+            finally:
+                release(display, path)
+        return
+
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")  # TensorFlow and ffmpeg pipes are not fork-safe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                             initargs=(str(pipe.bundle), pipe.options)) as pool:
+        queue: deque = deque()
+        source = iter(inputs)
+
+        def submit_next() -> bool:
+            try:
+                display, path, problem = next(source)
+            except StopIteration:
+                return False
+            fut = None if problem else pool.submit(_prepare, (path, display))
+            queue.append((display, path, problem, fut))
+            return True
+
+        for _ in range(2 * workers):
+            if not submit_next():
+                break
+        while queue:
+            display, path, problem, fut = queue.popleft()
+            try:
+                if problem:
+                    res = Result(file=display, status="error", error=problem)
+                else:
+                    res = pipe.complete(fut.result())
+            finally:
+                release(display, path)
+            submit_next()
+            yield res

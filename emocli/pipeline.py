@@ -352,10 +352,12 @@ class Pipeline:
         scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
         labels = self.fusion.labels
         out = []
-        for k in range(max(1, int(np.ceil(total / w)))):
-            start, end = k * w, min((k + 1) * w, total)
-            if k and end - start < min(1.0, w / 2):
-                break  # a sliver at the end (audio a few ms longer than the video): not a segment
+        edges = [k * w for k in range(max(1, int(np.ceil(total / w))))] + [total]
+        if len(edges) > 2 and edges[-1] - edges[-2] < min(1.0, w / 2):
+            del edges[-2]  # a sliver at the end (audio a few ms longer than the video) joins the last segment
+        for start, end in zip(edges[:-1], edges[1:]):
+            if end >= total:
+                end = total + 1e-6  # the last segment includes the final frame
             sel = (times >= start) & (times < end)
             face = self._align(scores[sel].mean(0), self.face_model.labels) if sel.any() else None
             voice = None
@@ -366,7 +368,7 @@ class Pipeline:
             if face is None and voice is None:
                 continue
             fused = self.fusion.fuse(face, voice)
-            out.append({"start": round(start, 3), "end": round(end, 3), "label": labels[int(np.argmax(fused))],
+            out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
                         "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(face, labels),
                         "voice_scores": _as_dict(voice, labels), "frames_used": int(sel.sum())})
         return out

@@ -157,6 +157,9 @@ def predict(
                                                                "seconds (JSON: lines with \"segment\").")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
                                                      "feeding one model (bulk runs).")] = 1,
+    submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
+                                                          "<clip>.txt per input holding its label (Angry, ..., Surprise).")
+                          ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
@@ -194,6 +197,10 @@ def predict(
             from rich.markup import escape
 
             err.print(f"[red]error:[/red] {escape(res.error or '')}")
+        if submission is not None and res.status == "ok":
+            from .report import write_submission
+
+            write_submission(submission, res)
         if as_json:
             for seg in res.segments or []:
                 _emit(json_line, {"file": res.file, "segment": seg})

@@ -38,3 +38,18 @@ def result_table(res, *, console) -> None:
     console.print(table)
     for note in res.notes:
         console.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+# EmotiW / AFEW class names, as the challenge's submission files spell them.
+EMOTIW_NAMES = {"anger": "Angry", "disgust": "Disgust", "fear": "Fear", "happy": "Happy", "neutral": "Neutral",
+                "sad": "Sad", "surprise": "Surprise"}
+
+
+def write_submission(directory, res) -> None:
+    """EmotiW layout: ``<directory>/<clip name without extension>.txt`` holding the predicted label."""
+    from pathlib import Path
+
+    from .bundle import atomic_write_text
+
+    name = Path(res.file).stem if res.file != "<stdin>" else "stdin"
+    atomic_write_text(Path(directory) / f"{name}.txt", EMOTIW_NAMES[res.label] + "\n")

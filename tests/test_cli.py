@@ -132,3 +132,18 @@ def test_window_emits_segments_then_the_clip(tiny_bundle, tmp_path):
         assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-5)
         assert s["face_scores"] is not None and s["voice_scores"] is not None
     assert sum(s["frames_used"] for s in segs) == clip["frames_used"]
+
+
+def test_emotiw_submission_layout(tiny_bundle, tmp_path):
+    clips = [str(EXAMPLES / f"1001_DFA_{e}_XX.avi") for e in ("ANG", "SAD")]
+    sub = tmp_path / "submission"
+    r = runner.invoke(app, ["predict", *clips, str(tmp_path / "gone.avi"), "--model", str(tiny_bundle),
+                            "--json", "--submission", str(sub)])
+    assert r.exit_code == 1  # the missing clip
+    out = {o["file"]: o for o in lines(r.stdout)}
+    files = sorted(p.name for p in sub.iterdir())
+    assert files == ["1001_DFA_ANG_XX.txt", "1001_DFA_SAD_XX.txt"]
+    for c in clips:
+        text = (sub / (c.rsplit("/", 1)[-1][:-4] + ".txt")).read_text().strip()
+        assert text.lower().startswith(out[c]["label"][:3])
+        assert text in ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")

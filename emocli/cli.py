@@ -62,8 +62,10 @@ class Head(str, Enum):
 
 @app.command("train-video")
 def train_video(
-    data: Annotated[Path, typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.")],
+    data: Annotated[Optional[Path], typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).",
+                                                   show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.",
+                                      show_default=False)] = ...,
     backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
                                                "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
                                                "(frozen backbone + retrained head).")] = "emo-cnn",
@@ -74,6 +76,8 @@ def train_video(
     width: Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
+                                                          "softmax on its fc2 features (no media decoded again).")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
                                                          "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
                                                     show_default=False)] = None,
@@ -81,9 +85,14 @@ def train_video(
                                                       "blocks + FC 512-256; default: exp2.", show_default=False)] = None,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
-    from .training import train_video_command
+    from .training import train_video_command, train_video_features_command
 
+    if (data is None) == (features is None):
+        raise typer.BadParameter("pass either DATA (a folder of face images) or --features DIR")
     try:
+        if features is not None:
+            train_video_features_command(features=features, out=out, holdout=holdout, seed=seed, console=_stderr())
+            return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
                             weights=weights, head=head.value if head is not None else None)

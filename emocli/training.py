@@ -156,3 +156,108 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     console.print(f"saved {bundle}/fusion.json: method {method}; face weight per emotion: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
     return fm.to_dict()
+
+
+def _grouped_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, held-out): whole groups (clips or speakers) go to one side."""
+    rng = np.random.default_rng(seed)
+    uniq = rng.permutation(np.unique(groups))
+    k = max(1, int(round(share * len(uniq)))) if len(uniq) > 1 else 0
+    hold = np.isin(groups, uniq[:k])
+    return np.flatnonzero(~hold), np.flatnonzero(hold)
+
+
+def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console) -> dict:
+    """Retrain the face network's classifier on extracted fc2 features (the thesis's transfer step).
+
+    Every face frame of a training clip is one example labelled with the clip's emotion; the
+    new softmax layer sits on the frozen network (up to fc2) that extracted the features, and
+    the composed network is saved as a complete ``face.keras``.
+    """
+    import json
+
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from ._tf import import_keras
+    from .bundle import write_manifest
+    from .extract import SETTINGS, load_extracted
+    from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, validation_report
+
+    keras = import_keras()
+    items = [d for d in load_extracted(features) if len(d["face_features"])]
+    if not items:
+        raise DatasetError(f"{features}: no extracted item has face features; extract a corpus with faces first")
+    base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
+    base = FaceModel.load(base_dir)
+    x = np.concatenate([d["face_features"] for d in items]).astype(np.float64)
+    y = np.concatenate([[LABELS.index(d["label"])] * len(d["face_features"]) for d in items])
+    clip = np.concatenate([[i] * len(d["face_features"]) for i, d in enumerate(items)])
+    groups = np.array([d["speaker"] or f"clip{clip[j]}" for j, d in ((j, items[clip[j]]) for j in range(len(clip)))])
+    tr, ho = _grouped_holdout(groups, holdout, seed)
+    if len(np.unique(y[tr])) < 2:
+        raise DatasetError(f"{features}: the training part has fewer than 2 emotions; extract more data")
+
+    def fit(idx):
+        scaler = StandardScaler().fit(x[idx])
+        lr = LogisticRegression(C=1.0, max_iter=3000).fit(scaler.transform(x[idx]), y[idx])
+        return scaler, lr
+
+    scaler, lr = fit(tr)
+    validation = validation_report(y[ho], lr.predict(scaler.transform(x[ho])), LABELS) if len(ho) else None
+    scaler, lr = fit(np.arange(len(y)))  # final head on every clip
+    # Fold the scaler into one Dense softmax layer: softmax(((f - mu) / sd) W + b).
+    w = np.zeros((x.shape[1], len(LABELS)))
+    b = np.full(len(LABELS), -30.0)  # emotions absent from the data get ~0 probability
+    coef = lr.coef_ if len(lr.classes_) > 2 else np.vstack([-lr.coef_[0] / 2, lr.coef_[0] / 2])
+    inter = lr.intercept_ if len(lr.classes_) > 2 else np.array([-lr.intercept_[0] / 2, lr.intercept_[0] / 2])
+    for k, c in enumerate(lr.classes_):
+        w[:, c] = coef[k] / scaler.scale_
+        b[c] = inter[k] - float(np.dot(scaler.mean_ / scaler.scale_, coef[k]))
+    net = base.network_
+    head = keras.layers.Dense(len(LABELS), activation="softmax", name=SCORES_LAYER)
+    out_t = head(net.get_layer(FEATURE_LAYER).output)
+    new_net = keras.Model(net.inputs[0], out_t, name="retrained_head")
+    head.set_weights([w.astype(np.float32), b.astype(np.float32)])
+    model = FaceModel(backbone=f"{base.backbone}+retrained-head", preprocessing=base.preprocessing)
+    model.network_ = new_net
+    extra = {"trained_on_features": str(features), "base_model": str(base_dir), "n_clips": len(items),
+             "n_frames": int(len(y)), "holdout": holdout, "seed": seed}
+    if validation is not None:
+        extra["validation"] = validation
+        console.print(f"held-out clips ({len(np.unique(clip[ho]))}): frame accuracy {validation['accuracy']:.3f}, "
+                      f"UAR {validation['uar']:.3f}")
+    model.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    console.print(f"saved {out}/face.keras: new softmax on {base.backbone} fc2 features of {len(items)} clips")
+    return extra
+
+
+def train_audio_features_command(*, features: Path, out: Path, balanced: bool, seed: int, console) -> dict:
+    """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again)."""
+    import json
+
+    from .audio_model import VoiceModel
+    from .bundle import write_manifest
+    from .extract import SETTINGS, load_extracted
+
+    items = [d for d in load_extracted(features) if d["voice_features"].size]
+    if not items:
+        raise DatasetError(f"{features}: no extracted item has voice features; extract a corpus with audio first")
+    base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
+    base = VoiceModel.load(base_dir)  # the features were computed with this model's settings
+    st = base.settings_
+    x = np.stack([d["voice_features"] for d in items]).astype(np.float64)
+    y = [d["label"] for d in items]
+    groups = [d["speaker"] or d["id"] for d in items]
+    method = "speaker" if all(d["speaker"] for d in items) else "clip (no speaker ids: random)"
+    model = VoiceModel(feature_set=st["feature_set"], window=float(st["window_s"]), step=float(st["step_s"]),
+                       sample_rate=int(st["sample_rate"]), class_weight="balanced" if balanced else None,
+                       seed=seed, n_folds=min(5, len(set(groups))))
+    model.fit(x, y, groups)
+    extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method}
+    model.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    console.print(f"saved {out}/voice.skops: {len(items)} clips, grouped by {method}; validation UAR "
+                  f"{model.validation_['uar']:.3f}")
+    return extra

@@ -383,3 +383,30 @@ def test_train_video_has_weights_and_head_options():
     assert "--weights" in result.output and "--head" in result.output
     result = CliRunner().invoke(app, ["train-video", "data", "--out", "o", "--head", "exp9"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("head", ["exp1", "exp2"])
+def test_vggface_bundle_round_trips_through_emo_predict(weight_files, tmp_path, head):
+    """A trained exp1/exp2 bundle (plus fusion weights) scores the example clip via the CLI."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from conftest import EXAMPLES, tiny_voice_model
+    from emocli.bundle import write_manifest
+    from emocli.cli import app
+    from emocli.fusion import FusionModel
+    from emocli.labels import LABELS
+
+    directory = tmp_path / "bundle"
+    model = make_vggface_bundle(directory, weight_files.deepface if head == "exp1" else weight_files.notop, head=head)
+    tiny_voice_model().save(directory)
+    FusionModel("equal").fit().save(directory)
+    write_manifest(directory, labels=list(LABELS))
+    clip = EXAMPLES / "1001_DFA_HAP_XX.avi"
+    r = CliRunner().invoke(app, ["predict", str(clip), "--model", str(directory), "--json", "--fps", "2"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["status"] == "ok" and out["modalities"] == ["face", "voice"] and out["frames_used"] >= 3
+    assert sum(out["face_scores"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert model.preprocessing.size == 224 and model.backbone == f"vggface-{head}"

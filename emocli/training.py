@@ -64,7 +64,7 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
                         weights: Path | None = None, head: str | None = None) -> None:
     from .bundle import write_manifest
     from .datasets import image_folder, read_image
-    from .video_model import prepare_faces
+    from .video_model import store_faces
 
     items = image_folder(data)
     splits = {it.split for it in items if it.split}
@@ -84,7 +84,7 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
     console.print(f"reading {len(items)} images from {data} ...")
     t0 = time.time()
-    x = prepare_faces([read_image(it.path) for it in items], model.preprocessing)
+    x = store_faces([read_image(it.path) for it in items], model.preprocessing)  # uint8, resized per batch
     tr, ho = stratified_holdout(y, holdout, seed)
     console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}, held out {len(ho)} (stratified, seed {seed}) "
                   f"to pick the best epoch; backbone {model.backbone}, {net.count_params():,} parameters")
@@ -261,3 +261,216 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     console.print(f"saved {out}/voice.skops: {len(items)} clips, grouped by {method}; validation UAR "
                   f"{model.validation_['uar']:.3f}")
     return extra
+
+
+# --------------------------------------------------------------------------------------------------
+# train-audio
+
+VOICE_CACHE_VERSION = 1  # bump when window_features changes what it computes
+AUGMENT_SPEEDS = (0.9, 1.1)  # speed-perturbed copies of every training clip (--augment)
+
+
+def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: float) -> str:
+    """Cache file name for one clip: changes with the file (path, size, mtime) and the settings."""
+    import hashlib
+
+    st = Path(path).stat()
+    key = (f"{Path(path).resolve()}|{st.st_size}|{st.st_mtime_ns}|{window}|{step}|{sr}|{speed}"
+           f"|v{VOICE_CACHE_VERSION}")
+    return hashlib.sha1(key.encode()).hexdigest() + ".npz"
+
+
+def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | None, str | None]:
+    """Worker: decode one file and compute the (36, n) window features of the clip at each speed
+    (1.0 = as recorded); reuse and fill the cache.
+
+    Returns (path, speeds, list of feature arrays or None, error message or None): an
+    unreadable file is an expected per-item failure, reported by the caller.
+    """
+    from .audio_features import speed_perturb, window_features
+    from .bundle import atomic_path
+    from .errors import EmoError
+    from .media import load_audio
+
+    path, speeds, window, step, sr, cache = task
+    out, audio = [], None
+    try:
+        for speed in speeds:
+            target = (Path(cache) / _voice_cache_key(Path(path), window=window, step=step, sr=sr, speed=speed)
+                      if cache else None)
+            if target is not None and target.is_file():
+                try:
+                    with np.load(target, allow_pickle=False) as z:
+                        out.append(z["frames"])
+                    continue
+                except (OSError, ValueError, KeyError):
+                    pass  # a damaged cache entry is recomputed
+            if audio is None:
+                audio = load_audio(path, sr=sr)
+            frames = window_features(speed_perturb(audio, speed), sr, window=window, step=step)
+            if target is not None:
+                with atomic_path(target, suffix=".npz") as tmp:
+                    with open(tmp, "wb") as fh:
+                        np.savez(fh, frames=frames)
+            out.append(frames)
+    except (EmoError, OSError) as exc:
+        return path, speeds, None, str(exc)
+    return path, speeds, out, None
+
+
+def _voice_corpus(root: Path, corpus: str | None) -> tuple[str, list]:
+    from .datasets import detect_layout, load_corpus
+
+    layout = corpus or detect_layout(root)
+    items = load_corpus(root, layout, modality="audio")
+    unnamed = [it.path for it in items if not it.speaker]
+    if unnamed:
+        raise DatasetError(f"{unnamed[0]}: no speaker id ({len(unnamed)} such files in {root}); the voice model is "
+                           "validated on held-out speakers, so every file needs one (use a CSV manifest with a "
+                           "speaker column)")
+    return layout, items
+
+
+def _resolve_speakers(wanted: list[str], speakers: set[str]) -> list[str]:
+    """Map ``--test-speakers`` entries to corpus speaker ids (``ravdess_02``; ``Actor_02`` and a bare
+    ``02`` work when unambiguous)."""
+    out = []
+    for w in wanted:
+        w = w.strip()
+        if not w:
+            continue
+        if w in speakers:
+            out.append(w)
+            continue
+        m = w[len("actor_"):] if w.lower().startswith("actor_") else w
+        cands = sorted(s for s in speakers if s.split("_", 1)[-1] == m
+                       and (not w.lower().startswith("actor_") or s.startswith("ravdess_")))
+        if len(cands) == 1:
+            out.append(cands[0])
+        elif not cands:
+            raise DatasetError(f"--test-speakers: no speaker {w!r} in the corpora; speakers are "
+                               f"{', '.join(sorted(speakers))}")
+        else:
+            raise DatasetError(f"--test-speakers: {w!r} is ambiguous ({', '.join(cands)}); write the full id")
+    return sorted(set(out))
+
+
+def _print_scores(console, title: str, sc: dict) -> None:
+    from rich.table import Table
+
+    console.print(f"{title}: accuracy {sc['accuracy']:.3f}, UAR {sc['uar']:.3f} ({sc['n']} clips)")
+    console.print("  recall: " + ", ".join(f"{k} {v:.2f}" for k, v in sc["recall"].items() if v is not None))
+    table = Table(title=f"{title}: confusion (rows true, columns predicted)", title_justify="left")
+    table.add_column("")
+    for lab in sc["labels"]:
+        table.add_column(lab[:5], justify="right")
+    for lab, row in zip(sc["labels"], sc["confusion"]):
+        table.add_row(lab, *(str(v) for v in row))
+    console.print(table)
+
+
+def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
+                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
+                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None) -> dict:
+    """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
+    held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
+
+    With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
+    (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
+    never augmented."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from rich.markup import escape
+
+    from .audio_features import WINDOW, STEP, feature_dimension, frame_statistics
+    from .audio_model import DEFAULT_C_GRID, VoiceModel, confusion, scores_from_confusion
+    from .bundle import write_manifest
+    from .media import SAMPLE_RATE
+
+    feature_dimension(feature_set)  # unknown names fail before any work
+    items, layouts = [], {}
+    for root in data:
+        layout, found = _voice_corpus(Path(root), corpus)
+        layouts[str(root)] = layout
+        items.extend(found)
+        console.print(f"{root}: {layout}, {len(found)} clips of {len({it.speaker for it in found})} speakers")
+    speakers = {it.speaker for it in items}
+    held = _resolve_speakers(test_speakers, speakers)
+
+    # -- features ----------------------------------------------------------------------------------
+    t0 = time.time()
+    cache_dir = None
+    if cache is not None:
+        cache_dir = Path(cache)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    speeds_train = (1.0, *AUGMENT_SPEEDS) if augment else (1.0,)
+    tasks = [(str(it.path), (1.0,) if it.speaker in held else speeds_train, WINDOW, STEP, SAMPLE_RATE,
+              str(cache_dir) if cache_dir else None) for it in items]
+    workers = max(1, min(workers, os.cpu_count() or 1))
+    console.print(f"computing voice features of {len(tasks)} clips"
+                  + (f" (+ {len(AUGMENT_SPEEDS)} speed-perturbed copies of each training clip)" if augment else "")
+                  + f" with {workers} worker(s)" + (f", cache {cache_dir}" if cache_dir else "") + " ...")
+    frames_of: dict[str, list] = {}
+    failed: list[tuple[str, str]] = []
+    if workers == 1:
+        results = map(_voice_window_features, tasks)
+        pool = None
+    else:
+        import multiprocessing
+
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        results = pool.map(_voice_window_features, tasks, chunksize=8)
+    try:
+        for path, _speeds, frames, err in results:
+            if frames is None:
+                failed.append((path, err))
+                console.print(f"[yellow]skipped[/yellow] {escape(err)}")
+            else:
+                frames_of[path] = frames
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    extract_s = time.time() - t0
+    console.print(f"  {extract_s:.0f} s; {len(frames_of)} clips usable, {len(failed)} skipped")
+    rows = [(it, k) for it in items if str(it.path) in frames_of for k in range(len(frames_of[str(it.path)]))]
+    x = np.stack([frame_statistics(frames_of[str(it.path)][k], feature_set=feature_set) for it, k in rows])
+    y = np.array([it.label for it, _ in rows])
+    groups = np.array([it.speaker for it, _ in rows])
+    augmented = np.array([k > 0 for _, k in rows])
+    test = np.isin(groups, held)
+    train = ~test
+    if len(np.unique(groups[train])) < 2:
+        raise DatasetError("fewer than 2 training speakers are left; hold out fewer --test-speakers")
+
+    # -- fit ---------------------------------------------------------------------------------------
+    model = VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
+                       class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+    n_real = int((train & ~augmented).sum())
+    console.print(f"choosing C and gamma on {repeats} x {model.n_folds}-fold speaker-grouped splits of "
+                  f"{n_real} clips" + (f" (+ {int(augmented.sum())} augmented)" if augment else "")
+                  + f", {len(np.unique(groups[train]))} speakers ({feature_set}, {x.shape[1]} features) ...")
+    t1 = time.time()
+    model.fit(x[train], y[train], groups[train], augmented=augmented[train],
+              progress=lambda msg: console.print("  " + msg))
+    console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = {model.gamma_:.2e}")
+    _print_scores(console, "validation (speaker-grouped)", model.validation_)
+
+    extra: dict = {"trained_on": {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
+                                  "augment_speeds": list(AUGMENT_SPEEDS) if augment else []},
+                   "held_out_speakers": held, "extraction_seconds": round(extract_s, 1),
+                   "skipped_files": [{"path": p, "error": e} for p, e in failed]}
+    if test.any():
+        pred = model.predict(x[test])
+        labels = model.labels
+        known = np.isin(y[test], labels)
+        yt = np.array([labels.index(v) for v in y[test][known]])
+        cm = confusion(yt, np.array([labels.index(v) for v in pred[known]]), len(labels))
+        sc = scores_from_confusion(cm, labels)
+        sc["speakers"] = held
+        extra["test"] = sc
+        _print_scores(console, f"held-out speakers {', '.join(held)}", sc)
+    model.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    console.print(f"saved {out}/voice.skops and voice.json")
+    return model.metadata(extra)

@@ -56,6 +56,7 @@ class Result:
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     seconds: float = 0.0
+    gpu: bool = False  # whether the face network ran on a GPU
     # Not serialised to JSON lines: arrays for `extract`.
     frame_times: np.ndarray | None = field(default=None, repr=False)
     frame_scores: np.ndarray | None = field(default=None, repr=False)
@@ -118,6 +119,7 @@ class Pipeline:
         self.bundle = Path(bundle) if bundle else DEFAULT_BUNDLE
         self.options = options
         self.role = role
+        self.gpu = False
         self.manifest = verify_bundle(self.bundle)
         files = self.manifest.get("files", {})
         self.face_model = self.voice_model = None
@@ -141,7 +143,10 @@ class Pipeline:
                 from .video_model import FaceModel
 
                 import_keras()
+                import tensorflow as tf
+
                 self.face_model = FaceModel.load(self.bundle)
+                self.gpu = bool(tf.config.list_physical_devices("GPU"))
         self.fusion = FusionModel.load(self.bundle) if "fusion.json" in files else FusionModel(method="equal").fit()
         self._detector = None
 
@@ -157,7 +162,7 @@ class Pipeline:
     def run(self, path: Path | str, *, display_name: str | None = None) -> Result:
         """Analyse one input; expected failures become ``status="error"`` results."""
         t0 = time.perf_counter()
-        res = Result(file=display_name or str(path))
+        res = Result(file=display_name or str(path), gpu=self.gpu)
         try:
             self._run(Path(path), res)
         except EmoError as exc:
@@ -188,7 +193,7 @@ class Pipeline:
     def complete(self, prep: Prepared) -> Result:
         """Stage 2 (main process): score the prepared faces in batches, classify the voice, fuse."""
         t0 = time.perf_counter()
-        res = Result(file=prep.display, frames_seen=prep.frames_seen, notes=list(prep.notes))
+        res = Result(file=prep.display, frames_seen=prep.frames_seen, notes=list(prep.notes), gpu=self.gpu)
         if prep.error is not None:
             res.status, res.error, res.error_type = "error", prep.error, prep.error_type
         else:

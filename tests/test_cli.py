@@ -38,6 +38,7 @@ def test_predict_json_lines(face_only_bundle):
     (obj,) = lines(r.stdout)
     assert REQUIRED <= set(obj)
     assert obj["status"] == "ok" and obj["label"] in LABELS
+    assert obj["gpu"] is False  # the test machines have no GPU
     assert list(obj["scores"]) == list(LABELS) and sum(obj["scores"].values()) == pytest.approx(1.0, abs=1e-5)
 
 

@@ -177,6 +177,49 @@ class _Watchdog:
         self._done.set()
 
 
+class _FFmpegRun:
+    """One streaming ffmpeg process: stdout to read, stderr in a temp file, a stall watchdog.
+
+    On exit the process is stopped and reaped; ``check`` turns a stall or a failure that
+    produced nothing into a :class:`MediaError` naming the file.
+    """
+
+    def __init__(self, cmd: list[str], stall_timeout: float):
+        self.cmd, self.stall_timeout = cmd, stall_timeout
+
+    def __enter__(self) -> "_FFmpegRun":
+        self.err = tempfile.TemporaryFile()
+        self.proc = _run_pipe(self.cmd, self.err)
+        self.dog = _Watchdog(self.proc, self.stall_timeout)
+        self.rc = None
+        return self
+
+    def read(self, size: int) -> bytes:
+        return _read_exact(self.proc.stdout, size, self.dog)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self.dog.stop()
+        self.proc.stdout.close()
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.rc = self.proc.wait()
+        if exc_type is not None:  # the reader stopped early (or failed): nothing left to check
+            self.err.close()
+
+    def check(self, path: Path, *, what: str, produced: bool) -> None:
+        try:
+            if self.dog.fired:
+                raise MediaError(f"{path}: ffmpeg produced no {what} for {self.stall_timeout:.0f} s and was stopped; "
+                                 "the file is damaged or an endless stream (use --max-seconds)")
+            if self.rc != 0 and not produced:
+                self.err.seek(0)
+                msg = _last_error_line(self.err.read().decode("utf-8", "replace"))
+                raise MediaError(f"{path}: ffmpeg could not decode the {what} ({msg}); the file is damaged "
+                                 "or uses an unsupported codec")
+        finally:
+            self.err.close()
+
+
 def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
     w, h = info.width, info.height
     if w <= 0 or h <= 0:
@@ -231,33 +274,18 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     frame_bytes = w * h * 3
     step = 1.0 / fps if fps else 1.0 / (info.fps or 25.0)
     n = 0
-    with tempfile.TemporaryFile() as err:
-        proc = _run_pipe(cmd, err)
-        dog = _Watchdog(proc, stall_timeout)
-        try:
-            while True:
-                buf = _read_exact(proc.stdout, frame_bytes * chunk, dog)
-                k = len(buf) // frame_bytes
-                if k:
-                    frames = np.frombuffer(buf[:k * frame_bytes], np.uint8).reshape(k, h, w, 3)
-                    yield (n + np.arange(k)) * step, frames
-                    n += k
-                if len(buf) < frame_bytes * chunk:
-                    break
-        finally:
-            dog.stop()
-            proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()
-            rc = proc.wait()
-        if dog.fired:
-            raise MediaError(f"{info.path}: ffmpeg produced no frame for {stall_timeout:.0f} s and was stopped; "
-                             "the file is damaged or an endless stream (use --max-seconds)")
-        if n == 0 and rc != 0:
-            err.seek(0)
-            msg = _last_error_line(err.read().decode("utf-8", "replace"))
-            raise MediaError(f"{info.path}: ffmpeg could not decode the video ({msg}); the file is damaged "
-                             "or uses an unsupported codec")
+    run = _FFmpegRun(cmd, stall_timeout)
+    with run:
+        while True:
+            buf = run.read(frame_bytes * chunk)
+            k = len(buf) // frame_bytes
+            if k:
+                frames = np.frombuffer(buf[:k * frame_bytes], np.uint8).reshape(k, h, w, 3)
+                yield (n + np.arange(k)) * step, frames
+                n += k
+            if len(buf) < frame_bytes * chunk:
+                break
+    run.check(info.path, what="video", produced=n > 0)
 
 
 def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
@@ -299,28 +327,13 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     args = (ffmpeg.input(_source(info.path)).audio.output("pipe:", **out_kw)
             .global_args("-nostdin", "-hide_banner", "-loglevel", "error"))
     cmd = args.compile(cmd=ffmpeg_exe())
-    with tempfile.TemporaryFile() as err:
-        proc = _run_pipe(cmd, err)
-        dog = _Watchdog(proc, stall_timeout)
-        try:
-            data = _read_exact(proc.stdout, MAX_AUDIO_BYTES + 4, dog)
-        finally:
-            dog.stop()
-            proc.stdout.close()
-            if proc.poll() is None:
-                proc.kill()
-            rc = proc.wait()
-        if dog.fired:
-            raise MediaError(f"{info.path}: ffmpeg produced no audio for {stall_timeout:.0f} s and was stopped; "
-                             "the file is damaged or an endless stream (use --max-seconds)")
-        if len(data) > MAX_AUDIO_BYTES:
-            raise MediaError(f"{info.path}: more than {MAX_AUDIO_SECONDS / 3600:.0f} h of audio; "
-                             "analyse part of it with --max-seconds")
-        if rc != 0 and not data:
-            err.seek(0)
-            msg = _last_error_line(err.read().decode("utf-8", "replace"))
-            raise MediaError(f"{info.path}: ffmpeg could not decode the audio ({msg}); the file is damaged "
-                             "or uses an unsupported codec")
+    run = _FFmpegRun(cmd, stall_timeout)
+    with run:
+        data = run.read(MAX_AUDIO_BYTES + 4)
+    run.check(info.path, what="audio", produced=bool(data))
+    if len(data) > MAX_AUDIO_BYTES:
+        raise MediaError(f"{info.path}: more than {MAX_AUDIO_SECONDS / 3600:.0f} h of audio; "
+                         "analyse part of it with --max-seconds")
     usable = len(data) - len(data) % 4
     return np.frombuffer(data[:usable], np.float32).copy()
 

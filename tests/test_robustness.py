@@ -26,7 +26,7 @@ def test_endless_stream_is_stopped_by_the_watchdog(tmp_path):
     os.mkfifo(fifo)
     info = media.MediaInfo(fifo, None, True, False, 320, 240, 25.0)
     t = time.monotonic()
-    with pytest.raises(MediaError, match="endless.avi.*no frame for 1 s"):
+    with pytest.raises(MediaError, match="endless.avi.*no video for 1 s"):
         list(media.iter_frames(fifo, info=info, stall_timeout=1.0))
     assert time.monotonic() - t < 10
 

@@ -166,6 +166,12 @@ def predict(
                                                                "seconds (JSON: lines with \"segment\").")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
                                                      "feeding one model (bulk runs).")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding "
+                                                    "actor per CPU instead of --workers; every worker must see the "
+                                                    "input paths (shared filesystem). See docs/scale.md.")] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (auto, "
+                                                       "ray://HOST:10001); implies --ray [default: a local Ray "
+                                                       "instance].", show_default=False)] = None,
     submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
                                                           "<clip>.txt per input holding its label (Angry, ..., Surprise).")
                           ] = None,
@@ -187,7 +193,8 @@ def predict(
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window)
     try:
-        pipe = Pipeline(model, opts)
+        # with Ray the workers load the face network; here only check the bundle
+        pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
     except EmoError as exc:
         raise fail(str(exc)) from None
     failed = 0
@@ -198,7 +205,16 @@ def predict(
         out_console = Console()
     from .bulk import run_bulk
 
-    for n, res in enumerate(run_bulk(pipe, expand_inputs(inputs), workers=workers), start=1):
+    if ray or ray_address:
+        from .scale import ray_predict
+
+        try:
+            results = ray_predict(pipe.bundle, opts, expand_inputs(inputs), address=ray_address)
+        except EmoError as exc:
+            raise fail(str(exc)) from None
+    else:
+        results = run_bulk(pipe, expand_inputs(inputs), workers=workers)
+    for n, res in enumerate(results, start=1):
         if err.is_terminal:
             err.print(f"[dim][{n}] {res.file}[/dim]", end="\r")
         if res.status != "ok":
@@ -285,6 +301,13 @@ def extract(
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding "
+                                                    "actor per CPU instead of --workers; every worker must see the "
+                                                    "corpus, model and --out (shared filesystem). See docs/scale.md."
+                                      )] = False,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (auto, "
+                                                       "ray://HOST:10001); implies --ray [default: a local Ray "
+                                                       "instance].", show_default=False)] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
@@ -314,8 +337,14 @@ def extract(
     root = dataset.parent if dataset.is_file() else dataset
     with tqdm(total=len(items), desc="extract", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
         try:
-            summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts, workers=workers,
-                                     retry_failed=retry_failed, progress=lambda row: bar.update(1))
+            if ray or ray_address:
+                from .scale import ray_extract
+
+                summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
+                                      retry_failed=retry_failed, progress=lambda row: bar.update(1))
+            else:
+                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts, workers=workers,
+                                         retry_failed=retry_failed, progress=lambda row: bar.update(1))
         except EmoError as exc:
             raise fail(str(exc)) from None
     reasons = ", ".join(f"{k}: {v}" for k, v in summary["failed_by_reason"].items())

@@ -100,6 +100,55 @@ def train_video(
         raise fail(str(exc)) from None
 
 
+class VoiceFeatures(str, Enum):
+    rich = "rich"
+    thesis68 = "thesis68"
+
+
+@app.command("train-audio")
+def train_audio(
+    data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
+                                                              "from the file names) or CSV manifests with a speaker "
+                                                              "column.", show_default=False)] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write voice.skops/voice.json into.",
+                                      show_default=False)] = ...,
+    features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
+                                                          "its voice features (no audio decoded again).",
+                                                     show_default=False)] = None,
+    corpus: Annotated[Optional[str], typer.Option(help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
+                                                       "savee, manifest) instead of detecting it.",
+                                                  show_default=False)] = None,
+    test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
+                                                    "at the end (ravdess_02 or Actor_02, emodb_03).")] = "",
+    feature_set: Annotated[VoiceFeatures, typer.Option(help="rich: 289 statistics incl. pitch (default); thesis68: "
+                                                            "mean and std of the 34 pyAudioAnalysis features.")]
+    = VoiceFeatures.rich,
+    balanced: Annotated[bool, typer.Option(help="Weight classes inversely to their frequency.")] = True,
+    augment: Annotated[bool, typer.Option(help="Also train on 0.9x and 1.1x speed copies of every training clip.")]
+    = True,
+    repeats: Annotated[int, typer.Option(min=1, help="Repeats of the speaker-grouped 4-fold search for C and gamma.")] = 3,
+    seed: Annotated[int, typer.Option(help="Random seed of the speaker shuffles.")] = 0,
+    workers: Annotated[int, typer.Option(min=1, help="Processes computing features.")] = 2,
+    cache: Annotated[Optional[Path], typer.Option(help="Folder caching per-clip features (.npz) between runs.",
+                                                  show_default=False)] = None,
+) -> None:
+    """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
+    from .training import train_audio_command, train_audio_features_command
+
+    if (not data) == (features is None):
+        raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
+    try:
+        if features is not None:
+            train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr())
+            return
+        train_audio_command(data=data, out=out, corpus=corpus,
+                            test_speakers=[s for s in test_speakers.split(",") if s.strip()],
+                            feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
+                            seed=seed, workers=workers, cache=cache, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 def _emo_errors():
     from .errors import EmoError
 

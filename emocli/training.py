@@ -358,7 +358,8 @@ def _resolve_speakers(wanted: list[str], speakers: set[str]) -> list[str]:
 def _print_scores(console, title: str, sc: dict) -> None:
     from rich.table import Table
 
-    console.print(f"{title}: accuracy {sc['accuracy']:.3f}, UAR {sc['uar']:.3f} ({sc['n']} clips)")
+    count = (f"{sc['clips']} clips x {sc['repeats']} repeats" if "repeats" in sc else f"{sc['n']} clips")
+    console.print(f"{title}: accuracy {sc['accuracy']:.3f}, UAR {sc['uar']:.3f} ({count})")
     console.print("  recall: " + ", ".join(f"{k} {v:.2f}" for k, v in sc["recall"].items() if v is not None))
     table = Table(title=f"{title}: confusion (rows true, columns predicted)", title_justify="left")
     table.add_column("")

@@ -1,0 +1,504 @@
+"""The voice model: standardised clip statistics -> RBF SVM -> calibrated probabilities.
+
+:class:`VoiceModel` follows the scikit-learn contract: ``__init__`` only stores
+parameters, ``fit(X, y, groups)`` returns ``self``, learned state ends in ``_``,
+``predict_proba`` columns follow :attr:`VoiceModel.labels`.
+
+Hyper-parameters (C, and gamma as a multiple of ``1 / n_features``) are chosen by
+*repeated speaker-grouped* cross-validation: in every repeat the speakers are shuffled
+and split into folds, so a speaker's clips are never on both sides of a split. Random
+splits would put the same voice in training and validation and overstate accuracy by
+20-40 points. The per-class recall of those validation predictions is kept
+(``validation_recall_``): decision-level fusion derives its weights from it.
+
+Probabilities come from temperature scaling (``softmax(decision / T)``) fitted on
+speaker-grouped out-of-fold decisions, so they are calibrated for *unseen* speakers and
+their arg-max is the SVM's own prediction.
+
+Saved as ``voice.skops`` (skops format: no pickle; only the sklearn/numpy types in
+:data:`TRUSTED_TYPES` are accepted on load) and ``voice.json`` (labels, feature settings,
+chosen hyper-parameters, validation and test scores).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .errors import ModelError, NotFittedError
+from .labels import LABELS
+
+WEIGHTS_FILE = "voice.skops"
+META_FILE = "voice.json"
+FORMAT = "emo-voice"
+FORMAT_VERSION = 1
+
+DEFAULT_C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
+# gamma as a multiple of 1 / n_features: after standardisation 1.0 is sklearn's gamma="scale"
+DEFAULT_GAMMA_GRID = (0.1, 0.25, 0.5)
+DEFAULT_FOLDS = 4  # speaker folds per repeat
+CALIBRATION_FOLDS = 5  # speaker folds for the temperature-scaling decisions
+
+# Exactly the types a saved voice model holds (passed to skops.io.load as trusted=).
+TRUSTED_TYPES = [
+    "sklearn.calibration.CalibratedClassifierCV",
+    "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._TemperatureScaling",
+    "sklearn.pipeline.Pipeline",
+    "sklearn.preprocessing._data.StandardScaler",
+    "sklearn.svm._classes.SVC",
+    "numpy.ndarray",
+    "numpy.float64",
+    "numpy.int64",
+    "numpy.int32",
+]
+# Containers and scalars skops writes for attributes; with TRUSTED_TYPES, the whole allow-list.
+_PLAIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int",
+                          "builtins.float", "builtins.bool", "builtins.NoneType"})
+
+
+def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Split sample indices into folds of whole speakers, speakers shuffled by ``rng``.
+
+    Speakers are dealt in random order, each to the fold with the fewest samples so far, so
+    folds hold similar numbers of clips and every shuffle gives other folds.
+    """
+    speakers, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    if len(speakers) < 2:
+        raise ModelError(f"speaker-grouped validation needs at least 2 speakers, got {len(speakers)}; "
+                         "add recordings of more speakers")
+    n_folds = min(n_folds, len(speakers))
+    order = rng.permutation(len(speakers))
+    fold_of = np.empty(len(speakers), int)
+    sizes = np.zeros(n_folds, int)
+    for s in order:
+        f = int(np.argmin(sizes))
+        fold_of[s] = f
+        sizes[f] += counts[s]
+    sample_fold = fold_of[inverse]
+    idx = np.arange(len(groups))
+    return [(idx[sample_fold != f], idx[sample_fold == f]) for f in range(n_folds)]
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
+    """Confusion matrix (n, n), rows true class, columns predicted class."""
+    m = np.zeros((n, n), np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m
+
+
+def scores_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy, unweighted average recall (UAR), per-class recall and the matrix itself."""
+    cm = np.asarray(cm)
+    support = cm.sum(axis=1)
+    recall = {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
+    present = [r for r in recall.values() if r is not None]
+    return {
+        "n": int(cm.sum()),
+        "accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else None,
+        "uar": float(np.mean(present)) if present else None,
+        "recall": recall,
+        "confusion": cm.tolist(),
+        "labels": list(labels),
+    }
+
+
+def skops_types(path: Path) -> set[str]:
+    """Every ``module.Class`` named in a .skops file's schema (objects, arrays, type references)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        schema = json.loads(zf.read("schema.json"))
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node or "__module__" in node:
+                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+class VoiceModel:
+    """StandardScaler + RBF SVM on clip statistics, tuned on speaker-grouped splits.
+
+    Parameters
+    ----------
+    feature_set : which clip statistics ``X`` holds (:data:`emocli.audio_features.FEATURE_SETS`)
+    window, step : analysis window and hop in seconds the features were computed with
+    sample_rate : Hz the audio was decoded at
+    C_grid : candidate SVM C values
+    gamma_grid : candidate RBF gammas, as multiples of ``1 / n_features``
+    class_weight : ``"balanced"`` (weights inversely proportional to class frequency) or None
+    n_repeats : times the speaker-grouped cross-validation is repeated with a new shuffle
+    n_folds : speaker folds per repeat
+    scoring : ``"uar"`` (unweighted average recall) or ``"accuracy"``: what C and gamma maximise
+    seed : random seed of the speaker shuffles
+
+    Attributes (after ``fit``)
+    --------------------------
+    labels_ : emotion names of the probability columns; C_, gamma_ : chosen values;
+    validation_ : accuracy, UAR, per-class recall and confusion of the speaker-grouped
+    validation predictions; validation_recall_ : its per-class recall; settings_ : feature
+    settings (:func:`emocli.audio_features.settings`); estimator_ : the calibrated pipeline.
+    """
+
+    def __init__(self, *, feature_set: str = "rich", window: float = 0.050, step: float = 0.025,
+                 sample_rate: int = 16000, C_grid: Sequence[float] = DEFAULT_C_GRID,
+                 gamma_grid: Sequence[float] = DEFAULT_GAMMA_GRID, class_weight: str | None = "balanced",
+                 n_repeats: int = 3, n_folds: int = DEFAULT_FOLDS, scoring: str = "uar", seed: int = 0):
+        self.feature_set = feature_set
+        self.window = window
+        self.step = step
+        self.sample_rate = sample_rate
+        self.C_grid = C_grid
+        self.gamma_grid = gamma_grid
+        self.class_weight = class_weight
+        self.n_repeats = n_repeats
+        self.n_folds = n_folds
+        self.scoring = scoring
+        self.seed = seed
+
+    # -- fitting -------------------------------------------------------------------------
+
+    def _svm(self, C: float, gamma: float):
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import SVC
+
+        return Pipeline([("scale", StandardScaler()),
+                         ("svm", SVC(C=C, kernel="rbf", gamma=gamma, class_weight=self.class_weight))])
+
+    def _check_params(self) -> None:
+        if self.scoring not in ("uar", "accuracy"):
+            raise ValueError(f"scoring must be 'uar' or 'accuracy', got {self.scoring!r}")
+        if self.class_weight not in (None, "balanced"):
+            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+        if not self.C_grid or not self.gamma_grid or any(v <= 0 for v in (*self.C_grid, *self.gamma_grid)):
+            raise ValueError("C_grid and gamma_grid must be non-empty lists of positive numbers")
+        if self.n_repeats < 1 or self.n_folds < 2:
+            raise ValueError("n_repeats must be >= 1 and n_folds >= 2")
+
+    def fit(self, X: np.ndarray, y: Sequence[str], groups: Sequence[str], *,
+            augmented: Sequence[bool] | None = None, progress=None) -> "VoiceModel":
+        """Choose C and gamma on speaker-grouped splits, then fit on everything.
+
+        Parameters
+        ----------
+        X : float (n_samples, n_features) clip statistics
+        y : emotion names, each one of :data:`emocli.labels.LABELS`
+        groups : speaker of each sample; a speaker is never on both sides of a split
+        augmented : True for rows computed from an altered copy of a clip (e.g. speed
+            perturbation): they are trained on, never scored, so validation scores describe
+            real recordings only
+        progress : optional callable(message) for progress lines
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.calibration import CalibratedClassifierCV
+
+        from .audio_features import settings
+
+        self._check_params()
+        feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
+                                    sr=self.sample_rate)
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray([str(v) for v in y])
+        groups = np.asarray([str(g) for g in groups])
+        if X.ndim != 2 or len(X) != len(y) or len(y) != len(groups):
+            raise ValueError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
+                             f"{len(y)} labels, {len(groups)} speakers")
+        if X.shape[1] != feature_settings["dimension"]:
+            raise ValueError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
+                             f"{feature_settings['dimension']}")
+        if not np.isfinite(X).all():
+            raise ValueError("X has non-finite values; voice features must be finite")
+        unknown = sorted(set(y) - set(LABELS))
+        if unknown:
+            raise ValueError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
+        labels = [lab for lab in LABELS if lab in set(y)]
+        if len(labels) < 2:
+            raise ModelError(f"the voice model needs at least two emotions to learn from, got {labels}")
+        yi = np.array([labels.index(v) for v in y])
+        k = len(labels)
+        real = np.ones(len(y), bool) if augmented is None else ~np.asarray(augmented, bool)
+        if real.shape != yi.shape or not real.any():
+            raise ValueError("augmented must have one flag per row, and some rows must be real recordings")
+        gamma_unit = 1.0 / X.shape[1]
+
+        rng = np.random.default_rng(self.seed)
+        splits = [speaker_folds(groups, self.n_folds, rng) for _ in range(self.n_repeats)]
+        grid = []
+        for C in self.C_grid:
+            for gm in self.gamma_grid:
+                cms = []
+                for folds in splits:
+                    pred = np.empty_like(yi)
+                    for tr, va in folds:
+                        va = va[real[va]]
+                        if len(va):
+                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr, k).predict(X[va])
+                    cms.append(confusion(yi[real], pred[real], k))
+                sc = [scores_from_confusion(cm, labels) for cm in cms]
+                grid.append({"C": float(C), "gamma_x": float(gm),
+                             "accuracy": float(np.mean([s["accuracy"] for s in sc])),
+                             "uar": float(np.mean([s["uar"] for s in sc])),
+                             "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
+                             "confusion": np.sum(cms, axis=0)})
+                if progress:
+                    progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
+                             f"UAR {grid[-1]['uar']:.3f}")
+        best = max(grid, key=lambda g: (round(g[self.scoring], 6), round(g["accuracy" if self.scoring == "uar"
+                                                                            else "uar"], 6), -g["C"]))
+        self.C_ = best["C"]
+        self.gamma_ = best["gamma_x"] * gamma_unit
+        self.gamma_x_ = best["gamma_x"]
+        self.labels_ = labels
+        self.n_features_in_ = X.shape[1]
+        self.validation_ = scores_from_confusion(best["confusion"], labels)
+        # the matrix pools every repeat: each real clip is predicted once per repeat
+        self.validation_["clips"] = int(real.sum())
+        self.validation_["repeats"] = self.n_repeats
+        self.validation_["folds"] = self.n_folds
+        self.validation_recall_ = dict(self.validation_["recall"])
+        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "confusion"} for g in grid]
+        self.n_speakers_ = int(len(np.unique(groups)))
+        self.n_augmented_ = int((~real).sum())
+        self.settings_ = feature_settings
+
+        # Temperature scaling on decisions of SVMs that never saw the speaker; every training
+        # side must hold every emotion, so use fewer folds when a speaker lacks some.
+        for n_cal in range(CALIBRATION_FOLDS, 1, -1):
+            cal_folds = speaker_folds(groups, n_cal, np.random.default_rng(self.seed + 1))
+            if all(len(np.unique(yi[tr])) == k for tr, _ in cal_folds):
+                break
+        else:
+            raise ModelError("no speaker-grouped split leaves every emotion on the training side; add speakers "
+                             "who act every emotion")
+        self.calibration_folds_ = len(cal_folds)
+        cal = CalibratedClassifierCV(self._svm(self.C_, self.gamma_), method="temperature", cv=cal_folds,
+                                     ensemble=False)
+        self.estimator_ = cal.fit(X, yi)
+        return self
+
+    @staticmethod
+    def _fit_idx(est, X, yi, tr, k):
+        if len(np.unique(yi[tr])) < 2:
+            raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
+        return est.fit(X[tr], yi[tr])
+
+    # -- prediction ----------------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "estimator_"):
+            raise NotFittedError("this VoiceModel is not fitted yet; call fit() or VoiceModel.load(bundle)")
+
+    @property
+    def labels(self) -> list[str]:
+        """Emotion names of :meth:`predict_proba`'s columns, in :data:`emocli.labels.LABELS` order."""
+        self._check_fitted()
+        return list(self.labels_)
+
+    @property
+    def feature_settings(self) -> dict[str, Any] | None:
+        """How features must be computed for this model (``settings_``), or None before ``fit``."""
+        return dict(self.settings_) if hasattr(self, "settings_") else None
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities, float64 (n_samples, len(labels)); columns follow :attr:`labels`; rows sum to 1."""
+        self._check_fitted()
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 1:
+            X = X[None, :]
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"X must be (n, {self.n_features_in_}) voice features, got {X.shape}; "
+                             f"compute them with the model's feature settings ({self.settings_})")
+        X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
+        p = np.zeros((len(X), len(self.labels_)))
+        p[:, self.estimator_.classes_.astype(int)] = self.estimator_.predict_proba(X)
+        return p / p.sum(axis=1, keepdims=True)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Most probable emotion name per row."""
+        return np.asarray(self.labels_)[self.predict_proba(X).argmax(axis=1)]
+
+    def features(self, audio: np.ndarray, sr: int, *, also: Sequence[str] = ()) -> np.ndarray | dict:
+        """This model's clip features for a mono signal.
+
+        Parameters
+        ----------
+        audio : float (n,) mono signal at ``sr`` Hz
+        sr : must be the model's sample rate (``settings_["sample_rate"]``)
+        also : further feature sets to compute in the same pass (e.g. ``("thesis68",)`` for
+            feature-level fusion)
+
+        Returns
+        -------
+        float32 (d,), or with ``also`` a dict feature set -> vector that includes the model's own
+
+        Raises
+        ------
+        NoAudioError
+            If the signal is shorter than one analysis window.
+        ModelError
+            If ``sr`` is not the sample rate the model was trained at.
+        """
+        from .audio_features import clip_feature_sets
+
+        self._check_fitted()
+        st = self.settings_
+        want = int(st["sample_rate"])
+        if sr != want:
+            raise ModelError(f"the voice model was trained on {want} Hz audio, got {sr} Hz; "
+                             f"decode with emocli.media.load_audio(path, sr={want})")
+        own = st["feature_set"]
+        sets = dict.fromkeys([own, *also])
+        out = clip_feature_sets(audio, sr, feature_sets=list(sets), window=float(st["window_s"]),
+                                step=float(st["step_s"]))
+        return out if also else out[own]
+
+    def score_audio(self, audio: np.ndarray, sr: int) -> np.ndarray:
+        """Probabilities (len(labels),) for one mono clip."""
+        return self.predict_proba(self.features(audio, sr))[0]
+
+    # -- persistence ---------------------------------------------------------------------
+
+    def metadata(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        from .bundle import library_versions
+
+        self._check_fitted()
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "labels": list(self.labels_),
+            "features": dict(self.settings_),
+            "n_features": int(self.n_features_in_),
+            "svm": {"kernel": "rbf", "C": self.C_, "gamma": self.gamma_, "gamma_x_per_feature": self.gamma_x_,
+                    "class_weight": self.class_weight, "probabilities": "temperature scaling on "
+                    f"{getattr(self, 'calibration_folds_', CALIBRATION_FOLDS)} speaker-grouped folds"},
+            "n_augmented": int(getattr(self, "n_augmented_", 0)),
+            "selection": {"scoring": self.scoring, "repeats": self.n_repeats, "folds": self.n_folds,
+                          "seed": self.seed, "C_grid": [float(c) for c in self.C_grid],
+                          "gamma_grid_x": [float(g) for g in self.gamma_grid], "grid": self.grid_,
+                          "n_speakers": self.n_speakers_},
+            "validation_recall": dict(self.validation_recall_),
+            "validation": self.validation_,
+            "versions": library_versions(),
+            **(extra or {}),
+        }
+
+    def save(self, directory: Path | str, *, extra: dict[str, Any] | None = None) -> None:
+        """Write ``voice.skops`` and ``voice.json`` into ``directory``, each atomically.
+
+        ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json.
+        """
+        import skops.io as sio
+
+        from .bundle import atomic_path, atomic_write_text
+
+        meta = self.metadata(extra)
+        directory = Path(directory)
+        with atomic_path(directory / WEIGHTS_FILE, suffix=".skops") as tmp:
+            sio.dump(self.estimator_, tmp)
+        atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, directory: Path | str) -> "VoiceModel":
+        """Load a model written by :meth:`save`.
+
+        Raises
+        ------
+        ModelError
+            If a file is missing or malformed, or ``voice.skops`` holds any type outside
+            :data:`TRUSTED_TYPES` (a crafted file is refused before anything in it runs).
+        """
+        import skops.io as sio
+
+        directory = Path(directory)
+        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+        try:
+            meta = json.loads(meta_path.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{meta_path}: not found; this bundle has no voice model "
+                             "(train one with `emo train-audio CORPUS --out DIR`)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{meta_path}: not valid JSON ({exc}); restore the bundle or retrain") from None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ModelError(f"{meta_path}: not an emo voice-model description (format is not {FORMAT!r})")
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
+                             f"understands ({FORMAT_VERSION}); upgrade emo")
+        labels = meta.get("labels")
+        if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
+                or len(set(labels)) != len(labels)):
+            raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
+        if not weights_path.is_file():
+            raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
+        # skops trusts every scikit-learn estimator by default; a voice model holds exactly the
+        # types of TRUSTED_TYPES, so list every type the file names and refuse anything else.
+        try:
+            named = skops_types(weights_path) | set(sio.get_untrusted_types(file=weights_path))
+        except Exception as exc:  # a truncated or non-skops file
+            raise ModelError(f"{weights_path}: not a readable skops file ({exc}); restore the bundle or retrain") from None
+        refused = sorted(named - set(TRUSTED_TYPES) - _PLAIN_TYPES)
+        if refused:
+            raise ModelError(f"{weights_path}: refusing to load types outside the voice model's allow-list "
+                             f"({', '.join(refused)}); the file was crafted or made by another program. "
+                             "Restore the bundle or retrain with `emo train-audio`")
+        try:
+            est = sio.load(weights_path, trusted=TRUSTED_TYPES)
+        except Exception as exc:
+            saved = (meta.get("versions") or {}).get("scikit-learn", "?")
+            raise ModelError(f"{weights_path}: could not be loaded ({type(exc).__name__}: {exc}); it was saved with "
+                             f"scikit-learn {saved}: install that version or retrain with `emo train-audio`") from None
+        from sklearn.calibration import CalibratedClassifierCV
+
+        classes = getattr(est, "classes_", None)
+        n_in = int(meta.get("n_features", -1))
+        if (not isinstance(est, CalibratedClassifierCV) or classes is None
+                or list(np.asarray(classes).astype(int)) != list(range(len(labels)))
+                or getattr(est, "n_features_in_", None) != n_in):
+            raise ModelError(f"{weights_path}: does not match {meta_path} (classes or feature count differ); "
+                             "the two files come from different trainings: retrain or restore both")
+        from .audio_features import FEATURE_SETS, feature_dimension
+
+        st = meta.get("features")
+        try:
+            if st["feature_set"] not in FEATURE_SETS:
+                raise ValueError(f"unknown feature set {st['feature_set']!r} (this emo knows {', '.join(FEATURE_SETS)})")
+            if feature_dimension(st["feature_set"]) != n_in:
+                raise ValueError(f"feature set {st['feature_set']!r} has {feature_dimension(st['feature_set'])} "
+                                 f"values, the model expects {n_in}")
+            window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{meta_path}: unusable feature settings ({exc}); retrain with `emo train-audio` "
+                             "or upgrade emo") from None
+        svm = meta.get("svm", {})
+        sel = meta.get("selection", {})
+        model = cls(feature_set=st["feature_set"], window=window, step=step, sample_rate=sr,
+                    C_grid=tuple(sel.get("C_grid", DEFAULT_C_GRID)),
+                    gamma_grid=tuple(sel.get("gamma_grid_x", DEFAULT_GAMMA_GRID)),
+                    class_weight=svm.get("class_weight"), n_repeats=int(sel.get("repeats", 3)),
+                    n_folds=int(sel.get("folds", DEFAULT_FOLDS)), scoring=sel.get("scoring", "uar"),
+                    seed=int(sel.get("seed", 0)))
+        model.settings_ = dict(st)
+        model.estimator_ = est
+        model.labels_ = list(labels)
+        model.n_features_in_ = n_in
+        model.C_ = float(svm.get("C", np.nan))
+        model.gamma_ = float(svm.get("gamma", np.nan))
+        model.gamma_x_ = float(svm.get("gamma_x_per_feature", np.nan))
+        model.validation_ = meta.get("validation", {})
+        model.validation_recall_ = dict(meta.get("validation_recall", {}))
+        model.grid_ = sel.get("grid", [])
+        model.n_speakers_ = int(sel.get("n_speakers", 0))
+        model.metadata_ = meta
+        return model

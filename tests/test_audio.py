@@ -1,0 +1,303 @@
+"""Voice features and the voice model: generated signals, a tiny SVM on random features."""
+
+from __future__ import annotations
+
+import json
+import wave
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emocli.audio_features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAMES, clip_feature_sets,
+                                   clip_statistics, feature_dimension, frame_statistics, n_frames, pitch_track,
+                                   short_term_features, speed_perturb, window_features)
+from emocli.audio_model import VoiceModel, speaker_folds
+from emocli.errors import ModelError, NoAudioError, NotFittedError
+from emocli.labels import LABELS
+
+SR = 16000
+
+
+def tone(seconds: float = 1.0, freq: float = 200.0, *, rng=None, noise: float = 0.05) -> np.ndarray:
+    """A voiced-like signal: a harmonic tone with a little noise, float32 in [-1, 1]."""
+    rng = rng or np.random.default_rng(0)
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * freq * k * t) / k for k in (1, 2, 3))
+    return (0.3 * x + noise * rng.standard_normal(t.size)).astype(np.float32)
+
+
+# -- features -------------------------------------------------------------------------------
+
+def test_short_term_features_shape_dtype_and_names():
+    x = tone(1.0)
+    f = short_term_features(x, SR)
+    assert f.dtype == np.float32
+    assert f.shape == (N_FEATURES, 1 + (SR - 800) // 400) == (34, n_frames(x.size, SR))
+    assert len(FEATURE_NAMES) == 34 and np.isfinite(f).all()
+
+
+def test_clip_statistics_dimensions():
+    x = tone(1.5)
+    thesis = clip_statistics(x, SR, feature_set="thesis68")
+    assert thesis.shape == (68,) and thesis.dtype == np.float32
+    frames = short_term_features(x, SR)
+    np.testing.assert_allclose(thesis[:34], frames.mean(axis=1), rtol=1e-5, atol=1e-6)  # means first, then stds
+    rich = clip_statistics(x, SR, feature_set="rich")
+    assert rich.shape == (feature_dimension("rich"),) == (289,)
+    assert np.isfinite(rich).all()
+    both = clip_feature_sets(x, SR, feature_sets=("rich", "thesis68"))
+    np.testing.assert_array_equal(both["thesis68"], thesis)
+    np.testing.assert_array_equal(both["rich"], rich)
+
+
+def test_window_features_are_short_term_features_plus_pitch():
+    x = tone(1.0)
+    w = window_features(x, SR)
+    assert w.shape == (len(WINDOW_FEATURE_NAMES), short_term_features(x, SR).shape[1]) == (36, 39)
+    np.testing.assert_array_equal(w[:34], short_term_features(x, SR))
+    # the 34-row frames are enough for thesis68, not for the pitch statistics of "rich"
+    np.testing.assert_array_equal(frame_statistics(w, feature_set="thesis68"),
+                                  frame_statistics(w[:34], feature_set="thesis68"))
+    with pytest.raises(ValueError, match="pitch"):
+        frame_statistics(w[:34], feature_set="rich")
+    with pytest.raises(ValueError, match="unknown feature set"):
+        frame_statistics(w, feature_set="nope")
+
+
+def test_pitch_of_a_harmonic_tone():
+    f0, voicing = pitch_track(tone(1.0, 180.0, noise=0.01), SR)
+    assert np.median(f0) == pytest.approx(180.0, rel=0.03)
+    assert np.median(voicing) > 0.9
+
+
+@pytest.mark.parametrize("n", [0, 1, 799])
+def test_too_short_audio_raises_no_audio_error(n):
+    with pytest.raises(NoAudioError, match="too short"):
+        clip_statistics(np.zeros(n, np.float32), SR, feature_set="thesis68")
+    with pytest.raises(NoAudioError):
+        window_features(np.zeros(n, np.float32), SR)
+
+
+def test_exactly_one_window_works():
+    assert short_term_features(tone(0.05), SR).shape == (34, 1)
+    assert np.isfinite(clip_statistics(tone(0.05), SR, feature_set="rich")).all()
+
+
+def test_bad_shapes_and_rates_are_value_errors():
+    with pytest.raises(ValueError, match="mono"):
+        short_term_features(np.zeros((2, SR), np.float32), SR)
+    with pytest.raises(ValueError, match="sample rate"):
+        short_term_features(tone(), 0)
+
+
+def test_scale_does_not_change_features():
+    x = tone(1.0)
+    ref = clip_statistics(x, SR, feature_set="rich")
+    for y in (x * 1e-4, x * 30.0, np.round(x * 32767).astype(np.int16)):
+        np.testing.assert_allclose(clip_statistics(y, SR, feature_set="rich"), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_non_finite_and_silent_input_give_finite_features():
+    x = tone(1.0)
+    x[100:300] = np.nan
+    x[500] = np.inf
+    for sig in (x, np.zeros(SR, np.float32), np.full(SR, np.nan, np.float32)):
+        for fs in ("thesis68", "rich"):
+            assert np.isfinite(clip_statistics(sig, SR, feature_set=fs)).all()
+
+
+def test_speed_perturb_changes_length_and_pitch():
+    x = np.sin(2 * np.pi * 200.0 * np.arange(SR) / SR).astype(np.float32)
+    fast = speed_perturb(x, 1.1)
+    assert fast.dtype == np.float32 and abs(fast.size - SR / 1.1) <= 1
+    peak_hz = np.argmax(np.abs(np.fft.rfft(fast))) * SR / fast.size
+    assert peak_hz == pytest.approx(220.0, abs=2.0)
+    np.testing.assert_array_equal(speed_perturb(x, 1.0), x)
+    with pytest.raises(ValueError):
+        speed_perturb(x, 5.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(800, 6000),
+       scale=st.floats(1e-6, 1e4), kind=st.sampled_from(["noise", "tone", "clicks", "dc"]))
+def test_features_of_random_signals_are_finite(seed, n, scale, kind):
+    rng = np.random.default_rng(seed)
+    if kind == "noise":
+        x = rng.standard_normal(n)
+    elif kind == "tone":
+        x = np.sin(2 * np.pi * rng.uniform(50, 4000) * np.arange(n) / SR)
+    elif kind == "clicks":
+        x = np.zeros(n)
+        x[rng.integers(0, n, 5)] = 1.0
+    else:
+        x = np.ones(n) + 1e-3 * rng.standard_normal(n)
+    x = (scale * x).astype(np.float32)
+    frames = window_features(x, SR)
+    assert frames.shape == (36, n_frames(n, SR)) and np.isfinite(frames).all()
+    for fs in ("thesis68", "rich"):
+        v = frame_statistics(frames, feature_set=fs)
+        assert v.shape == (feature_dimension(fs),) and np.isfinite(v).all()
+
+
+# -- model ----------------------------------------------------------------------------------
+
+def random_features(rng, labels=LABELS, speakers=4, per=3, dim=68):
+    y = np.array([lab for _ in range(speakers) for lab in labels for _ in range(per)])
+    groups = np.array([f"spk{s}" for s in range(speakers) for _ in labels for _ in range(per)])
+    x = rng.normal(size=(len(y), dim)).astype(np.float32)
+    for i, lab in enumerate(labels):  # separable classes
+        x[y == lab, i] += 4.0
+    return x, y, groups
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x, y, g = random_features(np.random.default_rng(0))
+    return VoiceModel(feature_set="thesis68", C_grid=(1.0, 10.0), gamma_grid=(0.5,), n_repeats=2).fit(x, y, g), x, y
+
+
+def test_fit_contract_and_probabilities(fitted):
+    model, x, y = fitted
+    assert model.labels == list(LABELS)
+    p = model.predict_proba(x)
+    assert p.shape == (len(x), 7)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-9)
+    assert (model.predict(x) == y).mean() > 0.9
+    assert np.array_equal(model.predict(x), np.asarray(model.labels)[p.argmax(axis=1)])
+    assert model.C_ in (1.0, 10.0)
+    assert set(model.validation_recall_) == set(LABELS)
+    assert model.validation_["clips"] == len(y) and model.validation_["n"] == 2 * len(y)  # 2 repeats pooled
+    assert model.settings_["feature_set"] == "thesis68" and model.settings_["sample_rate"] == SR
+
+
+def test_columns_follow_label_order_of_present_classes(rng):
+    labels = ("surprise", "anger", "sad")  # given out of order
+    x, y, g = random_features(rng, labels=labels, speakers=3)
+    model = VoiceModel(feature_set="thesis68", C_grid=(3.0,), gamma_grid=(0.5,), n_repeats=1).fit(x, y, g)
+    assert model.labels == ["anger", "sad", "surprise"]
+    p = model.predict_proba(x)
+    for lab in labels:
+        assert p[y == lab].argmax(axis=1).tolist().count(model.labels.index(lab)) >= 0.8 * (y == lab).sum()
+
+
+def test_augmented_rows_are_trained_on_but_never_scored(rng):
+    x, y, g = random_features(rng, speakers=3, per=2)
+    aug = np.zeros(len(y), bool)
+    aug[::2] = True
+    model = VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1)
+    model.fit(x, y, g, augmented=aug)
+    assert model.validation_["clips"] == model.validation_["n"] == int((~aug).sum())
+
+
+def test_unfitted_model_refuses_to_predict():
+    with pytest.raises(NotFittedError):
+        VoiceModel().predict_proba(np.zeros((1, 289)))
+
+
+def test_wrong_feature_count_is_refused(fitted):
+    model, _, _ = fitted
+    with pytest.raises(ValueError, match="68"):
+        model.predict_proba(np.zeros((2, 10)))
+
+
+@given(seed=st.integers(0, 10_000), n_speakers=st.integers(2, 12), n_folds=st.integers(2, 6))
+@settings(max_examples=30, deadline=None)
+def test_speaker_folds_never_split_a_speaker(seed, n_speakers, n_folds):
+    rng = np.random.default_rng(seed)
+    groups = np.array([f"s{i}" for i in rng.integers(0, n_speakers, 60)])
+    folds = speaker_folds(groups, n_folds, rng)
+    seen = np.concatenate([va for _, va in folds])
+    assert sorted(seen.tolist()) == list(range(60))  # a partition
+    for tr, va in folds:
+        assert not set(groups[tr]) & set(groups[va])
+
+
+def test_save_load_round_trip(fitted, tmp_path):
+    model, x, _ = fitted
+    model.save(tmp_path, extra={"held_out_speakers": ["spk9"]})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.json", "voice.skops"]
+    meta = json.loads((tmp_path / "voice.json").read_text())
+    assert meta["labels"] == list(LABELS) and meta["features"]["feature_set"] == "thesis68"
+    assert meta["held_out_speakers"] == ["spk9"] and meta["svm"]["C"] == model.C_
+    assert set(meta["validation_recall"]) == set(LABELS)
+    loaded = VoiceModel.load(tmp_path)
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    assert loaded.labels == model.labels and loaded.settings_ == model.settings_
+    # the loaded model computes its own features from audio
+    assert loaded.score_audio(tone(1.0), SR).shape == (7,)
+    with pytest.raises(ModelError, match="Hz"):
+        loaded.features(tone(1.0), 8000)
+
+
+def test_crafted_skops_with_untrusted_types_is_refused(fitted, tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    model, x, y = fitted
+    model.save(tmp_path)
+    # A scikit-learn type skops trusts by default, but that no voice model contains.
+    sio.dump(LogisticRegression().fit(x, y), tmp_path / "voice.skops")
+    with pytest.raises(ModelError, match=r"voice\.skops.*LogisticRegression"):
+        VoiceModel.load(tmp_path)
+    # A type from outside scikit-learn altogether.
+    sio.dump({"model": np.random.default_rng(0)}, tmp_path / "voice.skops")
+    with pytest.raises(ModelError, match=r"voice\.skops"):
+        VoiceModel.load(tmp_path)
+    (tmp_path / "voice.skops").write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match=r"voice\.skops"):
+        VoiceModel.load(tmp_path)
+
+
+def test_mismatched_or_missing_description_is_refused(fitted, tmp_path):
+    model, _, _ = fitted
+    model.save(tmp_path)
+    meta = json.loads((tmp_path / "voice.json").read_text())
+    meta["labels"] = meta["labels"][:5]
+    (tmp_path / "voice.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="voice"):
+        VoiceModel.load(tmp_path)
+    (tmp_path / "voice.json").unlink()
+    with pytest.raises(ModelError, match="voice.json"):
+        VoiceModel.load(tmp_path)
+
+
+# -- train-audio ----------------------------------------------------------------------------
+
+def write_wav(path, x):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_train_audio_command_on_a_generated_emodb(tmp_path):
+    """EmoDB naming (SSTTTEV.wav): anger = high tone, sad = low tone; speaker 03 held out."""
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "emodb"
+    corpus.mkdir()
+    for spk in ("03", "08", "09", "10"):
+        for code, freq in (("W", 300.0), ("T", 110.0), ("L", 200.0)):  # L = boredom: dropped
+            for take in ("a", "b"):
+                write_wav(corpus / f"{spk}a01{code}{take}.wav", tone(0.4, freq * rng.uniform(0.9, 1.1), rng=rng))
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03",
+                                   "--feature-set", "thesis68", "--no-augment", "--repeats", "1",
+                                   "--workers", "1", "--cache", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "voice.json").read_text())
+    assert meta["labels"] == ["anger", "sad"]
+    assert meta["held_out_speakers"] == ["emodb_03"]
+    assert meta["test"]["n"] == 4 and meta["test"]["accuracy"] == 1.0
+    assert np.asarray(meta["test"]["confusion"]).shape == (2, 2)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"voice.skops", "voice.json"}
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 16
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])
+    assert res.exit_code == 1 and "no speaker" in res.output

@@ -102,16 +102,31 @@ def write_manifest(directory: Path, *, labels: list[str], settings: dict[str, An
     directory = Path(directory)
     old = read_manifest_unchecked(directory) if (directory / MANIFEST).is_file() else {}
     files = {name: sha256_file(directory / name) for name in MODEL_FILES if (directory / name).is_file()}
+    settings = {**_model_settings(directory), **(settings or {})}
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "labels": list(labels),
         "files": files,
         "versions": library_versions(),
-        "settings": {**old.get("settings", {}), **(settings or {})},
+        "settings": {**old.get("settings", {}), **settings},
     }
     atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest
+
+
+def _model_settings(directory: Path) -> dict[str, Any]:
+    """What each model must be fed with, copied from its own description into the manifest."""
+    out: dict[str, Any] = {}
+    for name, keys in (("face.json", ("backbone", "preprocessing", "feature_layer")),
+                       ("voice.json", ("features",)), ("fusion.json", ("method",))):
+        path = directory / name
+        try:
+            meta = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        out[name.split(".")[0]] = {k: meta[k] for k in keys if k in meta}
+    return out
 
 
 def read_manifest_unchecked(directory: Path) -> dict:

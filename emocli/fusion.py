@@ -28,16 +28,34 @@ METHODS = ("equal", "confusion")
 def align(scores: np.ndarray, labels: Sequence[str], target: Sequence[str]) -> np.ndarray:
     """Reorder score columns from ``labels`` to ``target`` order, by name.
 
+    A model trained on a subset of the emotions (EmoDB has no surprise) gives NaN for the
+    others: it has no opinion on them, and :meth:`FusionModel.fuse` lets the other modality
+    decide those emotions alone.
+
     Raises
     ------
     ModelError
-        If the two label sets differ.
+        If the model has labels that are not in ``target``.
     """
-    if set(labels) != set(target):
-        raise ModelError(f"label sets differ: model has {sorted(labels)}, expected {sorted(target)}; "
+    extra = sorted(set(labels) - set(target))
+    if extra:
+        raise ModelError(f"label sets differ: the model has {extra}, which are not among {sorted(target)}; "
                          "retrain the model on the seven emo classes")
-    idx = [list(labels).index(lab) for lab in target]
-    return np.asarray(scores, np.float64)[..., idx]
+    scores = np.asarray(scores, np.float64)
+    out = np.full(scores.shape[:-1] + (len(target),), np.nan)
+    for j, lab in enumerate(target):
+        if lab in labels:
+            out[..., j] = scores[..., list(labels).index(lab)]
+    return out
+
+
+def normalize_present(p: np.ndarray) -> np.ndarray:
+    """Like :func:`normalize` over the non-NaN entries; NaN entries stay NaN."""
+    p = np.asarray(p, np.float64)
+    present = ~np.isnan(p)
+    out = np.full(p.shape, np.nan)
+    out[present] = normalize(p[present])
+    return out
 
 
 def normalize(p: np.ndarray) -> np.ndarray:
@@ -78,7 +96,7 @@ class FusionModel:
     def fuse_clip(self, face, voice, *, face_features=None, voice_stats68=None) -> np.ndarray:
         """Fused probabilities for one clip, using the fitted estimator when both modalities exist."""
         if self.estimator_ is not None and face is not None and voice is not None:
-            x = fusion_inputs(self.method, face, voice, face_features, voice_stats68)[None]
+            x = fusion_inputs(self.method, np.nan_to_num(face), np.nan_to_num(voice), face_features, voice_stats68)[None]
             p = self.estimator_.predict_proba(x)[0]
             full = np.zeros(len(self.labels))
             for lab, v in zip(self.estimator_labels_, p):
@@ -127,7 +145,10 @@ class FusionModel:
             return normalize(voice)
         if voice is None:
             return normalize(face)
-        return normalize(wf * normalize(face) + (1.0 - wf) * normalize(voice))
+        face, voice = np.asarray(face, np.float64), np.asarray(voice, np.float64)
+        # an emotion one model was never trained on (NaN) is decided by the other model alone
+        wf = np.where(np.isnan(face), 0.0, np.where(np.isnan(voice), 1.0, wf))
+        return normalize(wf * np.nan_to_num(face) + (1.0 - wf) * np.nan_to_num(voice))
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:

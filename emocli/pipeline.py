@@ -93,7 +93,7 @@ class Prepared:
     info: Any = None
     face_times: np.ndarray | None = None  # (n,) seconds of the frames that had a face
     face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
-    voice_frames: np.ndarray | None = None  # (34, m) short-term features
+    voice_frames: np.ndarray | None = None  # (36, m) per-window features (34 short-term + pitch + voicing)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -249,7 +249,7 @@ class Pipeline:
         face_a = None if face is None else self._align(face, self.face_model.labels)
         voice_a = None if voice is None else self._align(voice, self.voice_model.labels)
         fused = self.fusion.fuse_clip(face_a, voice_a, face_features=acc.mean_features(), voice_stats68=stats68)
-        res.face_scores, res.voice_scores = _as_dict(face_a, labels), _as_dict(voice_a, labels)
+        res.face_scores, res.voice_scores = _as_dict(_zero_nan(face_a), labels), _as_dict(_zero_nan(voice_a), labels)
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
         res.modalities = [m for m, v in (("face", face_a), ("voice", voice_a)) if v is not None]
@@ -265,9 +265,10 @@ class Pipeline:
             res.segments = self._segments(acc, voice_frames, info)
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
-        from .fusion import align, normalize
+        """Scores in the fusion's label order; NaN for emotions the model was not trained on."""
+        from .fusion import align, normalize_present
 
-        return normalize(align(scores, labels, self.fusion.labels))
+        return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
     def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
@@ -315,15 +316,15 @@ class Pipeline:
 
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
-        """Decode the audio and compute its short-term features (34, m); None (with a note) if unusable."""
-        from .audio_features import short_term_features
+        """Decode the audio; per-window features (34 short-term + pitch rows, m); None (with a note) if unusable."""
+        from .audio_features import window_features
         from .media import load_audio
 
         st = self.voice_settings
         sr = int(st["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
-            return short_term_features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+            return window_features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
         except NoAudioError as exc:
             notes.append(f"voice unusable ({_short(exc, info.path)})")
         except MediaError as exc:
@@ -374,8 +375,8 @@ class Pipeline:
                 continue
             fused = self.fusion.fuse(face, voice)
             out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
-                        "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(face, labels),
-                        "voice_scores": _as_dict(voice, labels), "frames_used": int(sel.sum())})
+                        "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
+                        "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
         return out
 
 
@@ -428,6 +429,10 @@ class _FaceAccumulator:
             res.frame_times = np.concatenate(self.times)
             res.frame_scores = np.concatenate(self.scores)
             res.face_features = np.concatenate(self.features)
+
+
+def _zero_nan(p: np.ndarray | None) -> np.ndarray | None:
+    return None if p is None else np.nan_to_num(p, nan=0.0)
 
 
 def _fail(res: Result, exc: EmoError) -> None:

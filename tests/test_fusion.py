@@ -38,7 +38,20 @@ def test_align_by_name_and_refuse_other_label_sets():
     out = align(s, src, LABELS)
     assert out[LABELS.index("sad")] == 0.0 and out[LABELS.index("anger")] == 1.0
     with pytest.raises(ModelError, match="label sets differ"):
-        align(s[:6], src[:6], LABELS)
+        align(np.arange(8.0), (*src, "boredom"), LABELS)
+
+
+def test_model_trained_on_fewer_emotions_leaves_them_to_the_other():
+    # a voice model trained on EmoDB has no "surprise"
+    voice_labels = tuple(lab for lab in LABELS if lab != "surprise")
+    voice = align(np.full(6, 1 / 6), voice_labels, LABELS)
+    assert np.isnan(voice[LABELS.index("surprise")]) and np.nansum(voice) == pytest.approx(1.0)
+    face = np.eye(7)[LABELS.index("surprise")]
+    fm = FusionModel("equal").fit()
+    out = fm.fuse(face, voice)
+    assert out.sum() == pytest.approx(1.0) and np.all(np.isfinite(out))
+    # surprise is decided by the face alone (weight 1), not halved by the voice's silence
+    assert out[LABELS.index("surprise")] == pytest.approx(1.0 / (1.0 + 0.5))
 
 
 def test_save_load_round_trip(tmp_path):

@@ -78,6 +78,8 @@ def train_video(
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
                                                           "softmax on its fc2 features (no media decoded again).")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Start from the face network of this bundle (fine-tuning or "
+                                                      "a warm restart) instead of new weights.")] = None,
     weights: Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
                                                          "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
                                                     show_default=False)] = None,
@@ -95,7 +97,7 @@ def train_video(
             return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
-                            weights=weights, head=head.value if head is not None else None)
+                            weights=weights, head=head.value if head is not None else None, init=init)
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 

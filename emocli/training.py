@@ -61,7 +61,7 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
 
 def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
                         holdout: float, width: int, seed: int, limit: int | None, console,
-                        weights: Path | None = None, head: str | None = None) -> None:
+                        weights: Path | None = None, head: str | None = None, init: Path | None = None) -> None:
     from .bundle import write_manifest
     from .datasets import image_folder, read_image
     from .video_model import store_faces
@@ -82,6 +82,13 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     if missing:
         raise DatasetError(f"{data}: no training images for {', '.join(missing)}; every emotion needs examples")
     model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
+    if init is not None:  # continue from a trained network: same backbone and preprocessing
+        from .video_model import FaceModel
+
+        start = FaceModel.load(init)
+        model.backbone, model.preprocessing, net = start.backbone, start.preprocessing, start.network_
+        model.history_ = list(start.history_)
+        console.print(f"starting from {init}/face.keras ({start.backbone}, {len(start.history_)} epochs so far)")
     console.print(f"reading {len(items)} images from {data} ...")
     t0 = time.time()
     x = store_faces([read_image(it.path) for it in items], model.preprocessing)  # uint8, resized per batch
@@ -98,7 +105,8 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
              "validation": model.validation_, "holdout": holdout,
              "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
-             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width}
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width,
+             "init": str(init) if init else None}
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")

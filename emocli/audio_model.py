@@ -55,9 +55,6 @@ TRUSTED_TYPES = [
     "numpy.int64",
     "numpy.int32",
 ]
-# Containers and scalars skops writes for attributes; with TRUSTED_TYPES, the whole allow-list.
-_PLAIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int",
-                          "builtins.float", "builtins.bool", "builtins.NoneType"})
 
 
 def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -104,25 +101,6 @@ def scores_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict[str, An
         "confusion": cm.tolist(),
         "labels": list(labels),
     }
-
-
-def skops_types(path: Path) -> set[str]:
-    """Every ``module.Class`` named in a .skops file's schema (objects, arrays, type references)."""
-    import zipfile
-
-    with zipfile.ZipFile(path) as zf:
-        schema = json.loads(zf.read("schema.json"))
-    found: set[str] = set()
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            if "__class__" in node or "__module__" in node:
-                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
-    return found
 
 
 class VoiceModel:
@@ -442,17 +420,10 @@ class VoiceModel:
             raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
-        # skops trusts every scikit-learn estimator by default; a voice model holds exactly the
-        # types of TRUSTED_TYPES, so list every type the file names and refuse anything else.
-        try:
-            named = skops_types(weights_path) | set(sio.get_untrusted_types(file=weights_path))
-        except Exception as exc:  # a truncated or non-skops file
-            raise ModelError(f"{weights_path}: not a readable skops file ({exc}); restore the bundle or retrain") from None
-        refused = sorted(named - set(TRUSTED_TYPES) - _PLAIN_TYPES)
-        if refused:
-            raise ModelError(f"{weights_path}: refusing to load types outside the voice model's allow-list "
-                             f"({', '.join(refused)}); the file was crafted or made by another program. "
-                             "Restore the bundle or retrain with `emo train-audio`")
+        from .bundle import check_skops_types
+
+        check_skops_types(weights_path, TRUSTED_TYPES, what="voice model",
+                          fix="Restore the bundle or retrain with `emo train-audio`")
         try:
             est = sio.load(weights_path, trusted=TRUSTED_TYPES)
         except Exception as exc:

@@ -177,3 +177,46 @@ def verify_bundle(directory: Path) -> dict:
             raise ModelError(f"{directory / name}: present but not listed in the manifest; "
                              "delete it or rewrite the manifest by retraining")
     return manifest
+
+
+# Containers and scalars skops writes for attributes: allowed in every emo .skops file.
+SKOPS_PLAIN_TYPES = frozenset({"builtins.dict", "builtins.list", "builtins.tuple", "builtins.str", "builtins.int",
+                               "builtins.float", "builtins.bool", "builtins.NoneType"})
+
+
+def skops_types(path: Path) -> set[str]:
+    """Every ``module.Class`` named in a .skops file's schema (objects, arrays, type references)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        schema = json.loads(zf.read("schema.json"))
+    found: set[str] = set()
+    stack = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node or "__module__" in node:
+                found.add(f"{node.get('__module__')}.{node.get('__class__')}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def check_skops_types(path: Path, trusted: list[str], *, what: str, fix: str) -> None:
+    """Refuse a .skops file naming any type outside ``trusted`` (+ plain containers).
+
+    skops trusts every scikit-learn estimator by default; emo's models hold an exact, known set
+    of types, so everything the file names is listed and anything else is refused before a
+    single object is built.
+    """
+    import skops.io as sio
+
+    try:
+        named = skops_types(path) | set(sio.get_untrusted_types(file=str(path)))
+    except Exception as exc:  # a truncated or non-skops file
+        raise ModelError(f"{path}: not a readable skops file ({exc.__class__.__name__}); {fix}") from None
+    refused = sorted(named - set(trusted) - SKOPS_PLAIN_TYPES)
+    if refused:
+        raise ModelError(f"{path}: refusing to load types outside the {what}'s allow-list ({', '.join(refused[:3])}); "
+                         f"the file was crafted or made by another program. {fix}")

@@ -157,13 +157,7 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
                    progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Process every unfinished item; return a summary (done, skipped, failed by reason)."""
     out = Path(out)
-    todo, skipped = [], 0
-    for it in items:
-        iid = item_id(it.path, root)
-        if is_finished(out, iid, retry_failed=retry_failed):
-            skipped += 1
-        else:
-            todo.append((it, iid, out))
+    todo, skipped = plan(items, root=root, out=out, retry_failed=retry_failed)
     rows: list[dict[str, Any]] = []
     if workers <= 1 or len(todo) <= 1:
         if todo and pipe is None:
@@ -186,9 +180,26 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
                 if progress:
                     progress(row)
     write_index(out)
+    return summary(len(items), skipped, rows)
+
+
+def plan(items, *, root: Path, out: Path, retry_failed: bool) -> tuple[list[tuple], int]:
+    """(items still to do as (item, id, out) jobs, number already finished)."""
+    todo, skipped = [], 0
+    for it in items:
+        iid = item_id(it.path, root)
+        if is_finished(Path(out), iid, retry_failed=retry_failed):
+            skipped += 1
+        else:
+            todo.append((it, iid, out))
+    return todo, skipped
+
+
+def summary(n_items: int, skipped: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a run did: items done, skipped (already finished), failed by reason, one-modality items."""
     failed = Counter(r.get("error_type") or "error" for r in rows if r["status"] != "ok")
     return {
-        "items": len(items), "done": sum(r["status"] == "ok" for r in rows), "skipped": skipped,
+        "items": n_items, "done": sum(r["status"] == "ok" for r in rows), "skipped": skipped,
         "failed": sum(failed.values()), "failed_by_reason": dict(failed),
         "face_only": sum(r["status"] == "ok" and not r["voice"] for r in rows),
         "voice_only": sum(r["status"] == "ok" and not r["face"] for r in rows),

@@ -190,7 +190,7 @@ class FusionModel:
             est_path = Path(directory) / "fusion_feat.skops"
             if not est_path.is_file():
                 raise ModelError(f"{est_path}: missing for fusion method {model.method!r}; rerun `emo fuse`")
-            model.estimator_ = load_skops(est_path, what="fusion model")
+            model.estimator_ = load_skops(est_path)
             model.estimator_labels_ = tuple(d.get("estimator_labels", []))
             if not set(model.estimator_labels_) <= set(labels):
                 raise ModelError(f"{path}: fusion model labels {model.estimator_labels_} are not emo labels")
@@ -203,7 +203,14 @@ class FusionModel:
 FEATURE_METHODS = ("learned", "feature-svm", "feature-dense")
 PCA_COMPONENTS = 68  # the thesis reduces face features + 68 voice statistics to 68 dimensions
 DENSE_UNITS = 14  # the thesis's experiment 10: one dense layer of 14 units, then softmax
-SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.", "scipy.")
+# Exactly the types the fusion estimators of `build_estimator` hold (passed to skops as trusted=).
+FUSION_TRUSTED_TYPES = [
+    "sklearn.pipeline.Pipeline", "sklearn.preprocessing._data.StandardScaler", "sklearn.decomposition._pca.PCA",
+    "sklearn.svm._classes.SVC", "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer", "sklearn.preprocessing._label.LabelBinarizer",
+    "numpy.ndarray", "numpy.float64", "numpy.int64", "numpy.int32", "numpy.random.mtrand.RandomState",
+]
 
 
 def fusion_inputs(method: str, face_scores, voice_scores, face_features, voice_stats68) -> np.ndarray:
@@ -238,27 +245,18 @@ def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int =
     return make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed), head)
 
 
-def load_skops(path: Path, *, what: str):
-    """Load a skops file whose every type is from scikit-learn/numpy/scipy; refuse anything else.
-
-    skops never unpickles; types outside the allow-list (e.g. ``os.system``, ``builtins.eval``
-    or a user class) are refused before anything is constructed.
-    """
+def load_skops(path: Path):
+    """Load a fitted fusion estimator, refusing any type outside :data:`FUSION_TRUSTED_TYPES`."""
     import skops.io as sio
 
+    from .bundle import check_skops_types
+
+    fix = "rerun `emo fuse`"
+    check_skops_types(path, FUSION_TRUSTED_TYPES, what="fusion model", fix=fix)
     try:
-        untrusted = sio.get_untrusted_types(file=str(path))
-    except Exception as exc:  # a truncated or non-skops file
-        raise ModelError(f"{path}: not a readable {what} file ({exc.__class__.__name__}); restore or retrain it") from None
-    bad = [t for t in untrusted if not t.startswith(SKOPS_TRUSTED_PREFIXES) or t.startswith("builtins.eval")
-           or t in ("builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__")]
-    if bad:
-        raise ModelError(f"{path}: refuses to load: the file contains types emo does not trust ({', '.join(bad[:3])}); "
-                         "it was not written by emo, or was tampered with")
-    try:
-        return sio.load(str(path), trusted=untrusted)
+        return sio.load(str(path), trusted=FUSION_TRUSTED_TYPES)
     except Exception as exc:
-        raise ModelError(f"{path}: cannot load {what} ({exc.__class__.__name__}: {exc}); restore or retrain it") from None
+        raise ModelError(f"{path}: cannot load the fusion model ({exc.__class__.__name__}: {exc}); {fix}") from None
 
 
 def save_skops(obj, path: Path) -> None:

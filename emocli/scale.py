@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter, deque
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -301,17 +301,11 @@ def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, opti
     EmoError
         Ray is not installed, the cluster cannot be reached, or a worker cannot load the bundle.
     """
-    from .extract import is_finished, item_id, write_index
+    from .extract import plan, summary, write_index
 
     _import_ray()
     out = Path(out).resolve()  # not recorded in any file; workers may start elsewhere
-    todo, skipped = [], 0
-    for it in items:
-        iid = item_id(it.path, root)
-        if is_finished(out, iid, retry_failed=retry_failed):
-            skipped += 1
-        else:
-            todo.append((it, iid, str(out)))
+    todo, skipped = plan(items, root=root, out=str(out), retry_failed=retry_failed)
     rows: list[dict[str, Any]] = []
     if todo:
         cluster = _Cluster(bundle, options, address=address, num_cpus=num_cpus, max_actors=max_actors,
@@ -326,16 +320,4 @@ def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, opti
         finally:
             cluster.close()
     write_index(out)
-    return _summary(len(items), skipped, rows)
-
-
-def _summary(n_items: int, skipped: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    # the same keys and counts as emocli.extract.run_extraction's summary
-    failed = Counter(r.get("error_type") or "error" for r in rows if r["status"] != "ok")
-    return {
-        "items": n_items, "done": sum(r["status"] == "ok" for r in rows), "skipped": skipped,
-        "failed": sum(failed.values()), "failed_by_reason": dict(failed),
-        "face_only": sum(r["status"] == "ok" and not r["voice"] for r in rows),
-        "voice_only": sum(r["status"] == "ok" and not r["face"] for r in rows),
-        "failures": [{"path": r["path"], "error": r["error"]} for r in rows if r["status"] != "ok"],
-    }
+    return summary(len(items), skipped, rows)

@@ -148,6 +148,9 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     return feats.astype(np.float32)
 
 
+PITCH_BLOCK = 1024  # windows per block of the pitch tracker (~26 s of audio at a 25 ms hop)
+
+
 def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: float = STEP,
                 fmin: float = F0_MIN, fmax: float = F0_MAX) -> np.ndarray:
     """Pitch and voicing of every window, on the same windows as :func:`short_term_features`.
@@ -178,7 +181,21 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
         raise ValueError(f"a {window * 1000:.0f} ms window is too short to track pitch between {fmin:g} and "
                          f"{fmax:g} Hz; use a window of at least {(lag_max + 2 * lag_min) / sr * 1000:.0f} ms")
     n = 1 + (len(x) - win) // hop
-    frames = x[np.arange(win)[None, :] + hop * np.arange(n)[:, None]]
+    # Windows are independent: work through them in blocks so memory stays bounded on long
+    # recordings (10 minutes at once took ~1.5 GB; a block of PITCH_BLOCK windows ~30 MB).
+    out = np.empty((2, n), np.float32)
+    for start in range(0, n, PITCH_BLOCK):
+        idx = np.arange(start, min(n, start + PITCH_BLOCK))
+        out[:, idx] = _pitch_block(x, idx, win=win, hop=hop, span=span, lag_min=lag_min, lag_max=lag_max,
+                                   sr=sr, fmin=fmin, fmax=fmax)
+    return out
+
+
+def _pitch_block(x: np.ndarray, idx: np.ndarray, *, win: int, hop: int, span: int, lag_min: int, lag_max: int,
+                 sr: int, fmin: float, fmax: float) -> np.ndarray:
+    """Pitch and voicing (2, len(idx)) of the windows ``idx`` of the normalised signal ``x``."""
+    n = len(idx)
+    frames = x[np.arange(win)[None, :] + hop * idx[:, None]]
     frames = frames - frames.mean(axis=1, keepdims=True)
     nfft = 1 << int(np.ceil(np.log2(win + span)))
     head = np.fft.rfft(frames[:, :span], nfft)
@@ -201,7 +218,7 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
         offset = np.where(np.abs(den) > 1e-12, 0.5 * (a - c) / den, 0.0)
     offset = np.where(k == kk, np.clip(np.nan_to_num(offset), -1.0, 1.0), 0.0)
     f0 = np.clip(sr / (lag_min + k + offset), fmin, fmax * 1.05)
-    return np.stack([f0, np.clip(best, -1.0, 1.0)]).astype(np.float32)
+    return np.stack([f0, np.clip(best, -1.0, 1.0)])
 
 
 def window_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: float = STEP) -> np.ndarray:

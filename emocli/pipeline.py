@@ -230,7 +230,7 @@ class Pipeline:
 
     def _finish(self, path: Path, info, res: Result, acc: "_FaceAccumulator", voice_frames) -> None:
         """Turn per-frame face scores and voice frames into the clip's result (and segments)."""
-        face = acc.clip_scores(info)
+        face = acc.clip_scores()
         voice = stats68 = None
         if voice_frames is not None:
             voice, stats68 = self._voice_scores(voice_frames, res)
@@ -317,14 +317,16 @@ class Pipeline:
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
         """Decode the audio; per-window features (34 short-term + pitch rows, m); None (with a note) if unusable."""
-        from .audio_features import window_features
+        from .audio_features import short_term_features, window_features
         from .media import load_audio
 
         st = self.voice_settings
         sr = int(st["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
-            return window_features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+            # thesis68 needs only the 34 short-term features: skip the pitch track it never uses
+            features = short_term_features if st["feature_set"] == "thesis68" else window_features
+            return features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
         except NoAudioError as exc:
             notes.append(f"voice unusable ({_short(exc, info.path)})")
         except MediaError as exc:
@@ -415,7 +417,7 @@ class _FaceAccumulator:
             self.features.append(feats)
         self.res.frames_used += len(x)
 
-    def clip_scores(self, info) -> np.ndarray | None:
+    def clip_scores(self) -> np.ndarray | None:
         self.flush()
         if not self.res.frames_used:
             return None

@@ -24,7 +24,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -454,8 +453,3 @@ def _inference_copy(net):
     clean = keras.Model.from_config(net.get_config())
     clean.set_weights(net.get_weights())
     return clean
-
-
-def configure_threads() -> None:
-    """Let TensorFlow use every core but keep its log quiet."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -116,6 +116,38 @@ def _check_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
     return x
 
 
+def _short_term_features_module():
+    """``pyAudioAnalysis.ShortTermFeatures``, imported without loading matplotlib.
+
+    The module imports ``matplotlib.pyplot`` at the top (half a second) but plots nothing in
+    ``feature_extraction``; unless matplotlib is already loaded, a placeholder stands in for
+    it during that import only, so later ``import matplotlib.pyplot`` gets the real one.
+    """
+    import functools
+    import sys
+    import types
+
+    name = "pyAudioAnalysis.ShortTermFeatures"
+    stubs = {}
+    if "matplotlib" not in sys.modules and name not in sys.modules:
+        stubs["matplotlib"] = types.ModuleType("matplotlib")
+        stubs["matplotlib.pyplot"] = stubs["matplotlib"].pyplot = types.ModuleType("matplotlib.pyplot")
+        sys.modules.update(stubs)
+    try:
+        from pyAudioAnalysis import ShortTermFeatures
+    finally:
+        for key, stub in stubs.items():
+            if sys.modules.get(key) is stub:
+                del sys.modules[key]
+    # chroma_features() rebuilds the same chroma map (a Python loop over the FFT bins) for
+    # every frame: 30 % of the feature time. It depends on (num_fft, sampling_rate) only and
+    # its arrays are only read, so one cached copy per setting gives identical features.
+    init = ShortTermFeatures.chroma_features_init
+    if not hasattr(init, "cache_info"):
+        ShortTermFeatures.chroma_features_init = functools.lru_cache(maxsize=16)(init)
+    return ShortTermFeatures
+
+
 def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: float = STEP) -> np.ndarray:
     """pyAudioAnalysis's 34 short-term features of every window.
 
@@ -138,7 +170,7 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     ValueError
         If ``audio`` is not 1-D numeric or ``sr`` is not a positive integer.
     """
-    from pyAudioAnalysis import ShortTermFeatures
+    ShortTermFeatures = _short_term_features_module()
 
     win, hop = window_samples(sr, window=window, step=step)
     x = _check_audio(audio, sr, win)

@@ -16,8 +16,12 @@ speaker-grouped out-of-fold decisions, so they are calibrated for *unseen* speak
 their arg-max is the SVM's own prediction.
 
 Saved as ``voice.skops`` (skops format: no pickle; only the sklearn/numpy types in
-:data:`TRUSTED_TYPES` are accepted on load) and ``voice.json`` (labels, feature settings,
-chosen hyper-parameters, validation and test scores).
+:data:`TRUSTED_TYPES` are accepted on load), ``voice.json`` (labels, feature settings,
+chosen hyper-parameters, validation and test scores) and ``voice.npz``: the same fitted
+scaler, support vectors, dual coefficients and temperature as plain arrays (read with
+``allow_pickle=False``), which :class:`CompactSVM` scores with numpy alone. Prediction
+uses the ``.npz`` (``VoiceModel.load(..., runtime=True)``): it needs neither scikit-learn
+nor skops, which take over a second to import; training and inspection use the ``.skops``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from .errors import ModelError, NotFittedError
 from .labels import LABELS
 
 WEIGHTS_FILE = "voice.skops"
+RUNTIME_FILE = "voice.npz"
 META_FILE = "voice.json"
 FORMAT = "emo-voice"
 FORMAT_VERSION = 1
@@ -101,6 +106,81 @@ def scores_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict[str, An
         "confusion": cm.tolist(),
         "labels": list(labels),
     }
+
+
+class CompactSVM:
+    """A fitted StandardScaler + RBF SVC + temperature scaling, as plain arrays.
+
+    Reproduces ``CalibratedClassifierCV(Pipeline([StandardScaler, SVC(kernel="rbf")]),
+    method="temperature", ensemble=False).predict_proba`` with numpy (one-vs-one decisions
+    turned into scikit-learn's one-vs-rest votes + confidences, then ``softmax(beta * d)``);
+    a test checks the two agree.
+    """
+
+    KEYS = ("mean", "scale", "support_vectors", "dual_coef", "intercept", "n_support", "gamma", "beta")
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.mean = np.asarray(arrays["mean"], np.float64)
+        self.scale = np.asarray(arrays["scale"], np.float64)
+        self.support_vectors = np.asarray(arrays["support_vectors"], np.float64)
+        self.dual_coef = np.asarray(arrays["dual_coef"], np.float64)
+        self.intercept = np.asarray(arrays["intercept"], np.float64)
+        self.n_support = np.asarray(arrays["n_support"], np.int64)
+        self.gamma = float(arrays["gamma"])
+        self.beta = float(arrays["beta"])
+        k, d = len(self.n_support), len(self.mean)
+        n_sv = int(self.n_support.sum())
+        if (k < 2 or self.scale.shape != (d,) or self.support_vectors.shape != (n_sv, d)
+                or self.dual_coef.shape != (k - 1, n_sv) or self.intercept.shape != (k * (k - 1) // 2,)
+                or not np.isfinite(self.gamma) or not np.isfinite(self.beta)):
+            raise ValueError("inconsistent array shapes")
+        self.classes_ = np.arange(k)
+        self.n_features_in_ = d
+
+    @classmethod
+    def from_estimator(cls, est) -> "CompactSVM":
+        """From the fitted ``CalibratedClassifierCV`` that :meth:`VoiceModel.fit` builds."""
+        (cc,) = est.calibrated_classifiers_
+        pipe = cc.estimator
+        scaler, svm = pipe.named_steps["scale"], pipe.named_steps["svm"]
+        (cal,) = cc.calibrators
+        return cls({"mean": scaler.mean_, "scale": scaler.scale_, "support_vectors": svm.support_vectors_,
+                    "dual_coef": svm.dual_coef_, "intercept": svm.intercept_, "n_support": svm.n_support_,
+                    "gamma": np.float64(svm._gamma), "beta": np.float64(cal.beta_)})
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {key: np.asarray(getattr(self, key)) for key in self.KEYS}
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``decision_function_shape="ovr"`` values, (n, k)."""
+        z = (np.asarray(X, np.float64) - self.mean) / self.scale
+        # squared distances from differences, as libsvm computes them (no cancellation error)
+        sq = np.stack([((self.support_vectors - row) ** 2).sum(1) for row in z]) if len(z) else \
+            np.zeros((0, len(self.support_vectors)))
+        kern = np.exp(-self.gamma * sq)  # (n, n_sv)
+        k = len(self.n_support)
+        start = np.concatenate([[0], np.cumsum(self.n_support)])
+        votes = np.zeros((len(z), k))
+        conf = np.zeros((len(z), k))
+        p = 0
+        for i in range(k):
+            si = slice(start[i], start[i + 1])
+            for j in range(i + 1, k):
+                sj = slice(start[j], start[j + 1])
+                dec = (kern[:, si] @ self.dual_coef[j - 1, si] + kern[:, sj] @ self.dual_coef[i, sj]
+                       + self.intercept[p])
+                conf[:, i] += dec
+                conf[:, j] -= dec
+                votes[:, i] += dec >= 0
+                votes[:, j] += dec < 0
+                p += 1
+        return votes + conf / (3.0 * (np.abs(conf) + 1.0))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        logits = self.beta * self.decision_function(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 class VoiceModel:
@@ -384,13 +464,45 @@ class VoiceModel:
 
         meta = self.metadata(extra)
         directory = Path(directory)
+        if isinstance(self.estimator_, CompactSVM):
+            raise ModelError("this voice model was loaded in its compact runtime form; load it with "
+                             "runtime=False to save it again")
         with atomic_path(directory / WEIGHTS_FILE, suffix=".skops") as tmp:
             sio.dump(self.estimator_, tmp)
+        with atomic_path(directory / RUNTIME_FILE, suffix=".npz") as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **CompactSVM.from_estimator(self.estimator_).arrays())
         atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
+    @staticmethod
+    def _load_skops(weights_path: Path, meta: dict):
+        import skops.io as sio
+        from sklearn.calibration import CalibratedClassifierCV
+
+        from .bundle import check_skops_types
+
+        if not weights_path.is_file():
+            raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
+        check_skops_types(weights_path, TRUSTED_TYPES, what="voice model",
+                          fix="Restore the bundle or retrain with `emo train-audio`")
+        try:
+            est = sio.load(weights_path, trusted=TRUSTED_TYPES)
+        except Exception as exc:
+            saved = (meta.get("versions") or {}).get("scikit-learn", "?")
+            raise ModelError(f"{weights_path}: could not be loaded ({type(exc).__name__}: {exc}); it was saved with "
+                             f"scikit-learn {saved}: install that version or retrain with `emo train-audio`") from None
+        if not isinstance(est, CalibratedClassifierCV):
+            raise ModelError(f"{weights_path}: holds a {type(est).__name__}, not an emo voice model; "
+                             "restore the bundle or retrain with `emo train-audio`")
+        return est
+
     @classmethod
-    def load(cls, directory: Path | str) -> "VoiceModel":
+    def load(cls, directory: Path | str, *, runtime: bool = False) -> "VoiceModel":
         """Load a model written by :meth:`save`.
+
+        ``runtime=True`` reads the compact ``voice.npz`` (see :class:`CompactSVM`) when the
+        bundle has one: what prediction needs, without importing scikit-learn; such a model
+        predicts but cannot be saved again.
 
         Raises
         ------
@@ -398,8 +510,6 @@ class VoiceModel:
             If a file is missing or malformed, or ``voice.skops`` holds any type outside
             :data:`TRUSTED_TYPES` (a crafted file is refused before anything in it runs).
         """
-        import skops.io as sio
-
         directory = Path(directory)
         meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
         try:
@@ -418,26 +528,23 @@ class VoiceModel:
         if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
                 or len(set(labels)) != len(labels)):
             raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
-        if not weights_path.is_file():
-            raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
-        from .bundle import check_skops_types
-
-        check_skops_types(weights_path, TRUSTED_TYPES, what="voice model",
-                          fix="Restore the bundle or retrain with `emo train-audio`")
-        try:
-            est = sio.load(weights_path, trusted=TRUSTED_TYPES)
-        except Exception as exc:
-            saved = (meta.get("versions") or {}).get("scikit-learn", "?")
-            raise ModelError(f"{weights_path}: could not be loaded ({type(exc).__name__}: {exc}); it was saved with "
-                             f"scikit-learn {saved}: install that version or retrain with `emo train-audio`") from None
-        from sklearn.calibration import CalibratedClassifierCV
-
-        classes = getattr(est, "classes_", None)
         n_in = int(meta.get("n_features", -1))
-        if (not isinstance(est, CalibratedClassifierCV) or classes is None
-                or list(np.asarray(classes).astype(int)) != list(range(len(labels)))
+        compact_path = directory / RUNTIME_FILE
+        if runtime and compact_path.is_file():
+            try:
+                with np.load(compact_path, allow_pickle=False) as z:
+                    est = CompactSVM({key: z[key] for key in CompactSVM.KEYS})
+            except Exception as exc:  # zip, key, shape or dtype problems
+                raise ModelError(f"{compact_path}: not a usable compact voice model ({type(exc).__name__}: {exc}); "
+                                 "restore the bundle or retrain with `emo train-audio`") from None
+            source = compact_path
+        else:
+            est = cls._load_skops(weights_path, meta)
+            source = weights_path
+        classes = getattr(est, "classes_", None)
+        if (classes is None or list(np.asarray(classes).astype(int)) != list(range(len(labels)))
                 or getattr(est, "n_features_in_", None) != n_in):
-            raise ModelError(f"{weights_path}: does not match {meta_path} (classes or feature count differ); "
+            raise ModelError(f"{source}: does not match {meta_path} (classes or feature count differ); "
                              "the two files come from different trainings: retrain or restore both")
         from .audio_features import FEATURE_SETS, feature_dimension
 

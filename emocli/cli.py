@@ -60,6 +60,24 @@ class Head(str, Enum):
     exp2 = "exp2"
 
 
+class TTA(str, Enum):
+    auto = "auto"
+    bundle = "bundle"
+    mirror = "mirror"
+    none = "none"
+
+
+_TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror + zoom) for still images, crop + "
+             "mirror for video frames (a clip already averages many frames; half the work); or bundle, mirror, "
+             "none for every input.")
+
+
+class Precision(str, Enum):
+    float32 = "float32"
+    mixed_bfloat16 = "mixed_bfloat16"
+    mixed_float16 = "mixed_float16"
+
+
 @app.command("train-video")
 def train_video(
     data: Annotated[Optional[Path], typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).",
@@ -85,6 +103,14 @@ def train_video(
                                                     show_default=False)] = None,
     head: Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
                                                       "blocks + FC 512-256; default: exp2.", show_default=False)] = None,
+    rotation: Annotated[float, typer.Option(min=0, max=180, help="Augmentation: largest random rotation, degrees "
+                                                                 "(the thesis's 30 by default).")] = 30.0,
+    zoom: Annotated[float, typer.Option(min=0, max=0.9, help="Augmentation: largest random zoom, as a share.")] = 0.15,
+    shift: Annotated[float, typer.Option(min=0, max=0.9, help="Augmentation: largest random shift, as a share of "
+                                                              "the side.")] = 0.10,
+    precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
+                                                      "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
+                                                      "only; saved networks are always float32).")] = "float32",
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command, train_video_features_command
@@ -97,7 +123,9 @@ def train_video(
             return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
-                            weights=weights, head=head.value if head is not None else None, init=init)
+                            weights=weights, head=head.value if head is not None else None, init=init,
+                            precision=Precision(precision).value,
+                            augmentation={"rotation": rotation, "zoom": zoom, "shift": shift})
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -227,6 +255,7 @@ def predict(
                                                           "<clip>.txt per input holding its label (Angry, ..., Surprise).")
                           ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
+    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
 
@@ -242,7 +271,7 @@ def predict(
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
-                   use_voice=modality != Modality.face, window=window)
+                   use_voice=modality != Modality.face, window=window, tta=TTA(tta).value)
     try:
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
@@ -304,6 +333,7 @@ def evaluate(
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
     detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
+    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
@@ -318,7 +348,8 @@ def evaluate(
     try:
         items = select_split(load_corpus(dataset, layout), split)
         opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
-                       use_face=modality != Modality.voice, use_voice=modality != Modality.face)
+                       use_face=modality != Modality.voice, use_voice=modality != Modality.face,
+                       tta=TTA(tta).value)
         pipe = Pipeline(model, opts)
     except EmoError as exc:
         raise fail(str(exc)) from None
@@ -363,6 +394,7 @@ def extract(
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
     detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
 ) -> None:
     """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
     import json
@@ -376,7 +408,8 @@ def extract(
 
     err = _stderr()
     bundle = model or DEFAULT_BUNDLE
-    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True)
+    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True,
+                   tta=TTA(tta).value)
     try:
         items = select_split(load_corpus(dataset, layout), split)
         manifest = verify_bundle(bundle)

@@ -37,6 +37,10 @@ class Options:
     use_voice: bool = True
     keep_frames: bool = False  # keep per-frame scores and face features in the result (extract)
     window: float | None = None  # seconds: also score consecutive segments of this length
+    # Test-time views per face: "auto" = the bundle's views for still images and mirror-only
+    # for video frames (a clip already averages many frames; half the network passes), or
+    # "bundle", "mirror", "none" for every input.
+    tta: str = "auto"
 
 
 @dataclass
@@ -131,7 +135,7 @@ class Pipeline:
         if self.has_voice:
             from .audio_model import VoiceModel
 
-            self.voice_model = VoiceModel.load(self.bundle)
+            self.voice_model = VoiceModel.load(self.bundle, runtime=True)
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:
@@ -199,7 +203,7 @@ class Pipeline:
         else:
             try:
                 res.duration = prep.info.duration
-                acc = _FaceAccumulator(self, res)
+                acc = _FaceAccumulator(self, res, still=prep.info.is_image)
                 if prep.face_inputs is not None:
                     for i in range(0, len(prep.face_inputs), self.options.batch_size):
                         acc.add(prep.face_times[i:i + self.options.batch_size],
@@ -219,7 +223,7 @@ class Pipeline:
     def _run(self, path: Path, res: Result) -> None:
         info = self._probe(path)
         res.duration = info.duration
-        acc = _FaceAccumulator(self, res)
+        acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
             for t, x in self._face_chunks(info, res):
                 acc.add(t, x)
@@ -385,8 +389,10 @@ class Pipeline:
 class _FaceAccumulator:
     """Scores face inputs in batches and keeps running sums (and per-frame scores) for a clip."""
 
-    def __init__(self, pipe: Pipeline, res: Result):
+    def __init__(self, pipe: Pipeline, res: Result, *, still: bool = False):
         self.pipe, self.res = pipe, res
+        tta = pipe.options.tta
+        self.views = ("bundle" if still else "mirror") if tta == "auto" else tta
         self.pending_t: list[np.ndarray] = []
         self.pending: list[np.ndarray] = []
         self.n_pending = 0
@@ -408,7 +414,8 @@ class _FaceAccumulator:
             return
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
         self.pending, self.pending_t, self.n_pending = [], [], 0
-        feats, scores = self.pipe.face_model.score_inputs(x, batch_size=self.pipe.options.batch_size, features=True)
+        feats, scores = self.pipe.face_model.score_inputs(x, batch_size=self.pipe.options.batch_size, features=True,
+                                                          views=self.views)
         self.total = scores.sum(0) if self.total is None else self.total + scores.sum(0)
         self.feat_sum = feats.sum(0) if self.feat_sum is None else self.feat_sum + feats.sum(0)
         self.times.append(t)

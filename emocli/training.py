@@ -61,7 +61,8 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
 
 def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
                         holdout: float, width: int, seed: int, limit: int | None, console,
-                        weights: Path | None = None, head: str | None = None, init: Path | None = None) -> None:
+                        weights: Path | None = None, head: str | None = None, init: Path | None = None,
+                        precision: str = "float32", augmentation: dict[str, float] | None = None) -> None:
     from .bundle import write_manifest
     from .datasets import image_folder, read_image
     from .video_model import store_faces
@@ -101,12 +102,14 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
     model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
-              learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net)
+              learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net,
+              precision=precision, augmentation=augmentation)
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
              "validation": model.validation_, "holdout": holdout,
              "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
              "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width,
-             "init": str(init) if init else None}
+             "init": str(init) if init else None, "precision": precision,
+             "augmentation": augmentation}
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")

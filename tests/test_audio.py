@@ -52,6 +52,33 @@ def test_clip_statistics_dimensions():
     np.testing.assert_array_equal(both["rich"], rich)
 
 
+def test_cached_chroma_map_gives_pyaudioanalysis_own_features():
+    from pyAudioAnalysis import ShortTermFeatures as stf
+
+    x = (np.random.default_rng(3).normal(size=SR) * 0.1).astype(np.float32)
+    ours = short_term_features(x, SR)
+    assert hasattr(stf.chroma_features_init, "cache_info")  # emo's cache is in place
+    cached = stf.chroma_features_init
+    try:
+        stf.chroma_features_init = cached.__wrapped__  # pyAudioAnalysis as shipped
+        plain = short_term_features(x, SR)
+    finally:
+        stf.chroma_features_init = cached
+    np.testing.assert_array_equal(ours, plain)
+
+
+def test_feature_import_does_not_load_matplotlib_or_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys; from emocli.audio_features import short_term_features as f; import numpy as np; "
+            "f(np.zeros(16000, np.float32), 16000); from emocli._tf import import_keras; import_keras(); "
+            "print(sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules)); "
+            "import matplotlib.pyplot, sklearn.svm; print(matplotlib.pyplot.plot.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["[]", "matplotlib.pyplot"]  # and both import for real afterwards
+
+
 def test_window_features_are_short_term_features_plus_pitch():
     x = tone(1.0)
     w = window_features(x, SR)
@@ -217,7 +244,7 @@ def test_speaker_folds_never_split_a_speaker(seed, n_speakers, n_folds):
 def test_save_load_round_trip(fitted, tmp_path):
     model, x, _ = fitted
     model.save(tmp_path, extra={"held_out_speakers": ["spk9"]})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.json", "voice.skops"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.json", "voice.npz", "voice.skops"]
     meta = json.loads((tmp_path / "voice.json").read_text())
     assert meta["labels"] == list(LABELS) and meta["features"]["feature_set"] == "thesis68"
     assert meta["held_out_speakers"] == ["spk9"] and meta["svm"]["C"] == model.C_
@@ -248,6 +275,44 @@ def test_crafted_skops_with_untrusted_types_is_refused(fitted, tmp_path):
     (tmp_path / "voice.skops").write_bytes(b"not a zip file")
     with pytest.raises(ModelError, match=r"voice\.skops"):
         VoiceModel.load(tmp_path)
+
+
+def test_compact_runtime_form_scores_like_scikit_learn(fitted, tmp_path):
+    import sys
+
+    model, x, _ = fitted
+    model.save(tmp_path)
+    full = VoiceModel.load(tmp_path)
+    compact = VoiceModel.load(tmp_path, runtime=True)
+    assert type(compact.estimator_).__name__ == "CompactSVM"
+    probe = np.vstack([x, x[:7] * 3.0 + 1.0])  # also points far from the training data
+    np.testing.assert_allclose(compact.predict_proba(probe), full.predict_proba(probe), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(compact.estimator_.decision_function(probe),
+                               full.estimator_.calibrated_classifiers_[0].estimator.decision_function(probe),
+                               rtol=1e-6, atol=1e-9)
+    assert compact.labels == full.labels and compact.settings_ == full.settings_
+    with pytest.raises(ModelError, match="runtime=False"):
+        compact.save(tmp_path / "again")
+    # the shipped model as well: the form `emo predict` uses must give the .skops model's scores
+    from emocli.bundle import DEFAULT_BUNDLE
+
+    shipped_full, shipped = VoiceModel.load(DEFAULT_BUNDLE), VoiceModel.load(DEFAULT_BUNDLE, runtime=True)
+    z = np.random.default_rng(1).normal(size=(20, shipped.n_features_in_)) * 5
+    np.testing.assert_allclose(shipped.predict_proba(z), shipped_full.predict_proba(z), rtol=1e-6, atol=1e-9)
+    assert "skops" in sys.modules  # (the full load above imported it; the compact one does not need it)
+
+
+def test_compact_runtime_file_damaged_is_refused(fitted, tmp_path):
+    model, _, _ = fitted
+    model.save(tmp_path)
+    (tmp_path / "voice.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ModelError, match=r"voice\.npz.*retrain"):
+        VoiceModel.load(tmp_path, runtime=True)
+    with open(tmp_path / "voice.npz", "wb") as fh:
+        np.savez(fh, mean=np.zeros(3))
+    with pytest.raises(ModelError, match=r"voice\.npz"):
+        VoiceModel.load(tmp_path, runtime=True)
+    VoiceModel.load(tmp_path)  # the .skops form is still intact and loads
 
 
 def test_mismatched_or_missing_description_is_refused(fitted, tmp_path):
@@ -297,7 +362,7 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     assert meta["test"]["n"] == 4 and meta["test"]["accuracy"] == 1.0
     assert np.asarray(meta["test"]["confusion"]).shape == (2, 2)
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"voice.skops", "voice.json"}
+    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json"}
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 16
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])
     assert res.exit_code == 1 and "no speaker" in res.output

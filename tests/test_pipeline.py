@@ -64,3 +64,37 @@ def test_still_image_face_only(face_pipe, example_clip, tmp_path):
 def test_haar_detector_option(face_only_bundle, example_clip):
     res = Pipeline(face_only_bundle, Options(detector="haar")).run(example_clip)
     assert res.status == "ok" and res.frames_used >= 8
+
+
+def test_test_time_views(face_only_bundle, example_clip, tmp_path):
+    import dataclasses
+
+    import cv2
+
+    from emocli import media
+
+    pipes = {tta: Pipeline(face_only_bundle, Options(tta=tta)) for tta in ("auto", "bundle", "mirror", "none")}
+    model = pipes["auto"].face_model
+    x = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 1)).astype(np.float32)
+    net = lambda a: np.asarray(model.network_(a, training=False))  # noqa: E731
+    np.testing.assert_allclose(model.score_inputs(x, views="none"), net(x), atol=1e-5)
+    np.testing.assert_allclose(model.score_inputs(x, views="mirror"), (net(x) + net(x[:, :, ::-1])) / 2, atol=1e-5)
+    with pytest.raises(ValueError, match="views"):
+        model.score_inputs(x, views="sideways")
+    for p in pipes.values():  # a bundle whose chosen views include a zoomed crop
+        p.face_model.preprocessing = dataclasses.replace(p.face_model.preprocessing, flip_tta=True, tta_zoom=0.1)
+    assert len(model._views(x, "bundle")) == 4
+
+    def face(p, path):
+        res = p.run(path)
+        assert res.status == "ok", res.error
+        return np.array(list(res.face_scores.values()))
+
+    # video frames: auto = crop + mirror; a still image: auto = the bundle's views
+    np.testing.assert_allclose(face(pipes["auto"], example_clip), face(pipes["mirror"], example_clip), atol=1e-6)
+    assert not np.allclose(face(pipes["auto"], example_clip), face(pipes["bundle"], example_clip), rtol=0, atol=1e-6)
+    _, frames = next(media.iter_frames(example_clip, fps=5))
+    img = tmp_path / "still.png"
+    cv2.imwrite(str(img), frames[0][:, :, ::-1])
+    np.testing.assert_allclose(face(pipes["auto"], img), face(pipes["bundle"], img), atol=1e-6)
+    assert not np.allclose(face(pipes["none"], img), face(pipes["bundle"], img), rtol=0, atol=1e-6)

@@ -1,0 +1,68 @@
+"""emo train-video on raw face images: options reach the trained bundle, which loads and scores."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from emocli.cli import app
+from emocli.labels import LABELS
+
+FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # FER2013's names
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    import cv2
+
+    root = tmp_path_factory.mktemp("fer")
+    rng = np.random.default_rng(0)
+    for i in range(len(LABELS)):
+        d = root / "train" / FOLDERS[i]
+        d.mkdir(parents=True)
+        for k in range(8):
+            img = rng.integers(0, 60, (48, 48), dtype=np.uint8)
+            img[6 * i:6 * i + 6] = 250  # one bright band per class: learnable
+            cv2.imwrite(str(d / f"{k}.png"), img)
+    return root / "train"
+
+
+def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
+    from emocli.video_model import FaceModel
+
+    out = tmp_path / "b"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), "--epochs", "2", "--width", "4",
+                                   "--batch-size", "16", "--precision", "mixed_bfloat16", "--rotation", "10",
+                                   "--zoom", "0", "--shift", "0.05", "--holdout", "0.15"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "face.json").read_text())
+    assert meta["precision"] == "mixed_bfloat16"
+    assert meta["augmentation"] == {"rotation": 10.0, "zoom": 0.0, "shift": 0.05}
+    model = FaceModel.load(out)
+    # trained in bfloat16, saved in float32: every layer computes in float32 on any machine
+    assert {layer.dtype_policy.name for layer in model.network_.layers} == {"float32"}
+    assert all(w.dtype == np.float32 for w in model.network_.get_weights())
+    scores = model.predict_proba(np.zeros((3, 48, 48, 3), np.uint8))
+    assert scores.shape == (3, 7) and np.allclose(scores.sum(1), 1, atol=1e-5)
+    # a warm restart continues from the bundle (float32 this time) and extends its history
+    again = tmp_path / "c"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(again), "--epochs", "1",
+                                   "--batch-size", "16", "--init", str(out), "--holdout", "0.15"])
+    assert res.exit_code == 0, res.output
+    meta2 = json.loads((again / "face.json").read_text())
+    assert len(meta2["history"]) == 3 and meta2["precision"] == "float32" and meta2["init"] == str(out)
+
+
+def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
+    from emocli.errors import ModelError
+    from emocli.video_model import build_emo_cnn, with_precision
+
+    import keras
+
+    inner = build_emo_cnn(width=4)
+    outer = keras.Sequential([keras.Input((48, 48, 1)), inner])
+    with pytest.raises(ModelError, match="flat network"):
+        with_precision(outer, "mixed_bfloat16")
+    with pytest.raises(ModelError, match="unknown precision"):
+        with_precision(inner, "float8")

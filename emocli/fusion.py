@@ -87,7 +87,9 @@ class FusionModel:
 
     def fit_estimator(self, x: np.ndarray, y: Sequence[str], *, seed: int = 0) -> "FusionModel":
         """Fit a learned / feature-level fusion model on clip vectors ``x`` (see :func:`fusion_inputs`)."""
-        est = build_estimator(self.method, n_samples=len(x), n_features=x.shape[1], seed=seed)
+        _, counts = np.unique(np.asarray(y), return_counts=True)
+        est = build_estimator(self.method, n_samples=len(x), n_features=x.shape[1], seed=seed,
+                              min_class_count=int(counts.min()) if len(counts) else 0)
         est.fit(np.asarray(x, np.float64), np.asarray(y))
         self.estimator_ = est
         self.estimator_labels_ = tuple(str(c) for c in est.classes_)
@@ -207,6 +209,8 @@ DENSE_UNITS = 14  # the thesis's experiment 10: one dense layer of 14 units, the
 FUSION_TRUSTED_TYPES = [
     "sklearn.pipeline.Pipeline", "sklearn.preprocessing._data.StandardScaler", "sklearn.decomposition._pca.PCA",
     "sklearn.svm._classes.SVC", "sklearn.linear_model._logistic.LogisticRegression",
+    "sklearn.calibration.CalibratedClassifierCV", "sklearn.calibration._CalibratedClassifier",
+    "sklearn.calibration._TemperatureScaling",
     "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer", "sklearn.preprocessing._label.LabelBinarizer",
     "numpy.ndarray", "numpy.float64", "numpy.int64", "numpy.int32", "numpy.random.mtrand.RandomState",
@@ -224,8 +228,15 @@ def fusion_inputs(method: str, face_scores, voice_scores, face_features, voice_s
     return np.concatenate([np.asarray(face_features, np.float64), np.asarray(voice_stats68, np.float64)])
 
 
-def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int = 0):
-    """scikit-learn pipeline for a fusion method."""
+def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int = 0, min_class_count: int = 5):
+    """scikit-learn pipeline for a fusion method.
+
+    ``feature-svm`` gets its probabilities from temperature scaling of the SVM's decisions on
+    stratified out-of-fold predictions (``CalibratedClassifierCV(..., ensemble=False)``,
+    scikit-learn's replacement for the deprecated ``SVC(probability=True)``); its arg-max is
+    the SVM's own prediction. ``min_class_count`` (the rarest emotion's clips) caps the folds.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -237,8 +248,15 @@ def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int =
         return make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
     k = max(1, min(PCA_COMPONENTS, n_samples - 1, n_features))
     if method == "feature-svm":
-        head = SVC(C=1.0, kernel="rbf", probability=True, random_state=seed)
-    elif method == "feature-dense":
+        if min_class_count < 2:
+            raise ModelError("feature-svm fusion needs at least 2 clips of every emotion it learns (its "
+                             "probabilities are calibrated on held-out folds); extract more clips")
+        cv = min(5, min_class_count)
+        # every calibration fold trains on about (cv - 1) / cv of the clips: PCA must fit there too
+        k = max(1, min(k, n_samples - -(-n_samples // cv) - 1))
+        svm = make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed), SVC(C=1.0, kernel="rbf"))
+        return CalibratedClassifierCV(svm, method="temperature", cv=cv, ensemble=False)
+    if method == "feature-dense":
         head = MLPClassifier(hidden_layer_sizes=(DENSE_UNITS,), max_iter=2000, random_state=seed)
     else:
         raise ModelError(f"unknown fusion method {method!r}; use one of {', '.join(METHODS + FEATURE_METHODS)}")

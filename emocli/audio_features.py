@@ -116,22 +116,43 @@ def _check_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
     return x
 
 
-def _short_term_features_module():
-    """``pyAudioAnalysis.ShortTermFeatures``, imported without loading matplotlib.
+def _lazy_function(module: str, name: str):
+    """A function that imports ``module`` and calls its ``name`` on first use."""
 
-    The module imports ``matplotlib.pyplot`` at the top (half a second) but plots nothing in
-    ``feature_extraction``; unless matplotlib is already loaded, a placeholder stands in for
-    it during that import only, so later ``import matplotlib.pyplot`` gets the real one.
+    def call(*args, **kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _short_term_features_module():
+    """``pyAudioAnalysis.ShortTermFeatures``, imported without its two slowest imports.
+
+    The module imports ``matplotlib.pyplot`` and ``scipy.signal.lfilter`` at the top (over a
+    second together) but ``feature_extraction`` uses neither (they serve its plotting and
+    formant helpers). Unless they are loaded already, stand-ins take their place during that
+    import only: the stand-ins import the real thing on first use, and any later ``import``
+    elsewhere gets the real modules.
     """
     import functools
     import sys
     import types
 
     name = "pyAudioAnalysis.ShortTermFeatures"
-    stubs = {}
-    if "matplotlib" not in sys.modules and name not in sys.modules:
-        stubs["matplotlib"] = types.ModuleType("matplotlib")
-        stubs["matplotlib.pyplot"] = stubs["matplotlib"].pyplot = types.ModuleType("matplotlib.pyplot")
+    stubs: dict[str, types.ModuleType] = {}
+    if name not in sys.modules:
+        if "matplotlib" not in sys.modules:
+            mpl, plt = types.ModuleType("matplotlib"), types.ModuleType("matplotlib.pyplot")
+            mpl.pyplot = plt
+            plt.__getattr__ = lambda attr: getattr(__import__("matplotlib.pyplot", fromlist=["_"]), attr)
+            stubs.update({"matplotlib": mpl, "matplotlib.pyplot": plt})
+        if "scipy.signal" not in sys.modules:
+            sig = types.ModuleType("scipy.signal")
+            sig.lfilter = _lazy_function("scipy.signal", "lfilter")
+            stubs["scipy.signal"] = sig
         sys.modules.update(stubs)
     try:
         from pyAudioAnalysis import ShortTermFeatures

@@ -73,10 +73,13 @@ def test_feature_import_does_not_load_matplotlib_or_sklearn():
 
     code = ("import sys; from emocli.audio_features import short_term_features as f; import numpy as np; "
             "f(np.zeros(16000, np.float32), 16000); from emocli._tf import import_keras; import_keras(); "
-            "print(sorted(m for m in ('matplotlib', 'sklearn') if m in sys.modules)); "
-            "import matplotlib.pyplot, sklearn.svm; print(matplotlib.pyplot.plot.__module__)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["[]", "matplotlib.pyplot"]  # and both import for real afterwards
+            "print(sorted(m for m in ('matplotlib', 'sklearn', 'scipy.signal') if m in sys.modules)); "
+            "from pyAudioAnalysis import ShortTermFeatures as stf; "
+            "y = stf.lfilter([1], [1.0, 0.5], np.ones(3)); print(y.tolist()); "  # the stand-in calls the real one
+            "print(stf.plt.plot.__module__); "
+            "import matplotlib.pyplot, sklearn.svm, scipy.signal; print(scipy.signal.lfilter.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:4] == ["[]", "[1.0, 0.5, 0.75]", "matplotlib.pyplot", "scipy.signal._signaltools"]
 
 
 def test_window_features_are_short_term_features_plus_pitch():

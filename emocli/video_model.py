@@ -57,6 +57,9 @@ class Preprocessing:
     # > 0: also average the centre crop of (1 - tta_zoom) of the side, scaled back up (and its
     # mirror): a zoom the training augmentation covers. Chosen on held-out training data.
     tta_zoom: float = 0.0
+    # > 0: also average four crops shifted up, down, left and right by this share of the side
+    # (edges reflected), and their mirrors: shifts the training augmentation covers.
+    tta_shift: float = 0.0
     # Channel order the network takes (colour input only). "bgr" reverses the channels
     # *after* the affine map, so ``offset`` is always given in RGB order. VGG-Face weights
     # converted from Caffe take BGR.
@@ -65,13 +68,14 @@ class Preprocessing:
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "color": self.color, "scale": self.scale,
                 "offset": list(self.offset), "flip_tta": self.flip_tta, "tta_zoom": self.tta_zoom,
-                "channels": self.channels}
+                "tta_shift": self.tta_shift, "channels": self.channels}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
         return cls(size=int(d["size"]), color=str(d["color"]), scale=float(d["scale"]),
                    offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)),
-                   tta_zoom=float(d.get("tta_zoom", 0.0)), channels=str(d.get("channels", "rgb")))
+                   tta_zoom=float(d.get("tta_zoom", 0.0)), tta_shift=float(d.get("tta_shift", 0.0)),
+                   channels=str(d.get("channels", "rgb")))
 
 
 def prepare_faces(faces: Sequence[np.ndarray] | np.ndarray, pre: Preprocessing) -> np.ndarray:
@@ -335,6 +339,12 @@ class FaceModel:
             m = int(round(side * pre.tta_zoom / 2))
             crop = batch[:, m:side - m, m:side - m]
             views.append(np.asarray(tf.image.resize(crop, (side, side), method="bilinear"), np.float32))
+        if pre.tta_shift > 0:
+            side = batch.shape[1]
+            d = max(1, int(round(side * pre.tta_shift)))
+            padded = np.pad(batch, ((0, 0), (d, d), (d, d), (0, 0)), mode="reflect")
+            for dy, dx in ((0, d), (2 * d, d), (d, 0), (d, 2 * d)):
+                views.append(padded[:, dy:dy + side, dx:dx + side])
         if pre.flip_tta:
             views += [v[:, :, ::-1] for v in views]
         return views

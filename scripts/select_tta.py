@@ -4,7 +4,7 @@
 
 Rebuilds exactly the held-out part `emo train-video` kept aside (stratified, the share and
 seed recorded in face.json), scores it with each candidate (no TTA, mirror, mirror + centre
-zoom), prints the accuracies, and with --write stores the best in face.json and refreshes the
+zoom, mirror + zoom + four shifted crops), prints the accuracies, and with --write stores the best in face.json and refreshes the
 bundle manifest.
 """
 
@@ -23,7 +23,10 @@ from emocli.labels import LABELS
 from emocli.training import stratified_holdout
 from emocli.video_model import FaceModel, prepare_faces
 
-CANDIDATES = {"none": (False, 0.0), "flip": (True, 0.0), "flip+zoom0.1": (True, 0.1), "flip+zoom0.2": (True, 0.2)}
+# name: (mirror, centre zoom, shift)
+CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zoom0.1": (True, 0.1, 0.0),
+              "flip+zoom0.2": (True, 0.2, 0.0), "flip+zoom0.1+shift0.05": (True, 0.1, 0.05),
+              "flip+zoom0.1+shift0.1": (True, 0.1, 0.1)}
 
 
 def main() -> None:
@@ -42,18 +45,19 @@ def main() -> None:
                          "pass the same training folder")
     model = FaceModel.load(args.bundle)
     base = model.preprocessing
-    x = prepare_faces([read_image(items[i].path) for i in ho], replace(base, flip_tta=False, tta_zoom=0.0))
+    x = prepare_faces([read_image(items[i].path) for i in ho], replace(base, flip_tta=False, tta_zoom=0.0,
+                                                                        tta_shift=0.0))
     results = {}
-    for name, (flip, zoom) in CANDIDATES.items():
-        model.preprocessing = replace(base, flip_tta=flip, tta_zoom=zoom)
+    for name, (flip, zoom, shift) in CANDIDATES.items():
+        model.preprocessing = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift)
         pred = model.score_inputs(x, batch_size=256).argmax(1)
         results[name] = float(np.mean(pred == y[ho]))
         print(f"{name:>14}: held-out accuracy {results[name]:.4f} (n={len(ho)})")
     best = max(results, key=results.get)
     print(f"best: {best}")
     if args.write:
-        flip, zoom = CANDIDATES[best]
-        meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom).to_dict()
+        flip, zoom, shift = CANDIDATES[best]
+        meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift).to_dict()
         meta["tta_selection"] = {"holdout_accuracy": results, "chosen": best,
                                  "command": f"python scripts/select_tta.py {args.bundle} {args.train} --write"}
         atomic_write_text(args.bundle / "face.json", json.dumps(meta, indent=2))

@@ -84,6 +84,16 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     for p in pipes.values():  # a bundle whose chosen views include a zoomed crop
         p.face_model.preprocessing = dataclasses.replace(p.face_model.preprocessing, flip_tta=True, tta_zoom=0.1)
     assert len(model._views(x, "bundle")) == 4
+    shifted = dataclasses.replace(model.preprocessing, tta_shift=0.1)
+    saved, model.preprocessing = model.preprocessing, shifted
+    views = model._views(x, "bundle")  # crop, zoom, 4 shifts, then the 6 mirrors
+    model.preprocessing = saved
+    d = 5  # round(48 * 0.1)
+    assert len(views) == 12 and all(v.shape == x.shape for v in views)
+    np.testing.assert_array_equal(views[2][:, d:], x[:, :-d])  # content moved down by d rows
+    np.testing.assert_array_equal(views[5][:, :, :-d], x[:, :, d:])  # moved left by d columns
+    np.testing.assert_array_equal(views[8], views[2][:, :, ::-1])
+    assert type(shifted).from_dict(shifted.to_dict()) == shifted
 
     def face(p, path):
         res = p.run(path)

@@ -14,6 +14,7 @@ them, generated into a temporary folder):
   (a)  ffmpeg decoding alone at emo's sampling rate (5 fps) into /dev/null: the floor;
   (a') ffmpeg decoding every frame: the floor for (c);
   (b)  ``emo predict CLIP --json`` with defaults;
+  (b') the same with ``--modality face``: face only, like fer;
   (c)  emo with the thesis's settings, ``--detector haar --fps 0`` (every frame);
   (d)  fer's ``Video.analyze`` (Haar + its TFLite model) on every 6th frame (~5 fps) and
   (d') on every frame, run by ``bench/fer_runner.py`` in ``bench/.venv`` (see bench/README.md).
@@ -130,6 +131,7 @@ RUN_NAMES = {
     "a": "(a) ffmpeg decode, 5 fps",
     "a'": "(a') ffmpeg decode, every frame",
     "b": "(b) emo predict (defaults: BlazeFace, 5 fps)",
+    "b'": "(b') emo predict --modality face (face only, as fer)",
     "c": "(c) emo --detector haar --fps 0",
     "d": "(d) fer Video.analyze, ~5 fps",
     "d'": "(d') fer Video.analyze, every frame",
@@ -184,7 +186,7 @@ class Bench:
         return row
 
     def emo_predict(self, clip: Path, seconds: float, key: str) -> Row:
-        extra = ["--detector", "haar", "--fps", "0"] if key == "c" else []
+        extra = {"c": ["--detector", "haar", "--fps", "0"], "b'": ["--modality", "face"]}.get(key, [])
         cmd = [self.emo, "predict", str(clip), "--json", *self.model, *extra]
         row = Row(clip.name, seconds, key)
         for _ in range(self.args.repeat):
@@ -220,7 +222,7 @@ class Bench:
     def single_clip(self, clip: Path, seconds: float) -> list[Row]:
         full_rate = seconds <= self.args.full_rate_max + 0.5
         rows = [self.ffmpeg_decode(clip, seconds, EMO_FPS), self.ffmpeg_decode(clip, seconds, None),
-                self.emo_predict(clip, seconds, "b")]
+                self.emo_predict(clip, seconds, "b"), self.emo_predict(clip, seconds, "b'")]
         if full_rate:
             rows.append(self.emo_predict(clip, seconds, "c"))
         rows.append(self.fer_analyze(clip, seconds, "d"))
@@ -443,10 +445,11 @@ def render(meta: dict, rows: list[Row], bulk: dict | None, helps: list[Run], arg
             "Ratios emo / other, of wall time and (in brackets) of CPU time: 1.0 = as fast, 2.0 = emo takes twice "
             "as long, 0.5 = half as long. emo also decodes the audio and scores the voice; ffmpeg and fer do not.", "",
             "| clip | length s | (b) / (a) ffmpeg 5 fps | (c) / (a') ffmpeg all frames | (b) / (d) fer ~5 fps "
-            "| (c) / (d') fer all frames |", "|---|---:|---:|---:|---:|---:|"]
+            "| (b') / (d) fer ~5 fps, both face only | (c) / (d') fer all frames |", "|---|---:|---:|---:|---:|---:|---:|"]
     by = {(r.clip, r.key): r for r in rows}
     for clip, sec in dict.fromkeys((r.clip, r.seconds) for r in rows):
-        cells = [_ratio(by.get((clip, e)), by.get((clip, o))) for e, o in (("b", "a"), ("c", "a'"), ("b", "d"), ("c", "d'"))]
+        cells = [_ratio(by.get((clip, e)), by.get((clip, o))) for e, o in (("b", "a"), ("c", "a'"), ("b", "d"), ("b'", "d"),
+                                                                 ("c", "d'"))]
         out.append(f"| {clip} | {sec:.1f} | " + " | ".join(cells) + " |")
 
     steady = _steady(rows)
@@ -490,8 +493,19 @@ def render(meta: dict, rows: list[Row], bulk: dict | None, helps: list[Run], arg
     if rss:
         checks.append((f"peak RSS, {rss[1]} / {rss[2]} (emo defaults)", f"{rss[0]:.2f}x "
                        f"({rss[3]:.0f} / {rss[4]:.0f} MiB)", "<= 1.5x", rss[0] <= 1.5))
+    for key, what in (("b", "emo defaults (face + voice)"), ("b'", "emo face only")):
+        pairs = [(by[(c, key)], by[(c, "d")]) for c, _ in dict.fromkeys((r.clip, r.seconds) for r in rows)
+                 if (c, key) in by and (c, "d") in by and by[(c, key)].ok and by[(c, "d")].ok
+                 and not by[(c, key)].note and not by[(c, "d")].note]
+        if pairs:
+            ratios = [e.wall / f.wall for e, f in pairs]
+            faster = sum(r < 1 for r in ratios)
+            checks.append((f"{what} vs fer ~5 fps: wall-time ratio per clip", f"{min(ratios):.2f}-{max(ratios):.2f} "
+                           f"(geometric mean {statistics.geometric_mean(ratios):.2f}); faster on {faster} of "
+                           f"{len(ratios)} clips", "< 1 on every clip", faster == len(ratios)))
     if checks:
-        out += ["", "## Start-up and memory", "", "| check | measured | target | met |", "|---|---|---|---|"]
+        out += ["", "## Checks: start-up, memory, against fer", "", "| check | measured | target | met |",
+                "|---|---|---|---|"]
         for name, val, target, met in checks:
             out.append(f"| {name} | {val} | {target} | {'' if met is None else ('yes' if met else '**no**')} |")
     if meta.get("fer_problem"):

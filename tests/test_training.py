@@ -66,3 +66,28 @@ def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
         with_precision(outer, "mixed_bfloat16")
     with pytest.raises(ModelError, match="unknown precision"):
         with_precision(inner, "float8")
+
+
+def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    import keras
+
+    from emocli.video_model import FaceModel, build_emo_cnn
+
+    spec = importlib.util.spec_from_file_location(
+        "ensemble_faces", Path(__file__).parents[1] / "scripts" / "ensemble_faces.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    keras.utils.set_random_seed(1)
+    a, b = build_emo_cnn(width=4), build_emo_cnn(width=4)
+    model = FaceModel(backbone="emo-cnn-ensemble")
+    model.network_ = mod.average_networks([a, b], ["member_a", "member_b"])
+    model.save(tmp_path)
+    loaded = FaceModel.load(tmp_path)  # safe mode: nested functional models, no code
+    x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
+    want = (np.asarray(a(x, training=False)) + np.asarray(b(x, training=False))) / 2
+    np.testing.assert_allclose(loaded.score_inputs(x, views="none"), want, atol=1e-5)
+    feats, _ = loaded.score_inputs(x, views="none", features=True)
+    assert feats.shape == (4, 512)  # both members' fc2 features side by side

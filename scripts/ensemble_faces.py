@@ -24,7 +24,7 @@ from emocli.bundle import write_manifest
 from emocli.datasets import image_folder, read_image
 from emocli.labels import LABELS
 from emocli.training import stratified_holdout
-from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces
+from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces, validation_report
 
 
 def average_networks(nets, names):
@@ -108,6 +108,8 @@ def main() -> None:
                          "command": f"python scripts/ensemble_faces.py {args.a} {args.b} {args.train} "
                                     f"--out {args.out} --write"}
     extra["holdout_accuracy"] = acc["mean"]
+    # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
+    extra["validation"] = validation_report(y[ho], (sa + sb).argmax(1), a.labels)
     ens.save(args.out, extra=extra)
     write_manifest(args.out, labels=list(LABELS))
     check = FaceModel.load(args.out).score_inputs(x[:64], batch_size=64)

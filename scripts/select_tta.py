@@ -21,7 +21,7 @@ from emocli.bundle import atomic_write_text, write_manifest
 from emocli.datasets import image_folder, read_image
 from emocli.labels import LABELS
 from emocli.training import stratified_holdout
-from emocli.video_model import FaceModel, prepare_faces
+from emocli.video_model import FaceModel, prepare_faces, validation_report
 
 # name: (mirror, centre zoom, shift)
 CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zoom0.1": (True, 0.1, 0.0),
@@ -47,10 +47,10 @@ def main() -> None:
     base = model.preprocessing
     x = prepare_faces([read_image(items[i].path) for i in ho], replace(base, flip_tta=False, tta_zoom=0.0,
                                                                         tta_shift=0.0))
-    results = {}
+    results, preds = {}, {}
     for name, (flip, zoom, shift) in CANDIDATES.items():
         model.preprocessing = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift)
-        pred = model.score_inputs(x, batch_size=256).argmax(1)
+        pred = preds[name] = model.score_inputs(x, batch_size=256).argmax(1)
         results[name] = float(np.mean(pred == y[ho]))
         print(f"{name:>14}: held-out accuracy {results[name]:.4f} (n={len(ho)})")
     best = max(results, key=results.get)
@@ -58,6 +58,8 @@ def main() -> None:
     if args.write:
         flip, zoom, shift = CANDIDATES[best]
         meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift).to_dict()
+        # the held-out confusion with the chosen views: decision fusion derives its weights from it
+        meta["validation"] = validation_report(y[ho], preds[best], model.labels)
         meta["tta_selection"] = {"holdout_accuracy": results, "chosen": best,
                                  "command": f"python scripts/select_tta.py {args.bundle} {args.train} --write"}
         atomic_write_text(args.bundle / "face.json", json.dumps(meta, indent=2))

@@ -75,7 +75,7 @@ def _anchors() -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)  # (2304, 2): x, y centres in [0, 1]
 
 
-def _interpreter(model_path: Path):
+def _interpreter(model_path: Path, num_threads: int | None = 1):
     try:  # LiteRT, the maintained runtime, when installed
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
@@ -89,7 +89,7 @@ def _interpreter(model_path: Path):
 
     with warnings.catch_warnings(), quiet_fd2():  # LiteRT prints an XNNPACK notice to fd 2
         warnings.simplefilter("ignore")
-        it = Interpreter(model_path=str(model_path), num_threads=1)
+        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
         it.allocate_tensors()
     return it
 

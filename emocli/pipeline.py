@@ -7,6 +7,7 @@ and reused for every input of a bulk run.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -143,14 +144,12 @@ class Pipeline:
 
             self.face_pre = Preprocessing.from_dict(json.loads((self.bundle / "face.json").read_text())["preprocessing"])
             if role == "full":
-                from ._tf import import_keras
                 from .video_model import FaceModel
 
-                import_keras()
-                import tensorflow as tf
-
-                self.face_model = FaceModel.load(self.bundle)
-                self.gpu = bool(tf.config.list_physical_devices("GPU"))
+                # On a GPU, Keras scores the batches there; on a CPU the bundle's face.tflite
+                # runs on LiteRT, and TensorFlow is never imported (seconds of start-up).
+                self.gpu = gpu_available()
+                self.face_model = FaceModel.load(self.bundle, runtime=not self.gpu)
         self.fusion = FusionModel.load(self.bundle) if "fusion.json" in files else FusionModel(method="equal").fit()
         self._detector = None
 
@@ -384,6 +383,20 @@ class Pipeline:
                         "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
         return out
+
+
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU; TensorFlow is imported only where an NVIDIA device exists."""
+    import glob
+
+    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
+        return False
+    from ._tf import import_keras
+
+    import_keras()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 class _FaceAccumulator:

@@ -21,9 +21,12 @@ TensorFlow is imported inside functions so that ``emo --help`` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
 import math
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -34,6 +37,8 @@ from .errors import ModelError, NotFittedError
 from .labels import LABELS
 
 FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
+RUNTIME_FILE = "face.tflite"  # the network as TensorFlow Lite: what `predict` runs on a CPU
+RUNTIME_MAX_PARAMS = 20_000_000  # larger networks (VGG-Face) are run by Keras only
 FEATURE_LAYER = "fc2"  # 256-unit layer whose activations feed feature-level fusion
 SCORES_LAYER = "scores"
 
@@ -283,6 +288,8 @@ class FaceModel:
             raise NotFittedError("face model is not trained or loaded")
 
     def _feature_net(self):
+        if isinstance(self.network_, LiteNetwork):
+            return self.network_
         from ._tf import import_keras
 
         keras = import_keras()
@@ -320,7 +327,8 @@ class FaceModel:
         scores_arr = np.concatenate(scores) if scores else np.zeros((0, n_lab), np.float32)
         if not features:
             return scores_arr
-        n_feat = int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1])
+        n_feat = (self.network_.n_features if isinstance(self.network_, LiteNetwork)
+                  else int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1]))
         feats_arr = np.concatenate(feats) if feats else np.zeros((0, n_feat), np.float32)
         return feats_arr, scores_arr
 
@@ -333,12 +341,13 @@ class FaceModel:
         if which == "mirror":
             return [batch, batch[:, :, ::-1]]
         if pre.tta_zoom > 0:
-            import tensorflow as tf
+            import cv2
 
             side = batch.shape[1]
             m = int(round(side * pre.tta_zoom / 2))
             crop = batch[:, m:side - m, m:side - m]
-            views.append(np.asarray(tf.image.resize(crop, (side, side), method="bilinear"), np.float32))
+            zoomed = [cv2.resize(c, (side, side), interpolation=cv2.INTER_LINEAR) for c in crop]
+            views.append(np.asarray(zoomed, np.float32).reshape(batch.shape))
         if pre.tta_shift > 0:
             side = batch.shape[1]
             d = max(1, int(round(side * pre.tta_shift)))
@@ -425,7 +434,8 @@ class FaceModel:
                     best["weights"] = [w.copy() for w in net.get_weights()]
                     if checkpoint_dir is not None:
                         model.network_ = with_precision(net, "float32") if mixed else net
-                        model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]})
+                        model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]},
+                                   runtime_form=False)
                 if on_epoch is not None:
                     on_epoch(epoch + 1, logs)
 
@@ -446,15 +456,24 @@ class FaceModel:
         return self
 
     # -- persistence -------------------------------------------------------------------
-    def save(self, directory: Path, *, extra: dict[str, Any] | None = None) -> None:
-        """Write ``face.keras`` and ``face.json`` into ``directory`` atomically."""
+    def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:
+        """Write ``face.keras``, ``face.json`` and (see :func:`export_lite`) ``face.tflite`` atomically."""
         from .bundle import atomic_path
 
         self._check()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.network_, LiteNetwork):
+            raise ModelError("this face model was loaded in its runtime form (face.tflite); load it with "
+                             "runtime=False to save it again")
         with atomic_path(directory / "face.keras", suffix=".keras") as tmp:
             _inference_copy(self.network_).save(tmp)
+        lite = export_lite(self.network_) if runtime_form else None
+        if lite is not None:
+            with atomic_path(directory / RUNTIME_FILE, suffix=".tflite") as tmp:
+                tmp.write_bytes(lite)
+        elif (directory / RUNTIME_FILE).exists():
+            (directory / RUNTIME_FILE).unlink()  # never leave a runtime form of another network
         meta = {"backbone": self.backbone, "labels": list(self.labels),
                 "preprocessing": self.preprocessing.to_dict(),
                 "feature_layer": FEATURE_LAYER, "history": self.history_, **(extra or {})}
@@ -469,18 +488,33 @@ class FaceModel:
                     w.writerows(self.history_)
 
     @classmethod
-    def load(cls, directory: Path) -> "FaceModel":
-        """Load ``face.keras`` + ``face.json`` with Keras safe mode (no code runs on load)."""
-        from ._tf import import_keras
+    def load(cls, directory: Path, *, runtime: bool = False) -> "FaceModel":
+        """Load ``face.keras`` + ``face.json`` with Keras safe mode (no code runs on load).
 
-        keras = import_keras()
-
+        ``runtime=True`` loads ``face.tflite`` instead when the bundle has one (see
+        :class:`LiteNetwork`): scores and features as the Keras network gives them, without
+        importing TensorFlow when LiteRT is installed; such a model cannot be trained or saved.
+        """
         directory = Path(directory)
         meta_path, net_path = directory / "face.json", directory / "face.keras"
         for p in (meta_path, net_path):
             if not p.is_file():
                 raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another --model")
         meta = json.loads(meta_path.read_text())
+        lite_path = directory / RUNTIME_FILE
+        if runtime and lite_path.is_file():
+            model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+                        labels=tuple(meta["labels"]))
+            try:
+                model.network_ = LiteNetwork(lite_path, len(model.labels))
+            except Exception as exc:  # flatbuffer, shape or interpreter errors
+                raise ModelError(f"{lite_path}: cannot load the face network's runtime form ({type(exc).__name__}: "
+                                 f"{exc}); restore the bundle, or re-save it with `emo train-video`") from None
+            model.history_ = list(meta.get("history", []))
+            return model
+        from ._tf import import_keras
+
+        keras = import_keras()
         try:
             net = keras.saving.load_model(net_path, compile=False, safe_mode=True)
         except Exception as exc:  # keras raises many types for bad files
@@ -494,6 +528,72 @@ class FaceModel:
             raise ModelError(f"{net_path}: network has {net.output.shape[-1]} outputs but face.json lists "
                              f"{len(model.labels)} labels; the bundle is inconsistent")
         return model
+
+
+# --------------------------------------------------------------------------------------
+# The runtime form: the same network as TensorFlow Lite, run by LiteRT without TensorFlow
+
+
+def export_lite(net) -> bytes | None:
+    """``net`` with two outputs (fc2 features, scores) as a float32 TensorFlow Lite model.
+
+    None when the network is too large for the runtime form or does not convert; then
+    prediction runs it with Keras.
+    """
+    from ._tf import import_keras, quiet_fd2
+
+    keras = import_keras()
+    import tensorflow as tf
+
+    if net.count_params() > RUNTIME_MAX_PARAMS:
+        return None
+    feat = keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
+    try:
+        # the converter prints its SavedModel signature to stdout, which is for results only
+        with quiet_fd2(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            return tf.lite.TFLiteConverter.from_keras_model(feat).convert()
+    except Exception:  # an op TensorFlow Lite lacks: the Keras form still works
+        return None
+
+
+class LiteNetwork:
+    """A ``face.tflite`` network, called like the Keras feature network: ``(features, scores)``.
+
+    Runs on LiteRT (``ai_edge_litert``) when installed, else on TensorFlow's interpreter;
+    the first keeps TensorFlow out of ``predict`` altogether (seconds of start-up).
+    """
+
+    def __init__(self, path: Path, n_labels: int):
+        from .faces import _interpreter
+
+        self.path = Path(path)
+        self._it = _interpreter(self.path, num_threads=None)
+        inp = self._it.get_input_details()
+        outs = self._it.get_output_details()
+        if len(inp) != 1 or len(outs) != 2:
+            raise ValueError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
+        self._in = inp[0]["index"]
+        self.input_shape = tuple(int(v) for v in inp[0]["shape"][1:])
+        dims = [int(o["shape"][-1]) for o in outs]
+        if n_labels not in dims:
+            raise ValueError(f"no output has {n_labels} scores (outputs {dims})")
+        k = dims.index(n_labels)
+        self._scores, self._feats = outs[k]["index"], outs[1 - k]["index"]
+        self.n_features = dims[1 - k]
+        self._batch = None
+
+    def __call__(self, x: np.ndarray, training: bool = False):
+        x = np.ascontiguousarray(x, np.float32)
+        if x.shape[1:] != self.input_shape:
+            raise ValueError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        if self._batch != len(x):
+            self._it.resize_tensor_input(self._in, list(x.shape))
+            self._it.allocate_tensors()
+            self._batch = len(x)
+        self._it.set_tensor(self._in, x)
+        self._it.invoke()
+        return self._it.get_tensor(self._feats).copy(), self._it.get_tensor(self._scores).copy()
 
 
 def validation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:

@@ -74,13 +74,16 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     from emocli import media
 
     pipes = {tta: Pipeline(face_only_bundle, Options(tta=tta)) for tta in ("auto", "bundle", "mirror", "none")}
-    model = pipes["auto"].face_model
+    from emocli.video_model import FaceModel
+
+    model = FaceModel.load(face_only_bundle)  # the Keras form, to check views against the bare network
     x = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 1)).astype(np.float32)
     net = lambda a: np.asarray(model.network_(a, training=False))  # noqa: E731
     np.testing.assert_allclose(model.score_inputs(x, views="none"), net(x), atol=1e-5)
     np.testing.assert_allclose(model.score_inputs(x, views="mirror"), (net(x) + net(x[:, :, ::-1])) / 2, atol=1e-5)
     with pytest.raises(ValueError, match="views"):
         model.score_inputs(x, views="sideways")
+    model = pipes["auto"].face_model
     for p in pipes.values():  # a bundle whose chosen views include a zoomed crop
         p.face_model.preprocessing = dataclasses.replace(p.face_model.preprocessing, flip_tta=True, tta_zoom=0.1)
     assert len(model._views(x, "bundle")) == 4
@@ -108,3 +111,44 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     cv2.imwrite(str(img), frames[0][:, :, ::-1])
     np.testing.assert_allclose(face(pipes["auto"], img), face(pipes["bundle"], img), atol=1e-6)
     assert not np.allclose(face(pipes["none"], img), face(pipes["bundle"], img), rtol=0, atol=1e-6)
+
+
+def test_runtime_face_network_matches_keras_and_keeps_tensorflow_out(face_only_bundle, example_clip, tmp_path):
+    import subprocess
+    import sys
+
+    from emocli.errors import ModelError
+    from emocli.video_model import FaceModel, LiteNetwork
+
+    keras_form = FaceModel.load(face_only_bundle)
+    lite_form = FaceModel.load(face_only_bundle, runtime=True)
+    assert isinstance(lite_form.network_, LiteNetwork)
+    x = np.random.default_rng(2).uniform(0, 255, (9, 48, 48, 1)).astype(np.float32)
+    for views in ("none", "bundle"):
+        fk, sk = keras_form.score_inputs(x, views=views, features=True, batch_size=4)
+        fl, sl = lite_form.score_inputs(x, views=views, features=True, batch_size=4)
+        np.testing.assert_allclose(sl, sk, atol=1e-5)
+        np.testing.assert_allclose(fl, fk, atol=1e-4)
+    with pytest.raises(ModelError, match="runtime=False"):
+        lite_form.save(tmp_path / "again")
+    # `emo predict` on a CPU runs BlazeFace and the face network on LiteRT: no TensorFlow
+    code = ("import sys; from emocli.pipeline import Pipeline; "
+            f"r = Pipeline({str(face_only_bundle)!r}).run({str(example_clip)!r}); "
+            "print(r.status, 'tensorflow' in sys.modules, 'sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "EMO_NO_GPU": "1"}).stdout.split()
+    assert out == ["ok", "False", "False"]
+
+
+def test_damaged_runtime_face_network_is_refused(face_only_bundle, tmp_path):
+    import shutil
+
+    from emocli.errors import ModelError
+    from emocli.video_model import FaceModel
+
+    bundle = tmp_path / "b"
+    shutil.copytree(face_only_bundle, bundle)
+    (bundle / "face.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ModelError, match=r"face\.tflite.*restore the bundle"):
+        FaceModel.load(bundle, runtime=True)
+    FaceModel.load(bundle)  # the Keras form is untouched

@@ -116,6 +116,43 @@ def _check_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
     return x
 
 
+AUDIO_BLOCK = 1 << 18  # samples per block when normalising (16 s at 16 kHz)
+
+
+class _Normalised:
+    """``_check_audio(audio)`` without a full float64 copy: statistics in blocks, samples on demand.
+
+    ``block(a, b)`` equals ``_check_audio(audio)[a:b]`` up to float rounding of the mean.
+    Long recordings then cost memory per block, not per clip (10 minutes: 77 MB per copy).
+    """
+
+    def __init__(self, audio: np.ndarray, sr: int, win: int):
+        _check_audio(np.asarray(audio)[:win], sr, win)  # the type, shape and length checks
+        self.x = np.asarray(audio)
+        n = len(self.x)
+        total = 0.0
+        for a in range(0, n, AUDIO_BLOCK):
+            total += float(self._raw(a, min(n, a + AUDIO_BLOCK)).sum())
+        self.mean = total / n
+        peak = 0.0
+        for a in range(0, n, AUDIO_BLOCK):
+            peak = max(peak, float(np.abs(self._raw(a, min(n, a + AUDIO_BLOCK)) - self.mean).max()))
+        self.factor = _INT16_SCALE / peak if peak > 0 and np.isfinite(peak) else 0.0
+
+    def _raw(self, a: int, b: int) -> np.ndarray:
+        x = self.x[a:b].astype(np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            x[bad] = 0.0
+        return x
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def block(self, a: int, b: int) -> np.ndarray:
+        return (self._raw(a, b) - self.mean) * self.factor
+
+
 def _lazy_function(module: str, name: str):
     """A function that imports ``module`` and calls its ``name`` on first use."""
 
@@ -191,17 +228,53 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     ValueError
         If ``audio`` is not 1-D numeric or ``sr`` is not a positive integer.
     """
-    ShortTermFeatures = _short_term_features_module()
+    stf = _short_term_features_module()
 
     win, hop = window_samples(sr, window=window, step=step)
-    x = _check_audio(audio, sr, win)
+    norm = _Normalised(audio, sr, win)
+    n = 1 + (len(norm) - win) // hop
+    # pyAudioAnalysis's feature_extraction(), frame by frame with its own functions, over blocks
+    # of the signal instead of three float64 copies of all of it. Its input scaling, then its
+    # dc_normalize(), are applied with statistics gathered block by block.
+    n_blocks = range(0, len(norm), AUDIO_BLOCK)
+    s_mean = sum(float((norm.block(a, min(len(norm), a + AUDIO_BLOCK)) / _INT16_SCALE).sum())
+                 for a in n_blocks) / len(norm)
+    s_max = max(float(np.abs(norm.block(a, min(len(norm), a + AUDIO_BLOCK)) / _INT16_SCALE - s_mean).max())
+                for a in n_blocks)
+    num_fft = int(win / 2)
+    fbank, _ = stf.mfcc_filter_banks(sr, num_fft)
+    out = np.empty((34, n), np.float64)
+    frames_per_block = max(1, AUDIO_BLOCK // hop)
+    previous = None
     with np.errstate(all="ignore"):
-        feats, _ = ShortTermFeatures.feature_extraction(x, sr, win, hop, deltas=False)
-    feats = np.nan_to_num(np.asarray(feats, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        for f0 in range(0, n, frames_per_block):
+            f1 = min(n, f0 + frames_per_block)
+            a = f0 * hop
+            sig = (norm.block(a, (f1 - 1) * hop + win) / _INT16_SCALE - s_mean) / (s_max + 0.0000000001)
+            for f in range(f0, f1):
+                x = sig[(f - f0) * hop:(f - f0) * hop + win]
+                mag = abs(stf.fft(x))[0:num_fft]
+                mag = mag / len(mag)
+                if previous is None:
+                    previous = mag.copy()
+                col = out[:, f]
+                col[0] = stf.zero_crossing_rate(x)
+                col[1] = stf.energy(x)
+                col[2] = stf.energy_entropy(x)
+                col[3], col[4] = stf.spectral_centroid_spread(mag, sr)
+                col[5] = stf.spectral_entropy(mag)
+                col[6] = stf.spectral_flux(mag, previous)
+                col[7] = stf.spectral_rolloff(mag, 0.90)
+                col[8:21] = stf.mfcc(mag, fbank, 13)
+                _, chroma = stf.chroma_features(mag, sr, num_fft)
+                col[21:33] = np.asarray(chroma).ravel()
+                col[33] = np.asarray(chroma).std()
+                previous = mag.copy()
+    feats = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     return feats.astype(np.float32)
 
 
-PITCH_BLOCK = 1024  # windows per block of the pitch tracker (~26 s of audio at a 25 ms hop)
+PITCH_BLOCK = 256  # windows per block of the pitch tracker (~6 s of audio at a 25 ms hop; ~25 MB)
 
 
 def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: float = STEP,
@@ -227,20 +300,21 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
         If the window is too short to hold two periods of ``fmin`` and ``fmax`` together.
     """
     win, hop = window_samples(sr, window=window, step=step)
-    x = _check_audio(audio, sr, win) / _INT16_SCALE
+    norm = _Normalised(audio, sr, win)
     lag_min, lag_max = max(1, int(sr // fmax)), int(np.ceil(sr / fmin))
     span = win - lag_max  # samples correlated at every lag
     if lag_max <= lag_min or span < 2 * lag_min:
         raise ValueError(f"a {window * 1000:.0f} ms window is too short to track pitch between {fmin:g} and "
                          f"{fmax:g} Hz; use a window of at least {(lag_max + 2 * lag_min) / sr * 1000:.0f} ms")
-    n = 1 + (len(x) - win) // hop
+    n = 1 + (len(norm) - win) // hop
     # Windows are independent: work through them in blocks so memory stays bounded on long
     # recordings (10 minutes at once took ~1.5 GB; a block of PITCH_BLOCK windows ~30 MB).
     out = np.empty((2, n), np.float32)
     for start in range(0, n, PITCH_BLOCK):
         idx = np.arange(start, min(n, start + PITCH_BLOCK))
-        out[:, idx] = _pitch_block(x, idx, win=win, hop=hop, span=span, lag_min=lag_min, lag_max=lag_max,
-                                   sr=sr, fmin=fmin, fmax=fmax)
+        x = norm.block(start * hop, (idx[-1]) * hop + win) / _INT16_SCALE
+        out[:, idx] = _pitch_block(x, idx - start, win=win, hop=hop, span=span, lag_min=lag_min,
+                                   lag_max=lag_max, sr=sr, fmin=fmin, fmax=fmax)
     return out
 
 

@@ -11,7 +11,7 @@
 # training or in the choice of C and gamma. Fusion has only the six CREMA-D clips of actor
 # 1001 with both a face and a voice: enough to show the fused pipeline runs, far too few to
 # rank methods, and no paired training data for the feature-level methods (10, 11).
-# About 25 minutes on 2 CPU cores (SHARED=/path/to/shared to point elsewhere).
+# About 30 minutes on 2 CPU cores (SHARED=/path/to/shared to point elsewhere).
 set -euo pipefail
 SHARED=${SHARED:-../shared}
 OUT=${1:-runs/experiments}
@@ -25,7 +25,7 @@ EMODB_TEST=emodb_03,emodb_08                                 # 1 male + 1 female
 # Analogue we can run: the thesis's FC 512 -> FC 256 head on the frozen FER2013 mini-Xception,
 # against emo's default network trained end to end (the shipped model).
 emo train-video "$SHARED/data/fer2013/train" --backbone "mini-xception:$SHARED/weights/emotion_model.hdf5" \
-    --epochs 10 --out "$OUT/exp2_minixception_head" 2> "$OUT/exp2_minixception_head.log"
+    --epochs 5 --out "$OUT/exp2_minixception_head" 2> "$OUT/exp2_minixception_head.log"
 emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --model "$OUT/exp2_minixception_head" \
     --report "$OUT/exp2_minixception_head.json" > /dev/null
 emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --model models/default \
@@ -45,6 +45,24 @@ for fs in thesis68 rich; do
         --"$balanced" --no-augment --feature-set "$fs" --cache "$CACHE" --out "$OUT/voice_${fs}_both_$balanced" \
         2> "$OUT/voice_${fs}_both_$balanced.log"
   done
+done
+
+# The models trained on both corpora, scored on each corpus's held-out speakers alone
+# (a CSV manifest: path,label,split,speaker).
+python - "$SHARED" "$OUT" <<'PY'
+import csv, sys
+from pathlib import Path
+shared, out = Path(sys.argv[1]).resolve() / "data", Path(sys.argv[2])
+rav = {"01": "neutral", "03": "happy", "04": "sad", "05": "anger", "06": "fear", "07": "disgust", "08": "surprise"}
+rows = [(f, rav[f.stem.split("-")[2]], "test", "ravdess_" + f.stem.split("-")[6])
+        for f in sorted((shared / "ravdess").glob("Actor_*/*.flac"))
+        if f.stem.split("-")[2] in rav and f.stem.split("-")[6] in ("02", "03", "15", "16")]
+with open(out / "ravdess_heldout.csv", "w", newline="") as fh:
+    csv.writer(fh).writerows([("path", "label", "split", "speaker"), *rows])
+PY
+for fs in thesis68 rich; do
+  emo evaluate "$OUT/ravdess_heldout.csv" --modality voice --model "$OUT/voice_${fs}_both_balanced" \
+      --report "$OUT/voice_${fs}_both_balanced_on_ravdess_heldout.json" > /dev/null
 done
 
 # Experiments 7-9: decision-level fusion on the paired clips (CREMA-D, 6 clips of one actor):

@@ -148,3 +148,17 @@ def test_emotiw_submission_layout(tiny_bundle, tmp_path):
         text = (sub / (c.rsplit("/", 1)[-1][:-4] + ".txt")).read_text().strip()
         assert text.lower().startswith(out[c]["label"][:3])
         assert text in ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
+
+
+def test_every_shipped_model_file_is_package_data():
+    """A non-editable install copies only files that match pyproject's package-data globs."""
+    import fnmatch
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["emocli.models"]
+    shipped = [p.relative_to(root / "models").as_posix() for p in (root / "models").rglob("*")
+               if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
+    missing = [f for f in shipped if not any(fnmatch.fnmatch(f, g) for g in globs)]
+    assert shipped and not missing, f"not packaged: {missing}"

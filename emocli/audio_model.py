@@ -510,17 +510,14 @@ class VoiceModel:
             If a file is missing or malformed, or ``voice.skops`` holds any type outside
             :data:`TRUSTED_TYPES` (a crafted file is refused before anything in it runs).
         """
+        from .bundle import read_json_document
+
         directory = Path(directory)
         meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
-        try:
-            meta = json.loads(meta_path.read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{meta_path}: not found; this bundle has no voice model "
-                             "(train one with `emo train-audio CORPUS --out DIR`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{meta_path}: not valid JSON ({exc}); restore the bundle or retrain") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-            raise ModelError(f"{meta_path}: not an emo voice-model description (format is not {FORMAT!r})")
+        meta = read_json_document(
+            meta_path, fmt=FORMAT, what="an emo voice-model description",
+            missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
+            invalid="not valid JSON ({exc}); restore the bundle or retrain")
         if int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
                              f"understands ({FORMAT_VERSION}); upgrade emo")

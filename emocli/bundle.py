@@ -129,18 +129,29 @@ def _model_settings(directory: Path) -> dict[str, Any]:
     return out
 
 
-def read_manifest_unchecked(directory: Path) -> dict:
-    path = Path(directory) / MANIFEST
+def read_json_document(path: Path, *, fmt: str, missing: str, invalid: str, what: str) -> dict:
+    """A JSON object whose ``format`` is ``fmt``, or a ModelError naming ``path`` and the fix.
+
+    ``missing`` and ``invalid`` complete the message when the file is absent or is not JSON
+    (``invalid`` receives the parser's message as ``{exc}``); ``what`` names the document.
+    """
     try:
-        manifest = json.loads(path.read_text())
+        doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise ModelError(f"{path}: no manifest; this folder is not an emo model bundle "
-                         "(train one with `emo train-video`/`emo train-audio --out DIR`)") from None
+        raise ModelError(f"{path}: {missing}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: manifest is not valid JSON ({exc}); restore the bundle from its source") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ModelError(f"{path}: not an emo bundle manifest (format is not {FORMAT!r})")
-    return manifest
+        raise ModelError(f"{path}: {invalid.format(exc=exc)}") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise ModelError(f"{path}: not {what} (format is not {fmt!r})")
+    return doc
+
+
+def read_manifest_unchecked(directory: Path) -> dict:
+    return read_json_document(
+        Path(directory) / MANIFEST, fmt=FORMAT, what="an emo bundle manifest",
+        missing="no manifest; this folder is not an emo model bundle "
+                "(train one with `emo train-video`/`emo train-audio --out DIR`)",
+        invalid="manifest is not valid JSON ({exc}); restore the bundle from its source")
 
 
 def verify_bundle(directory: Path) -> dict:

@@ -87,8 +87,8 @@ def feature_dimension(feature_set: str) -> int:
     return _DIMENSION[_check_feature_set(feature_set)]
 
 
-def _check_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
-    """Validate a mono signal; return it as finite float64, DC removed, peak at 2**15 (or all zero)."""
+def _validate_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
+    """Check a mono signal and the window; return it as an array (no copy)."""
     if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
         raise ValueError(f"sr must be a positive integer sample rate in Hz, got {sr!r}")
     x = np.asarray(audio)
@@ -102,17 +102,6 @@ def _check_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
         raise NoAudioError(f"audio too short for voice features: {x.shape[0]} samples "
                            f"({x.shape[0] / sr * 1000:.0f} ms) is less than one {win / sr * 1000:.0f} ms "
                            "analysis window; the clip needs at least that much sound")
-    x = x.astype(np.float64)
-    # A damaged stream can decode to NaN/inf samples: treat them as silence, not as a failure.
-    bad = ~np.isfinite(x)
-    if bad.any():
-        x[bad] = 0.0
-    x -= x.mean()
-    peak = np.abs(x).max()
-    if peak > 0 and np.isfinite(peak):
-        x *= _INT16_SCALE / peak
-    else:
-        x[:] = 0.0
     return x
 
 
@@ -120,23 +109,17 @@ AUDIO_BLOCK = 1 << 18  # samples per block when normalising (16 s at 16 kHz)
 
 
 class _Normalised:
-    """``_check_audio(audio)`` without a full float64 copy: statistics in blocks, samples on demand.
+    """A validated signal as finite float64, DC removed, peak at 2**15 (or all zero), by blocks.
 
-    ``block(a, b)`` equals ``_check_audio(audio)[a:b]`` up to float rounding of the mean.
-    Long recordings then cost memory per block, not per clip (10 minutes: 77 MB per copy).
+    The mean and the peak are gathered block by block and ``block(a, b)`` makes samples on
+    demand, so long recordings cost memory per block, not per clip (10 minutes: 77 MB per
+    float64 copy). Non-finite samples (a damaged stream) count as silence, not as a failure.
     """
 
     def __init__(self, audio: np.ndarray, sr: int, win: int):
-        _check_audio(np.asarray(audio)[:win], sr, win)  # the type, shape and length checks
-        self.x = np.asarray(audio)
-        n = len(self.x)
-        total = 0.0
-        for a in range(0, n, AUDIO_BLOCK):
-            total += float(self._raw(a, min(n, a + AUDIO_BLOCK)).sum())
-        self.mean = total / n
-        peak = 0.0
-        for a in range(0, n, AUDIO_BLOCK):
-            peak = max(peak, float(np.abs(self._raw(a, min(n, a + AUDIO_BLOCK)) - self.mean).max()))
+        self.x = _validate_audio(audio, sr, win)
+        self.mean = sum(float(r.sum()) for r in self._raw_blocks()) / len(self.x)
+        peak = max(float(np.abs(r - self.mean).max()) for r in self._raw_blocks())
         self.factor = _INT16_SCALE / peak if peak > 0 and np.isfinite(peak) else 0.0
 
     def _raw(self, a: int, b: int) -> np.ndarray:
@@ -146,11 +129,20 @@ class _Normalised:
             x[bad] = 0.0
         return x
 
+    def _raw_blocks(self):
+        for a in range(0, len(self.x), AUDIO_BLOCK):
+            yield self._raw(a, min(len(self.x), a + AUDIO_BLOCK))
+
     def __len__(self) -> int:
         return len(self.x)
 
     def block(self, a: int, b: int) -> np.ndarray:
         return (self._raw(a, b) - self.mean) * self.factor
+
+    def blocks(self):
+        """The whole normalised signal, block by block."""
+        for r in self._raw_blocks():
+            yield (r - self.mean) * self.factor
 
 
 def _lazy_function(module: str, name: str):
@@ -169,7 +161,7 @@ def _short_term_features_module():
     """``pyAudioAnalysis.ShortTermFeatures``, imported without its two slowest imports.
 
     The module imports ``matplotlib.pyplot`` and ``scipy.signal.lfilter`` at the top (over a
-    second together) but ``feature_extraction`` uses neither (they serve its plotting and
+    second together) but its per-frame feature functions use neither (they serve its plotting and
     formant helpers). Unless they are loaded already, stand-ins take their place during that
     import only: the stand-ins import the real thing on first use, and any later ``import``
     elsewhere gets the real modules.
@@ -178,25 +170,20 @@ def _short_term_features_module():
     import sys
     import types
 
-    name = "pyAudioAnalysis.ShortTermFeatures"
+    from ._tf import stand_in_modules
+
     stubs: dict[str, types.ModuleType] = {}
-    if name not in sys.modules:
+    if "pyAudioAnalysis.ShortTermFeatures" not in sys.modules:
         if "matplotlib" not in sys.modules:
             mpl, plt = types.ModuleType("matplotlib"), types.ModuleType("matplotlib.pyplot")
             mpl.pyplot = plt
             plt.__getattr__ = lambda attr: getattr(__import__("matplotlib.pyplot", fromlist=["_"]), attr)
             stubs.update({"matplotlib": mpl, "matplotlib.pyplot": plt})
-        if "scipy.signal" not in sys.modules:
-            sig = types.ModuleType("scipy.signal")
-            sig.lfilter = _lazy_function("scipy.signal", "lfilter")
-            stubs["scipy.signal"] = sig
-        sys.modules.update(stubs)
-    try:
+        sig = types.ModuleType("scipy.signal")
+        sig.lfilter = _lazy_function("scipy.signal", "lfilter")
+        stubs["scipy.signal"] = sig
+    with stand_in_modules(stubs):
         from pyAudioAnalysis import ShortTermFeatures
-    finally:
-        for key, stub in stubs.items():
-            if sys.modules.get(key) is stub:
-                del sys.modules[key]
     # chroma_features() rebuilds the same chroma map (a Python loop over the FFT bins) for
     # every frame: 30 % of the feature time. It depends on (num_fft, sampling_rate) only and
     # its arrays are only read, so one cached copy per setting gives identical features.
@@ -236,11 +223,8 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     # pyAudioAnalysis's feature_extraction(), frame by frame with its own functions, over blocks
     # of the signal instead of three float64 copies of all of it. Its input scaling, then its
     # dc_normalize(), are applied with statistics gathered block by block.
-    n_blocks = range(0, len(norm), AUDIO_BLOCK)
-    s_mean = sum(float((norm.block(a, min(len(norm), a + AUDIO_BLOCK)) / _INT16_SCALE).sum())
-                 for a in n_blocks) / len(norm)
-    s_max = max(float(np.abs(norm.block(a, min(len(norm), a + AUDIO_BLOCK)) / _INT16_SCALE - s_mean).max())
-                for a in n_blocks)
+    s_mean = sum(float((b / _INT16_SCALE).sum()) for b in norm.blocks()) / len(norm)
+    s_max = max(float(np.abs(b / _INT16_SCALE - s_mean).max()) for b in norm.blocks())
     num_fft = int(win / 2)
     fbank, _ = stf.mfcc_filter_banks(sr, num_fft)
     out = np.empty((34, n), np.float64)

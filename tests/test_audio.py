@@ -67,6 +67,21 @@ def test_cached_chroma_map_gives_pyaudioanalysis_own_features():
     np.testing.assert_array_equal(ours, plain)
 
 
+def test_blockwise_features_equal_pyaudioanalysis_feature_extraction(monkeypatch):
+    from emocli import audio_features as af
+    from pyAudioAnalysis import ShortTermFeatures as stf
+
+    t = np.arange(3 * SR) / SR
+    x = (np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.7 * t))
+         + 0.1 * np.random.default_rng(0).normal(size=len(t)) + 0.05).astype(np.float32)
+    ref_in = x.astype(np.float64) - x.astype(np.float64).mean()  # emo's input scaling, all at once
+    ref_in *= 2.0 ** 15 / np.abs(ref_in).max()
+    win, hop = af.window_samples(SR, window=af.WINDOW, step=af.STEP)
+    ref, _ = stf.feature_extraction(ref_in, SR, win, hop, deltas=False)
+    monkeypatch.setattr(af, "AUDIO_BLOCK", 5000)  # many blocks, frames straddling their edges
+    np.testing.assert_allclose(short_term_features(x, SR), ref.astype(np.float32), rtol=1e-6, atol=1e-6)
+
+
 def test_feature_import_does_not_load_matplotlib_or_sklearn():
     import subprocess
     import sys

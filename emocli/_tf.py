@@ -36,16 +36,20 @@ _KERAS_OPTIONAL = ("sklearn", "matplotlib")
 
 
 @contextlib.contextmanager
-def _hidden_modules(names):
-    """Make ``import name`` raise ImportError inside the block, for modules not yet imported."""
-    hidden = [name for name in names if name not in sys.modules]
-    for name in hidden:
-        sys.modules[name] = None  # the import system's "known missing" marker
+def stand_in_modules(entries):
+    """Put ``entries`` (module name -> stand-in module, or None) into ``sys.modules`` for the block.
+
+    Only names not imported yet are touched; afterwards each is removed again if it still holds
+    the stand-in, so later imports get the real module. ``None`` is the import system's "known
+    missing" marker: ``import name`` then raises ImportError.
+    """
+    placed = {name: mod for name, mod in entries.items() if name not in sys.modules}
+    sys.modules.update(placed)
     try:
         yield
     finally:
-        for name in hidden:
-            if name in sys.modules and sys.modules[name] is None:
+        for name, mod in placed.items():
+            if name in sys.modules and sys.modules[name] is mod:
                 del sys.modules[name]
 
 
@@ -60,7 +64,7 @@ def import_keras():
     if "keras" in sys.modules and "tensorflow" in sys.modules:
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with quiet_fd2(), _hidden_modules(_KERAS_OPTIONAL):
+    with quiet_fd2(), stand_in_modules(dict.fromkeys(_KERAS_OPTIONAL)):
         import tensorflow  # noqa: F401
         import keras
     return keras

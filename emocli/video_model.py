@@ -290,14 +290,8 @@ class FaceModel:
     def _feature_net(self):
         if isinstance(self.network_, LiteNetwork):
             return self.network_
-        from ._tf import import_keras
-
-        keras = import_keras()
-
         if getattr(self, "_feat_net", None) is None:
-            net = self.network_
-            # A single input tensor (not a list), so calling it with one array matches its structure.
-            self._feat_net = keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
+            self._feat_net = feature_network(self.network_)
         return self._feat_net
 
     def score_inputs(self, x: np.ndarray, *, batch_size: int = 64, features: bool = False,
@@ -534,6 +528,15 @@ class FaceModel:
 # The runtime form: the same network as TensorFlow Lite, run by LiteRT without TensorFlow
 
 
+def feature_network(net):
+    """``net`` with two outputs: its fc2 features and its scores."""
+    from ._tf import import_keras
+
+    keras = import_keras()
+    # A single input tensor (not a list), so calling it with one array matches its structure.
+    return keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
+
+
 def export_lite(net) -> bytes | None:
     """``net`` with two outputs (fc2 features, scores) as a float32 TensorFlow Lite model.
 
@@ -542,12 +545,12 @@ def export_lite(net) -> bytes | None:
     """
     from ._tf import import_keras, quiet_fd2
 
-    keras = import_keras()
+    import_keras()
     import tensorflow as tf
 
     if net.count_params() > RUNTIME_MAX_PARAMS:
         return None
-    feat = keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
+    feat = feature_network(net)
     try:
         # the converter prints its SavedModel signature to stdout, which is for results only
         with quiet_fd2(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):

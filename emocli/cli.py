@@ -93,6 +93,9 @@ def train_video(
     holdout: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share of the training data held out to pick the best epoch.")] = 0.1,
     width: Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
+    holdout_seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split alone (default: --seed); keep "
+                                                             "it fixed across runs that will be compared or averaged.",
+                                                        show_default=False)] = None,
     limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
                                                           "softmax on its fc2 features (no media decoded again).")] = None,
@@ -124,7 +127,7 @@ def train_video(
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
                             weights=weights, head=head.value if head is not None else None, init=init,
-                            precision=Precision(precision).value,
+                            precision=Precision(precision).value, holdout_seed=holdout_seed,
                             augmentation={"rotation": rotation, "zoom": zoom, "shift": shift})
     except _emo_errors() as exc:
         raise fail(str(exc)) from None

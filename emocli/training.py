@@ -23,6 +23,12 @@ def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarr
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
 
 
+def holdout_seed_of(meta: dict) -> int:
+    """The seed of a face bundle's held-out split, as recorded in its face.json."""
+    seed = meta.get("holdout_seed")
+    return int(meta.get("seed", 0) if seed is None else seed)
+
+
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
@@ -62,7 +68,8 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
 def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
                         holdout: float, width: int, seed: int, limit: int | None, console,
                         weights: Path | None = None, head: str | None = None, init: Path | None = None,
-                        precision: str = "float32", augmentation: dict[str, float] | None = None) -> None:
+                        precision: str = "float32", augmentation: dict[str, float] | None = None,
+                        holdout_seed: int | None = None) -> None:
     from .bundle import write_manifest
     from .datasets import image_folder, read_image
     from .video_model import store_faces
@@ -93,8 +100,9 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     console.print(f"reading {len(items)} images from {data} ...")
     t0 = time.time()
     x = store_faces([read_image(it.path) for it in items], model.preprocessing)  # uint8, resized per batch
-    tr, ho = stratified_holdout(y, holdout, seed)
-    console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}, held out {len(ho)} (stratified, seed {seed}) "
+    holdout_seed = seed if holdout_seed is None else holdout_seed
+    tr, ho = stratified_holdout(y, holdout, holdout_seed)
+    console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}, held out {len(ho)} (stratified, seed {holdout_seed}) "
                   f"to pick the best epoch; backbone {model.backbone}, {net.count_params():,} parameters")
 
     def on_epoch(epoch: int, logs: dict) -> None:
@@ -107,7 +115,8 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
              "validation": model.validation_, "holdout": holdout,
              "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
-             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed, "width": width,
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
+             "holdout_seed": holdout_seed, "width": width,
              "init": str(init) if init else None, "precision": precision,
              "augmentation": augmentation}
     model.save(out, extra=extra)

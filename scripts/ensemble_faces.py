@@ -23,7 +23,7 @@ import numpy as np
 from emocli.bundle import write_manifest
 from emocli.datasets import image_folder, read_image
 from emocli.labels import LABELS
-from emocli.training import stratified_holdout
+from emocli.training import holdout_seed_of, stratified_holdout
 from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces, validation_report
 
 
@@ -74,13 +74,14 @@ def main() -> None:
 
     meta_a = json.loads((args.a / "face.json").read_text())
     meta_b = json.loads((args.b / "face.json").read_text())
-    for key in ("holdout", "seed", "n_holdout"):
-        if meta_a.get(key) != meta_b.get(key):
-            raise SystemExit(f"the bundles differ in {key} ({meta_a.get(key)} vs {meta_b.get(key)}): their held-out "
+    for key, get in (("holdout", lambda m: m.get("holdout")), ("holdout seed", holdout_seed_of),
+                     ("n_holdout", lambda m: m.get("n_holdout"))):
+        if get(meta_a) != get(meta_b):
+            raise SystemExit(f"the bundles differ in {key} ({get(meta_a)} vs {get(meta_b)}): their held-out "
                              "images differ, so the comparison would not be fair")
     items = [it for it in image_folder(args.train) if not it.split or it.split.lower() in ("train", "training")]
     y = np.array([LABELS.index(it.label) for it in items])
-    _, ho = stratified_holdout(y, float(meta_a.get("holdout", 0.1)), int(meta_a.get("seed", 0)))
+    _, ho = stratified_holdout(y, float(meta_a.get("holdout", 0.1)), holdout_seed_of(meta_a))
     if len(ho) != int(meta_a.get("n_holdout", len(ho))):
         raise SystemExit("rebuilt held-out part differs from face.json: pass the same training folder")
     a, b = FaceModel.load(args.a), FaceModel.load(args.b)

@@ -20,7 +20,7 @@ import numpy as np
 from emocli.bundle import atomic_write_text, write_manifest
 from emocli.datasets import image_folder, read_image
 from emocli.labels import LABELS
-from emocli.training import stratified_holdout
+from emocli.training import holdout_seed_of, stratified_holdout
 from emocli.video_model import FaceModel, prepare_faces, validation_report
 
 # name: (mirror, centre zoom, shift)
@@ -39,7 +39,7 @@ def main() -> None:
     meta = json.loads((args.bundle / "face.json").read_text())
     items = [it for it in image_folder(args.train) if not it.split or it.split.lower() in ("train", "training")]
     y = np.array([LABELS.index(it.label) for it in items])
-    _, ho = stratified_holdout(y, float(meta.get("holdout", 0.1)), int(meta.get("seed", 0)))
+    _, ho = stratified_holdout(y, float(meta.get("holdout", 0.1)), holdout_seed_of(meta))
     if len(ho) != int(meta.get("n_holdout", len(ho))):
         raise SystemExit(f"rebuilt {len(ho)} held-out images but face.json says {meta['n_holdout']}: "
                          "pass the same training folder")

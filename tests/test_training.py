@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.labels import LABELS
+from emocli.training import holdout_seed_of
 
 FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # FER2013's names
 
@@ -45,13 +46,19 @@ def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
     assert all(w.dtype == np.float32 for w in model.network_.get_weights())
     scores = model.predict_proba(np.zeros((3, 48, 48, 3), np.uint8))
     assert scores.shape == (3, 7) and np.allclose(scores.sum(1), 1, atol=1e-5)
-    # a warm restart continues from the bundle (float32 this time) and extends its history
+    # a warm restart continues from the bundle (float32 this time) and extends its history; a new
+    # training seed with --holdout-seed keeps the first run's held-out images (so the two compare)
     again = tmp_path / "c"
     res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(again), "--epochs", "1",
-                                   "--batch-size", "16", "--init", str(out), "--holdout", "0.15"])
+                                   "--batch-size", "16", "--init", str(out), "--holdout", "0.15",
+                                   "--seed", "5", "--holdout-seed", "0"])
     assert res.exit_code == 0, res.output
+    assert "(stratified, seed 0)" in res.output
     meta2 = json.loads((again / "face.json").read_text())
     assert len(meta2["history"]) == 3 and meta2["precision"] == "float32" and meta2["init"] == str(out)
+    assert (meta2["seed"], meta2["holdout_seed"]) == (5, 0)
+    assert holdout_seed_of(meta2) == holdout_seed_of(meta) == 0
+    assert holdout_seed_of({"seed": 3}) == 3  # bundles from before --holdout-seed
 
 
 def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):

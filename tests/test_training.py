@@ -98,3 +98,9 @@ def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     np.testing.assert_allclose(loaded.score_inputs(x, views="none"), want, atol=1e-5)
     feats, _ = loaded.score_inputs(x, views="none", features=True)
     assert feats.shape == (4, 512)  # both members' fc2 features side by side
+    # the runtime form (LiteRT, what predict uses on a CPU) gives the same scores and features
+    lite = FaceModel.load(tmp_path, runtime=True)
+    assert (tmp_path / "face.tflite").is_file() and type(lite.network_).__name__ == "LiteNetwork"
+    lite_feats, lite_scores = lite.score_inputs(x, views="none", features=True)
+    np.testing.assert_allclose(lite_scores, want, atol=1e-5)
+    np.testing.assert_allclose(lite_feats, feats, atol=1e-4)

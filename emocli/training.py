@@ -29,6 +29,42 @@ def holdout_seed_of(meta: dict) -> int:
     return int(meta.get("seed", 0) if seed is None else seed)
 
 
+def training_images(data: Path) -> tuple[list, str | None]:
+    """The images of ``data`` that ``emo train-video`` trains on, and a note saying which.
+
+    All of them, or, when ``data`` holds split folders (train/val[/test]), those of its
+    train (or training) split only; the note names the split used, None when there are none.
+    """
+    from .datasets import image_folder
+
+    items = image_folder(data)
+    splits = {it.split for it in items if it.split}
+    if not splits:
+        return items, None
+    train_names = {sp for sp in splits if sp.lower() in ("train", "training")}
+    if not train_names:
+        raise DatasetError(f"{data}: holds split folders {sorted(splits)} but none named train; "
+                           "pass the training folder itself")
+    items = [it for it in items if it.split in train_names]
+    return items, f"using split {', '.join(sorted(train_names))} only (of {', '.join(sorted(splits))})"
+
+
+def heldout_part(data: Path, meta: dict) -> tuple[list, np.ndarray, np.ndarray]:
+    """Rebuild the images ``emo train-video`` held out of ``data`` for a face bundle.
+
+    ``meta`` is the bundle's face.json (its held-out share and seed). Returns the training
+    items, their integer labels and the held-out indices; a DatasetError when the rebuilt
+    part does not have the size face.json records (another folder, or a --limit run).
+    """
+    items, _ = training_images(data)
+    y = np.array([LABELS.index(it.label) for it in items])
+    _, ho = stratified_holdout(y, float(meta.get("holdout", 0.1)), holdout_seed_of(meta))
+    if len(ho) != int(meta.get("n_holdout", len(ho))):
+        raise DatasetError(f"{data}: rebuilt {len(ho)} held-out images but face.json says {meta['n_holdout']}; "
+                           "pass the folder the bundle was trained on")
+    return items, y, ho
+
+
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
@@ -71,18 +107,12 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
                         precision: str = "float32", augmentation: dict[str, float] | None = None,
                         holdout_seed: int | None = None) -> None:
     from .bundle import write_manifest
-    from .datasets import image_folder, read_image
+    from .datasets import read_image
     from .video_model import store_faces
 
-    items = image_folder(data)
-    splits = {it.split for it in items if it.split}
-    if splits:  # a root holding train/val[/test] folders: train on the training split only
-        train_names = {sp for sp in splits if sp.lower() in ("train", "training")}
-        if not train_names:
-            raise DatasetError(f"{data}: holds split folders {sorted(splits)} but none named train; "
-                               "pass the training folder itself")
-        items = [it for it in items if it.split in train_names]
-        console.print(f"using split {', '.join(sorted(train_names))} only (of {', '.join(sorted(splits))})")
+    items, note = training_images(data)
+    if note:
+        console.print(note)
     if limit is not None:
         items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))[:limit]]
     y = np.array([LABELS.index(it.label) for it in items])

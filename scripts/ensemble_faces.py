@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from emocli.bundle import write_manifest
-from emocli.datasets import image_folder, read_image
+from emocli.datasets import read_image
+from emocli.errors import DatasetError
 from emocli.labels import LABELS
-from emocli.training import holdout_seed_of, stratified_holdout
+from emocli.training import heldout_part, holdout_seed_of
 from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces, validation_report
 
 
@@ -79,11 +80,10 @@ def main() -> None:
         if get(meta_a) != get(meta_b):
             raise SystemExit(f"the bundles differ in {key} ({get(meta_a)} vs {get(meta_b)}): their held-out "
                              "images differ, so the comparison would not be fair")
-    items = [it for it in image_folder(args.train) if not it.split or it.split.lower() in ("train", "training")]
-    y = np.array([LABELS.index(it.label) for it in items])
-    _, ho = stratified_holdout(y, float(meta_a.get("holdout", 0.1)), holdout_seed_of(meta_a))
-    if len(ho) != int(meta_a.get("n_holdout", len(ho))):
-        raise SystemExit("rebuilt held-out part differs from face.json: pass the same training folder")
+    try:
+        items, y, ho = heldout_part(args.train, meta_a)
+    except DatasetError as exc:
+        raise SystemExit(str(exc)) from None
     a, b = FaceModel.load(args.a), FaceModel.load(args.b)
     pre = a.preprocessing
     x = prepare_faces([read_image(items[i].path) for i in ho], replace(pre, flip_tta=False, tta_zoom=0.0,

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from emocli.bundle import atomic_write_text, write_manifest
-from emocli.datasets import image_folder, read_image
+from emocli.datasets import read_image
+from emocli.errors import DatasetError
 from emocli.labels import LABELS
-from emocli.training import holdout_seed_of, stratified_holdout
+from emocli.training import heldout_part
 from emocli.video_model import FaceModel, prepare_faces, validation_report
 
 # name: (mirror, centre zoom, shift)
@@ -37,12 +38,10 @@ def main() -> None:
     args = ap.parse_args()
 
     meta = json.loads((args.bundle / "face.json").read_text())
-    items = [it for it in image_folder(args.train) if not it.split or it.split.lower() in ("train", "training")]
-    y = np.array([LABELS.index(it.label) for it in items])
-    _, ho = stratified_holdout(y, float(meta.get("holdout", 0.1)), holdout_seed_of(meta))
-    if len(ho) != int(meta.get("n_holdout", len(ho))):
-        raise SystemExit(f"rebuilt {len(ho)} held-out images but face.json says {meta['n_holdout']}: "
-                         "pass the same training folder")
+    try:
+        items, y, ho = heldout_part(args.train, meta)
+    except DatasetError as exc:
+        raise SystemExit(str(exc)) from None
     model = FaceModel.load(args.bundle)
     base = model.preprocessing
     x = prepare_faces([read_image(items[i].path) for i in ho], replace(base, flip_tta=False, tta_zoom=0.0,

@@ -8,7 +8,8 @@ from typer.testing import CliRunner
 
 from emocli.cli import app
 from emocli.labels import LABELS
-from emocli.training import holdout_seed_of
+from emocli.errors import DatasetError
+from emocli.training import heldout_part, holdout_seed_of, stratified_holdout
 
 FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # FER2013's names
 
@@ -59,6 +60,12 @@ def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
     assert (meta2["seed"], meta2["holdout_seed"]) == (5, 0)
     assert holdout_seed_of(meta2) == holdout_seed_of(meta) == 0
     assert holdout_seed_of({"seed": 3}) == 3  # bundles from before --holdout-seed
+    # the scripts that choose views or average networks rebuild exactly that held-out part
+    items, y, ho = heldout_part(faces, meta2)
+    assert len(items) == len(y) == 7 * 8 and len(ho) == meta2["n_holdout"]
+    np.testing.assert_array_equal(ho, stratified_holdout(y, 0.15, 0)[1])
+    with pytest.raises(DatasetError, match="held-out images but face.json says"):
+        heldout_part(faces, {**meta2, "n_holdout": meta2["n_holdout"] + 1})
 
 
 def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):

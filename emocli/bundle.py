@@ -31,7 +31,8 @@ from .errors import ModelError
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
-MODEL_FILES = ("face.keras", "face.tflite", "face.json", "voice.skops", "voice.npz", "voice.json", "fusion.json", "fusion_feat.skops")
+MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "voice.skops",
+               "voice.npz", "voice.json", "fusion.json", "fusion_feat.skops")
 
 
 def models_dir() -> Path:

@@ -72,6 +72,32 @@ _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror + zoom
              "none for every input.")
 
 
+class Pooling(str, Enum):
+    mean = "mean"
+    expressive = "expressive"
+
+
+# Options shared by predict, evaluate and extract.
+def _check_experts(value: str) -> str:
+    from .experts import EXPERT_NAMES
+
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    unknown = [n for n in names if n not in EXPERT_NAMES]
+    if value.strip() != "all" and (unknown or not names):
+        raise typer.BadParameter(f"unknown face expert(s) {', '.join(unknown) or repr(value)}; use all, or a comma "
+                                 f"list of {', '.join(EXPERT_NAMES)}")
+    return value
+
+
+FaceExpertsOpt = Annotated[str, typer.Option(
+    "--face-experts", callback=_check_experts, help="Face experts whose calibrated scores are averaged per frame: all (those the bundle "
+                           "has: emo-cnn, the FER2013 network, and rafdb, the RAF-DB MobileFaceNet) or a comma list, "
+                           "e.g. emo-cnn.")]
+PoolingOpt = Annotated[Pooling, typer.Option(
+    help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
+         "far they are from neutral).")]
+
+
 class Precision(str, Enum):
     float32 = "float32"
     mixed_bfloat16 = "mixed_bfloat16"
@@ -207,6 +233,11 @@ class FuseMethod(str, Enum):
     feature_dense = "feature-dense"
 
 
+class FuseRule(str, Enum):
+    sum = "sum"
+    product = "product"
+
+
 @app.command("fuse")
 def fuse(
     model: Annotated[Path, typer.Argument(help="Bundle folder holding a face and a voice model.")],
@@ -218,13 +249,17 @@ def fuse(
     features: Annotated[Optional[Path], typer.Option(help="`emo extract` output to fit learned/feature methods on.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Fit on this split of the extracted items only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    rule: Annotated[FuseRule, typer.Option(help="How the weighted scores combine: sum (the thesis's weighted sum) "
+                                                "or product (log-linear: a weighted product of the two calibrated "
+                                                "probability vectors).")] = FuseRule.product,
 ) -> None:
     """Set how face and voice are combined, and save it into the bundle."""
     from .errors import EmoError
     from .training import fuse_command
 
     try:
-        fuse_command(bundle=model, method=method.value, features=features, split=split, seed=seed, console=_stderr())
+        fuse_command(bundle=model, method=method.value, features=features, split=split, seed=seed,
+                     console=_stderr(), rule=FuseRule(rule).value)
     except EmoError as exc:
         raise fail(str(exc)) from None
 
@@ -259,6 +294,8 @@ def predict(
                           ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    face_experts: FaceExpertsOpt = "all",
+    pooling: PoolingOpt = Pooling.mean,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
 
@@ -274,7 +311,8 @@ def predict(
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
-                   use_voice=modality != Modality.face, window=window, tta=TTA(tta).value)
+                   use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
+                   face_experts=face_experts, pooling=Pooling(pooling).value)
     try:
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
@@ -337,6 +375,8 @@ def evaluate(
     detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    face_experts: FaceExpertsOpt = "all",
+    pooling: PoolingOpt = Pooling.mean,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
@@ -352,7 +392,7 @@ def evaluate(
         items = select_split(load_corpus(dataset, layout), split)
         opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                        use_face=modality != Modality.voice, use_voice=modality != Modality.face,
-                       tta=TTA(tta).value)
+                       tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
         pipe = Pipeline(model, opts)
     except EmoError as exc:
         raise fail(str(exc)) from None
@@ -398,6 +438,8 @@ def extract(
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
     detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    face_experts: FaceExpertsOpt = "all",
+    pooling: PoolingOpt = Pooling.mean,
 ) -> None:
     """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
     import json
@@ -412,7 +454,7 @@ def extract(
     err = _stderr()
     bundle = model or DEFAULT_BUNDLE
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True,
-                   tta=TTA(tta).value)
+                   tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
     try:
         items = select_split(load_corpus(dataset, layout), split)
         manifest = verify_bundle(bundle)

@@ -7,9 +7,14 @@ On-disk format (``OUT/``)::
                             label, path, speaker, split            str scalars
                             labels                                 (7,) str: column order below
                             face_features  (n, 256) float32        fc2 activations, one row per face frame
-                            frame_scores   (n, 7)   float32        face scores per frame
+                            frame_scores   (n, 7)   float32        face scores per frame (experts combined)
+                            frame_scores_emo_cnn, frame_scores_rafdb
+                                           (n, 7)   float32        each face expert's calibrated frame scores
+                                                                   (when the bundle has experts)
+                            expert_features (n, 512) float32       the rafdb expert's face embeddings ((0, 512)
+                                                                   when it did not run)
                             frame_times    (n,)     float64        seconds
-                            face_scores    (7,) or (0,)            mean of frame_scores (thesis)
+                            face_scores    (7,) or (0,)            frame_scores pooled over the clip (--pooling)
                             voice_stats68  (68,) or (0,)           mean + std of the 34 short-term features
                             voice_features (d,) or (0,)            the voice model's own feature vector
                             voice_scores   (7,) or (0,)            voice model probabilities
@@ -136,7 +141,11 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
         "voice_stats68": res.voice_stats68 if res.voice_stats68 is not None else _empty(),
         "voice_features": res.voice_features if res.voice_features is not None else _empty(),
         "voice_scores": vec(res.voice_scores),
+        # the rafdb face expert's 512-d embeddings per frame (empty when it did not run)
+        "expert_features": res.expert_features if res.expert_features is not None else _empty(512),
     }
+    for name, scores in (res.expert_frame_scores or {}).items():  # each expert's calibrated frame scores
+        arrays[f"frame_scores_{name.replace('-', '_')}"] = scores
     buf = io.BytesIO()
     np.savez(buf, **arrays)
     with atomic_path(items_dir / f"{iid}.npz", suffix=".npz") as tmp:

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError
+from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
@@ -42,6 +43,12 @@ class Options:
     # for video frames (a clip already averages many frames; half the network passes), or
     # "bundle", "mirror", "none" for every input.
     tta: str = "auto"
+    # Face experts whose calibrated scores are averaged per frame: "all" (those the bundle has,
+    # see experts.py) or a comma list such as "emo-cnn" or "emo-cnn,rafdb".
+    face_experts: str = "all"
+    # How frame scores become the clip's face score: "mean" (the thesis) or "expressive"
+    # (frames weighted by how far they are from neutral, see pool_frames).
+    pooling: str = "mean"
 
 
 @dataclass
@@ -54,6 +61,8 @@ class Result:
     scores: dict[str, float] | None = None
     face_scores: dict[str, float] | None = None
     voice_scores: dict[str, float] | None = None
+    # each face expert's clip score (calibrated probabilities) when more than one ran
+    face_experts: dict[str, dict[str, float]] | None = None
     modalities: list[str] = field(default_factory=list)
     frames_used: int = 0
     frames_seen: int = 0
@@ -68,12 +77,15 @@ class Result:
     face_features: np.ndarray | None = field(default=None, repr=False)
     voice_features: np.ndarray | None = field(default=None, repr=False)
     voice_stats68: np.ndarray | None = field(default=None, repr=False)
+    expert_frame_scores: dict[str, np.ndarray] | None = field(default=None, repr=False)  # calibrated, per expert
+    expert_features: np.ndarray | None = field(default=None, repr=False)  # (n, 512) rafdb embeddings
     error_type: str | None = None
     segments: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        for k in ("frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments"):
+        for k in ("frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments",
+                  "expert_frame_scores", "expert_features"):
             d.pop(k)
         d["seconds"] = round(self.seconds, 3)
         if self.error is None:
@@ -98,6 +110,8 @@ class Prepared:
     info: Any = None
     face_times: np.ndarray | None = None  # (n,) seconds of the frames that had a face
     face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
+    aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
+    aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
     voice_frames: np.ndarray | None = None  # (36, m) per-window features (34 short-term + pitch + voicing)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
@@ -150,8 +164,38 @@ class Pipeline:
                 # runs on LiteRT, and TensorFlow is never imported (seconds of start-up).
                 self.gpu = gpu_available()
                 self.face_model = FaceModel.load(self.bundle, runtime=not self.gpu)
+            self._load_experts(files)
         self.fusion = FusionModel.load(self.bundle) if "fusion.json" in files else FusionModel(method="equal").fit()
         self._detector = None
+
+    def _load_experts(self, files) -> None:
+        """The face experts in use (``--face-experts``) and their calibration (experts.json)."""
+        from .bundle import read_json_document
+        from .experts import EXPERTS_FILE, RAFDB_FILE, ExpertSet, parse_experts
+
+        self.experts = ExpertSet(names=("emo-cnn",))
+        if EXPERTS_FILE in files and RAFDB_FILE in files:
+            doc = read_json_document(self.bundle / EXPERTS_FILE, fmt="emo-experts", what="face-expert settings",
+                                     missing="missing", invalid="not valid JSON ({exc}); restore the bundle")
+            self.experts = ExpertSet.from_dict(doc, self.bundle / EXPERTS_FILE)
+        try:
+            self.experts_used = parse_experts(self.options.face_experts, self.experts.names)
+        except ValueError as exc:
+            raise ModelError(f"{self.bundle}: {exc}") from None
+        self.expert_net = self._landmarker = None
+        if "rafdb" in self.experts_used and self.role == "full":
+            from .experts import OnnxExpert
+
+            self.expert_net = OnnxExpert(self.bundle / RAFDB_FILE)
+
+    @property
+    def landmarker(self):
+        if self._landmarker is None:
+            from .bundle import models_dir
+            from .experts import YUNET_FILE, get_landmarker
+
+            self._landmarker = get_landmarker(str(models_dir() / "detectors" / YUNET_FILE))
+        return self._landmarker
 
     @property
     def detector(self):
@@ -180,12 +224,17 @@ class Pipeline:
         try:
             prep.info = info = self._probe(prep.path)
             if self.has_face and info.has_video:
-                times, inputs = [], []
-                for t, x in self._face_chunks(info, prep):
+                times, inputs, aligned, masks = [], [], [], []
+                for t, x, a, m in self._face_chunks(info, prep):
                     times.append(t)
                     inputs.append(x)
+                    if a is not None:
+                        aligned.append(a)
+                        masks.append(m)
                 if inputs:
                     prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
+                    if aligned:
+                        prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
             if self.has_voice and info.has_audio and not info.is_image:
                 prep.voice_frames = self._voice_frames(info, prep.notes)
         except EmoError as exc:
@@ -204,9 +253,11 @@ class Pipeline:
                 res.duration = prep.info.duration
                 acc = _FaceAccumulator(self, res, still=prep.info.is_image)
                 if prep.face_inputs is not None:
-                    for i in range(0, len(prep.face_inputs), self.options.batch_size):
-                        acc.add(prep.face_times[i:i + self.options.batch_size],
-                                prep.face_inputs[i:i + self.options.batch_size])
+                    b = self.options.batch_size
+                    for i in range(0, len(prep.face_inputs), b):
+                        a = prep.aligned_inputs
+                        acc.add(prep.face_times[i:i + b], prep.face_inputs[i:i + b],
+                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b])
                 self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
             except EmoError as exc:
                 _fail(res, exc)
@@ -224,8 +275,8 @@ class Pipeline:
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
-            for t, x in self._face_chunks(info, res):
-                acc.add(t, x)
+            for t, x, a, m in self._face_chunks(info, res):
+                acc.add(t, x, a, m)
         voice_frames = None
         if self.has_voice and info.has_audio and not info.is_image:
             voice_frames = self._voice_frames(info, res.notes)
@@ -253,6 +304,14 @@ class Pipeline:
         voice_a = None if voice is None else self._align(voice, self.voice_model.labels)
         fused = self.fusion.fuse_clip(face_a, voice_a, face_features=acc.mean_features(), voice_stats68=stats68)
         res.face_scores, res.voice_scores = _as_dict(_zero_nan(face_a), labels), _as_dict(_zero_nan(voice_a), labels)
+        experts = acc.expert_scores()
+        skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
+        if "rafdb" in acc.pipe.experts_used and res.frames_used and skipped:
+            res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) (grey, or under "
+                             f"{EXPERT_MIN_FACE} px): emo-cnn scored them alone")
+        if experts:
+            res.face_experts = {name: _as_dict(_zero_nan(self._align(p, self.face_model.labels)), labels)
+                                for name, p in experts.items()}
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
         res.modalities = [m for m, v in (("face", face_a), ("voice", voice_a)) if v is not None]
@@ -274,10 +333,12 @@ class Pipeline:
         return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
-    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray]]":
-        """(times, network inputs) for the main face of each decoded frame, chunk by chunk.
+    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any]]":
+        """(times, network inputs, aligned faces, mask) for the main face of each decoded frame, by chunk.
 
-        ``rec`` (a Result or Prepared) receives ``frames_seen`` and notes.
+        Aligned faces (uint8 (n, 112, 112, 3)) and the mask of those the rafdb expert scores are
+        made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
+        Result or Prepared) receives ``frames_seen`` and notes.
         """
         from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
@@ -289,12 +350,14 @@ class Pipeline:
         if info.is_image:
             rec.frames_seen = 1
             img = read_image(info.path)
-            crops = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)[1] \
-                if opt.detect else [img]
+            if opt.detect:
+                _, crops, boxes = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)
+            else:
+                crops, boxes = [img], [None]
             if not crops:
                 raise NoFaceError(f"{info.path}: no face found in the image; if the image is already a cropped "
                                   "face, pass --no-detect")
-            yield np.zeros(1), prepare_faces(crops[:1], self.face_pre)
+            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]))
             return
         found = 0
         try:
@@ -302,12 +365,14 @@ class Pipeline:
                                           max_seconds=opt.max_seconds):
                 rec.frames_seen += len(frames)
                 if opt.detect:
-                    idx, crops, _ = faces_in_frames(frames, detector=self.detector, tracker=tracker, margin=opt.margin)
+                    idx, crops, boxes = faces_in_frames(frames, detector=self.detector, tracker=tracker,
+                                                        margin=opt.margin)
                 else:
-                    idx, crops = list(range(len(frames))), list(frames)
+                    idx, crops, boxes = list(range(len(frames))), list(frames), [None] * len(frames)
                 if crops:
                     found += len(crops)
-                    yield np.asarray(ts)[idx], prepare_faces(crops, self.face_pre)
+                    aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
+                    yield np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask
         except MediaError:
             if rec.frames_seen == 0:
                 raise
@@ -316,6 +381,34 @@ class Pipeline:
             rec.notes.append("no video frames decoded")
         elif found == 0:
             rec.notes.append(f"no face found in {rec.frames_seen} frame(s)")
+
+    def _aligned(self, frames, boxes, crops) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Faces aligned by five landmarks for the rafdb expert, and the mask of those it scores.
+
+        The expert learned from colour faces of 100 px and more: grey faces (FER2013-style
+        crops, black-and-white film) and crops under ``EXPERT_MIN_FACE`` pixels are left to
+        emo-cnn (mask False, image left black). YuNet looks for the landmarks around each
+        chosen box (the whole image when there is no box: an already-cropped face); where it
+        finds none, the crop is warped by the landmarks of an average crop (CROP_LANDMARKS).
+        Returns (None, None) when the expert is not in use.
+        """
+        if "rafdb" not in self.experts_used:
+            return None, None
+        from .experts import CROP_LANDMARKS, EXPERT_SIZE, expert_applies, align_face
+
+        out = np.zeros((len(crops), EXPERT_SIZE, EXPERT_SIZE, 3), np.uint8)
+        mask = np.zeros(len(crops), bool)
+        for k, (frame, box, crop) in enumerate(zip(frames, boxes, crops)):
+            if not expert_applies(crop):
+                continue
+            mask[k] = True
+            lm = self.landmarker(frame, None if box is None else (box.x0, box.y0, box.x1, box.y1))
+            if lm is not None:
+                out[k] = align_face(frame, lm)
+            else:
+                h, w = crop.shape[:2]
+                out[k] = align_face(crop, CROP_LANDMARKS * np.float32([w, h]))
+        return out, mask
 
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
@@ -370,7 +463,8 @@ class Pipeline:
             if end >= total:
                 end = total + 1e-6  # the last segment includes the final frame
             sel = (times >= start) & (times < end)
-            face = self._align(scores[sel].mean(0), self.face_model.labels) if sel.any() else None
+            face = (self._align(pool_frames(scores[sel], method=self.options.pooling, labels=self.face_model.labels),
+                                self.face_model.labels) if sel.any() else None)
             voice = None
             if voice_frames is not None:
                 a, b = int(start / step), int(end / step)
@@ -399,8 +493,33 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+POOLINGS = ("mean", "expressive")
+NEUTRAL_FLOOR = 0.05  # the least weight a frame gets under "expressive" pooling
+
+
+def pool_frames(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> np.ndarray:
+    """A clip's face score from its frames' scores (n, K), rows summing to 1.
+
+    ``mean``: the thesis's average. ``expressive``: a weighted average whose weight per frame
+    is its probability of *not* being neutral (at least ``NEUTRAL_FLOOR``), so that the many
+    neutral frames of a person talking do not outvote the few that show the emotion, while a
+    clip that is neutral throughout (all weights equally small) stays neutral.
+    """
+    scores = np.asarray(scores, np.float64)
+    if method == "mean" or "neutral" not in labels:
+        return scores.mean(0)
+    if method != "expressive":
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
+    w = np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
+    return (w[:, None] * scores).sum(0) / w.sum()
+
+
 class _FaceAccumulator:
-    """Scores face inputs in batches and keeps running sums (and per-frame scores) for a clip."""
+    """Scores face inputs in batches and keeps per-frame scores (and running sums) for a clip.
+
+    Each frame's face score combines the experts in use (calibrated, see experts.ExpertSet);
+    each expert's own frame scores are summed for the result's ``face_experts``.
+    """
 
     def __init__(self, pipe: Pipeline, res: Result, *, still: bool = False):
         self.pipe, self.res = pipe, res
@@ -408,16 +527,26 @@ class _FaceAccumulator:
         self.views = ("bundle" if still else "mirror") if tta == "auto" else tta
         self.pending_t: list[np.ndarray] = []
         self.pending: list[np.ndarray] = []
+        self.pending_a: list[np.ndarray] = []
+        self.pending_m: list[np.ndarray] = []
+        self.expert_counts: dict[str, int] = {}
         self.n_pending = 0
         self.times: list[np.ndarray] = []
         self.scores: list[np.ndarray] = []
         self.features: list[np.ndarray] = []
-        self.total = None
+        self.expert_sums: dict[str, np.ndarray] = {}
+        self.expert_frames: dict[str, list[np.ndarray]] = {}  # kept for `extract` only
+        self.expert_features: list[np.ndarray] = []
         self.feat_sum = None
 
-    def add(self, times: np.ndarray, inputs: np.ndarray) -> None:
+    def add(self, times: np.ndarray, inputs: np.ndarray, aligned: np.ndarray | None = None,
+            mask: np.ndarray | None = None) -> None:
+        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores."""
         self.pending_t.append(times)
         self.pending.append(inputs)
+        if aligned is not None:
+            self.pending_a.append(aligned[mask])
+            self.pending_m.append(mask)
         self.n_pending += len(inputs)
         if self.n_pending >= self.pipe.options.batch_size:
             self.flush()
@@ -425,15 +554,43 @@ class _FaceAccumulator:
     def flush(self) -> None:
         if not self.pending:
             return
+        from .experts import softmax
+
+        pipe = self.pipe
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
-        self.pending, self.pending_t, self.n_pending = [], [], 0
-        feats, scores = self.pipe.face_model.score_inputs(x, batch_size=self.pipe.options.batch_size, features=True,
-                                                          views=self.views)
-        self.total = scores.sum(0) if self.total is None else self.total + scores.sum(0)
+        aligned = np.concatenate(self.pending_a) if self.pending_a else None
+        mask = np.concatenate(self.pending_m) if self.pending_m else np.zeros(len(x), bool)
+        self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
+        feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
+                                                  views=self.views)
+        # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
+        cnn_cal = pipe.experts.combine({"emo-cnn": cnn}, use=["emo-cnn"])
+        cal = {"emo-cnn": cnn_cal} if "emo-cnn" in pipe.experts_used else {}
+        if pipe.expert_net is not None and mask.any():
+            if pipe.options.keep_frames:
+                emb, logits = pipe.expert_net.logits(aligned, embeddings=True)
+                full = np.zeros((len(x), emb.shape[1]), np.float32)
+                full[mask] = emb
+                self.expert_features.append(full)
+            else:
+                logits = pipe.expert_net.logits(aligned)
+            raf = _align_columns(softmax(logits), pipe.expert_net.labels, pipe.face_model.labels)
+            cal["rafdb"] = np.full((len(x), raf.shape[1]), np.nan, np.float32)
+            cal["rafdb"][mask] = pipe.experts.combine({"rafdb": raf}, use=["rafdb"])
+        elif pipe.expert_net is not None and pipe.options.keep_frames:
+            self.expert_features.append(np.zeros((len(x), 512), np.float32))
+        # frames no expert in use scored (rafdb alone asked for, grey or small faces): emo-cnn decides them
+        scores = pipe.experts.mix(cal, fallback=cnn_cal)
+        for name, p in cal.items():
+            ok = ~np.isnan(p[:, 0])
+            self.expert_sums[name] = self.expert_sums.get(name, 0.0) + p[ok].sum(0)
+            self.expert_counts[name] = self.expert_counts.get(name, 0) + int(ok.sum())
+            if pipe.options.keep_frames:
+                self.expert_frames.setdefault(name, []).append(p)
         self.feat_sum = feats.sum(0) if self.feat_sum is None else self.feat_sum + feats.sum(0)
         self.times.append(t)
-        self.scores.append(scores)  # 7 floats per frame: small, and needed for --window
-        if self.pipe.options.keep_frames:
+        self.scores.append(scores)  # 7 floats per frame: small, and needed for pooling and --window
+        if pipe.options.keep_frames:
             self.features.append(feats)
         self.res.frames_used += len(x)
 
@@ -441,7 +598,15 @@ class _FaceAccumulator:
         self.flush()
         if not self.res.frames_used:
             return None
-        return self.total / self.res.frames_used  # the thesis: average the frame scores over the clip
+        return pool_frames(np.concatenate(self.scores), method=self.pipe.options.pooling,
+                           labels=self.pipe.face_model.labels)
+
+    def expert_scores(self) -> dict[str, np.ndarray]:
+        """Each expert's clip score (the mean of its calibrated frame scores), when more than one ran."""
+        if len(self.pipe.experts_used) < 2:
+            return {}
+        return {name: total / self.expert_counts[name] for name, total in self.expert_sums.items()
+                if self.expert_counts.get(name)}
 
     def mean_features(self) -> np.ndarray | None:
         return None if self.feat_sum is None else self.feat_sum / self.res.frames_used
@@ -451,6 +616,14 @@ class _FaceAccumulator:
             res.frame_times = np.concatenate(self.times)
             res.frame_scores = np.concatenate(self.scores)
             res.face_features = np.concatenate(self.features)
+            res.expert_frame_scores = {k: np.concatenate(v) for k, v in self.expert_frames.items()}
+            if self.expert_features:
+                res.expert_features = np.concatenate(self.expert_features)
+
+
+def _align_columns(scores: np.ndarray, labels, target) -> np.ndarray:
+    """Score columns reordered from ``labels`` to ``target`` by name (same label set)."""
+    return scores[:, [list(labels).index(lab) for lab in target]]
 
 
 def _zero_nan(p: np.ndarray | None) -> np.ndarray | None:

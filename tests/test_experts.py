@@ -1,0 +1,211 @@
+"""Face experts (experts.py), clip pooling and the product fusion rule."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emocli.errors import ModelError
+from emocli.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, ExpertSet, align_face, fit_temperature,
+                            parse_experts, softmax, temper)
+from emocli.fusion import FusionModel
+from emocli.labels import LABELS
+from emocli.pipeline import pool_frames
+
+from conftest import REPO
+
+NEUTRAL = LABELS.index("neutral")
+HAPPY = LABELS.index("happy")
+
+
+def test_align_face_puts_the_landmarks_on_the_template():
+    # five bright dots at known places of a 300x200 image land on the template's points
+    img = np.zeros((200, 300, 3), np.uint8)
+    src = ARCFACE_TEMPLATE * 1.7 + np.float32([60, 10])
+    for x, y in src:
+        img[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2] = 255
+    out = align_face(img, src)
+    assert out.shape == (EXPERT_SIZE, EXPERT_SIZE, 3) and out.dtype == np.uint8
+    for x, y in ARCFACE_TEMPLATE:
+        assert out[int(round(y)), int(round(x))].max() > 100
+    assert out.mean() < 20  # and nothing else is bright
+
+
+def test_temperature_fixes_overconfidence(rng):
+    n = 4000
+    y = rng.integers(0, 7, n)
+    # a model right 50 % of the time that always claims 99 % confidence
+    pred = np.where(rng.random(n) < 0.5, y, rng.integers(0, 7, n))
+    p = np.full((n, 7), 0.01 / 6)
+    p[np.arange(n), pred] = 0.99
+    t = fit_temperature(p, y)
+    assert t > 2.0
+    cal = temper(p, t)
+    assert np.allclose(cal.sum(1), 1)
+    assert (cal.argmax(1) == p.argmax(1)).all()  # a temperature never changes the top class
+    assert 0.4 < cal.max(1).mean() < 0.65  # and the confidence now matches the accuracy
+    # an already calibrated model keeps T about 1
+    q = softmax(rng.normal(size=(n, 7)) * 2)
+    y2 = np.array([rng.choice(7, p=row) for row in q])
+    assert fit_temperature(q, y2) == pytest.approx(1.0, abs=0.15)
+
+
+def test_expert_set_combines_calibrated_scores_with_weights():
+    a = np.tile(np.eye(7)[HAPPY] * 0.9 + 0.1 / 7, (3, 1))
+    b = np.tile(np.eye(7)[NEUTRAL] * 0.9 + 0.1 / 7, (3, 1))
+    es = ExpertSet(temperatures_={"emo-cnn": 1.0, "rafdb": 1.0}, weights_={"emo-cnn": 0.75, "rafdb": 0.25})
+    out = es.combine({"emo-cnn": a, "rafdb": b})
+    assert np.allclose(out.sum(1), 1) and (out.argmax(1) == HAPPY).all()
+    assert np.allclose(out, 0.75 * a + 0.25 * b, atol=1e-6)
+    assert np.allclose(es.combine({"emo-cnn": a, "rafdb": b}, use=["rafdb"]), b, atol=1e-6)
+    with pytest.raises(ModelError):
+        es.combine({"emo-cnn": a}, use=["rafdb"])
+    back = ExpertSet.from_dict(json.loads(json.dumps(es.to_dict())))
+    assert back.weights_ == es.weights_ and back.temperatures_ == es.temperatures_
+    with pytest.raises(ModelError, match="malformed"):
+        ExpertSet.from_dict({"experts": ["emo-cnn"]})
+    with pytest.raises(ModelError, match="non-positive"):
+        ExpertSet.from_dict({"experts": ["emo-cnn"], "temperatures": {"emo-cnn": 0}, "weights": {}})
+
+
+def test_parse_experts():
+    assert parse_experts("all", ("emo-cnn", "rafdb")) == ("emo-cnn", "rafdb")
+    assert parse_experts(" rafdb, emo-cnn ,rafdb", ("emo-cnn", "rafdb")) == ("rafdb", "emo-cnn")
+    with pytest.raises(ValueError, match="unknown face expert"):
+        parse_experts("vgg", ("emo-cnn",))
+    with pytest.raises(ValueError, match="has no rafdb"):
+        parse_experts("rafdb", ("emo-cnn",))
+
+
+def test_expressive_pooling_lets_few_expressive_frames_speak():
+    neutral = np.eye(7)[NEUTRAL] * 0.8 + 0.2 / 7
+    happy = np.eye(7)[HAPPY] * 0.8 + 0.2 / 7
+    frames = np.array([neutral] * 8 + [happy] * 3)
+    assert pool_frames(frames, method="mean").argmax() == NEUTRAL  # the thesis's mean: talking frames win
+    pooled = pool_frames(frames, method="expressive")
+    assert pooled.argmax() == HAPPY and pooled.sum() == pytest.approx(1.0)
+    # a clip that is neutral throughout stays neutral
+    assert pool_frames(np.array([neutral] * 5), method="expressive").argmax() == NEUTRAL
+    with pytest.raises(ValueError):
+        pool_frames(frames, method="max")
+
+
+def test_product_rule_is_the_normalised_product_with_equal_weights():
+    f = softmax(np.random.default_rng(1).normal(size=7))
+    v = softmax(np.random.default_rng(2).normal(size=7))
+    out = FusionModel("equal", rule="product").fit().fuse(f, v)
+    assert np.allclose(out, f * v / (f * v).sum())
+    # one modality close to zero on a class cannot veto it outright
+    v2 = np.full(7, 1 / 7)
+    f2 = np.eye(7)[HAPPY] * 0.999 + 1e-12
+    assert FusionModel("equal", rule="product").fit().fuse(f2, v2).argmax() == HAPPY
+    # an emotion the voice model lacks (NaN) is decided by the face
+    v3 = v.copy()
+    v3[LABELS.index("surprise")] = np.nan
+    out3 = FusionModel("equal", rule="product").fit().fuse(f, v3)
+    assert np.all(np.isfinite(out3)) and out3.sum() == pytest.approx(1.0)
+
+
+def test_fusion_rule_round_trips_and_is_checked(tmp_path):
+    fm = FusionModel("confusion", rule="product").fit({lab: 0.5 for lab in LABELS}, {lab: 0.25 for lab in LABELS})
+    fm.save(tmp_path)
+    assert FusionModel.load(tmp_path).rule == "product"
+    d = json.loads((tmp_path / "fusion.json").read_text())
+    d.pop("rule")  # bundles from before the rule existed read as the weighted sum
+    (tmp_path / "fusion.json").write_text(json.dumps(d))
+    assert FusionModel.load(tmp_path).rule == "sum"
+    d["rule"] = "max"
+    (tmp_path / "fusion.json").write_text(json.dumps(d))
+    with pytest.raises(ModelError, match="unknown fusion rule"):
+        FusionModel.load(tmp_path)
+    with pytest.raises(ModelError, match="unknown fusion rule"):
+        FusionModel("equal", rule="max").fit()
+
+
+@pytest.fixture(scope="module")
+def frame_and_box(example_clip):
+    from emocli.faces import FaceTracker, faces_in_frames, get_detector
+    from emocli.media import iter_frames
+
+    for _, frames in iter_frames(example_clip, fps=2.0):
+        idx, _, boxes = faces_in_frames(frames[:1], detector=get_detector(), tracker=FaceTracker())
+        if idx:
+            return frames[0], boxes[0]
+    pytest.fail("no face in the example clip")
+
+
+def test_yunet_finds_five_landmarks_inside_the_chosen_face(frame_and_box):
+    from emocli.bundle import models_dir
+    from emocli.experts import YUNET_FILE, YuNetLandmarks
+
+    frame, box = frame_and_box
+    lm = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)(frame, (box.x0, box.y0, box.x1, box.y1))
+    assert lm is not None and lm.shape == (5, 2)
+    assert (lm[:, 0] > box.x0).all() and (lm[:, 0] < box.x1).all()
+    assert (lm[:, 1] > box.y0).all() and (lm[:, 1] < box.y1 + 0.1 * box.height).all()
+    # right eye left of left eye (image coordinates), eyes above the nose, nose above the mouth
+    assert lm[0, 0] < lm[1, 0] and lm[:2, 1].max() < lm[2, 1] < lm[3:, 1].min()
+    # the crop template is a plausible stand-in: its points have the same order
+    assert CROP_LANDMARKS[0, 0] < CROP_LANDMARKS[1, 0] and CROP_LANDMARKS[2, 1] < CROP_LANDMARKS[3, 1]
+
+
+def test_predict_reports_each_expert_and_can_use_one(example_clip):
+    def run(*args):
+        out = subprocess.run([sys.executable, "-m", "emocli", "predict", str(example_clip), "--json",
+                              "--modality", "face", *args], capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.splitlines()[-1])
+
+    both = run()
+    assert set(both["face_experts"]) == {"emo-cnn", "rafdb"}
+    for scores in both["face_experts"].values():
+        assert sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
+    one = run("--face-experts", "emo-cnn")
+    assert one["face_experts"] is None
+    assert one["face_scores"] == pytest.approx(both["face_experts"]["emo-cnn"], abs=1e-4)
+    bad = subprocess.run([sys.executable, "-m", "emocli", "predict", str(example_clip), "--face-experts", "vgg"],
+                         capture_output=True, text=True, cwd=REPO)
+    assert bad.returncode == 2 and "unknown face expert" in bad.stderr
+
+
+def test_a_bundle_without_experts_uses_its_own_network(tiny_bundle, clip):
+    from emocli.pipeline import Options, Pipeline
+
+    pipe = Pipeline(tiny_bundle, Options(detect=False, use_voice=False))
+    assert pipe.experts_used == ("emo-cnn",) and pipe.expert_net is None
+    res = pipe.run(clip)
+    assert res.status == "ok" and res.face_experts is None
+    with pytest.raises(ModelError, match="has no rafdb"):
+        Pipeline(tiny_bundle, Options(detect=False, use_voice=False, face_experts="rafdb"))
+
+
+def test_experts_file_that_is_not_json_is_refused(tmp_path):
+    from emocli.bundle import write_manifest
+    from emocli.pipeline import Pipeline
+
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO / "models" / "default", bundle)
+    (bundle / "experts.json").write_text("{not json")
+    write_manifest(bundle, labels=list(LABELS))
+    with pytest.raises(ModelError, match="experts.json: not valid JSON"):
+        Pipeline(bundle)
+
+
+def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
+    from emocli.pipeline import Options, Pipeline
+
+    res = Pipeline(options=Options(keep_frames=True, use_voice=False, fps=2.0)).run(example_clip)
+    n = res.frames_used
+    assert res.status == "ok" and n > 0
+    assert set(res.expert_frame_scores) == {"emo-cnn", "rafdb"}
+    for scores in res.expert_frame_scores.values():
+        assert scores.shape == (n, 7) and np.allclose(scores.sum(1), 1, atol=1e-5)
+    assert res.expert_features.shape == (n, 512) and np.isfinite(res.expert_features).all()
+    # the frame scores are the experts' weighted average
+    pipe_w = Pipeline().experts.weights_
+    w = np.array([pipe_w["emo-cnn"], pipe_w["rafdb"]]) / (pipe_w["emo-cnn"] + pipe_w["rafdb"])
+    mix = w[0] * res.expert_frame_scores["emo-cnn"] + w[1] * res.expert_frame_scores["rafdb"]
+    assert np.allclose(res.frame_scores, mix, atol=1e-5)

@@ -2,6 +2,12 @@
 
 ``fused[c] = w_face[c] * face[c] + w_voice[c] * voice[c]``, renormalised to sum to 1.
 
+Two rules combine the weighted scores: ``sum`` (the thesis's weighted sum above) and
+``product`` (log-linear: ``log fused[c] = 2 * (w_face[c] * log face[c] + w_voice[c] * log voice[c])``,
+renormalised; with equal weights this is ``face * voice``, the posterior of two independent,
+calibrated experts under a flat prior). Both modalities' scores are calibrated before fusing
+(face experts by temperature, experts.py; the voice SVM by temperature on speaker folds).
+
 Weights are either equal (0.5 / 0.5, the thesis's experiment 7) or per emotion from each
 modality's validation confusion matrix (experiments 8 and 9): the share of each modality's
 recall for that class, ``w_face[c] = r_face[c] / (r_face[c] + r_voice[c])``. When one
@@ -23,6 +29,8 @@ from .errors import ModelError, NotFittedError
 from .labels import LABELS
 
 METHODS = ("equal", "confusion")
+RULES = ("sum", "product")
+PRODUCT_FLOOR = 1e-4  # probabilities are floored here under the product rule: one modality cannot veto a class
 
 
 def align(scores: np.ndarray, labels: Sequence[str], target: Sequence[str]) -> np.ndarray:
@@ -72,6 +80,7 @@ class FusionModel:
 
     method: str = "confusion"
     labels: tuple[str, ...] = LABELS
+    rule: str = "sum"  # "sum" (weighted sum, the thesis) or "product" (log-linear)
     face_weights_: np.ndarray | None = None
     face_recall_: dict[str, float] = field(default_factory=dict)
     voice_recall_: dict[str, float] = field(default_factory=dict)
@@ -111,6 +120,8 @@ class FusionModel:
         """Set the weights: equal, or from the two modalities' validation recall per class."""
         if self.method not in METHODS + FEATURE_METHODS:
             raise ModelError(f"unknown fusion method {self.method!r}; use one of {', '.join(METHODS)}")
+        if self.rule not in RULES:
+            raise ModelError(f"unknown fusion rule {self.rule!r}; use one of {', '.join(RULES)}")
         n = len(self.labels)
         if self.method == "equal" or (self.method in FEATURE_METHODS and not (face_recall and voice_recall)):
             self.face_weights_ = np.full(n, 0.5)
@@ -150,12 +161,17 @@ class FusionModel:
         face, voice = np.asarray(face, np.float64), np.asarray(voice, np.float64)
         # an emotion one model was never trained on (NaN) is decided by the other model alone
         wf = np.where(np.isnan(face), 0.0, np.where(np.isnan(voice), 1.0, wf))
+        if self.rule == "product":
+            lf = np.log(np.clip(np.nan_to_num(face, nan=1.0), PRODUCT_FLOOR, None))
+            lv = np.log(np.clip(np.nan_to_num(voice, nan=1.0), PRODUCT_FLOOR, None))
+            z = 2.0 * (wf * lf + (1.0 - wf) * lv)
+            return normalize(np.exp(z - z.max(-1, keepdims=True)))
         return normalize(wf * np.nan_to_num(face) + (1.0 - wf) * np.nan_to_num(voice))
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:
         wf = self._weights()
-        return {"method": self.method, "labels": list(self.labels),
+        return {"method": self.method, "rule": self.rule, "labels": list(self.labels),
                 "face_weights": {lab: float(w) for lab, w in zip(self.labels, wf)},
                 "voice_weights": {lab: float(1 - w) for lab, w in zip(self.labels, wf)},
                 "face_validation_recall": self.face_recall_, "voice_validation_recall": self.voice_recall_,
@@ -177,12 +193,15 @@ class FusionModel:
         try:
             d = json.loads(path.read_text())
             labels = tuple(d["labels"])
-            model = cls(method=d["method"], labels=labels)
+            model = cls(method=d["method"], labels=labels, rule=str(d.get("rule", "sum")))
             model.face_weights_ = np.array([float(d["face_weights"][lab]) for lab in labels])
         except FileNotFoundError:
             raise ModelError(f"{path}: missing; run `emo fuse {directory}` to compute fusion weights") from None
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{path}: malformed fusion file ({exc}); rerun `emo fuse {directory}`") from None
+        if model.rule not in RULES:
+            raise ModelError(f"{path}: unknown fusion rule {model.rule!r} (use {' or '.join(RULES)}); "
+                             f"rerun `emo fuse {directory}`")
         if np.any(~np.isfinite(model.face_weights_)) or np.any((model.face_weights_ < 0) | (model.face_weights_ > 1)):
             raise ModelError(f"{path}: fusion weights must lie in [0, 1]; rerun `emo fuse {directory}`")
         model.face_recall_ = d.get("face_validation_recall", {})

@@ -163,7 +163,7 @@ def _validation_recall(meta: dict) -> dict[str, float] | None:
 
 
 def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str | None, seed: int,
-                 console) -> dict:
+                 console, rule: str = "sum") -> dict:
     """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
     import json
 
@@ -176,10 +176,13 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     for mod, name in (("face", "face.json"), ("voice", "voice.json")):
         if name in files:
             recalls[mod] = _validation_recall(json.loads((Path(bundle) / name).read_text()))
+    if "experts.json" in files:  # the face score is the experts' combination: use its held-out recall
+        recalls["face"] = json.loads((Path(bundle) / "experts.json").read_text()).get("info", {}).get(
+            "validation_recall") or recalls.get("face")
     if method == "confusion" and not (recalls.get("face") and recalls.get("voice")):
         raise ModelError(f"{bundle}: confusion-matrix weights need validation recall from both a face and a "
                          "voice model in the bundle; train both, or use --method equal")
-    fm = FusionModel(method=method).fit(recalls.get("face"), recalls.get("voice"))
+    fm = FusionModel(method=method, rule=rule).fit(recalls.get("face"), recalls.get("voice"))
     if method in FEATURE_METHODS:
         if features is None:
             raise ModelError(f"--method {method} is fitted on extracted features: run `emo extract CORPUS --out DIR` "
@@ -203,7 +206,7 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     fm.save(bundle)
     write_manifest(bundle, labels=list(fm.labels))
     weights = fm.to_dict()["face_weights"]
-    console.print(f"saved {bundle}/fusion.json: method {method}; face weight per emotion: "
+    console.print(f"saved {bundle}/fusion.json: method {method}, rule {rule}; face weight per emotion: "
                   + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
     return fm.to_dict()
 

@@ -90,12 +90,18 @@ def _check_experts(value: str) -> str:
 
 
 FaceExpertsOpt = Annotated[str, typer.Option(
-    "--face-experts", callback=_check_experts, help="Face experts whose calibrated scores are averaged per frame: all (those the bundle "
-                           "has: emo-cnn, the FER2013 network, and rafdb, the RAF-DB MobileFaceNet) or a comma list, "
-                           "e.g. emo-cnn.")]
+    "--face-experts", callback=_check_experts,
+    help="Face experts whose calibrated scores are averaged per frame: all (those the bundle has: emo-cnn, the "
+         "FER2013 network, and rafdb, the RAF-DB MobileFaceNet) or a comma list, e.g. emo-cnn.")]
 PoolingOpt = Annotated[Pooling, typer.Option(
     help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
          "far they are from neutral).")]
+
+
+class Balance(str, Enum):
+    none = "none"
+    sqrt = "sqrt"
+    full = "full"
 
 
 class Precision(str, Enum):
@@ -106,8 +112,9 @@ class Precision(str, Enum):
 
 @app.command("train-video")
 def train_video(
-    data: Annotated[Optional[Path], typer.Argument(help="Folder of face images, one sub-folder per emotion (FER2013 layout).",
-                                                   show_default=False)] = None,
+    data: Annotated[Optional[list[Path]], typer.Argument(
+        help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
+             "network, each with its own held-out part.", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.",
                                       show_default=False)] = ...,
     backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
@@ -116,7 +123,12 @@ def train_video(
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
     lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
-    holdout: Annotated[float, typer.Option(min=0.01, max=0.5, help="Share of the training data held out to pick the best epoch.")] = 0.1,
+    holdout: Annotated[list[float], typer.Option(min=0.01, max=0.5, help="Share of each corpus held out to pick the "
+                                                                         "best epoch: once for all, or once per "
+                                                                         "DATA folder in order.")] = [0.1],
+    balance: Annotated[Balance, typer.Option(help="Sample weights over corpus x class: none, sqrt (1/sqrt(count)) "
+                                                  "or full (1/count); they also weigh the held-out accuracy.")
+                       ] = Balance.none,
     width: Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")] = 32,
     seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
     holdout_seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split alone (default: --seed); keep "
@@ -144,17 +156,21 @@ def train_video(
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command, train_video_features_command
 
-    if (data is None) == (features is None):
-        raise typer.BadParameter("pass either DATA (a folder of face images) or --features DIR")
+    if (not data) == (features is None):
+        raise typer.BadParameter("pass either DATA (folders of face images) or --features DIR")
+    if data and len(holdout) not in (1, len(data)):
+        raise typer.BadParameter(f"given {len(holdout)} times for {len(data)} folders; give it once, or once per "
+                                 "folder in the same order", param_hint="--holdout")
     try:
         if features is not None:
-            train_video_features_command(features=features, out=out, holdout=holdout, seed=seed, console=_stderr())
+            train_video_features_command(features=features, out=out, holdout=holdout[0], seed=seed, console=_stderr())
             return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
                             weights=weights, head=head.value if head is not None else None, init=init,
                             precision=Precision(precision).value, holdout_seed=holdout_seed,
-                            augmentation={"rotation": rotation, "zoom": zoom, "shift": shift})
+                            augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
+                            balance=Balance(balance).value)
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -101,24 +102,77 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
                      "or keras:PATH.keras[#LAYER]")
 
 
-def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, batch_size: int, lr: float,
-                        holdout: float, width: int, seed: int, limit: int | None, console,
+BALANCES = ("none", "sqrt", "full")
+
+
+def balance_weights(groups: np.ndarray, how: str = "none") -> np.ndarray:
+    """Per-sample weights that even out ``groups`` (e.g. corpus x class), mean 1.
+
+    ``none``: all 1. ``full``: 1 / size of the sample's group (every group weighs the same).
+    ``sqrt``: 1 / sqrt(size), half-way: a rare class or a small corpus counts more without
+    its few images being repeated as often as full balance would (less over-fitting).
+    """
+    if how not in BALANCES:
+        raise ModelError(f"unknown balance {how!r}; use one of {', '.join(BALANCES)}")
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    power = {"none": 0.0, "sqrt": 0.5, "full": 1.0}[how]
+    w = counts[inverse].astype(np.float64) ** -power
+    return (w / w.mean()).astype(np.float32)
+
+
+def corpus_name(folder: Path) -> str:
+    """A short name for a training folder: ``affectnet`` for ``.../affectnet/train``."""
+    folder = Path(folder)
+    return folder.parent.name if folder.name.lower() in ("train", "training") else folder.name
+
+
+def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str, epochs: int, batch_size: int,
+                        lr: float, holdout: float | Sequence[float], width: int, seed: int, limit: int | None, console,
                         weights: Path | None = None, head: str | None = None, init: Path | None = None,
                         precision: str = "float32", augmentation: dict[str, float] | None = None,
-                        holdout_seed: int | None = None) -> None:
+                        holdout_seed: int | None = None, balance: str = "none") -> None:
+    """Train (or continue) a face network on one or several folder-per-class corpora.
+
+    Each corpus gets its own stratified held-out part (``holdout``: one share for all, or one
+    per folder); the best epoch is the one with the best held-out accuracy, weighted like the
+    training samples (``balance`` over corpus x class). The held-out accuracy, UAR and per-class
+    recall of each corpus are reported at the end and stored in face.json.
+    """
     from .bundle import write_manifest
     from .datasets import read_image
-    from .video_model import store_faces
+    from .video_model import store_faces, validation_report
 
-    items, note = training_images(data)
-    if note:
-        console.print(note)
-    if limit is not None:
-        items = [items[i] for i in np.random.default_rng(seed).permutation(len(items))[:limit]]
-    y = np.array([LABELS.index(it.label) for it in items])
+    folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
+    shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
+    if len(shares) == 1:
+        shares *= len(folders)
+    if len(shares) != len(folders):
+        raise DatasetError(f"--holdout was given {len(shares)} times for {len(folders)} folders; give it once, or "
+                           "once per folder in the same order")
+    names = [corpus_name(f) for f in folders]
+    if len(set(names)) != len(names):
+        names = [f"{n}{i}" for i, n in enumerate(names)]
+    holdout_seed = seed if holdout_seed is None else holdout_seed
+    items, y, corpus, tr, ho = [], [], [], [], []
+    for k, (folder, share) in enumerate(zip(folders, shares)):
+        its, note = training_images(folder)
+        if note:
+            console.print(f"{folder}: {note}")
+        if limit is not None:
+            its = [its[i] for i in np.random.default_rng(seed).permutation(len(its))[:limit]]
+        yk = np.array([LABELS.index(it.label) for it in its], int)
+        trk, hok = stratified_holdout(yk, share, holdout_seed)
+        tr.append(trk + len(items))
+        ho.append(hok + len(items))
+        items += its
+        y.append(yk)
+        corpus += [k] * len(its)
+    y, corpus = np.concatenate(y), np.array(corpus)
+    tr, ho = np.concatenate(tr), np.concatenate(ho)
+    where = folders[0] if len(folders) == 1 else ", ".join(map(str, folders))
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
-        raise DatasetError(f"{data}: no training images for {', '.join(missing)}; every emotion needs examples")
+        raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
     model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
     if init is not None:  # continue from a trained network: same backbone and preprocessing
         from .video_model import FaceModel
@@ -127,28 +181,41 @@ def train_video_command(*, data: Path, out: Path, backbone: str, epochs: int, ba
         model.backbone, model.preprocessing, net = start.backbone, start.preprocessing, start.network_
         model.history_ = list(start.history_)
         console.print(f"starting from {init}/face.keras ({start.backbone}, {len(start.history_)} epochs so far)")
-    console.print(f"reading {len(items)} images from {data} ...")
+    console.print(f"reading {len(items)} images from {where} ...")
     t0 = time.time()
     x = store_faces([read_image(it.path) for it in items], model.preprocessing)  # uint8, resized per batch
-    holdout_seed = seed if holdout_seed is None else holdout_seed
-    tr, ho = stratified_holdout(y, holdout, holdout_seed)
-    console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}, held out {len(ho)} (stratified, seed {holdout_seed}) "
-                  f"to pick the best epoch; backbone {model.backbone}, {net.count_params():,} parameters")
+    w = balance_weights(corpus * len(LABELS) + y, balance)
+    console.print(f"  {time.time() - t0:.0f} s; training on {len(tr)}; backbone {model.backbone}, "
+                  f"{net.count_params():,} parameters; balance {balance}")
+    console.print(f"  held out {len(ho)} (stratified, seed {holdout_seed}) to pick the best epoch")
 
     def on_epoch(epoch: int, logs: dict) -> None:
         console.print(f"  epoch {epoch}/{epochs}: loss {logs['loss']:.3f} acc {logs['accuracy']:.3f} "
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
+    sw = None if balance == "none" else (w[tr], w[ho])
     model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
               learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net,
-              precision=precision, augmentation=augmentation)
+              precision=precision, augmentation=augmentation, sample_weight=sw)
+    per_corpus = {}
+    pred = model.holdout_predictions_
+    for k, name in enumerate(names):
+        sel = corpus[ho] == k
+        rep = validation_report(y[ho][sel], pred[sel], model.labels)
+        per_corpus[name] = {"folder": str(folders[k]), "holdout": shares[k], "n_train": int((corpus[tr] == k).sum()),
+                            **{key: rep[key] for key in ("n", "accuracy", "uar", "recall", "confusion")}}
+        console.print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, UAR {rep['uar']:.3f} (n={rep['n']}); "
+                      "recall " + ", ".join(f"{lab} {r:.2f}" for lab, r in rep["recall"].items()))
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
-             "validation": model.validation_, "holdout": holdout,
-             "trained_on": str(data), "n_train": int(len(tr)), "n_holdout": int(len(ho)),
+             "validation": model.validation_, "holdout": shares[0] if len(set(shares)) == 1 else shares,
+             "trained_on": str(folders[0]) if len(folders) == 1 else [str(f) for f in folders],
+             "n_train": int(len(tr)), "n_holdout": int(len(ho)),
              "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
              "holdout_seed": holdout_seed, "width": width,
              "init": str(init) if init else None, "precision": precision,
-             "augmentation": augmentation}
+             "augmentation": augmentation, "balance": balance}
+    if len(folders) > 1:
+        extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")

@@ -366,7 +366,8 @@ class FaceModel:
             label_smoothing: float = 0.1, seed: int = 0, checkpoint_dir: Path | None = None,
             on_epoch: Callable[[int, dict[str, float]], None] | None = None,
             initial_network=None, precision: str = "float32",
-            augmentation: dict[str, float] | None = None) -> "FaceModel":
+            augmentation: dict[str, float] | None = None,
+            sample_weight: tuple[np.ndarray, np.ndarray] | None = None) -> "FaceModel":
         """Train on faces ``x`` and integer labels ``y``.
 
         ``x`` is either network input (float32, see :func:`prepare_faces`) or compact uint8
@@ -377,6 +378,8 @@ class FaceModel:
         is saved there after every epoch, so a killed run keeps its best model.
         ``precision`` is the Keras dtype policy used while training (see :func:`with_precision`);
         ``augmentation`` overrides the ``rotation``/``zoom``/``shift`` of :func:`augmenter`.
+        ``sample_weight`` (training weights, held-out weights) weighs the loss and the held-out
+        accuracy that picks the best epoch (class or corpus balance).
         """
         from ._tf import import_keras
 
@@ -408,12 +411,22 @@ class FaceModel:
         pre = self.preprocessing
         stored = x.dtype == np.uint8
         finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
-        train = (tf.data.Dataset.from_tensor_slices((x, y1))
-                 .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                 .batch(batch_size)
-                 .map(lambda a, b: (aug(finish(a), training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-                 .prefetch(2))
-        val = tf.data.Dataset.from_tensor_slices((x_val, yv1)).batch(256).map(lambda a, b: (finish(a), b))
+        if sample_weight is None:
+            train = (tf.data.Dataset.from_tensor_slices((x, y1))
+                     .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                     .batch(batch_size)
+                     .map(lambda a, b: (aug(finish(a), training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+                     .prefetch(2))
+            val = tf.data.Dataset.from_tensor_slices((x_val, yv1)).batch(256).map(lambda a, b: (finish(a), b))
+        else:
+            w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
+            train = (tf.data.Dataset.from_tensor_slices((x, y1, w_tr))
+                     .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                     .batch(batch_size)
+                     .map(lambda a, b, c: (aug(finish(a), training=True), b, c), num_parallel_calls=tf.data.AUTOTUNE)
+                     .prefetch(2))
+            val = (tf.data.Dataset.from_tensor_slices((x_val, yv1, w_val)).batch(256)
+                   .map(lambda a, b, c: (finish(a), b, c)))
 
         best = {"val_accuracy": -1.0}
         model = self
@@ -445,6 +458,7 @@ class FaceModel:
                                    for i in range(0, len(x_val), 256)])
         else:
             pred = self.score_inputs(x_val).argmax(1)
+        self.holdout_predictions_ = pred
         self.validation_ = validation_report(y_val, pred, self.labels)
         self.holdout_accuracy_ = self.validation_["accuracy"]
         return self

@@ -111,3 +111,42 @@ def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     lite_feats, lite_scores = lite.score_inputs(x, views="none", features=True)
     np.testing.assert_allclose(lite_scores, want, atol=1e-5)
     np.testing.assert_allclose(lite_feats, feats, atol=1e-4)
+
+
+def test_balance_weights():
+    from emocli.training import balance_weights
+
+    groups = np.array([0] * 90 + [1] * 10)
+    assert np.allclose(balance_weights(groups, "none"), 1)
+    full = balance_weights(groups, "full")
+    assert full[:90].sum() == pytest.approx(full[90:].sum()) and full.mean() == pytest.approx(1)
+    sq = balance_weights(groups, "sqrt")
+    assert sq[95] / sq[0] == pytest.approx(3.0)  # sqrt(90 / 10)
+    with pytest.raises(Exception, match="unknown balance"):
+        balance_weights(groups, "max")
+
+
+def test_train_video_on_several_corpora_reports_each(faces, tmp_path):
+    import shutil
+
+    second = tmp_path / "other" / "train"
+    shutil.copytree(faces, second)
+    for p in list((second / "disgust").glob("*.png"))[2:]:  # a corpus where disgust is rare
+        p.unlink()
+    out = tmp_path / "multi"
+    res = CliRunner().invoke(app, ["train-video", str(faces), str(second), "--out", str(out), "--epochs", "1",
+                                   "--width", "4", "--batch-size", "16", "--holdout", "0.25", "--holdout", "0.5",
+                                   "--balance", "sqrt"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "face.json").read_text())
+    per = meta["validation_per_corpus"]
+    fer = faces.parent.name  # each corpus is named by its folder (the parent of train/)
+    assert set(per) == {fer, "other"}
+    assert per[fer]["n"] == 7 * 2 and per["other"]["n"] == 6 * 4 + 1  # 25 % and 50 % of each class
+    assert per[fer]["n_train"] + per["other"]["n_train"] == meta["n_train"] == 7 * 8 + 6 * 8 + 2 - meta["n_holdout"]
+    assert meta["balance"] == "sqrt" and meta["holdout"] == [0.25, 0.5]
+    assert meta["trained_on"] == [str(faces), str(second)]
+    assert f"{fer}: held-out accuracy" in res.output and "other: held-out accuracy" in res.output
+    bad = CliRunner().invoke(app, ["train-video", str(faces), str(second), "--out", str(tmp_path / "x"),
+                                   "--holdout", "0.1", "--holdout", "0.2", "--holdout", "0.3"])
+    assert bad.exit_code == 2 and "once per folder" in " ".join(bad.output.split())

@@ -42,7 +42,6 @@ from vggface_helpers import (
 )
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def tiny():
     """Every test here runs on the tiny VGG-shaped network (vggface_helpers.tiny_vggface)."""

@@ -13,6 +13,9 @@ both public files were made:
 ``deepface`` files use the names Keras 2 gives the layers of an unnamed Sequential model
 (deepface's ``VGGFace.base_model``), with fc6/fc7/fc8 stored as convolutions.
 
+``with tiny_vggface():`` makes emocli.vggface build, check and load a tiny network of the same
+layout (layer names, pools, fc-as-convolution files) so that tests need not allocate 580 MB.
+
 Reuse: ``from vggface_helpers import make_vggface_bundle`` (pytest puts ``tests/`` on
 ``sys.path``) builds a trained two-file face bundle for end-to-end tests of ``emo predict``.
 """

@@ -99,5 +99,20 @@ def tiny_bundle(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def face_only_bundle(tmp_path_factory) -> Path:
-    return build_tiny_bundle(tmp_path_factory.mktemp("face_bundle"), voice=False)
+def face_only_bundle(tiny_bundle, tmp_path_factory) -> Path:
+    """``build_tiny_bundle(..., voice=False)``: tiny_bundle without its voice model.
+
+    Copied rather than rebuilt (the face network, same seed, is the same one; building and
+    exporting it again costs seconds), with a fresh manifest as a new bundle would have.
+    """
+    import shutil
+
+    from emocli.bundle import write_manifest
+    from emocli.labels import LABELS
+
+    directory = tmp_path_factory.mktemp("face_bundle")
+    shutil.copytree(tiny_bundle, directory, dirs_exist_ok=True)
+    for name in ("voice.skops", "voice.npz", "voice.json", "manifest.json"):
+        (directory / name).unlink(missing_ok=True)
+    write_manifest(directory, labels=list(LABELS))
+    return directory

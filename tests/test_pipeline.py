@@ -66,36 +66,57 @@ def test_haar_detector_option(face_only_bundle, example_clip):
     assert res.status == "ok" and res.frames_used >= 8
 
 
+def _views_bundle(face_only_bundle, directory, **views):
+    """A copy of the bundle whose face.json chooses other test-time views (as select_tta writes them)."""
+    import shutil
+
+    from emocli.bundle import read_manifest_unchecked, write_manifest
+
+    shutil.copytree(face_only_bundle, directory)
+    meta = json.loads((directory / "face.json").read_text())
+    meta["preprocessing"].update(views)
+    (directory / "face.json").write_text(json.dumps(meta))
+    write_manifest(directory, labels=read_manifest_unchecked(directory)["labels"])
+    return directory
+
+
 def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     import dataclasses
 
     import cv2
 
     from emocli import media
-
-    pipes = {tta: Pipeline(face_only_bundle, Options(tta=tta)) for tta in ("auto", "bundle", "mirror", "none")}
     from emocli.video_model import FaceModel
 
-    model = FaceModel.load(face_only_bundle)  # the Keras form, to check views against the bare network
+    model = FaceModel.load(face_only_bundle)  # its own copy, in the Keras form, to check views against the network
+    # Sharper scores: the random network's are all near 1/7, where a wrong view (averaged with 11 right ones)
+    # would move them by less than the tolerance; x100 logits make it move them by ~1e-3.
+    scores_layer = model.network_.get_layer("scores")
+    kernel, bias = scores_layer.get_weights()
+    scores_layer.set_weights([kernel * 100, bias])
     x = np.random.default_rng(0).uniform(0, 255, (5, 48, 48, 1)).astype(np.float32)
     net = lambda a: np.asarray(model.network_(a, training=False))  # noqa: E731
+    mean = lambda views: np.mean([net(v) for v in views], axis=0)  # noqa: E731
     np.testing.assert_allclose(model.score_inputs(x, views="none"), net(x), atol=1e-5)
-    np.testing.assert_allclose(model.score_inputs(x, views="mirror"), (net(x) + net(x[:, :, ::-1])) / 2, atol=1e-5)
+    np.testing.assert_allclose(model.score_inputs(x, views="mirror"), mean([x, x[:, :, ::-1]]), atol=1e-5)
     with pytest.raises(ValueError, match="views"):
         model.score_inputs(x, views="sideways")
-    model = pipes["auto"].face_model
-    for p in pipes.values():  # a bundle whose chosen views include a zoomed crop
-        p.face_model.preprocessing = dataclasses.replace(p.face_model.preprocessing, flip_tta=True, tta_zoom=0.1)
-    assert len(model._views(x, "bundle")) == 4
+
+    # the bundle's views: the crop, a centre zoom of 90 %, four shifts by 10 % with reflected borders, and mirrors
+    m, d = 2, 5  # round(48 * 0.1 / 2), round(48 * 0.1)
+    zoom = np.stack([cv2.resize(c, (48, 48), interpolation=cv2.INTER_LINEAR) for c in x[:, m:-m, m:-m]])
+    zoom = zoom.reshape(x.shape)
+    down = np.concatenate([x[:, d:0:-1], x[:, :-d]], axis=1)  # content moved down by d rows
+    up = np.concatenate([x[:, d:], x[:, -2:-d - 2:-1]], axis=1)
+    right = np.concatenate([x[:, :, d:0:-1], x[:, :, :-d]], axis=2)
+    left = np.concatenate([x[:, :, d:], x[:, :, -2:-d - 2:-1]], axis=2)
+    model.preprocessing = dataclasses.replace(model.preprocessing, flip_tta=True, tta_zoom=0.1)
+    np.testing.assert_allclose(model.score_inputs(x), mean([x, zoom, x[:, :, ::-1], zoom[:, :, ::-1]]), atol=1e-5)
     shifted = dataclasses.replace(model.preprocessing, tta_shift=0.1)
-    saved, model.preprocessing = model.preprocessing, shifted
-    views = model._views(x, "bundle")  # crop, zoom, 4 shifts, then the 6 mirrors
-    model.preprocessing = saved
-    d = 5  # round(48 * 0.1)
-    assert len(views) == 12 and all(v.shape == x.shape for v in views)
-    np.testing.assert_array_equal(views[2][:, d:], x[:, :-d])  # content moved down by d rows
-    np.testing.assert_array_equal(views[5][:, :, :-d], x[:, :, d:])  # moved left by d columns
-    np.testing.assert_array_equal(views[8], views[2][:, :, ::-1])
+    model.preprocessing = shifted
+    views = [x, zoom, down, up, right, left]
+    np.testing.assert_allclose(model.score_inputs(x, batch_size=2), mean(views + [v[:, :, ::-1] for v in views]),
+                               atol=1e-5)
     assert type(shifted).from_dict(shifted.to_dict()) == shifted
 
     def face(p, path):
@@ -103,6 +124,9 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
         assert res.status == "ok", res.error
         return np.array(list(res.face_scores.values()))
 
+    # a bundle whose chosen views include a zoomed crop
+    bundle = _views_bundle(face_only_bundle, tmp_path / "zoom", flip_tta=True, tta_zoom=0.1)
+    pipes = {tta: Pipeline(bundle, Options(tta=tta)) for tta in ("auto", "bundle", "mirror", "none")}
     # video frames: auto = crop + mirror; a still image: auto = the bundle's views
     np.testing.assert_allclose(face(pipes["auto"], example_clip), face(pipes["mirror"], example_clip), atol=1e-6)
     assert not np.allclose(face(pipes["auto"], example_clip), face(pipes["bundle"], example_clip), rtol=0, atol=1e-6)

@@ -168,6 +168,12 @@ def _extract(corpus, out, bundle, *extra):
                           capture_output=True, text=True, timeout=300)
 
 
+def _finished(out):
+    """Finished items on disk (not atomic_path's hidden temporary files, which end in .npz too)."""
+    items = out / "items"
+    return sum(not p.name.startswith(".") for p in items.glob("*.npz")) if items.exists() else 0
+
+
 def _contents(out):
     from emocli.extract import load_extracted
 
@@ -180,11 +186,17 @@ def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, 
     assert _extract(small_corpus, ref, tiny_bundle).returncode == 0
     want = _contents(ref)
     assert len(want) == 6
-    for delay in (0.5, 4.0, 7.0):
-        out = tmp_path / f"killed_{delay}"
+    # killed during start-up, after the first finished item, and half-way: by progress on disk, not by
+    # fixed delays (which on a slow or busy machine all land in start-up)
+    for done in (0, 1, 3):
+        out = tmp_path / f"killed_after_{done}"
         proc = subprocess.Popen([*EMO, "extract", str(small_corpus), "--out", str(out), "--model", str(tiny_bundle)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+        time.sleep(0.5)
+        deadline = time.monotonic() + 120
+        while done and proc.poll() is None and time.monotonic() < deadline and _finished(out) < done:
+            time.sleep(0.02)
+        assert proc.poll() is None, "extract finished before it could be killed"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # whatever is on disk is either whole or absent: every .npz present loads
@@ -198,3 +210,16 @@ def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, 
             for name in ("face_scores", "voice_scores", "face_features", "voice_stats68", "frame_times"):
                 assert np.array_equal(got[k][name], want[k][name]), (delay, k, name)
         assert (out / "index.csv").read_text() == (ref / "index.csv").read_text().replace(str(ref), str(out))
+
+
+@pytest.mark.xfail(strict=True, reason="emocli/extract.py globs items/*.npz, which also matches atomic_path's hidden "
+                                       "temporary files (.ID.npz.XXXX.npz) that a SIGKILL mid-write leaves behind "
+                                       "(seen once: a killed run's '.dis-....npz.zq9ulz_5.npz' came back as an item)")
+def test_a_torn_temporary_file_left_by_a_kill_is_not_an_item(tmp_path):
+    from emocli.extract import ITEMS, SETTINGS, load_extracted, write_index
+
+    (tmp_path / SETTINGS).write_text("{}")
+    (tmp_path / ITEMS).mkdir()
+    (tmp_path / ITEMS / ".clip-0123456789.npz.k3x9q1.npz").write_bytes(b"PK\x03\x04 torn")  # killed mid-write
+    assert load_extracted(tmp_path) == []
+    write_index(tmp_path)

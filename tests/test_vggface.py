@@ -1,12 +1,15 @@
-"""VGG-Face: the architecture, both public weight-file layouts, the thesis's heads, keras: backbones.
+"""VGG-Face: both public weight-file layouts, the thesis's heads, keras: backbones.
 
 No real weights are needed: weight files are written from a randomly initialised network
 in the exact HDF5 layouts of keras-vggface and deepface (see ``vggface_helpers``). The
-full network has 145 M parameters (580 MB), so it is built once per module.
+network is a tiny one of VGG-Face's layout (same layers and names, small widths, 64-pixel
+input; ``vggface_helpers.tiny_vggface``), so loading, training and saving take seconds;
+the full-size architecture and shape checks are in ``test_vggface_architecture.py``.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,11 +17,10 @@ import numpy as np
 import pytest
 
 from emocli.errors import ModelError
-from emocli.video_model import FaceModel, Preprocessing, prepare_faces
+from emocli import vggface
+from emocli.video_model import FaceModel, Preprocessing
 from emocli.vggface import (
     CONV_LAYERS,
-    EXPECTED_SHAPES,
-    VGGFACE_MEAN_BGR,
     WEIGHTS_ENV,
     build_keras_backbone,
     build_vggface,
@@ -28,40 +30,34 @@ from emocli.vggface import (
     resolve_weights,
 )
 from vggface_helpers import (
+    VGGFACE_LAYER_NAMES,
     deepface_layers,
     keras_vggface_layers,
     make_vggface_bundle,
     random_faces,
     shapes_only,
+    tiny_vggface,
     vgg_weights,
     write_keras2_h5,
 )
 
-# The published VGG-16 layout with VGG-Face's 2,622-way fc8 (Parkhi et al. 2015, table 3):
-# 14,714,688 convolution parameters + fc6 102,764,544 + fc7 16,781,312 + fc8 10,742,334.
-# (138,357,544 is the ImageNet VGG-16, whose fc8 has 1,000 outputs: 4,097,000.)
-VGGFACE_PARAMS = 145_002_878
-VGGFACE_NOTOP_PARAMS = 14_714_688
 
-EXPECTED_OUTPUTS = {
-    "conv1_1": (224, 224, 64), "conv1_2": (224, 224, 64), "pool1": (112, 112, 64),
-    "conv2_1": (112, 112, 128), "conv2_2": (112, 112, 128), "pool2": (56, 56, 128),
-    "conv3_1": (56, 56, 256), "conv3_2": (56, 56, 256), "conv3_3": (56, 56, 256), "pool3": (28, 28, 256),
-    "conv4_1": (28, 28, 512), "conv4_2": (28, 28, 512), "conv4_3": (28, 28, 512), "pool4": (14, 14, 512),
-    "conv5_1": (14, 14, 512), "conv5_2": (14, 14, 512), "conv5_3": (14, 14, 512), "pool5": (7, 7, 512),
-    "flatten": (25088,), "fc6": (4096,), "fc6_relu": (4096,), "fc6_dropout": (4096,),
-    "fc7": (4096,), "fc7_relu": (4096,), "fc7_dropout": (4096,), "fc8": (2622,), "fc8_softmax": (2622,),
-}
+@pytest.fixture(scope="module", autouse=True)
+def tiny():
+    """Every test here runs on the tiny VGG-shaped network (vggface_helpers.tiny_vggface)."""
+    with tiny_vggface():
+        yield vggface
 
 
 @pytest.fixture(scope="module")
-def source():
+def source(tiny):
     """A seeded random VGG-Face, its weights and its pool5 / fc7 / softmax on two random inputs."""
     import keras
 
     keras.utils.set_random_seed(0)
     model = build_vggface()
-    x = np.random.default_rng(0).normal(0.0, 60.0, (2, 224, 224, 3)).astype(np.float32)
+    size = tiny.VGGFACE_SIZE
+    x = np.random.default_rng(0).normal(0.0, 60.0, (2, size, size, 3)).astype(np.float32)
     probe = _probe(model)
     ref = [np.asarray(o) for o in probe(x, training=False)]
     ns = SimpleNamespace(model=model, x=x, ref=ref, weights=vgg_weights(model))
@@ -92,7 +88,7 @@ def weight_files(source, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def target():
+def target(tiny):
     """A second full VGG-Face with other random weights, to load files into."""
     import keras
 
@@ -101,19 +97,27 @@ def target():
 
 
 @pytest.fixture(scope="module")
-def notop():
+def notop(tiny):
     return build_vggface(include_top=False)
 
 
 @pytest.fixture(scope="module")
-def vggface_bundle(weight_files, tmp_path_factory):
-    """A saved face bundle (face.keras, face.json, manifest.json) of a VGG-Face exp2 model trained one step.
+def vggface_bundles(weight_files, tmp_path_factory):
+    """``get(head)``: a saved face bundle (face.keras, face.json, manifest.json) of a VGG-Face model trained one step.
 
-    For end-to-end tests (``emo predict --model DIR``); returns (directory, FaceModel).
+    exp1 from deepface's file (it needs fc6), exp2 from the notop file; each is built once,
+    on first use, and shared: copy the directory before changing it. Returns (directory, FaceModel).
     """
-    directory = tmp_path_factory.mktemp("vggface_bundle")
-    model = make_vggface_bundle(directory, weight_files.notop, head="exp2")
-    return directory, model
+    made = {}
+
+    def get(head: str):
+        if head not in made:
+            directory = tmp_path_factory.mktemp(f"vggface_{head}")
+            path = weight_files.deepface if head == "exp1" else weight_files.notop
+            made[head] = directory, make_vggface_bundle(directory, path, head=head)
+        return made[head]
+
+    return get
 
 
 def _assert_same(actual, expected):
@@ -125,22 +129,18 @@ def _assert_same(actual, expected):
 # The graph
 
 
-def test_architecture_matches_published_vgg_face(source, notop):
+def test_tiny_network_has_the_vgg_face_layout(source, notop, tiny):
+    """The stand-in is VGG-Face with other widths: same layers in the same order, shapes from the same code."""
     model = source.model
-    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in model.layers[1:]}
-    assert shapes == EXPECTED_OUTPUTS
-    assert tuple(model.input.shape[1:]) == (224, 224, 3)
-    for name, (kernel, bias) in EXPECTED_SHAPES.items():
+    assert tuple(layer.name for layer in model.layers[1:]) == VGGFACE_LAYER_NAMES
+    for name, (kernel, bias) in tiny.EXPECTED_SHAPES.items():
         assert [tuple(w.shape) for w in model.get_layer(name).weights] == [kernel, bias], name
-    for name in CONV_LAYERS:
-        conv = model.get_layer(name)
-        assert conv.kernel_size == (3, 3) and conv.padding == "same" and conv.activation.__name__ == "relu"
-    assert model.get_layer("fc6_dropout").rate == 0.5 and model.get_layer("fc7_dropout").rate == 0.5
-    assert model.count_params() == VGGFACE_PARAMS
-    assert sum(int(np.prod(k)) + int(np.prod(b)) for k, b in EXPECTED_SHAPES.values()) == VGGFACE_PARAMS
-    assert notop.count_params() == VGGFACE_NOTOP_PARAMS
-    assert tuple(notop.output.shape[1:]) == (7, 7, 512)
-    # probabilities over the 2,622 identities
+    assert tuple(model.get_layer("pool5").output.shape[1:]) == tiny.POOL5_SHAPE
+    assert tiny.POOL5_SHAPE[:2] != (1, 1)  # fc6 reads a grid, so the flatten order matters
+    assert model.count_params() == sum(int(np.prod(k)) + int(np.prod(b)) for k, b in tiny.EXPECTED_SHAPES.values())
+    assert tuple(notop.output.shape[1:]) == tiny.POOL5_SHAPE
+    assert source.ref[2].shape == (2, tiny.VGGFACE_CLASSES)
+    # probabilities over the identities
     np.testing.assert_allclose(source.ref[2].sum(1), 1.0, rtol=1e-5)
 
 
@@ -162,8 +162,8 @@ def test_deepface_file_loads_to_identical_outputs(source, target, weight_files):
     import h5py
 
     with h5py.File(weight_files.deepface, "r") as f:  # the file really stores fc layers as convolutions
-        assert f["conv2d_14/conv2d_14/kernel:0"].shape == (7, 7, 512, 4096)
-        assert f["conv2d_16/conv2d_16/kernel:0"].shape == (1, 1, 4096, 2622)
+        assert f["conv2d_14/conv2d_14/kernel:0"].shape == vggface.CONV_FC_SHAPES["fc6"]
+        assert f["conv2d_16/conv2d_16/kernel:0"].shape == vggface.CONV_FC_SHAPES["fc8"]
     for w in target.weights:
         w.assign(np.zeros(w.shape, w.dtype))
     assert load_vggface_weights(target, weight_files.deepface) == "deepface"
@@ -191,19 +191,24 @@ def test_notop_file_refused_for_a_model_with_fc_layers(target, weight_files):
 
 
 def test_wrong_shape_names_the_first_bad_layer(source, notop, tmp_path):
-    layers = shapes_only(keras_vggface_layers(source.weights))
-    bad = [(n, [(w, (3, 3, 256, 128) if w == "conv3_2/kernel:0" else s) for w, s in ws]) for n, ws in layers]
-    bad = [(n, [(w, (4096, 1000) if w == "fc8/kernel:0" else s) for w, s in ws]) for n, ws in bad]
+    """At tiny size, from real arrays (the full-size check, from shapes, is in test_vggface_architecture.py)."""
+    kernel, _ = source.weights["conv3_2"]
+    layers = keras_vggface_layers(source.weights)
+    bad = [(n, [(w, kernel[..., :-1] if w == "conv3_2/kernel:0" else a) for w, a in ws]) for n, ws in layers]
     path = write_keras2_h5(tmp_path / "bad.h5", bad)
-    with pytest.raises(ModelError, match=r"layer conv3_2 .*expected kernel \(3, 3, 256, 256\).*found \(3, 3, 256, 128\)"):
+    want, found = re.escape(str(kernel.shape)), re.escape(str(kernel[..., :-1].shape))
+    before = np.asarray(notop.get_layer("conv1_1").kernel).copy()
+    with pytest.raises(ModelError, match=rf"layer conv3_2 .*expected kernel {want}.*found {found}"):
         load_vggface_weights(notop, path)
+    np.testing.assert_array_equal(np.asarray(notop.get_layer("conv1_1").kernel), before)  # untouched
 
     layers = shapes_only(deepface_layers(source.weights))
-    bad = [(n, [(w, (1, 1, 4096, 1000) if w == "conv2d_16/kernel:0" else s) for w, s in ws]) for n, ws in layers]
+    fc8 = vggface.CONV_FC_SHAPES["fc8"]
+    bad = [(n, [(w, fc8[:-1] + (3,) if w == "conv2d_16/kernel:0" else s) for w, s in ws]) for n, ws in layers]
     path = write_keras2_h5(tmp_path / "bad_deepface.h5", bad)
     # fc8 is checked even though the no-top model does not use it
-    with pytest.raises(ModelError, match=r"layer fc8 \(file layer 'conv2d_16'\).*\(4096, 2622\) or "
-                                         r"\(1, 1, 4096, 2622\).*found \(1, 1, 4096, 1000\)"):
+    with pytest.raises(ModelError, match=rf"layer fc8 \(file layer 'conv2d_16'\).*{re.escape(str(fc8))}.*"
+                                         rf"found {re.escape(str(fc8[:-1] + (3,)))}"):
         load_vggface_weights(notop, path)
 
 
@@ -232,25 +237,6 @@ def test_resolve_weights(monkeypatch, tmp_path, weight_files):
 
 
 # --------------------------------------------------------------------------------------
-# Preprocessing
-
-
-def test_preprocessing_is_bgr_minus_the_vggface_mean():
-    from emocli.vggface import vggface_preprocessing
-
-    pre = vggface_preprocessing()
-    red = np.zeros((50, 50, 3), np.uint8)
-    red[..., 0] = 255
-    x = prepare_faces([red], pre)
-    assert x.shape == (1, 224, 224, 3)
-    b, g, r = VGGFACE_MEAN_BGR
-    np.testing.assert_allclose(x[0, 100, 100], [-b, -g, 255 - r], rtol=1e-6)
-    assert Preprocessing.from_dict(pre.to_dict()) == pre
-    old = {k: v for k, v in Preprocessing().to_dict().items() if k != "channels"}  # bundles before the field
-    assert Preprocessing.from_dict(old).channels == "rgb"
-
-
-# --------------------------------------------------------------------------------------
 # The thesis's heads
 
 
@@ -269,31 +255,33 @@ def _check_round_trip(directory: Path, model: FaceModel):
     assert feats.shape == (2, 256) and np.isfinite(feats).all()
 
 
-def test_exp2_head_trains_saves_and_loads(vggface_bundle, source):
-    directory, model = vggface_bundle
+def test_exp2_head_trains_saves_and_loads(vggface_bundles, source):
+    directory, model = vggface_bundles("exp2")
     net = model.network_
     assert model.backbone == "vggface-exp2"
     assert {"fc1", "fc2", "scores"} <= {layer.name for layer in net.layers}
-    assert tuple(net.get_layer("fc1").input.shape[1:]) == (25088,)  # flattened pool5
+    flat = int(np.prod(vggface.POOL5_SHAPE))  # 25,088 at full size
+    assert tuple(net.get_layer("fc1").input.shape[1:]) == (flat,)  # flattened pool5
     assert all(not net.get_layer(n).trainable for n in CONV_LAYERS)
     trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
-    assert trainable == (25088 * 512 + 512) + (512 * 256 + 256) + (256 * 7 + 7)
+    assert trainable == (flat * 512 + 512) + (512 * 256 + 256) + (256 * 7 + 7)
     # frozen layers kept the pretrained weights through training
     np.testing.assert_array_equal(np.asarray(net.get_layer("conv5_3").kernel), source.weights["conv5_3"][0])
     assert len(model.history_) == 1 and np.isfinite(model.history_[0]["loss"])
     _check_round_trip(directory, model)
 
 
-def test_exp1_head_keeps_frozen_fc6(weight_files, source, tmp_path):
-    model = make_vggface_bundle(tmp_path / "bundle", weight_files.deepface, head="exp1")
+def test_exp1_head_keeps_frozen_fc6(vggface_bundles, source):
+    directory, model = vggface_bundles("exp1")
     net = model.network_
     assert model.backbone == "vggface-exp1"
-    assert tuple(net.get_layer("fc2").input.shape[1:]) == (4096,)
+    fc6 = vggface.FC_UNITS["fc6"]  # 4,096 at full size
+    assert tuple(net.get_layer("fc2").input.shape[1:]) == (fc6,)
     assert not net.get_layer("fc6").trainable
     trainable = sum(int(np.prod(w.shape)) for w in net.trainable_weights)
-    assert trainable == (4096 * 256 + 256) + (256 * 7 + 7)
+    assert trainable == (fc6 * 256 + 256) + (256 * 7 + 7)
     np.testing.assert_array_equal(np.asarray(net.get_layer("fc6").kernel), source.weights["fc6"][0])
-    _check_round_trip(tmp_path / "bundle", model)
+    _check_round_trip(directory, model)
 
 
 def test_exp1_needs_fc6(weight_files):
@@ -386,9 +374,10 @@ def test_train_video_has_weights_and_head_options():
 
 
 @pytest.mark.parametrize("head", ["exp1", "exp2"])
-def test_vggface_bundle_round_trips_through_emo_predict(weight_files, tmp_path, head):
+def test_vggface_bundle_round_trips_through_emo_predict(vggface_bundles, tmp_path, head):
     """A trained exp1/exp2 bundle (plus fusion weights) scores the example clip via the CLI."""
     import json
+    import shutil
 
     from typer.testing import CliRunner
 
@@ -398,8 +387,9 @@ def test_vggface_bundle_round_trips_through_emo_predict(weight_files, tmp_path, 
     from emocli.fusion import FusionModel
     from emocli.labels import LABELS
 
+    shared, model = vggface_bundles(head)
     directory = tmp_path / "bundle"
-    model = make_vggface_bundle(directory, weight_files.deepface if head == "exp1" else weight_files.notop, head=head)
+    shutil.copytree(shared, directory)
     tiny_voice_model().save(directory)
     FusionModel("equal").fit().save(directory)
     write_manifest(directory, labels=list(LABELS))
@@ -409,4 +399,4 @@ def test_vggface_bundle_round_trips_through_emo_predict(weight_files, tmp_path, 
     out = json.loads(r.stdout)
     assert out["status"] == "ok" and out["modalities"] == ["face", "voice"] and out["frames_used"] >= 3
     assert sum(out["face_scores"].values()) == pytest.approx(1.0, abs=1e-5)
-    assert model.preprocessing.size == 224 and model.backbone == f"vggface-{head}"
+    assert model.preprocessing.size == vggface.VGGFACE_SIZE and model.backbone == f"vggface-{head}"

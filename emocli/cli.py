@@ -51,7 +51,9 @@ def fail(message: str) -> "typer.Exit":
     """Print one red line on stderr and return the exit to raise (code 1)."""
     from rich.markup import escape
 
-    _stderr().print(f"[red]error:[/red] {escape(message)}")
+    from .report import printable
+
+    _stderr().print(f"[red]error:[/red] {escape(printable(message))}")
     return typer.Exit(1)
 
 
@@ -268,7 +270,9 @@ def predict(
     from .errors import EmoError
     from .inputs import expand_inputs
     from .pipeline import Options, Pipeline
-    from .report import json_line, result_table
+    from .report import json_line, printable, result_table
+
+    from rich.markup import escape
 
     err = _stderr()
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
@@ -299,12 +303,10 @@ def predict(
         results = run_bulk(pipe, expand_inputs(inputs), workers=workers)
     for n, res in enumerate(results, start=1):
         if err.is_terminal:
-            err.print(f"[dim][{n}] {res.file}[/dim]", end="\r")
+            err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
         if res.status != "ok":
             failed += 1
-            from rich.markup import escape
-
-            err.print(f"[red]error:[/red] {escape(res.error or '')}")
+            err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
         if submission is not None and res.status == "ok":
             from .report import write_submission
 

@@ -55,6 +55,18 @@ def _source(path: Path | str) -> str:
     return "file:" + str(Path(path).resolve())
 
 
+_INPUT = "file:emo-input-placeholder"  # stands for the path while ffmpeg-python builds the command
+
+
+def _compile(args, path: Path | str) -> list[str]:
+    """ffmpeg-python's command with the real input path put back in.
+
+    ffmpeg-python hashes its graph as UTF-8 and fails on a file name that is not valid
+    UTF-8 (Python holds such bytes as surrogate escapes); subprocess encodes them back.
+    """
+    return [_source(path) if a == _INPUT else a for a in args.compile(cmd=ffmpeg_exe())]
+
+
 def check_readable(path: Path | str) -> Path:
     """Fail early, with the fix, for paths that cannot be media files."""
     p = Path(path)
@@ -261,7 +273,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     if not info.has_video:
         return
     w, h = _output_size(info, max_side)
-    stream = ffmpeg.input(_source(info.path)).video
+    stream = ffmpeg.input(_INPUT).video
     if fps is not None:
         # eof_action=pass keeps the last frame of a clip shorter than 1/fps (a one-frame video)
         stream = stream.filter("fps", fps=fps, eof_action="pass")
@@ -270,7 +282,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     if max_seconds is not None:
         out_kw["t"] = max_seconds
     args = ffmpeg.output(stream, "pipe:", **out_kw).global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    cmd = args.compile(cmd=ffmpeg_exe())
+    cmd = _compile(args, info.path)
     frame_bytes = w * h * 3
     step = 1.0 / fps if fps else 1.0 / (info.fps or 25.0)
     n = 0
@@ -324,9 +336,9 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     out_kw = {"format": "f32le", "ac": 1, "ar": sr}
     if max_seconds is not None:
         out_kw["t"] = max_seconds
-    args = (ffmpeg.input(_source(info.path)).audio.output("pipe:", **out_kw)
+    args = (ffmpeg.input(_INPUT).audio.output("pipe:", **out_kw)
             .global_args("-nostdin", "-hide_banner", "-loglevel", "error"))
-    cmd = args.compile(cmd=ffmpeg_exe())
+    cmd = _compile(args, info.path)
     run = _FFmpegRun(cmd, stall_timeout)
     with run:
         data = run.read(MAX_AUDIO_BYTES + 4)

@@ -94,11 +94,13 @@ class MediaInfo:
     fps: float | None = None
     rotation: int = 0  # degrees, from the display matrix / rotate tag
     is_image: bool = False
+    video_stream: int = 0  # which video stream is decoded (ffmpeg's v:N; cover art is skipped)
+    audio_stream: int = 0  # which audio stream is decoded (ffmpeg's a:N: the default one, else the first)
+    audio_streams: int = 0  # how many audio streams the file has
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO = re.compile(r"Stream #\S+.*?: Video: (.*)")
-_AUDIO = re.compile(r"Stream #\S+.*?: Audio: ")
+_STREAM = re.compile(r"Stream #\S+.*?: (Video|Audio): (.*)")
 _SIZE = re.compile(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9a-fx])")
 _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _ROTATE = re.compile(r"(?:rotation of|rotate\s*:)\s*(-?[\d.]+)")
@@ -120,8 +122,15 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
         raise MediaError(f"{p}: ffmpeg took over {timeout:.0f} s to read the header; the file is damaged "
                          "or not a media file") from None
     text = res.stderr.decode("utf-8", "replace")
-    video, audio = _VIDEO.search(text), _AUDIO.search(text)
-    if not video and not audio:
+    streams = _STREAM.findall(text)
+    # cover art in an audio file is a one-picture "video" stream: not something to score
+    videos = [d for kind, d in streams if kind == "Video" and "(attached pic)" not in d]
+    audios = [d for kind, d in streams if kind == "Audio"]
+    video_stream = next((i for i, (kind, d) in enumerate(x for x in streams if x[0] == "Video")
+                         if "(attached pic)" not in d), 0)
+    audio_stream = next((i for i, d in enumerate(audios) if "(default)" in d), 0)
+    video, audio = bool(videos), bool(audios)
+    if not streams:
         last = _last_error_line(text)
         raise MediaError(f"{p}: not a readable video, audio or image file ({last}); check the file, "
                          "or convert it with ffmpeg")
@@ -133,7 +142,7 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
     fps = None
     rotation = 0
     if video:
-        desc = video[1]
+        desc = videos[0]
         s = _SIZE.search(desc)
         if s:
             width, height = int(s[1]), int(s[2])
@@ -145,9 +154,10 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
             rotation = int(round(float(r[1]))) % 360
             if rotation in (90, 270):
                 width, height = height, width
-    is_image = p.suffix.lower() in IMAGE_EXTS or bool(video and re.search(r"Video: (png|mjpeg|bmp|webp|tiff)", text)
+    is_image = p.suffix.lower() in IMAGE_EXTS or bool(video and re.match(r"(png|mjpeg|bmp|webp|tiff)", videos[0])
                                                          and not audio and (dur is None or dur <= 0.05))
-    return MediaInfo(p, dur, bool(video), bool(audio), width, height, fps, rotation, is_image)
+    return MediaInfo(p, dur, video, audio, width, height, fps, rotation, is_image,
+                     video_stream=video_stream, audio_stream=audio_stream, audio_streams=len(audios))
 
 
 def _last_error_line(text: str) -> str:
@@ -273,7 +283,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     if not info.has_video:
         return
     w, h = _output_size(info, max_side)
-    stream = ffmpeg.input(_INPUT).video
+    stream = ffmpeg.input(_INPUT)[f"v:{info.video_stream}"]
     if fps is not None:
         # eof_action=pass keeps the last frame of a clip shorter than 1/fps (a one-frame video)
         stream = stream.filter("fps", fps=fps, eof_action="pass")
@@ -315,7 +325,7 @@ def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
 
 def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | None = None,
                max_seconds: float | None = None, stall_timeout: float = STALL_TIMEOUT) -> np.ndarray:
-    """Decode the first audio stream as mono float32 in [-1, 1] at ``sr`` Hz.
+    """Decode the file's default audio stream (else its first) as mono float32 in [-1, 1] at ``sr`` Hz.
 
     Returns
     -------
@@ -336,7 +346,7 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     out_kw = {"format": "f32le", "ac": 1, "ar": sr}
     if max_seconds is not None:
         out_kw["t"] = max_seconds
-    args = (ffmpeg.input(_INPUT).audio.output("pipe:", **out_kw)
+    args = (ffmpeg.input(_INPUT)[f"a:{info.audio_stream}"].output("pipe:", **out_kw)
             .global_args("-nostdin", "-hide_banner", "-loglevel", "error"))
     cmd = _compile(args, info.path)
     run = _FFmpegRun(cmd, stall_timeout)

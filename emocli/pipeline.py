@@ -327,6 +327,8 @@ class Pipeline:
         sr = int(st["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
+            if getattr(info, "audio_streams", 1) > 1:
+                notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
             # thesis68 needs only the 34 short-term features: skip the pitch track it never uses
             features = short_term_features if st["feature_set"] == "thesis68" else window_features
             return features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))

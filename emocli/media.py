@@ -310,6 +310,28 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     run.check(info.path, what="video", produced=n > 0)
 
 
+def ended_early(info: MediaInfo, decoded_seconds: float, *, step: float, max_seconds: float | None = None) -> bool:
+    """Whether the decoded video stops short of what the file promises (a truncated download or copy).
+
+    Two claims are checked: a RIFF file (AVI, WAV) states its own size in its first bytes, and
+    the container states a duration. ``decoded_seconds`` is frames decoded x ``step`` (seconds
+    per frame); a frame and a half of slack absorbs rounding at the end of the stream.
+    """
+    slack = 1.5 * step + 0.05
+    if max_seconds is not None and decoded_seconds >= max_seconds - slack:
+        return False  # stopped where it was asked to
+    try:
+        with open(info.path, "rb") as fh:
+            head = fh.read(12)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        head, size = b"", 0
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE") and size < int.from_bytes(head[4:8], "little") + 8:
+        return True
+    expected = min(info.duration or 0.0, max_seconds if max_seconds is not None else float("inf"))
+    return expected > 0 and decoded_seconds < expected - slack
+
+
 def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
     parts, got = [], 0
     while got < size:

@@ -20,6 +20,7 @@ from .labels import LABELS
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
+_ENDED_EARLY = "video stream ended early (damaged file): scored the frames decoded"
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,7 @@ class Pipeline:
         """
         from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
-        from .media import iter_frames
+        from .media import ended_early, iter_frames
         from .video_model import prepare_faces
 
         opt = self.options
@@ -311,7 +312,11 @@ class Pipeline:
         except MediaError:
             if rec.frames_seen == 0:
                 raise
-            rec.notes.append("video stream ended early (damaged file): scored the frames decoded")
+            rec.notes.append(_ENDED_EARLY)
+        step = 1.0 / (opt.fps or info.fps or 25.0)
+        if rec.frames_seen and _ENDED_EARLY not in rec.notes and ended_early(
+                info, rec.frames_seen * step, step=step, max_seconds=opt.max_seconds):
+            rec.notes.append(_ENDED_EARLY)
         if rec.frames_seen == 0:
             rec.notes.append("no video frames decoded")
         elif found == 0:

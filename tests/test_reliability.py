@@ -62,3 +62,44 @@ def test_mp3_cover_art_is_not_a_video(tiny_bundle, tmp_path):
     code, out, r = predict(tiny_bundle, mp3)
     assert code == 0, r.output
     assert out[0]["modalities"] == ["voice"] and out[0]["face_scores"] is None and out[0]["frames_seen"] == 0
+
+
+@pytest.fixture(scope="module")
+def pipe(tiny_bundle):
+    from emocli.pipeline import Options, Pipeline
+
+    return Pipeline(tiny_bundle, Options())
+
+
+ENDED_EARLY = "video stream ended early"
+
+
+@pytest.mark.parametrize("share", [0.1, 0.5, 0.9])
+def test_truncated_video_says_it_ended_early(pipe, tmp_path, share):
+    clip = make_clip(tmp_path / "clip.avi")
+    cut = tmp_path / "cut.avi"
+    data = clip.read_bytes()
+    cut.write_bytes(data[: int(len(data) * share)])
+    res = pipe.run(cut)
+    assert any(ENDED_EARLY in n for n in res.notes) or ENDED_EARLY in (res.error or "")
+
+
+def test_truncated_mp4_with_its_index_first_says_it_ended_early(pipe, tmp_path):
+    full = tmp_path / "full.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=4", "-c:v", "mpeg4",
+           "-movflags", "+faststart", str(full))
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    assert any(ENDED_EARLY in n for n in pipe.run(cut).notes)
+    assert not any(ENDED_EARLY in n for n in pipe.run(full).notes)
+
+
+def test_whole_videos_do_not_say_they_ended_early(tiny_bundle, tmp_path):
+    from emocli.pipeline import Options, Pipeline
+
+    clip = make_clip(tmp_path / "clip.avi", seconds=2.0)
+    mkv = make_clip(tmp_path / "clip.mkv", seconds=1.3, rate=30)
+    for opts in (Options(), Options(max_seconds=1.0), Options(fps=None)):
+        for path in (clip, mkv):
+            assert not any(ENDED_EARLY in n for n in Pipeline(tiny_bundle, opts).run(path).notes), (path, opts)

@@ -242,13 +242,24 @@ class _FFmpegRun:
             self.err.close()
 
 
+def check_frame_size(info: MediaInfo) -> None:
+    """Refuse frames over :data:`MAX_PIXELS` from the header's size, before anything is decoded.
+
+    A still image is checked too: a 118 KB PNG can claim 10000x10000 pixels (300 MB decoded).
+    """
+    w, h = info.width, info.height
+    if w * h > MAX_PIXELS:
+        what, fix = (("the image is", "downscale it first (ffmpeg -i IN -vf scale=1920:-2 OUT)") if info.is_image else
+                     ("frames are", "downscale the video first (ffmpeg -vf scale=1920:-2)"))
+        raise MediaError(f"{info.path}: {what} {w}x{h} pixels, larger than emo accepts "
+                         f"({MAX_PIXELS // 1_000_000} Mpx); {fix}")
+
+
 def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
     w, h = info.width, info.height
     if w <= 0 or h <= 0:
         raise MediaError(f"{info.path}: ffmpeg reports no frame size; the video stream is damaged")
-    if w * h > MAX_PIXELS:
-        raise MediaError(f"{info.path}: frames of {w}x{h} pixels are larger than emo accepts "
-                         f"({MAX_PIXELS // 1_000_000} Mpx); downscale the video first (ffmpeg -vf scale=1920:-2)")
+    check_frame_size(info)
     scale = min(1.0, max_side / max(w, h))
     # even sizes keep every pixel format happy
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)

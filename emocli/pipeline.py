@@ -282,19 +282,24 @@ class Pipeline:
         """
         from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
-        from .media import ended_early, iter_frames
+        from .media import check_frame_size, ended_early, iter_frames
         from .video_model import prepare_faces
 
         opt = self.options
         tracker = FaceTracker(min_face=opt.min_face)
         if info.is_image:
             rec.frames_seen = 1
-            img = read_image(info.path)
+            check_frame_size(info)
+            problems: list[str] = []
+            img = read_image(info.path, problems=problems)
+            if problems:
+                rec.notes.append(f"image damaged ({problems[0]}): scored what decoded")
             crops = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)[1] \
                 if opt.detect else [img]
             if not crops:
-                raise NoFaceError(f"{info.path}: no face found in the image; if the image is already a cropped "
-                                  "face, pass --no-detect")
+                damaged = f" (the image is damaged: {problems[0]})" if problems else ""
+                raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
+                                  "cropped face, pass --no-detect")
             yield np.zeros(1), prepare_faces(crops[:1], self.face_pre)
             return
         found = 0

@@ -103,3 +103,32 @@ def test_whole_videos_do_not_say_they_ended_early(tiny_bundle, tmp_path):
     for opts in (Options(), Options(max_seconds=1.0), Options(fps=None)):
         for path in (clip, mkv):
             assert not any(ENDED_EARLY in n for n in Pipeline(tiny_bundle, opts).run(path).notes), (path, opts)
+
+
+def test_jpeg_corrupt_from_halfway_is_noted_and_stderr_stays_clean(pipe, tmp_path, capfd):
+    import cv2
+    import numpy as np
+
+    good = tmp_path / "good.jpg"
+    cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (96, 96, 3)).astype(np.uint8))
+    data = bytearray(good.read_bytes())
+    zeros = bytearray(data)
+    zeros[len(data) // 2:-2] = bytes(len(data) - 2 - len(data) // 2)  # the end marker survives
+    cut = data[: len(data) // 2] + bytes(np.random.default_rng(1).integers(0, 255, len(data) // 2, dtype=np.uint8))
+    for name, blob in (("zeros.jpg", zeros), ("junk.jpg", cut)):
+        (tmp_path / name).write_bytes(bytes(blob.replace(b"\xff\xd9", b"\xff\x00")) if name == "junk.jpg" else blob)
+        res = pipe.run(tmp_path / name)
+        said = res.notes if res.status == "ok" else [res.error]
+        assert any("damaged" in n for n in said), (name, said)
+    capfd.readouterr()
+    res = pipe.run(tmp_path / "zeros.jpg")
+    assert "Corrupt JPEG" not in capfd.readouterr().err
+    assert not any("damaged" in n for n in pipe.run(good).notes)
+
+
+def test_huge_image_is_refused_from_its_header(pipe, tmp_path):
+    big = tmp_path / "big.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=10000x10000:duration=0.04", "-frames:v", "1", str(big))
+    res = pipe.run(big)
+    assert res.status == "error" and "big.png" in res.error and "10000x10000" in res.error
+    assert "downscale" in res.error

@@ -132,3 +132,14 @@ def test_huge_image_is_refused_from_its_header(pipe, tmp_path):
     res = pipe.run(big)
     assert res.status == "error" and "big.png" in res.error and "10000x10000" in res.error
     assert "downscale" in res.error
+
+
+def test_stdin_and_devices_are_named_as_given_not_by_their_temporary_copy(tiny_bundle):
+    import numpy as np
+
+    junk = np.random.default_rng(0).integers(0, 256, 100_000, dtype=np.uint8).tobytes().replace(b"\0", b"\1")
+    code, out, r = predict(tiny_bundle, "-", input=b"\0" + junk)
+    assert code == 1 and out[0]["file"] == "<stdin>"
+    assert out[0]["error"].startswith("<stdin>: ") and "emo-stdin-" not in r.output
+    code, out, r = predict(tiny_bundle, "/dev/null")
+    assert code == 1 and out[0]["error"].startswith("/dev/null: ") and "emo-stdin-" not in r.output

@@ -44,7 +44,7 @@ def root(
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one error, one line, however long
 
 
 def fail(message: str) -> "typer.Exit":
@@ -290,6 +290,7 @@ def predict(
         from rich.console import Console
 
         out_console = Console()
+        out_console.on_broken_pipe = _broken_pipe  # Rich's own handler exits with 1
     from .bulk import run_bulk
 
     if ray or ray_address:
@@ -455,20 +456,38 @@ class _PipeClosed(BaseException):
     """stdout was closed by the reader (`emo predict ... | head -1`)."""
 
 
+class _StdoutFailed(BaseException):
+    """stdout cannot take the results (a full disk): one line on stderr, exit 1."""
+
+
 def _on_sigint(signum, frame):
     raise _Interrupted()
 
 
+def _broken_pipe() -> None:
+    raise BrokenPipeError()
+
+
 def _emit(write, *args, **kwargs) -> None:
-    """Write a result; a closed stdout ends the run quietly instead of raising."""
+    """Write a result; a closed stdout ends the run quietly, a failing one with one line."""
     try:
         write(*args, **kwargs)
     except BrokenPipeError:
         raise _PipeClosed() from None
+    except OSError as exc:
+        raise _StdoutFailed(f"cannot write the results to stdout ({exc.strerror or exc}); "
+                            "free some disk space or send the output elsewhere") from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python would fail again when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def main() -> None:
     """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
+    import errno
     import signal
 
     signal.signal(signal.SIGINT, _on_sigint)
@@ -478,7 +497,15 @@ def main() -> None:
         _stderr().print("[yellow]interrupted[/yellow]")
         sys.exit(130)
     except (_PipeClosed, BrokenPipeError):
-        # Python would complain again when it flushes stdout at exit: point it at /dev/null.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         sys.exit(0)
+    except _StdoutFailed as exc:
+        _silence_stdout()
+        fail(str(exc))
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _silence_stdout()
+        fail(f"{exc.filename or 'output'}: {exc.strerror}; free some disk space and run again")
+        sys.exit(1)

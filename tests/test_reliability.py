@@ -143,3 +143,44 @@ def test_stdin_and_devices_are_named_as_given_not_by_their_temporary_copy(tiny_b
     assert out[0]["error"].startswith("<stdin>: ") and "emo-stdin-" not in r.output
     code, out, r = predict(tiny_bundle, "/dev/null")
     assert code == 1 and out[0]["error"].startswith("/dev/null: ") and "emo-stdin-" not in r.output
+
+
+def emo_cmd(*args):
+    import sys
+
+    return [sys.executable, "-m", "emocli", *map(str, args)]
+
+
+def test_full_disk_on_stdout_is_one_line_exit_1(tiny_bundle, tmp_path):
+    import subprocess
+
+    wav = make_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
+    for mode in ("--json", "--table"):
+        with open("/dev/full", "w") as full:
+            r = subprocess.run(emo_cmd("predict", wav, "--model", tiny_bundle, mode), stdout=full,
+                               stderr=subprocess.PIPE, text=True, timeout=300)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr and "Exception ignored" not in r.stderr
+        assert r.stderr.count("\n") == 1 and "No space left on device" in r.stderr
+
+
+def test_closed_stdout_in_table_mode_ends_quietly(tiny_bundle, tmp_path):
+    import subprocess
+
+    wav = make_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
+    for mode in ("--table", "--json"):
+        p = subprocess.Popen(emo_cmd("predict", wav, wav, "--model", tiny_bundle, mode), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        p.stdout.close()  # the reader has gone (`| head -0`)
+        err = p.stderr.read()
+        assert p.wait(timeout=300) == 0, err
+        assert err == ""
+
+
+def test_long_errors_stay_on_one_line(tiny_bundle, tmp_path):
+    import subprocess
+
+    name = tmp_path / ("x" * 150 + ".avi")
+    r = subprocess.run(emo_cmd("predict", name, "--model", tiny_bundle, "--json"), capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr

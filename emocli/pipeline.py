@@ -117,8 +117,6 @@ class Pipeline:
     """
 
     def __init__(self, bundle: Path | None = None, options: Options = Options(), *, role: str = "full"):
-        import json
-
         from .bundle import DEFAULT_BUNDLE, verify_bundle
         from .fusion import FusionModel
 
@@ -141,9 +139,9 @@ class Pipeline:
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:
-            from .video_model import Preprocessing
+            from .video_model import Preprocessing, read_face_meta
 
-            self.face_pre = Preprocessing.from_dict(json.loads((self.bundle / "face.json").read_text())["preprocessing"])
+            self.face_pre = Preprocessing.from_dict(read_face_meta(self.bundle)["preprocessing"])
             if role == "full":
                 from .video_model import FaceModel
 

@@ -167,7 +167,7 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
     import json
 
-    from .bundle import verify_bundle, write_manifest
+    from .bundle import read_json_document, verify_bundle, write_manifest
     from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs
 
     manifest = verify_bundle(bundle)
@@ -175,7 +175,10 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     recalls = {}
     for mod, name in (("face", "face.json"), ("voice", "voice.json")):
         if name in files:
-            recalls[mod] = _validation_recall(json.loads((Path(bundle) / name).read_text()))
+            recalls[mod] = _validation_recall(read_json_document(
+                Path(bundle) / name, fmt=None, what=f"an emo {mod}-model description",
+                missing="listed in the manifest but missing; restore the bundle or retrain",
+                invalid="not valid JSON ({exc}); restore the bundle from its source or retrain"))
     if method == "confusion" and not (recalls.get("face") and recalls.get("voice")):
         raise ModelError(f"{bundle}: confusion-matrix weights need validation recall from both a face and a "
                          "voice model in the bundle; train both, or use --method equal")

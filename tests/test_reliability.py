@@ -184,3 +184,20 @@ def test_long_errors_stay_on_one_line(tiny_bundle, tmp_path):
     r = subprocess.run(emo_cmd("predict", name, "--model", tiny_bundle, "--json"), capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]", '{"backbone": "emo-cnn"}'])
+def test_bundle_face_json_that_is_not_a_face_description_is_one_line(tiny_bundle, tmp_path, text):
+    from emocli.bundle import write_manifest
+    from emocli.labels import LABELS
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    (bundle / "face.json").write_text(text)
+    write_manifest(bundle, labels=list(LABELS))  # re-hashed: only the content is wrong
+    wav = make_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
+    r = runner.invoke(app, ["predict", str(wav), "--model", str(bundle), "--json"])
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
+    assert "face.json" in r.output and ("restore" in r.output or "retrain" in r.output)
+    r = runner.invoke(app, ["fuse", str(bundle), "--method", "equal"])
+    assert r.exit_code in (0, 1) and isinstance(r.exception, (SystemExit, type(None))), r.exception

@@ -18,10 +18,14 @@ MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
 
 
-def media_in_folder(folder: Path) -> list[Path]:
-    """Media files below ``folder`` (recursively, hidden files skipped), sorted."""
+def media_in_folder(folder: Path, *, unreadable: list[OSError] | None = None) -> list[Path]:
+    """Media files below ``folder`` (recursively, hidden files skipped), sorted.
+
+    Sub-folders that cannot be listed are appended to ``unreadable`` (when given) as the
+    OSError that ``os.walk`` met, instead of being skipped silently.
+    """
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder, onerror=unreadable.append if unreadable is not None else None):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTS)
     return sorted(found)
@@ -59,12 +63,19 @@ def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
             yield arg, spool_stdin(fh), None
         return
     if p.is_dir():
-        files = media_in_folder(p)
-        if not files:
+        unreadable: list[OSError] = []
+        files = media_in_folder(p, unreadable=unreadable)
+        if not files and not unreadable:
             yield arg, None, (f"{arg}: folder holds no video, audio or image files "
                               f"({', '.join(sorted(VIDEO_EXTS)[:4])}, ...); pass media files or another folder")
-        for f in files:
-            yield str(f), f, None
+        problems = {}
+        for exc in unreadable:
+            name = exc.filename if exc.filename is not None else arg
+            why = "permission denied; make the folder readable (chmod +rx)" if isinstance(exc, PermissionError) \
+                else f"cannot list the folder ({exc.strerror or exc})"
+            problems[os.fsdecode(name)] = f"{os.fsdecode(name)}: {why}"
+        entries = [(str(f), f, None) for f in files] + [(name, None, msg) for name, msg in problems.items()]
+        yield from sorted(entries, key=lambda e: e[0])
     else:
         yield arg, p, None
 

@@ -201,3 +201,22 @@ def test_bundle_face_json_that_is_not_a_face_description_is_one_line(tiny_bundle
     assert "face.json" in r.output and ("restore" in r.output or "retrain" in r.output)
     r = runner.invoke(app, ["fuse", str(bundle), "--method", "equal"])
     assert r.exit_code in (0, 1) and isinstance(r.exception, (SystemExit, type(None))), r.exception
+
+
+def test_unreadable_subfolder_gets_an_error_line(tiny_bundle, tmp_path, monkeypatch):
+    folder = tmp_path / "corpus"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "open").mkdir()
+    make_clip(folder / "open" / "tone.wav", video=False, seconds=1.0)
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):  # root reads mode-000 folders: fake the refusal
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    code, out, r = predict(tiny_bundle, folder)
+    assert code == 1
+    assert [o["status"] for o in out] == ["error", "ok"]
+    assert out[0]["file"].endswith("locked") and "permission denied" in out[0]["error"]

@@ -71,8 +71,8 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None
                     res = pipe.complete(fut.result())
             finally:
                 release(display, path)
-            submit_next()
             yield _named(res, display, path)
+            submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)
 
 
 def _named(res: Result, display: str, path: Path | None) -> Result:

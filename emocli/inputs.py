@@ -1,13 +1,15 @@
 """Expand command-line inputs: files, folders, and ``-`` (stdin) into a stream of paths.
 
-``-`` reads stdin once. If it looks like text (UTF-8, no NUL bytes) every non-empty line is
-an input path, so ``find ... | emo predict -`` works; otherwise stdin is media bytes (a
+``-`` reads stdin once. If it looks like text (no control bytes) every non-empty line is
+an input path, so ``find ... | emo predict -`` works, each path handled as soon as its line
+arrives; otherwise stdin is media bytes (a
 non-seekable pipe), spooled to a temporary file that is removed after use.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -16,6 +18,7 @@ from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, spool_stdin
 
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
+MAX_PATH_LINE = 64 * 1024  # bytes read at once from a list of paths (a longer "line" is not a path)
 
 
 def media_in_folder(folder: Path, *, unreadable: list[OSError] | None = None) -> list[Path]:
@@ -31,14 +34,12 @@ def media_in_folder(folder: Path, *, unreadable: list[OSError] | None = None) ->
     return sorted(found)
 
 
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # never in a list of paths; in every media header
+
+
 def _looks_like_text(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a multi-byte character cut at the sniff boundary is fine
-        return exc.start >= len(head) - 4
-    return True
+    """A list of paths: no control bytes but tabs and line ends (non-UTF-8 names are fine)."""
+    return bool(head) and not _CONTROL.search(head)
 
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
@@ -81,13 +82,33 @@ def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
 
 
 def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None]]:
-    head = stream.read(SNIFF_BYTES)
+    # Sniff what has arrived, not a full 64 KiB: a slow producer of paths must not hold back the
+    # first result. A first line (or a NUL byte, or 512 bytes) is enough to decide.
+    def read_some() -> bytes:
+        return stream.read1(SNIFF_BYTES) if hasattr(stream, "read1") else stream.read(SNIFF_BYTES)
+
+    head = read_some()
+    while head and len(head) < 512 and b"\n" not in head and b"\0" not in head:
+        more = read_some()
+        if not more:
+            break
+        head += more
     if _looks_like_text(head):
-        rest = stream.read()  # a path list is small; media would not have passed the sniff
-        for line in (head + rest).decode("utf-8", "replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield from _expand_one(line)
+        # one path per line, each handled as soon as its line is complete (memory stays bounded)
+        pending = head
+        while True:
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield from _path_line(line)
+            if len(pending) > MAX_PATH_LINE:
+                yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a path; "
+                                        "pass one path per line")
+                pending = b""
+            more = stream.readline(MAX_PATH_LINE)
+            if not more:
+                break
+            pending += more
+        yield from _path_line(pending)
         return
     if not head:
         yield "<stdin>", None, "<stdin>: no input on stdin; pipe media bytes or a list of paths into `emo predict -`"
@@ -104,6 +125,12 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
             return stream.read(n)
 
     yield "<stdin>", spool_stdin(_Chain()), None
+
+
+def _path_line(raw: bytes) -> Iterator[tuple[str, Path | None, str | None]]:
+    line = os.fsdecode(raw.rstrip(b"\r")).strip()  # non-UTF-8 bytes of a name survive as surrogate escapes
+    if line and not line.startswith("#"):
+        yield from _expand_one(line)
 
 
 def release(display: str, path: Path | None) -> None:

@@ -220,3 +220,34 @@ def test_unreadable_subfolder_gets_an_error_line(tiny_bundle, tmp_path, monkeypa
     assert code == 1
     assert [o["status"] for o in out] == ["error", "ok"]
     assert out[0]["file"].endswith("locked") and "permission denied" in out[0]["error"]
+
+
+def test_paths_on_stdin_are_handled_line_by_line(tiny_bundle, tmp_path):
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    a = make_clip(tmp_path / "a.wav", video=False, seconds=1.0)
+    b = make_clip(tmp_path / "b.wav", video=False, seconds=1.0, freq=600)
+    p = subprocess.Popen(emo_cmd("predict", "-", "--model", tiny_bundle, "--json"), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        p.stdin.write(f"{a}\n".encode())
+        p.stdin.flush()  # stdin stays open: the first result must not wait for the end of the list
+        with ThreadPoolExecutor(1) as ex:
+            first = ex.submit(p.stdout.readline).result(timeout=240)
+        assert json.loads(first)["file"] == str(a)
+        p.stdin.write(os.fsencode(b) + b"\n")
+        p.stdin.close()
+        assert json.loads(p.stdout.readline())["file"] == str(b)
+        assert p.wait(timeout=120) == 0
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_stdin_path_list_with_non_utf8_name_and_no_final_newline(tiny_bundle, tmp_path):
+    a = make_clip(tmp_path / "a.wav", video=False, seconds=1.0)
+    code, out, r = predict(tiny_bundle, "-", input=b"# a comment\n" + os.fsencode(a) + b"\n" +
+                           os.fsencode(tmp_path) + b"/caf\xe9.wav")
+    assert code == 1 and [o["status"] for o in out] == ["ok", "error"]
+    assert "caf\\xe9.wav" in out[1]["file"]

@@ -251,3 +251,31 @@ def test_stdin_path_list_with_non_utf8_name_and_no_final_newline(tiny_bundle, tm
                            os.fsencode(tmp_path) + b"/caf\xe9.wav")
     assert code == 1 and [o["status"] for o in out] == ["ok", "error"]
     assert "caf\\xe9.wav" in out[1]["file"]
+
+
+def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bundle, tmp_path):
+    from emocli import extract
+    from emocli.bundle import atomic_path
+
+    corpus = tmp_path / "afew" / "Val"
+    for folder, freq in (("Happy", 300), ("Sad", 500)):
+        (corpus / folder).mkdir(parents=True)
+        make_clip(corpus / folder / f"{folder}.avi", seconds=0.6, freq=freq)
+    out = tmp_path / "feats"
+    args = ["extract", str(tmp_path / "afew"), "--out", str(out), "--model", str(tiny_bundle)]
+    assert runner.invoke(app, args).exit_code == 0
+    items = out / extract.ITEMS
+    done = extract.item_files(out, ".npz")
+    assert len(done) == 2
+    # a run killed during fsync: one item's file never got its name, its temporary file stays
+    with atomic_path(done[1], suffix=extract.TEMP_SUFFIX) as tmp:
+        assert not tmp.match("*.npz") and tmp.name.startswith(".")
+    (items / f".{done[1].name}.x1y2.part").write_bytes(b"half")
+    (items / f".{done[1].name}.old9.npz").write_bytes(b"half")  # an earlier emo's temporary name
+    done[1].unlink()
+    assert len(extract.item_files(out, ".npz")) == 1
+    r = runner.invoke(app, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert (summary["items"], summary["done"], summary["skipped"]) == (2, 1, 1)
+    assert not any(p.name.startswith(".") for p in items.iterdir())

@@ -264,7 +264,7 @@ class Pipeline:
             if voice_frames is not None:
                 res.voice_stats68 = stats68
         if self.options.window:
-            res.segments = self._segments(acc, voice_frames, info)
+            res.segments = self._segments(acc, voice_frames, info, res.notes)
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
         """Scores in the fusion's label order; NaN for emotions the model was not trained on."""
@@ -357,13 +357,18 @@ class Pipeline:
         return self.voice_model.predict_proba(feats[None])[0], stats68
 
     # -- segments (--window) -----------------------------------------------------------
-    def _segments(self, acc: "_FaceAccumulator", voice_frames, info) -> list[dict[str, Any]]:
-        """Per-window scores: face frames and voice windows whose time falls in [start, end)."""
+    def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str]) -> list[dict[str, Any]]:
+        """Per-window scores: face frames and voice windows whose time falls in [start, end).
+
+        A segment past the end of one modality (audio shorter than the video, or no face in it)
+        uses the other alone, and ``notes`` says so.
+        """
         from .fusion import normalize
 
         w = float(self.options.window)
         step = float(self.voice_settings["step_s"]) if self.has_voice else 0.025
-        ends = [info.duration or 0.0]
+        limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
+        ends = [min(info.duration or 0.0, limit)]
         if acc.times:
             ends.append(float(np.concatenate(acc.times)[-1]) + 1e-6)
         if voice_frames is not None:
@@ -373,6 +378,7 @@ class Pipeline:
         scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
         labels = self.fusion.labels
         out = []
+        one_sided: set[str] = set()
         edges = [k * w for k in range(max(1, int(np.ceil(total / w))))] + [total]
         if len(edges) > 2 and edges[-1] - edges[-2] < min(1.0, w / 2):
             del edges[-2]  # a sliver at the end (audio a few ms longer than the video) joins the last segment
@@ -383,15 +389,20 @@ class Pipeline:
             face = self._align(scores[sel].mean(0), self.face_model.labels) if sel.any() else None
             voice = None
             if voice_frames is not None:
-                a, b = int(start / step), int(end / step)
-                if b - a >= 2:
-                    voice = self._align(self._voice_scores(voice_frames[:, a:b])[0], self.voice_model.labels)
+                part = voice_frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
+                if part.shape[1] >= 2:
+                    voice = self._align(self._voice_scores(part)[0], self.voice_model.labels)
+                elif face is not None:
+                    one_sided.add("segments past the end of the audio use the face alone")
+            if voice is not None and face is None and times.size:
+                one_sided.add("segments without a face use the voice alone")
             if face is None and voice is None:
                 continue
             fused = self.fusion.fuse(face, voice)
             out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
                         "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
+        notes.extend(sorted(one_sided))
         return out
 
 

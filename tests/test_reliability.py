@@ -279,3 +279,20 @@ def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bund
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert (summary["items"], summary["done"], summary["skipped"]) == (2, 1, 1)
     assert not any(p.name.startswith(".") for p in items.iterdir())
+
+
+def test_window_with_audio_shorter_than_video_and_with_max_seconds(tiny_bundle, tmp_path):
+    from conftest import EXAMPLES
+    from emocli.pipeline import Options, Pipeline
+
+    short = tmp_path / "short_audio.avi"
+    ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-f", "lavfi", "-i",
+           "sine=frequency=300:sample_rate=16000:duration=0.8", "-map", "0:v", "-map", "1:a",
+           "-c:v", "copy", "-c:a", "pcm_s16le", str(short))
+    res = Pipeline(tiny_bundle, Options(window=0.5)).run(short)
+    assert res.status == "ok", res.error
+    assert res.segments[0]["voice_scores"] is not None and res.segments[-1]["voice_scores"] is None
+    assert "segments past the end of the audio use the face alone" in res.notes
+    res = Pipeline(tiny_bundle, Options(window=1.0, max_seconds=1.0)).run(EXAMPLES / "1001_DFA_HAP_XX.avi")
+    assert res.status == "ok", res.error
+    assert res.segments and res.segments[-1]["end"] <= 1.0 + 1e-3

@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: as Rich markup, "[default: ...]" vanished and 'emocli[ray]' became 'emocli'.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -374,7 +376,9 @@ def evaluate(
     else:
         from rich.console import Console
 
-        metrics_table(report, title=f"{dataset}" + (f" [{split}]" if split else ""), console=Console())
+        from rich.markup import escape
+
+        metrics_table(report, title=escape(f"{dataset}" + (f" [{split}]" if split else "")), console=Console())
     if report["n_failed"]:
         raise typer.Exit(1)
 

@@ -296,3 +296,18 @@ def test_window_with_audio_shorter_than_video_and_with_max_seconds(tiny_bundle, 
     res = Pipeline(tiny_bundle, Options(window=1.0, max_seconds=1.0)).run(EXAMPLES / "1001_DFA_HAP_XX.avi")
     assert res.status == "ok", res.error
     assert res.segments and res.segments[-1]["end"] <= 1.0 + 1e-3
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "extract"])
+def test_help_keeps_square_brackets_and_every_default(command):
+    import re
+
+    r = runner.invoke(app, [command, "--help"], terminal_width=300)
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    if command != "evaluate":
+        assert "pip install 'emocli[ray]'" in text
+    for option in ("--model", "--fps", "--batch-size", "--detector", "--tta"):
+        part = text.split(option, 1)[1]
+        nxt = re.search(r" --?[a-z]", part[20:])
+        assert "[default:" in part[: 20 + (nxt.start() if nxt else len(part))], (option, part[:300])

@@ -59,6 +59,29 @@ def fail(message: str) -> "typer.Exit":
     return typer.Exit(1)
 
 
+def _layout_option(value: Optional[str]) -> Optional[str]:
+    """--layout/--corpus: an unknown name is bad usage (exit 2), found before any work starts."""
+    if value is None:
+        return None
+    from .datasets import canonical_layout
+    from .errors import DatasetError
+
+    try:
+        canonical_layout(value)
+    except DatasetError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _cap_workers(workers: int) -> int:
+    """More worker processes than CPUs only adds memory and contention: use at most one per CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(workers, cpus))
+
+
 class Head(str, Enum):
     exp1 = "exp1"
     exp2 = "exp2"
@@ -152,7 +175,7 @@ def train_audio(
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
                                                           "its voice features (no audio decoded again).",
                                                      show_default=False)] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
+    corpus: Annotated[Optional[str], typer.Option(callback=_layout_option, help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
                                                        "savee, manifest) instead of detecting it.",
                                                   show_default=False)] = None,
     test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
@@ -181,7 +204,7 @@ def train_audio(
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
-                            seed=seed, workers=workers, cache=cache, console=_stderr())
+                            seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -303,7 +326,7 @@ def predict(
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        results = run_bulk(pipe, expand_inputs(inputs), workers=workers)
+        results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
     for n, res in enumerate(results, start=1):
         if err.is_terminal:
             err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
@@ -331,7 +354,8 @@ def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
                                                  "TESS, SAVEE, EmoDB) or a CSV manifest.")],
     split: Annotated[Optional[str], typer.Option(help="Only this split (e.g. Val for AFEW).")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                           callback=_layout_option)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the confusion matrices here.")] = None,
@@ -388,7 +412,8 @@ def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
     split: Annotated[Optional[str], typer.Option(help="Only this split.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                           callback=_layout_option)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
@@ -437,7 +462,8 @@ def extract(
                 summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
                                       retry_failed=retry_failed, progress=lambda row: bar.update(1))
             else:
-                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts, workers=workers,
+                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,
+                                         workers=_cap_workers(workers),
                                          retry_failed=retry_failed, progress=lambda row: bar.update(1))
         except EmoError as exc:
             raise fail(str(exc)) from None

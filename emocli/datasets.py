@@ -417,7 +417,7 @@ def parse_name(path: Path, layout: str) -> Item | None:
     DatasetError
         If the name does not follow the layout or carries an unknown emotion code.
     """
-    layout = _canonical_layout(layout)
+    layout = canonical_layout(layout)
     if layout not in _NAME_PARSERS:
         raise DatasetError(f"layout {layout!r} does not label files by name; use one of {', '.join(_NAME_PARSERS)}")
     found = _NAME_PARSERS[layout](Path(path))
@@ -598,7 +598,8 @@ _NAME_VOTES: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def _canonical_layout(layout: str) -> str:
+def canonical_layout(layout: str) -> str:
+    """The layout's name in :data:`LAYOUTS` (aliases and case allowed); DatasetError for an unknown one."""
     key = layout.strip().lower().replace("-", "_")
     key = _LAYOUT_ALIASES.get(key, key)
     if key not in LAYOUTS:
@@ -710,7 +711,7 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
     """
     root = Path(root)
     _check_modality(modality)
-    name = detect_layout(root) if layout is None else _canonical_layout(layout)
+    name = detect_layout(root) if layout is None else canonical_layout(layout)
     if name == "manifest" and root.is_dir():
         manifests = _manifests_in(root)
         if len(manifests) != 1:

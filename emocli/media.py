@@ -10,6 +10,7 @@ There is no ffprobe: :func:`probe` reads ``ffmpeg -i``'s stream description.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -71,6 +72,14 @@ def check_readable(path: Path | str) -> Path:
     """Fail early, with the fix, for paths that cannot be media files."""
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            try:
+                os.stat(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise MediaError(f"{p}: symlink loop (the link points back to itself); "
+                                     "point it at the media file") from None
+            raise MediaError(f"{p}: symlink to a missing file ({os.readlink(p)}); fix or remove the link")
         raise MediaError(f"{p}: file not found; check the path")
     if p.is_dir():
         raise MediaError(f"{p}: is a directory; pass the media files inside it (or `emo predict {p}/*`)")
@@ -160,13 +169,17 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
                      video_stream=video_stream, audio_stream=audio_stream, audio_streams=len(audios))
 
 
+_FFMPEG_CONTEXT = re.compile(r"\[[^\]\s]+ @ 0x[0-9a-fA-F]+\]\s*")  # "[vost#0:0/rawvideo @ 0x55...] ": internals
+
+
 def _last_error_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "output file" in ln.lower():  # ffmpeg's complaint that we gave it no output
-            continue
-        return ln.split(": ", 1)[-1] if ln.startswith("file:") or "/" in ln.split(":")[0] else ln
-    return "ffmpeg printed nothing"
+    lines = [_FFMPEG_CONTEXT.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and "output file" not in ln.lower()]  # ffmpeg's complaint of no output
+    about_file = [ln for ln in lines if not ln.startswith("Terminating thread")]  # the thread report says less
+    if not lines:
+        return "ffmpeg printed nothing"
+    ln = (about_file or lines)[-1]
+    return ln.split(": ", 1)[-1] if ln.startswith("file:") or "/" in ln.split(":")[0] else ln
 
 
 def _run_pipe(args: list[str], stderr_file) -> subprocess.Popen:

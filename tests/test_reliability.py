@@ -311,3 +311,36 @@ def test_help_keeps_square_brackets_and_every_default(command):
         part = text.split(option, 1)[1]
         nxt = re.search(r" --?[a-z]", part[20:])
         assert "[default:" in part[: 20 + (nxt.start() if nxt else len(part))], (option, part[:300])
+
+
+def test_symlink_loop_and_dangling_link_say_so(pipe, tmp_path):
+    loop = tmp_path / "loop.avi"
+    loop.symlink_to(loop)
+    res = pipe.run(loop)
+    assert res.status == "error" and "symlink loop" in res.error
+    dangling = tmp_path / "gone.avi"
+    dangling.symlink_to(tmp_path / "nowhere.avi")
+    res = pipe.run(dangling)
+    assert res.status == "error" and "symlink to a missing file" in res.error
+
+
+def test_ffmpeg_internals_are_cut_from_messages():
+    from emocli.media import _last_error_line
+
+    text = ("[vost#0:0/rawvideo @ 0x55d1c0] Error while opening encoder - maybe incorrect parameters\n"
+            "[af#0:0 @ 0x55a19fc5f500] Terminating thread with return code -22 (Invalid argument)\n")
+    assert _last_error_line(text) == "Error while opening encoder - maybe incorrect parameters"
+    assert _last_error_line(text.splitlines()[1]) == "Terminating thread with return code -22 (Invalid argument)"
+
+
+def test_bad_layout_is_bad_usage(tmp_path):
+    for cmd in (["evaluate", str(tmp_path)], ["extract", str(tmp_path), "--out", str(tmp_path / "o")]):
+        r = runner.invoke(app, [*cmd, "--layout", "bogus"])
+        assert r.exit_code == 2 and "unknown layout" in r.output
+
+
+def test_workers_are_capped_at_the_cpu_count():
+    from emocli.cli import _cap_workers
+
+    assert _cap_workers(10_000) == len(os.sched_getaffinity(0))
+    assert _cap_workers(1) == 1

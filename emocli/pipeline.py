@@ -328,7 +328,7 @@ class Pipeline:
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
         """Decode the audio; per-window features (34 short-term + pitch rows, m); None (with a note) if unusable."""
-        from .audio_features import short_term_features, window_features
+        from .audio_features import SILENCE_DBFS, loudest_window_dbfs, short_term_features, window_features
         from .media import load_audio
 
         st = self.voice_settings
@@ -337,6 +337,10 @@ class Pipeline:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
             if getattr(info, "audio_streams", 1) > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+            if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+                notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
+                             "voice not used")
+                return None
             # thesis68 needs only the 34 short-term features: skip the pitch track it never uses
             features = short_term_features if st["feature_set"] == "thesis68" else window_features
             return features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))

@@ -344,3 +344,24 @@ def test_workers_are_capped_at_the_cpu_count():
 
     assert _cap_workers(10_000) == len(os.sched_getaffinity(0))
     assert _cap_workers(1) == 1
+
+
+def test_digital_silence_is_no_speech(pipe, tmp_path):
+    from conftest import EXAMPLES
+    from emocli.audio_features import SILENCE_DBFS, loudest_window_dbfs
+    import numpy as np
+
+    silent = tmp_path / "silence.wav"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "7", str(silent))
+    res = pipe.run(silent)
+    assert res.status == "error" and "no speech detected" in res.error
+    hushed = tmp_path / "hushed.avi"
+    ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono",
+           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-shortest", str(hushed))
+    res = pipe.run(hushed)
+    assert res.status == "ok" and res.modalities == ["face"]
+    assert any(n.startswith("no speech detected") for n in res.notes)
+    # a quiet voice is still a voice; a hiss is not
+    t = np.arange(16000) / 16000
+    assert loudest_window_dbfs(0.01 * np.sin(2 * np.pi * 200 * t), 16000) > SILENCE_DBFS
+    assert loudest_window_dbfs(1e-4 * np.random.default_rng(0).normal(size=16000), 16000) < SILENCE_DBFS

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, spool_stdin
+from .errors import MediaError
+from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, StallingReader, spool_stdin
 
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
@@ -59,9 +60,18 @@ def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
 def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
     p = Path(arg)
     if p.exists() and not p.is_file() and not p.is_dir():
-        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin
-        with open(p, "rb") as fh:
-            yield arg, spool_stdin(fh), None
+        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin; a writer
+        # that never comes or stalls is given up after the stall timeout
+        try:
+            with StallingReader(p, name=arg) as fh:
+                spooled = spool_stdin(fh, name=arg)
+        except MediaError as exc:
+            yield arg, None, str(exc)
+            return
+        except OSError as exc:
+            yield arg, None, f"{arg}: cannot read ({exc.strerror}); check the path and its permissions"
+            return
+        yield arg, spooled, None
         return
     if p.is_dir():
         unreadable: list[OSError] = []

@@ -405,25 +405,62 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     return np.frombuffer(data, np.float32, count=len(data) // 4).copy()
 
 
-def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30) -> Path:
+class StallingReader:
+    """Read a pipe, FIFO or device by its file descriptor, giving up after ``timeout`` seconds without a byte.
+
+    Opened without blocking, so a FIFO nobody writes to cannot hang the run at ``open`` either.
+    ``read(n)`` returns what has arrived (at most ``n`` bytes), ``b""`` at the end.
+    """
+
+    def __init__(self, path: Path | str, *, name: str, timeout: float | None = None):
+        import select
+
+        self.name, self.timeout = name, STALL_TIMEOUT if timeout is None else timeout
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.poll = select.poll()
+        self.poll.register(self.fd, select.POLLIN | select.POLLPRI)
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        if not self.poll.poll(self.timeout * 1000):
+            raise MediaError(f"{self.name}: nothing arrived for {self.timeout:.0f} s; check that something "
+                             "writes to it (a FIFO needs a writer), or pass a file")
+        try:
+            return os.read(self.fd, n if n > 0 else 1 << 20)
+        except BlockingIOError:  # woken without data: poll again
+            return self.read(n)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "StallingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30, name: str = "<stdin>") -> Path:
     """Copy a non-seekable input (stdin) to a temporary file so it can be probed and decoded.
 
-    The caller deletes the file. Raises :class:`MediaError` past ``limit_bytes``.
+    The caller deletes the file; on any failure it is deleted here. Raises :class:`MediaError`
+    past ``limit_bytes`` (and whatever ``stream.read`` raises: a stall, an interrupt).
     """
     import sys
 
     src = stream if stream is not None else sys.stdin.buffer
-    fd, name = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
     total = 0
-    with os.fdopen(fd, "wb") as out:
-        while True:
-            block = src.read(1 << 20)
-            if not block:
-                break
-            total += len(block)
-            if total > limit_bytes:
-                out.close()
-                os.unlink(name)
-                raise MediaError(f"<stdin>: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
-            out.write(block)
-    return Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit_bytes:
+                    raise MediaError(f"{name}: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
+                out.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp)

@@ -365,3 +365,32 @@ def test_digital_silence_is_no_speech(pipe, tmp_path):
     t = np.arange(16000) / 16000
     assert loudest_window_dbfs(0.01 * np.sin(2 * np.pi * 200 * t), 16000) > SILENCE_DBFS
     assert loudest_window_dbfs(1e-4 * np.random.default_rng(0).normal(size=16000), 16000) < SILENCE_DBFS
+
+
+def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
+    import glob
+    import tempfile
+    import threading
+    import time
+
+    from emocli import media
+
+    monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
+    fifo = tmp_path / "never.avi"
+    os.mkfifo(fifo)
+    wav = make_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*")))
+    t0 = time.monotonic()
+    code, out, r = predict(tiny_bundle, fifo, wav)
+    assert time.monotonic() - t0 < 60
+    assert code == 1 and [o["status"] for o in out] == ["error", "ok"]
+    assert "never.avi: nothing arrived for 1 s" in out[0]["error"]
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*"))) == before
+    # a FIFO that is written to is read as before
+    fed = tmp_path / "fed.wav"
+    os.mkfifo(fed)
+    feeder = threading.Thread(target=lambda: fed.write_bytes(wav.read_bytes()))
+    feeder.start()
+    code, out, r = predict(tiny_bundle, fed)
+    feeder.join(timeout=30)
+    assert code == 0 and out[0]["file"] == str(fed) and out[0]["modalities"] == ["voice"], r.output

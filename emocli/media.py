@@ -115,6 +115,35 @@ _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _ROTATE = re.compile(r"(?:rotation of|rotate\s*:)\s*(-?[\d.]+)")
 
 
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def image_header_size(path: Path | str) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or BMP header, without decoding; None for other files.
+
+    ``ffmpeg -i`` decodes a still image to describe it: a 300 KB PNG of 10000x10000 pixels
+    costs it 300 MB and seconds, so the size limit is checked on the header first.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"BM" and len(head) >= 26:
+        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little",
+                                                                                            signed=True))
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(head) and head[i] == 0xFF:
+            marker = head[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in _JPEG_SOF:
+                return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+            i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
+    return None
+
+
 def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
     """Describe a media file's streams.
 
@@ -124,6 +153,9 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
         If the file is missing, empty, or ffmpeg cannot read it.
     """
     p = check_readable(path)
+    size = image_header_size(p)
+    if size is not None:  # refuse a huge still image before ffmpeg decodes it to describe it
+        check_frame_size(MediaInfo(p, None, True, False, *size, is_image=True))
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _source(p)]
     try:
         res = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)

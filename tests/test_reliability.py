@@ -132,6 +132,24 @@ def test_huge_image_is_refused_from_its_header(pipe, tmp_path):
     res = pipe.run(big)
     assert res.status == "error" and "big.png" in res.error and "10000x10000" in res.error
     assert "downscale" in res.error
+    assert res.seconds < 2.0  # ffmpeg -i would decode all 300 MB to describe it (7 s)
+
+
+def test_image_header_sizes():
+    import cv2
+    import numpy as np
+
+    from emocli.media import image_header_size
+
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for ext in ("jpg", "png", "bmp"):
+            path = os.path.join(tmp, f"a.{ext}")
+            cv2.imwrite(path, np.zeros((123, 456, 3), np.uint8))
+            assert image_header_size(path) == (456, 123), ext
+        cv2.imwrite(os.path.join(tmp, "p.jpg"), np.zeros((50, 70, 3), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+        assert image_header_size(os.path.join(tmp, "p.jpg")) == (70, 50)
 
 
 def test_stdin_and_devices_are_named_as_given_not_by_their_temporary_copy(tiny_bundle):

@@ -335,7 +335,7 @@ class Pipeline:
         sr = int(st["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
-            if getattr(info, "audio_streams", 1) > 1:
+            if info.audio_streams > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
             if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
                 notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "

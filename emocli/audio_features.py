@@ -106,6 +106,30 @@ def _validate_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
 
 
 AUDIO_BLOCK = 1 << 18  # samples per block when normalising (16 s at 16 kHz)
+SILENCE_DBFS = -50.0  # dB full scale: speech at any usable recording level has a 50 ms window louder than
+# this; digital silence (-inf) and an idle microphone's hiss (about -60 to -70) stay below. Features are
+# computed on peak-normalised audio, so without this check silence is amplified and classified.
+
+
+def loudest_window_dbfs(audio: np.ndarray, sr: int, *, window: float = WINDOW) -> float:
+    """Level of the loudest ``window``-second stretch, in dB relative to full scale (float audio in [-1, 1]).
+
+    Returns ``-inf`` for digital silence or audio shorter than one window; memory per block.
+    """
+    x = np.asarray(audio)
+    win = max(1, int(round(window * sr)))
+    n = len(x) // win
+    if n == 0:
+        return float("-inf")
+    mean = float(np.mean(x, dtype=np.float64))
+    loudest = 0.0
+    per_block = max(1, AUDIO_BLOCK // win)
+    for a in range(0, n, per_block):
+        b = min(n, a + per_block)
+        w = x[a * win:b * win].astype(np.float64).reshape(b - a, win) - mean
+        w[~np.isfinite(w)] = 0.0
+        loudest = max(loudest, float(np.sqrt(np.mean(w * w, axis=1)).max()))
+    return 20 * np.log10(loudest) if loudest > 0 else float("-inf")
 
 
 class _Normalised:

@@ -35,9 +35,10 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None
     if workers <= 1:
         for display, path, problem in inputs:
             try:
-                yield Result(file=display, status="error", error=problem) if problem else pipe.run(path, display_name=display)
+                res = Result(file=display, status="error", error=problem) if problem else pipe.run(path, display_name=display)
             finally:
                 release(display, path)
+            yield _named(res, display, path)
         return
 
     import multiprocessing as mp
@@ -70,5 +71,14 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None
                     res = pipe.complete(fut.result())
             finally:
                 release(display, path)
-            submit_next()
-            yield res
+            yield _named(res, display, path)
+            submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)
+
+
+def _named(res: Result, display: str, path: Path | None) -> Result:
+    """Messages name the input as the user gave it (``<stdin>``, ``/dev/null``), not its temporary copy."""
+    if path is not None and display != str(path):
+        tmp = str(path)
+        res.error = res.error.replace(tmp, display) if res.error else res.error
+        res.notes = [n.replace(tmp, display) for n in res.notes]
+    return res

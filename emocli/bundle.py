@@ -130,11 +130,14 @@ def _model_settings(directory: Path) -> dict[str, Any]:
     return out
 
 
-def read_json_document(path: Path, *, fmt: str, missing: str, invalid: str, what: str) -> dict:
+def read_json_document(path: Path, *, fmt: str | None, missing: str, invalid: str, what: str,
+                       keys: tuple[str, ...] = ()) -> dict:
     """A JSON object whose ``format`` is ``fmt``, or a ModelError naming ``path`` and the fix.
 
-    ``missing`` and ``invalid`` complete the message when the file is absent or is not JSON
-    (``invalid`` receives the parser's message as ``{exc}``); ``what`` names the document.
+    Every JSON file of a bundle is read here. ``missing`` and ``invalid`` complete the message
+    when the file is absent or is not JSON (``invalid`` receives the parser's message as
+    ``{exc}``); ``what`` names the document; ``fmt=None`` skips the format check (files written
+    before formats were recorded); ``keys`` must all be present.
     """
     try:
         doc = json.loads(Path(path).read_text())
@@ -142,8 +145,15 @@ def read_json_document(path: Path, *, fmt: str, missing: str, invalid: str, what
         raise ModelError(f"{path}: {missing}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path}: {invalid.format(exc=exc)}") from None
-    if not isinstance(doc, dict) or doc.get("format") != fmt:
-        raise ModelError(f"{path}: not {what} (format is not {fmt!r})")
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read {what} ({exc.strerror}); check the file's permissions") from None
+    fix = invalid.split(";")[-1].strip() if ";" in invalid else "restore the file from its source"
+    if not isinstance(doc, dict) or (fmt is not None and doc.get("format") != fmt):
+        raise ModelError(f"{path}: not {what} " + (f"(format is not {fmt!r})" if fmt else "(not a JSON object)")
+                         + f"; {fix}")
+    absent = [k for k in keys if k not in doc]
+    if absent:
+        raise ModelError(f"{path}: {what} lacks {', '.join(map(repr, absent))}; {fix}")
     return doc
 
 

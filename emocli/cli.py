@@ -22,6 +22,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help text: as Rich markup, "[default: ...]" vanished and 'emocli[ray]' became 'emocli'.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -44,15 +46,40 @@ def root(
 def _stderr():
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)  # one error, one line, however long
 
 
 def fail(message: str) -> "typer.Exit":
     """Print one red line on stderr and return the exit to raise (code 1)."""
     from rich.markup import escape
 
-    _stderr().print(f"[red]error:[/red] {escape(message)}")
+    from .report import printable
+
+    _stderr().print(f"[red]error:[/red] {escape(printable(message))}")
     return typer.Exit(1)
+
+
+def _layout_option(value: Optional[str]) -> Optional[str]:
+    """--layout/--corpus: an unknown name is bad usage (exit 2), found before any work starts."""
+    if value is None:
+        return None
+    from .datasets import canonical_layout
+    from .errors import DatasetError
+
+    try:
+        canonical_layout(value)
+    except DatasetError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def _cap_workers(workers: int) -> int:
+    """More worker processes than CPUs only adds memory and contention: use at most one per CPU."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(workers, cpus))
 
 
 class Head(str, Enum):
@@ -190,7 +217,7 @@ def train_audio(
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
                                                           "its voice features (no audio decoded again).",
                                                      show_default=False)] = None,
-    corpus: Annotated[Optional[str], typer.Option(help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
+    corpus: Annotated[Optional[str], typer.Option(callback=_layout_option, help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
                                                        "savee, manifest) instead of detecting it.",
                                                   show_default=False)] = None,
     test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
@@ -219,7 +246,7 @@ def train_audio(
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
-                            seed=seed, workers=workers, cache=cache, console=_stderr())
+                            seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -321,7 +348,9 @@ def predict(
     from .errors import EmoError
     from .inputs import expand_inputs
     from .pipeline import Options, Pipeline
-    from .report import json_line, result_table
+    from .report import json_line, printable, result_table
+
+    from rich.markup import escape
 
     err = _stderr()
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
@@ -340,6 +369,7 @@ def predict(
         from rich.console import Console
 
         out_console = Console()
+        out_console.on_broken_pipe = _broken_pipe  # Rich's own handler exits with 1
     from .bulk import run_bulk
 
     if ray or ray_address:
@@ -350,15 +380,13 @@ def predict(
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        results = run_bulk(pipe, expand_inputs(inputs), workers=workers)
+        results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
     for n, res in enumerate(results, start=1):
         if err.is_terminal:
-            err.print(f"[dim][{n}] {res.file}[/dim]", end="\r")
+            err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
         if res.status != "ok":
             failed += 1
-            from rich.markup import escape
-
-            err.print(f"[red]error:[/red] {escape(res.error or '')}")
+            err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
         if submission is not None and res.status == "ok":
             from .report import write_submission
 
@@ -380,7 +408,8 @@ def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
                                                  "TESS, SAVEE, EmoDB) or a CSV manifest.")],
     split: Annotated[Optional[str], typer.Option(help="Only this split (e.g. Val for AFEW).")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                           callback=_layout_option)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the confusion matrices here.")] = None,
@@ -427,7 +456,9 @@ def evaluate(
     else:
         from rich.console import Console
 
-        metrics_table(report, title=f"{dataset}" + (f" [{split}]" if split else ""), console=Console())
+        from rich.markup import escape
+
+        metrics_table(report, title=escape(f"{dataset}" + (f" [{split}]" if split else "")), console=Console())
     if report["n_failed"]:
         raise typer.Exit(1)
 
@@ -437,7 +468,8 @@ def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
     split: Annotated[Optional[str], typer.Option(help="Only this split.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                           callback=_layout_option)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
@@ -488,7 +520,8 @@ def extract(
                 summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
                                       retry_failed=retry_failed, progress=lambda row: bar.update(1))
             else:
-                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts, workers=workers,
+                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,
+                                         workers=_cap_workers(workers),
                                          retry_failed=retry_failed, progress=lambda row: bar.update(1))
         except EmoError as exc:
             raise fail(str(exc)) from None
@@ -511,20 +544,38 @@ class _PipeClosed(BaseException):
     """stdout was closed by the reader (`emo predict ... | head -1`)."""
 
 
+class _StdoutFailed(BaseException):
+    """stdout cannot take the results (a full disk): one line on stderr, exit 1."""
+
+
 def _on_sigint(signum, frame):
     raise _Interrupted()
 
 
+def _broken_pipe() -> None:
+    raise BrokenPipeError()
+
+
 def _emit(write, *args, **kwargs) -> None:
-    """Write a result; a closed stdout ends the run quietly instead of raising."""
+    """Write a result; a closed stdout ends the run quietly, a failing one with one line."""
     try:
         write(*args, **kwargs)
     except BrokenPipeError:
         raise _PipeClosed() from None
+    except OSError as exc:
+        raise _StdoutFailed(f"cannot write the results to stdout ({exc.strerror or exc}); "
+                            "free some disk space or send the output elsewhere") from None
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python would fail again when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def main() -> None:
     """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
+    import errno
     import signal
 
     signal.signal(signal.SIGINT, _on_sigint)
@@ -534,7 +585,15 @@ def main() -> None:
         _stderr().print("[yellow]interrupted[/yellow]")
         sys.exit(130)
     except (_PipeClosed, BrokenPipeError):
-        # Python would complain again when it flushes stdout at exit: point it at /dev/null.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         sys.exit(0)
+    except _StdoutFailed as exc:
+        _silence_stdout()
+        fail(str(exc))
+        sys.exit(1)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        _silence_stdout()
+        fail(f"{exc.filename or 'output'}: {exc.strerror}; free some disk space and run again")
+        sys.exit(1)

@@ -417,7 +417,7 @@ def parse_name(path: Path, layout: str) -> Item | None:
     DatasetError
         If the name does not follow the layout or carries an unknown emotion code.
     """
-    layout = _canonical_layout(layout)
+    layout = canonical_layout(layout)
     if layout not in _NAME_PARSERS:
         raise DatasetError(f"layout {layout!r} does not label files by name; use one of {', '.join(_NAME_PARSERS)}")
     found = _NAME_PARSERS[layout](Path(path))
@@ -598,7 +598,8 @@ _NAME_VOTES: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def _canonical_layout(layout: str) -> str:
+def canonical_layout(layout: str) -> str:
+    """The layout's name in :data:`LAYOUTS` (aliases and case allowed); DatasetError for an unknown one."""
     key = layout.strip().lower().replace("-", "_")
     key = _LAYOUT_ALIASES.get(key, key)
     if key not in LAYOUTS:
@@ -710,7 +711,7 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
     """
     root = Path(root)
     _check_modality(modality)
-    name = detect_layout(root) if layout is None else _canonical_layout(layout)
+    name = detect_layout(root) if layout is None else canonical_layout(layout)
     if name == "manifest" and root.is_dir():
         manifests = _manifests_in(root)
         if len(manifests) != 1:
@@ -820,8 +821,12 @@ def group_kfold(items: Sequence[Item], k: int = 5, *, seed: int = 0) -> list[Spl
 # --------------------------------------------------------------------------------------------------
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, *, problems: list[str] | None = None) -> np.ndarray:
     """Read an image file as uint8 RGB (H, W, 3).
+
+    With ``problems`` (a list), what the decoder complains about (libjpeg prints "Corrupt
+    JPEG data" on stderr and still returns an image) is caught and appended there instead of
+    reaching stderr, and so is a JPEG that lacks its end marker (cut short, then padded).
 
     Raises
     ------
@@ -833,7 +838,37 @@ def read_image(path: Path) -> np.ndarray:
     data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
     if data is None:
         raise MediaError(f"{path}: file not found; check the path")
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if problems is None:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    else:
+        with _c_stderr_captured() as said:
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        problems.extend(ln.strip() for ln in said if ln.strip())
+        raw = data.tobytes()
+        if img is not None and raw[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[raw.rfind(b"\xff\xda"):]:
+            problems.append("the JPEG has no end marker")
     if img is None:
         raise MediaError(f"{path}: not a readable image (corrupt or unsupported format); re-export it as JPEG or PNG")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class _c_stderr_captured:
+    """Catch what C libraries write to file descriptor 2 while the block runs; a list of lines."""
+
+    def __enter__(self) -> list[str]:
+        import sys
+        import tempfile
+
+        sys.stderr.flush()
+        self.lines: list[str] = []
+        self.tmp = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.tmp.fileno(), 2)
+        return self.lines
+
+    def __exit__(self, *exc) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        self.lines.extend(self.tmp.read(1 << 16).decode("utf-8", "replace").splitlines())
+        self.tmp.close()

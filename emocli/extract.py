@@ -46,6 +46,7 @@ from .errors import DatasetError
 ITEMS = "items"
 SETTINGS = "extract.json"
 INDEX = "index.csv"
+TEMP_SUFFIX = ".part"  # item files are written under hidden .NAME.XXXX.part names: never an item pattern
 INDEX_FIELDS = ("id", "path", "label", "speaker", "split", "status", "frames_used", "face", "voice", "error")
 
 
@@ -88,6 +89,22 @@ def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     # settings first: a folder holding extract.json is resumable whatever happens next
     atomic_write_text(s_path, json.dumps(settings, indent=2) + "\n")
     (out / ITEMS).mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out)
+
+
+def item_files(out: Path, ending: str) -> list[Path]:
+    """Finished item files (``*.npz`` or ``*.error.json``), sorted; temporary files are hidden and never match."""
+    return sorted(p for p in (Path(out) / ITEMS).glob(f"*{ending}") if not p.name.startswith("."))
+
+
+def remove_stale_temps(out: Path) -> int:
+    """Delete what a killed run left half-written (hidden ``.NAME.XXXX`` files of :func:`atomic_path`)."""
+    out = Path(out)
+    stale = [p for p in (out / ITEMS).glob(".*") if p.is_file()]
+    stale += [p for name in (SETTINGS, INDEX) for p in out.glob(f".{name}.*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return len(stale)
 
 
 def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:
@@ -148,7 +165,7 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
         arrays[f"frame_scores_{name.replace('-', '_')}"] = scores
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    with atomic_path(items_dir / f"{iid}.npz", suffix=".npz") as tmp:
+    with atomic_path(items_dir / f"{iid}.npz", suffix=TEMP_SUFFIX) as tmp:
         tmp.write_bytes(buf.getvalue())
     return row
 
@@ -222,13 +239,13 @@ def write_index(out: Path) -> Path:
 
     out = Path(out)
     rows = []
-    for p in sorted((out / ITEMS).glob("*.npz")):
+    for p in item_files(out, ".npz"):
         with np.load(p, allow_pickle=False) as z:
             rows.append({"id": p.stem, "path": str(z["path"]), "label": str(z["label"]),
                          "speaker": str(z["speaker"]), "split": str(z["split"]), "status": "ok",
                          "frames_used": int(len(z["frame_times"])), "face": int(z["face_scores"].size > 0),
                          "voice": int(z["voice_scores"].size > 0), "error": ""})
-    for p in sorted((out / ITEMS).glob("*.error.json")):
+    for p in item_files(out, ".error.json"):
         d = json.loads(p.read_text())
         rows.append({k: d.get(k, "") for k in INDEX_FIELDS})
     rows.sort(key=lambda r: r["path"])
@@ -246,7 +263,7 @@ def load_extracted(out: Path) -> list[dict[str, Any]]:
     if not (out / SETTINGS).is_file():
         raise DatasetError(f"{out}: not an emo extraction folder (no {SETTINGS}); run `emo extract` first")
     items = []
-    for p in sorted((out / ITEMS).glob("*.npz")):
+    for p in item_files(out, ".npz"):
         with np.load(p, allow_pickle=False) as z:
             d = {k: z[k] for k in z.files}
         for k in ("label", "path", "speaker", "split"):

@@ -1,40 +1,46 @@
 """Expand command-line inputs: files, folders, and ``-`` (stdin) into a stream of paths.
 
-``-`` reads stdin once. If it looks like text (UTF-8, no NUL bytes) every non-empty line is
-an input path, so ``find ... | emo predict -`` works; otherwise stdin is media bytes (a
+``-`` reads stdin once. If it looks like text (no control bytes) every non-empty line is
+an input path, so ``find ... | emo predict -`` works, each path handled as soon as its line
+arrives; otherwise stdin is media bytes (a
 non-seekable pipe), spooled to a temporary file that is removed after use.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, spool_stdin
+from .errors import MediaError
+from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, StallingReader, spool_stdin
 
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
+MAX_PATH_LINE = 64 * 1024  # bytes read at once from a list of paths (a longer "line" is not a path)
 
 
-def media_in_folder(folder: Path) -> list[Path]:
-    """Media files below ``folder`` (recursively, hidden files skipped), sorted."""
+def media_in_folder(folder: Path, *, unreadable: list[OSError] | None = None) -> list[Path]:
+    """Media files below ``folder`` (recursively, hidden files skipped), sorted.
+
+    Sub-folders that cannot be listed are appended to ``unreadable`` (when given) as the
+    OSError that ``os.walk`` met, instead of being skipped silently.
+    """
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder, onerror=unreadable.append if unreadable is not None else None):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         found.extend(Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTS)
     return sorted(found)
 
 
+_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # never in a list of paths; in every media header
+
+
 def _looks_like_text(head: bytes) -> bool:
-    if not head or b"\0" in head:
-        return False
-    try:
-        head.decode("utf-8")
-    except UnicodeDecodeError as exc:  # a multi-byte character cut at the sniff boundary is fine
-        return exc.start >= len(head) - 4
-    return True
+    """A list of paths: no control bytes but tabs and line ends (non-UTF-8 names are fine)."""
+    return bool(head) and not _CONTROL.search(head)
 
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
@@ -54,29 +60,65 @@ def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
 def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
     p = Path(arg)
     if p.exists() and not p.is_file() and not p.is_dir():
-        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin
-        with open(p, "rb") as fh:
-            yield arg, spool_stdin(fh), None
+        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin; a writer
+        # that never comes or stalls is given up after the stall timeout
+        try:
+            with StallingReader(p, name=arg) as fh:
+                spooled = spool_stdin(fh, name=arg)
+        except MediaError as exc:
+            yield arg, None, str(exc)
+            return
+        except OSError as exc:
+            yield arg, None, f"{arg}: cannot read ({exc.strerror}); check the path and its permissions"
+            return
+        yield arg, spooled, None
         return
     if p.is_dir():
-        files = media_in_folder(p)
-        if not files:
+        unreadable: list[OSError] = []
+        files = media_in_folder(p, unreadable=unreadable)
+        if not files and not unreadable:
             yield arg, None, (f"{arg}: folder holds no video, audio or image files "
                               f"({', '.join(sorted(VIDEO_EXTS)[:4])}, ...); pass media files or another folder")
-        for f in files:
-            yield str(f), f, None
+        problems = {}
+        for exc in unreadable:
+            name = exc.filename if exc.filename is not None else arg
+            why = "permission denied; make the folder readable (chmod +rx)" if isinstance(exc, PermissionError) \
+                else f"cannot list the folder ({exc.strerror or exc})"
+            problems[os.fsdecode(name)] = f"{os.fsdecode(name)}: {why}"
+        entries = [(str(f), f, None) for f in files] + [(name, None, msg) for name, msg in problems.items()]
+        yield from sorted(entries, key=lambda e: e[0])
     else:
         yield arg, p, None
 
 
 def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None]]:
-    head = stream.read(SNIFF_BYTES)
+    # Sniff what has arrived, not a full 64 KiB: a slow producer of paths must not hold back the
+    # first result. A first line (or a NUL byte, or 512 bytes) is enough to decide.
+    def read_some() -> bytes:
+        return stream.read1(SNIFF_BYTES) if hasattr(stream, "read1") else stream.read(SNIFF_BYTES)
+
+    head = read_some()
+    while head and len(head) < 512 and b"\n" not in head and b"\0" not in head:
+        more = read_some()
+        if not more:
+            break
+        head += more
     if _looks_like_text(head):
-        rest = stream.read()  # a path list is small; media would not have passed the sniff
-        for line in (head + rest).decode("utf-8", "replace").splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield from _expand_one(line)
+        # one path per line, each handled as soon as its line is complete (memory stays bounded)
+        pending = head
+        while True:
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                yield from _path_line(line)
+            if len(pending) > MAX_PATH_LINE:
+                yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a path; "
+                                        "pass one path per line")
+                pending = b""
+            more = stream.readline(MAX_PATH_LINE)
+            if not more:
+                break
+            pending += more
+        yield from _path_line(pending)
         return
     if not head:
         yield "<stdin>", None, "<stdin>: no input on stdin; pipe media bytes or a list of paths into `emo predict -`"
@@ -93,6 +135,12 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
             return stream.read(n)
 
     yield "<stdin>", spool_stdin(_Chain()), None
+
+
+def _path_line(raw: bytes) -> Iterator[tuple[str, Path | None, str | None]]:
+    line = os.fsdecode(raw.rstrip(b"\r")).strip()  # non-UTF-8 bytes of a name survive as surrogate escapes
+    if line and not line.startswith("#"):
+        yield from _expand_one(line)
 
 
 def release(display: str, path: Path | None) -> None:

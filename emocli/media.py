@@ -10,6 +10,7 @@ There is no ffprobe: :func:`probe` reads ``ffmpeg -i``'s stream description.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import re
@@ -55,10 +56,30 @@ def _source(path: Path | str) -> str:
     return "file:" + str(Path(path).resolve())
 
 
+_INPUT = "file:emo-input-placeholder"  # stands for the path while ffmpeg-python builds the command
+
+
+def _compile(args, path: Path | str) -> list[str]:
+    """ffmpeg-python's command with the real input path put back in.
+
+    ffmpeg-python hashes its graph as UTF-8 and fails on a file name that is not valid
+    UTF-8 (Python holds such bytes as surrogate escapes); subprocess encodes them back.
+    """
+    return [_source(path) if a == _INPUT else a for a in args.compile(cmd=ffmpeg_exe())]
+
+
 def check_readable(path: Path | str) -> Path:
     """Fail early, with the fix, for paths that cannot be media files."""
     p = Path(path)
     if not p.exists():
+        if p.is_symlink():
+            try:
+                os.stat(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise MediaError(f"{p}: symlink loop (the link points back to itself); "
+                                     "point it at the media file") from None
+            raise MediaError(f"{p}: symlink to a missing file ({os.readlink(p)}); fix or remove the link")
         raise MediaError(f"{p}: file not found; check the path")
     if p.is_dir():
         raise MediaError(f"{p}: is a directory; pass the media files inside it (or `emo predict {p}/*`)")
@@ -82,14 +103,45 @@ class MediaInfo:
     fps: float | None = None
     rotation: int = 0  # degrees, from the display matrix / rotate tag
     is_image: bool = False
+    video_stream: int = 0  # which video stream is decoded (ffmpeg's v:N; cover art is skipped)
+    audio_stream: int = 0  # which audio stream is decoded (ffmpeg's a:N: the default one, else the first)
+    audio_streams: int = 0  # how many audio streams the file has
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
-_VIDEO = re.compile(r"Stream #\S+.*?: Video: (.*)")
-_AUDIO = re.compile(r"Stream #\S+.*?: Audio: ")
+_STREAM = re.compile(r"Stream #\S+.*?: (Video|Audio): (.*)")
 _SIZE = re.compile(r"(?<![0-9a-fx])(\d{2,5})x(\d{2,5})(?![0-9a-fx])")
 _FPS = re.compile(r"([\d.]+)(k?) (?:fps|tbr)")
 _ROTATE = re.compile(r"(?:rotation of|rotate\s*:)\s*(-?[\d.]+)")
+
+
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def image_header_size(path: Path | str) -> tuple[int, int] | None:
+    """(width, height) from a PNG, JPEG or BMP header, without decoding; None for other files.
+
+    ``ffmpeg -i`` decodes a still image to describe it: a 300 KB PNG of 10000x10000 pixels
+    costs it 300 MB and seconds, so the size limit is checked on the header first.
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head[:2] == b"BM" and len(head) >= 26:
+        return abs(int.from_bytes(head[18:22], "little", signed=True)), abs(int.from_bytes(head[22:26], "little",
+                                                                                            signed=True))
+    if head[:2] == b"\xff\xd8":
+        i = 2
+        while i + 9 <= len(head) and head[i] == 0xFF:
+            marker = head[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in _JPEG_SOF:
+                return int.from_bytes(head[i + 7:i + 9], "big"), int.from_bytes(head[i + 5:i + 7], "big")
+            i += 2 + int.from_bytes(head[i + 2:i + 4], "big")
+    return None
 
 
 def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
@@ -101,6 +153,9 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
         If the file is missing, empty, or ffmpeg cannot read it.
     """
     p = check_readable(path)
+    size = image_header_size(p)
+    if size is not None:  # refuse a huge still image before ffmpeg decodes it to describe it
+        check_frame_size(MediaInfo(p, None, True, False, *size, is_image=True))
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", _source(p)]
     try:
         res = subprocess.run(cmd, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
@@ -108,8 +163,15 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
         raise MediaError(f"{p}: ffmpeg took over {timeout:.0f} s to read the header; the file is damaged "
                          "or not a media file") from None
     text = res.stderr.decode("utf-8", "replace")
-    video, audio = _VIDEO.search(text), _AUDIO.search(text)
-    if not video and not audio:
+    streams = _STREAM.findall(text)
+    # cover art in an audio file is a one-picture "video" stream: not something to score
+    videos = [d for kind, d in streams if kind == "Video" and "(attached pic)" not in d]
+    audios = [d for kind, d in streams if kind == "Audio"]
+    video_stream = next((i for i, (kind, d) in enumerate(x for x in streams if x[0] == "Video")
+                         if "(attached pic)" not in d), 0)
+    audio_stream = next((i for i, d in enumerate(audios) if "(default)" in d), 0)
+    video, audio = bool(videos), bool(audios)
+    if not streams:
         last = _last_error_line(text)
         raise MediaError(f"{p}: not a readable video, audio or image file ({last}); check the file, "
                          "or convert it with ffmpeg")
@@ -121,7 +183,7 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
     fps = None
     rotation = 0
     if video:
-        desc = video[1]
+        desc = videos[0]
         s = _SIZE.search(desc)
         if s:
             width, height = int(s[1]), int(s[2])
@@ -133,18 +195,23 @@ def probe(path: Path | str, *, timeout: float = PROBE_TIMEOUT) -> MediaInfo:
             rotation = int(round(float(r[1]))) % 360
             if rotation in (90, 270):
                 width, height = height, width
-    is_image = p.suffix.lower() in IMAGE_EXTS or bool(video and re.search(r"Video: (png|mjpeg|bmp|webp|tiff)", text)
+    is_image = p.suffix.lower() in IMAGE_EXTS or bool(video and re.match(r"(png|mjpeg|bmp|webp|tiff)", videos[0])
                                                          and not audio and (dur is None or dur <= 0.05))
-    return MediaInfo(p, dur, bool(video), bool(audio), width, height, fps, rotation, is_image)
+    return MediaInfo(p, dur, video, audio, width, height, fps, rotation, is_image,
+                     video_stream=video_stream, audio_stream=audio_stream, audio_streams=len(audios))
+
+
+_FFMPEG_CONTEXT = re.compile(r"\[[^\]\s]+ @ 0x[0-9a-fA-F]+\]\s*")  # "[vost#0:0/rawvideo @ 0x55...] ": internals
 
 
 def _last_error_line(text: str) -> str:
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    for ln in reversed(lines):
-        if "output file" in ln.lower():  # ffmpeg's complaint that we gave it no output
-            continue
-        return ln.split(": ", 1)[-1] if ln.startswith("file:") or "/" in ln.split(":")[0] else ln
-    return "ffmpeg printed nothing"
+    lines = [_FFMPEG_CONTEXT.sub("", ln).strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and "output file" not in ln.lower()]  # ffmpeg's complaint of no output
+    about_file = [ln for ln in lines if not ln.startswith("Terminating thread")]  # the thread report says less
+    if not lines:
+        return "ffmpeg printed nothing"
+    ln = (about_file or lines)[-1]
+    return ln.split(": ", 1)[-1] if ln.startswith("file:") or "/" in ln.split(":")[0] else ln
 
 
 def _run_pipe(args: list[str], stderr_file) -> subprocess.Popen:
@@ -220,13 +287,24 @@ class _FFmpegRun:
             self.err.close()
 
 
+def check_frame_size(info: MediaInfo) -> None:
+    """Refuse frames over :data:`MAX_PIXELS` from the header's size, before anything is decoded.
+
+    A still image is checked too: a 118 KB PNG can claim 10000x10000 pixels (300 MB decoded).
+    """
+    w, h = info.width, info.height
+    if w * h > MAX_PIXELS:
+        what, fix = (("the image is", "downscale it first (ffmpeg -i IN -vf scale=1920:-2 OUT)") if info.is_image else
+                     ("frames are", "downscale the video first (ffmpeg -vf scale=1920:-2)"))
+        raise MediaError(f"{info.path}: {what} {w}x{h} pixels, larger than emo accepts "
+                         f"({MAX_PIXELS // 1_000_000} Mpx); {fix}")
+
+
 def _output_size(info: MediaInfo, max_side: int) -> tuple[int, int]:
     w, h = info.width, info.height
     if w <= 0 or h <= 0:
         raise MediaError(f"{info.path}: ffmpeg reports no frame size; the video stream is damaged")
-    if w * h > MAX_PIXELS:
-        raise MediaError(f"{info.path}: frames of {w}x{h} pixels are larger than emo accepts "
-                         f"({MAX_PIXELS // 1_000_000} Mpx); downscale the video first (ffmpeg -vf scale=1920:-2)")
+    check_frame_size(info)
     scale = min(1.0, max_side / max(w, h))
     # even sizes keep every pixel format happy
     return max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
@@ -261,7 +339,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     if not info.has_video:
         return
     w, h = _output_size(info, max_side)
-    stream = ffmpeg.input(_source(info.path)).video
+    stream = ffmpeg.input(_INPUT)[f"v:{info.video_stream}"]
     if fps is not None:
         # eof_action=pass keeps the last frame of a clip shorter than 1/fps (a one-frame video)
         stream = stream.filter("fps", fps=fps, eof_action="pass")
@@ -270,7 +348,7 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     if max_seconds is not None:
         out_kw["t"] = max_seconds
     args = ffmpeg.output(stream, "pipe:", **out_kw).global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-    cmd = args.compile(cmd=ffmpeg_exe())
+    cmd = _compile(args, info.path)
     frame_bytes = w * h * 3
     step = 1.0 / fps if fps else 1.0 / (info.fps or 25.0)
     n = 0
@@ -288,6 +366,28 @@ def iter_frames(path: Path | str, *, fps: float | None = 5.0, info: MediaInfo | 
     run.check(info.path, what="video", produced=n > 0)
 
 
+def ended_early(info: MediaInfo, decoded_seconds: float, *, step: float, max_seconds: float | None = None) -> bool:
+    """Whether the decoded video stops short of what the file promises (a truncated download or copy).
+
+    Two claims are checked: a RIFF file (AVI, WAV) states its own size in its first bytes, and
+    the container states a duration. ``decoded_seconds`` is frames decoded x ``step`` (seconds
+    per frame); a frame and a half of slack absorbs rounding at the end of the stream.
+    """
+    slack = 1.5 * step + 0.05
+    if max_seconds is not None and decoded_seconds >= max_seconds - slack:
+        return False  # stopped where it was asked to
+    try:
+        with open(info.path, "rb") as fh:
+            head = fh.read(12)
+            size = os.fstat(fh.fileno()).st_size
+    except OSError:
+        head, size = b"", 0
+    if head[:4] == b"RIFF" and head[8:12] in (b"AVI ", b"WAVE") and size < int.from_bytes(head[4:8], "little") + 8:
+        return True
+    expected = min(info.duration or 0.0, max_seconds if max_seconds is not None else float("inf"))
+    return expected > 0 and decoded_seconds < expected - slack
+
+
 def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
     parts, got = [], 0
     while got < size:
@@ -303,7 +403,7 @@ def _read_exact(fh, size: int, dog: _Watchdog | None = None) -> bytes:
 
 def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | None = None,
                max_seconds: float | None = None, stall_timeout: float = STALL_TIMEOUT) -> np.ndarray:
-    """Decode the first audio stream as mono float32 in [-1, 1] at ``sr`` Hz.
+    """Decode the file's default audio stream (else its first) as mono float32 in [-1, 1] at ``sr`` Hz.
 
     Returns
     -------
@@ -324,9 +424,9 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     out_kw = {"format": "f32le", "ac": 1, "ar": sr}
     if max_seconds is not None:
         out_kw["t"] = max_seconds
-    args = (ffmpeg.input(_source(info.path)).audio.output("pipe:", **out_kw)
+    args = (ffmpeg.input(_INPUT)[f"a:{info.audio_stream}"].output("pipe:", **out_kw)
             .global_args("-nostdin", "-hide_banner", "-loglevel", "error"))
-    cmd = args.compile(cmd=ffmpeg_exe())
+    cmd = _compile(args, info.path)
     run = _FFmpegRun(cmd, stall_timeout)
     with run:
         data = run.read(MAX_AUDIO_BYTES + 4)
@@ -337,25 +437,62 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     return np.frombuffer(data, np.float32, count=len(data) // 4).copy()
 
 
-def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30) -> Path:
+class StallingReader:
+    """Read a pipe, FIFO or device by its file descriptor, giving up after ``timeout`` seconds without a byte.
+
+    Opened without blocking, so a FIFO nobody writes to cannot hang the run at ``open`` either.
+    ``read(n)`` returns what has arrived (at most ``n`` bytes), ``b""`` at the end.
+    """
+
+    def __init__(self, path: Path | str, *, name: str, timeout: float | None = None):
+        import select
+
+        self.name, self.timeout = name, STALL_TIMEOUT if timeout is None else timeout
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.poll = select.poll()
+        self.poll.register(self.fd, select.POLLIN | select.POLLPRI)
+
+    def read(self, n: int = 1 << 20) -> bytes:
+        if not self.poll.poll(self.timeout * 1000):
+            raise MediaError(f"{self.name}: nothing arrived for {self.timeout:.0f} s; check that something "
+                             "writes to it (a FIFO needs a writer), or pass a file")
+        try:
+            return os.read(self.fd, n if n > 0 else 1 << 20)
+        except BlockingIOError:  # woken without data: poll again
+            return self.read(n)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+    def __enter__(self) -> "StallingReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30, name: str = "<stdin>") -> Path:
     """Copy a non-seekable input (stdin) to a temporary file so it can be probed and decoded.
 
-    The caller deletes the file. Raises :class:`MediaError` past ``limit_bytes``.
+    The caller deletes the file; on any failure it is deleted here. Raises :class:`MediaError`
+    past ``limit_bytes`` (and whatever ``stream.read`` raises: a stall, an interrupt).
     """
     import sys
 
     src = stream if stream is not None else sys.stdin.buffer
-    fd, name = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
     total = 0
-    with os.fdopen(fd, "wb") as out:
-        while True:
-            block = src.read(1 << 20)
-            if not block:
-                break
-            total += len(block)
-            if total > limit_bytes:
-                out.close()
-                os.unlink(name)
-                raise MediaError(f"<stdin>: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
-            out.write(block)
-    return Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                total += len(block)
+                if total > limit_bytes:
+                    raise MediaError(f"{name}: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
+                out.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    return Path(tmp)

@@ -21,6 +21,7 @@ from .labels import LABELS
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
+_ENDED_EARLY = "video stream ended early (damaged file): scored the frames decoded"
 
 
 @dataclass(frozen=True)
@@ -130,8 +131,6 @@ class Pipeline:
     """
 
     def __init__(self, bundle: Path | None = None, options: Options = Options(), *, role: str = "full"):
-        import json
-
         from .bundle import DEFAULT_BUNDLE, verify_bundle
         from .fusion import FusionModel
 
@@ -154,9 +153,9 @@ class Pipeline:
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:
-            from .video_model import Preprocessing
+            from .video_model import Preprocessing, read_face_meta
 
-            self.face_pre = Preprocessing.from_dict(json.loads((self.bundle / "face.json").read_text())["preprocessing"])
+            self.face_pre = Preprocessing.from_dict(read_face_meta(self.bundle)["preprocessing"])
             if role == "full":
                 from .video_model import FaceModel
 
@@ -324,7 +323,7 @@ class Pipeline:
             if voice_frames is not None:
                 res.voice_stats68 = stats68
         if self.options.window:
-            res.segments = self._segments(acc, voice_frames, info)
+            res.segments = self._segments(acc, voice_frames, info, res.notes)
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
         """Scores in the fusion's label order; NaN for emotions the model was not trained on."""
@@ -342,21 +341,26 @@ class Pipeline:
         """
         from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
-        from .media import iter_frames
+        from .media import check_frame_size, ended_early, iter_frames
         from .video_model import prepare_faces
 
         opt = self.options
         tracker = FaceTracker(min_face=opt.min_face)
         if info.is_image:
             rec.frames_seen = 1
-            img = read_image(info.path)
+            check_frame_size(info)
+            problems: list[str] = []
+            img = read_image(info.path, problems=problems)
+            if problems:
+                rec.notes.append(f"image damaged ({problems[0]}): scored what decoded")
             if opt.detect:
                 _, crops, boxes = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)
             else:
                 crops, boxes = [img], [None]
             if not crops:
-                raise NoFaceError(f"{info.path}: no face found in the image; if the image is already a cropped "
-                                  "face, pass --no-detect")
+                damaged = f" (the image is damaged: {problems[0]})" if problems else ""
+                raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
+                                  "cropped face, pass --no-detect")
             yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]))
             return
         found = 0
@@ -376,7 +380,11 @@ class Pipeline:
         except MediaError:
             if rec.frames_seen == 0:
                 raise
-            rec.notes.append("video stream ended early (damaged file): scored the frames decoded")
+            rec.notes.append(_ENDED_EARLY)
+        step = 1.0 / (opt.fps or info.fps or 25.0)
+        if rec.frames_seen and _ENDED_EARLY not in rec.notes and ended_early(
+                info, rec.frames_seen * step, step=step, max_seconds=opt.max_seconds):
+            rec.notes.append(_ENDED_EARLY)
         if rec.frames_seen == 0:
             rec.notes.append("no video frames decoded")
         elif found == 0:
@@ -413,13 +421,19 @@ class Pipeline:
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
         """Decode the audio; per-window features (34 short-term + pitch rows, m); None (with a note) if unusable."""
-        from .audio_features import short_term_features, window_features
+        from .audio_features import SILENCE_DBFS, loudest_window_dbfs, short_term_features, window_features
         from .media import load_audio
 
         st = self.voice_settings
         sr = int(st["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
+            if info.audio_streams > 1:
+                notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+            if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+                notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
+                             "voice not used")
+                return None
             # thesis68 needs only the 34 short-term features: skip the pitch track it never uses
             features = short_term_features if st["feature_set"] == "thesis68" else window_features
             return features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
@@ -440,13 +454,18 @@ class Pipeline:
         return self.voice_model.predict_proba(feats[None])[0], stats68
 
     # -- segments (--window) -----------------------------------------------------------
-    def _segments(self, acc: "_FaceAccumulator", voice_frames, info) -> list[dict[str, Any]]:
-        """Per-window scores: face frames and voice windows whose time falls in [start, end)."""
+    def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str]) -> list[dict[str, Any]]:
+        """Per-window scores: face frames and voice windows whose time falls in [start, end).
+
+        A segment past the end of one modality (audio shorter than the video, or no face in it)
+        uses the other alone, and ``notes`` says so.
+        """
         from .fusion import normalize
 
         w = float(self.options.window)
         step = float(self.voice_settings["step_s"]) if self.has_voice else 0.025
-        ends = [info.duration or 0.0]
+        limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
+        ends = [min(info.duration or 0.0, limit)]
         if acc.times:
             ends.append(float(np.concatenate(acc.times)[-1]) + 1e-6)
         if voice_frames is not None:
@@ -456,6 +475,7 @@ class Pipeline:
         scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
         labels = self.fusion.labels
         out = []
+        one_sided: set[str] = set()
         edges = [k * w for k in range(max(1, int(np.ceil(total / w))))] + [total]
         if len(edges) > 2 and edges[-1] - edges[-2] < min(1.0, w / 2):
             del edges[-2]  # a sliver at the end (audio a few ms longer than the video) joins the last segment
@@ -467,15 +487,20 @@ class Pipeline:
                                 self.face_model.labels) if sel.any() else None)
             voice = None
             if voice_frames is not None:
-                a, b = int(start / step), int(end / step)
-                if b - a >= 2:
-                    voice = self._align(self._voice_scores(voice_frames[:, a:b])[0], self.voice_model.labels)
+                part = voice_frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
+                if part.shape[1] >= 2:
+                    voice = self._align(self._voice_scores(part)[0], self.voice_model.labels)
+                elif face is not None:
+                    one_sided.add("segments past the end of the audio use the face alone")
+            if voice is not None and face is None and times.size:
+                one_sided.add("segments without a face use the voice alone")
             if face is None and voice is None:
                 continue
             fused = self.fusion.fuse(face, voice)
             out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
                         "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
+        notes.extend(sorted(one_sided))
         return out
 
 

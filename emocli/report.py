@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any, TextIO
 
 from .labels import LABELS
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """``text`` as valid UTF-8: bytes of a non-UTF-8 file name (surrogate escapes) become ``\\xE9``."""
+    def esc(m: re.Match) -> str:
+        c = ord(m[0])
+        return f"\\x{c - 0xDC00:02x}" if 0xDC80 <= c <= 0xDCFF else f"\\u{c:04x}"
+
+    return _SURROGATE.sub(esc, text)
+
+
+def _printable_all(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return printable(obj)
+    if isinstance(obj, dict):
+        return {printable(k) if isinstance(k, str) else k: _printable_all(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_printable_all(v) for v in obj]
+    return obj
+
+
 def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
-    """Write one JSON object as one line and flush (so `| head` and `| jq` see it at once)."""
+    """Write one JSON object as one line and flush (so `| head` and `| jq` see it at once).
+
+    Every string is made printable first, so the line is valid UTF-8 whatever the file names.
+    """
     out = out or sys.stdout
-    out.write(json.dumps(obj, ensure_ascii=False, allow_nan=False) + "\n")
+    out.write(json.dumps(_printable_all(obj), ensure_ascii=False, allow_nan=False) + "\n")
     out.flush()
 
 
@@ -22,10 +48,10 @@ def result_table(res, *, console) -> None:
     from rich.table import Table
 
     if res.status != "ok":
-        console.print(f"[red]{escape(res.file)}: {escape(res.error or 'failed')}[/red]")
+        console.print(f"[red]{escape(printable(res.file))}: {escape(printable(res.error or 'failed'))}[/red]")
         return
     used = " + ".join(res.modalities)
-    title = f"{escape(res.file)}  [bold]{res.label}[/bold]  ({used}; {res.frames_used} face frame(s))"
+    title = f"{escape(printable(res.file))}  [bold]{res.label}[/bold]  ({used}; {res.frames_used} face frame(s))"
     table = Table(title=title, title_justify="left")
     table.add_column("emotion")
     for col, scores in (("face", res.face_scores), ("voice", res.voice_scores), ("fused", res.scores)):
@@ -37,7 +63,7 @@ def result_table(res, *, console) -> None:
         table.add_row(*row)
     console.print(table)
     for note in res.notes:
-        console.print(f"[yellow]note:[/yellow] {escape(note)}")
+        console.print(f"[yellow]note:[/yellow] {escape(printable(note))}")
 
 
 # EmotiW / AFEW class names, as the challenge's submission files spell them.

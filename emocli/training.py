@@ -234,7 +234,7 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
     import json
 
-    from .bundle import verify_bundle, write_manifest
+    from .bundle import read_json_document, verify_bundle, write_manifest
     from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs
 
     manifest = verify_bundle(bundle)
@@ -242,10 +242,15 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     recalls = {}
     for mod, name in (("face", "face.json"), ("voice", "voice.json")):
         if name in files:
-            recalls[mod] = _validation_recall(json.loads((Path(bundle) / name).read_text()))
+            recalls[mod] = _validation_recall(read_json_document(
+                Path(bundle) / name, fmt=None, what=f"an emo {mod}-model description",
+                missing="listed in the manifest but missing; restore the bundle or retrain",
+                invalid="not valid JSON ({exc}); restore the bundle from its source or retrain"))
     if "experts.json" in files:  # the face score is the experts' combination: use its held-out recall
-        recalls["face"] = json.loads((Path(bundle) / "experts.json").read_text()).get("info", {}).get(
-            "validation_recall") or recalls.get("face")
+        experts = read_json_document(Path(bundle) / "experts.json", fmt="emo-experts", what="face-expert settings",
+                                     missing="listed in the manifest but missing; restore the bundle",
+                                     invalid="not valid JSON ({exc}); restore the bundle from its source")
+        recalls["face"] = experts.get("info", {}).get("validation_recall") or recalls.get("face")
     if method == "confusion" and not (recalls.get("face") and recalls.get("voice")):
         raise ModelError(f"{bundle}: confusion-matrix weights need validation recall from both a face and a "
                          "voice model in the bundle; train both, or use --method equal")

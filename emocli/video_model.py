@@ -268,6 +268,17 @@ def with_precision(net, policy: str):
 # The model object
 
 
+def read_face_meta(directory: Path) -> dict:
+    """``face.json`` of a bundle (backbone, labels, preprocessing), or a ModelError with the fix."""
+    from .bundle import read_json_document
+
+    return read_json_document(
+        Path(directory) / "face.json", fmt=None, what="an emo face-model description",
+        keys=("backbone", "labels", "preprocessing"),
+        missing="missing face model file; retrain with `emo train-video` or pass another --model",
+        invalid="not valid JSON ({exc}); restore the bundle from its source or retrain with `emo train-video`")
+
+
 @dataclass
 class FaceModel:
     """A trained face network with the labels and preprocessing it needs.
@@ -508,7 +519,7 @@ class FaceModel:
         for p in (meta_path, net_path):
             if not p.is_file():
                 raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another --model")
-        meta = json.loads(meta_path.read_text())
+        meta = read_face_meta(directory)
         lite_path = directory / RUNTIME_FILE
         if runtime and lite_path.is_file():
             model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),

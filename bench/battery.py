@@ -1,0 +1,307 @@
+"""Battery of bad and unusual inputs against the installed ``emo``: README's "What happens when" rows
+plus the cases of issue 13 (reliability, round 2).
+
+    python bench/battery.py            # about 2-4 minutes; prints one line per case and the summary
+    python bench/battery.py -k stdin   # only the cases whose name contains "stdin"
+    python bench/battery.py --model DIR
+
+Media are generated with ffmpeg's lavfi sources (and cut from ``examples/``) in a temporary
+folder. Every case runs ``emo`` in a fresh process and is checked for: its documented outcome
+(passed), a Python traceback on stderr (tracebacks), and fewer JSON result lines than inputs
+(results lost). The last line reads ``cases N / passed P / tracebacks T / results lost L``.
+
+Not run here (too slow or not reproducible as root; the test suite covers them): an ffmpeg
+stall (60 s), more than 4 h of audio, a FIFO nobody writes to (60 s), an unreadable folder
+(root reads everything), ``extract`` killed mid-write, crafted model files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "1001_DFA_HAP_XX.avi"
+
+
+def emo_cmd() -> list[str]:
+    exe = shutil.which("emo")
+    return [exe] if exe else [sys.executable, "-m", "emocli"]
+
+
+def ffmpeg(*args: str) -> None:
+    from emocli.media import ffmpeg_exe
+
+    subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
+
+
+@dataclass
+class Run:
+    rc: int
+    lines: list[dict]
+    bad_lines: int  # stdout lines that are not JSON (or not UTF-8)
+    stderr: str
+    seconds: float
+    stdout: str = ""
+
+
+@dataclass
+class Case:
+    name: str
+    args: Callable[[Path], list[str]]  # emo arguments, given the work folder
+    expect_lines: int  # JSON result lines the case must produce (0: not a JSON-lines case)
+    check: Callable[[Run], bool]
+    stdin: Callable[[Path], bytes] | None = None
+    stdout_file: str | None = None  # e.g. /dev/full
+    close_stdout: bool = False  # the reader goes away at once (| head -0)
+    interrupt_after_first: bool = False  # Ctrl-C after the first result line
+
+
+def run_case(case: Case, work: Path, model: list[str], timeout: float) -> Run:
+    cmd = emo_cmd() + case.args(work)
+    if cmd[len(emo_cmd())] == "predict":
+        cmd += model
+    t0 = time.monotonic()
+    stdin = case.stdin(work) if case.stdin else None
+    if case.stdout_file:
+        with open(case.stdout_file, "wb") as out:
+            p = subprocess.run(cmd, input=stdin, stdout=out, stderr=subprocess.PIPE, timeout=timeout,
+                               stdin=None if stdin is not None else subprocess.DEVNULL)
+        return Run(p.returncode, [], 0, p.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+    if case.close_stdout or case.interrupt_after_first:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first = b""
+        if case.close_stdout:
+            p.stdout.close()
+        else:
+            first = p.stdout.readline()
+            p.send_signal(signal.SIGINT)
+            first += p.stdout.read()
+        err = p.stderr.read()
+        rc = p.wait(timeout=timeout)
+        return Run(rc, *_parse(first), err.decode("utf-8", "replace"), time.monotonic() - t0)
+    p = subprocess.run(cmd, input=stdin, capture_output=True, timeout=timeout,
+                       stdin=None if stdin is not None else subprocess.DEVNULL, env={**os.environ, "COLUMNS": "300"})
+    return Run(p.returncode, *_parse(p.stdout), p.stderr.decode("utf-8", "replace"), time.monotonic() - t0,
+               p.stdout.decode("utf-8", "replace"))
+
+
+def _parse(out: bytes) -> tuple[list[dict], int]:
+    lines, bad = [], 0
+    for raw in out.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            lines.append(json.loads(raw.decode("utf-8")))
+        except (UnicodeDecodeError, ValueError):
+            bad += 1
+    return lines, bad
+
+
+# -- media ----------------------------------------------------------------------------------
+
+def make_media(work: Path) -> None:
+    """Everything the cases read, generated once."""
+    w = work
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=440:sample_rate=16000:duration=2", "-c:v", "mpeg4", "-pix_fmt", "yuv420p",
+           "-c:a", "pcm_s16le", str(w / "pattern.avi"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=1.5", str(w / "tone.wav"))
+    shutil.copy(EXAMPLE, w / "face.avi")
+    data = EXAMPLE.read_bytes()
+    for share in (10, 50, 90):
+        (w / f"cut{share}.avi").write_bytes(data[: len(data) * share // 100])
+    ffmpeg("-i", str(EXAMPLE), "-an", "-c:v", "copy", str(w / "silent_video.avi"))
+    ffmpeg("-i", str(EXAMPLE), "-frames:v", "1", "-an", str(w / "one_frame.avi"))
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=0.01", str(w / "blip.wav"))
+    ffmpeg("-i", str(EXAMPLE), "-frames:v", "1", str(w / "face.png"))
+    ffmpeg("-i", str(EXAMPLE), "-t", "0.5", "-vf", "scale=3840:2160", "-c:v", "mpeg4", "-q:v", "8", "-an",
+           str(w / "4k.mkv"))
+    ffmpeg("-i", str(EXAMPLE), "-vf", "select='not(mod(n\\,3))+eq(n\\,10)'", "-fps_mode", "vfr", "-c:v", "mpeg4",
+           "-an", str(w / "vfr.mkv"))
+    ffmpeg("-display_rotation", "90", "-i", str(EXAMPLE), "-t", "0.5", "-c:v", "copy", "-an", str(w / "rot.mp4"))
+    for name in ("with space.avi", "ünïcødé.avi", "-dash.avi"):
+        shutil.copy(w / "pattern.avi", w / name)
+    (w / "empty.avi").write_bytes(b"")
+    (w / "text.avi").write_text("not a video\n" * 50)
+    (w / "garbage.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4)
+    (w / "no_media").mkdir()
+    (w / "no_media" / "notes.txt").write_text("x")
+    # issue 13
+    (w / "utf8").mkdir()
+    shutil.copy(w / "tone.wav", os.fsencode(w / "utf8") + b"/caf\xe9.wav")
+    shutil.copy(w / "tone.wav", w / "utf8" / "z.wav")
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=2", "-f", "lavfi", "-i",
+           "sine=frequency=500:sample_rate=16000:duration=2", "-i", str(EXAMPLE), "-map", "2:v", "-map", "0:a",
+           "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-disposition:a:0", "0", "-disposition:a:1", "default",
+           str(w / "two_audio.mkv"))
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64:duration=0.04", "-frames:v", "1", str(w / "cover.png"))
+    ffmpeg("-i", str(w / "tone.wav"), "-i", str(w / "cover.png"), "-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame",
+           "-c:v", "copy", "-disposition:v", "attached_pic", "-id3v2_version", "3", str(w / "cover.mp3"))
+    jpg = w / "whole.jpg"
+    ffmpeg("-i", str(EXAMPLE), "-frames:v", "1", "-q:v", "3", str(jpg))
+    blob = bytearray(jpg.read_bytes())
+    blob[len(blob) // 2:-2] = bytes(len(blob) - 2 - len(blob) // 2)
+    (w / "half_corrupt.jpg").write_bytes(bytes(blob))
+    ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=10000x10000:duration=0.04", "-frames:v", "1", str(w / "huge.png"))
+    ffmpeg("-i", str(EXAMPLE), "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=0.8",
+           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", str(w / "short_audio.avi"))
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "7", str(w / "silence.wav"))
+    os.symlink(w / "loop.avi", w / "loop.avi")
+    bundle = w / "bundle"
+    from emocli.bundle import DEFAULT_BUNDLE, write_manifest
+
+    shutil.copytree(DEFAULT_BUNDLE, w / "tampered")
+    with open(w / "tampered" / "voice.json", "a") as fh:
+        fh.write(" ")
+    shutil.copytree(DEFAULT_BUNDLE, bundle)
+    (bundle / "face.json").write_text("{not json")
+    labels = json.loads((bundle / "manifest.json").read_text())["labels"]
+    write_manifest(bundle, labels=labels)
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+def ok(run: Run, i: int = 0) -> dict:
+    return run.lines[i] if len(run.lines) > i and run.lines[i]["status"] == "ok" else {}
+
+
+def error_names(run: Run, name: str, i: int = 0) -> bool:
+    line = run.lines[i] if len(run.lines) > i else {}
+    return (run.rc == 1 and line.get("status") == "error" and name in line.get("error", "")
+            and "\n" not in line.get("error", ""))
+
+
+def has_note(run: Run, text: str, i: int = 0) -> bool:
+    line = run.lines[i] if len(run.lines) > i else {}
+    return any(text in n for n in line.get("notes", [])) or text in (line.get("error") or "")
+
+
+def one_error_line(run: Run) -> bool:
+    return run.rc == 1 and run.stderr.count("\n") == 1 and run.stderr.startswith("error:")
+
+
+def cases() -> list[Case]:
+    p = lambda *names: (lambda w: ["predict", "--json", *[str(w / n) for n in names]])  # noqa: E731
+    return [
+        # README "What happens when"
+        Case("missing path", p("nope.avi"), 1, lambda r: error_names(r, "nope.avi")),
+        Case("folder with no media", p("no_media"), 1, lambda r: error_names(r, "no_media")),
+        Case("zero-byte file", p("empty.avi"), 1, lambda r: error_names(r, "empty.avi")),
+        Case("text file named .avi", p("text.avi"), 1, lambda r: error_names(r, "text.avi")),
+        Case("corrupt image", p("garbage.jpg"), 1, lambda r: error_names(r, "garbage.jpg")),
+        Case("video truncated halfway", p("cut50.avi"), 1,
+             lambda r: ok(r) and has_note(r, "video stream ended early")),
+        Case("video without audio", p("silent_video.avi"), 1,
+             lambda r: ok(r).get("voice_scores", 0) is None and has_note(r, "no audio track")),
+        Case("audio-only file", p("tone.wav"), 1, lambda r: ok(r).get("face_scores", 0) is None),
+        Case("video with no face", p("pattern.avi"), 1,
+             lambda r: ok(r) and has_note(r, "no face found") and has_note(r, "voice only")),
+        Case("one-frame video", p("one_frame.avi"), 1, lambda r: ok(r).get("frames_seen") == 1),
+        Case("audio shorter than one window", p("blip.wav"), 1, lambda r: error_names(r, "blip.wav")),
+        Case("still image", p("face.png"), 1,
+             lambda r: (ok(r).get("modalities") == ["face"]) or error_names(r, "face.png")),
+        Case("still image --no-detect", lambda w: ["predict", "--json", "--no-detect", str(w / "face.png")], 1,
+             lambda r: ok(r).get("modalities") == ["face"]),
+        Case("4K video", p("4k.mkv"), 1, lambda r: bool(ok(r))),
+        Case("variable frame rate", p("vfr.mkv"), 1, lambda r: 8 <= ok(r).get("frames_seen", 0) <= 12),
+        Case("rotation metadata", p("rot.mp4"), 1, lambda r: bool(ok(r))),
+        Case("awkward names", lambda w: ["predict", "--json", "--", str(w / "with space.avi"), str(w / "ünïcødé.avi"),
+                                         str(w / "-dash.avi")], 3, lambda r: r.rc == 0),
+        Case("media bytes on stdin", lambda w: ["predict", "--json", "-"], 1, lambda r: bool(ok(r)),
+             stdin=lambda w: (w / "face.avi").read_bytes()),
+        Case("paths on stdin", lambda w: ["predict", "--json", "-"], 2, lambda r: r.rc == 0,
+             stdin=lambda w: f"{w / 'tone.wav'}\n{w / 'pattern.avi'}\n".encode()),
+        Case("one bad file in a bulk run", p("empty.avi", "tone.wav"), 2,
+             lambda r: r.rc == 1 and [x["status"] for x in r.lines] == ["error", "ok"]),
+        Case("--fail-fast", lambda w: ["predict", "--json", "--fail-fast", str(w / "empty.avi"), str(w / "tone.wav")],
+             1, lambda r: r.rc == 1 and len(r.lines) == 1),
+        Case("Ctrl-C", p("tone.wav", "face.avi", "face.avi", "face.avi"), 1, lambda r: r.rc == 130,
+             interrupt_after_first=True),
+        Case("| head -0 (JSON)", p("tone.wav", "tone.wav"), 0, lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
+        Case("bundle with a modified file", lambda w: ["predict", "--json", "--model", str(w / "tampered"),
+                                                       str(w / "tone.wav")], 0,
+             lambda r: one_error_line(r) and "voice.json" in r.stderr),
+        # issue 13
+        Case("non-UTF-8 name in a folder", p("utf8"), 2,
+             lambda r: r.rc == 0 and r.bad_lines == 0 and "caf\\xe9" in r.lines[0]["file"]),
+        Case("missing non-UTF-8 name", lambda w: ["predict", "--json", os.fsdecode(os.fsencode(w) + b"/x\xe9.avi")], 1,
+             lambda r: r.bad_lines == 0 and error_names(r, "x\\xe9.avi")),
+        Case("two audio tracks", p("two_audio.mkv"), 1,
+             lambda r: "voice" in ok(r).get("modalities", []) and has_note(r, "audio stream 2 of 2")),
+        Case("MP3 with cover art", p("cover.mp3"), 1, lambda r: ok(r).get("modalities") == ["voice"]),
+        *[Case(f"video truncated at {s}%", p(f"cut{s}.avi"), 1, lambda r: has_note(r, "video stream ended early"))
+          for s in (10, 90)],
+        Case("JPEG corrupt from halfway", p("half_corrupt.jpg"), 1,
+             lambda r: has_note(r, "damaged") and "Corrupt JPEG" not in r.stderr),
+        Case("10000x10000 PNG", p("huge.png"), 1, lambda r: error_names(r, "10000x10000")),
+        Case("/dev/null", lambda w: ["predict", "--json", "/dev/null"], 1,
+             lambda r: error_names(r, "/dev/null") and "emo-stdin-" not in r.stderr),
+        Case("binary junk on stdin", lambda w: ["predict", "--json", "-"], 1,
+             lambda r: error_names(r, "<stdin>") and "emo-stdin-" not in r.stderr,
+             stdin=lambda w: b"\0" + os.urandom(100_000)),
+        Case("stdout on a full disk", p("tone.wav"), 0, one_error_line, stdout_file="/dev/full"),
+        Case("face.json not JSON", lambda w: ["predict", "--json", "--model", str(w / "bundle"), str(w / "tone.wav")],
+             0, lambda r: one_error_line(r) and "face.json" in r.stderr),
+        Case("| head -0 (table)", lambda w: ["predict", "--table", str(w / "tone.wav"), str(w / "tone.wav")], 0,
+             lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
+        Case("--window, audio shorter than video", lambda w: ["predict", "--json", "--window", "0.5",
+                                                              str(w / "short_audio.avi")], 3,
+             lambda r: r.rc == 0 and has_note(r, "past the end of the audio", -1)),
+        Case("--window with --max-seconds", lambda w: ["predict", "--json", "--window", "1", "--max-seconds", "1",
+                                                       str(w / "face.avi")], 2, lambda r: r.rc == 0),
+        Case("help keeps square brackets", lambda w: ["predict", "--help"], 0,
+             lambda r: r.rc == 0 and "'emocli[ray]'" in " ".join(r.stdout.split())
+             and "[default: the shipped models/default]" in " ".join(r.stdout.split())),
+        Case("--workers above the CPU count", lambda w: ["predict", "--json", "--workers", "64", str(w / "tone.wav"),
+                                                         str(w / "pattern.avi")], 2, lambda r: r.rc == 0),
+        Case("symlink loop", p("loop.avi"), 1, lambda r: error_names(r, "symlink loop")),
+        Case("bad --layout", lambda w: ["evaluate", str(w), "--layout", "bogus"], 0, lambda r: r.rc == 2),
+        Case("digital silence", p("silence.wav"), 1, lambda r: error_names(r, "no speech detected")),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("-k", default="", help="only cases whose name contains this")
+    ap.add_argument("--model", help="model bundle passed to emo predict (default: the shipped one)")
+    ap.add_argument("--timeout", type=float, default=300.0, help="seconds per case")
+    args = ap.parse_args()
+    model = ["--model", args.model] if args.model else []
+    selected = [c for c in cases() if args.k in c.name]
+    n = passed = tracebacks = lost = 0
+    with tempfile.TemporaryDirectory(prefix="emo-battery-") as tmp:
+        work = Path(tmp)
+        make_media(work)
+        for case in selected:
+            n += 1
+            try:
+                run = run_case(case, work, model, args.timeout)
+            except subprocess.TimeoutExpired:
+                print(f"FAIL  {case.name}: timed out after {args.timeout:.0f} s", flush=True)
+                continue
+            good = bool(case.check(run))
+            tb = "Traceback" in run.stderr
+            short = case.expect_lines and (len(run.lines) < case.expect_lines or run.bad_lines)
+            passed += good and not tb and not short
+            tracebacks += tb
+            lost += bool(short)
+            status = "ok  " if good and not tb and not short else "FAIL"
+            detail = "" if status == "ok  " else (f" (rc {run.rc}, {len(run.lines)} line(s), "
+                                                  f"stderr: {run.stderr.strip()[-200:]!r})")
+            print(f"{status}  {case.name} [{run.seconds:.1f} s]{detail}", flush=True)
+    print(f"cases {n} / passed {passed} / tracebacks {tracebacks} / results lost {lost}")
+
+
+if __name__ == "__main__":
+    main()

@@ -93,6 +93,11 @@ FaceExpertsOpt = Annotated[str, typer.Option(
     "--face-experts", callback=_check_experts, help="Face experts whose calibrated scores are averaged per frame: all (those the bundle "
                            "has: emo-cnn, the FER2013 network, and rafdb, the RAF-DB MobileFaceNet) or a comma list, "
                            "e.g. emo-cnn.")]
+DetectOpt = Annotated[Optional[bool], typer.Option(
+    "--detect/--no-detect", show_default=False,
+    help="--no-detect: inputs are already face crops; --detect: always find faces. Default: find faces, and "
+         "score a still image whole when none is found and its shorter side is at most 160 px (a face crop; "
+         "notes says so).")]
 PoolingOpt = Annotated[Pooling, typer.Option(
     help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
          "far they are from neutral).")]
@@ -276,7 +281,7 @@ def predict(
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: inputs are already face crops.")] = True,
+    detect: DetectOpt = None,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
     window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
@@ -372,7 +377,7 @@ def evaluate(
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    detect: DetectOpt = None,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
@@ -436,7 +441,7 @@ def extract(
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    detect: DetectOpt = None,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,

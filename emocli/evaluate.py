@@ -69,7 +69,7 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
     ev.n_items = len(items)
     opts = pipeline.options
     images = [it for it in items if Path(it.path).suffix.lower() in _image_exts()]
-    if images and not opts.detect and pipeline.face_model is not None and len(images) == len(items):
+    if images and opts.detect is False and pipeline.face_model is not None and len(images) == len(items):
         _evaluate_crops(images, pipeline, ev, progress)
         return ev
     for i, it in enumerate(items):

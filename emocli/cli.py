@@ -372,7 +372,8 @@ def evaluate(
     layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].")] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the confusion matrices here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
+                                                      "the modalities that ran and their per-class recall.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
@@ -411,6 +412,7 @@ def evaluate(
         atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     if plot is not None:
         plot_confusions(report, plot)
+        err.print(f"wrote {plot}", markup=False)
     if json_out:
         print(json.dumps(report))
     else:

@@ -135,33 +135,71 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
                       f"any column; first: {report['failed'][0]['file']}: {report['failed'][0]['error']}[/yellow]")
 
 
-def plot_confusions(report: dict[str, Any], path: Path) -> None:
-    """A PNG with one confusion matrix (row-normalised, counts printed) per modality."""
+def shown_modalities(report: dict[str, Any]) -> list[str]:
+    """The modalities worth a panel: those that scored an item, and fused only when both face and voice
+    did (with one modality, fused is that modality's scores again)."""
+    ran = [m for m in ("face", "voice") if report[m]["n"]]
+    return ran + (["fused"] if len(ran) == 2 and report["fused"]["n"] else [])
+
+
+def confusion_figure(report: dict[str, Any]):
+    """A matplotlib figure: one row-normalised confusion matrix per modality that ran (percent of the
+    true class, counts in small print, one shared colour bar), then per-class recall of each as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bundle import atomic_path
-
     labels = report["labels"]
-    shown = [m for m in MODALITIES if report[m]["n"]]
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5.2 * max(1, len(shown)), 4.8), squeeze=False)
-    for ax, m in zip(axes[0], shown):
+    shown = shown_modalities(report)
+    n = len(shown) + 1
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.9), squeeze=False, layout="constrained")
+    axes = axes[0]
+    im = None
+    for ax, m in zip(axes, shown):
         cm = np.asarray(report[m]["confusion"], float)
         rows = cm.sum(1, keepdims=True)
         norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        im = ax.imshow(100 * norm, vmin=0, vmax=100, cmap="Blues")
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                if not rows[i, 0]:
+                    continue
+                color = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i - 0.12, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=8, color=color)
+                ax.text(j, i + 0.25, f"{int(cm[i, j])}", ha="center", va="center", fontsize=5.5, color=color)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})", fontsize=9)
-    fig.tight_layout()
+        ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})",
+                     fontsize=9)
+    bars = axes[-1]
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(shown))
+    for k, m in enumerate(shown):
+        rec = [np.nan if report[m]["recall"][lab] is None else report[m]["recall"][lab] for lab in labels]
+        bars.bar(x + (k - (len(shown) - 1) / 2) * width, rec, width, label=m)
+    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("recall")
+    bars.set_title("per-class recall" if shown else "no item was scored", fontsize=9)
+    if shown:
+        bars.legend(fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[:len(shown)]), fraction=0.025, pad=0.01, label="% of the true class")
+    return fig
+
+
+def plot_confusions(report: dict[str, Any], path: Path) -> int:
+    """Write :func:`confusion_figure` as a PNG; return its number of panels (matrices + the recall chart)."""
+    import matplotlib.pyplot as plt
+
+    from .bundle import atomic_path
+
+    fig = confusion_figure(report)
+    panels = len(shown_modalities(report)) + 1
     with atomic_path(Path(path), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return panels

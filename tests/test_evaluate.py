@@ -41,3 +41,36 @@ def test_face_sized_image_without_a_face_is_scored_as_a_crop(face_only_bundle, t
     assert res.status == "error" and "no face found" in res.error
     res = Pipeline(face_only_bundle, Options()).run(big)  # larger than a face crop: still an error
     assert res.status == "error" and "no face found" in res.error
+
+
+# -- 5. the confusion plot ----------------------------------------------------------------------
+
+def _report(face: bool, voice: bool):
+    from emocli.evaluate import Evaluation
+
+    ev = Evaluation()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        s = {lab: float(v) for lab, v in zip(LABELS, rng.dirichlet(np.ones(7)))}
+        ev.add(LABELS[i % 5], {"face": s if face else None, "voice": s if voice else None, "fused": s}, )
+    return ev.report()
+
+
+@pytest.mark.parametrize("face,voice,panels", [(True, True, 4), (True, False, 2), (False, True, 2)])
+def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from emocli.evaluate import confusion_figure, plot_confusions
+
+    rep = _report(face, voice)
+    fig = confusion_figure(rep)
+    images = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if ax.patches]
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(images) == panels - 1 and len(bars) == 1 and len(colorbars) == 1
+    titles = [ax.get_title().split(":")[0] for ax in images]
+    assert titles == [m for m, on in (("face", face), ("voice", voice), ("fused", face and voice)) if on]
+    # percent of the true class in large print, counts in small
+    assert any(t.get_text().isdigit() and t.get_fontsize() < 7 for t in images[0].texts)
+    plt.close(fig)
+    assert plot_confusions(rep, tmp_path / "cm.png") == panels

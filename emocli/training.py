@@ -168,7 +168,7 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     import json
 
     from .bundle import verify_bundle, write_manifest
-    from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs
+    from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
 
     manifest = verify_bundle(bundle)
     files = manifest.get("files", {})
@@ -200,14 +200,27 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
                                     d["face_features"].mean(0), d["voice_stats68"]) for d in items])
         y = np.array([d["label"] for d in items])
         fm.fit_estimator(x, y, seed=seed)
+        cv = heldout_accuracy(method, x, y, seed=seed)
         fm.info_ = {"fitted_on": str(features), "split": split, "n_items": len(items),
-                    "classes": labels, "input_dimension": int(x.shape[1])}
+                    "classes": labels, "input_dimension": int(x.shape[1]), "pca_components": pca_size(fm.estimator_),
+                    "heldout_accuracy": None if cv is None else round(cv[0], 4),
+                    "heldout_folds": None if cv is None else cv[1]}
         console.print(f"fitted {method} fusion on {len(items)} clips ({x.shape[1]} inputs, classes: {', '.join(labels)})")
     fm.save(bundle)
     write_manifest(bundle, labels=list(fm.labels))
-    weights = fm.to_dict()["face_weights"]
-    console.print(f"saved {bundle}/fusion.json: method {method}, rule {rule}; face weight per emotion: "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
+    if method in FEATURE_METHODS:
+        info = fm.info_
+        pca = (f"PCA {info['input_dimension']} -> {info['pca_components']} components"
+               if info["pca_components"] is not None else f"{info['input_dimension']} inputs, no PCA")
+        acc = (f"held-out accuracy {info['heldout_accuracy']:.3f} ({info['heldout_folds']}-fold cross-validation "
+               f"on the {info['n_items']} fitted clips)" if info["heldout_accuracy"] is not None
+               else "held-out accuracy not measured (too few clips per class for 2 folds)")
+        console.print(f"saved {bundle}/fusion.json: method {method}; {pca}; {acc}; a clip with only a face or only "
+                      "a voice is scored by that modality")
+    else:
+        weights = fm.to_dict()["face_weights"]
+        console.print(f"saved {bundle}/fusion.json: method {method}, rule {rule}; face weight per emotion: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
     return fm.to_dict()
 
 

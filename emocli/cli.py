@@ -55,6 +55,13 @@ def fail(message: str) -> "typer.Exit":
     return typer.Exit(1)
 
 
+SplitOpt = Annotated[Optional[str], typer.Option(
+    help="With --features: train on the extracted items of this split [default: the training split (Train) "
+         "when the items have splits, else all of them].", show_default=False)]
+AllowEvalSplitOpt = Annotated[bool, typer.Option(
+    "--allow-eval-split", help="Allow --split to name an evaluation split (Val, Test, ...).")]
+
+
 class Head(str, Enum):
     exp1 = "exp1"
     exp2 = "exp2"
@@ -145,15 +152,20 @@ def train_video(
     precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
                                                       "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
                                                       "only; saved networks are always float32).")] = "float32",
+    split: SplitOpt = None,
+    allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command, train_video_features_command
 
     if (data is None) == (features is None):
         raise typer.BadParameter("pass either DATA (a folder of face images) or --features DIR")
+    if features is None and (split is not None or allow_eval_split):
+        raise typer.BadParameter("--split belongs to --features (a DATA folder's train split is used)")
     try:
         if features is not None:
-            train_video_features_command(features=features, out=out, holdout=holdout, seed=seed, console=_stderr())
+            train_video_features_command(features=features, out=out, holdout=holdout, seed=seed, console=_stderr(),
+                                         split=split, allow_eval_split=allow_eval_split)
             return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
@@ -195,15 +207,20 @@ def train_audio(
     workers: Annotated[int, typer.Option(min=1, help="Processes computing features.")] = 2,
     cache: Annotated[Optional[Path], typer.Option(help="Folder caching per-clip features (.npz) between runs.",
                                                   show_default=False)] = None,
+    split: SplitOpt = None,
+    allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
     from .training import train_audio_command, train_audio_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
+    if features is None and (split is not None or allow_eval_split):
+        raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
     try:
         if features is not None:
-            train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr())
+            train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr(),
+                                         split=split, allow_eval_split=allow_eval_split)
             return
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
@@ -390,7 +407,7 @@ def evaluate(
     from .bundle import atomic_write_text
     from .datasets import load_corpus
     from .errors import EmoError
-    from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split
+    from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap
     from .pipeline import Options, Pipeline
 
     err = _stderr()
@@ -407,7 +424,14 @@ def evaluate(
     with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
         ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n))
     report = ev.report()
-    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle)})
+    from rich.markup import escape
+
+    overlap = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap})
+    for mod, o in overlap.items():
+        err.print(f"[yellow]warning:[/yellow] {o['n']} of the {len(items)} item(s) scored were in the {mod} model's "
+                  f"training items (split {o['split'] or '(none)'}), e.g. {escape(o['files'][0])}: its figures here "
+                  "measure nothing; evaluate on a split it was not trained on")
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
     if plot is not None:

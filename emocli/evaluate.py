@@ -52,6 +52,30 @@ class Evaluation:
         return out
 
 
+def training_overlap(bundle: Path, items, root: Path) -> dict[str, dict[str, Any]]:
+    """Items being scored that the bundle's face or voice model was trained on.
+
+    Bundles trained with ``--features`` record the ids of their training items (the path below
+    the corpus root, see :func:`emocli.extract.item_id`); for each such model with an overlap:
+    ``{"n": count, "split": its training split, "files": the first 20}``.
+    """
+    import json
+
+    from .extract import item_id
+
+    ids = {item_id(it.path, root): str(it.path) for it in items}
+    out: dict[str, dict[str, Any]] = {}
+    for mod in ("face", "voice"):
+        meta_path = Path(bundle) / f"{mod}.json"
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        hit = sorted(ids[i] for i in set(meta.get("trained_items") or ()) & ids.keys())
+        if hit:
+            out[mod] = {"n": len(hit), "split": meta.get("trained_split"), "files": hit[:20]}
+    return out
+
+
 def select_split(items, split: str | None):
     """Keep the items of one split (case-insensitive); all of them when ``split`` is None."""
     if split is None:

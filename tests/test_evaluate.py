@@ -74,3 +74,63 @@ def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp
     assert any(t.get_text().isdigit() and t.get_fontsize() < 7 for t in images[0].texts)
     plt.close(fig)
     assert plot_confusions(rep, tmp_path / "cm.png") == panels
+
+
+# -- 1. training splits -------------------------------------------------------------------------
+
+def test_training_split_defaults_to_train_and_refuses_eval_splits():
+    from emocli.training import training_split
+
+    items = [{"split": sp, "id": f"{sp}{i}"} for sp in ("Train", "Val") for i in range(3)]
+    keep, split = training_split(items, None)
+    assert split == "Train" and [d["id"] for d in keep] == ["Train0", "Train1", "Train2"]
+    with pytest.raises(DatasetError, match="--allow-eval-split"):
+        training_split(items, "val")
+    keep, split = training_split(items, "Val", allow_eval_split=True)
+    assert split == "Val" and len(keep) == 3
+    flat = [{"split": "", "id": str(i)} for i in range(4)]
+    assert training_split(flat, None) == (flat, None)  # no splits: every item
+    with pytest.raises(DatasetError, match="none named Train"):
+        training_split([{"split": "fold1"}, {"split": "fold2"}], None)
+    with pytest.raises(DatasetError, match="no items in split"):
+        training_split(items, "Dev2")
+
+
+@pytest.fixture(scope="module")
+def voice_corpus(tmp_path_factory):
+    """A CSV manifest of generated tones: 3 emotions x 2 speakers x 2 Train clips, 2 Val clips."""
+    root = tmp_path_factory.mktemp("tones")
+    rows = ["path,label,split,speaker"]
+    for k, (label, hz) in enumerate((("happy", 300), ("sad", 700), ("anger", 1400))):
+        for split, n in (("Train", 4), ("Val", 2)):
+            for i in range(n):
+                name = f"{split.lower()}_{label}_{i}.wav"
+                ffmpeg("-f", "lavfi", "-i", f"sine=frequency={hz * (1 + 0.02 * i + 0.01 * k)}:sample_rate=16000:"
+                       "duration=1.0", str(root / name))
+                rows.append(f"{name},{label},{split},{split[0]}{i % 2}")
+    (root / "corpus.csv").write_text("\n".join(rows) + "\n")
+    return root / "corpus.csv"
+
+
+def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice_corpus, tiny_bundle, tmp_path):
+    feats = tmp_path / "feats"
+    ok(runner.invoke(app, ["extract", str(voice_corpus), "--out", str(feats), "--model", str(tiny_bundle)]))
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "b")
+    r = ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle)]))
+    assert "training on 12 clips of split Train" in r.output
+    meta = json.loads((bundle / "voice.json").read_text())
+    assert meta["trained_split"] == "Train" and len(meta["trained_items"]) == 12
+    rep = json.loads(ok(runner.invoke(app, ["evaluate", str(voice_corpus), "--split", "Val", "--model", str(bundle),
+                                            "--json"])).stdout)
+    assert rep["training_overlap"] == {} and rep["n_items"] == 6
+
+    # training on Val needs --allow-eval-split, and evaluate then says the figures are not a measurement
+    r = runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val"])
+    assert r.exit_code == 1 and "--allow-eval-split" in r.output
+    ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val",
+                           "--allow-eval-split"]))
+    r = ok(runner.invoke(app, ["evaluate", str(voice_corpus), "--split", "Val", "--model", str(bundle), "--json"]))
+    rep = json.loads(r.stdout)
+    assert rep["training_overlap"]["voice"]["n"] == 6 and rep["training_overlap"]["voice"]["split"] == "Val"
+    assert "face" not in rep["training_overlap"]
+    assert "warning:" in r.stderr and "voice model's training items" in r.stderr

@@ -392,6 +392,9 @@ def evaluate(
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
                                                       "the modalities that ran and their per-class recall.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+    predictions: Annotated[Optional[Path], typer.Option(help="Write one CSV row per item here: true label, face, "
+                                                             "voice and fused label and scores, notes.",
+                                                        show_default=False)] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
@@ -434,6 +437,12 @@ def evaluate(
                   "measure nothing; evaluate on a split it was not trained on")
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+        err.print(f"wrote {report_path}", markup=False)
+    if predictions is not None:
+        from .evaluate import predictions_csv
+
+        atomic_write_text(predictions, predictions_csv(report))
+        err.print(f"wrote {predictions}", markup=False)
     if plot is not None:
         plot_confusions(report, plot)
         err.print(f"wrote {plot}", markup=False)

@@ -21,35 +21,77 @@ MODALITIES = ("face", "voice", "fused")
 
 @dataclass
 class Evaluation:
-    """Predictions gathered over a corpus."""
+    """Predictions gathered over a corpus, with one record per item (``items``)."""
 
     labels: tuple[str, ...] = LABELS
     truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     missing: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
     failed: list[dict[str, str]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
 
-    def add(self, label: str, scores: dict[str, dict[str, float] | None]) -> None:
+    def add(self, label: str, scores: dict[str, dict[str, float] | None], *, file: str = "",
+            notes: list[str] | tuple[str, ...] = ()) -> None:
+        """One scored item: its true ``label`` and the face / voice / fused scores (None when absent)."""
         y = self.labels.index(label)
+        rec: dict[str, Any] = {"file": file, "true_label": label, "status": "ok"}
         for m in MODALITIES:
             s = scores.get(m)
+            rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
                 self.missing[m] += 1
                 continue
+            k = int(np.argmax([s[lab] for lab in self.labels]))
             self.truth[m].append(y)
-            self.pred[m].append(int(np.argmax([s[lab] for lab in self.labels])))
+            self.pred[m].append(k)
+            rec[f"{m}_label"] = self.labels[k]
+            rec[f"{m}_scores"] = {lab: round(float(s[lab]), 6) for lab in self.labels}
+        rec["notes"] = list(notes)
+        self.items.append(rec)
+
+    def add_failed(self, label: str, *, file: str, error: str) -> None:
+        """An item that could not be scored: listed under ``failed`` and in ``items``."""
+        self.failed.append({"file": file, "error": error})
+        self.items.append({"file": file, "true_label": label, "status": "error",
+                           **{f"{m}_{k}": None for m in MODALITIES for k in ("label", "scores")},
+                           "notes": [], "error": error})
 
     def report(self) -> dict[str, Any]:
+        """Metrics per modality; a class absent from the scored items has recall ``None`` (JSON null)."""
         from .metrics import classification_report
 
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
                                "labels": list(self.labels)}
         for m in MODALITIES:
             rep = classification_report(self.truth[m], self.pred[m], self.labels)
+            rep["recall"] = {lab: (r if rep["support"][lab] else None) for lab, r in rep["recall"].items()}
             rep["n_missing"] = self.missing[m]
             out[m] = rep
+        out["items"] = self.items
         return out
+
+
+PREDICTION_FIELDS = ("file", "true_label", "status", "face_label", "voice_label", "fused_label")
+
+
+def predictions_csv(report: dict[str, Any]) -> str:
+    """The report's per-item predictions as CSV text: one row per item, scores as ``<modality>_<emotion>``
+    columns (empty when the modality is absent), notes joined by "; "."""
+    import csv
+    import io
+
+    labels = report["labels"]
+    score_cols = [f"{m}_{lab}" for m in MODALITIES for lab in labels]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*PREDICTION_FIELDS, *score_cols, "notes", "error"])
+    for it in report["items"]:
+        scores = [("" if it[f"{m}_scores"] is None else f"{it[f'{m}_scores'][lab]:.6f}")
+                  for m in MODALITIES for lab in labels]
+        w.writerow([("" if it[k] is None else it[k]) for k in PREDICTION_FIELDS] + scores
+                   + ["; ".join(it["notes"]), it.get("error", "")])
+    return buf.getvalue()
 
 
 def training_overlap(bundle: Path, items, root: Path) -> dict[str, dict[str, Any]]:
@@ -99,9 +141,10 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
     for i, it in enumerate(items):
         res = pipeline.run(it.path)
         if res.status != "ok":
-            ev.failed.append({"file": str(it.path), "error": res.error or ""})
+            ev.add_failed(it.label, file=str(it.path), error=res.error or "")
         else:
-            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores})
+            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores},
+                   file=str(it.path), notes=res.notes)
         if progress:
             progress(i + 1, len(items))
     return ev
@@ -127,13 +170,14 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
                 crops.append(read_image(it.path))
                 part.append(it)
             except MediaError as exc:
-                ev.failed.append({"file": str(it.path), "error": str(exc)})
+                ev.add_failed(it.label, file=str(it.path), error=str(exc))
         if crops:
             scores = normalize(align(fm.predict_proba(crops, batch_size=pipeline.options.batch_size),
                                      fm.labels, ev.labels))
             for it, s in zip(part, scores):
                 d = dict(zip(ev.labels, s))
-                ev.add(it.label, {"face": d, "voice": None, "fused": d})
+                ev.add(it.label, {"face": d, "voice": None, "fused": d}, file=str(it.path),
+                       notes=["scored as a face crop (--no-detect)", "face only"])
         if progress:
             progress(min(start + chunk, len(items)), len(items))
 

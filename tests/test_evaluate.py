@@ -134,3 +134,42 @@ def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice
     assert rep["training_overlap"]["voice"]["n"] == 6 and rep["training_overlap"]["voice"]["split"] == "Val"
     assert "face" not in rep["training_overlap"]
     assert "warning:" in r.stderr and "voice model's training items" in r.stderr
+
+
+# -- 3-4. per-item predictions and null recall on a folder of crops --------------------------
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """FER2013-style 48x48 grey noise 'crops' (no detectable face) of two emotions only."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("fer_val")
+    rng = np.random.default_rng(0)
+    for label in ("happy", "sad"):
+        (root / label).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(root / label / f"{i}.png"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    return root
+
+
+def test_evaluate_crops_items_predictions_null_recall_and_plot(crops, face_only_bundle, tmp_path):
+    from PIL import Image
+
+    pred, plot = tmp_path / "pred.csv", tmp_path / "cm.png"
+    r = ok(runner.invoke(app, ["evaluate", str(crops), "--model", str(face_only_bundle), "--json",
+                               "--predictions", str(pred), "--plot", str(plot)]))
+    rep = json.loads(r.stdout)
+    assert rep["n_items"] == 6 and rep["n_failed"] == 0  # default options: no --no-detect needed
+    # absent classes: recall null (not 0.0); present ones a number
+    assert rep["face"]["recall"]["anger"] is None and isinstance(rep["face"]["recall"]["happy"], float)
+    assert len(rep["items"]) == 6
+    it = rep["items"][0]
+    assert it["status"] == "ok" and it["true_label"] in ("happy", "sad") and it["voice_scores"] is None
+    assert it["face_label"] in LABELS and it["fused_label"] == it["face_label"]
+    assert any("face crop" in n for n in it["notes"])
+    rows = list(csv.DictReader(io.StringIO(pred.read_text())))
+    assert len(rows) == 6 and {r_["file"] for r_ in rows} == {i["file"] for i in rep["items"]}
+    assert rows[0]["voice_label"] == "" and float(rows[0][f"face_{rows[0]['face_label']}"]) > 0
+    assert f"wrote {pred}" in r.stderr and f"wrote {plot}" in r.stderr
+    w, h = Image.open(plot).size
+    assert w == 2 * 5.0 * 110 and abs(h - 4.9 * 110) <= 1  # face matrix + recall chart; no "fused" copy of face

@@ -82,6 +82,13 @@ def _cap_workers(workers: int) -> int:
     return max(1, min(workers, cpus))
 
 
+SplitOpt = Annotated[Optional[str], typer.Option(
+    help="With --features: train on the extracted items of this split [default: the training split (Train) "
+         "when the items have splits, else all of them].", show_default=False)]
+AllowEvalSplitOpt = Annotated[bool, typer.Option(
+    "--allow-eval-split", help="Allow --split to name an evaluation split (Val, Test, ...).")]
+
+
 class Head(str, Enum):
     exp1 = "exp1"
     exp2 = "exp2"
@@ -120,6 +127,11 @@ FaceExpertsOpt = Annotated[str, typer.Option(
     "--face-experts", callback=_check_experts,
     help="Face experts whose calibrated scores are averaged per frame: all (those the bundle has: emo-cnn, the "
          "FER2013 network, and rafdb, the RAF-DB MobileFaceNet) or a comma list, e.g. emo-cnn.")]
+DetectOpt = Annotated[Optional[bool], typer.Option(
+    "--detect/--no-detect", show_default=False,
+    help="--no-detect: inputs are already face crops; --detect: always find faces. Default: find faces, and "
+         "score a still image whole when none is found and its shorter side is at most 160 px (a face crop; "
+         "notes says so).")]
 PoolingOpt = Annotated[Pooling, typer.Option(
     help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
          "far they are from neutral).")]
@@ -179,6 +191,8 @@ def train_video(
     precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
                                                       "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
                                                       "only; saved networks are always float32).")] = "float32",
+    split: SplitOpt = None,
+    allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
     from .training import train_video_command, train_video_features_command
@@ -188,9 +202,12 @@ def train_video(
     if data and len(holdout) not in (1, len(data)):
         raise typer.BadParameter(f"given {len(holdout)} times for {len(data)} folders; give it once, or once per "
                                  "folder in the same order", param_hint="--holdout")
+    if features is None and (split is not None or allow_eval_split):
+        raise typer.BadParameter("--split belongs to --features (a DATA folder's train split is used)")
     try:
         if features is not None:
-            train_video_features_command(features=features, out=out, holdout=holdout[0], seed=seed, console=_stderr())
+            train_video_features_command(features=features, out=out, holdout=holdout[0], seed=seed, console=_stderr(),
+                                         split=split, allow_eval_split=allow_eval_split)
             return
         train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
                             lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
@@ -233,15 +250,20 @@ def train_audio(
     workers: Annotated[int, typer.Option(min=1, help="Processes computing features.")] = 2,
     cache: Annotated[Optional[Path], typer.Option(help="Folder caching per-clip features (.npz) between runs.",
                                                   show_default=False)] = None,
+    split: SplitOpt = None,
+    allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
     from .training import train_audio_command, train_audio_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
+    if features is None and (split is not None or allow_eval_split):
+        raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
     try:
         if features is not None:
-            train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr())
+            train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr(),
+                                         split=split, allow_eval_split=allow_eval_split)
             return
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
@@ -319,7 +341,7 @@ def predict(
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: inputs are already face crops.")] = True,
+    detect: DetectOpt = None,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
     window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
@@ -412,12 +434,16 @@ def evaluate(
                                                            callback=_layout_option)] = None,
     model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of the confusion matrices here.")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
+                                                      "the modalities that ran and their per-class recall.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+    predictions: Annotated[Optional[Path], typer.Option(help="Write one CSV row per item here: true label, face, "
+                                                             "voice and fused label and scores, notes.",
+                                                        show_default=False)] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    detect: DetectOpt = None,
     modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
@@ -429,7 +455,7 @@ def evaluate(
     from .bundle import atomic_write_text
     from .datasets import load_corpus
     from .errors import EmoError
-    from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split
+    from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap
     from .pipeline import Options, Pipeline
 
     err = _stderr()
@@ -446,11 +472,25 @@ def evaluate(
     with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
         ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n))
     report = ev.report()
-    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle)})
+    from rich.markup import escape
+
+    overlap = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap})
+    for mod, o in overlap.items():
+        err.print(f"[yellow]warning:[/yellow] {o['n']} of the {len(items)} item(s) scored were in the {mod} model's "
+                  f"training items (split {o['split'] or '(none)'}), e.g. {escape(o['files'][0])}: its figures here "
+                  "measure nothing; evaluate on a split it was not trained on")
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
+        err.print(f"wrote {report_path}", markup=False)
+    if predictions is not None:
+        from .evaluate import predictions_csv
+
+        atomic_write_text(predictions, predictions_csv(report))
+        err.print(f"wrote {predictions}", markup=False)
     if plot is not None:
         plot_confusions(report, plot)
+        err.print(f"wrote {plot}", markup=False)
     if json_out:
         print(json.dumps(report))
     else:
@@ -484,7 +524,7 @@ def extract(
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
-    detect: Annotated[bool, typer.Option("--detect/--no-detect", help="--no-detect: images are already face crops.")] = True,
+    detect: DetectOpt = None,
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,

@@ -21,35 +21,101 @@ MODALITIES = ("face", "voice", "fused")
 
 @dataclass
 class Evaluation:
-    """Predictions gathered over a corpus."""
+    """Predictions gathered over a corpus, with one record per item (``items``)."""
 
     labels: tuple[str, ...] = LABELS
     truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     missing: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
     failed: list[dict[str, str]] = field(default_factory=list)
+    items: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
 
-    def add(self, label: str, scores: dict[str, dict[str, float] | None]) -> None:
+    def add(self, label: str, scores: dict[str, dict[str, float] | None], *, file: str = "",
+            notes: list[str] | tuple[str, ...] = ()) -> None:
+        """One scored item: its true ``label`` and the face / voice / fused scores (None when absent)."""
         y = self.labels.index(label)
+        rec: dict[str, Any] = {"file": file, "true_label": label, "status": "ok"}
         for m in MODALITIES:
             s = scores.get(m)
+            rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
                 self.missing[m] += 1
                 continue
+            k = int(np.argmax([s[lab] for lab in self.labels]))
             self.truth[m].append(y)
-            self.pred[m].append(int(np.argmax([s[lab] for lab in self.labels])))
+            self.pred[m].append(k)
+            rec[f"{m}_label"] = self.labels[k]
+            rec[f"{m}_scores"] = {lab: round(float(s[lab]), 6) for lab in self.labels}
+        rec["notes"] = list(notes)
+        self.items.append(rec)
+
+    def add_failed(self, label: str, *, file: str, error: str) -> None:
+        """An item that could not be scored: listed under ``failed`` and in ``items``."""
+        self.failed.append({"file": file, "error": error})
+        self.items.append({"file": file, "true_label": label, "status": "error",
+                           **{f"{m}_{k}": None for m in MODALITIES for k in ("label", "scores")},
+                           "notes": [], "error": error})
 
     def report(self) -> dict[str, Any]:
+        """Metrics per modality; a class absent from the scored items has recall ``None`` (JSON null)."""
         from .metrics import classification_report
 
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
                                "labels": list(self.labels)}
         for m in MODALITIES:
             rep = classification_report(self.truth[m], self.pred[m], self.labels)
+            rep["recall"] = {lab: (r if rep["support"][lab] else None) for lab, r in rep["recall"].items()}
             rep["n_missing"] = self.missing[m]
             out[m] = rep
+        out["items"] = self.items
         return out
+
+
+PREDICTION_FIELDS = ("file", "true_label", "status", "face_label", "voice_label", "fused_label")
+
+
+def predictions_csv(report: dict[str, Any]) -> str:
+    """The report's per-item predictions as CSV text: one row per item, scores as ``<modality>_<emotion>``
+    columns (empty when the modality is absent), notes joined by "; "."""
+    import csv
+    import io
+
+    labels = report["labels"]
+    score_cols = [f"{m}_{lab}" for m in MODALITIES for lab in labels]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow([*PREDICTION_FIELDS, *score_cols, "notes", "error"])
+    for it in report["items"]:
+        scores = [("" if it[f"{m}_scores"] is None else f"{it[f'{m}_scores'][lab]:.6f}")
+                  for m in MODALITIES for lab in labels]
+        w.writerow([("" if it[k] is None else it[k]) for k in PREDICTION_FIELDS] + scores
+                   + ["; ".join(it["notes"]), it.get("error", "")])
+    return buf.getvalue()
+
+
+def training_overlap(bundle: Path, items, root: Path) -> dict[str, dict[str, Any]]:
+    """Items being scored that the bundle's face or voice model was trained on.
+
+    Bundles trained with ``--features`` record the ids of their training items (the path below
+    the corpus root, see :func:`emocli.extract.item_id`); for each such model with an overlap:
+    ``{"n": count, "split": its training split, "files": the first 20}``.
+    """
+    import json
+
+    from .extract import item_id
+
+    ids = {item_id(it.path, root): str(it.path) for it in items}
+    out: dict[str, dict[str, Any]] = {}
+    for mod in ("face", "voice"):
+        meta_path = Path(bundle) / f"{mod}.json"
+        if not meta_path.is_file():
+            continue
+        meta = json.loads(meta_path.read_text())
+        hit = sorted(ids[i] for i in set(meta.get("trained_items") or ()) & ids.keys())
+        if hit:
+            out[mod] = {"n": len(hit), "split": meta.get("trained_split"), "files": hit[:20]}
+    return out
 
 
 def select_split(items, split: str | None):
@@ -69,15 +135,16 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
     ev.n_items = len(items)
     opts = pipeline.options
     images = [it for it in items if Path(it.path).suffix.lower() in _image_exts()]
-    if images and not opts.detect and pipeline.face_model is not None and len(images) == len(items):
+    if images and opts.detect is False and pipeline.face_model is not None and len(images) == len(items):
         _evaluate_crops(images, pipeline, ev, progress)
         return ev
     for i, it in enumerate(items):
         res = pipeline.run(it.path)
         if res.status != "ok":
-            ev.failed.append({"file": str(it.path), "error": res.error or ""})
+            ev.add_failed(it.label, file=str(it.path), error=res.error or "")
         else:
-            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores})
+            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores},
+                   file=str(it.path), notes=res.notes)
         if progress:
             progress(i + 1, len(items))
     return ev
@@ -103,13 +170,14 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
                 crops.append(read_image(it.path))
                 part.append(it)
             except MediaError as exc:
-                ev.failed.append({"file": str(it.path), "error": str(exc)})
+                ev.add_failed(it.label, file=str(it.path), error=str(exc))
         if crops:
             scores = normalize(align(fm.predict_proba(crops, batch_size=pipeline.options.batch_size),
                                      fm.labels, ev.labels))
             for it, s in zip(part, scores):
                 d = dict(zip(ev.labels, s))
-                ev.add(it.label, {"face": d, "voice": None, "fused": d})
+                ev.add(it.label, {"face": d, "voice": None, "fused": d}, file=str(it.path),
+                       notes=["scored as a face crop (--no-detect)", "face only"])
         if progress:
             progress(min(start + chunk, len(items)), len(items))
 
@@ -135,33 +203,71 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
                       f"any column; first: {report['failed'][0]['file']}: {report['failed'][0]['error']}[/yellow]")
 
 
-def plot_confusions(report: dict[str, Any], path: Path) -> None:
-    """A PNG with one confusion matrix (row-normalised, counts printed) per modality."""
+def shown_modalities(report: dict[str, Any]) -> list[str]:
+    """The modalities worth a panel: those that scored an item, and fused only when both face and voice
+    did (with one modality, fused is that modality's scores again)."""
+    ran = [m for m in ("face", "voice") if report[m]["n"]]
+    return ran + (["fused"] if len(ran) == 2 and report["fused"]["n"] else [])
+
+
+def confusion_figure(report: dict[str, Any]):
+    """A matplotlib figure: one row-normalised confusion matrix per modality that ran (percent of the
+    true class, counts in small print, one shared colour bar), then per-class recall of each as bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bundle import atomic_path
-
     labels = report["labels"]
-    shown = [m for m in MODALITIES if report[m]["n"]]
-    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(5.2 * max(1, len(shown)), 4.8), squeeze=False)
-    for ax, m in zip(axes[0], shown):
+    shown = shown_modalities(report)
+    n = len(shown) + 1
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.9), squeeze=False, layout="constrained")
+    axes = axes[0]
+    im = None
+    for ax, m in zip(axes, shown):
         cm = np.asarray(report[m]["confusion"], float)
         rows = cm.sum(1, keepdims=True)
         norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-        ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
+        im = ax.imshow(100 * norm, vmin=0, vmax=100, cmap="Blues")
         for i in range(len(labels)):
             for j in range(len(labels)):
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                if not rows[i, 0]:
+                    continue
+                color = "white" if norm[i, j] > 0.5 else "black"
+                ax.text(j, i - 0.12, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=8, color=color)
+                ax.text(j, i + 0.25, f"{int(cm[i, j])}", ha="center", va="center", fontsize=5.5, color=color)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(len(labels)), labels, fontsize=8)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})", fontsize=9)
-    fig.tight_layout()
+        ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})",
+                     fontsize=9)
+    bars = axes[-1]
+    x = np.arange(len(labels))
+    width = 0.8 / max(1, len(shown))
+    for k, m in enumerate(shown):
+        rec = [np.nan if report[m]["recall"][lab] is None else report[m]["recall"][lab] for lab in labels]
+        bars.bar(x + (k - (len(shown) - 1) / 2) * width, rec, width, label=m)
+    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
+    bars.set_ylim(0, 1)
+    bars.set_ylabel("recall")
+    bars.set_title("per-class recall" if shown else "no item was scored", fontsize=9)
+    if shown:
+        bars.legend(fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[:len(shown)]), fraction=0.025, pad=0.01, label="% of the true class")
+    return fig
+
+
+def plot_confusions(report: dict[str, Any], path: Path) -> int:
+    """Write :func:`confusion_figure` as a PNG; return its number of panels (matrices + the recall chart)."""
+    import matplotlib.pyplot as plt
+
+    from .bundle import atomic_path
+
+    fig = confusion_figure(report)
+    panels = len(shown_modalities(report)) + 1
     with atomic_path(Path(path), suffix=".png") as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return panels

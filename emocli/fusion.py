@@ -282,6 +282,42 @@ def build_estimator(method: str, *, n_samples: int, n_features: int, seed: int =
     return make_pipeline(StandardScaler(), PCA(n_components=k, random_state=seed), head)
 
 
+def pca_size(estimator) -> int | None:
+    """Components of the PCA inside a fitted fusion estimator (None for ``learned``, which has none)."""
+    if hasattr(estimator, "calibrated_classifiers_"):  # feature-svm: the SVM pipeline fitted on every clip
+        estimator = estimator.calibrated_classifiers_[0].estimator
+    pca = getattr(estimator, "named_steps", {}).get("pca")
+    return None if pca is None else int(pca.n_components_)
+
+
+def heldout_accuracy(method: str, x: np.ndarray, y: Sequence[str], *, seed: int = 0,
+                     max_folds: int = 5) -> tuple[float, int] | None:
+    """Cross-validated accuracy of a fusion method on clip vectors ``x``: (accuracy, folds).
+
+    Stratified folds (at most ``max_folds``, at most the rarest class's count); each fold fits
+    its own :func:`build_estimator` on the other folds. None when the classes are too small
+    for two folds (or for the SVM's inner calibration folds).
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = np.asarray(y)
+    _, counts = np.unique(y, return_counts=True)
+    k = min(max_folds, int(counts.min())) if len(counts) > 1 else 0
+    if k < 2:
+        return None
+    correct = 0
+    try:
+        for tr, te in StratifiedKFold(k, shuffle=True, random_state=seed).split(x, y):
+            _, c = np.unique(y[tr], return_counts=True)
+            est = build_estimator(method, n_samples=len(tr), n_features=x.shape[1], seed=seed,
+                                  min_class_count=int(c.min()))
+            est.fit(np.asarray(x[tr], np.float64), y[tr])
+            correct += int((est.predict(np.asarray(x[te], np.float64)) == y[te]).sum())
+    except (ModelError, ValueError):  # a fold too small for the method
+        return None
+    return correct / len(y), k
+
+
 def load_skops(path: Path):
     """Load a fitted fusion estimator, refusing any type outside :data:`FUSION_TRUSTED_TYPES`."""
     import skops.io as sio

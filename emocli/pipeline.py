@@ -22,6 +22,10 @@ from .labels import LABELS
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
 _ENDED_EARLY = "video stream ended early (damaged file): scored the frames decoded"
+# A still image whose shorter side is at most this many pixels is taken for a face crop when the
+# detector finds no face in it (FER2013 is 48 px, RAF-DB 100, AffectNet 96, SFEW 143): detectors
+# miss faces that fill the whole image.
+CROP_MAX_SIDE = 160
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,9 @@ class Options:
     fps: float | None = DEFAULT_FPS  # None: every frame
     batch_size: int = DEFAULT_BATCH
     detector: str = "blazeface"  # or "haar" (the thesis's detector)
-    detect: bool = True  # False: inputs are already face crops (FER2013-style images)
+    # True: always detect faces; False: inputs are already face crops (FER2013-style images);
+    # None (auto): detect, and score a face-sized still image whole when no face is found in it
+    detect: bool | None = None
     min_face: int = 24  # pixels
     margin: float = 0.1  # crop margin per side, as a share of the face box
     max_side: int = 1280  # frames are downscaled to this longer side before detection
@@ -353,14 +359,19 @@ class Pipeline:
             img = read_image(info.path, problems=problems)
             if problems:
                 rec.notes.append(f"image damaged ({problems[0]}): scored what decoded")
-            if opt.detect:
+            if opt.detect is not False:
                 _, crops, boxes = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)
             else:
                 crops, boxes = [img], [None]
+            if not crops and opt.detect is None and min(img.shape[:2]) <= CROP_MAX_SIDE:
+                crops, boxes = [img], [None]
+                rec.notes.append(f"no face found in the {img.shape[1]}x{img.shape[0]} image: scored it whole as "
+                                 "a face crop")
             if not crops:
                 damaged = f" (the image is damaged: {problems[0]})" if problems else ""
                 raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
-                                  "cropped face, pass --no-detect")
+                                  f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
+                                  "without --detect)")
             yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]))
             return
         found = 0
@@ -368,7 +379,7 @@ class Pipeline:
             for ts, frames in iter_frames(info.path, fps=opt.fps, info=info, max_side=opt.max_side,
                                           max_seconds=opt.max_seconds):
                 rec.frames_seen += len(frames)
-                if opt.detect:
+                if opt.detect is not False:
                     idx, crops, boxes = faces_in_frames(frames, detector=self.detector, tracker=tracker,
                                                         margin=opt.margin)
                 else:

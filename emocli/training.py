@@ -30,6 +30,51 @@ def holdout_seed_of(meta: dict) -> int:
     return int(meta.get("seed", 0) if seed is None else seed)
 
 
+TRAIN_SPLITS = ("train", "training", "train_afew")  # split names a training command uses by default
+# split names kept for measuring: training on them needs --allow-eval-split
+EVAL_SPLITS = ("val", "valid", "validation", "val_afew", "dev", "test", "publictest", "privatetest")
+
+
+def training_split(items: list, split: str | None, *, allow_eval_split: bool = False,
+                   where: Path | str = "") -> tuple[list, str | None]:
+    """The items a training command may use, and the split they come from.
+
+    ``split`` None: the corpus's training split (``Train``/``training``) when its items have
+    splits, every item when none has one. A split named like an evaluation split (Val, Test,
+    PublicTest, ...) is refused unless ``allow_eval_split``: a model that saw the clips it is
+    measured on reports nothing.
+
+    Raises
+    ------
+    DatasetError
+        No item in ``split``; splits but none named train (and no ``split``); an evaluation split
+        without ``allow_eval_split``.
+    """
+    have = sorted({it_split for it_split in (_split_of(it) for it in items) if it_split})
+    if split is None:
+        if not have:
+            return items, None
+        train = [sp for sp in have if sp.lower() in TRAIN_SPLITS]
+        if not train:
+            raise DatasetError(f"{where}: items come from splits {', '.join(have)}, none named Train; pass "
+                               "--split NAME to choose the one to train on")
+        split = train[0]
+    if split.lower() in EVAL_SPLITS and not allow_eval_split:
+        raise DatasetError(f"{where}: refusing to train on split {split!r}, which is for measuring (a model "
+                           "evaluated on clips it was trained on reports nothing); pass --allow-eval-split "
+                           "if that is what you want")
+    keep = [it for it in items if (_split_of(it) or "").lower() == split.lower()]
+    if not keep:
+        raise DatasetError(f"{where}: no items in split {split!r}; the items have splits: "
+                           f"{', '.join(have) or '(none)'}")
+    return keep, split
+
+
+def _split_of(item) -> str | None:
+    """The split of a corpus Item or of an extracted item (a dict)."""
+    return item.get("split") if isinstance(item, dict) else item.split
+
+
 def training_images(data: Path) -> tuple[list, str | None]:
     """The images of ``data`` that ``emo train-video`` trains on, and a note saying which.
 
@@ -42,7 +87,7 @@ def training_images(data: Path) -> tuple[list, str | None]:
     splits = {it.split for it in items if it.split}
     if not splits:
         return items, None
-    train_names = {sp for sp in splits if sp.lower() in ("train", "training")}
+    train_names = {sp for sp in splits if sp.lower() in TRAIN_SPLITS}
     if not train_names:
         raise DatasetError(f"{data}: holds split folders {sorted(splits)} but none named train; "
                            "pass the training folder itself")
@@ -235,7 +280,7 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     import json
 
     from .bundle import read_json_document, verify_bundle, write_manifest
-    from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs
+    from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
 
     manifest = verify_bundle(bundle)
     files = manifest.get("files", {})
@@ -272,14 +317,27 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
                                     d["face_features"].mean(0), d["voice_stats68"]) for d in items])
         y = np.array([d["label"] for d in items])
         fm.fit_estimator(x, y, seed=seed)
+        cv = heldout_accuracy(method, x, y, seed=seed)
         fm.info_ = {"fitted_on": str(features), "split": split, "n_items": len(items),
-                    "classes": labels, "input_dimension": int(x.shape[1])}
+                    "classes": labels, "input_dimension": int(x.shape[1]), "pca_components": pca_size(fm.estimator_),
+                    "heldout_accuracy": None if cv is None else round(cv[0], 4),
+                    "heldout_folds": None if cv is None else cv[1]}
         console.print(f"fitted {method} fusion on {len(items)} clips ({x.shape[1]} inputs, classes: {', '.join(labels)})")
     fm.save(bundle)
     write_manifest(bundle, labels=list(fm.labels))
-    weights = fm.to_dict()["face_weights"]
-    console.print(f"saved {bundle}/fusion.json: method {method}, rule {rule}; face weight per emotion: "
-                  + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
+    if method in FEATURE_METHODS:
+        info = fm.info_
+        pca = (f"PCA {info['input_dimension']} -> {info['pca_components']} components"
+               if info["pca_components"] is not None else f"{info['input_dimension']} inputs, no PCA")
+        acc = (f"held-out accuracy {info['heldout_accuracy']:.3f} ({info['heldout_folds']}-fold cross-validation "
+               f"on the {info['n_items']} fitted clips)" if info["heldout_accuracy"] is not None
+               else "held-out accuracy not measured (too few clips per class for 2 folds)")
+        console.print(f"saved {bundle}/fusion.json: method {method}; {pca}; {acc}; a clip with only a face or only "
+                      "a voice is scored by that modality")
+    else:
+        weights = fm.to_dict()["face_weights"]
+        console.print(f"saved {bundle}/fusion.json: method {method}, rule {rule}; face weight per emotion: "
+                      + ", ".join(f"{k} {v:.2f}" for k, v in weights.items()))
     return fm.to_dict()
 
 
@@ -292,7 +350,8 @@ def _grouped_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.nd
     return np.flatnonzero(~hold), np.flatnonzero(hold)
 
 
-def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console) -> dict:
+def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console,
+                                 split: str | None = None, allow_eval_split: bool = False) -> dict:
     """Retrain the face network's classifier on extracted fc2 features (the thesis's transfer step).
 
     Every face frame of a training clip is one example labelled with the clip's emotion; the
@@ -310,9 +369,12 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, validation_report
 
     keras = import_keras()
-    items = [d for d in load_extracted(features) if len(d["face_features"])]
+    items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
+                                  where=features)
+    items = [d for d in items if len(d["face_features"])]
     if not items:
         raise DatasetError(f"{features}: no extracted item has face features; extract a corpus with faces first")
+    console.print(f"training on {len(items)} clips" + (f" of split {split}" if split else " (no splits)"))
     base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
     base = FaceModel.load(base_dir)
     x = np.concatenate([d["face_features"] for d in items]).astype(np.float64)
@@ -347,7 +409,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     model = FaceModel(backbone=f"{base.backbone}+retrained-head", preprocessing=base.preprocessing)
     model.network_ = new_net
     extra = {"trained_on_features": str(features), "base_model": str(base_dir), "n_clips": len(items),
-             "n_frames": int(len(y)), "holdout": holdout, "seed": seed}
+             "n_frames": int(len(y)), "holdout": holdout, "seed": seed, **_trained_items(features, split, items)}
     if validation is not None:
         extra["validation"] = validation
         console.print(f"held-out clips ({len(np.unique(clip[ho]))}): frame accuracy {validation['accuracy']:.3f}, "
@@ -358,7 +420,19 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     return extra
 
 
-def train_audio_features_command(*, features: Path, out: Path, balanced: bool, seed: int, console) -> dict:
+def _trained_items(features: Path, split: str | None, items: list[dict]) -> dict:
+    """What a bundle records of the extracted items it was trained on: ``evaluate`` warns when it
+    scores one of them (ids are :func:`emocli.extract.item_id`: the path below the corpus root)."""
+    import json
+
+    from .extract import SETTINGS
+
+    dataset = json.loads((Path(features) / SETTINGS).read_text()).get("dataset")
+    return {"trained_split": split, "trained_dataset": dataset, "trained_items": sorted(d["id"] for d in items)}
+
+
+def train_audio_features_command(*, features: Path, out: Path, balanced: bool, seed: int, console,
+                                 split: str | None = None, allow_eval_split: bool = False) -> dict:
     """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again)."""
     import json
 
@@ -366,9 +440,12 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     from .bundle import write_manifest
     from .extract import SETTINGS, load_extracted
 
-    items = [d for d in load_extracted(features) if d["voice_features"].size]
+    items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
+                                  where=features)
+    items = [d for d in items if d["voice_features"].size]
     if not items:
         raise DatasetError(f"{features}: no extracted item has voice features; extract a corpus with audio first")
+    console.print(f"training on {len(items)} clips" + (f" of split {split}" if split else " (no splits)"))
     base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
     base = VoiceModel.load(base_dir)  # the features were computed with this model's settings
     st = base.settings_
@@ -380,7 +457,8 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
                        sample_rate=int(st["sample_rate"]), class_weight="balanced" if balanced else None,
                        seed=seed, n_folds=min(5, len(set(groups))))
     model.fit(x, y, groups)
-    extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method}
+    extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method,
+             **_trained_items(features, split, items)}
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/voice.skops: {len(items)} clips, grouped by {method}; validation UAR "

@@ -80,3 +80,21 @@ def test_normalize_preserves_order_of_labels(p):
     assert out.sum() == pytest.approx(1.0)
     if p.sum() > 0:
         assert np.argmax(out) == np.argmax(p)
+
+
+@pytest.mark.parametrize("method,pca", [("feature-svm", True), ("feature-dense", True), ("learned", False)])
+def test_feature_fusion_reports_cross_validated_accuracy_and_pca_size(method, pca):
+    from emocli.fusion import heldout_accuracy, pca_size
+
+    r = np.random.default_rng(0)
+    y = np.array(["happy", "sad", "anger"] * 10)
+    x = r.normal(size=(30, 90))
+    for c in range(3):
+        x[c::3, 10 * c:10 * c + 10] += 3.0  # separable
+    acc, folds = heldout_accuracy(method, x, y, seed=0)
+    assert folds == 5 and acc >= 0.8
+    fm = FusionModel(method).fit().fit_estimator(x, y, seed=0)
+    k = pca_size(fm.estimator_)
+    assert (k is not None) == pca and (k is None or 1 <= k <= 68)
+    # one clip of a class: no two folds to measure on
+    assert heldout_accuracy(method, x[:4], y[:4]) is None

@@ -66,7 +66,11 @@ def test_extract_train_fuse_evaluate(afew, tiny_bundle, tmp_path):
     assert rep["voice"]["accuracy"] == 1.0
 
     # feature-level fusion, fitted on the same extracted training features
-    ok(runner.invoke(app, ["fuse", str(bundle), "--method", "feature-svm", "--features", str(feats)]))
+    r = ok(runner.invoke(app, ["fuse", str(bundle), "--method", "feature-svm", "--features", str(feats)]))
+    # what a feature-level method learned, not the decision weights it does not use
+    assert "held-out accuracy" in r.stderr and "PCA" in r.stderr and "face weight per emotion" not in r.stderr
+    info = json.loads((bundle / "fusion.json").read_text())["info"]
+    assert info["pca_components"] >= 1 and info["input_dimension"] > info["pca_components"]
     rep2 = json.loads(ok(runner.invoke(app, ["evaluate", str(afew), "--split", "Val", "--model", str(bundle),
                                              "--json"])).stdout)
     assert rep2["fused"]["n"] == 6 and np.array(rep2["fused"]["confusion"]).sum() == 6

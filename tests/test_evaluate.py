@@ -1,0 +1,175 @@
+"""emo evaluate for researchers and scripts: training splits recorded and checked, folders of face
+crops without flags, per-item predictions, null recall for absent classes, the confusion plot."""
+
+import csv
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ffmpeg
+from emocli.cli import app
+from emocli.errors import DatasetError
+from emocli.labels import LABELS
+
+runner = CliRunner()
+
+
+def ok(r):
+    assert r.exit_code == 0, r.output
+    return r
+
+
+# -- 2. still images that are face crops ------------------------------------------------------
+
+def test_face_sized_image_without_a_face_is_scored_as_a_crop(face_only_bundle, tmp_path):
+    import cv2
+
+    from emocli.pipeline import Options, Pipeline
+
+    rng = np.random.default_rng(1)
+    small, big = tmp_path / "small.png", tmp_path / "big.png"
+    cv2.imwrite(str(small), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    cv2.imwrite(str(big), rng.integers(0, 255, (400, 300), dtype=np.uint8))
+    res = Pipeline(face_only_bundle, Options()).run(small)
+    assert res.status == "ok" and any("scored it whole as a face crop" in n for n in res.notes)
+    assert sum(res.face_scores.values()) == pytest.approx(1, abs=1e-5)
+    res = Pipeline(face_only_bundle, Options(detect=True)).run(small)  # --detect: no fallback
+    assert res.status == "error" and "no face found" in res.error
+    res = Pipeline(face_only_bundle, Options()).run(big)  # larger than a face crop: still an error
+    assert res.status == "error" and "no face found" in res.error
+
+
+# -- 5. the confusion plot ----------------------------------------------------------------------
+
+def _report(face: bool, voice: bool):
+    from emocli.evaluate import Evaluation
+
+    ev = Evaluation()
+    rng = np.random.default_rng(0)
+    for i in range(20):
+        s = {lab: float(v) for lab, v in zip(LABELS, rng.dirichlet(np.ones(7)))}
+        ev.add(LABELS[i % 5], {"face": s if face else None, "voice": s if voice else None, "fused": s}, )
+    return ev.report()
+
+
+@pytest.mark.parametrize("face,voice,panels", [(True, True, 4), (True, False, 2), (False, True, 2)])
+def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp_path):
+    import matplotlib.pyplot as plt
+
+    from emocli.evaluate import confusion_figure, plot_confusions
+
+    rep = _report(face, voice)
+    fig = confusion_figure(rep)
+    images = [ax for ax in fig.axes if ax.images]
+    bars = [ax for ax in fig.axes if ax.patches]
+    colorbars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(images) == panels - 1 and len(bars) == 1 and len(colorbars) == 1
+    titles = [ax.get_title().split(":")[0] for ax in images]
+    assert titles == [m for m, on in (("face", face), ("voice", voice), ("fused", face and voice)) if on]
+    # percent of the true class in large print, counts in small
+    assert any(t.get_text().isdigit() and t.get_fontsize() < 7 for t in images[0].texts)
+    plt.close(fig)
+    assert plot_confusions(rep, tmp_path / "cm.png") == panels
+
+
+# -- 1. training splits -------------------------------------------------------------------------
+
+def test_training_split_defaults_to_train_and_refuses_eval_splits():
+    from emocli.training import training_split
+
+    items = [{"split": sp, "id": f"{sp}{i}"} for sp in ("Train", "Val") for i in range(3)]
+    keep, split = training_split(items, None)
+    assert split == "Train" and [d["id"] for d in keep] == ["Train0", "Train1", "Train2"]
+    with pytest.raises(DatasetError, match="--allow-eval-split"):
+        training_split(items, "val")
+    keep, split = training_split(items, "Val", allow_eval_split=True)
+    assert split == "Val" and len(keep) == 3
+    flat = [{"split": "", "id": str(i)} for i in range(4)]
+    assert training_split(flat, None) == (flat, None)  # no splits: every item
+    with pytest.raises(DatasetError, match="none named Train"):
+        training_split([{"split": "fold1"}, {"split": "fold2"}], None)
+    with pytest.raises(DatasetError, match="no items in split"):
+        training_split(items, "Dev2")
+
+
+@pytest.fixture(scope="module")
+def voice_corpus(tmp_path_factory):
+    """A CSV manifest of generated tones: 3 emotions x 2 speakers x 2 Train clips, 2 Val clips."""
+    root = tmp_path_factory.mktemp("tones")
+    rows = ["path,label,split,speaker"]
+    for k, (label, hz) in enumerate((("happy", 300), ("sad", 700), ("anger", 1400))):
+        for split, n in (("Train", 4), ("Val", 2)):
+            for i in range(n):
+                name = f"{split.lower()}_{label}_{i}.wav"
+                ffmpeg("-f", "lavfi", "-i", f"sine=frequency={hz * (1 + 0.02 * i + 0.01 * k)}:sample_rate=16000:"
+                       "duration=1.0", str(root / name))
+                rows.append(f"{name},{label},{split},{split[0]}{i % 2}")
+    (root / "corpus.csv").write_text("\n".join(rows) + "\n")
+    return root / "corpus.csv"
+
+
+def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice_corpus, tiny_bundle, tmp_path):
+    feats = tmp_path / "feats"
+    ok(runner.invoke(app, ["extract", str(voice_corpus), "--out", str(feats), "--model", str(tiny_bundle)]))
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "b")
+    r = ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle)]))
+    assert "training on 12 clips of split Train" in r.output
+    meta = json.loads((bundle / "voice.json").read_text())
+    assert meta["trained_split"] == "Train" and len(meta["trained_items"]) == 12
+    rep = json.loads(ok(runner.invoke(app, ["evaluate", str(voice_corpus), "--split", "Val", "--model", str(bundle),
+                                            "--json"])).stdout)
+    assert rep["training_overlap"] == {} and rep["n_items"] == 6
+
+    # training on Val needs --allow-eval-split, and evaluate then says the figures are not a measurement
+    r = runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val"])
+    assert r.exit_code == 1 and "--allow-eval-split" in r.output
+    ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val",
+                           "--allow-eval-split"]))
+    r = ok(runner.invoke(app, ["evaluate", str(voice_corpus), "--split", "Val", "--model", str(bundle), "--json"]))
+    rep = json.loads(r.stdout)
+    assert rep["training_overlap"]["voice"]["n"] == 6 and rep["training_overlap"]["voice"]["split"] == "Val"
+    assert "face" not in rep["training_overlap"]
+    assert "warning:" in r.stderr and "voice model's training items" in r.stderr
+
+
+# -- 3-4. per-item predictions and null recall on a folder of crops --------------------------
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory):
+    """FER2013-style 48x48 grey noise 'crops' (no detectable face) of two emotions only."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("fer_val")
+    rng = np.random.default_rng(0)
+    for label in ("happy", "sad"):
+        (root / label).mkdir()
+        for i in range(3):
+            cv2.imwrite(str(root / label / f"{i}.png"), rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    return root
+
+
+def test_evaluate_crops_items_predictions_null_recall_and_plot(crops, face_only_bundle, tmp_path):
+    from PIL import Image
+
+    pred, plot = tmp_path / "pred.csv", tmp_path / "cm.png"
+    r = ok(runner.invoke(app, ["evaluate", str(crops), "--model", str(face_only_bundle), "--json",
+                               "--predictions", str(pred), "--plot", str(plot)]))
+    rep = json.loads(r.stdout)
+    assert rep["n_items"] == 6 and rep["n_failed"] == 0  # default options: no --no-detect needed
+    # absent classes: recall null (not 0.0); present ones a number
+    assert rep["face"]["recall"]["anger"] is None and isinstance(rep["face"]["recall"]["happy"], float)
+    assert len(rep["items"]) == 6
+    it = rep["items"][0]
+    assert it["status"] == "ok" and it["true_label"] in ("happy", "sad") and it["voice_scores"] is None
+    assert it["face_label"] in LABELS and it["fused_label"] == it["face_label"]
+    assert any("face crop" in n for n in it["notes"])
+    rows = list(csv.DictReader(io.StringIO(pred.read_text())))
+    assert len(rows) == 6 and {r_["file"] for r_ in rows} == {i["file"] for i in rep["items"]}
+    assert rows[0]["voice_label"] == "" and float(rows[0][f"face_{rows[0]['face_label']}"]) > 0
+    assert f"wrote {pred}" in r.stderr and f"wrote {plot}" in r.stderr
+    w, h = Image.open(plot).size
+    assert w == 2 * 5.0 * 110 and abs(h - 4.9 * 110) <= 1  # face matrix + recall chart; no "fused" copy of face

@@ -54,6 +54,17 @@ def default_encoder_path() -> Path:
     return models_dir() / "encoders" / ENCODER_FILE
 
 
+_SHIPPED: "WhisperEncoder | None" = None
+
+
+def shipped_encoder() -> "WhisperEncoder":
+    """The encoder that ships in ``models/encoders``, loaded (and its sha256 checked) once per process."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        _SHIPPED = WhisperEncoder.load(default_encoder_path(), sha256=ENCODER_SHA256)
+    return _SHIPPED
+
+
 def sha256_of(path: Path | str) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

@@ -151,3 +151,62 @@ def test_shipped_encoder_on_the_example_clip():
     assert np.isfinite(frames).all() and n_real == math.ceil(len(audio) / ve.SAMPLES_PER_FRAME)
     vec = ve.embed(audio, ve.SAMPLE_RATE, enc)
     assert vec.shape == (768,) and np.isfinite(vec).all() and (vec[384:] >= 0).all()
+
+
+def test_whisper_feature_sets_need_the_embedding():
+    from emocli.audio_features import clip_vector, feature_dimension, frame_statistics, settings
+
+    assert feature_dimension("whisper") == 768 and feature_dimension("whisper+rich") == 768 + 289
+    frames = np.random.default_rng(0).random((36, 20))
+    with pytest.raises(ValueError, match="speech-encoder embedding"):
+        frame_statistics(frames, feature_set="whisper+rich")
+    with pytest.raises(ValueError, match="needs the"):
+        clip_vector("whisper", frames=frames)
+    emb = np.arange(768, dtype=np.float32)
+    v = clip_vector("whisper+rich", frames=frames, embedding=emb)
+    assert v.shape == (1057,) and (v[:768] == emb).all()
+    np.testing.assert_array_equal(v[768:], frame_statistics(frames, feature_set="rich"))
+    st = settings(feature_set="whisper")
+    assert st["encoder_sha256"] == ve.ENCODER_SHA256 and st["encoder"] == ve.ENCODER_FILE
+
+
+def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
+    """emo train-audio --feature-set whisper+rich on generated EmoDB-named tones; the bundle predicts."""
+    import json
+    import wave
+
+    from typer.testing import CliRunner
+
+    from emocli.audio_model import VoiceModel
+    from emocli.cli import app
+
+    if not ve.default_encoder_path().is_file():
+        pytest.skip("converted encoder not shipped in this checkout")
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "emodb"
+    corpus.mkdir()
+    for spk in ("03", "08", "09"):
+        for code, freq in (("W", 300.0), ("T", 110.0)):
+            for take in ("a", "b"):
+                x = tone(freq * rng.uniform(0.9, 1.1), 0.5) + 0.01 * rng.standard_normal(8000).astype(np.float32)
+                with wave.open(str(corpus / f"{spk}a01{code}{take}.wav"), "wb") as w:
+                    w.setnchannels(1)
+                    w.setsampwidth(2)
+                    w.setframerate(ve.SAMPLE_RATE)
+                    w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    out = tmp_path / "bundle"
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03",
+                                   "--feature-set", "whisper+rich", "--no-augment", "--repeats", "1",
+                                   "--workers", "1", "--cache", str(tmp_path / "cache")])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "voice.json").read_text())
+    assert meta["n_features"] == 1057 and meta["features"]["encoder_sha256"] == ve.ENCODER_SHA256
+    assert meta["test"]["n"] == 4
+    assert len(list((tmp_path / "cache").glob("*-enc*.npz"))) == 12  # embeddings cached beside the features
+    model = VoiceModel.load(out, runtime=True)
+    p = model.score_audio(tone(300.0, 0.5), ve.SAMPLE_RATE)
+    assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
+    meta["features"]["encoder_sha256"] = "0" * 64
+    (out / "voice.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="speech encoder"):
+        VoiceModel.load(out, runtime=True)

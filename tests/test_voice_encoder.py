@@ -206,6 +206,10 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     model = VoiceModel.load(out, runtime=True)
     p = model.score_audio(tone(300.0, 0.5), ve.SAMPLE_RATE)
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
+    from emocli.pipeline import Options, Pipeline
+
+    with pytest.raises(ModelError, match="cannot score yet"):  # emo predict: not wired to the encoder yet
+        Pipeline(out, Options())
     meta["features"]["encoder_sha256"] = "0" * 64
     (out / "voice.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="speech encoder"):

@@ -18,6 +18,12 @@ vector of statistics over its windows (:data:`FEATURE_SETS`):
     (pyAudioAnalysis 0.3.14 has no pitch among its short-term features). On RAVDESS actors
     held out of training (7 classes), an RBF SVM reaches 37 % with thesis68 and 56 % with
     these features and speed-perturbed training copies (``emo train-audio``, voice.json).
+``whisper``
+    768 values: mean and std of Whisper tiny.en's encoder frames over the active part of
+    the clip (:mod:`emocli.voice_encoder`; the weights ship in ``models/encoders``). Expects
+    audio in [-1, 1], as :func:`emocli.media.load_audio` gives.
+``whisper+rich``
+    the 768 encoder values, then the 289 ``rich`` statistics.
 
 Scale: pyAudioAnalysis divides the signal by 2**15 and then by its own peak, so its
 features barely depend on the input's scale; only its fixed ``1e-10`` guard is not
@@ -59,10 +65,15 @@ WINDOW_FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "f0_hz", "voicing")
 RICH_PERCENTILES = (10.0, 50.0, 90.0)  # percent
 PITCH_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)  # percent, of log2 f0 over voiced windows
 N_PITCH_STATS = 17
-FEATURE_SETS: tuple[str, ...] = ("thesis68", "rich")
+FEATURE_SETS: tuple[str, ...] = ("thesis68", "rich", "whisper", "whisper+rich")
 DEFAULT_FEATURE_SET = "rich"
-_NEEDS_PITCH = frozenset({"rich"})
-_DIMENSION = {"thesis68": 2 * N_FEATURES, "rich": 8 * N_FEATURES + N_PITCH_STATS}
+_NEEDS_PITCH = frozenset({"rich", "whisper+rich"})
+# Sets that hold the pooled Whisper-encoder embedding (emocli.voice_encoder), first when combined.
+ENCODER_SETS = frozenset({"whisper", "whisper+rich"})
+ENCODER_DIMENSION = 768  # mean and std of 384 encoder channels
+_FRAME_SET = {"thesis68": "thesis68", "rich": "rich", "whisper+rich": "rich"}  # statistics of window features
+_DIMENSION = {"thesis68": 2 * N_FEATURES, "rich": 8 * N_FEATURES + N_PITCH_STATS, "whisper": ENCODER_DIMENSION,
+              "whisper+rich": ENCODER_DIMENSION + 8 * N_FEATURES + N_PITCH_STATS}
 
 
 def window_samples(sr: int, *, window: float = WINDOW, step: float = STEP) -> tuple[int, int]:
@@ -459,6 +470,9 @@ def frame_statistics(frames: np.ndarray, *, feature_set: str = DEFAULT_FEATURE_S
         misaligned ``pitch`` for a set that needs it.
     """
     _check_feature_set(feature_set)
+    if feature_set not in _FRAME_SET or feature_set in ENCODER_SETS:
+        raise ValueError(f"feature set {feature_set!r} holds the speech-encoder embedding: compute it from the "
+                         "audio with clip_feature_sets (or clip_vector with embedding=)")
     f = np.asarray(frames, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] not in (N_FEATURES, len(WINDOW_FEATURE_NAMES)) or f.shape[1] < 1:
         raise ValueError(f"frames must have shape ({N_FEATURES} or {len(WINDOW_FEATURE_NAMES)}, n_frames >= 1), "
@@ -502,11 +516,42 @@ def clip_feature_sets(audio: np.ndarray, sr: int, *, feature_sets: Iterable[str]
         If the signal is shorter than one analysis window.
     """
     sets = [_check_feature_set(fs) for fs in feature_sets]
+    frames = embedding = None
     if any(fs in _NEEDS_PITCH for fs in sets):
         frames = window_features(audio, sr, window=window, step=step)
-    else:
+    elif any(fs in _FRAME_SET for fs in sets):
         frames = short_term_features(audio, sr, window=window, step=step)
-    return {fs: frame_statistics(frames, feature_set=fs) for fs in sets}
+    if any(fs in ENCODER_SETS for fs in sets):
+        from .voice_encoder import embed, shipped_encoder
+
+        embedding = embed(_validate_audio(audio, sr, 2).astype(np.float32), sr, shipped_encoder())
+    return {fs: clip_vector(fs, frames=frames, embedding=embedding) for fs in sets}
+
+
+def clip_vector(feature_set: str, *, frames: np.ndarray | None = None, embedding: np.ndarray | None = None
+                ) -> np.ndarray:
+    """A clip's vector of ``feature_set`` from its window features and/or its encoder embedding.
+
+    Parameters
+    ----------
+    frames : window features (see :func:`frame_statistics`); needed unless the set is ``whisper``
+    embedding : float (768,) from :func:`emocli.voice_encoder.embed`; needed for ``whisper*`` sets
+
+    Returns
+    -------
+    float32 (d,), finite; for ``whisper+rich`` the embedding first, then the 289 rich statistics
+    """
+    _check_feature_set(feature_set)
+    parts = []
+    if feature_set in ENCODER_SETS:
+        if embedding is None or np.shape(embedding) != (ENCODER_DIMENSION,):
+            raise ValueError(f"feature set {feature_set!r} needs the ({ENCODER_DIMENSION},) speech-encoder embedding")
+        parts.append(np.nan_to_num(np.asarray(embedding, np.float32), nan=0.0, posinf=0.0, neginf=0.0))
+    if feature_set in _FRAME_SET:
+        if frames is None:
+            raise ValueError(f"feature set {feature_set!r} needs the clip's window features")
+        parts.append(frame_statistics(frames, feature_set=_FRAME_SET[feature_set]))
+    return np.concatenate(parts).astype(np.float32)
 
 
 def clip_statistics(audio: np.ndarray, sr: int, *, feature_set: str = DEFAULT_FEATURE_SET,
@@ -540,4 +585,10 @@ def settings(*, feature_set: str, window: float = WINDOW, step: float = STEP, sr
            "sample_rate": sr, "dimension": feature_dimension(feature_set), "n_features_per_frame": N_FEATURES}
     if feature_set != "thesis68":
         out.update(active_db=ACTIVE_DB, f0_min_hz=F0_MIN, f0_max_hz=F0_MAX, voiced_threshold=VOICED)
+    if feature_set in ENCODER_SETS:
+        from . import voice_encoder as ve
+
+        out.update(encoder=ve.ENCODER_FILE, encoder_sha256=ve.ENCODER_SHA256, encoder_source=ve.ENCODER_SOURCE,
+                   encoder_pooling="mean and std of the frames within active_db of the loudest; padding excluded",
+                   encoder_window_s=f"the clip zero-padded to whole {ve.PAD_TO_SECONDS:g} s, at most {ve.MAX_SECONDS} s")
     return out

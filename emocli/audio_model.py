@@ -553,6 +553,12 @@ class VoiceModel:
                 raise ValueError(f"feature set {st['feature_set']!r} has {feature_dimension(st['feature_set'])} "
                                  f"values, the model expects {n_in}")
             window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
+            if "encoder_sha256" in st:
+                from .voice_encoder import ENCODER_SHA256
+
+                if st["encoder_sha256"] != ENCODER_SHA256:
+                    raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "
+                                     f"{str(st['encoder_sha256'])[:12]}..., this emo ships {ENCODER_SHA256[:12]}...")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{meta_path}: unusable feature settings ({exc}); retrain with `emo train-audio` "
                              "or upgrade emo") from None

@@ -222,6 +222,8 @@ def train_video(
 class VoiceFeatures(str, Enum):
     rich = "rich"
     thesis68 = "thesis68"
+    whisper = "whisper"
+    whisper_rich = "whisper+rich"
 
 
 @app.command("train-audio")
@@ -240,7 +242,8 @@ def train_audio(
     test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
                                                     "at the end (ravdess_02 or Actor_02, emodb_03).")] = "",
     feature_set: Annotated[VoiceFeatures, typer.Option(help="rich: 289 statistics incl. pitch (default); thesis68: "
-                                                            "mean and std of the 34 pyAudioAnalysis features.")]
+                                                            "mean and std of the 34 pyAudioAnalysis features; whisper: 768 "
+                                                            "pooled Whisper tiny.en encoder values; whisper+rich: both.")]
     = VoiceFeatures.rich,
     balanced: Annotated[bool, typer.Option(help="Weight classes inversely to their frequency.")] = True,
     augment: Annotated[bool, typer.Option(help="Also train on 0.9x and 1.1x speed copies of every training clip.")]

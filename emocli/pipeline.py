@@ -156,6 +156,12 @@ class Pipeline:
             from .audio_model import VoiceModel
 
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
+            from .audio_features import ENCODER_SETS
+
+            if self.voice_model.settings_.get("feature_set") in ENCODER_SETS:
+                raise ModelError(f"{self.bundle}: its voice model uses speech-encoder features "
+                                 f"({self.voice_model.settings_['feature_set']}), which emo predict cannot score yet; "
+                                 "use a bundle trained with --feature-set rich or thesis68")
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:

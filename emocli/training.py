@@ -485,7 +485,8 @@ def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: 
 
 def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | None, str | None]:
     """Worker: decode one file and compute the (36, n) window features of the clip at each speed
-    (1.0 = as recorded); reuse and fill the cache.
+    (1.0 = as recorded); with the task's encoder flag, a (window features, pooled speech-encoder
+    embedding) pair per speed; reuse and fill the cache.
 
     Returns (path, speeds, list of feature arrays or None, error message or None): an
     unreadable file is an expected per-item failure, reported by the caller.
@@ -495,27 +496,40 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | 
     from .errors import EmoError
     from .media import load_audio
 
-    path, speeds, window, step, sr, cache = task
+    path, speeds, window, step, sr, cache, *rest = task
+    encoder = bool(rest and rest[0])  # also the pooled speech-encoder embedding (whisper feature sets)
     out, audio = [], None
+
+    def cached(target: Path | None, compute):
+        nonlocal audio
+        if target is not None and target.is_file():
+            try:
+                with np.load(target, allow_pickle=False) as z:
+                    return z["frames"]
+            except (OSError, ValueError, KeyError):
+                pass  # a damaged cache entry is recomputed
+        if audio is None:
+            audio = load_audio(path, sr=sr)
+        value = compute()
+        if target is not None:
+            with atomic_path(target, suffix=".npz") as tmp:
+                with open(tmp, "wb") as fh:
+                    np.savez(fh, frames=value)
+        return value
+
     try:
         for speed in speeds:
-            target = (Path(cache) / _voice_cache_key(Path(path), window=window, step=step, sr=sr, speed=speed)
-                      if cache else None)
-            if target is not None and target.is_file():
-                try:
-                    with np.load(target, allow_pickle=False) as z:
-                        out.append(z["frames"])
-                    continue
-                except (OSError, ValueError, KeyError):
-                    pass  # a damaged cache entry is recomputed
-            if audio is None:
-                audio = load_audio(path, sr=sr)
-            frames = window_features(speed_perturb(audio, speed), sr, window=window, step=step)
-            if target is not None:
-                with atomic_path(target, suffix=".npz") as tmp:
-                    with open(tmp, "wb") as fh:
-                        np.savez(fh, frames=frames)
-            out.append(frames)
+            key = _voice_cache_key(Path(path), window=window, step=step, sr=sr, speed=speed) if cache else None
+            frames = cached(Path(cache) / key if key else None,
+                            lambda: window_features(speed_perturb(audio, speed), sr, window=window, step=step))
+            if not encoder:
+                out.append(frames)
+                continue
+            from .voice_encoder import ENCODER_SHA256, embed, shipped_encoder
+
+            emb = cached(Path(cache) / f"{key[:-4]}-enc{ENCODER_SHA256[:12]}.npz" if key else None,
+                         lambda: embed(speed_perturb(audio, speed), sr, shipped_encoder()))
+            out.append((frames, emb))
     except (EmoError, OSError) as exc:
         return path, speeds, None, str(exc)
     return path, speeds, out, None
@@ -587,7 +601,7 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
 
     from rich.markup import escape
 
-    from .audio_features import WINDOW, STEP, feature_dimension, frame_statistics
+    from .audio_features import ENCODER_SETS, WINDOW, STEP, clip_vector, feature_dimension
     from .audio_model import DEFAULT_C_GRID, VoiceModel, confusion, scores_from_confusion
     from .bundle import write_manifest
     from .media import SAMPLE_RATE
@@ -610,7 +624,7 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         cache_dir.mkdir(parents=True, exist_ok=True)
     speeds_train = (1.0, *AUGMENT_SPEEDS) if augment else (1.0,)
     tasks = [(str(it.path), (1.0,) if it.speaker in held else speeds_train, WINDOW, STEP, SAMPLE_RATE,
-              str(cache_dir) if cache_dir else None) for it in items]
+              str(cache_dir) if cache_dir else None, feature_set in ENCODER_SETS) for it in items]
     workers = max(1, min(workers, os.cpu_count() or 1))
     console.print(f"computing voice features of {len(tasks)} clips"
                   + (f" (+ {len(AUGMENT_SPEEDS)} speed-perturbed copies of each training clip)" if augment else "")
@@ -638,7 +652,12 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     extract_s = time.time() - t0
     console.print(f"  {extract_s:.0f} s; {len(frames_of)} clips usable, {len(failed)} skipped")
     rows = [(it, k) for it in items if str(it.path) in frames_of for k in range(len(frames_of[str(it.path)]))]
-    x = np.stack([frame_statistics(frames_of[str(it.path)][k], feature_set=feature_set) for it, k in rows])
+
+    def vector(got) -> np.ndarray:
+        frames, emb = got if isinstance(got, tuple) else (got, None)
+        return clip_vector(feature_set, frames=frames, embedding=emb)
+
+    x = np.stack([vector(frames_of[str(it.path)][k]) for it, k in rows])
     y = np.array([it.label for it, _ in rows])
     groups = np.array([it.speaker for it, _ in rows])
     augmented = np.array([k > 0 for _, k in rows])

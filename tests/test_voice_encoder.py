@@ -214,3 +214,17 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     (out / "voice.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="speech encoder"):
         VoiceModel.load(out, runtime=True)
+
+
+def test_the_shipped_speech_encoder_model_scores_clips_and_segments(example_clip):
+    from emocli.pipeline import Options, Pipeline
+
+    pipe = Pipeline(options=Options(use_face=False, window=1.0))
+    assert pipe.voice_settings["feature_set"] in ("whisper", "whisper+rich")
+    res = pipe.run(example_clip)
+    assert res.status == "ok" and res.modalities == ["voice"]
+    assert sum(res.voice_scores.values()) == pytest.approx(1.0, abs=1e-4)
+    assert len(res.segments) >= 2
+    for seg in res.segments:  # each segment's voice comes from its own audio's embedding
+        assert seg["voice_scores"] is not None and sum(seg["voice_scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert res.segments[0]["voice_scores"] != res.segments[1]["voice_scores"]

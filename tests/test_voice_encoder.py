@@ -208,8 +208,15 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
     from emocli.pipeline import Options, Pipeline
 
-    with pytest.raises(ModelError, match="cannot score yet"):  # emo predict: not wired to the encoder yet
-        Pipeline(out, Options())
+    # emo predict scores such a bundle from the same features training used
+    wav = corpus / "08a01Wa.wav"
+    from emocli.media import load_audio
+
+    res = Pipeline(out, Options()).run(wav)
+    assert res.status == "ok" and res.modalities == ["voice"]
+    direct = model.score_audio(load_audio(wav, sr=ve.SAMPLE_RATE), ve.SAMPLE_RATE)
+    got = [res.voice_scores[lab] for lab in model.labels]
+    assert np.allclose(got, direct, atol=1e-5)
     meta["features"]["encoder_sha256"] = "0" * 64
     (out / "voice.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="speech encoder"):

@@ -2,6 +2,11 @@
 
     python bench/experts.py                    # the six examples, 3 rounds, prints a Markdown table
     python bench/experts.py --rounds 5 --extra "--pooling expressive"
+    python bench/experts.py --before /tmp/before   # + a bundle with the earlier voice model, emo-cnn alone
+
+``--before``: the shipped bundle with ``voice.json``, ``voice.npz`` and ``voice.skops`` taken from
+commit 8ef9888 (the 289-statistics SVM) and the manifest rewritten: what `emo predict` ran before
+the face experts and the speech encoder.
 
 Each command runs in a fresh process (start-up included, as a user sees it); the two variants
 alternate clip by clip so that load from anything else hits both alike. Wall and CPU seconds
@@ -36,11 +41,16 @@ def run(cmd: list[str]) -> tuple[float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--extra", default="", help="more emo predict options for both variants")
+    ap.add_argument("--extra", default="", help="more emo predict options for every variant")
+    ap.add_argument("--before", type=Path, help="also time this bundle with emo-cnn alone: the models as they "
+                                                "were before the experts and the speech encoder (see --help)")
     args = ap.parse_args()
     clips = sorted((REPO / "examples").glob("*.avi"))
     emo = [sys.executable, "-m", "emocli", "predict", "--json", *shlex.split(args.extra)]
-    variants = {"emo-cnn alone (before)": ["--face-experts", "emo-cnn"], "emo-cnn + rafdb (default)": []}
+    variants = {"emo-cnn alone": ["--face-experts", "emo-cnn"], "emo-cnn + rafdb (default)": []}
+    if args.before is not None:
+        variants = {"before: emo-cnn, 289-statistics voice": ["--model", str(args.before), "--face-experts",
+                                                               "emo-cnn"], **variants}
     run(emo + [str(clips[0])])  # warm the file cache
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in variants}
     load0 = os.getloadavg()[0]

@@ -406,6 +406,7 @@ def predict(
             raise fail(str(exc)) from None
     else:
         results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
+    shown = []
     for n, res in enumerate(results, start=1):
         if err.is_terminal:
             err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
@@ -422,8 +423,13 @@ def predict(
             _emit(json_line, res.to_json())
         else:
             _emit(result_table, res, console=out_console)
+            shown.append(res)
         if failed and fail_fast:
             break
+    if len(shown) > 1:  # a table run over several inputs ends with one line per input
+        from .report import summary_table
+
+        _emit(summary_table, shown, console=out_console)
     if failed:
         raise typer.Exit(1)
 

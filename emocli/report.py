@@ -43,7 +43,12 @@ def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
 
 
 def result_table(res, *, console) -> None:
-    """Rows: emotions; columns: face, voice, fused; the winner in bold."""
+    """Rows: emotions; columns: face (and each face expert), voice, fused.
+
+    The header line wraps at the terminal's width, not the table's; each column's top emotion
+    is marked with a triangle and the fused winner is coloured; when one modality is missing
+    the header says which one decided.
+    """
     from rich.markup import escape
     from rich.table import Table
 
@@ -51,19 +56,51 @@ def result_table(res, *, console) -> None:
         console.print(f"[red]{escape(printable(res.file))}: {escape(printable(res.error or 'failed'))}[/red]")
         return
     used = " + ".join(res.modalities)
-    title = f"{escape(printable(res.file))}  [bold]{res.label}[/bold]  ({used}; {res.frames_used} face frame(s))"
-    table = Table(title=title, title_justify="left")
+    decided = ""
+    if len(res.modalities) == 1:
+        decided = f"; {res.modalities[0]} alone decided"
+    frames = f"; {res.frames_used} face frame(s)" if "face" in res.modalities else ""
+    console.print(f"{escape(printable(res.file))}  [bold green]{res.label}[/bold green]  ({used}{frames}{decided})",
+                  overflow="fold")
+    columns = [("face", res.face_scores)]
+    columns += [(f"  {name}", scores) for name, scores in (res.face_experts or {}).items()]
+    columns += [("voice", res.voice_scores), ("fused", res.scores)]
+    table = Table()
     table.add_column("emotion")
-    for col, scores in (("face", res.face_scores), ("voice", res.voice_scores), ("fused", res.scores)):
-        table.add_column(col, justify="right", style="bold" if col == "fused" else None)
+    for col, _ in columns:
+        table.add_column(col, justify="right", style="dim" if col.startswith("  ") else None)
+    tops = {col: (max(scores, key=scores.get) if scores else None) for col, scores in columns}
     for lab in res.scores or LABELS:
-        row = [f"[bold]{lab}[/bold]" if lab == res.label else lab]
-        for scores in (res.face_scores, res.voice_scores, res.scores):
-            row.append("-" if scores is None else f"{scores[lab]:.3f}")
+        row = [f"[bold green]{lab}[/bold green]" if lab == res.label else lab]
+        for col, scores in columns:
+            if scores is None:
+                row.append("-")
+            elif lab == tops[col]:
+                style = "bold green" if col == "fused" else "bold"
+                row.append(f"[{style}]\u25b8 {scores[lab]:.3f}[/{style}]")
+            else:
+                row.append(f"{scores[lab]:.3f}")
         table.add_row(*row)
     console.print(table)
     for note in res.notes:
-        console.print(f"[yellow]note:[/yellow] {escape(printable(note))}")
+        console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
+
+
+def summary_table(results, *, console) -> None:
+    """One row per input of a multi-input run: file, label, its fused score, modalities, status."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{len(results)} inputs", title_justify="left")
+    for col, just in (("file", "left"), ("label", "left"), ("score", "right"), ("modalities", "left"),
+                      ("status", "left")):
+        table.add_column(col, justify=just, overflow="fold")
+    for res in results:
+        ok = res.status == "ok"
+        table.add_row(escape(printable(res.file)), res.label or "-",
+                      f"{res.scores[res.label]:.3f}" if ok and res.scores else "-",
+                      " + ".join(res.modalities) or "-", "ok" if ok else f"[red]{escape(res.error_type or 'error')}[/red]")
+    console.print(table)
 
 
 # EmotiW / AFEW class names, as the challenge's submission files spell them.

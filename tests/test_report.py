@@ -1,0 +1,51 @@
+"""Rich tables of predict: header at the terminal's width, winners marked, a summary for several inputs."""
+
+from rich.console import Console
+
+from emocli.labels import LABELS
+from emocli.pipeline import Result
+from emocli.report import result_table, summary_table
+
+
+def _scores(top: str, p: float = 0.6) -> dict[str, float]:
+    rest = (1 - p) / 6
+    return {lab: (p if lab == top else rest) for lab in LABELS}
+
+
+def _render(fn, arg, width: int = 200) -> str:
+    console = Console(width=width, record=True, color_system=None)
+    fn(arg, console=console)
+    return console.export_text()
+
+
+def test_result_table_marks_each_column_and_uses_the_terminal_width():
+    long_name = "/data/" + "a-long-folder-name/" * 5 + "clip.avi"
+    res = Result(file=long_name, label="happy", scores=_scores("happy"), face_scores=_scores("happy"),
+                 voice_scores=_scores("disgust"), face_experts={"emo-cnn": _scores("happy"), "rafdb": _scores("sad")},
+                 modalities=["face", "voice"], frames_used=11)
+    text = _render(result_table, res)
+    header = text.splitlines()[0]
+    assert long_name in header and "happy" in header and "11 face frame(s)" in header  # not wrapped at 200
+    head_row = next(line for line in text.splitlines() if "emotion" in line)
+    for col in ("face", "emo-cnn", "rafdb", "voice", "fused"):
+        assert col in head_row
+    rows = {line.split()[1]: line for line in text.splitlines() if line.startswith("│")}
+    assert rows["happy"].count("\u25b8") == 3  # face, emo-cnn and fused pick happy
+    assert rows["disgust"].count("\u25b8") == 1 and rows["sad"].count("\u25b8") == 1  # voice, rafdb
+
+
+def test_result_table_says_which_modality_decided_alone():
+    res = Result(file="a.wav", label="anger", scores=_scores("anger"), voice_scores=_scores("anger"),
+                 modalities=["voice"])
+    text = _render(result_table, res, width=120)
+    assert "voice alone decided" in text.splitlines()[0] and "face frame" not in text.splitlines()[0]
+
+
+def test_summary_table_has_one_row_per_input():
+    ok = Result(file="a.avi", label="sad", scores=_scores("sad", 0.7), modalities=["face", "voice"])
+    bad = Result(file="b.avi", status="error", error="b.avi: file not found", error_type="MediaError")
+    text = _render(summary_table, [ok, bad], width=120)
+    assert "2 inputs" in text
+    line_a = next(line for line in text.splitlines() if "a.avi" in line)
+    assert "sad" in line_a and "0.700" in line_a and "face + voice" in line_a and "ok" in line_a
+    assert "MediaError" in next(line for line in text.splitlines() if "b.avi" in line)

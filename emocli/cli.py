@@ -149,7 +149,7 @@ class Precision(str, Enum):
     mixed_float16 = "mixed_float16"
 
 
-@app.command("train-video")
+@app.command("train-video", epilog="\b\nExamples:\n  emo train-video ../shared/data/fer2013/train --out runs/face --epochs 30\n  emo train-video fer2013/train rafdb/train affectnet/train --holdout 0.1 --balance sqrt --init models/default --out runs/multi\n  emo train-video --features runs/afew_feats --split Train --out runs/afew_head\n")
 def train_video(
     data: Annotated[Optional[list[Path]], typer.Argument(
         help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
@@ -226,7 +226,7 @@ class VoiceFeatures(str, Enum):
     whisper_rich = "whisper+rich"
 
 
-@app.command("train-audio")
+@app.command("train-audio", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
 def train_audio(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
                                                               "from the file names) or CSV manifests with a speaker "
@@ -306,7 +306,7 @@ class FuseRule(str, Enum):
     product = "product"
 
 
-@app.command("fuse")
+@app.command("fuse", epilog="\b\nExamples:\n  emo fuse runs/bundle --method confusion --rule product\n  emo fuse runs/bundle --method feature-svm --features runs/afew_feats --split Train\n")
 def fuse(
     model: Annotated[Path, typer.Argument(help="Bundle folder holding a face and a voice model.")],
     method: Annotated[FuseMethod, typer.Option(help="equal (0.5/0.5), confusion (per-emotion weights from "
@@ -332,7 +332,7 @@ def fuse(
         raise fail(str(exc)) from None
 
 
-@app.command("predict")
+@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n")
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
                                                      "paths (one per line) or media bytes from stdin.",
@@ -434,7 +434,7 @@ def predict(
         raise typer.Exit(1)
 
 
-@app.command("evaluate")
+@app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
                                                  "TESS, SAVEE, EmoDB) or a CSV manifest.")],
@@ -512,7 +512,7 @@ def evaluate(
         raise typer.Exit(1)
 
 
-@app.command("extract")
+@app.command("extract", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")
 def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],

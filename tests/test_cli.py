@@ -176,3 +176,11 @@ def test_every_shipped_model_file_is_package_data():
                if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]
     missing = [f for f in shipped if not any(fnmatch.fnmatch(f, g) for g in globs)]
     assert shipped and not missing, f"not packaged: {missing}"
+
+
+def test_every_command_help_shows_examples():
+    from typer.testing import CliRunner
+
+    for cmd in ("predict", "evaluate", "extract", "train-video", "train-audio", "fuse"):
+        out = CliRunner().invoke(app, [cmd, "--help"], terminal_width=200).output
+        assert "Examples:" in out and f"emo {cmd} " in out, cmd

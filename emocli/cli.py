@@ -545,7 +545,7 @@ def extract(
     from .datasets import load_corpus
     from .errors import EmoError
     from .evaluate import select_split
-    from .extract import check_out_dir, run_extraction, settings_for
+    from .extract import check_out_dir, lock_out_dir, run_extraction, settings_for
     from .pipeline import Options
 
     err = _stderr()
@@ -555,6 +555,7 @@ def extract(
     try:
         items = select_split(load_corpus(dataset, layout), split)
         manifest = verify_bundle(bundle)
+        lock = lock_out_dir(out)  # noqa: F841 (held until this command ends)
         check_out_dir(out, settings_for(dataset, layout, split, bundle, manifest, opts), resume=resume)
     except EmoError as exc:
         raise fail(str(exc)) from None

@@ -69,6 +69,35 @@ def settings_for(dataset: Path, layout: str | None, split: str | None, bundle: P
             "model": str(Path(bundle).resolve()), "model_files_sha256": sha, "options": opts}
 
 
+LOCK = ".emo-extract.lock"  # held (flock) by the run writing into an output folder
+
+
+def lock_out_dir(out: Path):
+    """Take the output folder's lock, or refuse: two runs writing one folder would redo every item.
+
+    Returns the open lock file; the lock lasts until it is closed or the process ends.
+    """
+    import fcntl
+    import os
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    f = open(out / LOCK, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        pid = f.read().strip() or "?"
+        f.close()
+        raise DatasetError(f"{out}: another emo extract (pid {pid}) is writing into this folder; wait for it to "
+                           "finish (then --resume if needed), or choose another --out") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
+
+
 def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     """Refuse to mix runs: an existing output folder needs --resume and the same settings."""
     from .bundle import atomic_write_text
@@ -84,7 +113,7 @@ def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise DatasetError(f"{out}: was extracted with other settings ({', '.join(diff)}); "
                                "use a new --out, or rerun with the same options")
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != LOCK for p in out.iterdir()):
         raise DatasetError(f"{out}: folder exists and is not an emo extraction; choose another --out")
     # settings first: a folder holding extract.json is resumable whatever happens next
     atomic_write_text(s_path, json.dumps(settings, indent=2) + "\n")

@@ -220,3 +220,20 @@ def test_a_torn_temporary_file_left_by_a_kill_is_not_an_item(tmp_path):
     (tmp_path / ITEMS / ".clip-0123456789.npz.k3x9q1.npz").write_bytes(b"PK\x03\x04 torn")  # killed mid-write
     assert load_extracted(tmp_path) == []
     write_index(tmp_path)
+
+
+def test_two_extracts_into_one_folder_take_a_lock(small_corpus, tiny_bundle, tmp_path):
+    from emocli.extract import lock_out_dir
+
+    out = tmp_path / "feats"
+    held = lock_out_dir(out)  # another run is writing here
+    try:
+        r = _extract(small_corpus, out, tiny_bundle, "--resume", "--split", "Train")
+        assert r.returncode == 1 and "Traceback" not in r.stderr
+        assert "another emo extract" in " ".join(r.stderr.split()) and str(os.getpid()) in r.stderr
+        assert not (out / "items").exists()  # it touched nothing
+    finally:
+        held.close()
+    r = _extract(small_corpus, out, tiny_bundle, "--split", "Train")  # the lock is free again
+    assert r.returncode == 0, r.stderr
+    assert _finished(out) == 3

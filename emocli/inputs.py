@@ -125,16 +125,39 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
         return
 
     class _Chain:
+        """The sniffed head, then the rest of the stream; a pipe that stalls is given up (STALL_TIMEOUT)."""
+
         def __init__(self):
             self.first = head
+            self.poll = None
+            try:
+                import select
+                import stat
+
+                fd = stream.fileno()
+                if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISCHR(os.fstat(fd).st_mode):
+                    self.poll = select.poll()
+                    self.poll.register(fd, select.POLLIN | select.POLLPRI)
+            except (AttributeError, OSError, ValueError):  # not a real descriptor (tests, wrappers)
+                self.poll = None
 
         def read(self, n: int = -1) -> bytes:
             if self.first:
                 b, self.first = self.first, b""
                 return b
-            return stream.read(n)
+            from . import media
 
-    yield "<stdin>", spool_stdin(_Chain()), None
+            if self.poll is not None and not self.poll.poll(media.STALL_TIMEOUT * 1000):
+                raise MediaError(f"<stdin>: nothing arrived for {media.STALL_TIMEOUT:.0f} s; check the program "
+                                 "writing into the pipe, or pass a file")
+            return stream.read1(n) if hasattr(stream, "read1") else stream.read(n)
+
+    try:
+        spooled = spool_stdin(_Chain())
+    except MediaError as exc:
+        yield "<stdin>", None, str(exc)
+        return
+    yield "<stdin>", spooled, None
 
 
 def _path_line(raw: bytes) -> Iterator[tuple[str, Path | None, str | None]]:

@@ -412,3 +412,25 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
     code, out, r = predict(tiny_bundle, fed)
     feeder.join(timeout=30)
     assert code == 0 and out[0]["file"] == str(fed) and out[0]["modalities"] == ["voice"], r.output
+
+
+def test_media_bytes_on_a_stalled_stdin_pipe_are_given_up(monkeypatch):
+    import glob
+    import tempfile
+    import time
+
+    from emocli import media
+    from emocli.inputs import expand_inputs
+
+    monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
+    r, w = os.pipe()
+    os.write(w, b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(600))  # media bytes, then the writer stalls
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*")))
+    t0 = time.monotonic()
+    with os.fdopen(r, "rb") as stdin:
+        got = list(expand_inputs(["-"], stdin=stdin))
+    os.close(w)
+    assert time.monotonic() - t0 < 30
+    assert len(got) == 1 and got[0][0] == "<stdin>" and got[0][1] is None
+    assert "<stdin>: nothing arrived for 1 s" in got[0][2]
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*"))) == before  # no spool left behind

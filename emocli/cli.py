@@ -406,7 +406,7 @@ def predict(
             raise fail(str(exc)) from None
     else:
         results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
-    shown = []
+    shown, written = [], {}
     for n, res in enumerate(results, start=1):
         if err.is_terminal:
             err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
@@ -414,9 +414,17 @@ def predict(
             failed += 1
             err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
         if submission is not None and res.status == "ok":
-            from .report import write_submission
+            from .report import submission_name, write_submission
 
-            write_submission(submission, res)
+            name = submission_name(res)
+            if name in written:  # two inputs of one name in different folders: never overwrite the first
+                failed += 1
+                err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
+                          f"written for {escape(printable(written[name]))}; rename one of them or run them "
+                          "separately (its result line is still printed)")
+            else:
+                written[name] = res.file
+                write_submission(submission, res)
         if as_json:
             for seg in res.segments or []:
                 _emit(json_line, {"file": res.file, "segment": seg})

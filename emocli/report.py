@@ -108,11 +108,17 @@ EMOTIW_NAMES = {"anger": "Angry", "disgust": "Disgust", "fear": "Fear", "happy":
                 "sad": "Sad", "surprise": "Surprise"}
 
 
+def submission_name(res) -> str:
+    """The file an input's label goes to in the EmotiW layout: ``<clip name without extension>.txt``."""
+    from pathlib import Path
+
+    return (Path(res.file).stem if res.file != "<stdin>" else "stdin") + ".txt"
+
+
 def write_submission(directory, res) -> None:
     """EmotiW layout: ``<directory>/<clip name without extension>.txt`` holding the predicted label."""
     from pathlib import Path
 
     from .bundle import atomic_write_text
 
-    name = Path(res.file).stem if res.file != "<stdin>" else "stdin"
-    atomic_write_text(Path(directory) / f"{name}.txt", EMOTIW_NAMES[res.label] + "\n")
+    atomic_write_text(Path(directory) / submission_name(res), EMOTIW_NAMES[res.label] + "\n")

@@ -164,6 +164,23 @@ def test_emotiw_submission_layout(tiny_bundle, tmp_path):
         assert text in ("Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise")
 
 
+def test_submission_never_overwrites_a_clip_of_the_same_name(tiny_bundle, tmp_path):
+    import shutil
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        shutil.copy(EXAMPLES / "1001_DFA_ANG_XX.avi", tmp_path / d / "clip.avi")
+    sub = tmp_path / "submission"
+    r = runner.invoke(app, ["predict", str(tmp_path / "a" / "clip.avi"), str(tmp_path / "b" / "clip.avi"),
+                            "--model", str(tiny_bundle), "--json", "--submission", str(sub)])
+    assert r.exit_code == 1
+    assert [o["status"] for o in lines(r.stdout)] == ["ok", "ok"]  # both results are still printed
+    assert sorted(p.name for p in sub.iterdir()) == ["clip.txt"]
+    err = " ".join(r.stderr.split())
+    assert "clip.txt was already written for" in err and str(tmp_path / "a" / "clip.avi") in err
+
+
 def test_every_shipped_model_file_is_package_data():
     """A non-editable install copies only files that match pyproject's package-data globs."""
     import fnmatch

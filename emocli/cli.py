@@ -373,9 +373,6 @@ def predict(
     from .errors import EmoError
     from .inputs import expand_inputs
     from .pipeline import Options, Pipeline
-    from .report import json_line, printable, result_table
-
-    from rich.markup import escape
 
     err = _stderr()
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
@@ -388,7 +385,6 @@ def predict(
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
     except EmoError as exc:
         raise fail(str(exc)) from None
-    failed = 0
     out_console = None
     if not as_json:
         from rich.console import Console
@@ -407,9 +403,41 @@ def predict(
     else:
         results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
     shown, written = [], {}
-    for n, res in enumerate(results, start=1):
-        if err.is_terminal:
-            err.print(f"[dim][{n}] {escape(printable(res.file))}[/dim]", end="\r")
+    from .report import ProgressBar
+
+    bar = ProgressBar(err, _count_inputs(inputs) if err.is_terminal and not sys.stdout.isatty() else None)
+    try:
+        failed = _print_results(results, bar=bar, err=err, as_json=as_json, out_console=out_console,
+                                submission=submission, fail_fast=fail_fast, shown=shown, written=written)
+    finally:
+        bar.close()
+    if len(shown) > 1:  # a table run over several inputs ends with one line per input
+        from .report import summary_table
+
+        _emit(summary_table, shown, console=out_console)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _count_inputs(inputs: list[str]) -> int | None:
+    """How many inputs a run has, when that is cheap to know (files and folders; not stdin or pipes)."""
+    from .inputs import expand_inputs
+
+    paths = [Path(a) for a in inputs]
+    if any(a == "-" for a in inputs) or not all(p.is_file() or p.is_dir() for p in paths):
+        return None
+    return sum(1 for _ in expand_inputs(inputs))
+
+
+def _print_results(results, *, bar, err, as_json, out_console, submission, fail_fast, shown, written) -> int:
+    """Write each result as it comes (JSON line or table), its error on stderr; return how many failed."""
+    from rich.markup import escape
+
+    from .report import json_line, printable, result_table
+
+    failed = 0
+    for res in results:
+        bar.advance(res.file)
         if res.status != "ok":
             failed += 1
             err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
@@ -434,12 +462,7 @@ def predict(
             shown.append(res)
         if failed and fail_fast:
             break
-    if len(shown) > 1:  # a table run over several inputs ends with one line per input
-        from .report import summary_table
-
-        _emit(summary_table, shown, console=out_console)
-    if failed:
-        raise typer.Exit(1)
+    return failed
 
 
 @app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")

@@ -86,6 +86,42 @@ def result_table(res, *, console) -> None:
         console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
 
 
+class ProgressBar:
+    """A bar on stderr for bulk runs: inputs done of the total (when known), elapsed time and ETA.
+
+    Shown only when stderr is a terminal and stdout is not (results go to a file or a pipe;
+    on a terminal the results themselves show the progress). Transient: it leaves no line
+    behind, and it never captures stdout.
+    """
+
+    def __init__(self, console, total: int | None, *, what: str = "predict"):
+        self.progress = None
+        if not console.is_terminal or sys.stdout.isatty():
+            return
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        columns = [SpinnerColumn(), TextColumn("{task.description}")]
+        if total:
+            columns += [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                        TimeRemainingColumn()]
+        else:
+            columns += [TextColumn("{task.completed} done"), TimeElapsedColumn()]
+        self.progress = Progress(*columns, console=console, transient=True, redirect_stdout=False,
+                                 redirect_stderr=False)
+        self.task = self.progress.add_task(what, total=total)
+        self.progress.start()
+
+    def advance(self, name: str = "") -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, advance=1, description=printable(name)[-40:] or "predict")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
 def summary_table(results, *, console) -> None:
     """One row per input of a multi-input run: file, label, its fused score, modalities, status."""
     from rich.markup import escape

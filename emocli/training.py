@@ -277,8 +277,6 @@ def _validation_recall(meta: dict) -> dict[str, float] | None:
 def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str | None, seed: int,
                  console, rule: str = "sum") -> dict:
     """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
-    import json
-
     from .bundle import read_json_document, verify_bundle, write_manifest
     from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
 

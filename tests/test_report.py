@@ -49,3 +49,24 @@ def test_summary_table_has_one_row_per_input():
     line_a = next(line for line in text.splitlines() if "a.avi" in line)
     assert "sad" in line_a and "0.700" in line_a and "face + voice" in line_a and "ok" in line_a
     assert "MediaError" in next(line for line in text.splitlines() if "b.avi" in line)
+
+
+def test_progress_bar_counts_inputs_on_a_terminal_only():
+    import io
+
+    from emocli.report import ProgressBar
+
+    quiet = Console(file=io.StringIO(), force_terminal=False)
+    bar = ProgressBar(quiet, 3)
+    bar.advance("a.avi")
+    bar.close()
+    assert quiet.file.getvalue() == ""  # not a terminal: nothing on stderr
+
+    term = Console(file=io.StringIO(), force_terminal=True, width=120)
+    bar = ProgressBar(term, 3)  # pytest's stdout is not a terminal: results go elsewhere, the bar shows
+    for name in ("a.avi", "b.avi"):
+        bar.advance(name)
+    bar.progress.refresh()
+    shown = term.file.getvalue()
+    bar.close()
+    assert "2/3" in shown and "ETA" in shown and "b.avi" in shown

@@ -570,26 +570,40 @@ def extract(
     pooling: PoolingOpt = Pooling.mean,
 ) -> None:
     """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
-    import json
-
     from .bundle import DEFAULT_BUNDLE, verify_bundle
     from .datasets import load_corpus
     from .errors import EmoError
     from .evaluate import select_split
-    from .extract import check_out_dir, lock_out_dir, run_extraction, settings_for
+    from .extract import check_out_dir, lock_out_dir, settings_for
     from .pipeline import Options
 
     err = _stderr()
     bundle = model or DEFAULT_BUNDLE
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True,
                    tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
+    lock = None  # the output folder's lock, held until this command ends
     try:
         items = select_split(load_corpus(dataset, layout), split)
         manifest = verify_bundle(bundle)
-        lock = lock_out_dir(out)  # noqa: F841 (held until this command ends)
+        lock = lock_out_dir(out)
         check_out_dir(out, settings_for(dataset, layout, split, bundle, manifest, opts), resume=resume)
     except EmoError as exc:
+        if lock is not None:
+            lock.close()
         raise fail(str(exc)) from None
+    try:
+        _extract_locked(items, dataset=dataset, out=out, bundle=bundle, opts=opts, ray=ray, ray_address=ray_address,
+                        workers=workers, retry_failed=retry_failed, err=err)
+    finally:
+        lock.close()
+
+
+def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, workers, retry_failed, err) -> None:
+    """The extraction itself, once the output folder is locked and checked."""
+    import json
+
+    from .errors import EmoError
+    from .extract import run_extraction
     from tqdm import tqdm
 
     root = dataset.parent if dataset.is_file() else dataset

@@ -67,7 +67,7 @@ PITCH_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)  # percent, of log2 f0 over vo
 N_PITCH_STATS = 17
 FEATURE_SETS: tuple[str, ...] = ("thesis68", "rich", "whisper", "whisper+rich")
 DEFAULT_FEATURE_SET = "rich"
-_NEEDS_PITCH = frozenset({"rich", "whisper+rich"})
+NEEDS_PITCH = frozenset({"rich", "whisper+rich"})  # sets whose statistics include the pitch track
 # Sets that hold the pooled Whisper-encoder embedding (emocli.voice_encoder), first when combined.
 ENCODER_SETS = frozenset({"whisper", "whisper+rich"})
 ENCODER_DIMENSION = 768  # mean and std of 384 encoder channels
@@ -517,7 +517,7 @@ def clip_feature_sets(audio: np.ndarray, sr: int, *, feature_sets: Iterable[str]
     """
     sets = [_check_feature_set(fs) for fs in feature_sets]
     frames = embedding = None
-    if any(fs in _NEEDS_PITCH for fs in sets):
+    if any(fs in NEEDS_PITCH for fs in sets):
         frames = window_features(audio, sr, window=window, step=step)
     elif any(fs in _FRAME_SET for fs in sets):
         frames = short_term_features(audio, sr, window=window, step=step)

@@ -113,13 +113,16 @@ class Pooling(str, Enum):
 
 # Options shared by predict, evaluate and extract.
 def _check_experts(value: str) -> str:
-    from .experts import EXPERT_NAMES
+    """--face-experts: names no bundle could have are bad usage (exit 2); the bundle is checked later."""
+    from .experts import EXPERT_NAMES, parse_experts
 
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    unknown = [n for n in names if n not in EXPERT_NAMES]
-    if value.strip() != "all" and (unknown or not names):
-        raise typer.BadParameter(f"unknown face expert(s) {', '.join(unknown) or repr(value)}; use all, or a comma "
-                                 f"list of {', '.join(EXPERT_NAMES)}")
+    if not value.strip():
+        raise typer.BadParameter(f"unknown face expert(s) {value!r}; use all, or a comma list of "
+                                 f"{', '.join(EXPERT_NAMES)}")
+    try:
+        parse_experts(value, EXPERT_NAMES)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return value
 
 

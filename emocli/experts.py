@@ -27,7 +27,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ModelError
-from .labels import LABELS
 
 RAFDB_FILE = "face_expert_rafdb.onnx"  # opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8
 RAFDB_LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # its 7 logits, in order
@@ -50,6 +49,7 @@ YUNET_MIN_SCORE = 0.5
 EXPERT_NAMES = ("emo-cnn", "rafdb")
 EXPERT_BATCH = 16  # aligned faces per call of the expert network
 EMBEDDING = "embedding"  # the expert network's second output: its face embedding
+EMBEDDING_SIZE = 512  # values in that embedding (the MobileFaceNet's last layer input)
 EXPERTS_FILE = "experts.json"
 
 
@@ -203,14 +203,17 @@ class ExpertSet:
     weights_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})
     info_: dict[str, Any] = field(default_factory=dict)
 
+    def calibrate(self, name: str, p: np.ndarray) -> np.ndarray:
+        """One expert's probabilities (N, K) recalibrated by its temperature; float32."""
+        return temper(p, self.temperatures_.get(name, 1.0)).astype(np.float32)
+
     def combine(self, scores: dict[str, np.ndarray], use: Sequence[str] | None = None) -> np.ndarray:
         """Weighted average of calibrated probabilities (N, K), over the experts in ``use``."""
         use = [n for n in (use or self.names) if n in scores]
         if not use:
             raise ModelError("no face expert scored these faces")
-        total = sum(self.weights_.get(n, 1.0) for n in use)
-        out = sum(self.weights_.get(n, 1.0) * temper(scores[n], self.temperatures_.get(n, 1.0)) for n in use)
-        return (out / total).astype(np.float32)
+        calibrated = {n: self.calibrate(n, scores[n]) for n in use}
+        return self.mix(calibrated, fallback=calibrated[use[0]])
 
     def mix(self, calibrated: dict[str, np.ndarray], *, fallback: np.ndarray) -> np.ndarray:
         """Weighted average of already-calibrated scores (N, K) whose rows may be NaN (expert did not score).
@@ -274,7 +277,3 @@ def parse_experts(value: str | None, available: Sequence[str]) -> tuple[str, ...
 @functools.lru_cache(maxsize=2)
 def get_landmarker(path: str) -> YuNetLandmarks:
     return YuNetLandmarks(Path(path))
-
-
-def expert_labels_ok(labels: Sequence[str]) -> bool:
-    return set(labels) <= set(LABELS)

@@ -42,6 +42,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import DatasetError
+from .experts import EMBEDDING_SIZE
 
 ITEMS = "items"
 SETTINGS = "extract.json"
@@ -188,7 +189,7 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
         "voice_features": res.voice_features if res.voice_features is not None else _empty(),
         "voice_scores": vec(res.voice_scores),
         # the rafdb face expert's 512-d embeddings per frame (empty when it did not run)
-        "expert_features": res.expert_features if res.expert_features is not None else _empty(512),
+        "expert_features": res.expert_features if res.expert_features is not None else _empty(EMBEDDING_SIZE),
     }
     for name, scores in (res.expert_frame_scores or {}).items():  # each expert's calibrated frame scores
         arrays[f"frame_scores_{name.replace('-', '_')}"] = scores

@@ -329,7 +329,7 @@ class Pipeline:
         res.face_scores, res.voice_scores = _as_dict(_zero_nan(face_a), labels), _as_dict(_zero_nan(voice_a), labels)
         experts = acc.expert_scores()
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
-        if "rafdb" in acc.pipe.experts_used and res.frames_used and skipped:
+        if "rafdb" in self.experts_used and res.frames_used and skipped:
             res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) (grey, or under "
                              f"{EXPERT_MIN_FACE} px): emo-cnn scored them alone")
         if experts:
@@ -454,8 +454,8 @@ class Pipeline:
         Speech-encoder embeddings are computed here, while the audio is in memory: one for the
         clip and, with ``--window``, one per window, so the audio is never kept.
         """
-        from .audio_features import (ENCODER_SETS, SILENCE_DBFS, loudest_window_dbfs, short_term_features,
-                                     window_features)
+        from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
+                                     short_term_features, window_features)
         from .media import load_audio
 
         st = self.voice_settings
@@ -468,8 +468,8 @@ class Pipeline:
                 notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
                              "voice not used")
                 return None
-            # thesis68 and whisper need only the 34 short-term features: skip the pitch track they never use
-            features = short_term_features if st["feature_set"] in ("thesis68", "whisper") else window_features
+            # sets without pitch statistics need only the 34 short-term features: skip the pitch track
+            features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
             frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
             vin = VoiceInput(frames)
             if st["feature_set"] in ENCODER_SETS:
@@ -629,7 +629,8 @@ class _FaceAccumulator:
     def flush(self) -> None:
         if not self.pending:
             return
-        from .experts import softmax
+        from .experts import EMBEDDING_SIZE, softmax
+        from .fusion import align
 
         pipe = self.pipe
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
@@ -639,7 +640,7 @@ class _FaceAccumulator:
         feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
                                                   views=self.views)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
-        cnn_cal = pipe.experts.combine({"emo-cnn": cnn}, use=["emo-cnn"])
+        cnn_cal = pipe.experts.calibrate("emo-cnn", cnn)
         cal = {"emo-cnn": cnn_cal} if "emo-cnn" in pipe.experts_used else {}
         if pipe.expert_net is not None and mask.any():
             if pipe.options.keep_frames:
@@ -649,11 +650,11 @@ class _FaceAccumulator:
                 self.expert_features.append(full)
             else:
                 logits = pipe.expert_net.logits(aligned)
-            raf = _align_columns(softmax(logits), pipe.expert_net.labels, pipe.face_model.labels)
+            raf = align(softmax(logits), pipe.expert_net.labels, pipe.face_model.labels)
             cal["rafdb"] = np.full((len(x), raf.shape[1]), np.nan, np.float32)
-            cal["rafdb"][mask] = pipe.experts.combine({"rafdb": raf}, use=["rafdb"])
+            cal["rafdb"][mask] = pipe.experts.calibrate("rafdb", raf)
         elif pipe.expert_net is not None and pipe.options.keep_frames:
-            self.expert_features.append(np.zeros((len(x), 512), np.float32))
+            self.expert_features.append(np.zeros((len(x), EMBEDDING_SIZE), np.float32))
         # frames no expert in use scored (rafdb alone asked for, grey or small faces): emo-cnn decides them
         scores = pipe.experts.mix(cal, fallback=cnn_cal)
         for name, p in cal.items():
@@ -694,11 +695,6 @@ class _FaceAccumulator:
             res.expert_frame_scores = {k: np.concatenate(v) for k, v in self.expert_frames.items()}
             if self.expert_features:
                 res.expert_features = np.concatenate(self.expert_features)
-
-
-def _align_columns(scores: np.ndarray, labels, target) -> np.ndarray:
-    """Score columns reordered from ``labels`` to ``target`` by name (same label set)."""
-    return scores[:, [list(labels).index(lab) for lab in target]]
 
 
 def _zero_nan(p: np.ndarray | None) -> np.ndarray | None:

@@ -104,8 +104,8 @@ def crop_landmarks(paths: list[Path], landmarker) -> np.ndarray:
 
 def combined(es: ExpertSet, s: dict[str, np.ndarray]) -> np.ndarray:
     """The experts' face score as the pipeline computes it: rafdb only where it applies."""
-    cnn = temper(s["emo-cnn"], es.temperatures_["emo-cnn"])
-    raf = temper(s["rafdb"], es.temperatures_["rafdb"])
+    cnn = es.calibrate("emo-cnn", s["emo-cnn"])
+    raf = es.calibrate("rafdb", s["rafdb"])
     raf[~s["applies"]] = np.nan
     return es.mix({"emo-cnn": cnn, "rafdb": raf}, fallback=cnn)
 

@@ -422,22 +422,24 @@ class FaceModel:
         pre = self.preprocessing
         stored = x.dtype == np.uint8
         finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
-        if sample_weight is None:
-            train = (tf.data.Dataset.from_tensor_slices((x, y1))
-                     .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                     .batch(batch_size)
-                     .map(lambda a, b: (aug(finish(a), training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
-                     .prefetch(2))
-            val = tf.data.Dataset.from_tensor_slices((x_val, yv1)).batch(256).map(lambda a, b: (finish(a), b))
-        else:
+        # (input, one-hot[, weight]) elements: the optional weight passes through untouched
+        tr_elems, val_elems = (x, y1), (x_val, yv1)
+        if sample_weight is not None:
             w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
-            train = (tf.data.Dataset.from_tensor_slices((x, y1, w_tr))
-                     .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                     .batch(batch_size)
-                     .map(lambda a, b, c: (aug(finish(a), training=True), b, c), num_parallel_calls=tf.data.AUTOTUNE)
-                     .prefetch(2))
-            val = (tf.data.Dataset.from_tensor_slices((x_val, yv1, w_val)).batch(256)
-                   .map(lambda a, b, c: (finish(a), b, c)))
+            tr_elems, val_elems = tr_elems + (w_tr,), val_elems + (w_val,)
+
+        def train_map(a, *rest):
+            return (aug(finish(a), training=True), *rest)
+
+        def val_map(a, *rest):
+            return (finish(a), *rest)
+
+        train = (tf.data.Dataset.from_tensor_slices(tr_elems)
+                 .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+                 .batch(batch_size)
+                 .map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+                 .prefetch(2))
+        val = tf.data.Dataset.from_tensor_slices(val_elems).batch(256).map(val_map)
 
         best = {"val_accuracy": -1.0}
         model = self

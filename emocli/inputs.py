@@ -125,32 +125,24 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
         return
 
     class _Chain:
-        """The sniffed head, then the rest of the stream; a pipe that stalls is given up (STALL_TIMEOUT)."""
+        """The sniffed head, then the rest of the stream; a pipe that stalls is given up (StallingReader).
+
+        The head was read with ``read1`` (one raw read, nothing left in the stream's buffer), so
+        the rest can be read from the descriptor itself.
+        """
 
         def __init__(self):
             self.first = head
-            self.poll = None
             try:
-                import select
-                import stat
-
-                fd = stream.fileno()
-                if stat.S_ISFIFO(os.fstat(fd).st_mode) or stat.S_ISCHR(os.fstat(fd).st_mode):
-                    self.poll = select.poll()
-                    self.poll.register(fd, select.POLLIN | select.POLLPRI)
+                self.rest = StallingReader(name="<stdin>", fd=stream.fileno())
             except (AttributeError, OSError, ValueError):  # not a real descriptor (tests, wrappers)
-                self.poll = None
+                self.rest = stream
 
         def read(self, n: int = -1) -> bytes:
             if self.first:
                 b, self.first = self.first, b""
                 return b
-            from . import media
-
-            if self.poll is not None and not self.poll.poll(media.STALL_TIMEOUT * 1000):
-                raise MediaError(f"<stdin>: nothing arrived for {media.STALL_TIMEOUT:.0f} s; check the program "
-                                 "writing into the pipe, or pass a file")
-            return stream.read1(n) if hasattr(stream, "read1") else stream.read(n)
+            return self.rest.read(n)
 
     try:
         spooled = spool_stdin(_Chain())

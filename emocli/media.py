@@ -440,15 +440,18 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
 class StallingReader:
     """Read a pipe, FIFO or device by its file descriptor, giving up after ``timeout`` seconds without a byte.
 
-    Opened without blocking, so a FIFO nobody writes to cannot hang the run at ``open`` either.
+    Opened without blocking, so a FIFO nobody writes to cannot hang the run at ``open`` either;
+    or given an already open descriptor (``fd``: stdin), which it reads but does not close.
     ``read(n)`` returns what has arrived (at most ``n`` bytes), ``b""`` at the end.
     """
 
-    def __init__(self, path: Path | str, *, name: str, timeout: float | None = None):
+    def __init__(self, path: Path | str | None = None, *, name: str, timeout: float | None = None,
+                 fd: int | None = None):
         import select
 
         self.name, self.timeout = name, STALL_TIMEOUT if timeout is None else timeout
-        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        self.owned = fd is None
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK) if fd is None else fd
         self.poll = select.poll()
         self.poll.register(self.fd, select.POLLIN | select.POLLPRI)
 
@@ -462,7 +465,8 @@ class StallingReader:
             return self.read(n)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.owned:
+            os.close(self.fd)
 
     def __enter__(self) -> "StallingReader":
         return self

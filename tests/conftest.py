@@ -38,6 +38,18 @@ def make_clip(path: Path, *, seconds: float = 2.0, size: str = "320x240", rate: 
     return path
 
 
+def write_wav(path: Path, x: np.ndarray, sr: int = 16000) -> Path:
+    """16-bit mono WAV of a float signal in [-1, 1] (clipped)."""
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
 @pytest.fixture
 def clip(tmp_path) -> Path:
     return make_clip(tmp_path / "clip.avi")

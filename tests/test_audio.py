@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import wave
 
 import numpy as np
 import pytest
@@ -16,6 +15,8 @@ from emocli.audio_features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAM
 from emocli.audio_model import VoiceModel, speaker_folds
 from emocli.errors import ModelError, NoAudioError, NotFittedError
 from emocli.labels import LABELS
+
+from conftest import write_wav
 
 SR = 16000
 
@@ -350,14 +351,6 @@ def test_mismatched_or_missing_description_is_refused(fitted, tmp_path):
 
 
 # -- train-audio ----------------------------------------------------------------------------
-
-def write_wav(path, x):
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(SR)
-        w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
-
 
 def test_train_audio_command_on_a_generated_emodb(tmp_path):
     """EmoDB naming (SSTTTEV.wav): anger = high tone, sad = low tone; speaker 03 held out."""

@@ -11,6 +11,8 @@ import pytest
 from emocli import voice_encoder as ve
 from emocli.errors import ModelError
 
+from conftest import write_wav
+
 EXAMPLE = Path(__file__).parents[1] / "examples" / "1001_DFA_HAP_XX.avi"
 
 
@@ -173,8 +175,6 @@ def test_whisper_feature_sets_need_the_embedding():
 def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     """emo train-audio --feature-set whisper+rich on generated EmoDB-named tones; the bundle predicts."""
     import json
-    import wave
-
     from typer.testing import CliRunner
 
     from emocli.audio_model import VoiceModel
@@ -189,11 +189,7 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
         for code, freq in (("W", 300.0), ("T", 110.0)):
             for take in ("a", "b"):
                 x = tone(freq * rng.uniform(0.9, 1.1), 0.5) + 0.01 * rng.standard_normal(8000).astype(np.float32)
-                with wave.open(str(corpus / f"{spk}a01{code}{take}.wav"), "wb") as w:
-                    w.setnchannels(1)
-                    w.setsampwidth(2)
-                    w.setframerate(ve.SAMPLE_RATE)
-                    w.writeframes((np.clip(x, -1, 1) * 32767).astype("<i2").tobytes())
+                write_wav(corpus / f"{spk}a01{code}{take}.wav", x, ve.SAMPLE_RATE)
     out = tmp_path / "bundle"
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03",
                                    "--feature-set", "whisper+rich", "--no-augment", "--repeats", "1",

@@ -41,6 +41,13 @@ META_FILE = "voice.json"
 FORMAT = "emo-voice"
 FORMAT_VERSION = 1
 
+
+
+def _files(name: str) -> tuple[str, str, str]:
+    """(weights, runtime, description) file names of the voice model with file stem ``name``."""
+    return f"{name}.skops", f"{name}.npz", f"{name}.json"
+
+
 DEFAULT_C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 # gamma as a multiple of 1 / n_features: after standardisation 1.0 is sklearn's gamma="scale"
 DEFAULT_GAMMA_GRID = (0.1, 0.25, 0.5)
@@ -152,7 +159,8 @@ class CompactSVM:
         return {key: np.asarray(getattr(self, key)) for key in self.KEYS}
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """scikit-learn's ``decision_function_shape="ovr"`` values, (n, k)."""
+        """scikit-learn's ``decision_function_shape="ovr"`` values, (n, k); for two classes the
+        logits ``(-d, d)`` that temperature scaling makes of the binary decision ``d``."""
         z = (np.asarray(X, np.float64) - self.mean) / self.scale
         # squared distances from differences, as libsvm computes them (no cancellation error)
         sq = np.stack([((self.support_vectors - row) ** 2).sum(1) for row in z]) if len(z) else \
@@ -160,6 +168,11 @@ class CompactSVM:
         kern = np.exp(-self.gamma * sq)  # (n, n_sv)
         k = len(self.n_support)
         start = np.concatenate([[0], np.cumsum(self.n_support)])
+        if k == 2:
+            # Binary: scikit-learn stores dual_coef_ and intercept_ with libsvm's signs flipped, so this
+            # is its decision_function (positive: the second class); calibration reads it as logits (-d, d).
+            dec = kern @ self.dual_coef[0] + self.intercept[0]
+            return np.stack([-dec, dec], axis=1)
         votes = np.zeros((len(z), k))
         conf = np.zeros((len(z), k))
         p = 0
@@ -453,10 +466,11 @@ class VoiceModel:
             **(extra or {}),
         }
 
-    def save(self, directory: Path | str, *, extra: dict[str, Any] | None = None) -> None:
-        """Write ``voice.skops`` and ``voice.json`` into ``directory``, each atomically.
+    def save(self, directory: Path | str, *, extra: dict[str, Any] | None = None, name: str = "voice") -> None:
+        """Write ``voice.skops``, ``voice.npz`` and ``voice.json`` into ``directory``, each atomically.
 
-        ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json.
+        ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json; ``name``
+        replaces the file stem ``voice`` (the speaker-normalised model is ``voice_speaker``).
         """
         import skops.io as sio
 
@@ -467,12 +481,13 @@ class VoiceModel:
         if isinstance(self.estimator_, CompactSVM):
             raise ModelError("this voice model was loaded in its compact runtime form; load it with "
                              "runtime=False to save it again")
-        with atomic_path(directory / WEIGHTS_FILE, suffix=".skops") as tmp:
+        weights, runtime, meta_file = _files(name)
+        with atomic_path(directory / weights, suffix=".skops") as tmp:
             sio.dump(self.estimator_, tmp)
-        with atomic_path(directory / RUNTIME_FILE, suffix=".npz") as tmp:
+        with atomic_path(directory / runtime, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, **CompactSVM.from_estimator(self.estimator_).arrays())
-        atomic_write_text(directory / META_FILE, json.dumps(meta, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(directory / meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     @staticmethod
     def _load_skops(weights_path: Path, meta: dict):
@@ -497,8 +512,8 @@ class VoiceModel:
         return est
 
     @classmethod
-    def load(cls, directory: Path | str, *, runtime: bool = False) -> "VoiceModel":
-        """Load a model written by :meth:`save`.
+    def load(cls, directory: Path | str, *, runtime: bool = False, name: str = "voice") -> "VoiceModel":
+        """Load a model written by :meth:`save` (with the same ``name``).
 
         ``runtime=True`` reads the compact ``voice.npz`` (see :class:`CompactSVM`) when the
         bundle has one: what prediction needs, without importing scikit-learn; such a model
@@ -513,7 +528,8 @@ class VoiceModel:
         from .bundle import read_json_document
 
         directory = Path(directory)
-        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+        weights, runtime_file, meta_file = _files(name)
+        meta_path, weights_path = directory / meta_file, directory / weights
         meta = read_json_document(
             meta_path, fmt=FORMAT, what="an emo voice-model description",
             missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
@@ -526,7 +542,7 @@ class VoiceModel:
                 or len(set(labels)) != len(labels)):
             raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
         n_in = int(meta.get("n_features", -1))
-        compact_path = directory / RUNTIME_FILE
+        compact_path = directory / runtime_file
         if runtime and compact_path.is_file():
             try:
                 with np.load(compact_path, allow_pickle=False) as z:

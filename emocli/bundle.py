@@ -8,6 +8,8 @@ Layout (any part may be absent; ``predict`` uses what is there)::
       face.json         backbone, preprocessing, training history
       voice.skops       StandardScaler + SVM (skops format: no pickle, types allow-listed)
       voice.json        feature settings, labels, C chosen, held-out speakers and scores
+      voice.npz         the same SVM as plain arrays (what predict loads)
+      voice_speaker.*   optional: the voice model on speaker-normalised features (speaker.py)
       fusion.json       decision-level weights (and feature-level fusion settings)
       fusion_feat.skops optional feature-level fusion model
 
@@ -32,7 +34,8 @@ MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
 MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "voice.skops",
-               "voice.npz", "voice.json", "fusion.json", "fusion_feat.skops")
+               "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz", "voice_speaker.json",
+               "fusion.json", "fusion_feat.skops")
 
 
 def models_dir() -> Path:

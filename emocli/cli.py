@@ -258,6 +258,9 @@ def train_audio(
                                                   show_default=False)] = None,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
+    speaker_norm: Annotated[bool, typer.Option(help="Also train a model on features z-normalised per speaker "
+                                                    "(voice_speaker.*), used where emo knows the speaker: evaluate "
+                                                    "--speaker-norm, predict --speaker-of, long streams.")] = False,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
     from .training import train_audio_command, train_audio_features_command
@@ -266,6 +269,8 @@ def train_audio(
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
     if features is None and (split is not None or allow_eval_split):
         raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
+    if features is not None and speaker_norm:
+        raise typer.BadParameter("--speaker-norm needs corpus folders (DATA), whose file names say who speaks")
     try:
         if features is not None:
             train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr(),
@@ -274,7 +279,8 @@ def train_audio(
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
-                            seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr())
+                            seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr(),
+                            speaker_norm=speaker_norm)
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -367,6 +373,12 @@ def predict(
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
+    speaker_of: Annotated[Optional[str], typer.Option(
+        "--speaker-of", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
+        "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
+        "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
+        "run (at least 4 clips). Results come when every input is scored, in input order.",
+        show_default=False)] = None,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
 
@@ -383,9 +395,26 @@ def predict(
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
                    face_experts=face_experts, pooling=Pooling(pooling).value)
+    rule = None
+    if speaker_of is not None:
+        if modality == Modality.face:
+            raise typer.BadParameter("--speaker-of adapts the voice; it cannot be used with --modality face")
+        from .speaker import SpeakerRule
+
+        try:
+            rule = SpeakerRule(speaker_of)
+        except EmoError as exc:  # a CSV that cannot be read (before ValueError: it is one)
+            raise fail(str(exc)) from None
+        except ValueError as exc:  # a malformed regular expression: a usage error
+            raise typer.BadParameter(str(exc)) from None
     try:
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
+        if rule is not None and not pipe.has_speaker_model:
+            raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-of; "
+                       "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+        if rule is not None:
+            pipe.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
     except EmoError as exc:
         raise fail(str(exc)) from None
     out_console = None
@@ -405,6 +434,10 @@ def predict(
             raise fail(str(exc)) from None
     else:
         results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
+    if rule is not None:
+        from .speaker import adapt_results
+
+        results = adapt_results(pipe, results, rule)
     shown, written = [], {}
     from .report import ProgressBar
 
@@ -491,6 +524,11 @@ def evaluate(
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
+    speaker_norm: Annotated[bool, typer.Option(help="Also score each voice against its speaker's own mean and "
+                                                    "spread over the evaluated items (speakers named by the corpus "
+                                                    "layout or the manifest's speaker column; labels unused). The "
+                                                    "report's figures are then the adapted ones (\"adaptation\": "
+                                                    "\"speaker\"), the unadapted ones under \"plain\".")] = False,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
@@ -508,12 +546,21 @@ def evaluate(
                        use_face=modality != Modality.voice, use_voice=modality != Modality.face,
                        tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
         pipe = Pipeline(model, opts)
+        if speaker_norm:
+            if not pipe.has_speaker_model:
+                raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-norm; "
+                           "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+            pipe.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
+            if not any(it.speaker for it in items):
+                raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
+                           "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "
+                           "a speaker column")
     except EmoError as exc:
         raise fail(str(exc)) from None
     from tqdm import tqdm
 
     with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
-        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n))
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm)
     report = ev.report()
     from rich.markup import escape
 
@@ -541,7 +588,14 @@ def evaluate(
 
         from rich.markup import escape
 
-        metrics_table(report, title=escape(f"{dataset}" + (f" [{split}]" if split else "")), console=Console())
+        title = escape(f"{dataset}" + (f" [{split}]" if split else ""))
+        if report["adaptation"]:
+            a = report["speaker_adaptation"]
+            metrics_table({"labels": report["labels"], "n_failed": 0, **report["plain"]}, console=Console(),
+                          title=f"{title}: without speaker adaptation")
+            title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
+                      f"speaker(s) with >= {a['min_clips']} voiced clips)")
+        metrics_table(report, title=title, console=Console())
     if report["n_failed"]:
         raise typer.Exit(1)
 

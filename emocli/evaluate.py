@@ -30,6 +30,9 @@ class Evaluation:
     failed: list[dict[str, str]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
+    # speaker-adapted evaluations (evaluate --speaker-norm): the unadapted one and a summary
+    plain: "Evaluation | None" = None
+    adaptation: dict[str, Any] | None = None
 
     def add(self, label: str, scores: dict[str, dict[str, float] | None], *, file: str = "",
             notes: list[str] | tuple[str, ...] = ()) -> None:
@@ -69,6 +72,12 @@ class Evaluation:
             rep["n_missing"] = self.missing[m]
             out[m] = rep
         out["items"] = self.items
+        out["adaptation"] = None
+        if self.adaptation is not None:
+            out["adaptation"] = "speaker"
+            out["speaker_adaptation"] = self.adaptation
+            plain = self.plain.report()
+            out["plain"] = {m: plain[m] for m in MODALITIES}
         return out
 
 
@@ -129,8 +138,14 @@ def select_split(items, split: str | None):
     return keep
 
 
-def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    """Run the pipeline over labelled items. Face-crop image corpora are scored in batches."""
+def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None,
+                   speaker_norm: bool = False) -> Evaluation:
+    """Run the pipeline over labelled items. Face-crop image corpora are scored in batches.
+
+    With ``speaker_norm``, the returned evaluation is the speaker-adapted one (every voice scored
+    against its speaker's statistics over the evaluated items, see :mod:`emocli.speaker`), and
+    ``.plain`` holds the same items scored without adaptation.
+    """
     ev = Evaluation(labels=pipeline.fusion.labels)
     ev.n_items = len(items)
     opts = pipeline.options
@@ -138,15 +153,52 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
     if images and opts.detect is False and pipeline.face_model is not None and len(images) == len(items):
         _evaluate_crops(images, pipeline, ev, progress)
         return ev
+    kept = []
     for i, it in enumerate(items):
         res = pipeline.run(it.path)
-        if res.status != "ok":
-            ev.add_failed(it.label, file=str(it.path), error=res.error or "")
-        else:
-            ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores},
-                   file=str(it.path), notes=res.notes)
+        _add_result(ev, it, res)
+        if speaker_norm:
+            kept.append((it, res))
         if progress:
             progress(i + 1, len(items))
+    if speaker_norm:
+        return _speaker_adapted(kept, pipeline, ev)
+    return ev
+
+
+def _add_result(ev: Evaluation, it, res) -> None:
+    if res.status != "ok":
+        ev.add_failed(it.label, file=str(it.path), error=res.error or "")
+    else:
+        ev.add(it.label, {"face": res.face_scores, "voice": res.voice_scores, "fused": res.scores},
+               file=str(it.path), notes=res.notes)
+
+
+def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
+    """The items of ``plain`` again, each voice scored against its speaker's statistics."""
+    from .speaker import MIN_CLIPS, group_stats
+
+    vectors: dict[str, list[np.ndarray]] = {}
+    for it, res in kept:
+        if it.speaker is not None and res.status == "ok" and res.voice_vector is not None:
+            vectors.setdefault(it.speaker, []).append(res.voice_vector)
+    stats = group_stats(vectors)
+    ev = Evaluation(labels=plain.labels)
+    ev.n_items = plain.n_items
+    n_adapted = 0
+    for it, res in kept:
+        if res.status == "ok":
+            if pipeline.adapt(res, stats.get(it.speaker), speaker=it.speaker):
+                n_adapted += 1
+            elif res.voice_vector is not None:
+                res.notes.append("speaker unknown" if it.speaker is None else
+                                 f"speaker has {len(vectors.get(it.speaker, []))} voiced clip(s), adaptation "
+                                 f"needs {MIN_CLIPS}: plain voice model")
+        _add_result(ev, it, res)
+    ev.plain = plain
+    ev.adaptation = {"kind": "speaker", "min_clips": MIN_CLIPS, "n_adapted": n_adapted,
+                     "speakers": {who: len(v) for who, v in sorted(vectors.items())},
+                     "speakers_adapted": sorted(stats)}
     return ev
 
 

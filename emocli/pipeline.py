@@ -7,9 +7,10 @@ and reused for every input of a bulk run.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -88,17 +89,30 @@ class Result:
     expert_features: np.ndarray | None = field(default=None, repr=False)  # (n, 512) rafdb embeddings
     error_type: str | None = None
     segments: list[dict[str, Any]] | None = field(default=None, repr=False)
+    # Speaker adaptation (speaker.py), in JSON only when it was asked for: "speaker" when the
+    # voice was scored with the speaker-normalised model, else None (a note says why).
+    speaker: str | None = None
+    adaptation: str | None = None
+    adaptation_asked: bool = field(default=False, repr=False)
+    # What re-scoring the voice needs: the clip's voice vector and the fusion's other inputs.
+    voice_vector: np.ndarray | None = field(default=None, repr=False)
+    fusion_inputs: dict[str, Any] | None = field(default=None, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        for k in ("frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments",
-                  "expert_frame_scores", "expert_features"):
-            d.pop(k)
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _NOT_JSON}
+        if not self.adaptation_asked:
+            d.pop("speaker")
+            d.pop("adaptation")
         d["seconds"] = round(self.seconds, 3)
         if self.error is None:
             d.pop("error")
             d.pop("error_type")
         return d
+
+
+# Result fields that hold arrays or internal state: never written to JSON lines.
+_NOT_JSON = frozenset({"frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments",
+                       "expert_frame_scores", "expert_features", "adaptation_asked", "voice_vector", "fusion_inputs"})
 
 
 def _as_dict(p: np.ndarray | None, labels=LABELS) -> dict[str, float] | None:
@@ -174,6 +188,7 @@ class Pipeline:
             from .audio_model import VoiceModel
 
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
+            self._speaker_model = None
             self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
                                    "feature_set": "thesis68", **self.voice_model.settings_}
         if self.has_face:
@@ -325,7 +340,10 @@ class Pipeline:
         labels = self.fusion.labels
         face_a = None if face is None else self._align(face, self.face_model.labels)
         voice_a = None if voice is None else self._align(voice, self.voice_model.labels)
-        fused = self.fusion.fuse_clip(face_a, voice_a, face_features=acc.mean_features(), voice_stats68=stats68)
+        face_features = acc.mean_features()
+        fused = self.fusion.fuse_clip(face_a, voice_a, face_features=face_features, voice_stats68=stats68)
+        if voice_a is not None:
+            res.fusion_inputs = {"face": face_a, "face_features": face_features, "voice_stats68": stats68}
         res.face_scores, res.voice_scores = _as_dict(_zero_nan(face_a), labels), _as_dict(_zero_nan(voice_a), labels)
         experts = acc.expert_scores()
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
@@ -498,9 +516,53 @@ class Pipeline:
 
         feats = clip_vector(self.voice_settings["feature_set"], frames=frames, embedding=embedding)
         stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
-        if res is not None and self.options.keep_frames:
-            res.voice_features = feats
+        if res is not None:
+            res.voice_vector = feats
+            if self.options.keep_frames:
+                res.voice_features = feats
         return self.voice_model.predict_proba(feats[None])[0], stats68
+
+    # -- speaker adaptation (speaker.py) ------------------------------------------------
+    @property
+    def speaker_model(self):
+        """The bundle's speaker-normalised voice model (``train-audio --speaker-norm``), or None."""
+        if self._speaker_model is None and self.has_voice and self.has_speaker_model:
+            from .audio_model import VoiceModel
+            from .speaker import MODEL_NAME
+
+            self._speaker_model = VoiceModel.load(self.bundle, runtime=True, name=MODEL_NAME)
+            if self._speaker_model.settings_ != self.voice_model.settings_:
+                raise ModelError(f"{self.bundle}: {MODEL_NAME}.json was trained on other voice features than "
+                                 "voice.json; retrain the bundle with `emo train-audio --speaker-norm`")
+        return self._speaker_model
+
+    @property
+    def has_speaker_model(self) -> bool:
+        from .speaker import MODEL_NAME
+
+        return self.has_voice and f"{MODEL_NAME}.npz" in self.manifest.get("files", {})
+
+    def adapt(self, res: Result, stats, *, speaker: str | None = None) -> bool:
+        """Rescore ``res``'s voice with the speaker-normalised model and fuse again.
+
+        ``stats``: the speaker's :class:`emocli.speaker.SpeakerStats` (or None: the result keeps
+        its plain scores, and ``res.adaptation`` stays None). Returns whether it was adapted.
+        """
+        res.adaptation_asked = True
+        res.speaker = speaker
+        if stats is None or res.voice_vector is None or res.fusion_inputs is None or self.speaker_model is None:
+            return False
+        sm = self.speaker_model
+        voice_a = self._align(sm.predict_proba(stats.normalise(res.voice_vector)[None])[0], sm.labels)
+        fi = res.fusion_inputs
+        fused = self.fusion.fuse_clip(fi["face"], voice_a, face_features=fi["face_features"],
+                                      voice_stats68=fi["voice_stats68"])
+        labels = self.fusion.labels
+        res.voice_scores = _as_dict(_zero_nan(voice_a), labels)
+        res.scores = _as_dict(fused, labels)
+        res.label = labels[int(np.argmax(fused))]
+        res.adaptation = "speaker"
+        return True
 
     # -- segments (--window) -----------------------------------------------------------
     def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str]) -> list[dict[str, Any]]:

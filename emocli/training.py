@@ -587,20 +587,26 @@ def _print_scores(console, title: str, sc: dict) -> None:
 
 def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
                         feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
-                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None) -> dict:
+                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
+                        speaker_norm: bool = False) -> dict:
     """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
     held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
 
     With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
     (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
-    never augmented."""
+    never augmented.
+
+    With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
+    (:mod:`emocli.speaker`; each speed copy of a speaker counts as a speaker of its own, its
+    statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
+    speakers are reported normalised by their own clips' statistics."""
     import os
     from concurrent.futures import ProcessPoolExecutor
 
     from rich.markup import escape
 
     from .audio_features import ENCODER_SETS, WINDOW, STEP, clip_vector, feature_dimension
-    from .audio_model import DEFAULT_C_GRID, VoiceModel, confusion, scores_from_confusion
+    from .audio_model import DEFAULT_C_GRID, VoiceModel
     from .bundle import write_manifest
     from .media import SAMPLE_RATE
 
@@ -682,16 +688,46 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
                    "held_out_speakers": held, "extraction_seconds": round(extract_s, 1),
                    "skipped_files": [{"path": p, "error": e} for p, e in failed]}
     if test.any():
-        pred = model.predict(x[test])
-        labels = model.labels
-        known = np.isin(y[test], labels)
-        yt = np.array([labels.index(v) for v in y[test][known]])
-        cm = confusion(yt, np.array([labels.index(v) for v in pred[known]]), len(labels))
-        sc = scores_from_confusion(cm, labels)
-        sc["speakers"] = held
-        extra["test"] = sc
-        _print_scores(console, f"held-out speakers {', '.join(held)}", sc)
+        extra["test"] = _held_out_scores(model, x[test], y[test], held, console, "held-out speakers")
     model.save(out, extra=extra)
+    saved = "voice.skops and voice.json"
+    if speaker_norm:
+        from .speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
+
+        # a speed copy sounds like another speaker: it is normalised by its own statistics
+        copy = np.array([k for _, k in rows])
+        xs = normalise_groups(x, [f"{g}#{k}" for g, k in zip(groups, copy)])
+        sp = VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
+                        class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+        console.print("speaker-normalised model: features z-normalised with each speaker's own mean and std ...")
+        t1 = time.time()
+        sp.fit(xs[train], y[train], groups[train], augmented=augmented[train],
+               progress=lambda msg: console.print("  " + msg))
+        console.print(f"  {time.time() - t1:.0f} s; chosen C {sp.C_:g}, gamma {sp.gamma_x_:g}/d = {sp.gamma_:.2e}")
+        _print_scores(console, "speaker-normalised validation (speaker-grouped)", sp.validation_)
+        sp_extra = {**{k: v for k, v in extra.items() if k != "test"},
+                    "adaptation": {"kind": "speaker", "normalisation": "z-score of each feature with the speaker's "
+                                   "own mean and std over their clips (labels unused)", "min_clips": MIN_CLIPS}}
+        if test.any():
+            sp_extra["test"] = _held_out_scores(sp, xs[test], y[test], held, console,
+                                                "held-out speakers, speaker-normalised")
+        sp.save(out, extra=sp_extra, name=MODEL_NAME)
+        saved = f"voice.skops, voice.json and {MODEL_NAME}.*"
     write_manifest(out, labels=list(LABELS))
-    console.print(f"saved {out}/voice.skops and voice.json")
+    console.print(f"saved {out}/{saved}")
     return model.metadata(extra)
+
+
+def _held_out_scores(model, x: np.ndarray, y: np.ndarray, held: list[str], console, title: str) -> dict:
+    """Accuracy, UAR, recall and confusion of ``model`` on held-out rows (printed too)."""
+    from .audio_model import confusion, scores_from_confusion
+
+    pred = model.predict(x)
+    labels = model.labels
+    known = np.isin(y, labels)
+    yt = np.array([labels.index(v) for v in y[known]])
+    cm = confusion(yt, np.array([labels.index(v) for v in pred[known]]), len(labels))
+    sc = scores_from_confusion(cm, labels)
+    sc["speakers"] = held
+    _print_scores(console, f"{title} {', '.join(held)}", sc)
+    return sc

@@ -324,6 +324,20 @@ def test_compact_runtime_form_scores_like_scikit_learn(fitted, tmp_path):
     assert "skops" in sys.modules  # (the full load above imported it; the compact one does not need it)
 
 
+def test_compact_runtime_form_of_a_two_emotion_model_scores_like_scikit_learn(tmp_path):
+    """scikit-learn flips the signs of a binary SVC's coefficients: the compact form must follow
+    (it once scored every two-emotion model inverted)."""
+    x, y, g = random_features(np.random.default_rng(3))
+    keep = np.isin(y, ["anger", "sad"])
+    model = VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1).fit(
+        x[keep], y[keep], g[keep])
+    model.save(tmp_path)
+    full, compact = VoiceModel.load(tmp_path), VoiceModel.load(tmp_path, runtime=True)
+    probe = np.vstack([x, x[:7] * 3.0 + 1.0])
+    np.testing.assert_allclose(compact.predict_proba(probe), full.predict_proba(probe), rtol=1e-6, atol=1e-9)
+    assert (compact.predict(x[keep]) == y[keep]).mean() > 0.9
+
+
 def test_compact_runtime_file_damaged_is_refused(fitted, tmp_path):
     model, _, _ = fitted
     model.save(tmp_path)

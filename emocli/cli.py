@@ -377,7 +377,7 @@ def predict(
         "--speaker-of", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
         "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
         "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
-        "run (at least 4 clips). Results come when every input is scored, in input order.",
+        "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
         show_default=False)] = None,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.

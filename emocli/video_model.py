@@ -268,6 +268,12 @@ def with_precision(net, policy: str):
 # The model object
 
 
+def adjust_prior(p: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
+    """Logit adjustment of probabilities ``p`` (N, k): ``p / prior ** tau``, rows renormalised."""
+    q = np.asarray(p, np.float64) / np.asarray(prior, np.float64) ** float(tau)
+    return q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-30)
+
+
 def read_face_meta(directory: Path) -> dict:
     """``face.json`` of a bundle (backbone, labels, preprocessing), or a ModelError with the fix."""
     from .bundle import read_json_document
@@ -292,6 +298,24 @@ class FaceModel:
     labels: tuple[str, ...] = LABELS
     network_: Any = None
     history_: list[dict[str, float]] = field(default_factory=list)
+    # Post-hoc logit adjustment (face.json "prior_adjustment", scripts/face_prior.py): scores are
+    # divided by prior ** prior_tau and renormalised; 0 leaves the network's scores as they are.
+    prior_tau: float = 0.0
+    prior: np.ndarray | None = None
+
+    def _set_prior(self, meta: dict, meta_path: Path) -> None:
+        adj = meta.get("prior_adjustment")
+        if not adj:
+            return
+        try:
+            tau = float(adj["tau"])
+            prior = np.array([float(adj["prior"][lab]) for lab in self.labels])
+            if not (0.0 <= tau <= 2.0) or np.any(prior <= 0) or not np.isfinite(prior).all():
+                raise ValueError("tau must be in [0, 2] and every prior positive")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelError(f"{meta_path}: unusable prior_adjustment ({exc}); restore the bundle or rerun "
+                             "scripts/face_prior.py --write") from None
+        self.prior_tau, self.prior = tau, prior / prior.sum()
 
     # -- inference ---------------------------------------------------------------------
     def _check(self):
@@ -330,6 +354,8 @@ class FaceModel:
                 feats.append(f)
         n_lab = len(self.labels)
         scores_arr = np.concatenate(scores) if scores else np.zeros((0, n_lab), np.float32)
+        if self.prior_tau and self.prior is not None:
+            scores_arr = adjust_prior(scores_arr, self.prior, self.prior_tau).astype(np.float32)
         if not features:
             return scores_arr
         n_feat = (self.network_.n_features if isinstance(self.network_, LiteNetwork)
@@ -532,6 +558,7 @@ class FaceModel:
                 raise ModelError(f"{lite_path}: cannot load the face network's runtime form ({type(exc).__name__}: "
                                  f"{exc}); restore the bundle, or re-save it with `emo train-video`") from None
             model.history_ = list(meta.get("history", []))
+            model._set_prior(meta, meta_path)
             return model
         from ._tf import import_keras
 
@@ -545,6 +572,7 @@ class FaceModel:
                     labels=tuple(meta["labels"]))
         model.network_ = net
         model.history_ = list(meta.get("history", []))
+        model._set_prior(meta, meta_path)
         if int(net.output.shape[-1]) != len(model.labels):
             raise ModelError(f"{net_path}: network has {net.output.shape[-1]} outputs but face.json lists "
                              f"{len(model.labels)} labels; the bundle is inconsistent")

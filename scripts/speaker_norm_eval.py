@@ -9,6 +9,11 @@ CREMA-D clips of ../shared (actors 1001 and 1002, six each; trained on every RAV
 speaker). Vectors come from scripts/voice_encoder_eval.py's cache.
 
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder
+    python scripts/speaker_norm_eval.py --cache runs/voice_encoder --clips-curve
+
+``--clips-curve`` measures how many clips a speaker's statistics need (emocli.speaker.MIN_CLIPS)
+on the *training* speakers only: 4 speaker folds; the validation speakers' statistics come from k
+random clips of theirs (5 draws per k), every clip of theirs is then scored.
 """
 
 from __future__ import annotations
@@ -37,6 +42,57 @@ def per_speaker_z(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
     return out
 
 
+def clips_curve(args) -> None:
+    """Validation UAR when each validation speaker's statistics come from only k of their clips."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from emocli.audio_model import speaker_folds
+    from emocli.labels import LABELS
+    from voice_encoder_eval import C_GRID
+
+    items, X, _ = extract(args.data, args.cache, 1)
+    y = np.array([it.label for it in items])
+    g = np.array([it.speaker for it in items])
+    corpus = np.array([s.split("_")[0] for s in g])
+    train = np.isin(corpus, ["ravdess", "emodb"]) & ~np.isin(g, HELD_OUT)
+    x, y, g = X["whisper+rich"][train], y[train], g[train]
+    xz = per_speaker_z(x, g)
+    rng = np.random.default_rng(0)
+    folds = speaker_folds(g, 4, rng)
+    pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced"))
+    C = GridSearchCV(pipe, {"logisticregression__C": list(C_GRID)}, cv=folds, scoring="balanced_accuracy",
+                     n_jobs=1).fit(xz, y).best_params_["logisticregression__C"]
+    ks = (1, 2, 3, 4, 6, 8, 12, 16, 0)  # 0: every clip of the speaker
+    preds = {k: [] for k in ("plain", *ks)}
+    truth = []
+    for tr, va in folds:
+        plain = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced", C=C))
+        plain.fit(x[tr], y[tr])
+        adapted = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced", C=C))
+        adapted.fit(xz[tr], y[tr])
+        for spk in np.unique(g[va]):
+            idx = va[g[va] == spk]
+            for draw in range(5):
+                truth.extend(y[idx])
+                preds["plain"].extend(plain.predict(x[idx]))
+                for k in ks:
+                    pick = idx if k == 0 else rng.choice(idx, size=min(k, len(idx)), replace=False)
+                    mu, sd = x[pick].mean(0), x[pick].std(0)
+                    z = (x[idx] - mu) / np.maximum(sd, 1e-6 + 1e-3 * np.abs(mu))
+                    preds[k].extend(adapted.predict(z))
+    out = {}
+    for k, p in preds.items():
+        sc = report(np.array(truth), np.array(p), list(LABELS))
+        name = "plain" if k == "plain" else ("all clips" if k == 0 else f"{k} clips")
+        out[name] = {"accuracy": sc["accuracy"], "uar": sc["uar"]}
+        print(f"{name:<10} accuracy {sc['accuracy']:.3f}  UAR {sc['uar']:.3f}")
+    print(f"(training speakers of RAVDESS+EmoDB, 4 speaker folds, 5 draws of k clips per speaker, LR C {C:g})")
+    (args.out or args.cache / "speaker_clips_curve.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     from emocli.labels import LABELS
 
@@ -44,7 +100,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "voice_encoder")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--clips-curve", action="store_true", help="UAR against the clips per speaker statistic "
+                    "(training speakers only)")
     args = ap.parse_args()
+    if args.clips_curve:
+        clips_curve(args)
+        return
     items, X, _ = extract(args.data, args.cache, 1)
     y = np.array([it.label for it in items])
     g = np.array([it.speaker for it in items])

@@ -9,7 +9,9 @@ reported too (the project's face benchmark; never used for a choice either).
     python scripts/face_experts.py ../shared/data --bundle models/default            # report
     python scripts/face_experts.py ../shared/data --bundle models/default --write    # + experts.json
 
-Per-image scores are cached under runs/face_experts/ (delete it to recompute).
+Per-image scores are cached under runs/face_experts/ (delete it to recompute). The cache holds
+emo-cnn's scores as the network gives them; the bundle's prior adjustment (face.json
+``prior_adjustment``, scripts/face_prior.py) is applied after reading them, as ``predict`` does.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) ->
             np.savez(cache, **out)
         return out
     model = FaceModel.load(bundle, runtime=True)
+    model.prior_tau = 0.0  # cache the network's own scores; the prior adjustment is applied on reading
     cnn, raf, found, applies = [], [], [], []
     t_cnn = t_raf = t_lm = 0.0
     for k in range(0, len(paths), 64):
@@ -89,6 +92,16 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) ->
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
+
+
+def with_prior(s: dict[str, np.ndarray], bundle: Path) -> dict[str, np.ndarray]:
+    """Cached scores with the bundle's emo-cnn prior adjustment applied (as ``predict`` applies it)."""
+    from emocli.video_model import FaceModel, adjust_prior
+
+    fm = FaceModel.load(bundle, runtime=True)
+    if not fm.prior_tau:
+        return s
+    return {**s, "emo-cnn": adjust_prior(s["emo-cnn"], fm.prior, fm.prior_tau)}
 
 
 def crop_landmarks(paths: list[Path], landmarker) -> np.ndarray:
@@ -130,6 +143,7 @@ def main() -> None:
     expert = OnnxExpert(args.bundle / RAFDB_FILE)
     sets = heldout_sets(args.data)
     scores = {name: score_set(name, paths, args.bundle, landmarker, expert) for name, (paths, _) in sets.items()}
+    scores = {name: with_prior(s, args.bundle) for name, s in scores.items()}
 
     calib = [n for n in sets if n.endswith("-calib")]
     y_cal = np.concatenate([sets[n][1] for n in calib])

@@ -100,7 +100,7 @@ def main() -> None:
         doc["prior_adjustment"] = {"tau": best["tau"], "prior": summary["prior"],
                                    "chosen": f"{summary['rule']}, on {len(ho)} held-out FER2013 training faces "
                                              "(scripts/face_prior.py)"}
-        atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
         write_manifest(args.bundle, labels=list(LABELS))
         print(f"wrote tau {best['tau']} into {path}")
 

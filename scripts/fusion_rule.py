@@ -24,7 +24,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from face_experts import CACHE, combined, heldout_sets  # noqa: E402
+from face_experts import CACHE, combined, heldout_sets, with_prior  # noqa: E402
 
 from emocli.bundle import read_json_document  # noqa: E402
 from emocli.datasets import parse_name  # noqa: E402
@@ -86,7 +86,7 @@ def main() -> None:
     face = {}
     for part in ("calib", "test"):
         names = [n for n in sets if n.endswith(f"-{part}")]
-        p = np.concatenate([combined(experts, dict(np.load(CACHE / f"{n}.npz"))) for n in names])
+        p = np.concatenate([combined(experts, with_prior(dict(np.load(CACHE / f"{n}.npz")), args.bundle)) for n in names])
         face[part] = (p, np.concatenate([sets[n][1] for n in names]))
     voice = voice_sets(args.voice_scores)
     fusers = {"face": lambda f, v: f, "voice": lambda f, v: v}

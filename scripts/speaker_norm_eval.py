@@ -10,10 +10,14 @@ speaker). Vectors come from scripts/voice_encoder_eval.py's cache.
 
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --clips-curve
+    python scripts/speaker_norm_eval.py --cache runs/voice_encoder --cross-corpus
 
 ``--clips-curve`` measures how many clips a speaker's statistics need (emocli.speaker.MIN_CLIPS)
 on the *training* speakers only: 4 speaker folds; the validation speakers' statistics come from k
 random clips of theirs (5 draws per k), every clip of theirs is then scored.
+``--cross-corpus`` trains on every speaker of one corpus and tests on every speaker of another
+(RAVDESS -> EmoDB, EmoDB -> RAVDESS on their six shared emotions; RAVDESS + EmoDB -> SAVEE),
+plain and speaker-normalised.
 """
 
 from __future__ import annotations
@@ -40,6 +44,32 @@ def per_speaker_z(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
         mu, sd = x[m].mean(0), x[m].std(0)
         out[m] = (x[m] - mu) / np.maximum(sd, 1e-6 + 1e-3 * np.abs(mu))
     return out
+
+
+def cross_corpus(args) -> None:
+    """Every speaker of one corpus for training, every speaker of another for testing."""
+    from emocli.labels import LABELS
+
+    items, X, _ = extract(args.data, args.cache, 1)
+    y = np.array([it.label for it in items])
+    g = np.array([it.speaker for it in items])
+    corpus = np.array([s.split("_")[0] for s in g])
+    shared = [lab for lab in LABELS if lab != "surprise"]  # EmoDB has no surprise (and boredom is dropped)
+    runs = {"ravdess -> emodb": (corpus == "ravdess", corpus == "emodb", shared),
+            "emodb -> ravdess": (corpus == "emodb", corpus == "ravdess", shared),
+            "ravdess+emodb -> savee": (np.isin(corpus, ["ravdess", "emodb"]), corpus == "savee", list(LABELS))}
+    out = {}
+    for name, (tr, te, labels) in runs.items():
+        tr, te = tr & np.isin(y, labels), te & np.isin(y, labels)
+        for fs in ("whisper", "rich", "whisper+rich"):
+            for norm in ("plain", "speaker"):
+                x = X[fs] if norm == "plain" else per_speaker_z(X[fs], g)
+                pred, C, _ = fit_predict(x[tr], y[tr], g[tr], x[te])
+                sc = report(y[te], pred, labels)
+                out[f"{name} / {fs} / {norm}"] = {k: sc[k] for k in ("n", "accuracy", "uar", "recall")}
+                print(f"{name:<23} {fs:<13} {norm:<8} acc {sc['accuracy']:.3f}  UAR {sc['uar']:.3f}  (n {sc['n']}, "
+                      f"C {C:g})", flush=True)
+    (args.out or args.cache / "cross_corpus_speaker_norm.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 def clips_curve(args) -> None:
@@ -100,11 +130,15 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "voice_encoder")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--cross-corpus", action="store_true", help="train on one corpus, test on another")
     ap.add_argument("--clips-curve", action="store_true", help="UAR against the clips per speaker statistic "
                     "(training speakers only)")
     args = ap.parse_args()
     if args.clips_curve:
         clips_curve(args)
+        return
+    if args.cross_corpus:
+        cross_corpus(args)
         return
     items, X, _ = extract(args.data, args.cache, 1)
     y = np.array([it.label for it in items])

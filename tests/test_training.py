@@ -150,3 +150,33 @@ def test_train_video_on_several_corpora_reports_each(faces, tmp_path):
     bad = CliRunner().invoke(app, ["train-video", str(faces), str(second), "--out", str(tmp_path / "x"),
                                    "--holdout", "0.1", "--holdout", "0.2", "--holdout", "0.3"])
     assert bad.exit_code == 2 and "once per folder" in " ".join(bad.output.split())
+
+
+def test_prior_adjustment_rebalances_scores_and_is_read_from_face_json(tiny_bundle, tmp_path):
+    """face.json's prior_adjustment divides the network's scores by prior ** tau (Menon et al.'s
+    logit adjustment); a malformed one is refused naming the file."""
+    import shutil
+
+    from emocli.errors import ModelError
+    from emocli.video_model import FaceModel, adjust_prior
+
+    p = np.array([[0.5, 0.05, 0.1, 0.15, 0.1, 0.05, 0.05]])
+    prior = np.array([0.4, 0.02, 0.1, 0.2, 0.1, 0.1, 0.08])
+    np.testing.assert_allclose(adjust_prior(p, prior, 0.0), p)
+    q = adjust_prior(p, prior, 1.0)
+    np.testing.assert_allclose(q.sum(), 1.0)
+    assert q[0].argmax() == 1  # the rare class the network half-believes wins once its prior is divided out
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 48, 48, 1)).astype(np.float32)
+    plain = FaceModel.load(bundle, runtime=True).score_inputs(x, views="none")
+    meta = json.loads((bundle / "face.json").read_text())
+    meta["prior_adjustment"] = {"tau": 0.8, "prior": dict(zip(LABELS, prior.tolist()))}
+    (bundle / "face.json").write_text(json.dumps(meta))
+    adjusted = FaceModel.load(bundle, runtime=True)
+    assert adjusted.prior_tau == 0.8
+    np.testing.assert_allclose(adjusted.score_inputs(x, views="none"), adjust_prior(plain, prior, 0.8), atol=1e-5)
+    meta["prior_adjustment"]["prior"]["disgust"] = 0.0
+    (bundle / "face.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=r"face\.json: unusable prior_adjustment"):
+        FaceModel.load(bundle, runtime=True)

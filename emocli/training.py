@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Sequence
@@ -674,23 +675,33 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     model = VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
                        class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
     n_real = int((train & ~augmented).sum())
-    console.print(f"choosing C and gamma on {repeats} x {model.n_folds}-fold speaker-grouped splits of "
-                  f"{n_real} clips" + (f" (+ {int(augmented.sum())} augmented)" if augment else "")
-                  + f", {len(np.unique(groups[train]))} speakers ({feature_set}, {x.shape[1]} features) ...")
-    t1 = time.time()
-    model.fit(x[train], y[train], groups[train], augmented=augmented[train],
-              progress=lambda msg: console.print("  " + msg))
-    console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = {model.gamma_:.2e}")
-    _print_scores(console, "validation (speaker-grouped)", model.validation_)
+    trained_on = {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
+                  "augment_speeds": list(AUGMENT_SPEEDS) if augment else []}
+    reused = _same_plain_model(out, model, trained_on, held) if speaker_norm else None
+    if reused is not None:
+        model = reused
+        console.print(f"{out}/voice.json: a plain model trained on the same clips, features and selection is there; "
+                      "kept as it is (only the speaker-normalised model is fitted)")
+    else:
+        console.print(f"choosing C and gamma on {repeats} x {model.n_folds}-fold speaker-grouped splits of "
+                      f"{n_real} clips" + (f" (+ {int(augmented.sum())} augmented)" if augment else "")
+                      + f", {len(np.unique(groups[train]))} speakers ({feature_set}, {x.shape[1]} features) ...")
+        t1 = time.time()
+        model.fit(x[train], y[train], groups[train], augmented=augmented[train],
+                  progress=lambda msg: console.print("  " + msg))
+        console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = "
+                      f"{model.gamma_:.2e}")
+        _print_scores(console, "validation (speaker-grouped)", model.validation_)
 
-    extra: dict = {"trained_on": {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
-                                  "augment_speeds": list(AUGMENT_SPEEDS) if augment else []},
-                   "held_out_speakers": held, "extraction_seconds": round(extract_s, 1),
+    extra: dict = {"trained_on": trained_on, "held_out_speakers": held, "extraction_seconds": round(extract_s, 1),
                    "skipped_files": [{"path": p, "error": e} for p, e in failed]}
-    if test.any():
-        extra["test"] = _held_out_scores(model, x[test], y[test], held, console, "held-out speakers")
-    model.save(out, extra=extra)
     saved = "voice.skops and voice.json"
+    if reused is None:
+        if test.any():
+            extra["test"] = _held_out_scores(model, x[test], y[test], held, console, "held-out speakers")
+        model.save(out, extra=extra)
+    else:
+        saved = "voice.* (kept)"
     if speaker_norm:
         from .speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
@@ -716,6 +727,27 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/{saved}")
     return model.metadata(extra)
+
+
+def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
+    """The plain voice model already in ``out`` when it was trained exactly as ``model`` would be
+    (same corpora, clips, speakers held out, features and selection), else None."""
+    from .audio_model import VoiceModel
+    from .errors import ModelError
+
+    path = Path(out) / "voice.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+        sel, svm = meta["selection"], meta["svm"]
+        same = (meta["trained_on"] == json.loads(json.dumps(trained_on)) and meta["held_out_speakers"] == held
+                and meta["features"]["feature_set"] == model.feature_set and sel["repeats"] == model.n_repeats
+                and sel["seed"] == model.seed and sel["C_grid"] == [float(c) for c in model.C_grid]
+                and svm["class_weight"] == model.class_weight)
+        return VoiceModel.load(out) if same else None
+    except (OSError, ValueError, KeyError, TypeError, ModelError):
+        return None
 
 
 def _held_out_scores(model, x: np.ndarray, y: np.ndarray, held: list[str], console, title: str) -> dict:

@@ -150,6 +150,24 @@ def test_train_audio_speaker_norm_keeps_both_models_and_removes_the_speaker_offs
     assert plain["test"]["accuracy"] <= 0.6
 
 
+def test_train_audio_speaker_norm_keeps_a_matching_plain_model(speaker_bundle, tmp_path):
+    """Adding the speaker-normalised model to a bundle whose plain model was trained on the same
+    clips with the same selection keeps that model (it is not fitted again)."""
+    _, corpus, out = speaker_bundle
+    again = tmp_path / "bundle"
+    shutil.copytree(out, again)
+    before = (again / "voice.npz").read_bytes()
+    args = ["train-audio", str(corpus), "--out", str(again), "--test-speakers", "03,08", "--feature-set",
+            "thesis68", "--no-augment", "--repeats", "1", "--workers", "1", "--speaker-norm"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "kept as it is" in r.output and (again / "voice.npz").read_bytes() == before
+    args[args.index("--repeats") + 1] = "2"  # another selection: the plain model is fitted again
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "kept as it is" not in r.output and json.loads((again / "voice.json").read_text())["selection"]["repeats"] == 2
+
+
 def test_evaluate_speaker_norm_reports_adapted_and_plain_figures(speaker_bundle, tmp_path):
     _, corpus, out = speaker_bundle
     held = tmp_path / "emodb"

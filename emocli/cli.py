@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -367,8 +368,16 @@ def predict(
     tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
+    input_options: Annotated[Optional[str], typer.Option(
+        "--input-options", callback=_input_options,
+        help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
+             "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)] = None,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
+
+    Live inputs (- with media bytes, FIFOs, URLs such as rtsp:// or https://, /dev/videoN) are
+    decoded in one pass as they arrive; with --window each segment is written as soon as its
+    window has closed. Ctrl-C ends a live stream and still writes its result (exit 130).
 
     Exit code 0 when every input succeeded, 1 when any failed (each failure is still a
     result line with "status": "error"), 2 for bad usage, 130 when interrupted.
@@ -378,6 +387,7 @@ def predict(
     from .pipeline import Options, Pipeline
 
     err = _stderr()
+    live_opts = tuple(input_options or ())
     as_json = json_out if json_out is not None else not sys.stdout.isatty()
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
@@ -397,14 +407,26 @@ def predict(
     from .bulk import run_bulk
 
     if ray or ray_address:
+        from .inputs import files_only
         from .scale import ray_predict
 
         try:
-            results = ray_predict(pipe.bundle, opts, expand_inputs(inputs), address=ray_address)
+            results = ray_predict(pipe.bundle, opts, files_only(expand_inputs(inputs, input_options=live_opts),
+                                                                "is read on this machine: run it without --ray"),
+                                  address=ray_address)
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
+        from .report import json_line, segment_line
+
+        def on_segment(name: str, seg: dict) -> None:
+            if as_json:
+                _emit(json_line, {"file": name, "segment": seg})
+            else:
+                _emit(segment_line, seg, console=out_console)
+
+        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
+                           on_segment=on_segment, stop=_STREAM_STOP)
     shown, written = [], {}
     from .report import ProgressBar
 
@@ -418,8 +440,28 @@ def predict(
         from .report import summary_table
 
         _emit(summary_table, shown, console=out_console)
+    if _STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
+        raise _Interrupted()
     if failed:
         raise typer.Exit(1)
+
+
+def _input_options(value: Optional[str]) -> Optional[list[str]]:
+    """--input-options: split like a shell would; each word must be an ffmpeg option or its value."""
+    if value is None:
+        return None
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"cannot split {value!r} ({exc}); quote it like a shell command line") from None
+    if words and not words[0].startswith("-"):
+        raise typer.BadParameter(f"{value!r} does not start with an option; give ffmpeg input options such as "
+                                 "\"-f v4l2 -framerate 30\"")
+    if "-i" in words:
+        raise typer.BadParameter("leave -i out: the input is the argument of emo predict")
+    return words
 
 
 def _count_inputs(inputs: list[str]) -> int | None:
@@ -461,6 +503,10 @@ def _print_results(results, *, bar, err, as_json, out_console, submission, fail_
                 _emit(json_line, {"file": res.file, "segment": seg})
             _emit(json_line, res.to_json())
         else:
+            from .report import segment_line
+
+            for seg in res.segments or []:
+                _emit(segment_line, seg, console=out_console)
             _emit(result_table, res, console=out_console)
             shown.append(res)
         if failed and fail_fast:
@@ -646,7 +692,19 @@ class _StdoutFailed(BaseException):
     """stdout cannot take the results (a full disk): one line on stderr, exit 1."""
 
 
+class _StreamStop(threading.Event):
+    """Set by Ctrl-C to end the live stream being read; ``live`` says whether one is being read now."""
+
+    live = False
+
+
+_STREAM_STOP = _StreamStop()
+
+
 def _on_sigint(signum, frame):
+    if _STREAM_STOP.live and not _STREAM_STOP.is_set():
+        _STREAM_STOP.set()  # the stream's segments and result are still written; a second Ctrl-C stops at once
+        return
     raise _Interrupted()
 
 

@@ -26,6 +26,12 @@ _ENDED_EARLY = "video stream ended early (damaged file): scored the frames decod
 # detector finds no face in it (FER2013 is 48 px, RAF-DB 100, AffectNet 96, SFEW 143): detectors
 # miss faces that fill the whole image.
 CROP_MAX_SIDE = 160
+# A live stream is scored window by window as it arrives (memory does not grow with its length):
+# without --window its voice is scored in blocks of this many seconds and the blocks averaged.
+STREAM_BLOCK = 10.0
+# seconds: a window closes at most this long after one modality has passed its end while the
+# other has not (a stream whose audio stalls or lags must not hold every result back)
+LIVE_MAX_LAG = 5.0
 
 
 @dataclass(frozen=True)
@@ -240,6 +246,87 @@ class Pipeline:
         res.seconds = time.perf_counter() - t0
         return res
 
+    def run_stream(self, source, *, on_segment=None, stop=None) -> Result:
+        """Analyse a live input (:class:`emocli.media.LiveSource`: a pipe, FIFO, URL or capture device) in one pass.
+
+        Frames and audio come from one ffmpeg read and are scored as they arrive; with
+        ``--window`` each segment goes to ``on_segment(dict)`` as soon as its window has closed
+        and been scored. ``stop`` (a ``threading.Event``): once set, the stream ends there and
+        the result covers what arrived (a note says so). Expected failures become
+        ``status="error"`` results, as in :meth:`run`.
+        """
+        t0 = time.perf_counter()
+        res = Result(file=source.name, gpu=self.gpu)
+        try:
+            self._run_stream(source, res, on_segment, stop)
+        except EmoError as exc:
+            _fail(res, exc)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _run_stream(self, source, res: Result, on_segment, stop) -> None:
+        from .faces import FaceTracker, faces_in_frames
+        from .media import LiveDecode, probe_live
+        from .video_model import prepare_faces
+
+        opt = self.options
+        info, head, reader = probe_live(source)
+        use_video, use_audio = self.has_face and info.has_video, self.has_voice and info.has_audio
+        if info.has_video and not self.has_face:
+            res.notes.append("face model not loaded")
+        if not info.has_audio:
+            res.notes.append("no audio track")
+        elif not self.has_voice:
+            res.notes.append("voice model not loaded")
+        elif info.audio_streams > 1:
+            res.notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+        if not use_video and not use_audio:
+            if reader is not None:
+                reader.close()
+            raise NoFaceError(f"{source.name}: nothing to score ({'; '.join(res.notes)}); check that the stream "
+                              "carries video or audio the model bundle can score")
+        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else 16000
+        live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
+                            audio=use_audio, on_segment=on_segment if opt.window else None)
+        tracker = FaceTracker(min_face=opt.min_face)
+        dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
+                         max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
+        with dec:
+            for item in dec.items(stop):
+                if item.kind == "video":
+                    res.frames_seen += 1
+                    frame = item.frame
+                    if opt.detect is not False:
+                        _, crops, boxes = faces_in_frames([frame], detector=self.detector, tracker=tracker,
+                                                          margin=opt.margin)
+                    else:
+                        crops, boxes = [frame], [None]
+                    if crops:
+                        aligned, mask = self._aligned([frame], boxes, crops)
+                        live.acc.add(np.array([item.time]), prepare_faces(crops, self.face_pre), aligned, mask)
+                    live.video_time = item.time + dec.step
+                elif item.kind == "audio":
+                    live.add_audio(item.audio)
+                else:
+                    live.ended(item.what)
+                live.close_ready()
+        dec.check(produced=res.frames_seen > 0 or dec.samples > 0)
+        live.close_all()
+        res.duration = round(live.covered, 3)
+        if stop is not None and stop.is_set():
+            res.notes.append(f"interrupted after {live.covered:.1f} s of the stream: the result covers what arrived")
+        if dec.stalled or dec.watchdog_fired:
+            res.notes.append(f"the stream stalled (nothing arrived for {dec.stall_timeout:.0f} s): scored what "
+                             "arrived before")
+        if use_video:
+            if res.frames_seen == 0:
+                res.notes.append("no video frames decoded")
+            elif res.frames_used == 0:
+                res.notes.append(f"no face found in {res.frames_seen} frame(s)")
+        face, voice, stats68 = live.totals()
+        res.notes.extend(live.stream_notes())
+        self._fuse(source.name, res, live.acc, face, voice, stats68, has_video=info.has_video, still=False)
+
     def prepare(self, path: Path | str, *, display_name: str | None = None) -> Prepared:
         """Stage 1 (worker-safe): decode, find faces, make network inputs, voice frames."""
         t0 = time.perf_counter()
@@ -318,6 +405,17 @@ class Pipeline:
                 res.notes.append("no audio track")
             elif not self.has_voice:
                 res.notes.append("voice model not loaded")
+        self._fuse(path, res, acc, face, voice, stats68, has_video=info.has_video, still=info.is_image)
+        if self.options.keep_frames:
+            acc.keep(res)
+            if voice_frames is not None:
+                res.voice_stats68 = stats68
+        if self.options.window:
+            res.segments = self._segments(acc, voice_frames, info, res.notes)
+
+    def _fuse(self, path, res: Result, acc: "_FaceAccumulator", face, voice, stats68, *, has_video: bool,
+              still: bool) -> None:
+        """The input's face and voice scores (model label order) fused into ``res``."""
         if face is None and voice is None:
             reasons = "; ".join(res.notes) or "nothing to analyse"
             raise NoFaceError(f"{path}: no face and no usable voice ({reasons}); "
@@ -338,16 +436,10 @@ class Pipeline:
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
         res.modalities = [m for m, v in (("face", face_a), ("voice", voice_a)) if v is not None]
-        if res.modalities == ["face"] and not info.is_image:
+        if res.modalities == ["face"] and not still:
             res.notes.append("face only")
-        elif res.modalities == ["voice"] and info.has_video:
+        elif res.modalities == ["voice"] and has_video:
             res.notes.append("voice only")
-        if self.options.keep_frames:
-            acc.keep(res)
-            if voice_frames is not None:
-                res.voice_stats68 = stats68
-        if self.options.window:
-            res.segments = self._segments(acc, voice_frames, info, res.notes)
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
         """Scores in the fusion's label order; NaN for emotions the model was not trained on."""
@@ -454,39 +546,53 @@ class Pipeline:
         Speech-encoder embeddings are computed here, while the audio is in memory: one for the
         clip and, with ``--window``, one per window, so the audio is never kept.
         """
-        from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
-                                     short_term_features, window_features)
         from .media import load_audio
 
-        st = self.voice_settings
-        sr = int(st["sample_rate"])
+        sr = int(self.voice_settings["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
             if info.audio_streams > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
-            if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
-                notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
-                             "voice not used")
-                return None
-            # sets without pitch statistics need only the 34 short-term features: skip the pitch track
-            features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
-            frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
-            vin = VoiceInput(frames)
-            if st["feature_set"] in ENCODER_SETS:
-                from .voice_encoder import embed, shipped_encoder
-
-                enc = shipped_encoder()
-                vin.embedding = embed(audio, sr, enc)
-                if self.options.window:
-                    n = int(float(self.options.window) * sr)
-                    vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
-                                             else None for k in range(0, len(audio), n)]
-            return vin
+            return self._voice_input(audio, notes, windows=True)
         except NoAudioError as exc:
             notes.append(f"voice unusable ({_short(exc, info.path)})")
         except MediaError as exc:
             notes.append(f"audio undecodable ({_short(exc, info.path)})")
         return None
+
+    def _voice_input(self, audio: np.ndarray, notes: list[str], *, windows: bool) -> "VoiceInput | None":
+        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent.
+
+        ``windows``: also one speech-encoder vector per ``--window`` segment.
+
+        Raises
+        ------
+        NoAudioError
+            If the audio is shorter than one analysis window.
+        """
+        from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
+                                     short_term_features, window_features)
+
+        st = self.voice_settings
+        sr = int(st["sample_rate"])
+        if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+            notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
+                         "voice not used")
+            return None
+        # sets without pitch statistics need only the 34 short-term features: skip the pitch track
+        features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
+        frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+        vin = VoiceInput(frames)
+        if st["feature_set"] in ENCODER_SETS:
+            from .voice_encoder import embed, shipped_encoder
+
+            enc = shipped_encoder()
+            vin.embedding = embed(audio, sr, enc)
+            if windows and self.options.window:
+                n = int(float(self.options.window) * sr)
+                vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
+                                         else None for k in range(0, len(audio), n)]
+        return vin
 
     def _voice_scores(self, frames: np.ndarray, res: Result | None = None, *, embedding: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -583,10 +689,169 @@ def pool_frames(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> n
     scores = np.asarray(scores, np.float64)
     if method == "mean" or "neutral" not in labels:
         return scores.mean(0)
-    if method != "expressive":
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
-    w = np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
+    w = pool_weights(scores, method=method, labels=labels)
     return (w[:, None] * scores).sum(0) / w.sum()
+
+
+def pool_weights(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> np.ndarray:
+    """Each frame's weight in :func:`pool_frames`: float64 (n,) (a stream pools by running sums of these)."""
+    scores = np.asarray(scores, np.float64)
+    if method not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
+    if method == "mean" or "neutral" not in labels:
+        return np.ones(len(scores))
+    return np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
+
+
+class _LiveWindows:
+    """A live stream's windows: each closes when both modalities have passed its end (or ended),
+    is scored, and is then forgotten; only running sums are kept for the whole-stream result.
+
+    Face frames wait in the accumulator and audio samples in a buffer until their window closes,
+    so memory holds at most a window (plus :data:`LIVE_MAX_LAG`) of either.
+    """
+
+    def __init__(self, pipe: Pipeline, res: Result, *, block: float, sr: int, video: bool, audio: bool,
+                 on_segment=None):
+        self.pipe, self.res, self.block, self.sr, self.on_segment = pipe, res, block, sr, on_segment
+        self.acc = _FaceAccumulator(pipe, res)
+        self.video, self.audio = video, audio
+        self.video_time = 0.0  # stream time the decoded frames cover
+        self.video_done, self.audio_done = not video, not audio
+        self.k = 0  # index of the next window to close
+        self.chunks: list[np.ndarray] = []  # audio samples [buf_start, samples)
+        self.buf_start = self.samples = 0
+        self.face_sum, self.face_weight = 0.0, 0.0  # weighted sum of frame scores, in the face model's order
+        self.voice_sum, self.voice_weight, self.stats_sum = None, 0.0, None
+        self.voice_blocks = self.silent_blocks = self.segments = 0
+
+    @property
+    def covered(self) -> float:
+        return max(self.video_time if self.video else 0.0, self.samples / self.sr if self.audio else 0.0)
+
+    def add_audio(self, x: np.ndarray) -> None:
+        start = self.samples
+        self.samples += len(x)
+        if self.samples <= self.buf_start:  # its window was closed without it (the audio lagged)
+            return
+        self.chunks.append(x[max(0, self.buf_start - start):])
+
+    def ended(self, what: str) -> None:
+        if what == "video":
+            self.video_done = True
+        else:
+            self.audio_done = True
+
+    def close_ready(self) -> None:
+        """Score every window both modalities have passed (or one has passed by LIVE_MAX_LAG)."""
+        while not (self.video_done and self.audio_done):
+            end = (self.k + 1) * self.block
+            v = self.video_done or self.video_time >= end - 1e-6
+            a = self.audio_done or self.samples >= round(end * self.sr)
+            lag = end + LIVE_MAX_LAG
+            if not (v and a) and not (self.video and self.video_time >= lag) and not (
+                    self.audio and self.samples >= round(lag * self.sr)):
+                return
+            self._close(self.k * self.block, end)
+            self.k += 1
+
+    def close_all(self) -> None:
+        """At the end of the stream: the windows left, the last one as long as the stream went."""
+        total = self.covered
+        while self.k * self.block < total - 1e-6 or (self.k == 0 and total > 0):
+            end = min((self.k + 1) * self.block, total)
+            self._close(self.k * self.block, end, last=end >= total - 1e-6)
+            self.k += 1
+            if end >= total - 1e-6:
+                break
+
+    def _close(self, start: float, end: float, *, last: bool = False) -> None:
+        from .fusion import normalize
+
+        pipe = self.pipe
+        face = voice = None
+        notes = []
+        n_face = 0
+        if self.video:
+            self.acc.flush()
+            times = np.concatenate(self.acc.times) if self.acc.times else np.zeros(0)
+            scores = (np.concatenate(self.acc.scores) if self.acc.scores
+                      else np.zeros((0, len(pipe.face_model.labels))))
+            sel = (times >= start) & ((times < end) | last)
+            n_face = int(sel.sum())
+            if n_face:
+                w = pool_weights(scores[sel], method=pipe.options.pooling, labels=pipe.face_model.labels)
+                self.face_sum = self.face_sum + (w[:, None] * scores[sel]).sum(0)
+                self.face_weight += float(w.sum())
+                face = pipe._align(pool_frames(scores[sel], method=pipe.options.pooling,
+                                               labels=pipe.face_model.labels), pipe.face_model.labels)
+            keep = ~sel & (times >= end)  # frames of later windows (the video ran ahead)
+            self.acc.times = [times[keep]] if keep.any() else []
+            self.acc.scores = [scores[keep]] if keep.any() else []
+            if not n_face:
+                notes.append("no face")
+        if self.audio:
+            s0, s1 = round(start * self.sr), round(end * self.sr)
+            buf = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+            seg = buf[max(0, s0 - self.buf_start):max(0, s1 - self.buf_start)] if not last else \
+                buf[max(0, s0 - self.buf_start):]
+            rest = buf[max(0, s1 - self.buf_start):] if not last else buf[:0]
+            self.chunks, self.buf_start = ([rest] if len(rest) else []), s1
+            probs = self._voice(seg, notes)
+            if probs is not None:
+                voice = pipe._align(probs, pipe.voice_model.labels)
+        self.segments += 1
+        if self.on_segment is None:
+            return
+        labels = pipe.fusion.labels
+        seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,
+                                   "face_scores": _as_dict(_zero_nan(face), labels),
+                                   "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": n_face}
+        if face is not None or voice is not None:
+            fused = pipe.fusion.fuse(face, voice)
+            seg_out["label"] = labels[int(np.argmax(fused))]
+            seg_out["scores"] = _as_dict(normalize(fused), labels)
+        if notes:
+            used = "face" if face is not None else "voice" if voice is not None else None
+            seg_out["notes"] = [", ".join(notes) + (f": {used} alone" if used and (self.video and self.audio)
+                                                   else "" if used else ": nothing scored")]
+        self.on_segment(seg_out)
+
+    def _voice(self, seg: np.ndarray, notes: list[str]) -> np.ndarray | None:
+        """The window's voice probabilities (model order), added to the running sums; None with a note."""
+        pipe = self.pipe
+        own: list[str] = []
+        try:
+            vin = pipe._voice_input(seg, own, windows=False) if len(seg) >= self.sr // 10 else None
+        except NoAudioError:
+            vin = None
+        if vin is None:
+            self.silent_blocks += 1
+            notes.append("no speech" if len(seg) >= self.sr // 10 else "no audio")
+            return None
+        probs, stats68 = pipe._voice_scores(vin.frames, embedding=vin.embedding)
+        weight = len(seg) / self.sr
+        self.voice_sum = probs * weight if self.voice_sum is None else self.voice_sum + probs * weight
+        self.stats_sum = stats68 * weight if self.stats_sum is None else self.stats_sum + stats68 * weight
+        self.voice_weight += weight
+        self.voice_blocks += 1
+        return probs
+
+    def totals(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """The whole stream's (face, voice, 68 voice statistics), in the models' label orders."""
+        face = self.face_sum / self.face_weight if self.face_weight else None
+        if self.voice_weight:
+            return face, self.voice_sum / self.voice_weight, self.stats_sum / self.voice_weight
+        return face, None, None
+
+    def stream_notes(self) -> list[str]:
+        notes = []
+        if self.audio and self.voice_blocks == 0:
+            notes.append("no speech detected in the stream: voice not used")
+        elif self.audio and self.voice_blocks > 1:
+            notes.append(f"voice: the mean of {self.voice_blocks} {self.block:g}-s blocks' voice scores "
+                         "(a stream is scored as it arrives)")
+        return notes
 
 
 class _FaceAccumulator:

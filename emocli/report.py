@@ -86,6 +86,21 @@ def result_table(res, *, console) -> None:
         console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
 
 
+def segment_line(seg: dict[str, Any], *, console) -> None:
+    """One ``--window`` segment on a terminal: its time span, winner, score and what scored it."""
+    from rich.markup import escape
+
+    span = f"{seg['start']:7.1f}-{seg['end']:.1f} s"
+    used = " + ".join(m for m in ("face", "voice") if seg.get(f"{m}_scores"))
+    if seg.get("label"):
+        text = f"{span}  [bold]{seg['label']:<8}[/bold] {seg['scores'][seg['label']]:.2f}  ({used})"
+    else:
+        text = f"{span}  -"
+    for note in seg.get("notes", []):
+        text += f"  [yellow]{escape(note)}[/yellow]"
+    console.print(text)
+
+
 class ProgressBar:
     """A bar on stderr for bulk runs: inputs done of the total (when known), elapsed time and ETA.
 

@@ -515,6 +515,9 @@ _CAPTURE_DEVICE = re.compile(r"^/dev/video\d+$")
 LIVE_PROBE_BYTES = 32 << 20  # at most this much of a piped stream is held while ffmpeg finds its streams
 LIVE_QUEUE = 32  # decoded items (frames, audio blocks) waiting for the scorer; bounds memory when it falls behind
 AUDIO_READ = 3200 * 4  # bytes per audio read: 0.2 s of 16 kHz float32 (smaller reads cost latency nothing)
+# microseconds of a live input ffmpeg reads to find its streams (its default, 5 s, would hold the first
+# result of a real-time stream back by as much); --input-options "-analyzeduration N" overrides it
+LIVE_ANALYZE_US = 1_000_000
 
 
 def is_url(arg: str) -> bool:
@@ -554,6 +557,8 @@ class LiveSource:
         options = list(self.input_options)
         if self.url is not None and is_capture_device(self.url) and "-f" not in options:
             options = ["-f", "v4l2", *options]
+        if "-analyzeduration" not in options:
+            options = ["-analyzeduration", str(LIVE_ANALYZE_US), *options]
         return [*options, "-i", self.url if self.url is not None else "pipe:0"]
 
     def reader(self):

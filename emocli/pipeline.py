@@ -801,8 +801,8 @@ class _LiveWindows:
             if probs is not None:
                 voice = pipe._align(probs, pipe.voice_model.labels)
         self.segments += 1
-        if self.on_segment is None:
-            return
+        if self.on_segment is None or (last and face is None and voice is None):
+            return  # a sliver at the end that nothing scored (the longer stream's last packet) is no segment
         labels = pipe.fusion.labels
         seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,
                                    "face_scores": _as_dict(_zero_nan(face), labels),

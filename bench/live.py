@@ -92,7 +92,8 @@ def open_file_bytes(pids: list[int]) -> int:
 def run(label: str, pythonpath: str | None, args) -> dict:
     ff = ffmpeg()
     src = subprocess.Popen([ff, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", args.clip,
-                            "-t", str(args.seconds), "-f", "mpegts", "-"], stdout=subprocess.PIPE)
+                            "-t", str(args.seconds), *(["-flush_packets", "1"] if args.flush else []),
+                            "-f", "mpegts", "-"], stdout=subprocess.PIPE)
     env = dict(os.environ)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
@@ -171,6 +172,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--old", default=None, help="checkout of the code to compare (PYTHONPATH)")
     ap.add_argument("--variants", default="new,old")
+    ap.add_argument("--flush", action="store_true", help="the sender writes every packet at once "
+                    "(-flush_packets 1) instead of in 32 KiB blocks")
     ap.add_argument("--json", dest="json_out", default=None, help="also write the figures here")
     args = ap.parse_args()
     rows = []
@@ -185,7 +188,8 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(f"- Machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, "
           f"Python {platform.python_version()}; load average (1 min) at the end {load:.2f}")
-    print(f"- Stream: `ffmpeg -re -stream_loop -1 -i {Path(args.clip).name} -t {args.seconds:g} -f mpegts -` into "
+    flush = " -flush_packets 1" if args.flush else ""
+    print(f"- Stream: `ffmpeg -re -stream_loop -1 -i {Path(args.clip).name} -t {args.seconds:g}{flush} -f mpegts -` into "
           f"`emo predict - --window {args.window:g} --json`\n")
     print("| code | segments | latency p50 s | p95 s | max s | first segment s | result line after s | "
           "emo RSS at 1 min MiB | at end MiB | max MiB | open files max MiB |")

@@ -305,6 +305,12 @@ class FuseMethod(str, Enum):
     feature_dense = "feature-dense"
 
 
+class OutFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 class FuseRule(str, Enum):
     sum = "sum"
     product = "product"
@@ -345,6 +351,18 @@ def predict(
     json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
                                                      "[default: a table on a terminal, JSON lines otherwise].",
                                                      show_default=False)] = None,
+    out_format: Annotated[Optional[OutFormat], typer.Option(
+        "--format", help="table, json (JSON lines) or csv (one header, then a row per segment and per result) "
+                         "[default: a table on a terminal, JSON lines otherwise; with -o FILE.csv, csv].",
+        show_default=False)] = None,
+    plot: Annotated[Optional[Path], typer.Option(
+        help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
+             "windows without a face or a voice hatched), one panel per input, when the run ends.",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
+                               "written under a temporary name and renamed when the run ends (Ctrl-C too).",
+        show_default=False)] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
@@ -388,7 +406,11 @@ def predict(
 
     err = _stderr()
     live_opts = tuple(input_options or ())
-    as_json = json_out if json_out is not None else not sys.stdout.isatty()
+    fmt = _output_format(out_format, json_out, output)
+    as_json = fmt != "table"
+    if plot is not None and not window:
+        raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
+                                 param_hint="--plot")
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
@@ -404,8 +426,72 @@ def predict(
 
         out_console = Console()
         out_console.on_broken_pipe = _broken_pipe  # Rich's own handler exits with 1
-    from .bulk import run_bulk
+    from .report import LineWriter, Timeline
 
+    sink = None if output is None else _OutputFile(output)
+    writer = LineWriter(fmt, sink.fh if sink is not None else None) if as_json else None
+    timeline = Timeline() if plot is not None else None
+    try:
+        _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
+                     ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
+                     timeline=timeline)
+    finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
+        if sink is not None:
+            sink.close()
+            err.print(f"wrote {output}", markup=False)
+        if timeline is not None:
+            from .report import plot_timeline
+
+            plot_timeline(timeline, plot)
+            err.print(f"wrote {plot}", markup=False)
+
+
+def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path]) -> str:
+    """table, json or csv, from --format, --json/--table and -o's file extension (bad usage when they clash)."""
+    if out_format is not None and json_out is not None and (out_format == OutFormat.table) == json_out:
+        raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
+                                 "give one of them")
+    fmt = out_format.value if out_format is not None else None
+    if fmt is None and json_out is not None:
+        fmt = "json" if json_out else "table"
+    if output is not None:
+        if fmt == "table":
+            raise typer.BadParameter("a table is for the terminal: with -o use --format json or csv",
+                                     param_hint="--output")
+        return fmt or ("csv" if output.suffix.lower() == ".csv" else "json")
+    return fmt or ("table" if sys.stdout.isatty() else "json")
+
+
+class _OutputFile:
+    """-o FILE: results go to a temporary file beside it, renamed onto it when the run ends, however it ends,
+    so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
+
+    def __init__(self, target: Path):
+        import tempfile
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        self.target = target
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(self.tmp, self.target)
+
+
+def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
+                 fail_fast, timeline) -> None:
+    """The predict loop: inputs in, a line (or table) per segment and per result out."""
+    from .bulk import run_bulk
+    from .errors import EmoError
+    from .inputs import expand_inputs
+
+    as_json = writer is not None
     if ray or ray_address:
         from .inputs import files_only
         from .scale import ray_predict
@@ -417,11 +503,13 @@ def predict(
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        from .report import json_line, segment_line
+        from .report import segment_line
 
         def on_segment(name: str, seg: dict) -> None:
+            if timeline is not None:
+                timeline.add(name, seg)
             if as_json:
-                _emit(json_line, {"file": name, "segment": seg})
+                _emit(writer.write, {"file": name, "segment": seg})
             else:
                 _emit(segment_line, seg, console=out_console)
 
@@ -432,8 +520,9 @@ def predict(
 
     bar = ProgressBar(err, _count_inputs(inputs) if err.is_terminal and not sys.stdout.isatty() else None)
     try:
-        failed = _print_results(results, bar=bar, err=err, as_json=as_json, out_console=out_console,
-                                submission=submission, fail_fast=fail_fast, shown=shown, written=written)
+        failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
+                                submission=submission, fail_fast=fail_fast, shown=shown, written=written,
+                                timeline=timeline)
     finally:
         bar.close()
     if len(shown) > 1:  # a table run over several inputs ends with one line per input
@@ -474,11 +563,12 @@ def _count_inputs(inputs: list[str]) -> int | None:
     return sum(1 for _ in expand_inputs(inputs))
 
 
-def _print_results(results, *, bar, err, as_json, out_console, submission, fail_fast, shown, written) -> int:
-    """Write each result as it comes (JSON line or table), its error on stderr; return how many failed."""
+def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
+                   timeline=None) -> int:
+    """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
     from rich.markup import escape
 
-    from .report import json_line, printable, result_table
+    from .report import printable, result_table
 
     failed = 0
     for res in results:
@@ -498,10 +588,13 @@ def _print_results(results, *, bar, err, as_json, out_console, submission, fail_
             else:
                 written[name] = res.file
                 write_submission(submission, res)
-        if as_json:
+        if timeline is not None:
             for seg in res.segments or []:
-                _emit(json_line, {"file": res.file, "segment": seg})
-            _emit(json_line, res.to_json())
+                timeline.add(res.file, seg)
+        if writer is not None:
+            for seg in res.segments or []:
+                _emit(writer.write, {"file": res.file, "segment": seg})
+            _emit(writer.write, res.to_json())
         else:
             from .report import segment_line
 

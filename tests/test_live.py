@@ -242,3 +242,69 @@ def test_table_mode_shows_segments(tiny_bundle):
     assert r.exit_code == 0, r.output
     seg_lines = [ln for ln in r.stdout.splitlines() if " s  " in ln and "-" in ln.split(" s  ")[0]]
     assert len(seg_lines) == 2 and seg_lines[0].split()[0] == "0.0-1.0"
+
+
+# --- results for scripts and people: -o, --format csv, --plot -----------------------------------
+
+def test_output_file_csv_and_timeline_plot(tiny_bundle, tmp_path):
+    import csv
+
+    import matplotlib.image
+
+    from emocli.report import CSV_COLUMNS
+
+    clip = str(EXAMPLES / "1001_DFA_HAP_XX.avi")
+    out, png = tmp_path / "res" / "out.csv", tmp_path / "timeline.png"
+    r = runner.invoke(app, ["predict", clip, "--model", str(tiny_bundle), "--window", "1", "-o", str(out),
+                            "--plot", str(png)])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "" and f"wrote {out}" in r.stderr and f"wrote {png}" in r.stderr
+    rows = list(csv.reader(out.open()))
+    assert tuple(rows[0]) == CSV_COLUMNS
+    assert [row[1] for row in rows[1:]] == ["segment", "segment", "result"] and rows[-1][4] == "ok"
+    fused = [float(x) for x in rows[-1][8:15]]
+    assert sum(fused) == pytest.approx(1.0, abs=1e-4) and rows[-1][5] in LABELS
+    image = matplotlib.image.imread(png)
+    assert image.shape[0] > 100 and image.shape[1] > 500
+    assert list(tmp_path.glob("res/.out.csv.*")) == []  # the temporary name is gone
+    # JSON lines from the extension, and --format csv on stdout
+    r = runner.invoke(app, ["predict", clip, "--model", str(tiny_bundle), "-o", str(tmp_path / "r.jsonl")])
+    assert r.exit_code == 0 and json.loads((tmp_path / "r.jsonl").read_text())["status"] == "ok"
+    r = runner.invoke(app, ["predict", clip, str(tmp_path / "gone.avi"), "--model", str(tiny_bundle),
+                            "--format", "csv"])
+    assert r.exit_code == 1
+    rows = list(csv.reader(r.stdout.splitlines()))
+    assert len(rows) == 3 and rows[2][4] == "error" and "gone.avi: file not found" in rows[2][-1]
+
+
+def test_output_options_that_clash_are_bad_usage(tiny_bundle, tmp_path):
+    clip = str(EXAMPLES / "1001_DFA_HAP_XX.avi")
+    for args in (["--format", "table", "-o", str(tmp_path / "x.txt")], ["--format", "csv", "--table"],
+                 ["--format", "table", "--json"], ["--plot", str(tmp_path / "t.png")]):
+        r = runner.invoke(app, ["predict", clip, "--model", str(tiny_bundle), *args])
+        assert r.exit_code == 2, args
+    assert not list(tmp_path.iterdir())
+
+
+def test_ctrl_c_keeps_the_output_file_and_the_plot(tiny_bundle, tmp_path):
+    out, png = tmp_path / "live.jsonl", tmp_path / "live.png"
+    source = subprocess.Popen(realtime_source(None), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        proc = emo("predict", "-", "--model", tiny_bundle, "--window", "1", "-o", out, "--plot", png,
+                   stdin=source.stdout)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not list(tmp_path.glob(".live.jsonl.*")):
+            time.sleep(0.2)
+        tmp = list(tmp_path.glob(".live.jsonl.*"))[0]
+        while time.monotonic() < deadline and b"segment" not in tmp.read_bytes():
+            time.sleep(0.2)  # the first segment is in the temporary file: the run is under way
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        source.kill()
+        source.wait()
+    assert proc.returncode == 130, err.decode()
+    out_lines = lines(out.read_text())
+    assert "segment" in out_lines[0] and out_lines[-1]["status"] == "ok"
+    assert any(n.startswith("interrupted after") for n in out_lines[-1]["notes"])
+    assert png.stat().st_size > 1000

@@ -128,6 +128,8 @@ def run(label: str, pythonpath: str | None, args) -> dict:
             if "t" not in first:
                 continue
             pids = tree(emo.pid)
+            if emo.poll() is not None:
+                break
             samples.append((time.time() - first["t"], rss_mib(emo.pid), sum(rss_mib(p) for p in pids[1:]),
                             open_file_bytes(pids)))
 

@@ -33,11 +33,13 @@ def _prepare(args):
 
 def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
              workers: int = 1, on_segment: Callable[[str, dict], None] | None = None,
+             on_frame: Callable[[str, dict], None] | None = None,
              stop: threading.Event | None = None) -> Iterator[Result]:
     """Yield one :class:`Result` per input, in order.
 
     Live inputs (pipes, URLs, devices) are read in this process, one pass each; their
-    segments go to ``on_segment(name, segment)`` as each window closes, and ``stop`` (an Event
+    segments go to ``on_segment(name, segment)`` as each window closes (``--frames``: each scored
+    frame to ``on_frame(name, frame)`` before its segment), and ``stop`` (an Event
     whose ``live`` attribute this sets while a stream is read, for a Ctrl-C handler) ends them.
     """
     def live(display: str, src: LiveSource) -> Result:
@@ -45,7 +47,8 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
             stop.live = True
         try:
             return pipe.run_stream(src, stop=stop,
-                                   on_segment=None if on_segment is None else lambda seg: on_segment(display, seg))
+                                   on_segment=None if on_segment is None else lambda seg: on_segment(display, seg),
+                                   on_frame=None if on_frame is None else lambda f: on_frame(display, f))
         finally:
             if stop is not None:
                 stop.live = False

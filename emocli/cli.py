@@ -355,6 +355,9 @@ def predict(
         "--format", help="table, json (JSON lines) or csv (one header, then a row per segment and per result) "
                          "[default: a table on a terminal, JSON lines otherwise; with -o FILE.csv, csv].",
         show_default=False)] = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x0, y0, x1, y1 in the "
+                         "input's pixels) and face scores; JSON or CSV only.")] = False,
     plot: Annotated[Optional[Path], typer.Option(
         help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
              "windows without a face or a voice hatched), one panel per input, when the run ends.",
@@ -408,13 +411,16 @@ def predict(
     live_opts = tuple(input_options or ())
     fmt = _output_format(out_format, json_out, output)
     as_json = fmt != "table"
+    if frames and not as_json:
+        raise typer.BadParameter("per-frame lines are for scripts: add --format csv, --json or -o FILE",
+                                 param_hint="--frames")
     if plot is not None and not window:
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value)
+                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames)
     try:
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
@@ -513,8 +519,11 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
             else:
                 _emit(segment_line, seg, console=out_console)
 
+        def on_frame(name: str, frame: dict) -> None:
+            _emit(writer.write, {"file": name, "frame": frame})
+
         results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
-                           on_segment=on_segment, stop=_STREAM_STOP)
+                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP)
     shown, written = [], {}
     from .report import ProgressBar
 
@@ -592,6 +601,8 @@ def _print_results(results, *, bar, err, writer, out_console, submission, fail_f
             for seg in res.segments or []:
                 timeline.add(res.file, seg)
         if writer is not None:
+            for frame in res.frames or []:
+                _emit(writer.write, {"file": res.file, "frame": frame})
             for seg in res.segments or []:
                 _emit(writer.write, {"file": res.file, "segment": seg})
             _emit(writer.write, res.to_json())

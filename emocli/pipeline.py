@@ -51,6 +51,7 @@ class Options:
     use_face: bool = True
     use_voice: bool = True
     keep_frames: bool = False  # keep per-frame scores and face features in the result (extract)
+    frames: bool = False  # report each scored frame: its time, face box and face scores (--frames)
     window: float | None = None  # seconds: also score consecutive segments of this length
     # Test-time views per face: "auto" = the bundle's views for still images and mirror-only
     # for video frames (a clip already averages many frames; half the network passes), or
@@ -94,11 +95,12 @@ class Result:
     expert_features: np.ndarray | None = field(default=None, repr=False)  # (n, 512) rafdb embeddings
     error_type: str | None = None
     segments: list[dict[str, Any]] | None = field(default=None, repr=False)
+    frames: list[dict[str, Any]] | None = field(default=None, repr=False)  # --frames: one per scored frame
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         for k in ("frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments",
-                  "expert_frame_scores", "expert_features"):
+                  "expert_frame_scores", "expert_features", "frames"):
             d.pop(k)
         d["seconds"] = round(self.seconds, 3)
         if self.error is None:
@@ -125,6 +127,7 @@ class Prepared:
     face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
     aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
     aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
+    face_boxes: np.ndarray | None = None  # (n, 4) float32 face boxes in the input's pixels (NaN: no box)
     voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
@@ -246,25 +249,26 @@ class Pipeline:
         res.seconds = time.perf_counter() - t0
         return res
 
-    def run_stream(self, source, *, on_segment=None, stop=None) -> Result:
+    def run_stream(self, source, *, on_segment=None, on_frame=None, stop=None) -> Result:
         """Analyse a live input (:class:`emocli.media.LiveSource`: a pipe, FIFO, URL or capture device) in one pass.
 
         Frames and audio come from one ffmpeg read and are scored as they arrive; with
         ``--window`` each segment goes to ``on_segment(dict)`` as soon as its window has closed
-        and been scored. ``stop`` (a ``threading.Event``): once set, the stream ends there and
+        and been scored; with ``--frames`` each scored frame goes to ``on_frame(dict)`` just before
+        its window's segment. ``stop`` (a ``threading.Event``): once set, the stream ends there and
         the result covers what arrived (a note says so). Expected failures become
         ``status="error"`` results, as in :meth:`run`.
         """
         t0 = time.perf_counter()
         res = Result(file=source.name, gpu=self.gpu)
         try:
-            self._run_stream(source, res, on_segment, stop)
+            self._run_stream(source, res, on_segment, on_frame, stop)
         except EmoError as exc:
             _fail(res, exc)
         res.seconds = time.perf_counter() - t0
         return res
 
-    def _run_stream(self, source, res: Result, on_segment, stop) -> None:
+    def _run_stream(self, source, res: Result, on_segment, on_frame, stop) -> None:
         from .faces import FaceTracker, faces_in_frames
         from .media import LiveDecode, probe_live
         from .video_model import prepare_faces
@@ -287,7 +291,8 @@ class Pipeline:
                               "carries video or audio the model bundle can score")
         sr = int(self.voice_settings["sample_rate"]) if self.has_voice else 16000
         live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
-                            audio=use_audio, on_segment=on_segment if opt.window else None)
+                            audio=use_audio, on_segment=on_segment if opt.window else None,
+                            on_frame=on_frame if opt.frames else None)
         tracker = FaceTracker(min_face=opt.min_face)
         dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
                          max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
@@ -303,7 +308,8 @@ class Pipeline:
                         crops, boxes = [frame], [None]
                     if crops:
                         aligned, mask = self._aligned([frame], boxes, crops)
-                        live.acc.add(np.array([item.time]), prepare_faces(crops, self.face_pre), aligned, mask)
+                        live.acc.add(np.array([item.time]), prepare_faces(crops, self.face_pre), aligned, mask,
+                                     boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0))
                     live.video_time = item.time + dec.step
                 elif item.kind == "audio":
                     live.add_audio(item.audio)
@@ -334,15 +340,17 @@ class Pipeline:
         try:
             prep.info = info = self._probe(prep.path)
             if self.has_face and info.has_video:
-                times, inputs, aligned, masks = [], [], [], []
-                for t, x, a, m in self._face_chunks(info, prep):
+                times, inputs, aligned, masks, boxes = [], [], [], [], []
+                for t, x, a, m, b in self._face_chunks(info, prep):
                     times.append(t)
                     inputs.append(x)
+                    boxes.append(b)
                     if a is not None:
                         aligned.append(a)
                         masks.append(m)
                 if inputs:
                     prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
+                    prep.face_boxes = np.concatenate(boxes)
                     if aligned:
                         prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
             if self.has_voice and info.has_audio and not info.is_image:
@@ -367,7 +375,8 @@ class Pipeline:
                     for i in range(0, len(prep.face_inputs), b):
                         a = prep.aligned_inputs
                         acc.add(prep.face_times[i:i + b], prep.face_inputs[i:i + b],
-                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b])
+                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b],
+                                boxes=prep.face_boxes[i:i + b])
                 self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
             except EmoError as exc:
                 _fail(res, exc)
@@ -385,8 +394,8 @@ class Pipeline:
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
-            for t, x, a, m in self._face_chunks(info, res):
-                acc.add(t, x, a, m)
+            for t, x, a, m, b in self._face_chunks(info, res):
+                acc.add(t, x, a, m, boxes=b)
         voice_frames = None
         if self.has_voice and info.has_audio and not info.is_image:
             voice_frames = self._voice_frames(info, res.notes)
@@ -410,6 +419,8 @@ class Pipeline:
             acc.keep(res)
             if voice_frames is not None:
                 res.voice_stats68 = stats68
+        if self.options.frames:
+            res.frames = acc.take_frames()
         if self.options.window:
             res.segments = self._segments(acc, voice_frames, info, res.notes)
 
@@ -448,8 +459,10 @@ class Pipeline:
         return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
-    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any]]":
-        """(times, network inputs, aligned faces, mask) for the main face of each decoded frame, by chunk.
+    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray]]":
+        """(times, network inputs, aligned faces, mask, boxes) for the main face of each decoded frame, by chunk.
+
+        Boxes are float32 (n, 4) x0, y0, x1, y1 in the input's own pixels (NaN where there is none).
 
         Aligned faces (uint8 (n, 112, 112, 3)) and the mask of those the rafdb expert scores are
         made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
@@ -482,7 +495,8 @@ class Pipeline:
                 raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
                                   f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
                                   "without --detect)")
-            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]))
+            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]),
+                   box_array(boxes[:1], 1.0))
             return
         found = 0
         try:
@@ -497,7 +511,8 @@ class Pipeline:
                 if crops:
                     found += len(crops)
                     aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
-                    yield np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask
+                    yield (np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask,
+                           box_array(boxes, info.width / frames.shape[2] if info.width else 1.0))
         except MediaError:
             if rec.frames_seen == 0:
                 raise
@@ -712,8 +727,9 @@ class _LiveWindows:
     """
 
     def __init__(self, pipe: Pipeline, res: Result, *, block: float, sr: int, video: bool, audio: bool,
-                 on_segment=None):
+                 on_segment=None, on_frame=None):
         self.pipe, self.res, self.block, self.sr, self.on_segment = pipe, res, block, sr, on_segment
+        self.on_frame = on_frame
         self.acc = _FaceAccumulator(pipe, res)
         self.video, self.audio = video, audio
         self.video_time = 0.0  # stream time the decoded frames cover
@@ -774,6 +790,9 @@ class _LiveWindows:
         n_face = 0
         if self.video:
             self.acc.flush()
+            if self.on_frame is not None:
+                for f in self.acc.take_frames(float("inf") if last else end):
+                    self.on_frame(f)
             times = np.concatenate(self.acc.times) if self.acc.times else np.zeros(0)
             scores = (np.concatenate(self.acc.scores) if self.acc.scores
                       else np.zeros((0, len(pipe.face_model.labels))))
@@ -878,12 +897,16 @@ class _FaceAccumulator:
         self.expert_frames: dict[str, list[np.ndarray]] = {}  # kept for `extract` only
         self.expert_features: list[np.ndarray] = []
         self.feat_sum = None
+        self.pending_b: list[np.ndarray] = []
+        self.frame_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # --frames: (times, boxes, scores)
 
     def add(self, times: np.ndarray, inputs: np.ndarray, aligned: np.ndarray | None = None,
-            mask: np.ndarray | None = None) -> None:
-        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores."""
+            mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None) -> None:
+        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores;
+        ``boxes``: (n, 4) face boxes, kept for ``--frames``."""
         self.pending_t.append(times)
         self.pending.append(inputs)
+        self.pending_b.append(np.full((len(times), 4), np.nan, np.float32) if boxes is None else boxes)
         if aligned is not None:
             self.pending_a.append(aligned[mask])
             self.pending_m.append(mask)
@@ -901,7 +924,9 @@ class _FaceAccumulator:
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
         aligned = np.concatenate(self.pending_a) if self.pending_a else None
         mask = np.concatenate(self.pending_m) if self.pending_m else np.zeros(len(x), bool)
+        boxes = np.concatenate(self.pending_b)
         self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
+        self.pending_b = []
         feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
                                                   views=self.views)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
@@ -931,9 +956,28 @@ class _FaceAccumulator:
         self.feat_sum = feats.sum(0) if self.feat_sum is None else self.feat_sum + feats.sum(0)
         self.times.append(t)
         self.scores.append(scores)  # 7 floats per frame: small, and needed for pooling and --window
+        if pipe.options.frames:
+            self.frame_log.append((t, boxes, scores))
         if pipe.options.keep_frames:
             self.features.append(feats)
         self.res.frames_used += len(x)
+
+    def take_frames(self, before: float = float("inf")) -> list[dict[str, Any]]:
+        """The ``--frames`` records of the scored frames earlier than ``before`` s, removed from the log."""
+        self.flush()
+        pipe = self.pipe
+        out, left = [], []
+        for t, boxes, scores in self.frame_log:
+            now = t < before
+            for ti, b, p in zip(t[now], boxes[now], scores[now]):
+                out.append({"time": round(float(ti), 3),
+                            "box": None if np.isnan(b[0]) else [round(float(v), 1) for v in b],
+                            "face_scores": _as_dict(_zero_nan(pipe._align(p, pipe.face_model.labels)),
+                                                    pipe.fusion.labels)})
+            if (~now).any():
+                left.append((t[~now], boxes[~now], scores[~now]))
+        self.frame_log = left
+        return sorted(out, key=lambda f: f["time"])
 
     def clip_scores(self) -> np.ndarray | None:
         self.flush()
@@ -960,6 +1004,12 @@ class _FaceAccumulator:
             res.expert_frame_scores = {k: np.concatenate(v) for k, v in self.expert_frames.items()}
             if self.expert_features:
                 res.expert_features = np.concatenate(self.expert_features)
+
+
+def box_array(boxes, scale: float) -> np.ndarray:
+    """float32 (n, 4) x0, y0, x1, y1 of detections (NaN for None), times ``scale`` (analysed -> input pixels)."""
+    return np.array([[np.nan] * 4 if b is None else [b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale]
+                     for b in boxes], np.float32).reshape(-1, 4)
 
 
 def _zero_nan(p: np.ndarray | None) -> np.ndarray | None:

@@ -42,16 +42,23 @@ def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
     out.flush()
 
 
-CSV_COLUMNS = ("file", "kind", "start", "end", "status", "label", "modalities", "frames_used", *LABELS,
+CSV_COLUMNS = ("file", "kind", "start", "end", "status", "label", "modalities", "frames_used", "box", *LABELS,
                *(f"face_{lab}" for lab in LABELS), *(f"voice_{lab}" for lab in LABELS), "notes", "error")
 
 
 def csv_row(obj: dict[str, Any]) -> list[Any]:
-    """One CSV row (:data:`CSV_COLUMNS`) for a result line or a ``{"file", "segment"}`` line.
+    """One CSV row (:data:`CSV_COLUMNS`) for a result line, a ``{"file", "segment"}`` or a ``{"file", "frame"}`` line.
 
-    The unnamed emotion columns are the fused scores; absent values are empty cells.
+    The unnamed emotion columns are the fused scores; absent values are empty cells. A frame's
+    start and end are its time; its box is "x0 y0 x1 y1".
     """
     seg = obj.get("segment")
+    frame = obj.get("frame")
+    if frame is not None:
+        box = " ".join(f"{v:g}" for v in frame["box"]) if frame.get("box") else ""
+        return [printable(obj["file"]), "frame", frame["time"], frame["time"], "ok", "", "face", 1, box,
+                *[""] * len(LABELS), *(frame["face_scores"].get(lab, "") for lab in LABELS), *[""] * len(LABELS),
+                "", ""]
     d = seg if seg is not None else obj
     mods = d.get("modalities") or [m for m in ("face", "voice") if d.get(f"{m}_scores")]
 
@@ -61,7 +68,7 @@ def csv_row(obj: dict[str, Any]) -> list[Any]:
 
     return [printable(obj["file"]), "segment" if seg is not None else "result", d.get("start", ""),
             d.get("end", d.get("duration", "")), d.get("status", "ok"), d.get("label") or "", "+".join(mods),
-            d.get("frames_used", ""), *scores("scores"), *scores("face_scores"), *scores("voice_scores"),
+            d.get("frames_used", ""), "", *scores("scores"), *scores("face_scores"), *scores("voice_scores"),
             printable("; ".join(d.get("notes") or [])), printable(d.get("error") or "")]
 
 

@@ -262,8 +262,8 @@ def test_output_file_csv_and_timeline_plot(tiny_bundle, tmp_path):
     rows = list(csv.reader(out.open()))
     assert tuple(rows[0]) == CSV_COLUMNS
     assert [row[1] for row in rows[1:]] == ["segment", "segment", "result"] and rows[-1][4] == "ok"
-    fused = [float(x) for x in rows[-1][8:15]]
-    assert sum(fused) == pytest.approx(1.0, abs=1e-4) and rows[-1][5] in LABELS
+    last = dict(zip(rows[0], rows[-1]))
+    assert sum(float(last[lab]) for lab in LABELS) == pytest.approx(1.0, abs=1e-4) and last["label"] in LABELS
     image = matplotlib.image.imread(png)
     assert image.shape[0] > 100 and image.shape[1] > 500
     assert list(tmp_path.glob("res/.out.csv.*")) == []  # the temporary name is gone
@@ -308,3 +308,32 @@ def test_ctrl_c_keeps_the_output_file_and_the_plot(tiny_bundle, tmp_path):
     assert "segment" in out_lines[0] and out_lines[-1]["status"] == "ok"
     assert any(n.startswith("interrupted after") for n in out_lines[-1]["notes"])
     assert png.stat().st_size > 1000
+
+
+def test_frames_lines_for_a_file_a_stream_and_in_csv(tiny_bundle):
+    import csv
+
+    clip = EXAMPLES / "1001_DFA_HAP_XX.avi"
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(tiny_bundle), "--window", "1", "--frames", "--json"])
+    assert r.exit_code == 0, r.output
+    out = lines(r.stdout)
+    frames = [o["frame"] for o in out if "frame" in o]
+    assert len(frames) == out[-1]["frames_used"] == 11 and [f["time"] for f in frames][:3] == [0.0, 0.2, 0.4]
+    for f in frames:  # a box inside the 480x360 picture, and face scores that sum to 1
+        x0, y0, x1, y1 = f["box"]
+        assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360
+        assert sum(f["face_scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    # a stream: each window's frames come just before its segment line
+    r = runner.invoke(app, ["predict", "-", "--model", str(tiny_bundle), "--window", "1", "--frames", "--json"],
+                      input=clip.read_bytes())
+    assert r.exit_code == 0, r.output
+    kinds = ["frame" if "frame" in o else "segment" if "segment" in o else "result" for o in lines(r.stdout)]
+    assert kinds[:6] == ["frame"] * 5 + ["segment"] and kinds[-1] == "result" and kinds.count("frame") == 11
+    stream_frames = [o["frame"] for o in lines(r.stdout) if "frame" in o]
+    assert stream_frames[0]["box"] == pytest.approx(frames[0]["box"], abs=3.0)  # the same face, found the same
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(tiny_bundle), "--frames", "--format", "csv"])
+    rows = list(csv.DictReader(r.stdout.splitlines()))
+    assert [row["kind"] for row in rows] == ["frame"] * 11 + ["result"]
+    assert len(rows[0]["box"].split()) == 4 and float(rows[0]["face_happy"]) > 0
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(tiny_bundle), "--frames", "--table"])
+    assert r.exit_code == 2

@@ -1,9 +1,11 @@
 """Live-stream latency and memory: a real-time stream piped into `emo predict - --window W --json`.
 
-The stream is `ffmpeg -re -stream_loop -1 -i CLIP -t SECONDS -f mpegts -` (real time: stream second
-t is sent at about wall second t). A relay thread copies it into emo's stdin and notes when its
-first byte went in; each segment line's latency is the wall time it arrived on emo's stdout minus
-(first byte + the segment's end in stream time). emo's RSS (its own process; ffmpeg children are
+The stream is `ffmpeg -re -readrate_initial_burst 0 -stream_loop -1 -i CLIP -t SECONDS -f mpegts -`:
+it reads its input in real time from the moment it starts (stream second t at about wall second t
+after its start). A relay thread copies it into emo's stdin. Each segment line's latency is the
+wall time it arrived on emo's stdout minus (the sender's start + the segment's end in stream
+time): it includes the sender's own muxing and 32 KiB output buffering, emo's start-up (the two
+start together) and ffmpeg's probing of the stream, so it is an upper bound on emo's share. emo's RSS (its own process; ffmpeg children are
 listed apart) is sampled every second, and so is the total size of the regular files that emo and
 its children hold open (a spool file shows there).
 
@@ -91,7 +93,11 @@ def open_file_bytes(pids: list[int]) -> int:
 
 def run(label: str, pythonpath: str | None, args) -> dict:
     ff = ffmpeg()
-    src = subprocess.Popen([ff, "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", args.clip,
+    started = time.time()  # stream time 0: the sender reads its input in real time from here
+    # -readrate_initial_burst 0: ffmpeg's default sends the first 0.5 s at once, which would make stream
+    # time t arrive at first byte + t - 0.5 and every latency look 0.5 s shorter than it is
+    src = subprocess.Popen([ff, "-hide_banner", "-loglevel", "error", "-re", "-readrate_initial_burst", "0",
+                            "-stream_loop", "-1", "-i", args.clip,
                             "-t", str(args.seconds), *(["-flush_packets", "1"] if args.flush else []),
                             "-f", "mpegts", "-"], stdout=subprocess.PIPE)
     env = dict(os.environ)
@@ -143,7 +149,7 @@ def run(label: str, pythonpath: str | None, args) -> dict:
     done.set()
     src.wait()
     err = emo.stderr.read().decode()
-    t0 = first["t"]
+    t0 = started
     lat = [(wall - (t0 + obj["segment"]["end"]), obj["segment"]["end"]) for wall, obj in lines if "segment" in obj]
     result = [obj for _, obj in lines if "segment" not in obj]
     delays = sorted(d for d, _ in lat)
@@ -159,11 +165,15 @@ def run(label: str, pythonpath: str | None, args) -> dict:
             float("nan"), "p95": pct(0.95), "max": delays[-1] if delays else float("nan"),
             "first": min((d for d, e in lat if e <= args.window + 1e-6), default=float("nan")),
             "result_after": (lines[-1][0] - t0) if lines else float("nan"), "rss_1min": rss_at(60),
-            "rss_end": samples[-1][1] if samples else float("nan"), "rss_max": max((s[1] for s in samples), default=0),
+            # the last sample before the result line: later ones can catch the process while it exits
+            "rss_end": next((smp[1] for smp in reversed(samples) if lines and smp[0] < lines[-1][0] - first["t"] - 1),
+                            float("nan")), "rss_max": max((s[1] for s in samples), default=0),
             "children_rss_max": max((s[2] for s in samples), default=0),
             "files_max_mib": max((s[3] for s in samples), default=0) / 2 ** 20,
+            "first_byte": first["t"] - started,
             "status": result[-1].get("status") if result else None, "stderr": err.strip()[-300:],
-            "latencies": [round(d, 3) for d, _ in lat]}
+            "latencies": [round(d, 3) for d, _ in lat],
+            "rss_samples": [(round(smp[0], 1), round(smp[1], 1)) for smp in samples]}
 
 
 def main() -> None:
@@ -191,7 +201,7 @@ def main() -> None:
     print(f"- Machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} CPUs, "
           f"Python {platform.python_version()}; load average (1 min) at the end {load:.2f}")
     flush = " -flush_packets 1" if args.flush else ""
-    print(f"- Stream: `ffmpeg -re -stream_loop -1 -i {Path(args.clip).name} -t {args.seconds:g}{flush} -f mpegts -` into "
+    print(f"- Stream: `ffmpeg -re -readrate_initial_burst 0 -stream_loop -1 -i {Path(args.clip).name} -t {args.seconds:g}{flush} -f mpegts -` into "
           f"`emo predict - --window {args.window:g} --json`\n")
     print("| code | segments | latency p50 s | p95 s | max s | first segment s | result line after s | "
           "emo RSS at 1 min MiB | at end MiB | max MiB | open files max MiB |")

@@ -14,7 +14,6 @@ from collections import deque
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from .inputs import release
 from .media import LiveSource
 from .pipeline import Options, Pipeline, Result
 
@@ -55,16 +54,13 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
 
     if workers <= 1:
         for display, path, problem in inputs:
-            try:
-                if problem:
-                    res = Result(file=display, status="error", error=problem)
-                elif isinstance(path, LiveSource):
-                    res = live(display, path)
-                else:
-                    res = pipe.run(path, display_name=display)
-            finally:
-                release(display, path)
-            yield _named(res, display, path)
+            if problem:
+                res = Result(file=display, status="error", error=problem)
+            elif isinstance(path, LiveSource):
+                res = live(display, path)
+            else:
+                res = pipe.run(path, display_name=display)
+            yield res
             if stop is not None and stop.is_set():
                 return
         return
@@ -92,25 +88,14 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 break
         while queue:
             display, path, problem, fut = queue.popleft()
-            try:
-                if problem:
-                    res = Result(file=display, status="error", error=problem)
-                elif isinstance(path, LiveSource):
-                    res = live(display, path)
-                else:
-                    res = pipe.complete(fut.result())
-            finally:
-                release(display, path)
-            yield _named(res, display, path)
+            if problem:
+                res = Result(file=display, status="error", error=problem)
+            elif isinstance(path, LiveSource):
+                res = live(display, path)
+            else:
+                res = pipe.complete(fut.result())
+            yield res
             if stop is not None and stop.is_set():
                 return
             submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)
 
-
-def _named(res: Result, display: str, path: Path | None) -> Result:
-    """Messages name the input as the user gave it (``<stdin>``, ``/dev/null``), not its temporary copy."""
-    if isinstance(path, Path) and display != str(path):
-        tmp = str(path)
-        res.error = res.error.replace(tmp, display) if res.error else res.error
-        res.notes = [n.replace(tmp, display) for n in res.notes]
-    return res

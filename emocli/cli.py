@@ -498,6 +498,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
     from .inputs import expand_inputs
 
     as_json = writer is not None
+    view = None
     if ray or ray_address:
         from .inputs import files_only
         from .scale import ray_predict
@@ -509,13 +510,17 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        from .report import segment_line
+        from .report import LiveView, segment_line
+
+        view = LiveView(out_console) if out_console is not None and out_console.is_terminal else None
 
         def on_segment(name: str, seg: dict) -> None:
             if timeline is not None:
                 timeline.add(name, seg)
             if as_json:
                 _emit(writer.write, {"file": name, "segment": seg})
+            elif view is not None:
+                _emit(view.segment, name, seg)
             else:
                 _emit(segment_line, seg, console=out_console)
 
@@ -531,9 +536,11 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
     try:
         failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
                                 submission=submission, fail_fast=fail_fast, shown=shown, written=written,
-                                timeline=timeline)
+                                timeline=timeline, view=view)
     finally:
         bar.close()
+        if view is not None:
+            view.stop()
     if len(shown) > 1:  # a table run over several inputs ends with one line per input
         from .report import summary_table
 
@@ -573,7 +580,7 @@ def _count_inputs(inputs: list[str]) -> int | None:
 
 
 def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
-                   timeline=None) -> int:
+                   timeline=None, view=None) -> int:
     """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
     from rich.markup import escape
 
@@ -581,6 +588,8 @@ def _print_results(results, *, bar, err, writer, out_console, submission, fail_f
 
     failed = 0
     for res in results:
+        if view is not None:
+            view.stop()  # a live stream's panel gives way to its result table
         bar.advance(res.file)
         if res.status != "ok":
             failed += 1

@@ -143,12 +143,6 @@ def _path_line(raw: bytes, input_options: tuple[str, ...] = ()
         yield from _expand_one(line, input_options)
 
 
-def release(display: str, path) -> None:
-    """Remove the temporary copy of an input that came from stdin or a pipe (live inputs have none)."""
-    if isinstance(path, Path) and path.name.startswith("emo-stdin-") and display != str(path):
-        path.unlink(missing_ok=True)
-
-
 def files_only(entries: Iterable[tuple], why: str) -> Iterator[tuple]:
     """``entries`` with each live input turned into a problem: ``why`` says how to run it instead."""
     for display, path, problem in entries:

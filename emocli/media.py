@@ -480,33 +480,6 @@ class StallingReader:
         self.close()
 
 
-def spool_stdin(stream=None, *, suffix: str = "", limit_bytes: int = 8 << 30, name: str = "<stdin>") -> Path:
-    """Copy a non-seekable input (stdin) to a temporary file so it can be probed and decoded.
-
-    The caller deletes the file; on any failure it is deleted here. Raises :class:`MediaError`
-    past ``limit_bytes`` (and whatever ``stream.read`` raises: a stall, an interrupt).
-    """
-    import sys
-
-    src = stream if stream is not None else sys.stdin.buffer
-    fd, tmp = tempfile.mkstemp(prefix="emo-stdin-", suffix=suffix)
-    total = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while True:
-                block = src.read(1 << 20)
-                if not block:
-                    break
-                total += len(block)
-                if total > limit_bytes:
-                    raise MediaError(f"{name}: input larger than {limit_bytes >> 20} MiB; pass a file path instead")
-                out.write(block)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return Path(tmp)
-
-
 # --------------------------------------------------------------------------------------------------
 # live input: pipes, FIFOs, URLs and capture devices, decoded in one pass
 

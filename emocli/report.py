@@ -153,6 +153,56 @@ def segment_line(seg: dict[str, Any], *, console) -> None:
     console.print(text)
 
 
+class LiveView:
+    """On a terminal, while a live stream runs: the latest segment's winner, a bar per emotion for
+    face, voice and fused, and the stream time, redrawn as each window closes; the segment lines
+    scroll above it. Transient: it leaves only those lines, then the result table follows."""
+
+    BAR = 24  # characters of a full bar (score 1.0)
+
+    def __init__(self, console):
+        self.console, self.live = console, None
+
+    def segment(self, name: str, seg: dict[str, Any]) -> None:
+        from rich.live import Live
+
+        if self.live is None:
+            self.live = Live(console=self.console, transient=True, auto_refresh=False, redirect_stdout=False,
+                             redirect_stderr=False)
+            self.live.start()
+        segment_line(seg, console=self.console)  # printed above the live panel
+        self.live.update(self.render(name, seg), refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    @classmethod
+    def render(cls, name: str, seg: dict[str, Any]):
+        from rich.markup import escape
+        from rich.table import Table
+
+        label = seg.get("label") or "-"
+        table = Table(title=f"{escape(printable(name))}  {seg['end']:.1f} s  [bold green]{label}[/bold green]",
+                      title_justify="left", box=None, pad_edge=False)
+        table.add_column("emotion")
+        columns = [("face", seg.get("face_scores")), ("voice", seg.get("voice_scores")), ("fused", seg.get("scores"))]
+        for col, _ in columns:
+            table.add_column(col)
+        for lab in LABELS:
+            row = [f"[bold green]{lab}[/bold green]" if lab == label else lab]
+            for col, scores in columns:
+                if not scores:
+                    row.append("-")
+                    continue
+                v = float(scores.get(lab, 0.0))
+                bar = "\u2588" * int(round(v * cls.BAR))
+                row.append(f"[{'green' if col == 'fused' else 'cyan'}]{bar}[/] {v:.2f}")
+            table.add_row(*row)
+        return table
+
+
 class ProgressBar:
     """A bar on stderr for bulk runs: inputs done of the total (when known), elapsed time and ETA.
 

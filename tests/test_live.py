@@ -337,3 +337,22 @@ def test_frames_lines_for_a_file_a_stream_and_in_csv(tiny_bundle):
     assert len(rows[0]["box"].split()) == 4 and float(rows[0]["face_happy"]) > 0
     r = runner.invoke(app, ["predict", str(clip), "--model", str(tiny_bundle), "--frames", "--table"])
     assert r.exit_code == 2
+
+
+def test_live_view_draws_a_bar_per_emotion_and_leaves_the_segment_lines():
+    import io
+
+    from rich.console import Console
+
+    from emocli.report import LiveView
+
+    buf = io.StringIO()
+    console = Console(file=buf, force_terminal=True, width=100, color_system=None)
+    view = LiveView(console)
+    seg = {"start": 0.0, "end": 2.0, "label": "happy", "scores": {lab: (0.7 if lab == "happy" else 0.05) for lab in LABELS},
+           "face_scores": {lab: 1 / 7 for lab in LABELS}, "voice_scores": None, "frames_used": 10}
+    view.segment("<stdin>", seg)
+    drawn = buf.getvalue()
+    assert "2.0 s" in drawn and "happy" in drawn and "\u2588" * 17 in drawn  # 0.7 of a 24-character bar
+    view.stop()
+    assert "0.0-2.0 s" in buf.getvalue()

@@ -520,6 +520,7 @@ class LiveSource:
     head: bytes = b""
     input_options: tuple[str, ...] = ()
     stream: object = None  # a file object without a descriptor (an in-memory stdin)
+    opened: object = None  # the reader, once opened (a FIFO must not be opened twice)
 
     @property
     def fed(self) -> bool:
@@ -536,14 +537,18 @@ class LiveSource:
 
     def reader(self):
         """Something to ``read(n)`` the input's bytes from (and ``close``), given up after the stall timeout."""
-        if self.stream is not None:
-            return _ObjectReader(self.stream)
-        if self.fd is not None:
-            return StallingReader(name=self.name, fd=self.fd)
-        try:
-            return StallingReader(self.path, name=self.name)
-        except OSError as exc:
-            raise MediaError(f"{self.name}: cannot read ({exc.strerror}); check the path and its permissions") from None
+        if self.opened is None:
+            if self.stream is not None:
+                self.opened = _ObjectReader(self.stream)
+            elif self.fd is not None:
+                self.opened = StallingReader(name=self.name, fd=self.fd)
+            else:
+                try:
+                    self.opened = StallingReader(self.path, name=self.name)
+                except OSError as exc:
+                    raise MediaError(f"{self.name}: cannot read ({exc.strerror}); check the path and its "
+                                     "permissions") from None
+        return self.opened
 
 
 class _ObjectReader:
@@ -557,6 +562,74 @@ class _ObjectReader:
 
     def close(self) -> None:
         pass
+
+
+MAX_SPOOL_BYTES = 8 << 30  # an MP4 that cannot be read as it arrives is copied to disk, up to this much
+_BOX_SCAN = 1 << 20  # bytes read at most to find an MP4's first moov or mdat box
+
+
+def index_after_data(head: bytes) -> bool | None:
+    """Whether an MP4/MOV/3GP file (ISO base media) keeps its index (``moov``) after its media data
+    (``mdat``): ffmpeg cannot decode such a file from a pipe. False for other formats; None when
+    ``head`` is too short to tell."""
+    if head[4:8] != b"ftyp":
+        return False
+    i = 0
+    while i + 8 <= len(head):
+        size, kind = int.from_bytes(head[i:i + 4], "big"), head[i + 4:i + 8]
+        if kind == b"moov":
+            return False
+        if kind == b"mdat":
+            return True
+        if size == 1:
+            if i + 16 > len(head):
+                return None
+            size = int.from_bytes(head[i + 8:i + 16], "big")
+        if size < 8:  # "to the end of the file", or damaged: let ffmpeg say
+            return False
+        i += size
+    return None
+
+
+def spool_unseekable(src: LiveSource) -> Path | None:
+    """For a piped MP4/MOV whose index comes after its media data: the whole input in a temporary file
+    (the caller deletes it), since it cannot be decoded as it arrives. None for anything else; the
+    bytes read to decide are kept in ``src.head``.
+
+    Raises
+    ------
+    MediaError
+        Past :data:`MAX_SPOOL_BYTES`, or when the pipe stalls.
+    """
+    if not src.fed:
+        return None
+    reader = src.reader()
+    head = bytearray(src.head)
+    while (verdict := index_after_data(bytes(head))) is None and len(head) < _BOX_SCAN:
+        block = reader.read(1 << 16)
+        if not block:
+            break
+        head += block
+    src.head = bytes(head)
+    if not verdict:
+        return None
+    fd, tmp = tempfile.mkstemp(prefix="emo-stdin-", suffix=".mp4")
+    total = len(head)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(head)
+            while block := reader.read(1 << 20):
+                total += len(block)
+                if total > MAX_SPOOL_BYTES:
+                    raise MediaError(f"{src.name}: an MP4 with its index at the end, larger than "
+                                     f"{MAX_SPOOL_BYTES >> 30} GiB; pass the file's path instead")
+                out.write(block)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    finally:
+        reader.close()
+    return Path(tmp)
 
 
 def probe_live(src: LiveSource, *, timeout: float = PROBE_TIMEOUT) -> tuple[MediaInfo, bytes, "StallingReader | None"]:

@@ -270,10 +270,21 @@ class Pipeline:
 
     def _run_stream(self, source, res: Result, on_segment, on_frame, stop) -> None:
         from .faces import FaceTracker, faces_in_frames
-        from .media import LiveDecode, probe_live
+        from .media import LiveDecode, probe_live, spool_unseekable
         from .video_model import prepare_faces
 
         opt = self.options
+        whole = spool_unseekable(source)
+        if whole is not None:  # an MP4 with its index at the end: only readable once it is all there
+            try:
+                self._run(whole, res)
+            finally:
+                whole.unlink()
+            res.error = res.error.replace(str(whole), source.name) if res.error else None
+            res.notes = [n.replace(str(whole), source.name) for n in res.notes]
+            res.notes.append("an MP4/MOV with its index after its media data cannot be decoded as it arrives: "
+                             "read to the end first (write it with -movflags +faststart to stream it)")
+            return
         info, head, reader = probe_live(source)
         use_video, use_audio = self.has_face and info.has_video, self.has_voice and info.has_audio
         if info.has_video and not self.has_face:

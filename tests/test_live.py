@@ -356,3 +356,25 @@ def test_live_view_draws_a_bar_per_emotion_and_leaves_the_segment_lines():
     assert "2.0 s" in drawn and "happy" in drawn and "\u2588" * 17 in drawn  # 0.7 of a 24-character bar
     view.stop()
     assert "0.0-2.0 s" in buf.getvalue()
+
+
+def test_piped_mp4_with_its_index_at_the_end_is_read_whole_and_a_faststart_one_streams(tiny_bundle, tmp_path):
+    clip = str(EXAMPLES / "1001_DFA_SAD_XX.avi")
+    late, early = tmp_path / "late.mp4", tmp_path / "early.mp4"
+    ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", str(late))  # ffmpeg writes moov after mdat by default
+    ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", "-movflags", "+faststart", str(early))
+    assert media.index_after_data(late.read_bytes()[:4096]) is True
+    assert media.index_after_data(early.read_bytes()[:4096]) is False
+    assert media.index_after_data(b"RIFF....AVI ") is False and media.index_after_data(late.read_bytes()[:20]) is None
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*")))
+    results = {}
+    for path in (late, early):
+        r = runner.invoke(app, ["predict", "-", "--model", str(tiny_bundle), "--window", "1", "--json"],
+                          input=path.read_bytes())
+        assert r.exit_code == 0, r.output
+        out = lines(r.stdout)
+        assert out[-1]["status"] == "ok" and out[-1]["modalities"] == ["face", "voice"] and len(out) >= 3
+        results[path.name] = out[-1]
+    assert any("index after its media data" in n for n in results["late.mp4"]["notes"])
+    assert not any("index after" in n for n in results["early.mp4"]["notes"])
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*"))) == before  # the copy is removed

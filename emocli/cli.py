@@ -342,7 +342,7 @@ def fuse(
         raise fail(str(exc)) from None
 
 
-@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n")
+@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
                                                      "paths (one per line) or media bytes from stdin.",
@@ -404,7 +404,6 @@ def predict(
     result line with "status": "error"), 2 for bad usage, 130 when interrupted.
     """
     from .errors import EmoError
-    from .inputs import expand_inputs
     from .pipeline import Options, Pipeline
 
     err = _stderr()

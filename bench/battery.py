@@ -247,6 +247,11 @@ def cases() -> list[Case]:
         Case("10000x10000 PNG", p("huge.png"), 1, lambda r: error_names(r, "10000x10000")),
         Case("/dev/null", lambda w: ["predict", "--json", "/dev/null"], 1,
              lambda r: error_names(r, "/dev/null") and "emo-stdin-" not in r.stderr),
+        # issue 12: live inputs
+        Case("URL that cannot be opened", lambda w: ["predict", "--json", "http://127.0.0.1:9/clip.mp4"], 1,
+             lambda r: error_names(r, "http://127.0.0.1:9/clip.mp4")),
+        Case("capture device that is not there", lambda w: ["predict", "--json", "/dev/video97"], 1,
+             lambda r: error_names(r, "/dev/video97")),
         Case("binary junk on stdin", lambda w: ["predict", "--json", "-"], 1,
              lambda r: error_names(r, "<stdin>") and "emo-stdin-" not in r.stderr,
              stdin=lambda w: b"\0" + os.urandom(100_000)),

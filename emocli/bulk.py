@@ -9,11 +9,12 @@ At most ``2 x workers`` inputs are in flight, so memory stays bounded on long in
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from .inputs import release
+from .media import LiveSource
 from .pipeline import Options, Pipeline, Result
 
 _WORKER: Pipeline | None = None
@@ -29,16 +30,39 @@ def _prepare(args):
     return _WORKER.prepare(path, display_name=display)
 
 
-def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None]], *,
-             workers: int = 1) -> Iterator[Result]:
-    """Yield one :class:`Result` per input, in order."""
+def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
+             workers: int = 1, on_segment: Callable[[str, dict], None] | None = None,
+             on_frame: Callable[[str, dict], None] | None = None,
+             stop: threading.Event | None = None) -> Iterator[Result]:
+    """Yield one :class:`Result` per input, in order.
+
+    Live inputs (pipes, URLs, devices) are read in this process, one pass each; their
+    segments go to ``on_segment(name, segment)`` as each window closes (``--frames``: each scored
+    frame to ``on_frame(name, frame)`` before its segment), and ``stop`` (an Event
+    whose ``live`` attribute this sets while a stream is read, for a Ctrl-C handler) ends them.
+    """
+    def live(display: str, src: LiveSource) -> Result:
+        if stop is not None:
+            stop.live = True
+        try:
+            return pipe.run_stream(src, stop=stop,
+                                   on_segment=None if on_segment is None else lambda seg: on_segment(display, seg),
+                                   on_frame=None if on_frame is None else lambda f: on_frame(display, f))
+        finally:
+            if stop is not None:
+                stop.live = False
+
     if workers <= 1:
         for display, path, problem in inputs:
-            try:
-                res = Result(file=display, status="error", error=problem) if problem else pipe.run(path, display_name=display)
-            finally:
-                release(display, path)
-            yield _named(res, display, path)
+            if problem:
+                res = Result(file=display, status="error", error=problem)
+            elif isinstance(path, LiveSource):
+                res = live(display, path)
+            else:
+                res = pipe.run(path, display_name=display)
+            yield res
+            if stop is not None and stop.is_set():
+                return
         return
 
     import multiprocessing as mp
@@ -55,7 +79,7 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None
                 display, path, problem = next(source)
             except StopIteration:
                 return False
-            fut = None if problem else pool.submit(_prepare, (path, display))
+            fut = None if problem or isinstance(path, LiveSource) else pool.submit(_prepare, (path, display))
             queue.append((display, path, problem, fut))
             return True
 
@@ -64,21 +88,14 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, Path | None, str | None
                 break
         while queue:
             display, path, problem, fut = queue.popleft()
-            try:
-                if problem:
-                    res = Result(file=display, status="error", error=problem)
-                else:
-                    res = pipe.complete(fut.result())
-            finally:
-                release(display, path)
-            yield _named(res, display, path)
+            if problem:
+                res = Result(file=display, status="error", error=problem)
+            elif isinstance(path, LiveSource):
+                res = live(display, path)
+            else:
+                res = pipe.complete(fut.result())
+            yield res
+            if stop is not None and stop.is_set():
+                return
             submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)
 
-
-def _named(res: Result, display: str, path: Path | None) -> Result:
-    """Messages name the input as the user gave it (``<stdin>``, ``/dev/null``), not its temporary copy."""
-    if path is not None and display != str(path):
-        tmp = str(path)
-        res.error = res.error.replace(tmp, display) if res.error else res.error
-        res.notes = [n.replace(tmp, display) for n in res.notes]
-    return res

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -310,6 +311,12 @@ class FuseMethod(str, Enum):
     feature_dense = "feature-dense"
 
 
+class OutFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
 class FuseRule(str, Enum):
     sum = "sum"
     product = "product"
@@ -341,7 +348,7 @@ def fuse(
         raise fail(str(exc)) from None
 
 
-@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n")
+@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
                                                      "paths (one per line) or media bytes from stdin.",
@@ -350,6 +357,21 @@ def predict(
     json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
                                                      "[default: a table on a terminal, JSON lines otherwise].",
                                                      show_default=False)] = None,
+    out_format: Annotated[Optional[OutFormat], typer.Option(
+        "--format", help="table, json (JSON lines) or csv (one header, then a row per segment and per result) "
+                         "[default: a table on a terminal, JSON lines otherwise; with -o FILE.csv, csv].",
+        show_default=False)] = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x0, y0, x1, y1 in the "
+                         "input's pixels) and face scores; JSON or CSV only.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
+             "windows without a face or a voice hatched), one panel per input, when the run ends.",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
+                               "written under a temporary name and renamed when the run ends (Ctrl-C too).",
+        show_default=False)] = None,
     fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
     detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
@@ -379,22 +401,37 @@ def predict(
         "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
         "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
         show_default=False)] = None,
+    input_options: Annotated[Optional[str], typer.Option(
+        "--input-options", callback=_input_options,
+        help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
+             "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)] = None,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
+
+    Live inputs (- with media bytes, FIFOs, URLs such as rtsp:// or https://, /dev/videoN) are
+    decoded in one pass as they arrive; with --window each segment is written as soon as its
+    window has closed. Ctrl-C ends a live stream and still writes its result (exit 130).
 
     Exit code 0 when every input succeeded, 1 when any failed (each failure is still a
     result line with "status": "error"), 2 for bad usage, 130 when interrupted.
     """
     from .errors import EmoError
-    from .inputs import expand_inputs
     from .pipeline import Options, Pipeline
 
     err = _stderr()
-    as_json = json_out if json_out is not None else not sys.stdout.isatty()
+    live_opts = tuple(input_options or ())
+    fmt = _output_format(out_format, json_out, output)
+    as_json = fmt != "table"
+    if frames and not as_json:
+        raise typer.BadParameter("per-frame lines are for scripts: add --format csv, --json or -o FILE",
+                                 param_hint="--frames")
+    if plot is not None and not window:
+        raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
+                                 param_hint="--plot")
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value)
+                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames)
     rule = None
     if speaker_of is not None:
         if modality == Modality.face:
@@ -423,17 +460,103 @@ def predict(
 
         out_console = Console()
         out_console.on_broken_pipe = _broken_pipe  # Rich's own handler exits with 1
-    from .bulk import run_bulk
+    from .report import LineWriter, Timeline
 
+    sink = None if output is None else _OutputFile(output)
+    writer = LineWriter(fmt, sink.fh if sink is not None else None) if as_json else None
+    timeline = Timeline() if plot is not None else None
+    try:
+        _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
+                     ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
+                     timeline=timeline, rule=rule)
+    finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
+        if sink is not None:
+            sink.close()
+            err.print(f"wrote {output}", markup=False)
+        if timeline is not None:
+            from .report import plot_timeline
+
+            plot_timeline(timeline, plot)
+            err.print(f"wrote {plot}", markup=False)
+
+
+def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path]) -> str:
+    """table, json or csv, from --format, --json/--table and -o's file extension (bad usage when they clash)."""
+    if out_format is not None and json_out is not None and (out_format == OutFormat.table) == json_out:
+        raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
+                                 "give one of them")
+    fmt = out_format.value if out_format is not None else None
+    if fmt is None and json_out is not None:
+        fmt = "json" if json_out else "table"
+    if output is not None:
+        if fmt == "table":
+            raise typer.BadParameter("a table is for the terminal: with -o use --format json or csv",
+                                     param_hint="--output")
+        return fmt or ("csv" if output.suffix.lower() == ".csv" else "json")
+    return fmt or ("table" if sys.stdout.isatty() else "json")
+
+
+class _OutputFile:
+    """-o FILE: results go to a temporary file beside it, renamed onto it when the run ends, however it ends,
+    so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
+
+    def __init__(self, target: Path):
+        import tempfile
+
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        self.target = target
+        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+
+    def close(self) -> None:
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        self.fh.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
+        os.replace(self.tmp, self.target)
+
+
+def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
+                 fail_fast, timeline, rule=None) -> None:
+    """The predict loop: inputs in, a line (or table) per segment and per result out."""
+    from .bulk import run_bulk
+    from .errors import EmoError
+    from .inputs import expand_inputs
+
+    as_json = writer is not None
+    view = None
     if ray or ray_address:
+        from .inputs import files_only
         from .scale import ray_predict
 
         try:
-            results = ray_predict(pipe.bundle, opts, expand_inputs(inputs), address=ray_address)
+            results = ray_predict(pipe.bundle, opts, files_only(expand_inputs(inputs, input_options=live_opts),
+                                                                "is read on this machine: run it without --ray"),
+                                  address=ray_address)
         except EmoError as exc:
             raise fail(str(exc)) from None
     else:
-        results = run_bulk(pipe, expand_inputs(inputs), workers=_cap_workers(workers))
+        from .report import LiveView, segment_line
+
+        view = LiveView(out_console) if out_console is not None and out_console.is_terminal else None
+
+        def on_segment(name: str, seg: dict) -> None:
+            if timeline is not None:
+                timeline.add(name, seg)
+            if as_json:
+                _emit(writer.write, {"file": name, "segment": seg})
+            elif view is not None:
+                _emit(view.segment, name, seg)
+            else:
+                _emit(segment_line, seg, console=out_console)
+
+        def on_frame(name: str, frame: dict) -> None:
+            _emit(writer.write, {"file": name, "frame": frame})
+
+        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
+                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP)
     if rule is not None:
         from .speaker import adapt_results
 
@@ -443,16 +566,39 @@ def predict(
 
     bar = ProgressBar(err, _count_inputs(inputs) if err.is_terminal and not sys.stdout.isatty() else None)
     try:
-        failed = _print_results(results, bar=bar, err=err, as_json=as_json, out_console=out_console,
-                                submission=submission, fail_fast=fail_fast, shown=shown, written=written)
+        failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
+                                submission=submission, fail_fast=fail_fast, shown=shown, written=written,
+                                timeline=timeline, view=view)
     finally:
         bar.close()
+        if view is not None:
+            view.stop()
     if len(shown) > 1:  # a table run over several inputs ends with one line per input
         from .report import summary_table
 
         _emit(summary_table, shown, console=out_console)
+    if _STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
+        raise _Interrupted()
     if failed:
         raise typer.Exit(1)
+
+
+def _input_options(value: Optional[str]) -> Optional[list[str]]:
+    """--input-options: split like a shell would; each word must be an ffmpeg option or its value."""
+    if value is None:
+        return None
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"cannot split {value!r} ({exc}); quote it like a shell command line") from None
+    if words and not words[0].startswith("-"):
+        raise typer.BadParameter(f"{value!r} does not start with an option; give ffmpeg input options such as "
+                                 "\"-f v4l2 -framerate 30\"")
+    if "-i" in words:
+        raise typer.BadParameter("leave -i out: the input is the argument of emo predict")
+    return words
 
 
 def _count_inputs(inputs: list[str]) -> int | None:
@@ -465,14 +611,17 @@ def _count_inputs(inputs: list[str]) -> int | None:
     return sum(1 for _ in expand_inputs(inputs))
 
 
-def _print_results(results, *, bar, err, as_json, out_console, submission, fail_fast, shown, written) -> int:
-    """Write each result as it comes (JSON line or table), its error on stderr; return how many failed."""
+def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
+                   timeline=None, view=None) -> int:
+    """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
     from rich.markup import escape
 
-    from .report import json_line, printable, result_table
+    from .report import printable, result_table
 
     failed = 0
     for res in results:
+        if view is not None:
+            view.stop()  # a live stream's panel gives way to its result table
         bar.advance(res.file)
         if res.status != "ok":
             failed += 1
@@ -489,11 +638,20 @@ def _print_results(results, *, bar, err, as_json, out_console, submission, fail_
             else:
                 written[name] = res.file
                 write_submission(submission, res)
-        if as_json:
+        if timeline is not None:
             for seg in res.segments or []:
-                _emit(json_line, {"file": res.file, "segment": seg})
-            _emit(json_line, res.to_json())
+                timeline.add(res.file, seg)
+        if writer is not None:
+            for frame in res.frames or []:
+                _emit(writer.write, {"file": res.file, "frame": frame})
+            for seg in res.segments or []:
+                _emit(writer.write, {"file": res.file, "segment": seg})
+            _emit(writer.write, res.to_json())
         else:
+            from .report import segment_line
+
+            for seg in res.segments or []:
+                _emit(segment_line, seg, console=out_console)
             _emit(result_table, res, console=out_console)
             shown.append(res)
         if failed and fail_fast:
@@ -700,7 +858,19 @@ class _StdoutFailed(BaseException):
     """stdout cannot take the results (a full disk): one line on stderr, exit 1."""
 
 
+class _StreamStop(threading.Event):
+    """Set by Ctrl-C to end the live stream being read; ``live`` says whether one is being read now."""
+
+    live = False
+
+
+_STREAM_STOP = _StreamStop()
+
+
 def _on_sigint(signum, frame):
+    if _STREAM_STOP.live and not _STREAM_STOP.is_set():
+        _STREAM_STOP.set()  # the stream's segments and result are still written; a second Ctrl-C stops at once
+        return
     raise _Interrupted()
 
 

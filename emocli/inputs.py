@@ -1,9 +1,10 @@
-"""Expand command-line inputs: files, folders, and ``-`` (stdin) into a stream of paths.
+"""Expand command-line inputs: files, folders, ``-`` (stdin), pipes, URLs and devices into a stream of inputs.
 
 ``-`` reads stdin once. If it looks like text (no control bytes) every non-empty line is
 an input path, so ``find ... | emo predict -`` works, each path handled as soon as its line
-arrives; otherwise stdin is media bytes (a
-non-seekable pipe), spooled to a temporary file that is removed after use.
+arrives; otherwise stdin is media bytes: a live input (:class:`emocli.media.LiveSource`),
+decoded in one pass as it arrives. So are FIFOs, character devices, URLs (``rtsp://``,
+``https://``, ...) and capture devices (``/dev/video0``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .errors import MediaError
-from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, StallingReader, spool_stdin
+from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, LiveSource, is_capture_device, is_url
 
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
@@ -43,35 +43,36 @@ def _looks_like_text(head: bytes) -> bool:
     return bool(head) and not _CONTROL.search(head)
 
 
-def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None
-                  ) -> Iterator[tuple[str, Path | None, str | None]]:
-    """Yield ``(display name, path, problem)``; ``problem`` is an error message or ``None``.
+def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None, *, input_options: tuple[str, ...] = ()
+                  ) -> Iterator[tuple[str, "Path | LiveSource | None", str | None]]:
+    """Yield ``(display name, path or live source, problem)``; ``problem`` is an error message or ``None``.
 
-    Inputs read from stdin or a pipe are spooled to temporary files named ``emo-stdin-*``;
-    the caller removes them with :func:`release` once it is done with them.
+    ``input_options`` (ffmpeg options such as ``-f v4l2 -framerate 30``) go with every live input.
     """
     for arg in inputs:
         if arg == "-":
-            yield from _from_stdin(stdin if stdin is not None else sys.stdin.buffer)
+            yield from _from_stdin(stdin if stdin is not None else sys.stdin.buffer, input_options)
             continue
-        yield from _expand_one(arg)
+        yield from _expand_one(arg, input_options)
 
 
-def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
+def _expand_one(arg: str, input_options: tuple[str, ...] = ()
+                ) -> Iterator[tuple[str, "Path | LiveSource | None", str | None]]:
+    if is_url(arg) or is_capture_device(arg):
+        # ffmpeg opens these itself; the path of a device that is missing is still worth a clear line
+        if is_capture_device(arg) and not os.path.exists(arg):
+            yield arg, None, f"{arg}: no such capture device; check the camera is connected (ls /dev/video*)"
+            return
+        yield arg, LiveSource(arg, url=arg, input_options=input_options), None
+        return
     p = Path(arg)
     if p.exists() and not p.is_file() and not p.is_dir():
-        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once, like stdin; a writer
-        # that never comes or stalls is given up after the stall timeout
-        try:
-            with StallingReader(p, name=arg) as fh:
-                spooled = spool_stdin(fh, name=arg)
-        except MediaError as exc:
-            yield arg, None, str(exc)
+        # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once as it arrives, like stdin;
+        # a writer that never comes or stalls is given up after the stall timeout
+        if not os.access(p, os.R_OK):
+            yield arg, None, f"{arg}: cannot read (permission denied); check the path and its permissions"
             return
-        except OSError as exc:
-            yield arg, None, f"{arg}: cannot read ({exc.strerror}); check the path and its permissions"
-            return
-        yield arg, spooled, None
+        yield arg, LiveSource(arg, path=p, input_options=input_options), None
         return
     if p.is_dir():
         unreadable: list[OSError] = []
@@ -91,7 +92,8 @@ def _expand_one(arg: str) -> Iterator[tuple[str, Path | None, str | None]]:
         yield arg, p, None
 
 
-def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None]]:
+def _from_stdin(stream: BinaryIO, input_options: tuple[str, ...] = ()
+                ) -> Iterator[tuple[str, "Path | LiveSource | None", str | None]]:
     # Sniff what has arrived, not a full 64 KiB: a slow producer of paths must not hold back the
     # first result. A first line (or a NUL byte, or 512 bytes) is enough to decide.
     def read_some() -> bytes:
@@ -109,7 +111,7 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
         while True:
             *lines, pending = pending.split(b"\n")
             for line in lines:
-                yield from _path_line(line)
+                yield from _path_line(line, input_options)
             if len(pending) > MAX_PATH_LINE:
                 yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a path; "
                                         "pass one path per line")
@@ -118,47 +120,33 @@ def _from_stdin(stream: BinaryIO) -> Iterator[tuple[str, Path | None, str | None
             if not more:
                 break
             pending += more
-        yield from _path_line(pending)
+        yield from _path_line(pending, input_options)
         return
     if not head:
         yield "<stdin>", None, "<stdin>: no input on stdin; pipe media bytes or a list of paths into `emo predict -`"
         return
 
-    class _Chain:
-        """The sniffed head, then the rest of the stream; a pipe that stalls is given up (StallingReader).
-
-        The head was read with ``read1`` (one raw read, nothing left in the stream's buffer), so
-        the rest can be read from the descriptor itself.
-        """
-
-        def __init__(self):
-            self.first = head
-            try:
-                self.rest = StallingReader(name="<stdin>", fd=stream.fileno())
-            except (AttributeError, OSError, ValueError):  # not a real descriptor (tests, wrappers)
-                self.rest = stream
-
-        def read(self, n: int = -1) -> bytes:
-            if self.first:
-                b, self.first = self.first, b""
-                return b
-            return self.rest.read(n)
-
+    # media bytes: decoded as they arrive. The head was read with ``read1`` (one raw read, nothing
+    # left in the stream's buffer), so the rest can be read from the descriptor itself.
     try:
-        spooled = spool_stdin(_Chain())
-    except MediaError as exc:
-        yield "<stdin>", None, str(exc)
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real descriptor (tests, wrappers)
+        yield "<stdin>", LiveSource("<stdin>", stream=stream, head=head, input_options=input_options), None
         return
-    yield "<stdin>", spooled, None
+    yield "<stdin>", LiveSource("<stdin>", fd=fd, head=head, input_options=input_options), None
 
 
-def _path_line(raw: bytes) -> Iterator[tuple[str, Path | None, str | None]]:
+def _path_line(raw: bytes, input_options: tuple[str, ...] = ()
+               ) -> Iterator[tuple[str, "Path | LiveSource | None", str | None]]:
     line = os.fsdecode(raw.rstrip(b"\r")).strip()  # non-UTF-8 bytes of a name survive as surrogate escapes
     if line and not line.startswith("#"):
-        yield from _expand_one(line)
+        yield from _expand_one(line, input_options)
 
 
-def release(display: str, path: Path | None) -> None:
-    """Remove the temporary copy of an input that came from stdin or a pipe."""
-    if path is not None and path.name.startswith("emo-stdin-") and display != str(path):
-        path.unlink(missing_ok=True)
+def files_only(entries: Iterable[tuple], why: str) -> Iterator[tuple]:
+    """``entries`` with each live input turned into a problem: ``why`` says how to run it instead."""
+    for display, path, problem in entries:
+        if isinstance(path, LiveSource):
+            yield display, None, f"{display}: a live input (pipe, URL or device) {why}"
+        else:
+            yield display, path, problem

@@ -27,6 +27,12 @@ _ENDED_EARLY = "video stream ended early (damaged file): scored the frames decod
 # detector finds no face in it (FER2013 is 48 px, RAF-DB 100, AffectNet 96, SFEW 143): detectors
 # miss faces that fill the whole image.
 CROP_MAX_SIDE = 160
+# A live stream is scored window by window as it arrives (memory does not grow with its length):
+# without --window its voice is scored in blocks of this many seconds and the blocks averaged.
+STREAM_BLOCK = 10.0
+# seconds: a window closes at most this long after one modality has passed its end while the
+# other has not (a stream whose audio stalls or lags must not hold every result back)
+LIVE_MAX_LAG = 5.0
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Options:
     use_face: bool = True
     use_voice: bool = True
     keep_frames: bool = False  # keep per-frame scores and face features in the result (extract)
+    frames: bool = False  # report each scored frame: its time, face box and face scores (--frames)
     window: float | None = None  # seconds: also score consecutive segments of this length
     # Test-time views per face: "auto" = the bundle's views for still images and mirror-only
     # for video frames (a clip already averages many frames; half the network passes), or
@@ -89,6 +96,7 @@ class Result:
     expert_features: np.ndarray | None = field(default=None, repr=False)  # (n, 512) rafdb embeddings
     error_type: str | None = None
     segments: list[dict[str, Any]] | None = field(default=None, repr=False)
+    frames: list[dict[str, Any]] | None = field(default=None, repr=False)  # --frames: one per scored frame
     # Speaker adaptation (speaker.py), in JSON only when it was asked for: "speaker" when the
     # voice was scored with the speaker-normalised model, else None (a note says why).
     speaker: str | None = None
@@ -112,7 +120,8 @@ class Result:
 
 # Result fields that hold arrays or internal state: never written to JSON lines.
 _NOT_JSON = frozenset({"frame_times", "frame_scores", "face_features", "voice_features", "voice_stats68", "segments",
-                       "expert_frame_scores", "expert_features", "adaptation_asked", "voice_vector", "fusion_inputs"})
+                       "expert_frame_scores", "expert_features", "frames", "adaptation_asked", "voice_vector",
+                       "fusion_inputs"})
 
 
 def _as_dict(p: np.ndarray | None, labels=LABELS) -> dict[str, float] | None:
@@ -133,6 +142,7 @@ class Prepared:
     face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
     aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
     aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
+    face_boxes: np.ndarray | None = None  # (n, 4) float32 face boxes in the input's pixels (NaN: no box)
     voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
@@ -255,6 +265,101 @@ class Pipeline:
         res.seconds = time.perf_counter() - t0
         return res
 
+    def run_stream(self, source, *, on_segment=None, on_frame=None, stop=None) -> Result:
+        """Analyse a live input (:class:`emocli.media.LiveSource`: a pipe, FIFO, URL or capture device) in one pass.
+
+        Frames and audio come from one ffmpeg read and are scored as they arrive; with
+        ``--window`` each segment goes to ``on_segment(dict)`` as soon as its window has closed
+        and been scored; with ``--frames`` each scored frame goes to ``on_frame(dict)`` just before
+        its window's segment. ``stop`` (a ``threading.Event``): once set, the stream ends there and
+        the result covers what arrived (a note says so). Expected failures become
+        ``status="error"`` results, as in :meth:`run`.
+        """
+        t0 = time.perf_counter()
+        res = Result(file=source.name, gpu=self.gpu)
+        try:
+            self._run_stream(source, res, on_segment, on_frame, stop)
+        except EmoError as exc:
+            _fail(res, exc)
+        res.seconds = time.perf_counter() - t0
+        return res
+
+    def _run_stream(self, source, res: Result, on_segment, on_frame, stop) -> None:
+        from .faces import FaceTracker, faces_in_frames
+        from .media import LiveDecode, probe_live, spool_unseekable
+        from .video_model import prepare_faces
+
+        opt = self.options
+        whole = spool_unseekable(source)
+        if whole is not None:  # an MP4 with its index at the end: only readable once it is all there
+            try:
+                self._run(whole, res)
+            finally:
+                whole.unlink()
+            res.error = res.error.replace(str(whole), source.name) if res.error else None
+            res.notes = [n.replace(str(whole), source.name) for n in res.notes]
+            res.notes.append("an MP4/MOV with its index after its media data cannot be decoded as it arrives: "
+                             "read to the end first (write it with -movflags +faststart to stream it)")
+            return
+        info, head, reader = probe_live(source)
+        use_video, use_audio = self.has_face and info.has_video, self.has_voice and info.has_audio
+        if info.has_video and not self.has_face:
+            res.notes.append("face model not loaded")
+        if not info.has_audio:
+            res.notes.append("no audio track")
+        elif not self.has_voice:
+            res.notes.append("voice model not loaded")
+        elif info.audio_streams > 1:
+            res.notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+        if not use_video and not use_audio:
+            if reader is not None:
+                reader.close()
+            raise NoFaceError(f"{source.name}: nothing to score ({'; '.join(res.notes)}); check that the stream "
+                              "carries video or audio the model bundle can score")
+        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else 16000
+        live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
+                            audio=use_audio, on_segment=on_segment if opt.window else None,
+                            on_frame=on_frame if opt.frames else None)
+        tracker = FaceTracker(min_face=opt.min_face)
+        dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
+                         max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
+        with dec:
+            for item in dec.items(stop):
+                if item.kind == "video":
+                    res.frames_seen += 1
+                    frame = item.frame
+                    if opt.detect is not False:
+                        _, crops, boxes = faces_in_frames([frame], detector=self.detector, tracker=tracker,
+                                                          margin=opt.margin)
+                    else:
+                        crops, boxes = [frame], [None]
+                    if crops:
+                        aligned, mask = self._aligned([frame], boxes, crops)
+                        live.acc.add(np.array([item.time]), prepare_faces(crops, self.face_pre), aligned, mask,
+                                     boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0))
+                    live.video_time = item.time + dec.step
+                elif item.kind == "audio":
+                    live.add_audio(item.audio)
+                else:
+                    live.ended(item.what)
+                live.close_ready()
+        dec.check(produced=res.frames_seen > 0 or dec.samples > 0)
+        live.close_all()
+        res.duration = round(live.covered, 3)
+        if stop is not None and stop.is_set():
+            res.notes.append(f"interrupted after {live.covered:.1f} s of the stream: the result covers what arrived")
+        if dec.stalled or dec.watchdog_fired:
+            res.notes.append(f"the stream stalled (nothing arrived for {dec.stall_timeout:.0f} s): scored what "
+                             "arrived before")
+        if use_video:
+            if res.frames_seen == 0:
+                res.notes.append("no video frames decoded")
+            elif res.frames_used == 0:
+                res.notes.append(f"no face found in {res.frames_seen} frame(s)")
+        face, voice, stats68 = live.totals()
+        res.notes.extend(live.stream_notes())
+        self._fuse(source.name, res, live.acc, face, voice, stats68, has_video=info.has_video, still=False)
+
     def prepare(self, path: Path | str, *, display_name: str | None = None) -> Prepared:
         """Stage 1 (worker-safe): decode, find faces, make network inputs, voice frames."""
         t0 = time.perf_counter()
@@ -262,15 +367,17 @@ class Pipeline:
         try:
             prep.info = info = self._probe(prep.path)
             if self.has_face and info.has_video:
-                times, inputs, aligned, masks = [], [], [], []
-                for t, x, a, m in self._face_chunks(info, prep):
+                times, inputs, aligned, masks, boxes = [], [], [], [], []
+                for t, x, a, m, b in self._face_chunks(info, prep):
                     times.append(t)
                     inputs.append(x)
+                    boxes.append(b)
                     if a is not None:
                         aligned.append(a)
                         masks.append(m)
                 if inputs:
                     prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
+                    prep.face_boxes = np.concatenate(boxes)
                     if aligned:
                         prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
             if self.has_voice and info.has_audio and not info.is_image:
@@ -295,7 +402,8 @@ class Pipeline:
                     for i in range(0, len(prep.face_inputs), b):
                         a = prep.aligned_inputs
                         acc.add(prep.face_times[i:i + b], prep.face_inputs[i:i + b],
-                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b])
+                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b],
+                                boxes=prep.face_boxes[i:i + b])
                 self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
             except EmoError as exc:
                 _fail(res, exc)
@@ -313,8 +421,8 @@ class Pipeline:
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
-            for t, x, a, m in self._face_chunks(info, res):
-                acc.add(t, x, a, m)
+            for t, x, a, m, b in self._face_chunks(info, res):
+                acc.add(t, x, a, m, boxes=b)
         voice_frames = None
         if self.has_voice and info.has_audio and not info.is_image:
             voice_frames = self._voice_frames(info, res.notes)
@@ -333,6 +441,19 @@ class Pipeline:
                 res.notes.append("no audio track")
             elif not self.has_voice:
                 res.notes.append("voice model not loaded")
+        self._fuse(path, res, acc, face, voice, stats68, has_video=info.has_video, still=info.is_image)
+        if self.options.keep_frames:
+            acc.keep(res)
+            if voice_frames is not None:
+                res.voice_stats68 = stats68
+        if self.options.frames:
+            res.frames = acc.take_frames()
+        if self.options.window:
+            res.segments = self._segments(acc, voice_frames, info, res.notes)
+
+    def _fuse(self, path, res: Result, acc: "_FaceAccumulator", face, voice, stats68, *, has_video: bool,
+              still: bool) -> None:
+        """The input's face and voice scores (model label order) fused into ``res``."""
         if face is None and voice is None:
             reasons = "; ".join(res.notes) or "nothing to analyse"
             raise NoFaceError(f"{path}: no face and no usable voice ({reasons}); "
@@ -356,16 +477,10 @@ class Pipeline:
         res.scores = _as_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
         res.modalities = [m for m, v in (("face", face_a), ("voice", voice_a)) if v is not None]
-        if res.modalities == ["face"] and not info.is_image:
+        if res.modalities == ["face"] and not still:
             res.notes.append("face only")
-        elif res.modalities == ["voice"] and info.has_video:
+        elif res.modalities == ["voice"] and has_video:
             res.notes.append("voice only")
-        if self.options.keep_frames:
-            acc.keep(res)
-            if voice_frames is not None:
-                res.voice_stats68 = stats68
-        if self.options.window:
-            res.segments = self._segments(acc, voice_frames, info, res.notes)
 
     def _align(self, scores: np.ndarray, labels) -> np.ndarray:
         """Scores in the fusion's label order; NaN for emotions the model was not trained on."""
@@ -374,8 +489,10 @@ class Pipeline:
         return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
-    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any]]":
-        """(times, network inputs, aligned faces, mask) for the main face of each decoded frame, by chunk.
+    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray]]":
+        """(times, network inputs, aligned faces, mask, boxes) for the main face of each decoded frame, by chunk.
+
+        Boxes are float32 (n, 4) x0, y0, x1, y1 in the input's own pixels (NaN where there is none).
 
         Aligned faces (uint8 (n, 112, 112, 3)) and the mask of those the rafdb expert scores are
         made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
@@ -408,7 +525,8 @@ class Pipeline:
                 raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
                                   f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
                                   "without --detect)")
-            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]))
+            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]),
+                   box_array(boxes[:1], 1.0))
             return
         found = 0
         try:
@@ -423,7 +541,8 @@ class Pipeline:
                 if crops:
                     found += len(crops)
                     aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
-                    yield np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask
+                    yield (np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask,
+                           box_array(boxes, info.width / frames.shape[2] if info.width else 1.0))
         except MediaError:
             if rec.frames_seen == 0:
                 raise
@@ -472,39 +591,53 @@ class Pipeline:
         Speech-encoder embeddings are computed here, while the audio is in memory: one for the
         clip and, with ``--window``, one per window, so the audio is never kept.
         """
-        from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
-                                     short_term_features, window_features)
         from .media import load_audio
 
-        st = self.voice_settings
-        sr = int(st["sample_rate"])
+        sr = int(self.voice_settings["sample_rate"])
         try:
             audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
             if info.audio_streams > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
-            if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
-                notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
-                             "voice not used")
-                return None
-            # sets without pitch statistics need only the 34 short-term features: skip the pitch track
-            features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
-            frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
-            vin = VoiceInput(frames)
-            if st["feature_set"] in ENCODER_SETS:
-                from .voice_encoder import embed, shipped_encoder
-
-                enc = shipped_encoder()
-                vin.embedding = embed(audio, sr, enc)
-                if self.options.window:
-                    n = int(float(self.options.window) * sr)
-                    vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
-                                             else None for k in range(0, len(audio), n)]
-            return vin
+            return self._voice_input(audio, notes, windows=True)
         except NoAudioError as exc:
             notes.append(f"voice unusable ({_short(exc, info.path)})")
         except MediaError as exc:
             notes.append(f"audio undecodable ({_short(exc, info.path)})")
         return None
+
+    def _voice_input(self, audio: np.ndarray, notes: list[str], *, windows: bool) -> "VoiceInput | None":
+        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent.
+
+        ``windows``: also one speech-encoder vector per ``--window`` segment.
+
+        Raises
+        ------
+        NoAudioError
+            If the audio is shorter than one analysis window.
+        """
+        from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
+                                     short_term_features, window_features)
+
+        st = self.voice_settings
+        sr = int(st["sample_rate"])
+        if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+            notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
+                         "voice not used")
+            return None
+        # sets without pitch statistics need only the 34 short-term features: skip the pitch track
+        features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
+        frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+        vin = VoiceInput(frames)
+        if st["feature_set"] in ENCODER_SETS:
+            from .voice_encoder import embed, shipped_encoder
+
+            enc = shipped_encoder()
+            vin.embedding = embed(audio, sr, enc)
+            if windows and self.options.window:
+                n = int(float(self.options.window) * sr)
+                vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
+                                         else None for k in range(0, len(audio), n)]
+        return vin
 
     def _voice_scores(self, frames: np.ndarray, res: Result | None = None, *, embedding: np.ndarray | None = None
                       ) -> tuple[np.ndarray, np.ndarray]:
@@ -645,10 +778,173 @@ def pool_frames(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> n
     scores = np.asarray(scores, np.float64)
     if method == "mean" or "neutral" not in labels:
         return scores.mean(0)
-    if method != "expressive":
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
-    w = np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
+    w = pool_weights(scores, method=method, labels=labels)
     return (w[:, None] * scores).sum(0) / w.sum()
+
+
+def pool_weights(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> np.ndarray:
+    """Each frame's weight in :func:`pool_frames`: float64 (n,) (a stream pools by running sums of these)."""
+    scores = np.asarray(scores, np.float64)
+    if method not in POOLINGS:
+        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
+    if method == "mean" or "neutral" not in labels:
+        return np.ones(len(scores))
+    return np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
+
+
+class _LiveWindows:
+    """A live stream's windows: each closes when both modalities have passed its end (or ended),
+    is scored, and is then forgotten; only running sums are kept for the whole-stream result.
+
+    Face frames wait in the accumulator and audio samples in a buffer until their window closes,
+    so memory holds at most a window (plus :data:`LIVE_MAX_LAG`) of either.
+    """
+
+    def __init__(self, pipe: Pipeline, res: Result, *, block: float, sr: int, video: bool, audio: bool,
+                 on_segment=None, on_frame=None):
+        self.pipe, self.res, self.block, self.sr, self.on_segment = pipe, res, block, sr, on_segment
+        self.on_frame = on_frame
+        self.acc = _FaceAccumulator(pipe, res)
+        self.video, self.audio = video, audio
+        self.video_time = 0.0  # stream time the decoded frames cover
+        self.video_done, self.audio_done = not video, not audio
+        self.k = 0  # index of the next window to close
+        self.chunks: list[np.ndarray] = []  # audio samples [buf_start, samples)
+        self.buf_start = self.samples = 0
+        self.face_sum, self.face_weight = 0.0, 0.0  # weighted sum of frame scores, in the face model's order
+        self.voice_sum, self.voice_weight, self.stats_sum = None, 0.0, None
+        self.voice_blocks = self.silent_blocks = self.segments = 0
+
+    @property
+    def covered(self) -> float:
+        return max(self.video_time if self.video else 0.0, self.samples / self.sr if self.audio else 0.0)
+
+    def add_audio(self, x: np.ndarray) -> None:
+        start = self.samples
+        self.samples += len(x)
+        if self.samples <= self.buf_start:  # its window was closed without it (the audio lagged)
+            return
+        self.chunks.append(x[max(0, self.buf_start - start):])
+
+    def ended(self, what: str) -> None:
+        if what == "video":
+            self.video_done = True
+        else:
+            self.audio_done = True
+
+    def close_ready(self) -> None:
+        """Score every window both modalities have passed (or one has passed by LIVE_MAX_LAG)."""
+        while not (self.video_done and self.audio_done):
+            end = (self.k + 1) * self.block
+            v = self.video_done or self.video_time >= end - 1e-6
+            a = self.audio_done or self.samples >= round(end * self.sr)
+            lag = end + LIVE_MAX_LAG
+            if not (v and a) and not (self.video and self.video_time >= lag) and not (
+                    self.audio and self.samples >= round(lag * self.sr)):
+                return
+            self._close(self.k * self.block, end)
+            self.k += 1
+
+    def close_all(self) -> None:
+        """At the end of the stream: the windows left, the last one as long as the stream went."""
+        total = self.covered
+        while self.k * self.block < total - 1e-6 or (self.k == 0 and total > 0):
+            end = min((self.k + 1) * self.block, total)
+            self._close(self.k * self.block, end, last=end >= total - 1e-6)
+            self.k += 1
+            if end >= total - 1e-6:
+                break
+
+    def _close(self, start: float, end: float, *, last: bool = False) -> None:
+        from .fusion import normalize
+
+        pipe = self.pipe
+        face = voice = None
+        notes = []
+        n_face = 0
+        if self.video:
+            self.acc.flush()
+            if self.on_frame is not None:
+                for f in self.acc.take_frames(float("inf") if last else end):
+                    self.on_frame(f)
+            times = np.concatenate(self.acc.times) if self.acc.times else np.zeros(0)
+            scores = (np.concatenate(self.acc.scores) if self.acc.scores
+                      else np.zeros((0, len(pipe.face_model.labels))))
+            sel = (times >= start) & ((times < end) | last)
+            n_face = int(sel.sum())
+            if n_face:
+                w = pool_weights(scores[sel], method=pipe.options.pooling, labels=pipe.face_model.labels)
+                self.face_sum = self.face_sum + (w[:, None] * scores[sel]).sum(0)
+                self.face_weight += float(w.sum())
+                face = pipe._align(pool_frames(scores[sel], method=pipe.options.pooling,
+                                               labels=pipe.face_model.labels), pipe.face_model.labels)
+            keep = ~sel & (times >= end)  # frames of later windows (the video ran ahead)
+            self.acc.times = [times[keep]] if keep.any() else []
+            self.acc.scores = [scores[keep]] if keep.any() else []
+            if not n_face:
+                notes.append("no face")
+        if self.audio:
+            s0, s1 = round(start * self.sr), round(end * self.sr)
+            buf = np.concatenate(self.chunks) if self.chunks else np.zeros(0, np.float32)
+            seg = buf[max(0, s0 - self.buf_start):max(0, s1 - self.buf_start)] if not last else \
+                buf[max(0, s0 - self.buf_start):]
+            rest = buf[max(0, s1 - self.buf_start):] if not last else buf[:0]
+            self.chunks, self.buf_start = ([rest] if len(rest) else []), s1
+            probs = self._voice(seg, notes)
+            if probs is not None:
+                voice = pipe._align(probs, pipe.voice_model.labels)
+        self.segments += 1
+        if self.on_segment is None or (last and face is None and voice is None):
+            return  # a sliver at the end that nothing scored (the longer stream's last packet) is no segment
+        labels = pipe.fusion.labels
+        seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,
+                                   "face_scores": _as_dict(_zero_nan(face), labels),
+                                   "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": n_face}
+        if face is not None or voice is not None:
+            fused = pipe.fusion.fuse(face, voice)
+            seg_out["label"] = labels[int(np.argmax(fused))]
+            seg_out["scores"] = _as_dict(normalize(fused), labels)
+        if notes:
+            used = "face" if face is not None else "voice" if voice is not None else None
+            seg_out["notes"] = [", ".join(notes) + (f": {used} alone" if used and (self.video and self.audio)
+                                                   else "" if used else ": nothing scored")]
+        self.on_segment(seg_out)
+
+    def _voice(self, seg: np.ndarray, notes: list[str]) -> np.ndarray | None:
+        """The window's voice probabilities (model order), added to the running sums; None with a note."""
+        pipe = self.pipe
+        own: list[str] = []
+        try:
+            vin = pipe._voice_input(seg, own, windows=False) if len(seg) >= self.sr // 10 else None
+        except NoAudioError:
+            vin = None
+        if vin is None:
+            self.silent_blocks += 1
+            notes.append("no speech" if len(seg) >= self.sr // 10 else "no audio")
+            return None
+        probs, stats68 = pipe._voice_scores(vin.frames, embedding=vin.embedding)
+        weight = len(seg) / self.sr
+        self.voice_sum = probs * weight if self.voice_sum is None else self.voice_sum + probs * weight
+        self.stats_sum = stats68 * weight if self.stats_sum is None else self.stats_sum + stats68 * weight
+        self.voice_weight += weight
+        self.voice_blocks += 1
+        return probs
+
+    def totals(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """The whole stream's (face, voice, 68 voice statistics), in the models' label orders."""
+        face = self.face_sum / self.face_weight if self.face_weight else None
+        if self.voice_weight:
+            return face, self.voice_sum / self.voice_weight, self.stats_sum / self.voice_weight
+        return face, None, None
+
+    def stream_notes(self) -> list[str]:
+        notes = []
+        if self.audio and self.voice_blocks == 0:
+            notes.append("no speech detected in the stream: voice not used")
+        elif self.audio and self.voice_blocks > 1:
+            notes.append(f"voice: the mean of {self.voice_blocks} {self.block:g}-s blocks' voice scores "
+                         "(a stream is scored as it arrives)")
+        return notes
 
 
 class _FaceAccumulator:
@@ -675,12 +971,16 @@ class _FaceAccumulator:
         self.expert_frames: dict[str, list[np.ndarray]] = {}  # kept for `extract` only
         self.expert_features: list[np.ndarray] = []
         self.feat_sum = None
+        self.pending_b: list[np.ndarray] = []
+        self.frame_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # --frames: (times, boxes, scores)
 
     def add(self, times: np.ndarray, inputs: np.ndarray, aligned: np.ndarray | None = None,
-            mask: np.ndarray | None = None) -> None:
-        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores."""
+            mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None) -> None:
+        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores;
+        ``boxes``: (n, 4) face boxes, kept for ``--frames``."""
         self.pending_t.append(times)
         self.pending.append(inputs)
+        self.pending_b.append(np.full((len(times), 4), np.nan, np.float32) if boxes is None else boxes)
         if aligned is not None:
             self.pending_a.append(aligned[mask])
             self.pending_m.append(mask)
@@ -698,7 +998,9 @@ class _FaceAccumulator:
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
         aligned = np.concatenate(self.pending_a) if self.pending_a else None
         mask = np.concatenate(self.pending_m) if self.pending_m else np.zeros(len(x), bool)
+        boxes = np.concatenate(self.pending_b)
         self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
+        self.pending_b = []
         feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
                                                   views=self.views)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
@@ -728,9 +1030,28 @@ class _FaceAccumulator:
         self.feat_sum = feats.sum(0) if self.feat_sum is None else self.feat_sum + feats.sum(0)
         self.times.append(t)
         self.scores.append(scores)  # 7 floats per frame: small, and needed for pooling and --window
+        if pipe.options.frames:
+            self.frame_log.append((t, boxes, scores))
         if pipe.options.keep_frames:
             self.features.append(feats)
         self.res.frames_used += len(x)
+
+    def take_frames(self, before: float = float("inf")) -> list[dict[str, Any]]:
+        """The ``--frames`` records of the scored frames earlier than ``before`` s, removed from the log."""
+        self.flush()
+        pipe = self.pipe
+        out, left = [], []
+        for t, boxes, scores in self.frame_log:
+            now = t < before
+            for ti, b, p in zip(t[now], boxes[now], scores[now]):
+                out.append({"time": round(float(ti), 3),
+                            "box": None if np.isnan(b[0]) else [round(float(v), 1) for v in b],
+                            "face_scores": _as_dict(_zero_nan(pipe._align(p, pipe.face_model.labels)),
+                                                    pipe.fusion.labels)})
+            if (~now).any():
+                left.append((t[~now], boxes[~now], scores[~now]))
+        self.frame_log = left
+        return sorted(out, key=lambda f: f["time"])
 
     def clip_scores(self) -> np.ndarray | None:
         self.flush()
@@ -757,6 +1078,12 @@ class _FaceAccumulator:
             res.expert_frame_scores = {k: np.concatenate(v) for k, v in self.expert_frames.items()}
             if self.expert_features:
                 res.expert_features = np.concatenate(self.expert_features)
+
+
+def box_array(boxes, scale: float) -> np.ndarray:
+    """float32 (n, 4) x0, y0, x1, y1 of detections (NaN for None), times ``scale`` (analysed -> input pixels)."""
+    return np.array([[np.nan] * 4 if b is None else [b.x0 * scale, b.y0 * scale, b.x1 * scale, b.y1 * scale]
+                     for b in boxes], np.float32).reshape(-1, 4)
 
 
 def _zero_nan(p: np.ndarray | None) -> np.ndarray | None:

@@ -42,6 +42,58 @@ def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
     out.flush()
 
 
+CSV_COLUMNS = ("file", "kind", "start", "end", "status", "label", "modalities", "frames_used", "box", *LABELS,
+               *(f"face_{lab}" for lab in LABELS), *(f"voice_{lab}" for lab in LABELS), "notes", "error")
+
+
+def csv_row(obj: dict[str, Any]) -> list[Any]:
+    """One CSV row (:data:`CSV_COLUMNS`) for a result line, a ``{"file", "segment"}`` or a ``{"file", "frame"}`` line.
+
+    The unnamed emotion columns are the fused scores; absent values are empty cells. A frame's
+    start and end are its time; its box is "x0 y0 x1 y1".
+    """
+    seg = obj.get("segment")
+    frame = obj.get("frame")
+    if frame is not None:
+        box = " ".join(f"{v:g}" for v in frame["box"]) if frame.get("box") else ""
+        return [printable(obj["file"]), "frame", frame["time"], frame["time"], "ok", "", "face", 1, box,
+                *[""] * len(LABELS), *(frame["face_scores"].get(lab, "") for lab in LABELS), *[""] * len(LABELS),
+                "", ""]
+    d = seg if seg is not None else obj
+    mods = d.get("modalities") or [m for m in ("face", "voice") if d.get(f"{m}_scores")]
+
+    def scores(key):
+        v = d.get(key) or {}
+        return [v.get(lab, "") for lab in LABELS]
+
+    return [printable(obj["file"]), "segment" if seg is not None else "result", d.get("start", ""),
+            d.get("end", d.get("duration", "")), d.get("status", "ok"), d.get("label") or "", "+".join(mods),
+            d.get("frames_used", ""), "", *scores("scores"), *scores("face_scores"), *scores("voice_scores"),
+            printable("; ".join(d.get("notes") or [])), printable(d.get("error") or "")]
+
+
+class LineWriter:
+    """Results for scripts: JSON lines (``fmt="json"``) or CSV rows with one header (``"csv"``), each
+    written and flushed as it comes, on ``out`` (stdout by default)."""
+
+    def __init__(self, fmt: str, out: TextIO | None = None):
+        self.fmt, self.out, self.header = fmt, out, False
+
+    def write(self, obj: dict[str, Any]) -> None:
+        out = self.out or sys.stdout
+        if self.fmt == "json":
+            json_line(obj, out)
+            return
+        import csv
+
+        w = csv.writer(out, lineterminator="\n")
+        if not self.header:
+            w.writerow(CSV_COLUMNS)
+            self.header = True
+        w.writerow(csv_row(obj))
+        out.flush()
+
+
 def result_table(res, *, console) -> None:
     """Rows: emotions; columns: face (and each face expert), voice, fused.
 
@@ -84,6 +136,71 @@ def result_table(res, *, console) -> None:
     console.print(table)
     for note in res.notes:
         console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
+
+
+def segment_line(seg: dict[str, Any], *, console) -> None:
+    """One ``--window`` segment on a terminal: its time span, winner, score and what scored it."""
+    from rich.markup import escape
+
+    span = f"{seg['start']:7.1f}-{seg['end']:.1f} s"
+    used = " + ".join(m for m in ("face", "voice") if seg.get(f"{m}_scores"))
+    if seg.get("label"):
+        text = f"{span}  [bold]{seg['label']:<8}[/bold] {seg['scores'][seg['label']]:.2f}  ({used})"
+    else:
+        text = f"{span}  -"
+    for note in seg.get("notes", []):
+        text += f"  [yellow]{escape(note)}[/yellow]"
+    console.print(text)
+
+
+class LiveView:
+    """On a terminal, while a live stream runs: the latest segment's winner, a bar per emotion for
+    face, voice and fused, and the stream time, redrawn as each window closes; the segment lines
+    scroll above it. Transient: it leaves only those lines, then the result table follows."""
+
+    BAR = 24  # characters of a full bar (score 1.0)
+
+    def __init__(self, console):
+        self.console, self.live = console, None
+
+    def segment(self, name: str, seg: dict[str, Any]) -> None:
+        from rich.live import Live
+
+        if self.live is None:
+            self.live = Live(console=self.console, transient=True, auto_refresh=False, redirect_stdout=False,
+                             redirect_stderr=False)
+            self.live.start()
+        segment_line(seg, console=self.console)  # printed above the live panel
+        self.live.update(self.render(name, seg), refresh=True)
+
+    def stop(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    @classmethod
+    def render(cls, name: str, seg: dict[str, Any]):
+        from rich.markup import escape
+        from rich.table import Table
+
+        label = seg.get("label") or "-"
+        table = Table(title=f"{escape(printable(name))}  {seg['end']:.1f} s  [bold green]{label}[/bold green]",
+                      title_justify="left", box=None, pad_edge=False)
+        table.add_column("emotion")
+        columns = [("face", seg.get("face_scores")), ("voice", seg.get("voice_scores")), ("fused", seg.get("scores"))]
+        for col, _ in columns:
+            table.add_column(col)
+        for lab in LABELS:
+            row = [f"[bold green]{lab}[/bold green]" if lab == label else lab]
+            for col, scores in columns:
+                if not scores:
+                    row.append("-")
+                    continue
+                v = float(scores.get(lab, 0.0))
+                bar = "\u2588" * int(round(v * cls.BAR))
+                row.append(f"[{'green' if col == 'fused' else 'cyan'}]{bar}[/] {v:.2f}")
+            table.add_row(*row)
+        return table
 
 
 class ProgressBar:
@@ -158,3 +275,69 @@ def write_submission(directory, res) -> None:
     from .bundle import atomic_write_text
 
     atomic_write_text(Path(directory) / submission_name(res), EMOTIW_NAMES[res.label] + "\n")
+
+
+class Timeline:
+    """The ``--window`` segments of each input, kept compactly for :func:`plot_timeline`:
+    per segment its span, fused scores (NaN when nothing scored it) and which modalities did."""
+
+    def __init__(self):
+        self.inputs: dict[str, list[tuple[float, float, tuple[float, ...], bool, bool]]] = {}
+
+    def add(self, name: str, seg: dict[str, Any]) -> None:
+        scores = seg.get("scores") or {}
+        self.inputs.setdefault(name, []).append(
+            (float(seg["start"]), float(seg["end"]), tuple(float(scores.get(lab, "nan")) for lab in LABELS),
+             bool(seg.get("face_scores")), bool(seg.get("voice_scores"))))
+
+
+MAX_TIMELINE_PANELS = 12  # inputs drawn in one --plot figure; later ones are left out (and counted)
+
+
+def plot_timeline(timeline: Timeline, path) -> int:
+    """Write a PNG: per input, the fused scores over time as stacked areas (one colour per emotion),
+    segment boundaries as thin lines, and windows missing the face or the voice shaded. Returns the
+    number of inputs drawn."""
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .bundle import atomic_path
+
+    names = list(timeline.inputs)[:MAX_TIMELINE_PANELS]
+    n = max(1, len(names))
+    fig, axes = plt.subplots(n, 1, figsize=(11, 2.6 * n + 0.6), squeeze=False, layout="constrained")
+    colours = plt.get_cmap("tab10").colors
+    for ax, name in zip(axes[:, 0], names):
+        segs = timeline.inputs[name]
+        starts = np.array([s[0] for s in segs])
+        ends = np.array([s[1] for s in segs])
+        scores = np.nan_to_num(np.array([s[2] for s in segs]), nan=0.0)  # (n, 7)
+        # a step drawing: each segment's scores held over its span
+        x = np.c_[starts, ends].ravel()
+        y = np.repeat(scores, 2, axis=0).T
+        ax.stackplot(x, y, labels=LABELS, colors=colours[:len(LABELS)], alpha=0.85, linewidth=0)
+        for (a, b, _, face, voice) in segs:
+            ax.axvline(a, color="white", linewidth=0.6)
+            if not (face and voice):
+                what = "no face" if not face and voice else "no voice" if face and not voice else "nothing scored"
+                ax.axvspan(a, b, facecolor="none", edgecolor="0.25", hatch="//", linewidth=0, label=what)
+        ax.set_xlim(starts.min() if len(starts) else 0, ends.max() if len(ends) else 1)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("fused score")
+        ax.set_title(printable(name), loc="left", fontsize=10)
+        handles, labels = ax.get_legend_handles_labels()
+        seen = dict(zip(labels, handles))  # one legend entry per emotion / gap kind
+        ax.legend(seen.values(), seen.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                  frameon=False)
+    axes[-1, 0].set_xlabel("stream time (s)")
+    if not names:
+        axes[0, 0].text(0.5, 0.5, "no segments", ha="center", va="center", transform=axes[0, 0].transAxes)
+    with atomic_path(Path(path), suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    return len(names)

@@ -257,8 +257,6 @@ def ray_predict(pipe_bundle: Path | str | None, options: Options,
 
 
 def _gather_predictions(cluster: _Cluster, inputs, shard_size: int) -> Iterator[Result]:
-    from .inputs import release
-
     def shards() -> Iterator[tuple[list, list | None]]:
         shard: list = []
         for entry in inputs:
@@ -279,7 +277,6 @@ def _gather_predictions(cluster: _Cluster, inputs, shard_size: int) -> Iterator[
                     res = Result(file=display, status="error", error=str(err), error_type=type(err).__name__)
                 else:
                     res = next(done)
-                release(display, path)
                 yield res
     finally:
         cluster.close()

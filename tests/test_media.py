@@ -69,11 +69,3 @@ def test_leading_dash_and_unicode_paths(tmp_path):
     assert info.has_video
     assert sum(len(f) for _, f in media.iter_frames(p, fps=5)) >= 4
 
-
-def test_spool_stdin_copies_bytes(tmp_path, clip):
-    with open(clip, "rb") as fh:
-        spooled = media.spool_stdin(fh)
-    try:
-        assert spooled.read_bytes() == clip.read_bytes()
-    finally:
-        spooled.unlink()

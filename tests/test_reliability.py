@@ -414,23 +414,21 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
     assert code == 0 and out[0]["file"] == str(fed) and out[0]["modalities"] == ["voice"], r.output
 
 
-def test_media_bytes_on_a_stalled_stdin_pipe_are_given_up(monkeypatch):
-    import glob
-    import tempfile
+def test_media_bytes_on_a_stalled_stdin_pipe_are_given_up(tiny_bundle, monkeypatch):
     import time
 
     from emocli import media
     from emocli.inputs import expand_inputs
+    from emocli.pipeline import Pipeline
 
     monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
     r, w = os.pipe()
     os.write(w, b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(600))  # media bytes, then the writer stalls
-    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*")))
     t0 = time.monotonic()
     with os.fdopen(r, "rb") as stdin:
-        got = list(expand_inputs(["-"], stdin=stdin))
+        (display, src, problem), = list(expand_inputs(["-"], stdin=stdin))
+        assert display == "<stdin>" and isinstance(src, media.LiveSource) and problem is None
+        res = Pipeline(tiny_bundle).run_stream(src)
     os.close(w)
     assert time.monotonic() - t0 < 30
-    assert len(got) == 1 and got[0][0] == "<stdin>" and got[0][1] is None
-    assert "<stdin>: nothing arrived for 1 s" in got[0][2]
-    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*"))) == before  # no spool left behind
+    assert res.status == "error" and res.error.startswith("<stdin>: nothing arrived for 1 s")

@@ -208,7 +208,7 @@ def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, 
         assert got.keys() == want.keys()
         for k in want:
             for name in ("face_scores", "voice_scores", "face_features", "voice_stats68", "frame_times"):
-                assert np.array_equal(got[k][name], want[k][name]), (delay, k, name)
+                assert np.array_equal(got[k][name], want[k][name]), (k, name)
         assert (out / "index.csv").read_text() == (ref / "index.csv").read_text().replace(str(ref), str(out))
 
 

@@ -401,6 +401,10 @@ def predict(
         "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
         "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
         show_default=False)] = None,
+    adapt: Annotated[bool, typer.Option(
+        "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
+        "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
+        "in each segment line). For one person per stream.")] = False,
     input_options: Annotated[Optional[str], typer.Option(
         "--input-options", callback=_input_options,
         help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
@@ -431,11 +435,12 @@ def predict(
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames)
+                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames, adapt=adapt)
     rule = None
+    if (speaker_of is not None or adapt) and modality == Modality.face:
+        raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
+                                 "cannot be used with --modality face")
     if speaker_of is not None:
-        if modality == Modality.face:
-            raise typer.BadParameter("--speaker-of adapts the voice; it cannot be used with --modality face")
         from .speaker import SpeakerRule
 
         try:
@@ -447,10 +452,11 @@ def predict(
     try:
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
-        if rule is not None and not pipe.has_speaker_model:
-            raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-of; "
+        adapting = "--speaker-of" if rule is not None else "--adapt" if adapt else None
+        if adapting and not pipe.has_speaker_model:
+            raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
                        "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
-        if rule is not None:
+        if adapting:
             pipe.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
     except EmoError as exc:
         raise fail(str(exc)) from None

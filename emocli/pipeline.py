@@ -64,6 +64,10 @@ class Options:
     # How frame scores become the clip's face score: "mean" (the thesis) or "expressive"
     # (frames weighted by how far they are from neutral, see pool_frames).
     pooling: str = "mean"
+    # Speaker adaptation of --window segments and live streams (speaker.py): once WARMUP_SECONDS
+    # of voiced windows are in, each window's voice is scored with the bundle's speaker-normalised
+    # model against the stream's running statistics. Needs a bundle trained with --speaker-norm.
+    adapt: bool = False
 
 
 @dataclass
@@ -358,6 +362,8 @@ class Pipeline:
                 res.notes.append(f"no face found in {res.frames_seen} frame(s)")
         face, voice, stats68 = live.totals()
         res.notes.extend(live.stream_notes())
+        if live.adapter is not None:
+            live.adapter.report(res, what="stream")
         self._fuse(source.name, res, live.acc, face, voice, stats68, has_video=info.has_video, still=False)
 
     def prepare(self, path: Path | str, *, display_name: str | None = None) -> Prepared:
@@ -448,8 +454,15 @@ class Pipeline:
                 res.voice_stats68 = stats68
         if self.options.frames:
             res.frames = acc.take_frames()
+        if self.options.adapt and not self.options.window:
+            res.adaptation_asked = True
+            res.notes.append("--adapt adapts --window segments and live streams; this file's voice is scored as a "
+                             "whole with the plain model (bulk runs: --speaker-of)")
         if self.options.window:
-            res.segments = self._segments(acc, voice_frames, info, res.notes)
+            adapter = self.stream_adapter()
+            res.segments = self._segments(acc, voice_frames, info, res.notes, adapter=adapter)
+            if adapter is not None:
+                adapter.report(res, what="segments")
 
     def _fuse(self, path, res: Result, acc: "_FaceAccumulator", face, voice, stats68, *, has_video: bool,
               still: bool) -> None:
@@ -645,15 +658,34 @@ class Pipeline:
 
         ``embedding``: the speech-encoder vector of the same audio, for encoder feature sets.
         """
-        from .audio_features import clip_vector, frame_statistics
-
-        feats = clip_vector(self.voice_settings["feature_set"], frames=frames, embedding=embedding)
-        stats68 = frame_statistics(frames, feature_set="thesis68")  # feature-level fusion input
+        feats, stats68 = self._voice_vector(frames, embedding)
         if res is not None:
             res.voice_vector = feats
             if self.options.keep_frames:
                 res.voice_features = feats
         return self.voice_model.predict_proba(feats[None])[0], stats68
+
+    def _voice_vector(self, frames: np.ndarray, embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(the voice model's feature vector, the 68 thesis statistics) of window frames (34+, m)."""
+        from .audio_features import clip_vector, frame_statistics
+
+        feats = clip_vector(self.voice_settings["feature_set"], frames=frames, embedding=embedding)
+        return feats, frame_statistics(frames, feature_set="thesis68")  # the 68: feature-level fusion input
+
+    def _window_voice(self, frames: np.ndarray, embedding: np.ndarray | None, adapter: "_StreamAdapter | None",
+                      seconds: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A window's (voice probabilities, 68 statistics, adapted): with an ``adapter``, the window joins
+        the stream's running statistics and, once they are warm, is scored against them."""
+        feats, stats68 = self._voice_vector(frames, embedding)
+        if adapter is not None:
+            probs = adapter.score(feats, seconds)
+            if probs is not None:
+                return probs, stats68, True
+        return self.voice_model.predict_proba(feats[None])[0], stats68, False
+
+    def stream_adapter(self) -> "_StreamAdapter | None":
+        """Running speaker statistics for one stream or clip's windows, when ``options.adapt`` asks for them."""
+        return _StreamAdapter(self) if self.options.adapt and self.has_voice else None
 
     # -- speaker adaptation (speaker.py) ------------------------------------------------
     @property
@@ -664,8 +696,9 @@ class Pipeline:
             from .speaker import MODEL_NAME
 
             self._speaker_model = VoiceModel.load(self.bundle, runtime=True, name=MODEL_NAME)
-            if self._speaker_model.settings_ != self.voice_model.settings_:
-                raise ModelError(f"{self.bundle}: {MODEL_NAME}.json was trained on other voice features than "
+            if (self._speaker_model.settings_ != self.voice_model.settings_
+                    or self._speaker_model.labels != self.voice_model.labels):
+                raise ModelError(f"{self.bundle}: {MODEL_NAME}.json was trained on other voice features or labels than "
                                  "voice.json; retrain the bundle with `emo train-audio --speaker-norm`")
         return self._speaker_model
 
@@ -698,7 +731,8 @@ class Pipeline:
         return True
 
     # -- segments (--window) -----------------------------------------------------------
-    def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str]) -> list[dict[str, Any]]:
+    def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str], *,
+                  adapter: "_StreamAdapter | None" = None) -> list[dict[str, Any]]:
         """Per-window scores: face frames and voice windows whose time falls in [start, end).
 
         A segment past the end of one modality (audio shorter than the video, or no face in it)
@@ -729,12 +763,13 @@ class Pipeline:
             sel = (times >= start) & (times < end)
             face = (self._align(pool_frames(scores[sel], method=self.options.pooling, labels=self.face_model.labels),
                                 self.face_model.labels) if sel.any() else None)
-            voice = None
+            voice, adapted = None, False
             if voice_frames is not None:
                 part = voice_frames.frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
                 emb = voice_frames.segment_embedding(start, w)
                 if part.shape[1] >= 2 and (emb is not None or voice_frames.embedding is None):
-                    voice = self._align(self._voice_scores(part, embedding=emb)[0], self.voice_model.labels)
+                    probs, _, adapted = self._window_voice(part, emb, adapter, part.shape[1] * step)
+                    voice = self._align(probs, self.voice_model.labels)
                 elif face is not None:
                     one_sided.add("segments past the end of the audio use the face alone")
             if voice is not None and face is None and times.size:
@@ -745,6 +780,8 @@ class Pipeline:
             out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
                         "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
+            if adapter is not None:
+                out[-1]["adapted"] = adapted
         notes.extend(sorted(one_sided))
         return out
 
@@ -792,6 +829,45 @@ def pool_weights(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> 
     return np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)
 
 
+class _StreamAdapter:
+    """Speaker adaptation of one stream's (or clip's) windows, in order: their voice vectors feed
+    :class:`emocli.speaker.RunningStats`; once it is warm, each window is scored with the bundle's
+    speaker-normalised model against it (the window itself included, as a corpus speaker's clips are)."""
+
+    def __init__(self, pipe: Pipeline):
+        from . import speaker
+
+        self.model = pipe.speaker_model if pipe.has_speaker_model else None
+        self.stats = speaker.RunningStats(warmup=speaker.WARMUP_SECONDS)
+        self.windows = self.adapted = 0
+
+    def score(self, feats: np.ndarray, seconds: float) -> np.ndarray | None:
+        """Probabilities of the adapted model (voice model's label order), or None before the warm-up."""
+        self.windows += 1
+        if self.model is None:
+            return None
+        self.stats.update(feats, seconds)
+        if not self.stats.ready:
+            return None
+        self.adapted += 1
+        return self.model.predict_proba(self.stats.stats().normalise(feats)[None])[0]
+
+    def report(self, res: Result, *, what: str) -> None:
+        WARMUP_SECONDS = self.stats.warmup  # noqa: N806
+
+        res.adaptation_asked = True
+        if self.model is None:
+            res.notes.append("--adapt: the bundle has no speaker-normalised voice model (emo train-audio "
+                             "--speaker-norm): plain voice model")
+        elif self.adapted:
+            res.notes.append(f"--adapt: {self.adapted} of {self.windows} voiced window(s) scored against the "
+                             f"{what}'s own running voice baseline (after {WARMUP_SECONDS:g} s of voice)")
+            if what == "stream":  # the whole stream's voice is the mean of its windows', adapted ones included
+                res.adaptation = "speaker"
+        else:
+            res.notes.append(f"--adapt: under {WARMUP_SECONDS:g} s of voiced windows, none was adapted")
+
+
 class _LiveWindows:
     """A live stream's windows: each closes when both modalities have passed its end (or ended),
     is scored, and is then forgotten; only running sums are kept for the whole-stream result.
@@ -814,6 +890,8 @@ class _LiveWindows:
         self.face_sum, self.face_weight = 0.0, 0.0  # weighted sum of frame scores, in the face model's order
         self.voice_sum, self.voice_weight, self.stats_sum = None, 0.0, None
         self.voice_blocks = self.silent_blocks = self.segments = 0
+        self.adapter = pipe.stream_adapter() if audio else None
+        self.adapted = False  # whether the window being closed was scored adapted
 
     @property
     def covered(self) -> float:
@@ -862,6 +940,7 @@ class _LiveWindows:
         face = voice = None
         notes = []
         n_face = 0
+        self.adapted = False
         if self.video:
             self.acc.flush()
             if self.on_frame is not None:
@@ -900,6 +979,8 @@ class _LiveWindows:
         seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,
                                    "face_scores": _as_dict(_zero_nan(face), labels),
                                    "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": n_face}
+        if self.adapter is not None:
+            seg_out["adapted"] = bool(voice is not None and self.adapted)
         if face is not None or voice is not None:
             fused = pipe.fusion.fuse(face, voice)
             seg_out["label"] = labels[int(np.argmax(fused))]
@@ -922,8 +1003,8 @@ class _LiveWindows:
             self.silent_blocks += 1
             notes.append("no speech" if len(seg) >= self.sr // 10 else "no audio")
             return None
-        probs, stats68 = pipe._voice_scores(vin.frames, embedding=vin.embedding)
         weight = len(seg) / self.sr
+        probs, stats68, self.adapted = pipe._window_voice(vin.frames, vin.embedding, self.adapter, weight)
         self.voice_sum = probs * weight if self.voice_sum is None else self.voice_sum + probs * weight
         self.stats_sum = stats68 * weight if self.stats_sum is None else self.stats_sum + stats68 * weight
         self.voice_weight += weight

@@ -228,8 +228,11 @@ def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIP
         if pipe.adapt(res, stats.get(w), speaker=w):
             res.notes.append(f"voice scored against speaker {printable(w)}'s own baseline "
                              f"({len(vectors[w])} clips)")
-        elif res.voice_vector is None:
+        elif res.voice_scores is None:
             res.notes.append("no voice: speaker adaptation not applied")
+        elif res.voice_vector is None:
+            res.notes.append("a live stream's voice is scored window by window: --speaker-of does not apply to it "
+                             "(use --adapt)")
         elif w is None:
             res.notes.append(f"no speaker found in the name by --speaker-of {printable(rule.spec)}: "
                              "plain voice model")

@@ -246,3 +246,48 @@ def test_speaker_model_of_other_features_is_refused(speaker_bundle, tmp_path):
     pipe = Pipeline(bad, Options())
     with pytest.raises(ModelError, match="other voice features"):
         pipe.speaker_model
+
+
+# -- running statistics: --window segments and live streams (predict --adapt) ------------------
+
+def _alternating_voice(path, base: float, seconds: int, rng):
+    """One speaker alternating anger (W, 1.45x their pitch) and sad (T, 0.7x), one emotion per second."""
+    parts = [_voice(base * (1.45 if k % 2 == 0 else 0.7), 0.3, rng, seconds=1.0) for k in range(seconds)]
+    return write_wav(path, np.concatenate(parts))
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_adapt_switches_windows_to_the_running_baseline_after_the_warm_up(speaker_bundle, tmp_path, monkeypatch,
+                                                                          live):
+    from emocli import speaker
+
+    _, _, out = speaker_bundle
+    monkeypatch.setattr(speaker, "WARMUP_SECONDS", 2.5)
+    wav = _alternating_voice(tmp_path / "03-call.wav", TEST_BASES["03"], 8, np.random.default_rng(5))
+    args = ["predict", "-" if live else str(wav), "--model", str(out), "--json", "--window", "1", "--adapt"]
+    r = runner.invoke(app, args, input=wav.read_bytes() if live else None)
+    assert r.exit_code == 0, r.output
+    lines = [json.loads(s) for s in r.stdout.splitlines()]
+    segs = [d["segment"] for d in lines if "segment" in d]
+    res = lines[-1]
+    assert len(segs) == 8
+    assert [s["adapted"] for s in segs] == [False, False] + [True] * 6
+    want = ["anger" if k % 2 == 0 else "sad" for k in range(8)]
+    assert [s["label"] for s in segs[2:]] == want[2:]  # the adapted windows follow this voice's own pitch
+    assert any("6 of 8 voiced window(s)" in n for n in res["notes"])
+    # a live stream's result is the mean of its windows (adapted ones included); a file's stays plain
+    assert res["adaptation"] == ("speaker" if live else None)
+    # without --adapt, no window says anything about adaptation
+    r = runner.invoke(app, args[:-1], input=wav.read_bytes() if live else None)
+    assert all("adapted" not in json.loads(s).get("segment", {}) for s in r.stdout.splitlines())
+
+
+def test_adapt_needs_a_speaker_model_and_the_voice(tiny_bundle, speaker_bundle, tmp_path):
+    _, corpus, out = speaker_bundle
+    clip = str(next(corpus.glob("*.wav")))
+    r = runner.invoke(app, ["predict", clip, "--model", str(tiny_bundle), "--adapt", "--window", "1"])
+    assert r.exit_code == 1 and "no speaker-normalised voice model for --adapt" in r.output
+    r = runner.invoke(app, ["predict", clip, "--model", str(out), "--adapt", "--modality", "face"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["predict", clip, "--model", str(out), "--adapt", "--json"])
+    assert r.exit_code == 0 and "adapts --window segments" in " ".join(json.loads(r.stdout)["notes"])

@@ -62,12 +62,24 @@ def main() -> None:
                     for name, pred in (("plain, after warm-up", p_plain[k]), ("stream, after warm-up", lab)):
                         rows[name][0].append(y[idx[k]])
                         rows[name][1].append(pred)
+    # per corpus, each held-out speaker normalised by all of their clips (as `evaluate --speaker-norm`)
+    from emocli.speaker import SpeakerStats
+
+    for corpus in ("ravdess", "emodb"):
+        spk = [h for h in HELD_OUT if h.startswith(corpus)]
+        idx = np.flatnonzero(np.isin(g, spk))
+        z = np.vstack([SpeakerStats.of(x[g == h]).normalise(x[g == h]) for h in spk])
+        order = np.concatenate([np.flatnonzero(g == h) for h in spk])
+        rows[f"{corpus} {'/'.join(h.split('_')[1] for h in spk)}, plain"] = (list(y[idx]), list(plain.predict(x[idx])))
+        rows[f"{corpus} {'/'.join(h.split('_')[1] for h in spk)}, per speaker"] = (list(y[order]),
+                                                                                 list(adapted.predict(z)))
     out = {}
     labels = plain.labels
     for name, (t, p) in rows.items():
         sc = report(np.array(t), np.array(p), labels)
-        out[name] = {"n": sc["n"], "accuracy": sc["accuracy"], "uar": sc["uar"]}
-        print(f"{name:<24} accuracy {sc['accuracy']:.3f}  UAR {sc['uar']:.3f}  (n {sc['n']})")
+        out[name] = {"n": sc["n"], "accuracy": sc["accuracy"], "uar": sc["uar"], "recall": sc["recall"],
+                     "confusion": sc["confusion"]}
+        print(f"{name:<32} accuracy {sc['accuracy']:.3f}  UAR {sc['uar']:.3f}  (n {sc['n']})")
     print(f"(held-out speakers {', '.join(HELD_OUT)}, {args.orders} random orders each, warm-up "
           f"{WARMUP_SECONDS:g} s; bundle {args.bundle})")
     (args.cache / "stream_adapt.json").write_text(json.dumps(out, indent=1) + "\n")

@@ -176,13 +176,9 @@ def _add_result(ev: Evaluation, it, res) -> None:
 
 def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
     """The items of ``plain`` again, each voice scored against its speaker's statistics."""
-    from .speaker import MIN_CLIPS, group_stats
+    from .speaker import MIN_CLIPS, speaker_stats
 
-    vectors: dict[str, list[np.ndarray]] = {}
-    for it, res in kept:
-        if it.speaker is not None and res.status == "ok" and res.voice_vector is not None:
-            vectors.setdefault(it.speaker, []).append(res.voice_vector)
-    stats = group_stats(vectors)
+    counts, stats = speaker_stats((it.speaker, res) for it, res in kept)
     ev = Evaluation(labels=plain.labels)
     ev.n_items = plain.n_items
     n_adapted = 0
@@ -192,12 +188,12 @@ def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
                 n_adapted += 1
             elif res.voice_vector is not None:
                 res.notes.append("speaker unknown" if it.speaker is None else
-                                 f"speaker has {len(vectors.get(it.speaker, []))} voiced clip(s), adaptation "
+                                 f"speaker has {counts.get(it.speaker, 0)} voiced clip(s), adaptation "
                                  f"needs {MIN_CLIPS}: plain voice model")
         _add_result(ev, it, res)
     ev.plain = plain
     ev.adaptation = {"kind": "speaker", "min_clips": MIN_CLIPS, "n_adapted": n_adapted,
-                     "speakers": {who: len(v) for who, v in sorted(vectors.items())},
+                     "speakers": counts,
                      "speakers_adapted": sorted(stats)}
     return ev
 

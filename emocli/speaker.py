@@ -200,9 +200,15 @@ def _read_speaker_csv(path: Path) -> dict[str, str]:
     return table
 
 
-def group_stats(vectors: dict[str, list[np.ndarray]], *, min_clips: int = MIN_CLIPS) -> dict[str, SpeakerStats]:
-    """Statistics of each speaker with at least ``min_clips`` vectors."""
-    return {who: SpeakerStats.of(np.stack(v)) for who, v in vectors.items() if len(v) >= min_clips}
+def speaker_stats(pairs, *, min_clips: int = MIN_CLIPS) -> tuple[dict[str, int], dict[str, SpeakerStats]]:
+    """From (speaker, result) pairs: each speaker's count of voiced results, and the statistics of
+    those with at least ``min_clips`` (results without a speaker, a voice or status ok are skipped)."""
+    vectors: dict[str, list[np.ndarray]] = {}
+    for who, res in pairs:
+        if who is not None and res.status == "ok" and res.voice_vector is not None:
+            vectors.setdefault(who, []).append(res.voice_vector)
+    counts = {who: len(v) for who, v in sorted(vectors.items())}
+    return counts, {who: SpeakerStats.of(np.stack(v)) for who, v in vectors.items() if len(v) >= min_clips}
 
 
 def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIPS):
@@ -216,18 +222,14 @@ def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIP
 
     done = list(results)
     who = [rule.speaker(res.file) if res.status == "ok" else None for res in done]
-    vectors: dict[str, list[np.ndarray]] = {}
-    for res, w in zip(done, who):
-        if w is not None and res.voice_vector is not None:
-            vectors.setdefault(w, []).append(res.voice_vector)
-    stats = group_stats(vectors, min_clips=min_clips)
+    counts, stats = speaker_stats(zip(who, done), min_clips=min_clips)
     for res, w in zip(done, who):
         if res.status != "ok":
             yield res
             continue
         if pipe.adapt(res, stats.get(w), speaker=w):
             res.notes.append(f"voice scored against speaker {printable(w)}'s own baseline "
-                             f"({len(vectors[w])} clips)")
+                             f"({counts[w]} clips)")
         elif res.voice_scores is None:
             res.notes.append("no voice: speaker adaptation not applied")
         elif res.voice_vector is None:
@@ -237,6 +239,6 @@ def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIP
             res.notes.append(f"no speaker found in the name by --speaker-of {printable(rule.spec)}: "
                              "plain voice model")
         else:
-            res.notes.append(f"speaker {printable(w)} has {len(vectors.get(w, []))} voiced clip(s) in this run; "
+            res.notes.append(f"speaker {printable(w)} has {counts.get(w, 0)} voiced clip(s) in this run; "
                              f"speaker adaptation needs {min_clips}: plain voice model")
         yield res

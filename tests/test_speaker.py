@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from conftest import write_wav
 from emocli.cli import app
-from emocli.speaker import (MIN_CLIPS, RunningStats, SpeakerRule, SpeakerStats, group_stats,
-                            normalise_groups)
+from emocli.speaker import (MIN_CLIPS, RunningStats, SpeakerRule, SpeakerStats, normalise_groups,
+                            speaker_stats)
 
 SR = 16000
 runner = CliRunner()
@@ -45,9 +45,16 @@ def test_normalise_groups_removes_each_speakers_offset():
     assert z2[4, 0] > 50
 
 
-def test_group_stats_needs_min_clips():
-    v = {"a": [np.ones(3)] * MIN_CLIPS, "b": [np.ones(3)] * (MIN_CLIPS - 1)}
-    assert set(group_stats(v)) == {"a"}
+def test_speaker_stats_needs_min_clips():
+    from types import SimpleNamespace
+
+    def res(status="ok", vec=np.ones(3)):
+        return SimpleNamespace(status=status, voice_vector=vec)
+
+    pairs = ([("a", res())] * MIN_CLIPS + [("b", res())] * (MIN_CLIPS - 1)
+             + [(None, res()), ("a", res("error")), ("a", res(vec=None))])
+    counts, stats = speaker_stats(pairs)
+    assert counts == {"a": MIN_CLIPS, "b": MIN_CLIPS - 1} and set(stats) == {"a"}
 
 
 def test_running_stats_warm_up_and_follow_a_drifting_baseline():

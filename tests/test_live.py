@@ -1,5 +1,6 @@
 """Issue 12, streaming for real: live inputs decoded in one pass, segments written as their windows close."""
 
+import contextlib
 import functools
 import glob
 import http.server
@@ -50,6 +51,17 @@ def realtime_source(seconds: float | None, *, out: str = "-", audio: bool = True
         cmd += ["-f", "lavfi", "-i", f"sine=frequency=300:sample_rate=16000{dur}", "-c:a", "aac"]
     return [*cmd, "-c:v", "mpeg4", "-f", "mpegts", "-y" if out != "-" else "-flush_packets", *([] if out != "-" else ["1"]),
             out]
+
+
+@contextlib.contextmanager
+def endless_source():
+    """An endless real-time test stream (:func:`realtime_source`), stopped when the block ends."""
+    source = subprocess.Popen(realtime_source(None), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    try:
+        yield source
+    finally:
+        source.kill()
+        source.wait()
 
 
 def test_first_segment_arrives_while_a_slow_pipe_is_still_writing(tiny_bundle, face_ts):
@@ -112,16 +124,12 @@ def test_realtime_stream_through_a_fifo(tiny_bundle, tmp_path):
 
 
 def test_endless_stream_is_bounded_by_max_seconds(tiny_bundle):
-    source = subprocess.Popen(realtime_source(None), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
+    with endless_source() as source:
         t0 = time.monotonic()
         proc = emo("predict", "-", "--model", tiny_bundle, "--window", "1", "--max-seconds", "3", "--json",
                    stdin=source.stdout)
         out, err = proc.communicate(timeout=120)
         took = time.monotonic() - t0
-    finally:
-        source.kill()
-        source.wait()
     assert proc.returncode == 0, err.decode()
     out = lines(out.decode())
     assert [o["segment"]["start"] for o in out[:-1]] == [0.0, 1.0, 2.0]
@@ -130,16 +138,12 @@ def test_endless_stream_is_bounded_by_max_seconds(tiny_bundle):
 
 
 def test_ctrl_c_on_a_live_stream_writes_the_segments_and_the_result_so_far(tiny_bundle):
-    source = subprocess.Popen(realtime_source(None), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
+    with endless_source() as source:
         proc = emo("predict", "-", "--model", tiny_bundle, "--window", "1", "--json", stdin=source.stdout)
         first = json.loads(proc.stdout.readline())
         assert first["segment"]["start"] == 0.0
         proc.send_signal(signal.SIGINT)
         rest, err = proc.communicate(timeout=60)
-    finally:
-        source.kill()
-        source.wait()
     assert proc.returncode == 130, err.decode()
     out = [first, *lines(rest.decode())]
     res = out[-1]
@@ -288,8 +292,7 @@ def test_output_options_that_clash_are_bad_usage(tiny_bundle, tmp_path):
 
 def test_ctrl_c_keeps_the_output_file_and_the_plot(tiny_bundle, tmp_path):
     out, png = tmp_path / "live.jsonl", tmp_path / "live.png"
-    source = subprocess.Popen(realtime_source(None), stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
-    try:
+    with endless_source() as source:
         proc = emo("predict", "-", "--model", tiny_bundle, "--window", "1", "-o", out, "--plot", png,
                    stdin=source.stdout)
         deadline = time.monotonic() + 60
@@ -300,9 +303,6 @@ def test_ctrl_c_keeps_the_output_file_and_the_plot(tiny_bundle, tmp_path):
             time.sleep(0.2)  # the first segment is in the temporary file: the run is under way
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
-    finally:
-        source.kill()
-        source.wait()
     assert proc.returncode == 130, err.decode()
     out_lines = lines(out.read_text())
     assert "segment" in out_lines[0] and out_lines[-1]["status"] == "ok"

@@ -33,9 +33,9 @@ from .errors import ModelError
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
-MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "voice.skops",
-               "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz", "voice_speaker.json",
-               "fusion.json", "fusion_feat.skops")
+MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
+               "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
+               "voice_speaker.json", "fusion.json", "fusion_feat.skops")
 
 
 def models_dir() -> Path:

@@ -51,6 +51,7 @@ EXPERT_BATCH = 16  # aligned faces per call of the expert network
 EMBEDDING = "embedding"  # the expert network's second output: its face embedding
 EMBEDDING_SIZE = 512  # values in that embedding (the MobileFaceNet's last layer input)
 EXPERTS_FILE = "experts.json"
+HEAD_FILE = "face_head.npz"  # the learned combination of both experts' features (scripts/face_head.py)
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = EXPERT_SIZE) -> np.ndarray:
@@ -191,17 +192,71 @@ def fit_temperature(p: np.ndarray, y: np.ndarray, *, grid: Sequence[float] | Non
 
 
 @dataclass
+class FaceHead:
+    """A linear softmax head on both experts' features: [MobileFaceNet embedding, emo-cnn fc2].
+
+    ``p = softmax(((x - mean) / scale) @ coef.T + intercept) / temperature)``; fitted by
+    scripts/face_head.py on colour faces of AffectNet, SFEW and RAF-DB's training parts.
+    """
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # (n_labels, n_inputs)
+    intercept: np.ndarray  # (n_labels,)
+    temperature: float = 1.0
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.coef.shape[1])
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Probabilities (N, n_labels) float32 for head inputs x (N, n_inputs)."""
+        z = ((np.asarray(x, np.float32) - self.mean) / self.scale) @ self.coef.T + self.intercept
+        return softmax(z / self.temperature).astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        """The arrays only (npz, no pickle); temperature and info live in experts.json."""
+        from .bundle import atomic_path
+
+        with atomic_path(Path(path), suffix=".npz") as tmp:
+            np.savez(tmp, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
+
+    @classmethod
+    def load(cls, path: Path, *, temperature: float = 1.0, info: dict | None = None) -> "FaceHead":
+        try:
+            with np.load(path, allow_pickle=False) as d:
+                head = cls(mean=d["mean"].astype(np.float32), scale=d["scale"].astype(np.float32),
+                           coef=d["coef"].astype(np.float32), intercept=d["intercept"].astype(np.float32),
+                           temperature=float(temperature), info=dict(info or {}))
+        except FileNotFoundError:
+            raise ModelError(f"{path}: face head missing; restore the bundle or rerun "
+                             "`python scripts/face_head.py ... --write`") from None
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"{path}: unreadable face head ({exc}); restore the bundle or rerun "
+                             "`python scripts/face_head.py ... --write`") from None
+        n = head.coef.shape[1] if head.coef.ndim == 2 else -1
+        if not (head.mean.shape == head.scale.shape == (n,) and head.intercept.shape == (head.coef.shape[0],)
+                and head.temperature > 0 and np.all(head.scale > 0)):
+            raise ModelError(f"{path}: inconsistent face head shapes; restore the bundle or rerun "
+                             "`python scripts/face_head.py ... --write`")
+        return head
+
+
+@dataclass
 class ExpertSet:
     """How the face experts' scores become one face score: a temperature and a weight each.
 
     ``temperatures_`` and ``weights_`` map expert name -> value; the face score of a frame is
-    ``sum_e w_e * temper(p_e, T_e)`` over the experts in use, renormalised.
+    ``sum_e w_e * temper(p_e, T_e)`` over the experts in use, renormalised. ``head_``, when
+    the bundle has one, replaces that average for the frames both experts score.
     """
 
     names: tuple[str, ...] = EXPERT_NAMES
     temperatures_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})
     weights_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})
     info_: dict[str, Any] = field(default_factory=dict)
+    head_: FaceHead | None = None
 
     def calibrate(self, name: str, p: np.ndarray) -> np.ndarray:
         """One expert's probabilities (N, K) recalibrated by its temperature; float32."""
@@ -230,8 +285,11 @@ class ExpertSet:
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), fallback).astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "emo-experts", "format_version": 1, "experts": list(self.names),
-                "temperatures": self.temperatures_, "weights": self.weights_, "info": self.info_}
+        d = {"format": "emo-experts", "format_version": 1, "experts": list(self.names),
+             "temperatures": self.temperatures_, "weights": self.weights_, "info": self.info_}
+        if self.head_ is not None:
+            d["head"] = {"file": HEAD_FILE, "temperature": self.head_.temperature, "info": self.head_.info}
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], path: Path | str = EXPERTS_FILE) -> "ExpertSet":
@@ -247,7 +305,15 @@ class ExpertSet:
         if unknown or bad:
             raise ModelError(f"{path}: unknown experts {unknown} or non-positive temperatures/weights {bad}; "
                              "rerun `python scripts/face_experts.py ... --write`")
-        return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})))
+        head = None
+        if isinstance(d.get("head"), dict):
+            h = d["head"]
+            try:
+                temperature = float(h.get("temperature", 1.0))
+            except (TypeError, ValueError):
+                temperature = -1.0
+            head = FaceHead.load(Path(path).parent / HEAD_FILE, temperature=temperature, info=h.get("info"))
+        return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})), head_=head)
 
 
 def expert_applies(crop: np.ndarray) -> bool:

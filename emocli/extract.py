@@ -6,7 +6,8 @@ On-disk format (``OUT/``)::
     items/<id>.npz        one finished item (np.savez, no pickled objects):
                             label, path, speaker, split            str scalars
                             labels                                 (7,) str: column order below
-                            face_features  (n, 256) float32        fc2 activations, one row per face frame
+                            face_features  (n, F) float32          fc2 activations (F: the network's width, 256 for
+                                                                   emo-cnn), one row per face frame
                             frame_scores   (n, 7)   float32        face scores per frame (experts combined)
                             frame_scores_emo_cnn, frame_scores_rafdb
                                            (n, 7)   float32        each face expert's calibrated frame scores
@@ -181,7 +182,8 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
     arrays = {
         "label": np.str_(item.label), "path": np.str_(str(item.path)), "speaker": np.str_(item.speaker or ""),
         "split": np.str_(item.split or ""), "labels": np.array(labels),
-        "face_features": res.face_features if res.face_features is not None else _empty(256),
+        "face_features": (res.face_features if res.face_features is not None
+                          else _empty(pipe.face_model.n_features if pipe.face_model is not None else 0)),
         "frame_scores": res.frame_scores if res.frame_scores is not None else _empty(len(labels)),
         "frame_times": res.frame_times if res.frame_times is not None else np.zeros(0),
         "face_scores": vec(res.face_scores),

@@ -223,7 +223,7 @@ class Pipeline:
     def _load_experts(self, files) -> None:
         """The face experts in use (``--face-experts``) and their calibration (experts.json)."""
         from .bundle import read_json_document
-        from .experts import EXPERTS_FILE, RAFDB_FILE, ExpertSet, parse_experts
+        from .experts import EMBEDDING_SIZE, EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, parse_experts
 
         self.experts = ExpertSet(names=("emo-cnn",))
         if EXPERTS_FILE in files and RAFDB_FILE in files:
@@ -239,6 +239,18 @@ class Pipeline:
             from .experts import OnnxExpert
 
             self.expert_net = OnnxExpert(self.bundle / RAFDB_FILE)
+            head = self.experts.head_
+            if head is not None and head.n_inputs != EMBEDDING_SIZE + self.face_model.n_features:
+                raise ModelError(f"{self.bundle / HEAD_FILE}: the face head takes {head.n_inputs} inputs but the "
+                                 f"experts give {EMBEDDING_SIZE} + {self.face_model.n_features}; rerun "
+                                 "`python scripts/face_head.py ... --write` for this bundle")
+
+    @property
+    def face_head(self):
+        """The experts' learned head when both experts are in use and the bundle has one, else None."""
+        if self.experts.head_ is None or not {"emo-cnn", "rafdb"} <= set(self.experts_used):
+            return None
+        return self.experts.head_
 
     @property
     def landmarker(self):
@@ -1087,14 +1099,17 @@ class _FaceAccumulator:
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
         cnn_cal = pipe.experts.calibrate("emo-cnn", cnn)
         cal = {"emo-cnn": cnn_cal} if "emo-cnn" in pipe.experts_used else {}
+        head = pipe.face_head
+        emb = None
         if pipe.expert_net is not None and mask.any():
-            if pipe.options.keep_frames:
+            if pipe.options.keep_frames or head is not None:
                 emb, logits = pipe.expert_net.logits(aligned, embeddings=True)
+            else:
+                logits = pipe.expert_net.logits(aligned)
+            if pipe.options.keep_frames:
                 full = np.zeros((len(x), emb.shape[1]), np.float32)
                 full[mask] = emb
                 self.expert_features.append(full)
-            else:
-                logits = pipe.expert_net.logits(aligned)
             raf = align(softmax(logits), pipe.expert_net.labels, pipe.face_model.labels)
             cal["rafdb"] = np.full((len(x), raf.shape[1]), np.nan, np.float32)
             cal["rafdb"][mask] = pipe.experts.calibrate("rafdb", raf)
@@ -1102,6 +1117,9 @@ class _FaceAccumulator:
             self.expert_features.append(np.zeros((len(x), EMBEDDING_SIZE), np.float32))
         # frames no expert in use scored (rafdb alone asked for, grey or small faces): emo-cnn decides them
         scores = pipe.experts.mix(cal, fallback=cnn_cal)
+        if head is not None and emb is not None:
+            # frames both experts scored: the learned head on their features replaces the average
+            scores[mask] = head.predict_proba(np.hstack([emb, feats[mask]]))
         for name, p in cal.items():
             ok = ~np.isnan(p[:, 0])
             self.expert_sums[name] = self.expert_sums.get(name, 0.0) + p[ok].sum(0)

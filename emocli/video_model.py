@@ -358,10 +358,16 @@ class FaceModel:
             scores_arr = adjust_prior(scores_arr, self.prior, self.prior_tau).astype(np.float32)
         if not features:
             return scores_arr
-        n_feat = (self.network_.n_features if isinstance(self.network_, LiteNetwork)
-                  else int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1]))
-        feats_arr = np.concatenate(feats) if feats else np.zeros((0, n_feat), np.float32)
+        feats_arr = np.concatenate(feats) if feats else np.zeros((0, self.n_features), np.float32)
         return feats_arr, scores_arr
+
+    @property
+    def n_features(self) -> int:
+        """Width of the feature layer (fc2) that ``features`` returns."""
+        self._check()
+        if isinstance(self.network_, LiteNetwork):
+            return self.network_.n_features
+        return int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1])
 
     def _views(self, batch: np.ndarray, which: str = "bundle") -> list[np.ndarray]:
         """The test-time views of a batch of network inputs (N, H, W, C)."""

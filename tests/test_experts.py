@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from emocli.errors import ModelError
-from emocli.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, ExpertSet, align_face, fit_temperature,
-                            parse_experts, softmax, temper)
+from emocli.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, HEAD_FILE, ExpertSet, FaceHead, align_face,
+                            fit_temperature, parse_experts, softmax, temper)
 from emocli.fusion import FusionModel
 from emocli.labels import LABELS
 from emocli.pipeline import pool_frames
@@ -204,11 +204,70 @@ def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
     for scores in res.expert_frame_scores.values():
         assert scores.shape == (n, 7) and np.allclose(scores.sum(1), 1, atol=1e-5)
     assert res.expert_features.shape == (n, 512) and np.isfinite(res.expert_features).all()
-    # the frame scores are the experts' weighted average
-    pipe_w = Pipeline().experts.weights_
-    w = np.array([pipe_w["emo-cnn"], pipe_w["rafdb"]]) / (pipe_w["emo-cnn"] + pipe_w["rafdb"])
-    mix = w[0] * res.expert_frame_scores["emo-cnn"] + w[1] * res.expert_frame_scores["rafdb"]
-    assert np.allclose(res.frame_scores, mix, atol=1e-5)
+    experts = Pipeline().experts
+    if experts.head_ is not None:
+        # the frame scores are the learned head on both experts' features
+        x = np.hstack([res.expert_features, res.face_features])
+        assert np.allclose(res.frame_scores, experts.head_.predict_proba(x), atol=1e-4)
+    else:
+        # the frame scores are the experts' weighted average
+        w = np.array([experts.weights_["emo-cnn"], experts.weights_["rafdb"]])
+        mix = (w[0] * res.expert_frame_scores["emo-cnn"] + w[1] * res.expert_frame_scores["rafdb"]) / w.sum()
+        assert np.allclose(res.frame_scores, mix, atol=1e-5)
+
+
+def _head(rng, n_in=6, temperature=1.0):
+    return FaceHead(mean=rng.normal(size=n_in).astype(np.float32), scale=np.full(n_in, 2.0, np.float32),
+                    coef=rng.normal(size=(7, n_in)).astype(np.float32), intercept=np.zeros(7, np.float32),
+                    temperature=temperature)
+
+
+def test_face_head_round_trips_through_the_bundle_files(tmp_path, rng):
+    head = _head(rng, temperature=1.7)
+    head.info = {"C": 0.1}
+    es = ExpertSet(head_=head)
+    head.save(tmp_path / HEAD_FILE)
+    back = ExpertSet.from_dict(json.loads(json.dumps(es.to_dict())), tmp_path / "experts.json")
+    x = rng.normal(size=(5, 6)).astype(np.float32)
+    p = back.head_.predict_proba(x)
+    assert back.head_.info == {"C": 0.1} and back.head_.temperature == pytest.approx(1.7)
+    assert p.shape == (5, 7) and np.allclose(p.sum(1), 1, atol=1e-5)
+    assert np.allclose(p, head.predict_proba(x), atol=1e-6)
+    # a higher temperature flattens the same head's scores
+    assert (_head(np.random.default_rng(0), temperature=5.0).predict_proba(x).max(1)
+            < _head(np.random.default_rng(0)).predict_proba(x).max(1)).all()
+
+
+def test_a_missing_or_broken_face_head_is_refused_with_the_fix(tmp_path, rng):
+    doc = ExpertSet(head_=_head(rng)).to_dict()
+    where = tmp_path / "experts.json"
+    with pytest.raises(ModelError, match=r"face_head.npz: face head missing; restore the bundle"):
+        ExpertSet.from_dict(doc, where)
+    (tmp_path / HEAD_FILE).write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match=r"face_head.npz: unreadable face head .*scripts/face_head.py"):
+        ExpertSet.from_dict(doc, where)
+    bad = _head(rng)
+    bad.intercept = np.zeros(5, np.float32)
+    bad.save(tmp_path / HEAD_FILE)
+    with pytest.raises(ModelError, match="inconsistent face head shapes"):
+        ExpertSet.from_dict(doc, where)
+
+
+def test_a_face_head_of_the_wrong_width_is_refused_at_load(tmp_path, rng):
+    from emocli.bundle import write_manifest
+    from emocli.pipeline import Options, Pipeline
+
+    bundle = tmp_path / "b"
+    shutil.copytree(REPO / "models" / "default", bundle)
+    es = ExpertSet.from_dict(json.loads((bundle / "experts.json").read_text()), bundle / "experts.json")
+    es.head_ = _head(rng, n_in=10)
+    es.head_.save(bundle / HEAD_FILE)
+    (bundle / "experts.json").write_text(json.dumps(es.to_dict()))
+    write_manifest(bundle, labels=list(LABELS))
+    with pytest.raises(ModelError, match=r"face_head.npz: the face head takes 10 inputs but the experts give 512 \+ 256"):
+        Pipeline(bundle)
+    # emo-cnn alone does not need the head
+    assert Pipeline(bundle, Options(face_experts="emo-cnn")).face_head is None
 
 
 def test_voice_only_runs_do_not_need_the_face_experts(example_clip):

@@ -533,6 +533,11 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
 
     as_json = writer is not None
     view = None
+    from .report import ProgressBar
+
+    total = _count_inputs(inputs) if err.is_terminal else None
+    # a live input's panel (LiveView) has the terminal to itself when the results go there
+    bar = ProgressBar(err, total, show=total is not None or not sys.stdout.isatty())
     if ray or ray_address:
         from .inputs import files_only
         from .scale import ray_predict
@@ -542,6 +547,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
                                                                 "is read on this machine: run it without --ray"),
                                   address=ray_address)
         except EmoError as exc:
+            bar.close()
             raise fail(str(exc)) from None
     else:
         from .report import LiveView, segment_line
@@ -562,15 +568,12 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
             _emit(writer.write, {"file": name, "frame": frame})
 
         results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
-                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP)
+                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP, on_progress=bar.media)
     if rule is not None:
         from .speaker import adapt_results
 
         results = adapt_results(pipe, results, rule)
     shown, written = [], {}
-    from .report import ProgressBar
-
-    bar = ProgressBar(err, _count_inputs(inputs) if err.is_terminal and not sys.stdout.isatty() else None)
     try:
         failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
                                 submission=submission, fail_fast=fail_fast, shown=shown, written=written,
@@ -620,48 +623,57 @@ def _count_inputs(inputs: list[str]) -> int | None:
 def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
                    timeline=None, view=None) -> int:
     """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
-    from rich.markup import escape
-
-    from .report import printable, result_table
-
     failed = 0
     for res in results:
         if view is not None:
             view.stop()  # a live stream's panel gives way to its result table
         bar.advance(res.file)
-        if res.status != "ok":
-            failed += 1
-            err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
-        if submission is not None and res.status == "ok":
-            from .report import submission_name, write_submission
-
-            name = submission_name(res)
-            if name in written:  # two inputs of one name in different folders: never overwrite the first
-                failed += 1
-                err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
-                          f"written for {escape(printable(written[name]))}; rename one of them or run them "
-                          "separately (its result line is still printed)")
-            else:
-                written[name] = res.file
-                write_submission(submission, res)
-        if timeline is not None:
-            for seg in res.segments or []:
-                timeline.add(res.file, seg)
-        if writer is not None:
-            for frame in res.frames or []:
-                _emit(writer.write, {"file": res.file, "frame": frame})
-            for seg in res.segments or []:
-                _emit(writer.write, {"file": res.file, "segment": seg})
-            _emit(writer.write, res.to_json())
-        else:
-            from .report import segment_line
-
-            for seg in res.segments or []:
-                _emit(segment_line, seg, console=out_console)
-            _emit(result_table, res, console=out_console)
-            shown.append(res)
+        with bar.paused():
+            failed += _print_result(res, err=err, writer=writer, out_console=out_console, submission=submission,
+                                    shown=shown, written=written, timeline=timeline)
         if failed and fail_fast:
             break
+    return failed
+
+
+def _print_result(res, *, err, writer, out_console, submission, shown, written, timeline) -> int:
+    """One result's lines (or table), its error on stderr; 1 if it failed (or its submission file clashed)."""
+    from rich.markup import escape
+
+    from .report import printable, result_table
+
+    failed = 0
+    if res.status != "ok":
+        failed += 1
+        err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
+    if submission is not None and res.status == "ok":
+        from .report import submission_name, write_submission
+
+        name = submission_name(res)
+        if name in written:  # two inputs of one name in different folders: never overwrite the first
+            failed += 1
+            err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
+                      f"written for {escape(printable(written[name]))}; rename one of them or run them "
+                      "separately (its result line is still printed)")
+        else:
+            written[name] = res.file
+            write_submission(submission, res)
+    if timeline is not None:
+        for seg in res.segments or []:
+            timeline.add(res.file, seg)
+    if writer is not None:
+        for frame in res.frames or []:
+            _emit(writer.write, {"file": res.file, "frame": frame})
+        for seg in res.segments or []:
+            _emit(writer.write, {"file": res.file, "segment": seg})
+        _emit(writer.write, res.to_json())
+    else:
+        from .report import segment_line
+
+        for seg in res.segments or []:
+            _emit(segment_line, seg, console=out_console)
+        _emit(result_table, res, console=out_console)
+        shown.append(res)
     return failed
 
 

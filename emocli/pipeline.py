@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -33,6 +33,8 @@ STREAM_BLOCK = 10.0
 # seconds: a window closes at most this long after one modality has passed its end while the
 # other has not (a stream whose audio stalls or lags must not hold every result back)
 LIVE_MAX_LAG = 5.0
+# progress(what, done, total): a pass ("faces", "voice") has gone through ``done`` of ``total`` seconds
+Progress = Callable[[str, float, "float | None"], None]
 
 
 @dataclass(frozen=True)
@@ -270,12 +272,16 @@ class Pipeline:
         return self._detector
 
     # ----------------------------------------------------------------------------------
-    def run(self, path: Path | str, *, display_name: str | None = None) -> Result:
-        """Analyse one input; expected failures become ``status="error"`` results."""
+    def run(self, path: Path | str, *, display_name: str | None = None, progress: Progress | None = None) -> Result:
+        """Analyse one input; expected failures become ``status="error"`` results.
+
+        ``progress(what, done, total)`` is called as each pass goes through the media: ``what`` is
+        "faces" or "voice", ``done`` and ``total`` seconds (``total`` None when unknown).
+        """
         t0 = time.perf_counter()
         res = Result(file=display_name or str(path), gpu=self.gpu)
         try:
-            self._run(Path(path), res)
+            self._run(Path(path), res, progress)
         except EmoError as exc:
             _fail(res, exc)
         res.seconds = time.perf_counter() - t0
@@ -434,16 +440,21 @@ class Pipeline:
 
         return probe(path)
 
-    def _run(self, path: Path, res: Result) -> None:
+    def _run(self, path: Path, res: Result, progress: Progress | None = None) -> None:
         info = self._probe(path)
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
-            for t, x, a, m, b in self._face_chunks(info, res):
+            for t, x, a, m, b in self._face_chunks(info, res, progress):
                 acc.add(t, x, a, m, boxes=b)
         voice_frames = None
         if self.has_voice and info.has_audio and not info.is_image:
+            total = media_seconds(info, self.options.max_seconds)
+            if progress is not None:
+                progress("voice", 0.0, total)
             voice_frames = self._voice_frames(info, res.notes)
+            if progress is not None:
+                progress("voice", total or 0.0, total)
         self._finish(path, info, res, acc, voice_frames)
 
     def _finish(self, path: Path, info, res: Result, acc: "_FaceAccumulator", voice_frames) -> None:
@@ -514,14 +525,16 @@ class Pipeline:
         return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
-    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray]]":
+    def _face_chunks(self, info, rec, progress: Progress | None = None,
+                     ) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray]]":
         """(times, network inputs, aligned faces, mask, boxes) for the main face of each decoded frame, by chunk.
 
         Boxes are float32 (n, 4) x0, y0, x1, y1 in the input's own pixels (NaN where there is none).
 
         Aligned faces (uint8 (n, 112, 112, 3)) and the mask of those the rafdb expert scores are
         made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
-        Result or Prepared) receives ``frames_seen`` and notes.
+        Result or Prepared) receives ``frames_seen`` and notes; ``progress`` (see :meth:`run`) the
+        seconds of video decoded.
         """
         from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
@@ -554,10 +567,14 @@ class Pipeline:
                    box_array(boxes[:1], 1.0))
             return
         found = 0
+        step = 1.0 / (opt.fps or info.fps or 25.0)
+        total = media_seconds(info, opt.max_seconds)
         try:
             for ts, frames in iter_frames(info.path, fps=opt.fps, info=info, max_side=opt.max_side,
                                           max_seconds=opt.max_seconds):
                 rec.frames_seen += len(frames)
+                if progress is not None:
+                    progress("faces", min(float(ts[-1]) + step, total or float("inf")), total)
                 if opt.detect is not False:
                     idx, crops, boxes = faces_in_frames(frames, detector=self.detector, tracker=tracker,
                                                         margin=opt.margin)
@@ -572,7 +589,6 @@ class Pipeline:
             if rec.frames_seen == 0:
                 raise
             rec.notes.append(_ENDED_EARLY)
-        step = 1.0 / (opt.fps or info.fps or 25.0)
         if rec.frames_seen and _ENDED_EARLY not in rec.notes and ended_early(
                 info, rec.frames_seen * step, step=step, max_seconds=opt.max_seconds):
             rec.notes.append(_ENDED_EARLY)
@@ -796,6 +812,13 @@ class Pipeline:
                 out[-1]["adapted"] = adapted
         notes.extend(sorted(one_sided))
         return out
+
+
+def media_seconds(info, max_seconds: float | None = None) -> float | None:
+    """Seconds of an input that are analysed: its duration, at most ``max_seconds`` (None when unknown)."""
+    if info.duration is None:
+        return max_seconds
+    return info.duration if max_seconds is None else min(info.duration, max_seconds)
 
 
 def gpu_available() -> bool:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -201,3 +202,59 @@ def test_every_command_help_shows_examples():
     for cmd in ("predict", "evaluate", "extract", "train-video", "train-audio", "fuse"):
         out = CliRunner().invoke(app, [cmd, "--help"], terminal_width=200).output
         assert "Examples:" in out and f"emo {cmd} " in out, cmd
+
+
+def emo_on_terminal(*args, stdout_too: bool = False) -> tuple[str, str, int]:
+    """Run `emo ARGS` with stderr (and with ``stdout_too`` stdout) on a pseudo-terminal: (stdout, what the
+    terminal showed, exit code)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "emocli", *map(str, args)], stdin=subprocess.DEVNULL,
+                            stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    shown: list[bytes] = []
+
+    def read_terminal() -> None:  # drained as it comes: a full pty buffer would block emo
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # the last writer closed it
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    out = "" if stdout_too else proc.stdout.read().decode()
+    rc = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    os.close(master)
+    return out, b"".join(shown).decode("utf-8", "replace"), rc
+
+
+def test_one_clip_shows_seconds_done_on_a_terminal_stderr(face_only_bundle):
+    out, term, rc = emo_on_terminal("predict", EXAMPLES / "1001_DFA_HAP_XX.avi", "--model", face_only_bundle,
+                                    "--json")
+    assert rc == 0 and lines(out)[0]["status"] == "ok"  # stdout: the result alone
+    assert "faces" in term and " s of 2.0 s" in term
+
+
+def test_progress_shows_when_stdout_is_the_terminal_too(face_only_bundle):
+    """The bar belongs on stderr whenever stderr is a terminal: with the table on the same terminal it steps
+    aside while each result is written."""
+    clips = [EXAMPLES / f"1001_DFA_{e}_XX.avi" for e in ("ANG", "SAD")]
+    _, term, rc = emo_on_terminal("predict", *clips, "--model", face_only_bundle, stdout_too=True)
+    assert rc == 0
+    assert re.search(r"\d s of 2\.\d s", term) and "1/2" in term  # a clip's seconds and the inputs done
+    assert "fused" in term and "2 inputs" in term  # the tables and the summary
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(face_only_bundle):
+    r = subprocess.run([sys.executable, "-m", "emocli", "predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"),
+                        "--model", str(face_only_bundle), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and lines(r.stdout)[0]["status"] == "ok"
+    assert r.stderr == ""

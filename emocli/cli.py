@@ -311,6 +311,11 @@ class FuseMethod(str, Enum):
     feature_dense = "feature-dense"
 
 
+class FaceMode(str, Enum):
+    main = "main"
+    all = "all"
+
+
 class OutFormat(str, Enum):
     table = "table"
     json = "json"
@@ -405,6 +410,11 @@ def predict(
         "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
         "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
         "in each segment line). For one person per stream.")] = False,
+    faces: Annotated[FaceMode, typer.Option(
+        help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
+             "also score every other face large enough, linked into tracks across frames, with a result per "
+             "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
+    ] = FaceMode.main,
     input_options: Annotated[Optional[str], typer.Option(
         "--input-options", callback=_input_options,
         help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
@@ -435,7 +445,8 @@ def predict(
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames, adapt=adapt)
+                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames, adapt=adapt,
+                   faces=FaceMode(faces).value)
     rule = None
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "

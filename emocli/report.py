@@ -135,8 +135,30 @@ def result_table(res, *, console) -> None:
                 row.append(f"{scores[lab]:.3f}")
         table.add_row(*row)
     console.print(table)
+    if res.faces:
+        faces_table(res.faces, console=console)
     for note in res.notes:
         console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
+
+
+def faces_table(faces: list[dict[str, Any]], *, console) -> None:
+    """``--faces all``: a column per face track (its face scores, its top emotion marked), then its box
+    (x, y, width x height), frames scored and time span."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(faces)} face track(s)", title_justify="left")
+    table.add_column("emotion")
+    for f in faces:
+        table.add_column(f"face {f['track']}" + (" (main)" if f["main"] else ""), justify="right")
+    for lab in faces[0]["scores"]:
+        table.add_row(lab, *(f"[bold]\u25b8 {f['scores'][lab]:.3f}[/bold]" if lab == f["label"]
+                             else f"{f['scores'][lab]:.3f}" for f in faces))
+    table.add_section()
+    table.add_row("box", *("-" if f["box"] is None else "{:.0f},{:.0f} {:.0f}x{:.0f}".format(*f["box"])
+                           for f in faces))
+    table.add_row("frames", *(str(f["frames_used"]) for f in faces))
+    table.add_row("seconds", *(f"{f['first']:.1f}-{f['last']:.1f}" for f in faces))
+    console.print(table)
 
 
 def segment_line(seg: dict[str, Any], *, console) -> None:

@@ -258,3 +258,60 @@ def test_no_progress_when_stderr_is_not_a_terminal(face_only_bundle):
                         "--model", str(face_only_bundle), "--json"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and lines(r.stdout)[0]["status"] == "ok"
     assert r.stderr == ""
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    """A 1-s clip of two example clips side by side (happy on the left, sad on the right; the left one's audio)
+    and its first frame as a PNG."""
+    from conftest import ffmpeg
+
+    d = tmp_path_factory.mktemp("two_faces")
+    clip, still = d / "two.avi", d / "two.png"
+    ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-i", str(EXAMPLES / "1001_DFA_SAD_XX.avi"),
+           "-filter_complex", "[0:v][1:v]hstack=inputs=2,trim=duration=1[v]", "-map", "[v]", "-map", "0:a",
+           "-t", "1", "-c:v", "mpeg4", "-q:v", "3", "-c:a", "pcm_s16le", str(clip))
+    ffmpeg("-i", str(clip), "-frames:v", "1", str(still))
+    return clip, still
+
+
+@pytest.mark.parametrize("which", ["clip", "still"])
+def test_faces_all_scores_each_face_as_a_track(face_only_bundle, two_faces, which):
+    path = two_faces[0] if which == "clip" else two_faces[1]
+    args = ["predict", str(path), "--model", str(face_only_bundle), "--json"]
+    main = lines(runner.invoke(app, args).stdout)[-1]
+    assert "faces" not in main and main["frames_used"] == (1 if which == "still" else main["frames_seen"])
+    assert "1 other face(s) seen and ignored; --faces all scores them" in main["notes"]
+
+    r = runner.invoke(app, [*args, "--faces", "all", "--frames"])
+    assert r.exit_code == 0, r.output
+    *frames, res = lines(r.stdout)
+    tracks = res["faces"]
+    assert [t["track"] for t in tracks] == [0, 1] and sum(t["main"] for t in tracks) == 1
+    half = 480  # the frame is two 480x360 clips side by side
+    left, right = sorted(tracks, key=lambda t: t["box"][0])
+    assert left["box"][0] + left["box"][2] < half < right["box"][0]
+    for t in tracks:
+        assert t["frames_used"] == main["frames_used"] and t["label"] in LABELS
+        assert sum(t["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert t["first"] == 0.0 and t["last"] == (0.0 if which == "still" else pytest.approx(0.8, abs=0.21))
+    # the fused result stays the main face's, the same as without --faces all
+    assert res["scores"] == main["scores"] and res["frames_used"] == main["frames_used"]
+    assert next(t for t in tracks if t["main"])["scores"] == res["face_scores"]
+    assert not any("other face" in n for n in res["notes"])
+    assert {f["frame"]["track"] for f in frames} == {0, 1}
+    assert sum(f["frame"]["main"] for f in frames) == main["frames_used"]
+
+
+def test_faces_all_table_has_a_column_per_track(face_only_bundle, two_faces):
+    r = runner.invoke(app, ["predict", str(two_faces[1]), "--model", str(face_only_bundle), "--faces", "all",
+                            "--table"], terminal_width=160)
+    assert r.exit_code == 0, r.output
+    assert "2 face track(s)" in r.stdout and "face 0 (main)" in r.stdout and "face 1" in r.stdout
+
+
+def test_faces_all_in_worker_processes(face_only_bundle, two_faces):
+    args = ["predict", *map(str, two_faces), "--model", str(face_only_bundle), "--json", "--faces", "all"]
+    one, two = (lines(runner.invoke(app, [*args, "--workers", n]).stdout) for n in ("1", "2"))
+    assert [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in two] == \
+        [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in one]

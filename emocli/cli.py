@@ -410,6 +410,10 @@ def predict(
         "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
         "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
         "in each segment line). For one person per stream.")] = False,
+    annotate: Annotated[Optional[Path], typer.Option(
+        help="Also write the input video again with each scored face's box and label and a bar chart of the "
+             "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
+             ".mkv; a still image: .png or .jpg). One input file.", show_default=False)] = None,
     faces: Annotated[FaceMode, typer.Option(
         help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
              "also score every other face large enough, linked into tracks across frames, with a result per "
@@ -442,11 +446,12 @@ def predict(
     if plot is not None and not window:
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
+    source = None if annotate is None else _annotate_source(inputs)
     opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
                    max_seconds=max_seconds, use_face=modality != Modality.voice,
                    use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames, adapt=adapt,
-                   faces=FaceMode(faces).value)
+                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames or source is not None,
+                   adapt=adapt, faces=FaceMode(faces).value)
     rule = None
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
@@ -485,7 +490,8 @@ def predict(
     try:
         _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
                      ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
-                     timeline=timeline, rule=rule)
+                     timeline=timeline, rule=rule, annotate=None if source is None else (source, annotate),
+                     frames=frames)
     finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
         if sink is not None:
             sink.close()
@@ -536,8 +542,12 @@ class _OutputFile:
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
-                 fail_fast, timeline, rule=None) -> None:
-    """The predict loop: inputs in, a line (or table) per segment and per result out."""
+                 fail_fast, timeline, rule=None, annotate=None, frames=False) -> None:
+    """The predict loop: inputs in, a line (or table) per segment and per result out.
+
+    ``annotate``: (input file, output file) of ``--annotate``, written once the result is out;
+    ``frames``: whether per-frame lines were asked for (``--annotate`` needs them either way).
+    """
     from .bulk import run_bulk
     from .errors import EmoError
     from .inputs import expand_inputs
@@ -584,6 +594,9 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         from .speaker import adapt_results
 
         results = adapt_results(pipe, results, rule)
+    kept: list = []
+    if annotate is not None:
+        results = _keep_frames(results, kept, show=frames)
     shown, written = [], {}
     try:
         failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
@@ -599,8 +612,57 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         _emit(summary_table, shown, console=out_console)
     if _STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
         raise _Interrupted()
+    if annotate is not None and kept and kept[0].status == "ok":
+        _write_annotation(kept[0], *annotate, pipe=pipe, opts=opts, err=err)
     if failed:
         raise typer.Exit(1)
+
+
+def _annotate_source(inputs: list[str]) -> Path:
+    """--annotate: the one input file it draws on; any other input is an error (exit 1) before anything runs."""
+    from .inputs import expand_inputs
+    from .media import LiveSource
+
+    what = "draws on one video (or image) file"
+    if len(inputs) != 1:
+        raise fail(f"--annotate {what}, and {len(inputs)} inputs were given; run `emo predict FILE --annotate "
+                   "OUT.mp4` once per file")
+    arg = inputs[0]
+    if arg == "-" or Path(arg).is_dir() or any(isinstance(src, LiveSource) for _, src, _ in expand_inputs([arg])):
+        raise fail(f"{'<stdin>' if arg == '-' else arg}: --annotate {what}, not a folder, stdin or a live stream; "
+                   "save the stream to a file first (ffmpeg -i URL -t 60 clip.mp4) and annotate that")
+    return Path(arg)
+
+
+def _keep_frames(results, kept: list, *, show: bool):
+    """Pass results on, keeping each in ``kept`` (its frame records feed --annotate); without --frames their
+    frame lines are not printed."""
+    import dataclasses
+
+    for res in results:
+        kept.append(res)
+        yield res if show else dataclasses.replace(res, frames=None)
+
+
+def _write_annotation(res, source: Path, target: Path, *, pipe, opts, err) -> None:
+    """--annotate: draw ``res`` on ``source`` into ``target``; a failure is one line and exit 1 (the result is
+    already out)."""
+    from .annotate import annotate
+    from .errors import EmoError
+    from .report import ProgressBar
+
+    bar = ProgressBar(err, 1)
+    try:
+        annotate(source, target, res, pipe.fusion, fps=opts.fps, max_seconds=opts.max_seconds,
+                 progress=lambda done, total: bar.media(res.file, "annotate", done, total))
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{target}: cannot write the annotated video there ({exc.strerror or exc}); choose a folder "
+                   "you can write to") from None
+    finally:
+        bar.close()
+    err.print(f"wrote {target}", markup=False)
 
 
 def _input_options(value: Optional[str]) -> Optional[list[str]]:

@@ -315,3 +315,111 @@ def test_faces_all_in_worker_processes(face_only_bundle, two_faces):
     one, two = (lines(runner.invoke(app, [*args, "--workers", n]).stdout) for n in ("1", "2"))
     assert [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in two] == \
         [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in one]
+
+
+def _edge_change(src, out, box) -> tuple[float, float]:
+    """Mean absolute change (grey levels) along a face box's top edge, and inside the box away from its edges
+    and its label."""
+    import numpy as np
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    a, b = src.astype(np.int16), out.astype(np.int16)
+    edge = np.abs(a[y0 - 1:y0 + 2, x0:x1] - b[y0 - 1:y0 + 2, x0:x1]).mean()
+    inner = np.abs(a[(y0 + y1) // 2:y1 - 6, x0 + 6:x1 - 6] - b[(y0 + y1) // 2:y1 - 6, x0 + 6:x1 - 6]).mean()
+    return float(edge), float(inner)
+
+
+def _frames(path):
+    import numpy as np
+
+    from emocli import media
+
+    info = media.probe(path)
+    frames = np.concatenate([f for _, f in media.iter_frames(path, fps=None, info=info,
+                                                             max_side=max(info.width, info.height))])
+    return info, frames
+
+
+@pytest.mark.parametrize("clip", sorted(EXAMPLES.glob("*.avi")), ids=lambda p: p.stem)
+def test_annotate_redraws_the_clip_with_its_boxes_and_sound(face_only_bundle, tmp_path, clip):
+    from emocli import faces
+
+    out = tmp_path / "annotated.mp4"
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(lines(r.stdout)) == 1 and lines(r.stdout)[0]["status"] == "ok"  # no frame lines unasked
+    assert f"wrote {out}" in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]  # no temporary file left
+    src_info, src = _frames(clip)
+    info, frames = _frames(out)
+    assert (info.width, info.height) == (src_info.width, src_info.height) and info.has_video and info.has_audio
+    assert info.duration == pytest.approx(src_info.duration, abs=1 / src_info.fps)
+    assert abs(len(frames) - len(src)) <= 1 and info.fps == pytest.approx(src_info.fps, abs=0.01)
+    # frame 0 was scored (5 fps from t = 0): its face box is drawn, the face itself is the same picture
+    box = faces.get_detector()(src[0])[0]
+    edge, inner = _edge_change(src[0], frames[0], (box.x0, box.y0, box.x1, box.y1))
+    assert edge > 40 and inner < 12, (edge, inner)
+
+
+def test_annotate_every_face_of_a_two_face_clip_and_an_image(face_only_bundle, tmp_path, two_faces):
+    for path, name in ((two_faces[0], "two.mkv"), (two_faces[1], "two.png")):
+        out = tmp_path / name
+        r = runner.invoke(app, ["predict", str(path), "--model", str(face_only_bundle), "--json", "--faces", "all",
+                                "--window", "0.5", "--annotate", str(out)])
+        assert r.exit_code == 0, r.output
+        res = lines(r.stdout)[-1]
+        (_, src), (info, drawn) = _frames(path), _frames(out)
+        assert (info.width, info.height) == (960, 360) and info.has_audio == (name == "two.mkv")
+        for track in res["faces"]:
+            x, y, w, h = track["box"]
+            edge, _ = _edge_change(src[0], drawn[0], (x, y, x + w, y + h))
+            assert edge > 30, (track, edge)  # both boxes drawn, near their median place
+
+
+@pytest.mark.parametrize("inputs, named", [
+    (["1001_DFA_HAP_XX.avi", "1001_DFA_SAD_XX.avi"], "2 inputs were given"),
+    (["-"], "<stdin>: --annotate draws on one video"),
+    ([""], ": --annotate draws on one video"),  # the examples folder
+])
+def test_annotate_refuses_anything_but_one_file_before_running(face_only_bundle, tmp_path, inputs, named):
+    args = [str(EXAMPLES / a) if a != "-" else a for a in inputs]
+    out = tmp_path / "out.mp4"
+    r = runner.invoke(app, ["predict", *args, "--model", str(face_only_bundle), "--json", "--annotate", str(out)],
+                      input=b"")
+    assert r.exit_code == 1 and r.stdout == "" and not out.exists()
+    err = " ".join(r.stderr.split())
+    assert err.startswith("error:") and named in err and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("target, says", [
+    ("out.avi", "name the file .mp4, .mov or .mkv"),
+    ("folder", "is a folder; name a file in it"),
+    ("input", "is the input itself; write the annotation to another file"),
+    ("file.txt/out.mp4", "cannot write the annotated video there"),
+])
+def test_annotate_bad_output_is_one_line_and_keeps_the_result(face_only_bundle, tmp_path, target, says):
+    import shutil
+
+    clip = tmp_path / "clip.avi"
+    shutil.copy(EXAMPLES / "1001_DFA_NEU_XX.avi", clip)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = clip if target == "input" else tmp_path / target
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)],
+                      terminal_width=400)
+    assert r.exit_code == 1
+    assert lines(r.stdout)[0]["status"] == "ok"  # what was computed is still printed
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {out}:") and says in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "file.txt", "folder"]  # nothing left behind
+    assert (tmp_path / "clip.avi").read_bytes() == (EXAMPLES / "1001_DFA_NEU_XX.avi").read_bytes()
+
+
+def test_annotate_an_audio_file_is_one_line(tiny_bundle, tmp_path):
+    from conftest import make_clip
+
+    wav = make_clip(tmp_path / "tone.wav", seconds=1.0, video=False)
+    r = runner.invoke(app, ["predict", str(wav), "--model", str(tiny_bundle), "--json", "--annotate",
+                            str(tmp_path / "out.mp4")], terminal_width=400)
+    assert r.exit_code == 1 and not (tmp_path / "out.mp4").exists()
+    assert "has no picture to draw on (audio only)" in r.stderr and len(r.stderr.strip().splitlines()) == 1

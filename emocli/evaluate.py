@@ -205,7 +205,7 @@ def _image_exts():
 
 
 def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512) -> None:
-    """Images that already are face crops: read and score them in large batches."""
+    """Images that already are face crops: read and score them in large batches, as predict would."""
     from .datasets import read_image
     from .errors import MediaError
     from .fusion import align, normalize
@@ -220,8 +220,7 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
             except MediaError as exc:
                 ev.add_failed(it.label, file=str(it.path), error=str(exc))
         if crops:
-            scores = normalize(align(fm.predict_proba(crops, batch_size=pipeline.options.batch_size),
-                                     fm.labels, ev.labels))
+            scores = normalize(align(pipeline.score_face_crops(crops), fm.labels, ev.labels))
             for it, s in zip(part, scores):
                 d = dict(zip(ev.labels, s))
                 ev.add(it.label, {"face": d, "voice": None, "fused": d}, file=str(it.path),

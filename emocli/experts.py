@@ -316,10 +316,16 @@ class ExpertSet:
         return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})), head_=head)
 
 
-def expert_applies(crop: np.ndarray) -> bool:
-    """Whether the rafdb expert scores this face crop: colour and at least EXPERT_MIN_FACE pixels."""
+def expert_applies(crop: np.ndarray, *, colour: bool = True) -> bool:
+    """Whether the rafdb expert scores this face crop: at least EXPERT_MIN_FACE pixels and, with
+    ``colour``, in colour (the expert's own scores on grey faces are poor; the face head, which
+    learned from grey RAF-DB faces too, asks for size only)."""
     crop = np.asarray(crop)
-    if min(crop.shape[:2]) < EXPERT_MIN_FACE or crop.ndim < 3 or crop.shape[2] < 3:
+    if min(crop.shape[:2]) < EXPERT_MIN_FACE:
+        return False
+    if not colour:
+        return True
+    if crop.ndim < 3 or crop.shape[2] < 3:
         return False
     small = crop[::4, ::4].astype(np.int16)  # a grey image stored as RGB has equal channels
     return bool(np.abs(small[..., 0] - small[..., 1]).max() > 2 or np.abs(small[..., 1] - small[..., 2]).max() > 2)

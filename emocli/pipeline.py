@@ -524,8 +524,9 @@ class Pipeline:
         experts = acc.expert_scores()
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
         if "rafdb" in self.experts_used and res.frames_used and skipped:
-            res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) (grey, or under "
-                             f"{EXPERT_MIN_FACE} px): emo-cnn scored them alone")
+            why = f"under {EXPERT_MIN_FACE} px" if self.face_head is not None else f"grey, or under {EXPERT_MIN_FACE} px"
+            res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) ({why}): emo-cnn "
+                             "scored them alone")
         if experts:
             res.face_experts = {name: _as_dict(_zero_nan(self._align(p, self.face_model.labels)), labels)
                                 for name, p in experts.items()}
@@ -651,9 +652,9 @@ class Pipeline:
     def _aligned(self, frames, boxes, crops) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Faces aligned by five landmarks for the rafdb expert, and the mask of those it scores.
 
-        The expert learned from colour faces of 100 px and more: grey faces (FER2013-style
-        crops, black-and-white film) and crops under ``EXPERT_MIN_FACE`` pixels are left to
-        emo-cnn (mask False, image left black). YuNet looks for the landmarks around each
+        The expert learned from colour faces of 100 px and more: crops under ``EXPERT_MIN_FACE``
+        pixels (FER2013-style crops) and, unless the bundle's face head is in use, grey faces
+        (black-and-white film) are left to emo-cnn (mask False, image left black). YuNet looks for the landmarks around each
         chosen box (the whole image when there is no box: an already-cropped face); where it
         finds none, the crop is warped by the landmarks of an average crop (CROP_LANDMARKS).
         Returns (None, None) when the expert is not in use.
@@ -664,8 +665,9 @@ class Pipeline:
 
         out = np.zeros((len(crops), EXPERT_SIZE, EXPERT_SIZE, 3), np.uint8)
         mask = np.zeros(len(crops), bool)
+        colour = self.face_head is None  # the head scores grey faces of the size too
         for k, (frame, box, crop) in enumerate(zip(frames, boxes, crops)):
-            if not expert_applies(crop):
+            if not expert_applies(crop, colour=colour):
                 continue
             mask[k] = True
             lm = self.landmarker(frame, None if box is None else (box.x0, box.y0, box.x1, box.y1))
@@ -675,6 +677,22 @@ class Pipeline:
                 h, w = crop.shape[:2]
                 out[k] = align_face(crop, CROP_LANDMARKS * np.float32([w, h]))
         return out, mask
+
+    def score_face_crops(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Face scores (n, face labels) of images that already are face crops.
+
+        Scored as ``predict --no-detect`` scores a still image: every face expert in use, the
+        bundle's head, the still-image test-time views; in batches, for corpora of crops.
+        """
+        from .video_model import prepare_faces
+
+        if not crops:
+            return np.zeros((0, len(self.face_model.labels)), np.float32)
+        acc = _FaceAccumulator(self, Result(file=""), still=True)
+        aligned, mask = self._aligned(crops, [None] * len(crops), crops)
+        acc.add(np.zeros(len(crops)), prepare_faces(crops, self.face_pre), aligned, mask)
+        acc.flush()
+        return np.concatenate(acc.scores)
 
     # -- voice -------------------------------------------------------------------------
     def _voice_frames(self, info, notes: list[str]) -> "VoiceInput | None":
@@ -1215,8 +1233,11 @@ class _FaceAccumulator:
         # frames no expert in use scored (rafdb alone asked for, grey or small faces): emo-cnn decides them
         scores = pipe.experts.mix(cal, fallback=cnn_cal)
         if head is not None and emb is not None:
-            # frames both experts scored: the learned head on their features replaces the average
-            scores[mask] = head.predict_proba(np.hstack([emb, feats[mask]]))
+            # frames both experts scored: the learned head on their features replaces the average;
+            # it learned from emo-cnn features over mirror views (how video frames are scored)
+            f = feats[mask] if self.views == "mirror" else pipe.face_model.score_inputs(
+                x[mask], batch_size=pipe.options.batch_size, features=True, views="mirror")[0]
+            scores[mask] = head.predict_proba(np.hstack([emb, f]))
         for name, p in cal.items():
             ok = ~np.isnan(p[:, 0])
             self.expert_sums[name] = self.expert_sums.get(name, 0.0) + p[ok].sum(0)

@@ -201,15 +201,14 @@ def average_of_experts(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
 
 def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     """The bundle's face scores for cached features, as predict computes them: its head where both
-    experts score the face (colour, large enough), the average of experts elsewhere."""
+    experts score the face (every face of these corpora: all are 96 px or more, and the head
+    takes grey faces too), else the average of experts (colour faces only for the MobileFaceNet)."""
     from emocli.experts import EXPERTS_FILE, ExpertSet
 
-    p = average_of_experts(f, bundle)
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
     if es.head_ is not None:
-        ok = f["applies"]
-        p[ok] = es.head_.predict_proba(design(f)[ok])
-    return p
+        return es.head_.predict_proba(design(f))
+    return average_of_experts(f, bundle)
 
 
 def report(y: np.ndarray, p: np.ndarray) -> dict:

@@ -275,3 +275,39 @@ def test_voice_only_runs_do_not_need_the_face_experts(example_clip):
 
     res = Pipeline(options=Options(use_face=False)).run(example_clip)
     assert res.status == "ok" and res.modalities == ["voice"] and res.face_experts is None
+
+
+def test_which_faces_the_rafdb_network_scores(rng):
+    from emocli.experts import EXPERT_MIN_FACE, expert_applies
+
+    colour = rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    grey = np.repeat(rng.integers(0, 255, (100, 100, 1), dtype=np.uint8), 3, axis=2)
+    small = colour[:EXPERT_MIN_FACE - 1, :EXPERT_MIN_FACE - 1]
+    assert expert_applies(colour) and not expert_applies(grey) and not expert_applies(grey[..., 0])
+    assert not expert_applies(small)
+    # the face head learned from grey RAF-DB faces too: it asks for size only
+    assert expert_applies(grey, colour=False) and expert_applies(grey[..., 0], colour=False)
+    assert not expert_applies(small, colour=False)
+
+
+def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
+    """A folder of crops is scored in batches, with the experts and the head, like predict --no-detect."""
+    import cv2
+
+    from emocli.datasets import load_corpus
+    from emocli.evaluate import evaluate_items
+    from emocli.pipeline import Options, Pipeline
+
+    full, box = frame_and_box
+    frame = np.ascontiguousarray(full[int(box.y0):int(box.y1), int(box.x0):int(box.x1)])
+    for k, img in enumerate([frame, cv2.cvtColor(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB),
+                             cv2.resize(frame, (48, 48))]):
+        (tmp_path / "happy").mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / "happy" / f"{k}.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+    pipe = Pipeline(options=Options(detect=False, use_voice=False))
+    items = sorted(load_corpus(tmp_path), key=lambda it: it.path.name)
+    ev = evaluate_items(items, pipe).report()
+    for it, row in zip(items, ev["items"]):
+        res = pipe.run(it.path)
+        assert row["face_scores"] == pytest.approx(res.face_scores, abs=1e-4), it.path.name
+    assert pipe.face_head is not None  # the shipped bundle has one: the colour and grey faces used it

@@ -5,7 +5,10 @@ facial-expression MobileFaceNet, trained on RAF-DB, 112x112 colour faces aligned
 landmarks) learned from different corpora and err on different faces, so their average is
 right more often than either. Each expert's probabilities are calibrated by a temperature
 fitted on held-out faces neither network trained on (``p_T = softmax(log p / T)``), then the
-face score of a frame is the weighted average of the calibrated probabilities.
+face score of a frame is the weighted average of the calibrated probabilities; or, when the
+bundle has one, the face head's: a softmax layer on both networks' features, trained on
+AffectNet, SFEW and RAF-DB faces (:class:`FaceHead`, scripts/face_head.py), which beats the
+average by 15-18 points on those corpora's held-out faces.
 
 Alignment: YuNet (opencv_zoo, 5 landmarks: right eye, left eye, nose tip, right and left
 mouth corner) runs on a square region around the face the main detector chose; the landmarks

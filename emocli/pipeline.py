@@ -60,8 +60,9 @@ class Options:
     # for video frames (a clip already averages many frames; half the network passes), or
     # "bundle", "mirror", "none" for every input.
     tta: str = "auto"
-    # Face experts whose calibrated scores are averaged per frame: "all" (those the bundle has,
-    # see experts.py) or a comma list such as "emo-cnn" or "emo-cnn,rafdb".
+    # Face experts that score each frame: "all" (those the bundle has, see experts.py; with both,
+    # the bundle's face head combines them, else their calibrated scores are averaged) or a comma
+    # list such as "emo-cnn" or "emo-cnn,rafdb".
     face_experts: str = "all"
     # How frame scores become the clip's face score: "mean" (the thesis) or "expressive"
     # (frames weighted by how far they are from neutral, see pool_frames).

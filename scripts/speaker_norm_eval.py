@@ -11,6 +11,7 @@ speaker). Vectors come from scripts/voice_encoder_eval.py's cache.
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --clips-curve
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --cross-corpus
+    python scripts/speaker_norm_eval.py --cache runs/voice_encoder --savee-loso
 
 ``--clips-curve`` measures how many clips a speaker's statistics need (emocli.speaker.MIN_CLIPS)
 on the *training* speakers only: 4 speaker folds; the validation speakers' statistics come from k
@@ -70,6 +71,45 @@ def cross_corpus(args) -> None:
                 print(f"{name:<23} {fs:<13} {norm:<8} acc {sc['accuracy']:.3f}  UAR {sc['uar']:.3f}  (n {sc['n']}, "
                       f"C {C:g})", flush=True)
     (args.out or args.cache / "cross_corpus_speaker_norm.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
+def savee_loso(args) -> None:
+    """SAVEE leave-one-speaker-out: RAVDESS + EmoDB training speakers + one SAVEE speaker -> the other.
+
+    The classifier is the shipped voice model's: StandardScaler + RBF SVM (class-balanced) on
+    whisper+rich, with its hyper-parameters (plain C 10, gamma 0.25 / d; speaker-normalised C 3,
+    gamma 0.1 / d, as voice.json / voice_speaker.json record them), not chosen again; no speed
+    copies. The held-out RAVDESS actors and EmoDB speakers are scored by the same models.
+    """
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from emocli.labels import LABELS
+
+    items, X, _ = extract(args.data, args.cache, 1)
+    y = np.array([it.label for it in items])
+    g = np.array([it.speaker for it in items])
+    corpus = np.array([s.split("_")[0] for s in g])
+    base = np.isin(corpus, ["ravdess", "emodb"]) & ~np.isin(g, HELD_OUT)
+    settings = {"plain": (10.0, 0.25), "speaker": (3.0, 0.1)}
+    out = {}
+    for norm, (C, gmul) in settings.items():
+        x = X["whisper+rich"] if norm == "plain" else per_speaker_z(X["whisper+rich"], g)
+        runs = {"none (RAVDESS + EmoDB only)": base}
+        runs.update({f"savee_{s}": base | (g == f"savee_{s}") for s in ("DC", "JE")})
+        for added, train in runs.items():
+            svm = make_pipeline(StandardScaler(), SVC(C=C, gamma=gmul / x.shape[1], class_weight="balanced"))
+            svm.fit(x[train], y[train])
+            tests = {"ravdess 02/03/15/16": np.isin(g, HELD_OUT) & (corpus == "ravdess"),
+                     "emodb 03/08": np.isin(g, HELD_OUT) & (corpus == "emodb")}
+            tests.update({f"savee_{s}": g == f"savee_{s}" for s in ("DC", "JE") if f"savee_{s}" != added})
+            for name, m in tests.items():
+                sc = report(y[m], svm.predict(x[m]), list(LABELS))
+                out[f"{norm} / +{added} / {name}"] = {k: sc[k] for k in ("n", "accuracy", "uar", "recall")}
+                print(f"{norm:<8} trained +{added:<28} test {name:<20} acc {sc['accuracy']:.3f}  UAR "
+                      f"{sc['uar']:.3f}  (n {sc['n']})", flush=True)
+    (args.out or args.cache / "savee_loso.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
 def clips_curve(args) -> None:
@@ -133,7 +173,12 @@ def main() -> None:
     ap.add_argument("--cross-corpus", action="store_true", help="train on one corpus, test on another")
     ap.add_argument("--clips-curve", action="store_true", help="UAR against the clips per speaker statistic "
                     "(training speakers only)")
+    ap.add_argument("--savee-loso", action="store_true", help="SAVEE leave-one-speaker-out with the shipped "
+                    "voice model's SVM settings")
     args = ap.parse_args()
+    if args.savee_loso:
+        savee_loso(args)
+        return
     if args.clips_curve:
         clips_curve(args)
         return

@@ -92,29 +92,6 @@ def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) ->
     return [(idx[sample_fold != f], idx[sample_fold == f]) for f in range(n_folds)]
 
 
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
-    """Confusion matrix (n, n), rows true class, columns predicted class."""
-    m = np.zeros((n, n), np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m
-
-
-def scores_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, unweighted average recall (UAR), per-class recall and the matrix itself."""
-    cm = np.asarray(cm)
-    support = cm.sum(axis=1)
-    recall = {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
-    present = [r for r in recall.values() if r is not None]
-    return {
-        "n": int(cm.sum()),
-        "accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else None,
-        "uar": float(np.mean(present)) if present else None,
-        "recall": recall,
-        "confusion": cm.tolist(),
-        "labels": list(labels),
-    }
-
-
 class CompactSVM:
     """A fitted StandardScaler + RBF SVC + temperature scaling, as plain arrays.
 
@@ -277,6 +254,7 @@ class VoiceModel:
         from sklearn.calibration import CalibratedClassifierCV
 
         from .audio_features import settings
+        from .metrics import classification_report
 
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
@@ -310,20 +288,20 @@ class VoiceModel:
         grid = []
         for C in self.C_grid:
             for gm in self.gamma_grid:
-                cms = []
+                preds = []
                 for folds in splits:
                     pred = np.empty_like(yi)
                     for tr, va in folds:
                         va = va[real[va]]
                         if len(va):
                             pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr, k).predict(X[va])
-                    cms.append(confusion(yi[real], pred[real], k))
-                sc = [scores_from_confusion(cm, labels) for cm in cms]
+                    preds.append(pred[real])
+                sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
                 grid.append({"C": float(C), "gamma_x": float(gm),
                              "accuracy": float(np.mean([s["accuracy"] for s in sc])),
                              "uar": float(np.mean([s["uar"] for s in sc])),
                              "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
-                             "confusion": np.sum(cms, axis=0)})
+                             "pred": np.concatenate(preds)})
                 if progress:
                     progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
                              f"UAR {grid[-1]['uar']:.3f}")
@@ -334,13 +312,13 @@ class VoiceModel:
         self.gamma_x_ = best["gamma_x"]
         self.labels_ = labels
         self.n_features_in_ = X.shape[1]
-        self.validation_ = scores_from_confusion(best["confusion"], labels)
         # the matrix pools every repeat: each real clip is predicted once per repeat
+        self.validation_ = classification_report(np.tile(yi[real], self.n_repeats), best["pred"], labels, absent=None)
         self.validation_["clips"] = int(real.sum())
         self.validation_["repeats"] = self.n_repeats
         self.validation_["folds"] = self.n_folds
         self.validation_recall_ = dict(self.validation_["recall"])
-        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "confusion"} for g in grid]
+        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "pred"} for g in grid]
         self.n_speakers_ = int(len(np.unique(groups)))
         self.n_augmented_ = int((~real).sum())
         self.settings_ = feature_settings

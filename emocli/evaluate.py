@@ -67,8 +67,7 @@ class Evaluation:
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
                                "labels": list(self.labels)}
         for m in MODALITIES:
-            rep = classification_report(self.truth[m], self.pred[m], self.labels)
-            rep["recall"] = {lab: (r if rep["support"][lab] else None) for lab, r in rep["recall"].items()}
+            rep = classification_report(self.truth[m], self.pred[m], self.labels, absent=None)
             rep["n_missing"] = self.missing[m]
             out[m] = rep
         out["items"] = self.items

@@ -186,7 +186,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     """
     from .bundle import write_manifest
     from .datasets import read_image
-    from .video_model import store_faces, validation_report
+    from .metrics import classification_report
+    from .video_model import store_faces
 
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
@@ -247,7 +248,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
         sel = corpus[ho] == k
-        rep = validation_report(y[ho][sel], pred[sel], model.labels)
+        rep = classification_report(y[ho][sel], pred[sel], model.labels)
         per_corpus[name] = {"folder": str(folders[k]), "holdout": shares[k], "n_train": int((corpus[tr] == k).sum()),
                             **{key: rep[key] for key in ("n", "accuracy", "uar", "recall", "confusion")}}
         console.print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, UAR {rep['uar']:.3f} (n={rep['n']}); "
@@ -365,7 +366,8 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from ._tf import import_keras
     from .bundle import write_manifest
     from .extract import SETTINGS, load_extracted
-    from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, validation_report
+    from .metrics import classification_report
+    from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel
 
     keras = import_keras()
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
@@ -390,7 +392,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
         return scaler, lr
 
     scaler, lr = fit(tr)
-    validation = validation_report(y[ho], lr.predict(scaler.transform(x[ho])), LABELS) if len(ho) else None
+    validation = classification_report(y[ho], lr.predict(scaler.transform(x[ho])), LABELS) if len(ho) else None
     scaler, lr = fit(np.arange(len(y)))  # final head on every clip
     # Fold the scaler into one Dense softmax layer: softmax(((f - mu) / sd) W + b).
     w = np.zeros((x.shape[1], len(LABELS)))
@@ -752,14 +754,13 @@ def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
 
 def _held_out_scores(model, x: np.ndarray, y: np.ndarray, held: list[str], console, title: str) -> dict:
     """Accuracy, UAR, recall and confusion of ``model`` on held-out rows (printed too)."""
-    from .audio_model import confusion, scores_from_confusion
+    from .metrics import classification_report
 
     pred = model.predict(x)
     labels = model.labels
     known = np.isin(y, labels)
-    yt = np.array([labels.index(v) for v in y[known]])
-    cm = confusion(yt, np.array([labels.index(v) for v in pred[known]]), len(labels))
-    sc = scores_from_confusion(cm, labels)
+    sc = classification_report([labels.index(v) for v in y[known]], [labels.index(v) for v in pred[known]], labels,
+                               absent=None)
     sc["speakers"] = held
     _print_scores(console, f"{title} {', '.join(held)}", sc)
     return sc

@@ -425,6 +425,7 @@ class FaceModel:
         accuracy that picks the best epoch (class or corpus balance).
         """
         from ._tf import import_keras
+        from .metrics import classification_report
 
         keras = import_keras()
         import tensorflow as tf
@@ -504,7 +505,7 @@ class FaceModel:
         else:
             pred = self.score_inputs(x_val).argmax(1)
         self.holdout_predictions_ = pred
-        self.validation_ = validation_report(y_val, pred, self.labels)
+        self.validation_ = classification_report(y_val, pred, self.labels)
         self.holdout_accuracy_ = self.validation_["accuracy"]
         return self
 
@@ -658,13 +659,6 @@ class LiteNetwork:
         self._it.set_tensor(self._in, x)
         self._it.invoke()
         return self._it.get_tensor(self._feats).copy(), self._it.get_tensor(self._scores).copy()
-
-
-def validation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, per-class recall and the confusion matrix (rows true, columns predicted)."""
-    from .metrics import classification_report
-
-    return classification_report(y_true, y_pred, labels)
 
 
 def _inference_copy(net):

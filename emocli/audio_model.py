@@ -69,29 +69,6 @@ TRUSTED_TYPES = [
 ]
 
 
-def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split sample indices into folds of whole speakers, speakers shuffled by ``rng``.
-
-    Speakers are dealt in random order, each to the fold with the fewest samples so far, so
-    folds hold similar numbers of clips and every shuffle gives other folds.
-    """
-    speakers, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    if len(speakers) < 2:
-        raise ModelError(f"speaker-grouped validation needs at least 2 speakers, got {len(speakers)}; "
-                         "add recordings of more speakers")
-    n_folds = min(n_folds, len(speakers))
-    order = rng.permutation(len(speakers))
-    fold_of = np.empty(len(speakers), int)
-    sizes = np.zeros(n_folds, int)
-    for s in order:
-        f = int(np.argmin(sizes))
-        fold_of[s] = f
-        sizes[f] += counts[s]
-    sample_fold = fold_of[inverse]
-    idx = np.arange(len(groups))
-    return [(idx[sample_fold != f], idx[sample_fold == f]) for f in range(n_folds)]
-
-
 class CompactSVM:
     """A fitted StandardScaler + RBF SVC + temperature scaling, as plain arrays.
 
@@ -255,6 +232,7 @@ class VoiceModel:
 
         from .audio_features import settings
         from .metrics import classification_report
+        from .splits import speaker_folds
 
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,19 +90,6 @@ class Item:
     label: str
     speaker: str | None = None
     split: str | None = None
-
-
-@dataclass(frozen=True)
-class Split:
-    """A train/test partition of items.
-
-    ``method`` says how it was made: ``"speaker"`` (no speaker on both sides), ``"random"`` (no item
-    had a speaker id) or ``"mixed"`` (items with speaker ids split by speaker, the others one by one).
-    """
-
-    train: list[Item]
-    test: list[Item]
-    method: str
 
 
 # One found file before modality selection: the item, the channels it carries, and the take it records
@@ -719,103 +706,6 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
                                "pass the path of the CSV itself")
         root = manifests[0]
     return _READERS[name](root, modality=modality)
-
-
-# --------------------------------------------------------------------------------------------------
-# Speaker-independent splits
-
-
-def _groups(items: Sequence[Item]) -> tuple[list[list[int]], str]:
-    """Indices of items grouped by speaker; an item without a speaker is a group of its own."""
-    by_speaker: dict[str, list[int]] = {}
-    alone: list[list[int]] = []
-    for i, it in enumerate(items):
-        if it.speaker is None:
-            alone.append([i])
-        else:
-            by_speaker.setdefault(it.speaker, []).append(i)
-    method = "random" if not by_speaker else ("speaker" if not alone else "mixed")
-    return [by_speaker[s] for s in sorted(by_speaker)] + alone, method
-
-
-def speaker_split(items: Sequence[Item], *, test_share: float | None = None,
-                  test_speakers: Iterable[str] | None = None, seed: int = 0) -> Split:
-    """Split items so that no speaker is on both sides.
-
-    Give either ``test_share`` (fraction of items to hold out, by whole speakers chosen at random with
-    ``seed``; 0.2 when neither is given) or ``test_speakers`` (exact speaker ids). Items without a
-    speaker id are split one by one, at random; ``Split.method`` says which happened.
-
-    Raises
-    ------
-    DatasetError
-        For both or bad arguments, unknown test speakers, or too few groups to split.
-    """
-    items = list(items)
-    if test_share is not None and test_speakers is not None:
-        raise DatasetError("give test_share or test_speakers, not both")
-    groups, method = _groups(items)
-    if test_speakers is not None:
-        wanted = set(test_speakers)
-        known = {it.speaker for it in items if it.speaker is not None}
-        if not wanted:
-            raise DatasetError("test_speakers is empty; name at least one speaker")
-        if wanted - known:
-            raise DatasetError(f"unknown test speakers {', '.join(sorted(wanted - known))}; "
-                               f"the items have {', '.join(sorted(known)) or 'no speaker ids'}")
-        test_idx = {i for i, it in enumerate(items) if it.speaker in wanted}
-        return Split([it for i, it in enumerate(items) if i not in test_idx],
-                     [it for i, it in enumerate(items) if i in test_idx], "speaker")
-    share = 0.2 if test_share is None else float(test_share)
-    if not 0.0 < share < 1.0:
-        raise DatasetError(f"test_share must be between 0 and 1, got {test_share}")
-    if len(groups) < 2:
-        raise DatasetError(f"cannot split {len(items)} items of {len(groups)} speaker(s): "
-                           "a speaker-independent split needs at least two speakers")
-    order = np.random.default_rng(seed).permutation(len(groups))
-    target = share * len(items)
-    # Take whole groups in random order until the test side is as close to the target as it gets,
-    # keeping at least one group on each side.
-    test_idx: set[int] = set()
-    count = 0
-    for n_taken, g in enumerate(order):
-        size = len(groups[g])
-        if n_taken and (n_taken == len(groups) - 1 or abs(count + size - target) >= abs(count - target)):
-            break
-        test_idx.update(groups[g])
-        count += size
-    return Split([it for i, it in enumerate(items) if i not in test_idx],
-                 [it for i, it in enumerate(items) if i in test_idx], method)
-
-
-def group_kfold(items: Sequence[Item], k: int = 5, *, seed: int = 0) -> list[Split]:
-    """``k`` speaker-independent folds: each speaker's items are in the test side of exactly one fold.
-
-    Speakers are shuffled with ``seed``, then given largest first to the fold with the fewest items,
-    so folds are about the same size. Items without a speaker id are placed one by one.
-
-    Raises
-    ------
-    DatasetError
-        If ``k`` < 2 or there are fewer speakers (groups) than folds.
-    """
-    items = list(items)
-    if k < 2:
-        raise DatasetError(f"k must be at least 2, got {k}")
-    groups, method = _groups(items)
-    if len(groups) < k:
-        raise DatasetError(f"cannot make {k} speaker-independent folds from {len(groups)} speaker(s); "
-                           f"use k <= {len(groups)}")
-    order = np.random.default_rng(seed).permutation(len(groups))
-    order = sorted(order, key=lambda g: -len(groups[g]))  # stable: ties keep the random order
-    fold_of = np.empty(len(items), dtype=int)
-    sizes = [0] * k
-    for g in order:
-        f = min(range(k), key=lambda j: sizes[j])
-        fold_of[groups[g]] = f
-        sizes[f] += len(groups[g])
-    return [Split([it for i, it in enumerate(items) if fold_of[i] != f],
-                  [it for i, it in enumerate(items) if fold_of[i] == f], method) for f in range(k)]
 
 
 # --------------------------------------------------------------------------------------------------

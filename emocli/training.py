@@ -11,18 +11,7 @@ import numpy as np
 
 from .errors import DatasetError, ModelError
 from .labels import LABELS
-
-
-def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held-out) with ``share`` of every class held out."""
-    rng = np.random.default_rng(seed)
-    train_idx, hold_idx = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        k = max(1, int(round(share * len(idx)))) if len(idx) > 1 else 0
-        hold_idx.append(idx[:k])
-        train_idx.append(idx[k:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
+from .splits import stratified_holdout
 
 
 def holdout_seed_of(meta: dict) -> int:
@@ -341,15 +330,6 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     return fm.to_dict()
 
 
-def _grouped_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held-out): whole groups (clips or speakers) go to one side."""
-    rng = np.random.default_rng(seed)
-    uniq = rng.permutation(np.unique(groups))
-    k = max(1, int(round(share * len(uniq)))) if len(uniq) > 1 else 0
-    hold = np.isin(groups, uniq[:k])
-    return np.flatnonzero(~hold), np.flatnonzero(hold)
-
-
 def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console,
                                  split: str | None = None, allow_eval_split: bool = False) -> dict:
     """Retrain the face network's classifier on extracted fc2 features (the thesis's transfer step).
@@ -367,6 +347,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from .bundle import write_manifest
     from .extract import SETTINGS, load_extracted
     from .metrics import classification_report
+    from .splits import grouped_holdout
     from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel
 
     keras = import_keras()
@@ -382,7 +363,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     y = np.concatenate([[LABELS.index(d["label"])] * len(d["face_features"]) for d in items])
     clip = np.concatenate([[i] * len(d["face_features"]) for i, d in enumerate(items)])
     groups = np.array([d["speaker"] or f"clip{clip[j]}" for j, d in ((j, items[clip[j]]) for j in range(len(clip)))])
-    tr, ho = _grouped_holdout(groups, holdout, seed)
+    tr, ho = grouped_holdout(groups, holdout, seed)
     if len(np.unique(y[tr])) < 2:
         raise DatasetError(f"{features}: the training part has fewer than 2 emotions; extract more data")
 

@@ -29,7 +29,8 @@ from emocli.experts import (CROP_LANDMARKS, EXPERTS_FILE, ExpertSet, OnnxExpert,
                             fit_temperature, softmax, temper)
 from emocli.labels import LABELS
 from emocli.metrics import classification_report
-from emocli.training import stratified_holdout, training_images
+from emocli.splits import stratified_holdout
+from emocli.training import training_images
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
 CACHE = Path("runs/face_experts")

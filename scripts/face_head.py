@@ -45,7 +45,8 @@ from emocli.experts import (CROP_LANDMARKS, HEAD_FILE, FaceHead, OnnxExpert, ali
                             expert_applies, softmax)
 from emocli.labels import LABELS  # noqa: E402
 from emocli.metrics import classification_report  # noqa: E402
-from emocli.training import stratified_holdout, training_images  # noqa: E402
+from emocli.splits import stratified_holdout  # noqa: E402
+from emocli.training import training_images  # noqa: E402
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # as scripts/face_experts.py (seed 0, halves seed 1)
 RAFDB_HELDOUT = 0.15

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from emocli.audio_features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAMES, clip_feature_sets,
                                    clip_statistics, feature_dimension, frame_statistics, n_frames, pitch_track,
                                    short_term_features, speed_perturb, window_features)
-from emocli.audio_model import VoiceModel, speaker_folds
+from emocli.audio_model import VoiceModel
 from emocli.errors import ModelError, NoAudioError, NotFittedError
 from emocli.labels import LABELS
 
@@ -249,18 +249,6 @@ def test_wrong_feature_count_is_refused(fitted):
     model, _, _ = fitted
     with pytest.raises(ValueError, match="68"):
         model.predict_proba(np.zeros((2, 10)))
-
-
-@given(seed=st.integers(0, 10_000), n_speakers=st.integers(2, 12), n_folds=st.integers(2, 6))
-@settings(max_examples=30, deadline=None)
-def test_speaker_folds_never_split_a_speaker(seed, n_speakers, n_folds):
-    rng = np.random.default_rng(seed)
-    groups = np.array([f"s{i}" for i in rng.integers(0, n_speakers, 60)])
-    folds = speaker_folds(groups, n_folds, rng)
-    seen = np.concatenate([va for _, va in folds])
-    assert sorted(seen.tolist()) == list(range(60))  # a partition
-    for tr, va in folds:
-        assert not set(groups[tr]) & set(groups[va])
 
 
 def test_save_load_round_trip(fitted, tmp_path):

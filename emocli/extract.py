@@ -35,7 +35,6 @@ import io
 import json
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -147,25 +146,21 @@ def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:
 # ------------------------------------------------------------------------------------------
 # Work on one item (in this process or a worker)
 
-_PIPE = None
-
-
-def _init_worker(bundle: str, options) -> None:
-    global _PIPE
-    from .pipeline import Pipeline
-
-    _PIPE = Pipeline(Path(bundle), options)
-
-
 def _empty(n: int = 0) -> np.ndarray:
     return np.zeros((0,) if n == 0 else (0, n), np.float32)
 
 
 def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
-    """Run the pipeline on one item and write its .npz (or .error.json); return its index row."""
+    """Run the pipeline on one item and write its .npz (or .error.json); return its index row.
+
+    Without ``pipe``: the pipeline of this worker process (:func:`emocli.bulk.worker_pipeline`).
+    """
     from .bundle import atomic_path, atomic_write_text
 
-    pipe = pipe or _PIPE
+    if pipe is None:
+        from .bulk import worker_pipeline
+
+        pipe = worker_pipeline()
     res = pipe.run(item.path)
     row = {"id": iid, "path": str(item.path), "label": item.label, "speaker": item.speaker or "",
            "split": item.split or "", "status": res.status, "frames_used": res.frames_used,
@@ -228,11 +223,9 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
             if progress:
                 progress(row)
     else:
-        import multiprocessing as mp
+        from .bulk import process_pool
 
-        ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(str(bundle), options)) as pool:
+        with process_pool(workers, bundle=bundle, options=options) as pool:
             for row in pool.map(_run_one, todo, chunksize=1):
                 rows.append(row)
                 if progress:

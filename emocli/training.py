@@ -585,7 +585,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
     speakers are reported normalised by their own clips' statistics."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
 
     from rich.markup import escape
 
@@ -623,9 +622,9 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         results = map(_voice_window_features, tasks)
         pool = None
     else:
-        import multiprocessing
+        from .bulk import process_pool
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = process_pool(workers)
         results = pool.map(_voice_window_features, tasks, chunksize=8)
     try:
         for path, _speeds, frames, err in results:

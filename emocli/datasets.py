@@ -25,11 +25,7 @@ import numpy as np
 
 from .errors import DatasetError, MediaError
 from .labels import normalize_label
-
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".webp"})
-VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"})
-AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"})
-MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS | AUDIO_EXTS
+from .media import AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, is_hidden, media_files
 
 # Layout names accepted by load_corpus / ``--layout``, with the naming each one expects.
 LAYOUTS: dict[str, str] = {
@@ -52,7 +48,7 @@ MODALITIES = ("all", "audio", "video", "av")
 _AUDIO = frozenset({"audio"})
 _VIDEO = frozenset({"video"})
 _AV = frozenset({"audio", "video"})
-_LOSSY = frozenset({".mp3", ".ogg", ".m4a", ".aac"})
+_LOSSY = frozenset({".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma"})
 
 # Folder names that hold a split rather than a class; AFEW maps them to its own spelling.
 _SPLITS = {
@@ -63,7 +59,6 @@ _SPLITS = {
 }
 _AFEW_SPLITS = {"train": "Train", "training": "Train", "train_afew": "Train",
                 "val": "Val", "valid": "Val", "validation": "Val", "val_afew": "Val"}
-_SKIP_DIRS = frozenset({"__MACOSX"})
 
 # Each corpus's documented codes, turned into the words its documentation uses.
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -105,28 +100,13 @@ class _Found:
 # Walking folders
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in _SKIP_DIRS
-
-
-def _media_files(root: Path, exts: frozenset[str] = MEDIA_EXTS) -> list[Path]:
-    """Every file under ``root`` with one of ``exts``, skipping hidden files and folders (``.DS_Store``,
-    macOS ``._*`` resource forks, ``__MACOSX``)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        found.extend(Path(dirpath) / f for f in filenames
-                     if not _is_hidden(f) and os.path.splitext(f)[1].lower() in exts)
-    return sorted(found)
-
-
 def _subdirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def _files_in(folder: Path, exts: frozenset[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not _is_hidden(p.name) and p.suffix.lower() in exts)
+                  if p.is_file() and not is_hidden(p.name) and p.suffix.lower() in exts)
 
 
 def _channels(path: Path) -> frozenset[str]:
@@ -283,7 +263,7 @@ def afew_test(root: Path) -> list[Path]:
     tests = [p for p in _subdirs(root) if _SPLITS.get(p.name.lower()) == "Test"]
     if not tests:
         raise DatasetError(f"{root}: no Test folder; AFEW test videos are expected in {root}/Test/*.avi")
-    paths = sorted(p for t in tests for p in _media_files(t, VIDEO_EXTS))
+    paths = sorted(p for t in tests for p in media_files(t, VIDEO_EXTS, follow_links=True))
     if not paths:
         raise DatasetError(f"{tests[0]}: no videos found (expected *.avi)")
     return paths
@@ -416,7 +396,7 @@ def _by_name(root: Path, layout: str, exts: frozenset[str], modality: str) -> li
     _check_modality(modality)
     parse = _NAME_PARSERS[layout]
     found, dropped = [], 0
-    for path in _media_files(root, exts):
+    for path in media_files(root, exts, follow_links=True):
         f = parse(path)
         if f is None:
             dropped += 1
@@ -617,7 +597,7 @@ def _folder_layout(root: Path) -> str | None:
 
 
 def _manifests_in(root: Path) -> list[Path]:
-    return [p for p in sorted(root.glob("*.csv")) if not _is_hidden(p.name) and _is_manifest(p)]
+    return [p for p in sorted(root.glob("*.csv")) if not is_hidden(p.name) and _is_manifest(p)]
 
 
 def _no_layout(root: Path, detail: str) -> DatasetError:
@@ -654,7 +634,7 @@ def detect_layout(root: Path) -> str:
     folder = _folder_layout(root)
     if folder is not None:
         return folder
-    files = _media_files(root)
+    files = media_files(root, follow_links=True)
     votes = {name: sum(vote(p) for p in files) for name, vote in _NAME_VOTES.items()}
     best = max(votes, key=lambda name: votes[name])
     if files and votes[best] * 2 > len(files):

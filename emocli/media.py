@@ -27,15 +27,41 @@ import numpy as np
 from .errors import MediaError, NoAudioError
 
 SAMPLE_RATE = 16000  # Hz: voice features are computed on 16 kHz mono
+# The file extensions emo treats as media, everywhere: folders given to predict and corpora alike.
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"})
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".3gp", ".ts"})
 AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif"})
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS | AUDIO_EXTS
+SKIPPED_DIRS = frozenset({"__MACOSX"})  # folder names never walked into (macOS zip resource forks)
 MAX_SIDE = 1280  # pixels: larger frames are downscaled before detection (a 4K frame costs 25 MB)
 PROBE_TIMEOUT = 30.0  # seconds for `ffmpeg -i` to describe a file
 STALL_TIMEOUT = 60.0  # seconds without a decoded byte before ffmpeg is stopped (damaged or endless input)
 MAX_AUDIO_SECONDS = 4 * 3600  # longer recordings need --max-seconds (4 h of 16 kHz float32 is 0.9 GB)
 MAX_AUDIO_BYTES = MAX_AUDIO_SECONDS * SAMPLE_RATE * 4
 MAX_PIXELS = 8192 * 8192  # frames larger than this (67 Mpx) are refused: decoding one would take 200 MB
+
+
+def is_hidden(name: str) -> bool:
+    """A file or folder name that folder walks skip: dot files (``.DS_Store``, macOS ``._*`` resource
+    forks) and :data:`SKIPPED_DIRS`."""
+    return name.startswith(".") or name in SKIPPED_DIRS
+
+
+def media_files(root: Path | str, exts: frozenset[str] = MEDIA_EXTS, *, follow_links: bool = False,
+                unreadable: list[OSError] | None = None) -> list[Path]:
+    """Every file below ``root`` (recursively) whose extension is one of ``exts``, sorted; hidden
+    files and folders (:func:`is_hidden`) are skipped.
+
+    ``follow_links`` walks into symlinked folders too (corpora are often assembled from links).
+    Sub-folders that cannot be listed are appended to ``unreadable`` (when given) as the OSError
+    that ``os.walk`` met, instead of being skipped silently.
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_links,
+                                                onerror=unreadable.append if unreadable is not None else None):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        found.extend(Path(dirpath) / f for f in filenames if not is_hidden(f) and os.path.splitext(f)[1].lower() in exts)
+    return sorted(found)
 
 
 @functools.lru_cache(maxsize=1)

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from emocli.datasets import (
-    IMAGE_EXTS,
     LAYOUTS,
     Item,
     afew,
@@ -30,6 +29,7 @@ from emocli.datasets import (
 )
 from emocli.errors import DatasetError, EmoError
 from emocli.labels import LABELS
+from emocli.media import IMAGE_EXTS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -193,6 +193,20 @@ def test_ravdess_labels_speakers_and_calm_dropped(tmp_path):
     assert {it.speaker for it in items} == {"ravdess_01", "ravdess_02"}
     assert_sorted(items)
     assert detect_layout(tmp_path) == "ravdess"
+
+
+def test_corpora_and_predict_folders_know_the_same_media_files(tmp_path):
+    """One extension table (media.py): .opus, .aiff, .wmv and .ts are corpus files too, and a folder walk
+    finds the same files whether a corpus reader or `emo predict FOLDER` walks it."""
+    from emocli.inputs import expand_inputs
+
+    touch(tmp_path, "Actor_01/03-01-05-01-01-01-01.opus", "Actor_01/03-01-03-01-01-01-01.aiff",
+          "Actor_02/01-01-04-01-01-01-02.wmv", "Actor_02/01-01-06-01-01-01-02.ts", "Actor_02/notes.txt",
+          "Actor_02/._01-01-06-01-01-01-02.ts", "__MACOSX/Actor_02/01-01-04-01-01-01-02.wmv")
+    items = ravdess(tmp_path)
+    assert labels_of(items) == {"03-01-05-01-01-01-01.opus": "anger", "03-01-03-01-01-01-01.aiff": "happy",
+                                "01-01-04-01-01-01-02.wmv": "sad", "01-01-06-01-01-01-02.ts": "fear"}
+    assert [p for _, p, _ in expand_inputs([str(tmp_path)])] == [it.path for it in items]
 
 
 def test_ravdess_modalities_pick_one_file_per_take(tmp_path):

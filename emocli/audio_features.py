@@ -205,7 +205,7 @@ def _short_term_features_module():
     import sys
     import types
 
-    from ._tf import stand_in_modules
+    from .quiet_imports import stand_in_modules
 
     stubs: dict[str, types.ModuleType] = {}
     if "pyAudioAnalysis.ShortTermFeatures" not in sys.modules:

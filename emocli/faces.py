@@ -79,13 +79,13 @@ def _interpreter(model_path: Path, num_threads: int | None = 1):
     try:  # LiteRT, the maintained runtime, when installed
         from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        from ._tf import import_keras
+        from .quiet_imports import import_keras
 
         import_keras()
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter
-    from ._tf import quiet_fd2
+    from .quiet_imports import quiet_fd2
 
     with warnings.catch_warnings(), quiet_fd2():  # LiteRT prints an XNNPACK notice to fd 2
         warnings.simplefilter("ignore")

@@ -804,7 +804,7 @@ def gpu_available() -> bool:
 
     if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
         return False
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     import_keras()
     import tensorflow as tf

@@ -343,7 +343,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
     from .bundle import write_manifest
     from .extract import SETTINGS, load_extracted
     from .metrics import classification_report

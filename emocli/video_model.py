@@ -163,7 +163,7 @@ def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = 
 
     Input: float32 (N, size, size, 1), grey pixels in [0, 255].
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -186,7 +186,7 @@ def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), featu
     ``feature_layer`` names the backbone layer to take features from (default: the layer
     before its classifier, i.e. the last layer whose output is not a probability vector).
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -219,7 +219,7 @@ def _default_feature_layer(model) -> str:
 def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float = AUG_ZOOM,
               shift: float = AUG_SHIFT):
     """Random rotation (+-``rotation`` degrees), horizontal flip, zoom and shift, as in the thesis."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -245,7 +245,7 @@ def with_precision(net, policy: str):
     ``mixed_float16`` on GPUs); the softmax stays float32, and networks are always converted
     back to float32 before they are saved, so a bundle scores the same on every machine.
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     if policy not in PRECISIONS:
@@ -424,7 +424,7 @@ class FaceModel:
         ``sample_weight`` (training weights, held-out weights) weighs the loss and the held-out
         accuracy that picks the best epoch (class or corpus balance).
         """
-        from ._tf import import_keras
+        from .quiet_imports import import_keras
         from .metrics import classification_report
 
         keras = import_keras()
@@ -567,7 +567,7 @@ class FaceModel:
             model.history_ = list(meta.get("history", []))
             model._set_prior(meta, meta_path)
             return model
-        from ._tf import import_keras
+        from .quiet_imports import import_keras
 
         keras = import_keras()
         try:
@@ -592,7 +592,7 @@ class FaceModel:
 
 def feature_network(net):
     """``net`` with two outputs: its fc2 features and its scores."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     # A single input tensor (not a list), so calling it with one array matches its structure.
@@ -605,7 +605,7 @@ def export_lite(net) -> bytes | None:
     None when the network is too large for the runtime form or does not convert; then
     prediction runs it with Keras.
     """
-    from ._tf import import_keras, quiet_fd2
+    from .quiet_imports import import_keras, quiet_fd2
 
     import_keras()
     import tensorflow as tf
@@ -663,7 +663,7 @@ class LiteNetwork:
 
 def _inference_copy(net):
     """The same network without optimizer state (a third of the file size, nothing to resume)."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
 

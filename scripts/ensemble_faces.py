@@ -37,7 +37,7 @@ def average_networks(nets, names):
     with the members' own softmax weights side by side gives both members' logits; a softmax
     per member and their mean give ``scores``.
     """
-    from emocli._tf import import_keras
+    from emocli.quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers

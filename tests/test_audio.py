@@ -88,7 +88,7 @@ def test_feature_import_does_not_load_matplotlib_or_sklearn():
     import sys
 
     code = ("import sys; from emocli.audio_features import short_term_features as f; import numpy as np; "
-            "f(np.zeros(16000, np.float32), 16000); from emocli._tf import import_keras; import_keras(); "
+            "f(np.zeros(16000, np.float32), 16000); from emocli.quiet_imports import import_keras; import_keras(); "
             "print(sorted(m for m in ('matplotlib', 'sklearn', 'scipy.signal') if m in sys.modules)); "
             "from pyAudioAnalysis import ShortTermFeatures as stf; "
             "y = stf.lfilter([1], [1.0, 0.5], np.ones(3)); print(y.tolist()); "  # the stand-in calls the real one

@@ -1,9 +1,13 @@
-"""Import TensorFlow/Keras once, quietly.
+"""Heavy imports, quietly and without what emo does not use.
 
 TensorFlow's C++ runtime writes start-up lines ("All log messages before
 absl::InitializeLog()...", the oneDNN notice) straight to file descriptor 2 before any
 logging setting applies, so ``TF_CPP_MIN_LOG_LEVEL`` cannot stop them. emo's stderr is for
-people, so the descriptor points at /dev/null for the duration of the import only.
+people, so the descriptor points at /dev/null for the duration of the import only
+(:func:`quiet_fd2`, :func:`import_keras`). :func:`stand_in_modules` puts stand-ins in place of
+a library's slow optional imports while it loads (Keras's scikit-learn and matplotlib helpers;
+pyAudioAnalysis's matplotlib and scipy.signal, see :mod:`emocli.audio_features`).
+:func:`gpu_available` says whether TensorFlow sees a GPU without importing it where none can be.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ and reused for every input of a bulk run.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -210,6 +209,7 @@ class Pipeline:
 
             self.face_pre = Preprocessing.from_dict(read_face_meta(self.bundle)["preprocessing"])
             if role == "full":
+                from .quiet_imports import gpu_available
                 from .video_model import FaceModel
 
                 # On a GPU, Keras scores the batches there; on a CPU the bundle's face.tflite
@@ -796,20 +796,6 @@ class Pipeline:
                 out[-1]["adapted"] = adapted
         notes.extend(sorted(one_sided))
         return out
-
-
-def gpu_available() -> bool:
-    """Whether TensorFlow sees a GPU; TensorFlow is imported only where an NVIDIA device exists."""
-    import glob
-
-    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
-        return False
-    from .quiet_imports import import_keras
-
-    import_keras()
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 POOLINGS = ("mean", "expressive")

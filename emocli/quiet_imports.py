@@ -57,6 +57,22 @@ def stand_in_modules(entries):
                 del sys.modules[name]
 
 
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (Keras then scores faces there, and training uses mixed precision).
+
+    TensorFlow is imported only where an NVIDIA device exists; ``EMO_NO_GPU`` (any value) keeps
+    such a machine on the CPU.
+    """
+    import glob
+
+    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
+        return False
+    import_keras()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def import_keras():
     """Return the ``keras`` module, importing TensorFlow first with its banner suppressed.
 

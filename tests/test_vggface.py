@@ -18,6 +18,7 @@ import pytest
 
 from emocli.errors import ModelError
 from emocli import vggface
+from emocli.quiet_imports import gpu_available
 from emocli.video_model import FaceModel, Preprocessing
 from emocli.vggface import (
     CONV_LAYERS,
@@ -25,7 +26,6 @@ from emocli.vggface import (
     build_keras_backbone,
     build_vggface,
     build_vggface_emotion,
-    gpu_available,
     load_vggface_weights,
     resolve_weights,
 )

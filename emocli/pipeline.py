@@ -15,9 +15,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from .audio_features import STEP
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError
 from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
+from .media import SAMPLE_RATE
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
@@ -202,8 +204,7 @@ class Pipeline:
 
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
             self._speaker_model = None
-            self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
-                                   "feature_set": "thesis68", **self.voice_model.settings_}
+            self.voice_settings = dict(self.voice_model.settings_)  # VoiceModel.load checked every setting
         if self.has_face:
             from .video_model import Preprocessing, read_face_meta
 
@@ -332,7 +333,7 @@ class Pipeline:
                 reader.close()
             raise NoFaceError(f"{source.name}: nothing to score ({'; '.join(res.notes)}); check that the stream "
                               "carries video or audio the model bundle can score")
-        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else 16000
+        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else SAMPLE_RATE
         live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
                             audio=use_audio, on_segment=on_segment if opt.window else None,
                             on_frame=on_frame if opt.frames else None)
@@ -753,7 +754,7 @@ class Pipeline:
         from .fusion import normalize
 
         w = float(self.options.window)
-        step = float(self.voice_settings["step_s"]) if self.has_voice else 0.025
+        step = float(self.voice_settings["step_s"]) if self.has_voice else STEP
         limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
         ends = [min(info.duration or 0.0, limit)]
         if acc.times:

@@ -430,7 +430,7 @@ class VoiceModel:
         """
         import skops.io as sio
 
-        from .bundle import atomic_path, atomic_write_text
+        from .files import atomic_path, atomic_write_text
 
         meta = self.metadata(extra)
         directory = Path(directory)

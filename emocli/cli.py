@@ -531,21 +531,17 @@ class _OutputFile:
     so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
 
     def __init__(self, target: Path):
-        import tempfile
+        from .files import temporary_beside
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, self.tmp = temporary_beside(target)
         self.target = target
         self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def close(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        from .files import publish
+
         self.fh.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(self.tmp, self.target)
+        publish(self.tmp, self.target)
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
@@ -720,7 +716,7 @@ def evaluate(
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
 
-    from .bundle import atomic_write_text
+    from .files import atomic_write_text
     from .datasets import load_corpus
     from .errors import EmoError
     from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap

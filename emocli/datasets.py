@@ -15,15 +15,12 @@ Speaker ids are prefixed with the corpus name (``ravdess_02``, ``cremad_1001``, 
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .errors import DatasetError, MediaError
+from .errors import DatasetError
 from .labels import normalize_label
 from .media import AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, is_hidden, media_files
 
@@ -686,59 +683,3 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
                                "pass the path of the CSV itself")
         root = manifests[0]
     return _READERS[name](root, modality=modality)
-
-
-# --------------------------------------------------------------------------------------------------
-
-
-def read_image(path: Path, *, problems: list[str] | None = None) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3).
-
-    With ``problems`` (a list), what the decoder complains about (libjpeg prints "Corrupt
-    JPEG data" on stderr and still returns an image) is caught and appended there instead of
-    reaching stderr, and so is a JPEG that lacks its end marker (cut short, then padded).
-
-    Raises
-    ------
-    MediaError
-        If the file is missing or not a decodable image.
-    """
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise MediaError(f"{path}: file not found; check the path")
-    if problems is None:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    else:
-        with _c_stderr_captured() as said:
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        problems.extend(ln.strip() for ln in said if ln.strip())
-        raw = data.tobytes()
-        if img is not None and raw[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[raw.rfind(b"\xff\xda"):]:
-            problems.append("the JPEG has no end marker")
-    if img is None:
-        raise MediaError(f"{path}: not a readable image (corrupt or unsupported format); re-export it as JPEG or PNG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-class _c_stderr_captured:
-    """Catch what C libraries write to file descriptor 2 while the block runs; a list of lines."""
-
-    def __enter__(self) -> list[str]:
-        import sys
-        import tempfile
-
-        sys.stderr.flush()
-        self.lines: list[str] = []
-        self.tmp = tempfile.TemporaryFile()
-        self.saved = os.dup(2)
-        os.dup2(self.tmp.fileno(), 2)
-        return self.lines
-
-    def __exit__(self, *exc) -> None:
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.tmp.seek(0)
-        self.lines.extend(self.tmp.read(1 << 16).decode("utf-8", "replace").splitlines())
-        self.tmp.close()

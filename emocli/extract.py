@@ -101,7 +101,7 @@ def lock_out_dir(out: Path):
 
 def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     """Refuse to mix runs: an existing output folder needs --resume and the same settings."""
-    from .bundle import atomic_write_text
+    from .files import atomic_write_text
 
     out = Path(out)
     s_path = out / SETTINGS
@@ -155,7 +155,7 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
 
     Without ``pipe``: the pipeline of this worker process (:func:`emocli.bulk.worker_pipeline`).
     """
-    from .bundle import atomic_path, atomic_write_text
+    from .files import atomic_path, atomic_write_text
 
     if pipe is None:
         from .bulk import worker_pipeline
@@ -260,7 +260,7 @@ def summary(n_items: int, skipped: int, rows: list[dict[str, Any]]) -> dict[str,
 
 def write_index(out: Path) -> Path:
     """Rebuild index.csv from the finished item files."""
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     out = Path(out)
     rows = []

@@ -178,7 +178,7 @@ class FusionModel:
                 "estimator_labels": list(self.estimator_labels_), "info": self.info_}
 
     def save(self, directory: Path) -> None:
-        from .bundle import atomic_write_text
+        from .files import atomic_write_text
 
         directory = Path(directory)
         if self.estimator_ is not None:
@@ -335,7 +335,7 @@ def load_skops(path: Path):
 def save_skops(obj, path: Path) -> None:
     import skops.io as sio
 
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     with atomic_path(Path(path), suffix=".skops") as tmp:
         sio.dump(obj, str(tmp))

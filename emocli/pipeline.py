@@ -524,9 +524,8 @@ class Pipeline:
         made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
         Result or Prepared) receives ``frames_seen`` and notes.
         """
-        from .datasets import read_image
         from .faces import FaceTracker, faces_in_frames
-        from .media import check_frame_size, ended_early, iter_frames
+        from .media import check_frame_size, ended_early, iter_frames, read_image
         from .video_model import prepare_faces
 
         opt = self.options

@@ -7,7 +7,8 @@ people, so the descriptor points at /dev/null for the duration of the import onl
 (:func:`quiet_fd2`, :func:`import_keras`). :func:`stand_in_modules` puts stand-ins in place of
 a library's slow optional imports while it loads (Keras's scikit-learn and matplotlib helpers;
 pyAudioAnalysis's matplotlib and scipy.signal, see :mod:`emocli.audio_features`).
-:func:`gpu_available` says whether TensorFlow sees a GPU without importing it where none can be.
+:func:`lite_interpreter` opens a ``.tflite`` network (BlazeFace, face.tflite) on LiteRT. :func:`gpu_available`
+says whether TensorFlow sees a GPU without importing it where none can be.
 """
 
 from __future__ import annotations
@@ -71,6 +72,26 @@ def gpu_available() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def lite_interpreter(model_path, num_threads: int | None = 1):
+    """A ``.tflite`` model's interpreter, tensors allocated: LiteRT (``ai_edge_litert``, which keeps
+    TensorFlow out of ``predict``) when installed, else TensorFlow's own; LiteRT's XNNPACK notice
+    on file descriptor 2 is silenced."""
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import_keras()
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings(), quiet_fd2():
+        warnings.simplefilter("ignore")
+        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        it.allocate_tensors()
+    return it
 
 
 def import_keras():

@@ -174,7 +174,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     recall of each corpus are reported at the end and stored in face.json.
     """
     from .bundle import write_manifest
-    from .datasets import read_image
+    from .media import read_image
     from .metrics import classification_report
     from .video_model import store_faces
 
@@ -474,7 +474,7 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | 
     unreadable file is an expected per-item failure, reported by the caller.
     """
     from .audio_features import speed_perturb, window_features
-    from .bundle import atomic_path
+    from .files import atomic_path
     from .errors import EmoError
     from .media import load_audio
 

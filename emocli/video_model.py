@@ -512,7 +512,7 @@ class FaceModel:
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:
         """Write ``face.keras``, ``face.json`` and (see :func:`export_lite`) ``face.tflite`` atomically."""
-        from .bundle import atomic_path
+        from .files import atomic_path
 
         self._check()
         directory = Path(directory)
@@ -630,10 +630,10 @@ class LiteNetwork:
     """
 
     def __init__(self, path: Path, n_labels: int):
-        from .faces import _interpreter
+        from .quiet_imports import lite_interpreter
 
         self.path = Path(path)
-        self._it = _interpreter(self.path, num_threads=None)
+        self._it = lite_interpreter(self.path, num_threads=None)
         inp = self._it.get_input_details()
         outs = self._it.get_output_details()
         if len(inp) != 1 or len(outs) != 2:

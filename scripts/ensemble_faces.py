@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from emocli.bundle import write_manifest
-from emocli.datasets import read_image
 from emocli.errors import DatasetError
 from emocli.labels import LABELS
+from emocli.media import read_image
 from emocli.metrics import classification_report
 from emocli.training import heldout_part, holdout_seed_of
 from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces

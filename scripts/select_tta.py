@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.bundle import atomic_write_text, write_manifest
-from emocli.datasets import read_image
+from emocli.bundle import write_manifest
 from emocli.errors import DatasetError
+from emocli.files import atomic_write_text
 from emocli.labels import LABELS
+from emocli.media import read_image
 from emocli.metrics import classification_report
 from emocli.training import heldout_part
 from emocli.video_model import FaceModel, prepare_faces

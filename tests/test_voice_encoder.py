@@ -10,6 +10,7 @@ import pytest
 
 from emocli import voice_encoder as ve
 from emocli.errors import ModelError
+from emocli.files import sha256_file
 
 from conftest import write_wav
 
@@ -143,7 +144,7 @@ def test_shipped_encoder_on_the_example_clip():
     path = ve.default_encoder_path()
     if not path.is_file():
         pytest.skip("converted encoder not shipped in this checkout")
-    assert ve.sha256_of(path) == ve.ENCODER_SHA256
+    assert sha256_file(path) == ve.ENCODER_SHA256
     enc = ve.WhisperEncoder.load(sha256=ve.ENCODER_SHA256)
     assert (enc.dim, enc.n_heads, enc.n_layers, enc.n_positions) == (384, 6, 4, 1500)
     assert (path.parent / (path.stem + ".LICENSE.txt")).read_text().count("MIT License") == 1

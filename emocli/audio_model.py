@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 WEIGHTS_FILE = "voice.skops"
@@ -94,7 +94,7 @@ class CompactSVM:
         if (k < 2 or self.scale.shape != (d,) or self.support_vectors.shape != (n_sv, d)
                 or self.dual_coef.shape != (k - 1, n_sv) or self.intercept.shape != (k * (k - 1) // 2,)
                 or not np.isfinite(self.gamma) or not np.isfinite(self.beta)):
-            raise ValueError("inconsistent array shapes")
+            raise ModelError("inconsistent array shapes")
         self.classes_ = np.arange(k)
         self.n_features_in_ = d
 
@@ -202,13 +202,13 @@ class VoiceModel:
 
     def _check_params(self) -> None:
         if self.scoring not in ("uar", "accuracy"):
-            raise ValueError(f"scoring must be 'uar' or 'accuracy', got {self.scoring!r}")
+            raise ParameterError(f"scoring must be 'uar' or 'accuracy', got {self.scoring!r}")
         if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+            raise ParameterError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         if not self.C_grid or not self.gamma_grid or any(v <= 0 for v in (*self.C_grid, *self.gamma_grid)):
-            raise ValueError("C_grid and gamma_grid must be non-empty lists of positive numbers")
+            raise ParameterError("C_grid and gamma_grid must be non-empty lists of positive numbers")
         if self.n_repeats < 1 or self.n_folds < 2:
-            raise ValueError("n_repeats must be >= 1 and n_folds >= 2")
+            raise ParameterError("n_repeats must be >= 1 and n_folds >= 2")
 
     def fit(self, X: np.ndarray, y: Sequence[str], groups: Sequence[str], *,
             augmented: Sequence[bool] | None = None, progress=None) -> "VoiceModel":
@@ -241,16 +241,16 @@ class VoiceModel:
         y = np.asarray([str(v) for v in y])
         groups = np.asarray([str(g) for g in groups])
         if X.ndim != 2 or len(X) != len(y) or len(y) != len(groups):
-            raise ValueError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
+            raise ParameterError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
                              f"{len(y)} labels, {len(groups)} speakers")
         if X.shape[1] != feature_settings["dimension"]:
-            raise ValueError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
+            raise ParameterError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
                              f"{feature_settings['dimension']}")
         if not np.isfinite(X).all():
-            raise ValueError("X has non-finite values; voice features must be finite")
+            raise ParameterError("X has non-finite values; voice features must be finite")
         unknown = sorted(set(y) - set(LABELS))
         if unknown:
-            raise ValueError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
+            raise ParameterError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
         labels = [lab for lab in LABELS if lab in set(y)]
         if len(labels) < 2:
             raise ModelError(f"the voice model needs at least two emotions to learn from, got {labels}")
@@ -258,7 +258,7 @@ class VoiceModel:
         k = len(labels)
         real = np.ones(len(y), bool) if augmented is None else ~np.asarray(augmented, bool)
         if real.shape != yi.shape or not real.any():
-            raise ValueError("augmented must have one flag per row, and some rows must be real recordings")
+            raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
         gamma_unit = 1.0 / X.shape[1]
 
         rng = np.random.default_rng(self.seed)
@@ -346,7 +346,7 @@ class VoiceModel:
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X must be (n, {self.n_features_in_}) voice features, got {X.shape}; "
+            raise ParameterError(f"X must be (n, {self.n_features_in_}) voice features, got {X.shape}; "
                              f"compute them with the model's feature settings ({self.settings_})")
         X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
         p = np.zeros((len(X), len(self.labels_)))

@@ -27,7 +27,12 @@ _WORKER: Pipeline | None = None  # in a worker process: the pipeline its initial
 
 
 def _init_worker(bundle: str, options: Options, role: str) -> None:
+    import warnings
+
+    from .errors import VersionWarning
+
     global _WORKER
+    warnings.simplefilter("ignore", VersionWarning)  # the main process loaded the bundle and said so once
     _WORKER = Pipeline(Path(bundle), options, role=role)
 
 

@@ -14,17 +14,21 @@ Layout (any part may be absent; ``predict`` uses what is there)::
       fusion_feat.skops optional feature-level fusion model
 
 Loading checks every hash before anything is parsed: a tampered bundle is refused
-with a message that names the file and says what to do.
+with a message that names the file and says what to do. A bundle written by other versions
+of the libraries its files depend on loads with a :class:`~emocli.errors.VersionWarning`
+naming both.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .errors import ModelError
+from .errors import ModelError, VersionWarning
 from .files import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
@@ -50,6 +54,11 @@ DEFAULT_BUNDLE = models_dir() / "default"
 
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose file formats a bundle depends on."""
+    return dict(_installed_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"emocli": __version__}
@@ -59,6 +68,26 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def check_versions(directory: Path, manifest: dict) -> list[str]:
+    """Warn (:class:`VersionWarning`) when the bundle's manifest records other versions of the libraries
+    installed here; return the names of those that differ.
+
+    tensorflow and tensorflow-cpu count as one library (the same files, built for GPU or CPU).
+    """
+    def by_name(versions) -> dict[str, str]:
+        if not isinstance(versions, dict):
+            return {}
+        return {("tensorflow" if k == "tensorflow-cpu" else str(k)): str(v) for k, v in versions.items()}
+
+    saved, here = by_name(manifest.get("versions")), by_name(library_versions())
+    differ = sorted(k for k in saved.keys() & here.keys() if saved[k] != here[k])
+    if differ:
+        warnings.warn(f"{directory}: written with {', '.join(f'{k} {saved[k]}' for k in differ)}; installed here: "
+                      f"{', '.join(f'{k} {here[k]}' for k in differ)}. It loads, but its scores may differ: install "
+                      "the versions it was written with, or retrain it", VersionWarning, stacklevel=3)
+    return differ
 
 
 def write_manifest(directory: Path, *, labels: list[str], settings: dict[str, Any] | None = None) -> dict:
@@ -161,6 +190,7 @@ def verify_bundle(directory: Path) -> dict:
         if (directory / name).is_file() and name not in files:
             raise ModelError(f"{directory / name}: present but not listed in the manifest; "
                              "delete it or rewrite the manifest by retraining")
+    check_versions(directory, manifest)
     return manifest
 
 

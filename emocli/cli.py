@@ -912,11 +912,30 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """emo's own warnings as one yellow line on stderr; any other as Python shows it."""
+    from .errors import EmoWarning
+
+    if not issubclass(category, EmoWarning):
+        return _python_show_warning(message, category, filename, lineno, file, line)
+    from rich.markup import escape
+
+    from .report import printable
+
+    _stderr().print(f"[yellow]warning:[/yellow] {escape(printable(str(message)))}")
+
+
+_python_show_warning = None
+
+
 def main() -> None:
     """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
     import errno
     import signal
+    import warnings
 
+    global _python_show_warning
+    _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()

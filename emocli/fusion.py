@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 METHODS = ("equal", "confusion")
@@ -153,7 +153,7 @@ class FusionModel:
         """
         wf = self._weights()
         if face is None and voice is None:
-            raise ValueError("nothing to fuse: both face and voice scores are missing")
+            raise ParameterError("nothing to fuse: both face and voice scores are missing")
         if face is None:
             return normalize(voice)
         if voice is None:

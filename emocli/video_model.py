@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
@@ -340,7 +340,7 @@ class FaceModel:
         """
         self._check()
         if views not in VIEW_CHOICES:
-            raise ValueError(f"views must be one of {', '.join(VIEW_CHOICES)}, got {views!r}")
+            raise ParameterError(f"views must be one of {', '.join(VIEW_CHOICES)}, got {views!r}")
         net = self._feature_net()
         feats, scores = [], []
         for start in range(0, len(x), batch_size):
@@ -637,12 +637,12 @@ class LiteNetwork:
         inp = self._it.get_input_details()
         outs = self._it.get_output_details()
         if len(inp) != 1 or len(outs) != 2:
-            raise ValueError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
+            raise ModelError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
         self._in = inp[0]["index"]
         self.input_shape = tuple(int(v) for v in inp[0]["shape"][1:])
         dims = [int(o["shape"][-1]) for o in outs]
         if n_labels not in dims:
-            raise ValueError(f"no output has {n_labels} scores (outputs {dims})")
+            raise ModelError(f"no output has {n_labels} scores (outputs {dims})")
         k = dims.index(n_labels)
         self._scores, self._feats = outs[k]["index"], outs[1 - k]["index"]
         self.n_features = dims[1 - k]
@@ -651,7 +651,7 @@ class LiteNetwork:
     def __call__(self, x: np.ndarray, training: bool = False):
         x = np.ascontiguousarray(x, np.float32)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+            raise ParameterError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
         if self._batch != len(x):
             self._it.resize_tensor_input(self._in, list(x.shape))
             self._it.allocate_tensors()

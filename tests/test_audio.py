@@ -134,10 +134,14 @@ def test_exactly_one_window_works():
     assert np.isfinite(clip_statistics(tone(0.05), SR, feature_set="rich")).all()
 
 
-def test_bad_shapes_and_rates_are_value_errors():
-    with pytest.raises(ValueError, match="mono"):
+def test_bad_shapes_and_rates_are_parameter_errors():
+    """emo's own error type, and still a ValueError for callers that catch one."""
+    from emocli.errors import EmoError, ParameterError
+
+    assert issubclass(ParameterError, EmoError) and issubclass(ParameterError, ValueError)
+    with pytest.raises(ParameterError, match="mono"):
         short_term_features(np.zeros((2, SR), np.float32), SR)
-    with pytest.raises(ValueError, match="sample rate"):
+    with pytest.raises(ParameterError, match="sample rate"):
         short_term_features(tone(), 0)
 
 

@@ -272,7 +272,7 @@ class VoiceModel:
                     for tr, va in folds:
                         va = va[real[va]]
                         if len(va):
-                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr, k).predict(X[va])
+                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
                     preds.append(pred[real])
                 sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
                 grid.append({"C": float(C), "gamma_x": float(gm),
@@ -317,7 +317,7 @@ class VoiceModel:
         return self
 
     @staticmethod
-    def _fit_idx(est, X, yi, tr, k):
+    def _fit_idx(est, X, yi, tr):
         if len(np.unique(yi[tr])) < 2:
             raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
         return est.fit(X[tr], yi[tr])
@@ -333,11 +333,6 @@ class VoiceModel:
         """Emotion names of :meth:`predict_proba`'s columns, in :data:`emocli.labels.LABELS` order."""
         self._check_fitted()
         return list(self.labels_)
-
-    @property
-    def feature_settings(self) -> dict[str, Any] | None:
-        """How features must be computed for this model (``settings_``), or None before ``fit``."""
-        return dict(self.settings_) if hasattr(self, "settings_") else None
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities, float64 (n_samples, len(labels)); columns follow :attr:`labels`; rows sum to 1."""
@@ -356,45 +351,6 @@ class VoiceModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable emotion name per row."""
         return np.asarray(self.labels_)[self.predict_proba(X).argmax(axis=1)]
-
-    def features(self, audio: np.ndarray, sr: int, *, also: Sequence[str] = ()) -> np.ndarray | dict:
-        """This model's clip features for a mono signal.
-
-        Parameters
-        ----------
-        audio : float (n,) mono signal at ``sr`` Hz
-        sr : must be the model's sample rate (``settings_["sample_rate"]``)
-        also : further feature sets to compute in the same pass (e.g. ``("thesis68",)`` for
-            feature-level fusion)
-
-        Returns
-        -------
-        float32 (d,), or with ``also`` a dict feature set -> vector that includes the model's own
-
-        Raises
-        ------
-        NoAudioError
-            If the signal is shorter than one analysis window.
-        ModelError
-            If ``sr`` is not the sample rate the model was trained at.
-        """
-        from .audio_features import clip_feature_sets
-
-        self._check_fitted()
-        st = self.settings_
-        want = int(st["sample_rate"])
-        if sr != want:
-            raise ModelError(f"the voice model was trained on {want} Hz audio, got {sr} Hz; "
-                             f"decode with emocli.media.load_audio(path, sr={want})")
-        own = st["feature_set"]
-        sets = dict.fromkeys([own, *also])
-        out = clip_feature_sets(audio, sr, feature_sets=list(sets), window=float(st["window_s"]),
-                                step=float(st["step_s"]))
-        return out if also else out[own]
-
-    def score_audio(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """Probabilities (len(labels),) for one mono clip."""
-        return self.predict_proba(self.features(audio, sr))[0]
 
     # -- persistence ---------------------------------------------------------------------
 

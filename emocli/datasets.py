@@ -219,7 +219,7 @@ def afew(root: Path, *, modality: str = "all") -> list[Item]:
     """AFEW / EmotiW videos: ``root/{Train,Val}/{Angry,...,Surprise}/*.avi``.
 
     Split folder names are case-insensitive (``train``, ``Val``, ``Validation``) and ``split`` is
-    ``"Train"`` or ``"Val"``. ``root/Test`` (unlabelled) is left to :func:`afew_test`. ``root`` may also
+    ``"Train"`` or ``"Val"``. ``root/Test`` (unlabelled) is skipped. ``root`` may also
     be a single split folder (``root/Angry/*.avi``); then ``split`` is None.
 
     Raises
@@ -246,24 +246,6 @@ def afew(root: Path, *, modality: str = "all") -> list[Item]:
     if not found and not dropped:
         raise DatasetError(f"{root}: no videos found (expected {root}/Train/<Emotion>/*.avi and {root}/Val/...)")
     return _finish(found, modality=modality, root=root, layout="afew", dropped=dropped)
-
-
-def afew_test(root: Path) -> list[Path]:
-    """The unlabelled AFEW test videos, ``root/Test/*.avi`` (any video extension, any depth), sorted.
-
-    Raises
-    ------
-    DatasetError
-        If ``root`` has no ``Test`` folder (any case) or it holds no videos.
-    """
-    root = _require_dir(root, "AFEW corpus")
-    tests = [p for p in _subdirs(root) if _SPLITS.get(p.name.lower()) == "Test"]
-    if not tests:
-        raise DatasetError(f"{root}: no Test folder; AFEW test videos are expected in {root}/Test/*.avi")
-    paths = sorted(p for t in tests for p in media_files(t, VIDEO_EXTS, follow_links=True))
-    if not paths:
-        raise DatasetError(f"{tests[0]}: no videos found (expected *.avi)")
-    return paths
 
 
 # --------------------------------------------------------------------------------------------------

@@ -90,10 +90,6 @@ class FusionModel:
     estimator_labels_: tuple[str, ...] = ()
     info_: dict = field(default_factory=dict)
 
-    @property
-    def needs_features(self) -> bool:
-        return self.method in FEATURE_METHODS and self.method != "learned"
-
     def fit_estimator(self, x: np.ndarray, y: Sequence[str], *, seed: int = 0) -> "FusionModel":
         """Fit a learned / feature-level fusion model on clip vectors ``x`` (see :func:`fusion_inputs`)."""
         _, counts = np.unique(np.asarray(y), return_counts=True)
@@ -136,10 +132,6 @@ class FusionModel:
         self.face_weights_ = np.where(tot > 0, rf / np.where(tot > 0, tot, 1), 0.5)
         self.face_recall_, self.voice_recall_ = dict(face_recall), dict(voice_recall)
         return self
-
-    @property
-    def voice_weights_(self) -> np.ndarray:
-        return 1.0 - self._weights()
 
     def _weights(self) -> np.ndarray:
         if self.face_weights_ is None:

@@ -399,10 +399,6 @@ class FaceModel:
         """Scores for face crops (uint8 RGB or grey), shape (N, n_labels), rows sum to 1."""
         return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size)
 
-    def features(self, faces, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(fc2 features (N, 256), scores (N, n_labels)) for face crops."""
-        return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size, features=True)
-
     # -- training ----------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
             epochs: int = 30, batch_size: int = 128, learning_rate: float = 1e-3,

@@ -15,7 +15,6 @@ from emocli.datasets import (
     LAYOUTS,
     Item,
     afew,
-    afew_test,
     cremad,
     detect_layout,
     emodb,
@@ -141,14 +140,6 @@ def test_afew_labels_and_case_insensitive_splits(tmp_path, train, val):
     assert_sorted(items)
     assert detect_layout(tmp_path) == "afew"
     assert load_corpus(tmp_path) == items
-
-
-def test_afew_test_videos_are_unlabelled_paths(tmp_path):
-    make_afew(tmp_path)
-    assert [p.name for p in afew_test(tmp_path)] == ["000001.avi", "000002.avi"]
-    assert all(p.parent.name != "Test" for p in (it.path for it in afew(tmp_path)))
-    with pytest.raises(DatasetError, match="Test"):
-        afew_test(tmp_path / "Train")
 
 
 def test_afew_single_split_folder(tmp_path):

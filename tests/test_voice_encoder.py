@@ -201,7 +201,16 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     assert meta["test"]["n"] == 4
     assert len(list((tmp_path / "cache").glob("*-enc*.npz"))) == 12  # embeddings cached beside the features
     model = VoiceModel.load(out, runtime=True)
-    p = model.score_audio(tone(300.0, 0.5), ve.SAMPLE_RATE)
+
+    def score_audio(audio):  # the model's features of one clip, computed as training did, then scored
+        from emocli.audio_features import clip_feature_sets
+
+        st = model.settings_
+        x = clip_feature_sets(audio, ve.SAMPLE_RATE, feature_sets=[st["feature_set"]], window=float(st["window_s"]),
+                              step=float(st["step_s"]))[st["feature_set"]]
+        return model.predict_proba(x)[0]
+
+    p = score_audio(tone(300.0, 0.5))
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
     from emocli.pipeline import Options, Pipeline
 
@@ -211,7 +220,7 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
     res = Pipeline(out, Options()).run(wav)
     assert res.status == "ok" and res.modalities == ["voice"]
-    direct = model.score_audio(load_audio(wav, sr=ve.SAMPLE_RATE), ve.SAMPLE_RATE)
+    direct = score_audio(load_audio(wav, sr=ve.SAMPLE_RATE))
     got = [res.voice_scores[lab] for lab in model.labels]
     assert np.allclose(got, direct, atol=1e-5)
     meta["features"]["encoder_sha256"] = "0" * 64

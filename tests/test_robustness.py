@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, build_tiny_bundle
+from conftest import EXAMPLES
 from emocli import media
 from emocli.bundle import verify_bundle, write_manifest
 from emocli.errors import MediaError, ModelError
@@ -208,8 +208,17 @@ def _contents(out):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, tmp_path):
+    from emocli.datasets import load_corpus
+    from emocli.extract import check_out_dir, run_extraction, settings_for
+    from emocli.pipeline import Options
+
+    # the uninterrupted run, in this process (what `emo extract` does, without another interpreter's start-up)
     ref = tmp_path / "ref"
-    assert _extract(small_corpus, ref, tiny_bundle).returncode == 0
+    opts = Options(keep_frames=True)
+    check_out_dir(ref, settings_for(small_corpus, None, None, tiny_bundle, verify_bundle(tiny_bundle), opts),
+                  resume=False)
+    assert run_extraction(load_corpus(small_corpus), root=small_corpus, out=ref, bundle=tiny_bundle,
+                          options=opts)["done"] == 6
     want = _contents(ref)
     assert len(want) == 6
     # killed during start-up, after the first finished item, and half-way: by progress on disk, not by

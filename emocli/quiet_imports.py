@@ -14,6 +14,7 @@ says whether TensorFlow sees a GPU without importing it where none can be.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 
@@ -106,6 +107,6 @@ def import_keras():
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_fd2(), stand_in_modules(dict.fromkeys(_KERAS_OPTIONAL)):
-        import tensorflow  # noqa: F401
+        importlib.import_module("tensorflow")  # TensorFlow first, inside the quiet block
         import keras
     return keras

@@ -68,13 +68,16 @@ def _prepare(args):
 def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
              workers: int = 1, on_segment: Callable[[str, dict], None] | None = None,
              on_frame: Callable[[str, dict], None] | None = None,
-             stop: threading.Event | None = None) -> Iterator[Result]:
+             stop: threading.Event | None = None,
+             on_progress: Callable[[str, str, float, float | None], None] | None = None) -> Iterator[Result]:
     """Yield one :class:`Result` per input, in order.
 
     Live inputs (pipes, URLs, devices) are read in this process, one pass each; their
     segments go to ``on_segment(name, segment)`` as each window closes (``--frames``: each scored
     frame to ``on_frame(name, frame)`` before its segment), and ``stop`` (an Event
     whose ``live`` attribute this sets while a stream is read, for a Ctrl-C handler) ends them.
+    Files read in this process report their passes to ``on_progress(name, what, done, total)``
+    (see :meth:`Pipeline.run`).
     """
     def live(display: str, src: LiveSource) -> Result:
         if stop is not None:
@@ -94,7 +97,8 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
             elif isinstance(path, LiveSource):
                 res = live(display, path)
             else:
-                res = pipe.run(path, display_name=display)
+                res = pipe.run(path, display_name=display, progress=None if on_progress is None else
+                               lambda what, done, total: on_progress(display, what, done, total))
             yield res
             if stop is not None and stop.is_set():
                 return

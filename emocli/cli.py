@@ -340,6 +340,11 @@ class FuseMethod(str, Enum):
     feature_dense = "feature-dense"
 
 
+class FaceMode(str, Enum):
+    main = "main"
+    all = "all"
+
+
 class OutFormat(str, Enum):
     table = "table"
     json = "json"
@@ -430,6 +435,15 @@ def predict(
         "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
         "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
         "in each segment line). For one person per stream.")] = False,
+    annotate: Annotated[Optional[Path], typer.Option(
+        help="Also write the input video again with each scored face's box and label and a bar chart of the "
+             "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
+             ".mkv; a still image: .png or .jpg). One input file.", show_default=False)] = None,
+    faces: Annotated[FaceMode, typer.Option(
+        help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
+             "also score every other face large enough, linked into tracks across frames, with a result per "
+             "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
+    ] = FaceMode.main,
     input_options: Annotated[Optional[str], typer.Option(
         "--input-options", callback=_input_options,
         help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
@@ -457,9 +471,11 @@ def predict(
     if plot is not None and not window:
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
+    source = None if annotate is None else _annotate_source(inputs)
     opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, modality=modality,
                              tta=tta, face_experts=face_experts, pooling=pooling, max_seconds=max_seconds,
-                             window=window, frames=frames, adapt=adapt)
+                             window=window, frames=frames or source is not None, adapt=adapt,
+                             faces=FaceMode(faces).value)
     rule = None
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
@@ -498,7 +514,8 @@ def predict(
     try:
         _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
                      ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
-                     timeline=timeline, rule=rule)
+                     timeline=timeline, rule=rule, annotate=None if source is None else (source, annotate),
+                     frames=frames)
     finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
         if sink is not None:
             sink.close()
@@ -545,14 +562,23 @@ class _OutputFile:
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
-                 fail_fast, timeline, rule=None) -> None:
-    """The predict loop: inputs in, a line (or table) per segment and per result out."""
+                 fail_fast, timeline, rule=None, annotate=None, frames=False) -> None:
+    """The predict loop: inputs in, a line (or table) per segment and per result out.
+
+    ``annotate``: (input file, output file) of ``--annotate``, written once the result is out;
+    ``frames``: whether per-frame lines were asked for (``--annotate`` needs them either way).
+    """
     from .bulk import run_bulk
     from .errors import EmoError
     from .inputs import expand_inputs
 
     as_json = writer is not None
     view = None
+    from .report import ProgressBar
+
+    total = _count_inputs(inputs) if err.is_terminal else None
+    # a live input's panel (LiveView) has the terminal to itself when the results go there
+    bar = ProgressBar(err, total, show=total is not None or not sys.stdout.isatty())
     if ray or ray_address:
         from .inputs import files_only
         from .scale import ray_predict
@@ -562,6 +588,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
                                                                 "is read on this machine: run it without --ray"),
                                   address=ray_address)
         except EmoError as exc:
+            bar.close()
             raise fail(str(exc)) from None
     else:
         from .report import LiveView, segment_line
@@ -582,15 +609,15 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
             _emit(writer.write, {"file": name, "frame": frame})
 
         results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
-                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP)
+                           on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP, on_progress=bar.media)
     if rule is not None:
         from .speaker import adapt_results
 
         results = adapt_results(pipe, results, rule)
+    kept: list = []
+    if annotate is not None:
+        results = _keep_frames(results, kept, show=frames)
     shown, written = [], {}
-    from .report import ProgressBar
-
-    bar = ProgressBar(err, _count_inputs(inputs) if err.is_terminal and not sys.stdout.isatty() else None)
     try:
         failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
                                 submission=submission, fail_fast=fail_fast, shown=shown, written=written,
@@ -605,8 +632,57 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         _emit(summary_table, shown, console=out_console)
     if _STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
         raise _Interrupted()
+    if annotate is not None and kept and kept[0].status == "ok":
+        _write_annotation(kept[0], *annotate, pipe=pipe, opts=opts, err=err)
     if failed:
         raise typer.Exit(1)
+
+
+def _annotate_source(inputs: list[str]) -> Path:
+    """--annotate: the one input file it draws on; any other input is an error (exit 1) before anything runs."""
+    from .inputs import expand_inputs
+    from .media import LiveSource
+
+    what = "draws on one video (or image) file"
+    if len(inputs) != 1:
+        raise fail(f"--annotate {what}, and {len(inputs)} inputs were given; run `emo predict FILE --annotate "
+                   "OUT.mp4` once per file")
+    arg = inputs[0]
+    if arg == "-" or Path(arg).is_dir() or any(isinstance(src, LiveSource) for _, src, _ in expand_inputs([arg])):
+        raise fail(f"{'<stdin>' if arg == '-' else arg}: --annotate {what}, not a folder, stdin or a live stream; "
+                   "save the stream to a file first (ffmpeg -i URL -t 60 clip.mp4) and annotate that")
+    return Path(arg)
+
+
+def _keep_frames(results, kept: list, *, show: bool):
+    """Pass results on, keeping each in ``kept`` (its frame records feed --annotate); without --frames their
+    frame lines are not printed."""
+    import dataclasses
+
+    for res in results:
+        kept.append(res)
+        yield res if show else dataclasses.replace(res, frames=None)
+
+
+def _write_annotation(res, source: Path, target: Path, *, pipe, opts, err) -> None:
+    """--annotate: draw ``res`` on ``source`` into ``target``; a failure is one line and exit 1 (the result is
+    already out)."""
+    from .annotate import annotate
+    from .errors import EmoError
+    from .report import ProgressBar
+
+    bar = ProgressBar(err, 1)
+    try:
+        annotate(source, target, res, pipe.fusion, fps=opts.fps, max_seconds=opts.max_seconds,
+                 progress=lambda done, total: bar.media(res.file, "annotate", done, total))
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{target}: cannot write the annotated video there ({exc.strerror or exc}); choose a folder "
+                   "you can write to") from None
+    finally:
+        bar.close()
+    err.print(f"wrote {target}", markup=False)
 
 
 def _input_options(value: Optional[str]) -> Optional[list[str]]:
@@ -640,48 +716,57 @@ def _count_inputs(inputs: list[str]) -> int | None:
 def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
                    timeline=None, view=None) -> int:
     """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
-    from rich.markup import escape
-
-    from .report import printable, result_table
-
     failed = 0
     for res in results:
         if view is not None:
             view.stop()  # a live stream's panel gives way to its result table
         bar.advance(res.file)
-        if res.status != "ok":
-            failed += 1
-            err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
-        if submission is not None and res.status == "ok":
-            from .report import submission_name, write_submission
-
-            name = submission_name(res)
-            if name in written:  # two inputs of one name in different folders: never overwrite the first
-                failed += 1
-                err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
-                          f"written for {escape(printable(written[name]))}; rename one of them or run them "
-                          "separately (its result line is still printed)")
-            else:
-                written[name] = res.file
-                write_submission(submission, res)
-        if timeline is not None:
-            for seg in res.segments or []:
-                timeline.add(res.file, seg)
-        if writer is not None:
-            for frame in res.frames or []:
-                _emit(writer.write, {"file": res.file, "frame": frame})
-            for seg in res.segments or []:
-                _emit(writer.write, {"file": res.file, "segment": seg})
-            _emit(writer.write, res.to_json())
-        else:
-            from .report import segment_line
-
-            for seg in res.segments or []:
-                _emit(segment_line, seg, console=out_console)
-            _emit(result_table, res, console=out_console)
-            shown.append(res)
+        with bar.paused():
+            failed += _print_result(res, err=err, writer=writer, out_console=out_console, submission=submission,
+                                    shown=shown, written=written, timeline=timeline)
         if failed and fail_fast:
             break
+    return failed
+
+
+def _print_result(res, *, err, writer, out_console, submission, shown, written, timeline) -> int:
+    """One result's lines (or table), its error on stderr; 1 if it failed (or its submission file clashed)."""
+    from rich.markup import escape
+
+    from .report import printable, result_table
+
+    failed = 0
+    if res.status != "ok":
+        failed += 1
+        err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
+    if submission is not None and res.status == "ok":
+        from .report import submission_name, write_submission
+
+        name = submission_name(res)
+        if name in written:  # two inputs of one name in different folders: never overwrite the first
+            failed += 1
+            err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
+                      f"written for {escape(printable(written[name]))}; rename one of them or run them "
+                      "separately (its result line is still printed)")
+        else:
+            written[name] = res.file
+            write_submission(submission, res)
+    if timeline is not None:
+        for seg in res.segments or []:
+            timeline.add(res.file, seg)
+    if writer is not None:
+        for frame in res.frames or []:
+            _emit(writer.write, {"file": res.file, "frame": frame})
+        for seg in res.segments or []:
+            _emit(writer.write, {"file": res.file, "segment": seg})
+        _emit(writer.write, res.to_json())
+    else:
+        from .report import segment_line
+
+        for seg in res.segments or []:
+            _emit(segment_line, seg, console=out_console)
+        _emit(result_table, res, console=out_console)
+        shown.append(res)
     return failed
 
 

@@ -5,7 +5,8 @@ frame scores were averaged with the real ones. emo's default is BlazeFace full-r
 (MediaPipe's detector, a small CNN that also returns a confidence), and it keeps at most
 one face per frame: the main speaker, chosen for being large, confident and consistent
 with the face kept in the previous frames. Frames with no acceptable face are dropped,
-never scored.
+never scored. The other faces large enough to score are linked into tracks across frames
+(:class:`FaceLinker`): counted by default, cropped and scored too with ``--faces all``.
 
 Pure functions on arrays: nothing here opens media files or prints.
 """
@@ -30,6 +31,8 @@ MIN_CONFIDENCE = 0.6  # BlazeFace detections below this are discarded
 MIN_FACE = 24  # pixels: smaller faces are too blurred to score (FER2013 crops are 48 px)
 MIN_RELATIVE = 0.35  # faces narrower than this share of the frame's largest face are background
 CROP_MARGIN = 0.1  # the square crop is the face box grown by 10 % per side: FER2013-like framing
+TRACK_IOU = 0.3  # a face continues a track when its box overlaps the track's last box by this much (IoU)
+TRACK_MAX_MISSED = 5  # sampled frames a track may miss (1 s at the default 5 fps) before it ends
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,60 @@ class FaceTracker:
         return best
 
 
+@dataclass
+class FaceLinker:
+    """Links the faces of successive sampled frames into tracks by box overlap.
+
+    Greedy matching: (face, live track) pairs are taken best IoU first while it is at least
+    ``min_iou``, each face and track at most once; a face left over starts a new track. A
+    track missing from more than ``max_missed`` sampled frames in a row ends: the same face
+    seen later starts a new track. Track ids count from 0 in the order tracks start.
+    """
+
+    min_iou: float = TRACK_IOU
+    max_missed: int = TRACK_MAX_MISSED
+    n_tracks_: int = field(default=0, init=False)
+    live_: dict[int, tuple[Detection, int]] = field(default_factory=dict, init=False)  # id: (last box, missed)
+    main_: set[int] = field(default_factory=set, init=False)  # tracks that held a frame's main face
+
+    def link(self, dets: list[Detection]) -> list[int]:
+        """The track id of each face of one frame, in order."""
+        pairs = sorted(((iou(d, box), i, k) for i, d in enumerate(dets) for k, (box, _) in self.live_.items()),
+                       key=lambda p: -p[0])
+        ids: list[int | None] = [None] * len(dets)
+        for overlap, i, k in pairs:
+            if overlap < self.min_iou:
+                break
+            if ids[i] is None and k not in ids:
+                ids[i] = k
+        for i in range(len(dets)):
+            if ids[i] is None:
+                ids[i] = self.n_tracks_
+                self.n_tracks_ += 1
+        for k, (box, missed) in list(self.live_.items()):
+            if k not in ids:
+                if missed + 1 > self.max_missed:
+                    del self.live_[k]
+                else:
+                    self.live_[k] = (box, missed + 1)
+        self.live_.update((k, (d, 0)) for k, d in zip(ids, dets))
+        return ids
+
+    def add(self, dets: list[Detection], main: Detection | None, *, min_face: int = MIN_FACE
+            ) -> tuple[list[Detection], list[int]]:
+        """Link one frame's faces large enough to score (``min_face`` px); ``main`` (one of ``dets``, or None) is
+        the face the tracker kept. Returns (those faces, their track ids)."""
+        faces = [d for d in dets if min(d.width, d.height) >= min_face]
+        ids = self.link(faces)
+        self.main_.update(k for d, k in zip(faces, ids) if d is main)
+        return faces, ids
+
+    @property
+    def others(self) -> int:
+        """How many tracks never held the main face."""
+        return self.n_tracks_ - len(self.main_)
+
+
 def crop_face(frame: np.ndarray, det: Detection, *, margin: float = CROP_MARGIN) -> np.ndarray:
     """Square crop around a face, grown by ``margin`` per side; pads with edge pixels at borders.
 
@@ -242,17 +299,43 @@ def crop_face(frame: np.ndarray, det: Detection, *, margin: float = CROP_MARGIN)
 
 
 def faces_in_frames(frames: np.ndarray, *, detector, tracker: FaceTracker, margin: float = CROP_MARGIN,
-                    ) -> tuple[list[int], list[np.ndarray], list[Detection]]:
+                    linker: FaceLinker | None = None) -> tuple[list[int], list[np.ndarray], list[Detection]]:
     """Detect, choose and crop the main face in each frame of a chunk.
 
-    Returns (indices of frames that had a face, crops, detections).
+    With a ``linker``, the other faces large enough to score are linked into its tracks too (so
+    that they can be counted), not cropped. Returns (indices of frames that had a face, crops,
+    detections).
     """
     idx, crops, boxes = [], [], []
     for i, frame in enumerate(frames):
-        det = tracker.choose(detector(frame), frame.shape)
+        dets = detector(frame)
+        det = tracker.choose(dets, frame.shape)
+        if linker is not None:
+            linker.add(dets, det, min_face=tracker.min_face)
         if det is None:
             continue
         idx.append(i)
         crops.append(crop_face(frame, det, margin=margin))
         boxes.append(det)
     return idx, crops, boxes
+
+
+def every_face_in_frames(frames: np.ndarray, *, detector, tracker: FaceTracker, linker: FaceLinker,
+                         margin: float = CROP_MARGIN,
+                         ) -> tuple[list[int], list[np.ndarray], list[Detection], list[int], list[bool]]:
+    """Detect and crop every face large enough to score in each frame of a chunk, linked into tracks.
+
+    Returns (frame index, crop, detection, track id, whether it is the frame's main face) per face.
+    """
+    idx, crops, boxes, tracks, main = [], [], [], [], []
+    for i, frame in enumerate(frames):
+        dets = detector(frame)
+        chosen = tracker.choose(dets, frame.shape)
+        faces, ids = linker.add(dets, chosen, min_face=tracker.min_face)
+        for det, k in zip(faces, ids):
+            idx.append(i)
+            crops.append(crop_face(frame, det, margin=margin))
+            boxes.append(det)
+            tracks.append(k)
+            main.append(det is chosen)
+    return idx, crops, boxes, tracks, main

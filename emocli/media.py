@@ -468,6 +468,88 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     return np.frombuffer(data, np.float32, count=len(data) // 4).copy()
 
 
+def frame_rate(fps: float) -> str:
+    """``fps`` as the exact rate ffmpeg should use: NTSC rates (29.97 = 30000/1001, 23.976, 59.94) as
+    fractions, so that a long video keeps its timing; others as given."""
+    from fractions import Fraction
+
+    ntsc = round(fps * 1.001)
+    if ntsc and abs(fps - ntsc / 1.001) < 0.005 and abs(fps - ntsc) > 0.005:
+        return f"{ntsc * 1000}/1001"
+    return str(Fraction(fps).limit_denominator(1000))
+
+
+@functools.lru_cache(maxsize=4)
+def has_encoder(name: str) -> bool:
+    """Whether the ffmpeg binary in use can encode with ``name`` (libx264 is missing from some builds)."""
+    try:
+        res = subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-encoders"], capture_output=True,
+                             timeout=PROBE_TIMEOUT, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return re.search(rf"^\s*V\S*\s+{re.escape(name)}\s", res.stdout.decode("utf-8", "replace"), re.M) is not None
+
+
+class VideoWriter:
+    """Encode uint8 RGB frames (H, W, 3) into a video file through ffmpeg's stdin, with the audio of
+    ``audio_from`` (the stream the voice is read from, re-encoded to AAC) when it has one.
+
+    Video is H.264 (libx264; MPEG-4 part 2 where the binary lacks it) at ``rate`` frames per
+    second (a string such as ``30000/1001``, see :func:`frame_rate`), at the frames' own size; the
+    muxer follows ``path``'s extension. Use as a context manager: leaving it ends the file, and
+    a failure raises :class:`MediaError` naming ``display`` (default: ``path``).
+    """
+
+    def __init__(self, path: Path | str, *, width: int, height: int, rate: str, audio_from: MediaInfo | None = None,
+                 max_seconds: float | None = None, display: Path | str | None = None):
+        self.path, self.display = Path(path), display or path
+        self.width, self.height, self.frames = width, height, 0
+        cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
+               "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-framerate", rate, "-i", "pipe:0"]
+        maps = ["-map", "0:v"]
+        if audio_from is not None and audio_from.has_audio:
+            cmd += ["-i", _source(audio_from.path)]
+            maps += ["-map", f"1:a:{audio_from.audio_stream}", "-c:a", "aac", "-b:a", "128k"]
+        if has_encoder("libx264"):
+            # 4:2:0 needs even sides; an odd-sized video keeps its size in 4:4:4
+            pix = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+            video = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-pix_fmt", pix]
+        else:
+            video = ["-c:v", "mpeg4", "-q:v", "3", "-pix_fmt", "yuv420p"]
+        out = ["-t", str(max_seconds)] if max_seconds is not None else []
+        if self.path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            out += ["-movflags", "+faststart"]
+        self.cmd = [*cmd, *maps, *video, *out, "file:" + str(self.path.resolve())]
+
+    def __enter__(self) -> "VideoWriter":
+        self.err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.err)
+        return self
+
+    def write(self, frame: np.ndarray) -> None:
+        """One frame, uint8 RGB (height, width, 3)."""
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(frame, np.uint8).tobytes())
+        except BrokenPipeError:  # ffmpeg stopped: its message says why (raised on leaving)
+            return
+        self.frames += 1
+
+    def __exit__(self, exc_type, *exc) -> None:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        if exc_type is not None:
+            self.proc.kill()
+        rc = self.proc.wait()
+        self.err.seek(0)
+        said = self.err.read().decode("utf-8", "replace")
+        self.err.close()
+        if exc_type is None and rc != 0:
+            raise MediaError(f"{self.display}: ffmpeg could not write the video ({_last_error_line(said)}); "
+                             "check the name's extension and that the folder is writable")
+
+
 class StallingReader:
     """Read a pipe, FIFO or device by its file descriptor, giving up after ``timeout`` seconds without a byte.
 

@@ -11,7 +11,7 @@ import copy
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -34,6 +34,8 @@ STREAM_BLOCK = 10.0
 # seconds: a window closes at most this long after one modality has passed its end while the
 # other has not (a stream whose audio stalls or lags must not hold every result back)
 LIVE_MAX_LAG = 5.0
+# progress(what, done, total): a pass ("faces", "voice") has gone through ``done`` of ``total`` seconds
+Progress = Callable[[str, float, "float | None"], None]
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,13 @@ class Options:
     # of voiced windows are in, each window's voice is scored with the bundle's speaker-normalised
     # model against the stream's running statistics. Needs a bundle trained with --speaker-norm.
     adapt: bool = False
+    # Faces scored per frame: "main" (the main speaker's; other faces are only counted, in a note) or
+    # "all" (every face large enough, linked into tracks and reported per track in Result.faces;
+    # the clip's face score stays the main face's).
+    faces: str = "main"
+
+
+FACE_MODES = ("main", "all")
 
 
 @dataclass
@@ -110,12 +119,17 @@ class Result:
     # What re-scoring the voice needs: the clip's voice vector and the fusion's other inputs.
     voice_vector: np.ndarray | None = field(default=None, repr=False)
     fusion_inputs: dict[str, Any] | None = field(default=None, repr=False)
+    # --faces all: one entry per face track (track, main, box [x, y, w, h], label, scores,
+    # frames_used, first, last); in JSON only then
+    faces: list[dict[str, Any]] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _NOT_JSON}
         if not self.adaptation_asked:
             d.pop("speaker")
             d.pop("adaptation")
+        if self.faces is None:
+            d.pop("faces")
         d["seconds"] = round(self.seconds, 3)
         if self.error is None:
             d.pop("error")
@@ -148,6 +162,8 @@ class Prepared:
     aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
     aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
     face_boxes: np.ndarray | None = None  # (n, 4) float32 face boxes in the input's pixels (NaN: no box)
+    face_tracks: np.ndarray | None = None  # --faces all: (n,) int track ids
+    face_main: np.ndarray | None = None  # --faces all: (n,) bool, the frame's main face
     voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
@@ -271,12 +287,16 @@ class Pipeline:
         return self._detector
 
     # ----------------------------------------------------------------------------------
-    def run(self, path: Path | str, *, display_name: str | None = None) -> Result:
-        """Analyse one input; expected failures become ``status="error"`` results."""
+    def run(self, path: Path | str, *, display_name: str | None = None, progress: Progress | None = None) -> Result:
+        """Analyse one input; expected failures become ``status="error"`` results.
+
+        ``progress(what, done, total)`` is called as each pass goes through the media: ``what`` is
+        "faces" or "voice", ``done`` and ``total`` seconds (``total`` None when unknown).
+        """
         t0 = time.perf_counter()
         res = Result(file=display_name or str(path), gpu=self.gpu)
         try:
-            self._run(Path(path), res)
+            self._run(Path(path), res, progress)
         except EmoError as exc:
             _fail(res, exc)
         res.seconds = time.perf_counter() - t0
@@ -302,7 +322,7 @@ class Pipeline:
         return res
 
     def _run_stream(self, source, res: Result, on_segment, on_frame, stop) -> None:
-        from .faces import FaceTracker, faces_in_frames
+        from .faces import FaceLinker, FaceTracker
         from .media import LiveDecode, probe_live, spool_unseekable
         from .video_model import prepare_faces
 
@@ -337,7 +357,7 @@ class Pipeline:
         live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
                             audio=use_audio, on_segment=on_segment if opt.window else None,
                             on_frame=on_frame if opt.frames else None)
-        tracker = FaceTracker(min_face=opt.min_face)
+        tracker, linker = FaceTracker(min_face=opt.min_face), FaceLinker()
         dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
                          max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
         with dec:
@@ -345,15 +365,12 @@ class Pipeline:
                 if item.kind == "video":
                     res.frames_seen += 1
                     frame = item.frame
-                    if opt.detect is not False:
-                        _, crops, boxes = faces_in_frames([frame], detector=self.detector, tracker=tracker,
-                                                          margin=opt.margin)
-                    else:
-                        crops, boxes = [frame], [None]
+                    _, crops, boxes, tracks, main = self._find_faces([frame], tracker, linker)
                     if crops:
-                        aligned, mask = self._aligned([frame], boxes, crops)
-                        live.acc.add(np.array([item.time]), prepare_faces(crops, self.face_pre), aligned, mask,
-                                     boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0))
+                        aligned, mask = self._aligned([frame] * len(crops), boxes, crops)
+                        live.acc.add(np.full(len(crops), item.time), prepare_faces(crops, self.face_pre), aligned,
+                                     mask, boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
+                                     tracks=tracks, main=main)
                     live.video_time = item.time + dec.step
                 elif item.kind == "audio":
                     live.add_audio(item.audio)
@@ -373,6 +390,7 @@ class Pipeline:
                 res.notes.append("no video frames decoded")
             elif res.frames_used == 0:
                 res.notes.append(f"no face found in {res.frames_seen} frame(s)")
+            self._other_faces_note(linker, res)
         face, voice, stats68 = live.totals()
         res.notes.extend(live.stream_notes())
         if live.adapter is not None:
@@ -386,19 +404,24 @@ class Pipeline:
         try:
             prep.info = info = self._probe(prep.path)
             if self.has_face and info.has_video:
-                times, inputs, aligned, masks, boxes = [], [], [], [], []
-                for t, x, a, m, b in self._face_chunks(info, prep):
+                times, inputs, aligned, masks, boxes, tracks, main = [], [], [], [], [], [], []
+                for t, x, a, m, b, k, mf in self._face_chunks(info, prep):
                     times.append(t)
                     inputs.append(x)
                     boxes.append(b)
                     if a is not None:
                         aligned.append(a)
                         masks.append(m)
+                    if k is not None:
+                        tracks.append(k)
+                        main.append(mf)
                 if inputs:
                     prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
                     prep.face_boxes = np.concatenate(boxes)
                     if aligned:
                         prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
+                    if tracks:
+                        prep.face_tracks, prep.face_main = np.concatenate(tracks), np.concatenate(main)
             if self.has_voice and info.has_audio and not info.is_image:
                 prep.voice_frames = self._voice_frames(info, prep.notes)
         except EmoError as exc:
@@ -419,10 +442,11 @@ class Pipeline:
                 if prep.face_inputs is not None:
                     b = self.options.batch_size
                     for i in range(0, len(prep.face_inputs), b):
-                        a = prep.aligned_inputs
+                        a, k = prep.aligned_inputs, prep.face_tracks
                         acc.add(prep.face_times[i:i + b], prep.face_inputs[i:i + b],
                                 None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b],
-                                boxes=prep.face_boxes[i:i + b])
+                                boxes=prep.face_boxes[i:i + b], tracks=None if k is None else k[i:i + b],
+                                main=None if k is None else prep.face_main[i:i + b])
                 self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
             except EmoError as exc:
                 _fail(res, exc)
@@ -435,16 +459,21 @@ class Pipeline:
 
         return probe(path)
 
-    def _run(self, path: Path, res: Result) -> None:
+    def _run(self, path: Path, res: Result, progress: Progress | None = None) -> None:
         info = self._probe(path)
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         if self.has_face and info.has_video:
-            for t, x, a, m, b in self._face_chunks(info, res):
-                acc.add(t, x, a, m, boxes=b)
+            for t, x, a, m, b, k, mf in self._face_chunks(info, res, progress):
+                acc.add(t, x, a, m, boxes=b, tracks=k, main=mf)
         voice_frames = None
         if self.has_voice and info.has_audio and not info.is_image:
+            total = media_seconds(info, self.options.max_seconds)
+            if progress is not None:
+                progress("voice", 0.0, total)
             voice_frames = self._voice_frames(info, res.notes)
+            if progress is not None:
+                progress("voice", total or 0.0, total)
         self._finish(path, info, res, acc, voice_frames)
 
     def _finish(self, path: Path, info, res: Result, acc: "_FaceAccumulator", voice_frames) -> None:
@@ -492,6 +521,7 @@ class Pipeline:
         if voice_a is not None:
             res.fusion_inputs = {"face": face_a, "face_features": face_features, "voice_stats68": stats68}
         res.face_scores, res.voice_scores = _as_dict(_zero_nan(face_a), labels), _as_dict(_zero_nan(voice_a), labels)
+        res.faces = acc.face_tracks()
         experts = acc.expert_scores()
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
         if "rafdb" in self.experts_used and res.frames_used and skipped:
@@ -515,21 +545,26 @@ class Pipeline:
         return normalize_present(align(scores, labels, self.fusion.labels))
 
     # -- faces -------------------------------------------------------------------------
-    def _face_chunks(self, info, rec) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray]]":
-        """(times, network inputs, aligned faces, mask, boxes) for the main face of each decoded frame, by chunk.
+    def _face_chunks(self, info, rec, progress: Progress | None = None,
+                     ) -> "Iterator[tuple[np.ndarray, np.ndarray, Any, Any, np.ndarray, Any, Any]]":
+        """(times, network inputs, aligned faces, mask, boxes, tracks, main) for the faces of each decoded frame
+        (see :meth:`_find_faces`), by chunk.
 
         Boxes are float32 (n, 4) x0, y0, x1, y1 in the input's own pixels (NaN where there is none).
+        With ``--faces all``, tracks are int (n,) track ids and main bool (n,) marks each frame's
+        main face; else both are None.
 
         Aligned faces (uint8 (n, 112, 112, 3)) and the mask of those the rafdb expert scores are
         made only when it is in use (else both are None); see :meth:`_aligned`. ``rec`` (a
-        Result or Prepared) receives ``frames_seen`` and notes.
+        Result or Prepared) receives ``frames_seen`` and notes; ``progress`` (see :meth:`run`) the
+        seconds of video decoded.
         """
-        from .faces import FaceTracker, faces_in_frames
+        from .faces import FaceLinker, FaceTracker
         from .media import check_frame_size, ended_early, iter_frames, read_image
         from .video_model import prepare_faces
 
         opt = self.options
-        tracker = FaceTracker(min_face=opt.min_face)
+        tracker, linker = FaceTracker(min_face=opt.min_face), FaceLinker()
         if info.is_image:
             rec.frames_seen = 1
             check_frame_size(info)
@@ -537,12 +572,9 @@ class Pipeline:
             img = read_image(info.path, problems=problems)
             if problems:
                 rec.notes.append(f"image damaged ({problems[0]}): scored what decoded")
-            if opt.detect is not False:
-                _, crops, boxes = faces_in_frames([img], detector=self.detector, tracker=tracker, margin=opt.margin)
-            else:
-                crops, boxes = [img], [None]
+            _, crops, boxes, tracks, main = self._find_faces([img], tracker, linker)
             if not crops and opt.detect is None and min(img.shape[:2]) <= CROP_MAX_SIDE:
-                crops, boxes = [img], [None]
+                crops, boxes, tracks, main = self._whole([img])
                 rec.notes.append(f"no face found in the {img.shape[1]}x{img.shape[0]} image: scored it whole as "
                                  "a face crop")
             if not crops:
@@ -550,29 +582,29 @@ class Pipeline:
                 raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
                                   f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
                                   "without --detect)")
-            yield (np.zeros(1), prepare_faces(crops[:1], self.face_pre), *self._aligned([img], boxes[:1], crops[:1]),
-                   box_array(boxes[:1], 1.0))
+            self._other_faces_note(linker, rec)
+            yield (np.zeros(len(crops)), prepare_faces(crops, self.face_pre),
+                   *self._aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
             return
         found = 0
+        step = 1.0 / (opt.fps or info.fps or 25.0)
+        total = media_seconds(info, opt.max_seconds)
         try:
             for ts, frames in iter_frames(info.path, fps=opt.fps, info=info, max_side=opt.max_side,
                                           max_seconds=opt.max_seconds):
                 rec.frames_seen += len(frames)
-                if opt.detect is not False:
-                    idx, crops, boxes = faces_in_frames(frames, detector=self.detector, tracker=tracker,
-                                                        margin=opt.margin)
-                else:
-                    idx, crops, boxes = list(range(len(frames))), list(frames), [None] * len(frames)
+                if progress is not None:
+                    progress("faces", min(float(ts[-1]) + step, total or float("inf")), total)
+                idx, crops, boxes, tracks, main = self._find_faces(frames, tracker, linker)
                 if crops:
                     found += len(crops)
                     aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
                     yield (np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask,
-                           box_array(boxes, info.width / frames.shape[2] if info.width else 1.0))
+                           box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main)
         except MediaError:
             if rec.frames_seen == 0:
                 raise
             rec.notes.append(_ENDED_EARLY)
-        step = 1.0 / (opt.fps or info.fps or 25.0)
         if rec.frames_seen and _ENDED_EARLY not in rec.notes and ended_early(
                 info, rec.frames_seen * step, step=step, max_seconds=opt.max_seconds):
             rec.notes.append(_ENDED_EARLY)
@@ -580,6 +612,41 @@ class Pipeline:
             rec.notes.append("no video frames decoded")
         elif found == 0:
             rec.notes.append(f"no face found in {rec.frames_seen} frame(s)")
+        self._other_faces_note(linker, rec)
+
+    def _find_faces(self, frames, tracker, linker) -> tuple[list[int], list[np.ndarray], list, Any, Any]:
+        """(frame indices, crops, detections, tracks, main) of the faces to score in a chunk of frames.
+
+        ``--faces main``: the main face of each frame (the ``linker`` counts the others); tracks and
+        main are None. ``--faces all``: every face large enough, with int track ids and bool main
+        flags (n,). With ``--no-detect`` each frame is a face crop (``--faces all``: track 0).
+        """
+        opt = self.options
+        if opt.detect is False:
+            crops, boxes, tracks, main = self._whole(frames)
+            return list(range(len(frames))), crops, boxes, tracks, main
+        if opt.faces == "all":
+            from .faces import every_face_in_frames
+
+            idx, crops, boxes, tracks, main = every_face_in_frames(frames, detector=self.detector, tracker=tracker,
+                                                                   linker=linker, margin=opt.margin)
+            return idx, crops, boxes, np.array(tracks, np.int64), np.array(main, bool)
+        from .faces import faces_in_frames
+
+        return (*faces_in_frames(frames, detector=self.detector, tracker=tracker, margin=opt.margin, linker=linker),
+                None, None)
+
+    def _whole(self, frames) -> tuple[list[np.ndarray], list, Any, Any]:
+        """Each frame taken whole as a face crop: (crops, boxes, tracks, main) as :meth:`_find_faces` gives them."""
+        n = len(frames)
+        if self.options.faces != "all":
+            return list(frames), [None] * n, None, None
+        return list(frames), [None] * n, np.zeros(n, np.int64), np.ones(n, bool)
+
+    def _other_faces_note(self, linker, rec) -> None:
+        """``--faces main``: say how many other faces were seen (tracks that never held the main face)."""
+        if linker.others and self.options.faces == "main":
+            rec.notes.append(f"{linker.others} other face(s) seen and ignored; --faces all scores them")
 
     def _aligned(self, frames, boxes, crops) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Faces aligned by five landmarks for the rafdb expert, and the mask of those it scores.
@@ -796,6 +863,13 @@ class Pipeline:
                 out[-1]["adapted"] = adapted
         notes.extend(sorted(one_sided))
         return out
+
+
+def media_seconds(info, max_seconds: float | None = None) -> float | None:
+    """Seconds of an input that are analysed: its duration, at most ``max_seconds`` (None when unknown)."""
+    if info.duration is None:
+        return max_seconds
+    return info.duration if max_seconds is None else min(info.duration, max_seconds)
 
 
 POOLINGS = ("mean", "expressive")
@@ -1030,13 +1104,20 @@ class _FaceAccumulator:
     """Scores face inputs in batches and keeps per-frame scores (and running sums) for a clip.
 
     Each frame's face score combines the experts in use (calibrated, see experts.ExpertSet);
-    each expert's own frame scores are summed for the result's ``face_experts``.
+    each expert's own frame scores are summed for the result's ``face_experts``. With
+    ``--faces all`` the faces other than each frame's main one go to a second accumulator
+    (``others``) and every scored face to the tracks' running sums (``pool``): the clip's own
+    scores stay the main face's.
     """
 
-    def __init__(self, pipe: Pipeline, res: Result, *, still: bool = False):
-        self.pipe, self.res = pipe, res
+    def __init__(self, pipe: Pipeline, res: Result, *, still: bool = False, pool: "_TrackPool | None" = None):
+        self.pipe, self.res, self.still = pipe, res, still
         tta = pipe.options.tta
         self.views = ("bundle" if still else "mirror") if tta == "auto" else tta
+        self.main = pool is None  # False for the ``others`` of a main accumulator
+        self.pool = pool if pool is not None else _TrackPool(pipe) if pipe.options.faces == "all" else None
+        self.others: _FaceAccumulator | None = None
+        self.pending_k: list[np.ndarray] = []
         self.pending_t: list[np.ndarray] = []
         self.pending: list[np.ndarray] = []
         self.pending_a: list[np.ndarray] = []
@@ -1051,15 +1132,31 @@ class _FaceAccumulator:
         self.expert_features: list[np.ndarray] = []
         self.feat_sum = None
         self.pending_b: list[np.ndarray] = []
-        self.frame_log: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # --frames: (times, boxes, scores)
+        # --frames: (times, boxes, scores, track ids)
+        self.frame_log: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, times: np.ndarray, inputs: np.ndarray, aligned: np.ndarray | None = None,
-            mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None) -> None:
+            mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None, tracks: np.ndarray | None = None,
+            main: np.ndarray | None = None) -> None:
         """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores;
-        ``boxes``: (n, 4) face boxes, kept for ``--frames``."""
+        ``boxes``: (n, 4) face boxes, kept for ``--frames``; ``tracks`` / ``main`` (``--faces all``):
+        their track ids and which are their frame's main face (the others go to ``others``)."""
+        if main is not None and not main.all():
+            if self.others is None:
+                self.others = _FaceAccumulator(self.pipe, Result(file=self.res.file), still=self.still, pool=self.pool)
+            rest = ~main
+            self.others.add(times[rest], inputs[rest], None if aligned is None else aligned[rest],
+                            None if mask is None else mask[rest], boxes=None if boxes is None else boxes[rest],
+                            tracks=tracks[rest])
+            times, inputs, tracks = times[main], inputs[main], tracks[main]
+            aligned, mask = (None, None) if aligned is None else (aligned[main], mask[main])
+            boxes = None if boxes is None else boxes[main]
+            if not len(times):
+                return
         self.pending_t.append(times)
         self.pending.append(inputs)
         self.pending_b.append(np.full((len(times), 4), np.nan, np.float32) if boxes is None else boxes)
+        self.pending_k.append(np.full(len(times), -1, np.int64) if tracks is None else tracks)
         if aligned is not None:
             self.pending_a.append(aligned[mask])
             self.pending_m.append(mask)
@@ -1077,9 +1174,9 @@ class _FaceAccumulator:
         x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
         aligned = np.concatenate(self.pending_a) if self.pending_a else None
         mask = np.concatenate(self.pending_m) if self.pending_m else np.zeros(len(x), bool)
-        boxes = np.concatenate(self.pending_b)
+        boxes, tracks = np.concatenate(self.pending_b), np.concatenate(self.pending_k)
         self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
-        self.pending_b = []
+        self.pending_b, self.pending_k = [], []
         feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
                                                   views=self.views)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
@@ -1113,30 +1210,50 @@ class _FaceAccumulator:
             if pipe.options.keep_frames:
                 self.expert_frames.setdefault(name, []).append(p)
         self.feat_sum = feats.sum(0) if self.feat_sum is None else self.feat_sum + feats.sum(0)
-        self.times.append(t)
-        self.scores.append(scores)  # 7 floats per frame: small, and needed for pooling and --window
+        if self.pool is not None:
+            self.pool.add(tracks, t, boxes, scores, main=self.main)
+        if self.main:  # the other faces live on in their tracks' running sums (memory stays flat on a stream)
+            self.times.append(t)
+            self.scores.append(scores)  # 7 floats per frame: small, and needed for pooling and --window
         if pipe.options.frames:
-            self.frame_log.append((t, boxes, scores))
+            self.frame_log.append((t, boxes, scores, tracks))
         if pipe.options.keep_frames:
             self.features.append(feats)
         self.res.frames_used += len(x)
 
     def take_frames(self, before: float = float("inf")) -> list[dict[str, Any]]:
-        """The ``--frames`` records of the scored frames earlier than ``before`` s, removed from the log."""
+        """The ``--frames`` records of the scored frames earlier than ``before`` s, removed from the log.
+
+        With ``--faces all`` a record per face, each with its ``track`` and whether it is the frame's
+        ``main`` face, ordered by time and track.
+        """
         self.flush()
         pipe = self.pipe
         out, left = [], []
-        for t, boxes, scores in self.frame_log:
+        for t, boxes, scores, tracks in self.frame_log:
             now = t < before
-            for ti, b, p in zip(t[now], boxes[now], scores[now]):
+            for ti, b, p, k in zip(t[now], boxes[now], scores[now], tracks[now]):
                 out.append({"time": round(float(ti), 3),
                             "box": None if np.isnan(b[0]) else [round(float(v), 1) for v in b],
                             "face_scores": _as_dict(_zero_nan(pipe._align(p, pipe.face_model.labels)),
                                                     pipe.fusion.labels)})
+                if k >= 0:
+                    out[-1].update(track=int(k), main=self.main)
             if (~now).any():
-                left.append((t[~now], boxes[~now], scores[~now]))
+                left.append((t[~now], boxes[~now], scores[~now], tracks[~now]))
         self.frame_log = left
-        return sorted(out, key=lambda f: f["time"])
+        if self.others is not None:
+            out += self.others.take_frames(before)
+        return sorted(out, key=lambda f: (f["time"], f.get("track", 0)))
+
+    def face_tracks(self) -> list[dict[str, Any]] | None:
+        """``--faces all``: the result's ``faces`` (see :meth:`_TrackPool.report`); None otherwise."""
+        if self.pool is None:
+            return None
+        self.flush()
+        if self.others is not None:
+            self.others.flush()
+        return self.pool.report()
 
     def clip_scores(self) -> np.ndarray | None:
         self.flush()
@@ -1163,6 +1280,50 @@ class _FaceAccumulator:
             res.expert_frame_scores = {k: np.concatenate(v) for k, v in self.expert_frames.items()}
             if self.expert_features:
                 res.expert_features = np.concatenate(self.expert_features)
+
+
+class _TrackPool:
+    """``--faces all``: per face track, the running sums its face score is pooled from (as a clip's
+    frames are, see :func:`pool_frames`), its boxes, its first and last time, and how many of its
+    frames were their frame's main face."""
+
+    def __init__(self, pipe: Pipeline):
+        self.pipe = pipe
+        self.tracks: dict[int, dict[str, Any]] = {}
+
+    def add(self, tracks: np.ndarray, times: np.ndarray, boxes: np.ndarray, scores: np.ndarray, *,
+            main: bool) -> None:
+        """Scored faces: int (n,) track ids, (n,) seconds, float32 (n, 4) boxes, (n, K) face scores."""
+        opt, labels = self.pipe.options, self.pipe.face_model.labels
+        w = pool_weights(scores, method=opt.pooling, labels=labels)
+        for k in np.unique(tracks):
+            sel = tracks == k
+            tr = self.tracks.setdefault(int(k), {"sum": 0.0, "weight": 0.0, "boxes": [], "first": float("inf"),
+                                                 "last": float("-inf"), "n": 0, "main": 0})
+            tr["sum"] = tr["sum"] + (w[sel, None] * scores[sel]).sum(0)
+            tr["weight"] += float(w[sel].sum())
+            tr["boxes"].append(boxes[sel])
+            tr["first"] = min(tr["first"], float(times[sel].min()))
+            tr["last"] = max(tr["last"], float(times[sel].max()))
+            tr["n"] += int(sel.sum())
+            tr["main"] += int(sel.sum()) if main else 0
+
+    def report(self) -> list[dict[str, Any]]:
+        """One entry per track, in the order they started: ``track``, ``main`` (the main face in most of its
+        frames), ``box`` (median [x, y, w, h] in the input's pixels; None for whole-frame crops), ``label``,
+        ``scores`` (pooled face scores), ``frames_used``, ``first`` and ``last`` (seconds)."""
+        pipe = self.pipe
+        labels = pipe.fusion.labels
+        out = []
+        for k in sorted(self.tracks):
+            tr = self.tracks[k]
+            p = _zero_nan(pipe._align(tr["sum"] / tr["weight"], pipe.face_model.labels))
+            x0, y0, x1, y1 = np.median(np.concatenate(tr["boxes"]), axis=0)
+            out.append({"track": k, "main": tr["main"] * 2 > tr["n"],
+                        "box": None if np.isnan(x0) else [round(float(v), 1) for v in (x0, y0, x1 - x0, y1 - y0)],
+                        "label": labels[int(np.argmax(p))], "scores": _as_dict(p, labels), "frames_used": tr["n"],
+                        "first": round(tr["first"], 3), "last": round(tr["last"], 3)})
+        return out
 
 
 def box_array(boxes, scale: float) -> np.ndarray:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sys
-from typing import Any, TextIO
+from typing import Any, Iterator, TextIO
 
 from .labels import LABELS
 
@@ -134,8 +135,30 @@ def result_table(res, *, console) -> None:
                 row.append(f"{scores[lab]:.3f}")
         table.add_row(*row)
     console.print(table)
+    if res.faces:
+        faces_table(res.faces, console=console)
     for note in res.notes:
         console.print(f"[yellow]note:[/yellow] {escape(printable(note))}", overflow="fold")
+
+
+def faces_table(faces: list[dict[str, Any]], *, console) -> None:
+    """``--faces all``: a column per face track (its face scores, its top emotion marked), then its box
+    (x, y, width x height), frames scored and time span."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(faces)} face track(s)", title_justify="left")
+    table.add_column("emotion")
+    for f in faces:
+        table.add_column(f"face {f['track']}" + (" (main)" if f["main"] else ""), justify="right")
+    for lab in faces[0]["scores"]:
+        table.add_row(lab, *(f"[bold]\u25b8 {f['scores'][lab]:.3f}[/bold]" if lab == f["label"]
+                             else f"{f['scores'][lab]:.3f}" for f in faces))
+    table.add_section()
+    table.add_row("box", *("-" if f["box"] is None else "{:.0f},{:.0f} {:.0f}x{:.0f}".format(*f["box"])
+                           for f in faces))
+    table.add_row("frames", *(str(f["frames_used"]) for f in faces))
+    table.add_row("seconds", *(f"{f['first']:.1f}-{f['last']:.1f}" for f in faces))
+    console.print(table)
 
 
 def segment_line(seg: dict[str, Any], *, console) -> None:
@@ -204,34 +227,72 @@ class LiveView:
 
 
 class ProgressBar:
-    """A bar on stderr for bulk runs: inputs done of the total (when known), elapsed time and ETA.
+    """Progress on stderr while ``predict`` runs, only when stderr is a terminal.
 
-    Shown only when stderr is a terminal and stdout is not (results go to a file or a pipe;
-    on a terminal the results themselves show the progress). Transient: it leaves no line
-    behind, and it never captures stdout.
+    Two kinds of line: inputs done of the total (a bulk run; a count alone when the total is
+    not cheap to know) and, for the clip being scored, seconds of media done of its duration,
+    per pass ("faces", then "voice"). A run of one input shows only the second. Transient: it
+    leaves no line behind and never captures stdout; when stdout is the terminal too, write
+    results inside :meth:`paused`, which takes the bar off the screen meanwhile.
     """
 
-    def __init__(self, console, total: int | None, *, what: str = "predict"):
-        self.progress = None
-        if not console.is_terminal or sys.stdout.isatty():
+    def __init__(self, console, total: int | None, *, what: str = "predict", show: bool = True):
+        self.progress = self.inputs = self.clip = None
+        self.clip_name: tuple[str, str] | None = None
+        if not (show and console.is_terminal):
             return
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.progress import (BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
-        columns = [SpinnerColumn(), TextColumn("{task.description}")]
-        if total:
-            columns += [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                        TimeRemainingColumn()]
-        else:
-            columns += [TextColumn("{task.completed} done"), TimeElapsedColumn()]
-        self.progress = Progress(*columns, console=console, transient=True, redirect_stdout=False,
-                                 redirect_stderr=False)
-        self.task = self.progress.add_task(what, total=total)
+        self.what = what
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
+                                 TextColumn("{task.fields[eta]}"), TimeRemainingColumn(), console=console,
+                                 transient=True, redirect_stdout=False, redirect_stderr=False)
+        if total != 1:
+            self.inputs = self.progress.add_task(what, total=total, amount=self._count(0, total),
+                                                 eta="ETA" if total else "")
         self.progress.start()
 
+    @staticmethod
+    def _count(done: int, total: int | None) -> str:
+        return f"{done}/{total}" if total else f"{done} done"
+
     def advance(self, name: str = "") -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1, description=printable(name)[-40:] or "predict")
+        """One input is done."""
+        if self.progress is None:
+            return
+        if self.clip is not None:
+            self.progress.update(self.clip, visible=False)
+        if self.inputs is not None:
+            task = self.progress.tasks[self.inputs]
+            self.progress.update(self.inputs, advance=1, description=printable(name)[-40:] or self.what,
+                                 amount=self._count(int(task.completed) + 1, task.total))
+
+    def media(self, name: str, what: str, done: float, total: float | None) -> None:
+        """``done`` seconds of the clip ``name``'s ``total`` (None: unknown) went through the pass ``what``."""
+        if self.progress is None:
+            return
+        amount = f"{done:.1f} s of {total:.1f} s" if total else f"{done:.1f} s"
+        description = f"{printable(name)[-40:]} {what}"
+        if (name, what) != self.clip_name:  # a new clip or pass: a line of its own (elapsed time, ETA)
+            if self.clip is not None:
+                self.progress.remove_task(self.clip)
+            self.clip = self.progress.add_task(description, total=total, amount=amount, eta="ETA" if total else "")
+            self.clip_name = (name, what)
+        self.progress.update(self.clip, completed=done, amount=amount, refresh=True)
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Off the screen while results are written, when they go to the same terminal."""
+        if self.progress is None or not sys.stdout.isatty():
+            yield
+            return
+        self.progress.stop()
+        try:
+            yield
+        finally:
+            self.progress.start()
 
     def close(self) -> None:
         if self.progress is not None:

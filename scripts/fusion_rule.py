@@ -5,8 +5,9 @@ fusion studies without paired data, each held-out face is paired with a random h
 utterance *of the same emotion* by another person, and fused. Pairings are redrawn
 ``--repeats`` times; accuracy and UAR are averaged.
 
-- choice: faces of the AffectNet/SFEW calib halves (scripts/face_experts.py) x SAVEE speakers
-  DC and JE (the voice model never heard SAVEE);
+- choice: faces of the AffectNet/SFEW calib halves (scripts/face_experts.py; scored as predict
+  scores them, from scripts/face_head.py's feature caches) x SAVEE speakers DC and JE (the voice
+  model never heard SAVEE);
 - report: faces of the AffectNet/SFEW test halves x the held-out RAVDESS actors 02, 03, 15, 16.
 
     emo predict - --json --modality voice < files.txt > runs/fusion/voice_scores.jsonl
@@ -24,11 +25,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from face_experts import CACHE, combined, heldout_sets, with_prior  # noqa: E402
+from face_experts import heldout_sets  # noqa: E402
+from face_head import CACHE, bundle_face_scores  # noqa: E402
 
 from emocli.bundle import read_json_document  # noqa: E402
 from emocli.datasets import parse_name  # noqa: E402
-from emocli.experts import ExpertSet  # noqa: E402
 from emocli.fusion import FusionModel  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 from emocli.metrics import classification_report  # noqa: E402
@@ -78,7 +79,6 @@ def main() -> None:
 
     doc = read_json_document(args.bundle / "experts.json", fmt="emo-experts", what="face-expert settings",
                              missing="missing: run scripts/face_experts.py --write first", invalid="not JSON ({exc})")
-    experts = ExpertSet.from_dict(doc)
     voice_meta = json.loads((args.bundle / "voice.json").read_text())
     face_recall = doc["info"]["validation_recall"]
     voice_recall = voice_meta["validation_recall"]
@@ -86,7 +86,7 @@ def main() -> None:
     face = {}
     for part in ("calib", "test"):
         names = [n for n in sets if n.endswith(f"-{part}")]
-        p = np.concatenate([combined(experts, with_prior(dict(np.load(CACHE / f"{n}.npz")), args.bundle)) for n in names])
+        p = np.concatenate([bundle_face_scores(dict(np.load(CACHE / f"{n}.npz")), args.bundle) for n in names])
         face[part] = (p, np.concatenate([sets[n][1] for n in names]))
     voice = voice_sets(args.voice_scores)
     fusers = {"face": lambda f, v: f, "voice": lambda f, v: v}

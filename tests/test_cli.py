@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -201,3 +202,224 @@ def test_every_command_help_shows_examples():
     for cmd in ("predict", "evaluate", "extract", "train-video", "train-audio", "fuse"):
         out = CliRunner().invoke(app, [cmd, "--help"], terminal_width=200).output
         assert "Examples:" in out and f"emo {cmd} " in out, cmd
+
+
+def emo_on_terminal(*args, stdout_too: bool = False) -> tuple[str, str, int]:
+    """Run `emo ARGS` with stderr (and with ``stdout_too`` stdout) on a pseudo-terminal: (stdout, what the
+    terminal showed, exit code)."""
+    import pty
+    import threading
+
+    master, slave = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "emocli", *map(str, args)], stdin=subprocess.DEVNULL,
+                            stdout=slave if stdout_too else subprocess.PIPE, stderr=slave, env=env)
+    os.close(slave)
+    shown: list[bytes] = []
+
+    def read_terminal() -> None:  # drained as it comes: a full pty buffer would block emo
+        while True:
+            try:
+                chunk = os.read(master, 1 << 16)
+            except OSError:  # the last writer closed it
+                return
+            if not chunk:
+                return
+            shown.append(chunk)
+
+    reader = threading.Thread(target=read_terminal, daemon=True)
+    reader.start()
+    out = "" if stdout_too else proc.stdout.read().decode()
+    rc = proc.wait(timeout=120)
+    reader.join(timeout=10)
+    os.close(master)
+    return out, b"".join(shown).decode("utf-8", "replace"), rc
+
+
+def test_one_clip_shows_seconds_done_on_a_terminal_stderr(face_only_bundle):
+    out, term, rc = emo_on_terminal("predict", EXAMPLES / "1001_DFA_HAP_XX.avi", "--model", face_only_bundle,
+                                    "--json")
+    assert rc == 0 and lines(out)[0]["status"] == "ok"  # stdout: the result alone
+    assert "faces" in term and " s of 2.0 s" in term
+
+
+def test_progress_shows_when_stdout_is_the_terminal_too(face_only_bundle):
+    """The bar belongs on stderr whenever stderr is a terminal: with the table on the same terminal it steps
+    aside while each result is written."""
+    clips = [EXAMPLES / f"1001_DFA_{e}_XX.avi" for e in ("ANG", "SAD")]
+    _, term, rc = emo_on_terminal("predict", *clips, "--model", face_only_bundle, stdout_too=True)
+    assert rc == 0
+    assert re.search(r"\d s of 2\.\d s", term) and "1/2" in term  # a clip's seconds and the inputs done
+    assert "fused" in term and "2 inputs" in term  # the tables and the summary
+
+
+def test_no_progress_when_stderr_is_not_a_terminal(face_only_bundle):
+    r = subprocess.run([sys.executable, "-m", "emocli", "predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"),
+                        "--model", str(face_only_bundle), "--json"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and lines(r.stdout)[0]["status"] == "ok"
+    assert r.stderr == ""
+
+
+@pytest.fixture(scope="module")
+def two_faces(tmp_path_factory):
+    """A 1-s clip of two example clips side by side (happy on the left, sad on the right; the left one's audio)
+    and its first frame as a PNG."""
+    from conftest import ffmpeg
+
+    d = tmp_path_factory.mktemp("two_faces")
+    clip, still = d / "two.avi", d / "two.png"
+    ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-i", str(EXAMPLES / "1001_DFA_SAD_XX.avi"),
+           "-filter_complex", "[0:v][1:v]hstack=inputs=2,trim=duration=1[v]", "-map", "[v]", "-map", "0:a",
+           "-t", "1", "-c:v", "mpeg4", "-q:v", "3", "-c:a", "pcm_s16le", str(clip))
+    ffmpeg("-i", str(clip), "-frames:v", "1", str(still))
+    return clip, still
+
+
+@pytest.mark.parametrize("which", ["clip", "still"])
+def test_faces_all_scores_each_face_as_a_track(face_only_bundle, two_faces, which):
+    path = two_faces[0] if which == "clip" else two_faces[1]
+    args = ["predict", str(path), "--model", str(face_only_bundle), "--json"]
+    main = lines(runner.invoke(app, args).stdout)[-1]
+    assert "faces" not in main and main["frames_used"] == (1 if which == "still" else main["frames_seen"])
+    assert "1 other face(s) seen and ignored; --faces all scores them" in main["notes"]
+
+    r = runner.invoke(app, [*args, "--faces", "all", "--frames"])
+    assert r.exit_code == 0, r.output
+    *frames, res = lines(r.stdout)
+    tracks = res["faces"]
+    assert [t["track"] for t in tracks] == [0, 1] and sum(t["main"] for t in tracks) == 1
+    half = 480  # the frame is two 480x360 clips side by side
+    left, right = sorted(tracks, key=lambda t: t["box"][0])
+    assert left["box"][0] + left["box"][2] < half < right["box"][0]
+    for t in tracks:
+        assert t["frames_used"] == main["frames_used"] and t["label"] in LABELS
+        assert sum(t["scores"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert t["first"] == 0.0 and t["last"] == (0.0 if which == "still" else pytest.approx(0.8, abs=0.21))
+    # the fused result stays the main face's, the same as without --faces all
+    assert res["scores"] == main["scores"] and res["frames_used"] == main["frames_used"]
+    assert next(t for t in tracks if t["main"])["scores"] == res["face_scores"]
+    assert not any("other face" in n for n in res["notes"])
+    assert {f["frame"]["track"] for f in frames} == {0, 1}
+    assert sum(f["frame"]["main"] for f in frames) == main["frames_used"]
+
+
+def test_faces_all_table_has_a_column_per_track(face_only_bundle, two_faces):
+    r = runner.invoke(app, ["predict", str(two_faces[1]), "--model", str(face_only_bundle), "--faces", "all",
+                            "--table"], terminal_width=160)
+    assert r.exit_code == 0, r.output
+    assert "2 face track(s)" in r.stdout and "face 0 (main)" in r.stdout and "face 1" in r.stdout
+
+
+def test_faces_all_in_worker_processes(face_only_bundle, two_faces):
+    args = ["predict", *map(str, two_faces), "--model", str(face_only_bundle), "--json", "--faces", "all"]
+    one, two = (lines(runner.invoke(app, [*args, "--workers", n]).stdout) for n in ("1", "2"))
+    assert [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in two] == \
+        [[(t["track"], t["main"], t["frames_used"], t["box"]) for t in o["faces"]] for o in one]
+
+
+def _edge_change(src, out, box) -> tuple[float, float]:
+    """Mean absolute change (grey levels) along a face box's top edge, and inside the box away from its edges
+    and its label."""
+    import numpy as np
+
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    a, b = src.astype(np.int16), out.astype(np.int16)
+    edge = np.abs(a[y0 - 1:y0 + 2, x0:x1] - b[y0 - 1:y0 + 2, x0:x1]).mean()
+    inner = np.abs(a[(y0 + y1) // 2:y1 - 6, x0 + 6:x1 - 6] - b[(y0 + y1) // 2:y1 - 6, x0 + 6:x1 - 6]).mean()
+    return float(edge), float(inner)
+
+
+def _frames(path):
+    import numpy as np
+
+    from emocli import media
+
+    info = media.probe(path)
+    frames = np.concatenate([f for _, f in media.iter_frames(path, fps=None, info=info,
+                                                             max_side=max(info.width, info.height))])
+    return info, frames
+
+
+@pytest.mark.parametrize("clip", sorted(EXAMPLES.glob("*.avi")), ids=lambda p: p.stem)
+def test_annotate_redraws_the_clip_with_its_boxes_and_sound(face_only_bundle, tmp_path, clip):
+    from emocli import faces
+
+    out = tmp_path / "annotated.mp4"
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(lines(r.stdout)) == 1 and lines(r.stdout)[0]["status"] == "ok"  # no frame lines unasked
+    assert f"wrote {out}" in r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["annotated.mp4"]  # no temporary file left
+    src_info, src = _frames(clip)
+    info, frames = _frames(out)
+    assert (info.width, info.height) == (src_info.width, src_info.height) and info.has_video and info.has_audio
+    assert info.duration == pytest.approx(src_info.duration, abs=1 / src_info.fps)
+    assert abs(len(frames) - len(src)) <= 1 and info.fps == pytest.approx(src_info.fps, abs=0.01)
+    # frame 0 was scored (5 fps from t = 0): its face box is drawn, the face itself is the same picture
+    box = faces.get_detector()(src[0])[0]
+    edge, inner = _edge_change(src[0], frames[0], (box.x0, box.y0, box.x1, box.y1))
+    assert edge > 40 and inner < 12, (edge, inner)
+
+
+def test_annotate_every_face_of_a_two_face_clip_and_an_image(face_only_bundle, tmp_path, two_faces):
+    for path, name in ((two_faces[0], "two.mkv"), (two_faces[1], "two.png")):
+        out = tmp_path / name
+        r = runner.invoke(app, ["predict", str(path), "--model", str(face_only_bundle), "--json", "--faces", "all",
+                                "--window", "0.5", "--annotate", str(out)])
+        assert r.exit_code == 0, r.output
+        res = lines(r.stdout)[-1]
+        (_, src), (info, drawn) = _frames(path), _frames(out)
+        assert (info.width, info.height) == (960, 360) and info.has_audio == (name == "two.mkv")
+        for track in res["faces"]:
+            x, y, w, h = track["box"]
+            edge, _ = _edge_change(src[0], drawn[0], (x, y, x + w, y + h))
+            assert edge > 30, (track, edge)  # both boxes drawn, near their median place
+
+
+@pytest.mark.parametrize("inputs, named", [
+    (["1001_DFA_HAP_XX.avi", "1001_DFA_SAD_XX.avi"], "2 inputs were given"),
+    (["-"], "<stdin>: --annotate draws on one video"),
+    ([""], ": --annotate draws on one video"),  # the examples folder
+])
+def test_annotate_refuses_anything_but_one_file_before_running(face_only_bundle, tmp_path, inputs, named):
+    args = [str(EXAMPLES / a) if a != "-" else a for a in inputs]
+    out = tmp_path / "out.mp4"
+    r = runner.invoke(app, ["predict", *args, "--model", str(face_only_bundle), "--json", "--annotate", str(out)],
+                      input=b"")
+    assert r.exit_code == 1 and r.stdout == "" and not out.exists()
+    err = " ".join(r.stderr.split())
+    assert err.startswith("error:") and named in err and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("target, says", [
+    ("out.avi", "name the file .mp4, .mov or .mkv"),
+    ("folder", "is a folder; name a file in it"),
+    ("input", "is the input itself; write the annotation to another file"),
+    ("file.txt/out.mp4", "cannot write the annotated video there"),
+])
+def test_annotate_bad_output_is_one_line_and_keeps_the_result(face_only_bundle, tmp_path, target, says):
+    import shutil
+
+    clip = tmp_path / "clip.avi"
+    shutil.copy(EXAMPLES / "1001_DFA_NEU_XX.avi", clip)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file.txt").write_text("a file, not a folder")
+    out = clip if target == "input" else tmp_path / target
+    r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)],
+                      terminal_width=400)
+    assert r.exit_code == 1
+    assert lines(r.stdout)[0]["status"] == "ok"  # what was computed is still printed
+    err = r.stderr.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {out}:") and says in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "file.txt", "folder"]  # nothing left behind
+    assert (tmp_path / "clip.avi").read_bytes() == (EXAMPLES / "1001_DFA_NEU_XX.avi").read_bytes()
+
+
+def test_annotate_an_audio_file_is_one_line(tiny_bundle, tmp_path):
+    from conftest import make_clip
+
+    wav = make_clip(tmp_path / "tone.wav", seconds=1.0, video=False)
+    r = runner.invoke(app, ["predict", str(wav), "--model", str(tiny_bundle), "--json", "--annotate",
+                            str(tmp_path / "out.mp4")], terminal_width=400)
+    assert r.exit_code == 1 and not (tmp_path / "out.mp4").exists()
+    assert "has no picture to draw on (audio only)" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -66,3 +66,31 @@ def test_iou():
     assert faces.iou(a, a) == pytest.approx(1.0)
     assert faces.iou(a, faces.Detection(20, 20, 30, 30, 1)) == 0.0
     assert faces.iou(a, faces.Detection(5, 0, 15, 10, 1)) == pytest.approx(50 / 150)
+
+
+def _box(x0, y0=0.0, side=50.0):
+    return faces.Detection(x0, y0, x0 + side, y0 + side, 0.9)
+
+
+def test_linker_keeps_each_face_on_its_track_and_counts_the_others():
+    linker = faces.FaceLinker()
+    left, right = _box(0), _box(200)
+    assert linker.add([right, left], right) == ([right, left], [0, 1])
+    # both moved a little, listed in the other order: each stays on its own track
+    moved_left, moved_right = _box(6, 4), _box(195, 3)
+    assert linker.add([moved_left, moved_right], moved_right)[1] == [1, 0]
+    assert linker.main_ == {0} and linker.others == 1
+    tiny = faces.Detection(100, 100, 110, 110, 0.9)  # under MIN_FACE: not a face to score
+    assert linker.add([moved_right, tiny], moved_right) == ([moved_right], [0])
+
+
+def test_linker_ends_a_track_missing_for_too_many_frames():
+    linker = faces.FaceLinker(max_missed=2)
+    a = _box(0)
+    assert linker.link([a]) == [0]
+    for _ in range(2):
+        assert linker.link([]) == []
+    assert linker.link([a]) == [0]  # missed 2 frames: still the same track
+    for _ in range(3):
+        linker.link([])
+    assert linker.link([a]) == [1]  # missed 3: a new track

@@ -160,7 +160,7 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
     MediaError
         If ``target`` is refused (see :func:`check_target`) or ffmpeg cannot write it.
     """
-    from .bundle import atomic_path
+    from .files import atomic_path
     from .media import VideoWriter, frame_rate, iter_frames, probe
     from .pipeline import media_seconds
 
@@ -189,8 +189,8 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
 def _annotate_image(source: Path, target: Path, results: FrameResults) -> None:
     import cv2
 
-    from .bundle import atomic_path
-    from .datasets import read_image
+    from .files import atomic_path
+    from .media import read_image
 
     img = draw_frame(read_image(source), *results.at(0.0))
     with atomic_path(target, suffix=target.suffix) as tmp:

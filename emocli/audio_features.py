@@ -37,7 +37,7 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import NoAudioError
+from .errors import NoAudioError, ParameterError
 from .media import SAMPLE_RATE
 
 WINDOW = 0.050  # seconds: analysis window, the thesis's setting (800 samples at 16 kHz)
@@ -89,7 +89,7 @@ def n_frames(n_samples: int, sr: int, *, window: float = WINDOW, step: float = S
 
 def _check_feature_set(feature_set: str) -> str:
     if feature_set not in FEATURE_SETS:
-        raise ValueError(f"unknown feature set {feature_set!r}; use one of {', '.join(FEATURE_SETS)}")
+        raise ParameterError(f"unknown feature set {feature_set!r}; use one of {', '.join(FEATURE_SETS)}")
     return feature_set
 
 
@@ -101,14 +101,14 @@ def feature_dimension(feature_set: str) -> int:
 def _validate_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
     """Check a mono signal and the window; return it as an array (no copy)."""
     if not isinstance(sr, (int, np.integer)) or isinstance(sr, bool) or sr <= 0:
-        raise ValueError(f"sr must be a positive integer sample rate in Hz, got {sr!r}")
+        raise ParameterError(f"sr must be a positive integer sample rate in Hz, got {sr!r}")
     x = np.asarray(audio)
     if x.ndim != 1:
-        raise ValueError(f"audio must be mono, shape (n,); got shape {x.shape} (average the channels first)")
+        raise ParameterError(f"audio must be mono, shape (n,); got shape {x.shape} (average the channels first)")
     if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ValueError(f"audio must be a float or integer array, got dtype {x.dtype}")
+        raise ParameterError(f"audio must be a float or integer array, got dtype {x.dtype}")
     if win < 2:
-        raise ValueError(f"the analysis window must span at least 2 samples, got {win} at {sr} Hz")
+        raise ParameterError(f"the analysis window must span at least 2 samples, got {win} at {sr} Hz")
     if x.shape[0] < win:
         raise NoAudioError(f"audio too short for voice features: {x.shape[0]} samples "
                            f"({x.shape[0] / sr * 1000:.0f} ms) is less than one {win / sr * 1000:.0f} ms "
@@ -205,7 +205,7 @@ def _short_term_features_module():
     import sys
     import types
 
-    from ._tf import stand_in_modules
+    from .quiet_imports import stand_in_modules
 
     stubs: dict[str, types.ModuleType] = {}
     if "pyAudioAnalysis.ShortTermFeatures" not in sys.modules:
@@ -247,7 +247,7 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     ------
     NoAudioError
         If the signal is shorter than one analysis window.
-    ValueError
+    ParameterError
         If ``audio`` is not 1-D numeric or ``sr`` is not a positive integer.
     """
     stf = _short_term_features_module()
@@ -315,7 +315,7 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
     ------
     NoAudioError
         If the signal is shorter than one analysis window.
-    ValueError
+    ParameterError
         If the window is too short to hold two periods of ``fmin`` and ``fmax`` together.
     """
     win, hop = window_samples(sr, window=window, step=step)
@@ -323,7 +323,7 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
     lag_min, lag_max = max(1, int(sr // fmax)), int(np.ceil(sr / fmin))
     span = win - lag_max  # samples correlated at every lag
     if lag_max <= lag_min or span < 2 * lag_min:
-        raise ValueError(f"a {window * 1000:.0f} ms window is too short to track pitch between {fmin:g} and "
+        raise ParameterError(f"a {window * 1000:.0f} ms window is too short to track pitch between {fmin:g} and "
                          f"{fmax:g} Hz; use a window of at least {(lag_max + 2 * lag_min) / sr * 1000:.0f} ms")
     n = 1 + (len(norm) - win) // hop
     # Windows are independent: work through them in blocks so memory stays bounded on long
@@ -402,7 +402,7 @@ def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     from scipy.signal import resample_poly
 
     if not 0.5 <= factor <= 2.0:
-        raise ValueError(f"speed factor must be between 0.5 and 2, got {factor}")
+        raise ParameterError(f"speed factor must be between 0.5 and 2, got {factor}")
     x = np.nan_to_num(np.asarray(audio, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if factor == 1.0:
         return x.astype(np.float32)
@@ -465,17 +465,17 @@ def frame_statistics(frames: np.ndarray, *, feature_set: str = DEFAULT_FEATURE_S
 
     Raises
     ------
-    ValueError
+    ParameterError
         For an unknown feature set, frames that are not (34, n >= 1), or a missing or
         misaligned ``pitch`` for a set that needs it.
     """
     _check_feature_set(feature_set)
     if feature_set not in _FRAME_SET or feature_set in ENCODER_SETS:
-        raise ValueError(f"feature set {feature_set!r} holds the speech-encoder embedding: compute it from the "
+        raise ParameterError(f"feature set {feature_set!r} holds the speech-encoder embedding: compute it from the "
                          "audio with clip_feature_sets (or clip_vector with embedding=)")
     f = np.asarray(frames, dtype=np.float64)
     if f.ndim != 2 or f.shape[0] not in (N_FEATURES, len(WINDOW_FEATURE_NAMES)) or f.shape[1] < 1:
-        raise ValueError(f"frames must have shape ({N_FEATURES} or {len(WINDOW_FEATURE_NAMES)}, n_frames >= 1), "
+        raise ParameterError(f"frames must have shape ({N_FEATURES} or {len(WINDOW_FEATURE_NAMES)}, n_frames >= 1), "
                          f"got {np.shape(frames)}")
     if pitch is None and f.shape[0] > N_FEATURES:
         pitch = f[N_FEATURES:]
@@ -484,11 +484,11 @@ def frame_statistics(frames: np.ndarray, *, feature_set: str = DEFAULT_FEATURE_S
         parts = [f.mean(axis=1), f.std(axis=1)]
     else:
         if pitch is None:
-            raise ValueError(f"feature set {feature_set!r} needs the pitch track: pass the 36-row "
+            raise ParameterError(f"feature set {feature_set!r} needs the pitch track: pass the 36-row "
                              "window_features(audio, sr) instead of short_term_features, or pitch=pitch_track(...)")
         p = np.nan_to_num(np.asarray(pitch, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         if p.shape != (2, f.shape[1]):
-            raise ValueError(f"pitch must have shape (2, {f.shape[1]}) to match the frames, got {p.shape}")
+            raise ParameterError(f"pitch must have shape (2, {f.shape[1]}) to match the frames, got {p.shape}")
         mask = active_frames(f)
         a = f[:, mask]
         pct = np.percentile(a, RICH_PERCENTILES, axis=1)
@@ -545,11 +545,11 @@ def clip_vector(feature_set: str, *, frames: np.ndarray | None = None, embedding
     parts = []
     if feature_set in ENCODER_SETS:
         if embedding is None or np.shape(embedding) != (ENCODER_DIMENSION,):
-            raise ValueError(f"feature set {feature_set!r} needs the ({ENCODER_DIMENSION},) speech-encoder embedding")
+            raise ParameterError(f"feature set {feature_set!r} needs the ({ENCODER_DIMENSION},) speech-encoder embedding")
         parts.append(np.nan_to_num(np.asarray(embedding, np.float32), nan=0.0, posinf=0.0, neginf=0.0))
     if feature_set in _FRAME_SET:
         if frames is None:
-            raise ValueError(f"feature set {feature_set!r} needs the clip's window features")
+            raise ParameterError(f"feature set {feature_set!r} needs the clip's window features")
         parts.append(frame_statistics(frames, feature_set=_FRAME_SET[feature_set]))
     return np.concatenate(parts).astype(np.float32)
 
@@ -573,7 +573,7 @@ def clip_statistics(audio: np.ndarray, sr: int, *, feature_set: str = DEFAULT_FE
     ------
     NoAudioError
         If the signal is shorter than one analysis window.
-    ValueError
+    ParameterError
         For an unknown feature set or a malformed signal.
     """
     return clip_feature_sets(audio, sr, feature_sets=(feature_set,), window=window, step=step)[feature_set]

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 WEIGHTS_FILE = "voice.skops"
@@ -69,52 +69,6 @@ TRUSTED_TYPES = [
 ]
 
 
-def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Split sample indices into folds of whole speakers, speakers shuffled by ``rng``.
-
-    Speakers are dealt in random order, each to the fold with the fewest samples so far, so
-    folds hold similar numbers of clips and every shuffle gives other folds.
-    """
-    speakers, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
-    if len(speakers) < 2:
-        raise ModelError(f"speaker-grouped validation needs at least 2 speakers, got {len(speakers)}; "
-                         "add recordings of more speakers")
-    n_folds = min(n_folds, len(speakers))
-    order = rng.permutation(len(speakers))
-    fold_of = np.empty(len(speakers), int)
-    sizes = np.zeros(n_folds, int)
-    for s in order:
-        f = int(np.argmin(sizes))
-        fold_of[s] = f
-        sizes[f] += counts[s]
-    sample_fold = fold_of[inverse]
-    idx = np.arange(len(groups))
-    return [(idx[sample_fold != f], idx[sample_fold == f]) for f in range(n_folds)]
-
-
-def confusion(y_true: np.ndarray, y_pred: np.ndarray, n: int) -> np.ndarray:
-    """Confusion matrix (n, n), rows true class, columns predicted class."""
-    m = np.zeros((n, n), np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m
-
-
-def scores_from_confusion(cm: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, unweighted average recall (UAR), per-class recall and the matrix itself."""
-    cm = np.asarray(cm)
-    support = cm.sum(axis=1)
-    recall = {lab: (float(cm[i, i] / support[i]) if support[i] else None) for i, lab in enumerate(labels)}
-    present = [r for r in recall.values() if r is not None]
-    return {
-        "n": int(cm.sum()),
-        "accuracy": float(np.trace(cm) / cm.sum()) if cm.sum() else None,
-        "uar": float(np.mean(present)) if present else None,
-        "recall": recall,
-        "confusion": cm.tolist(),
-        "labels": list(labels),
-    }
-
-
 class CompactSVM:
     """A fitted StandardScaler + RBF SVC + temperature scaling, as plain arrays.
 
@@ -140,7 +94,7 @@ class CompactSVM:
         if (k < 2 or self.scale.shape != (d,) or self.support_vectors.shape != (n_sv, d)
                 or self.dual_coef.shape != (k - 1, n_sv) or self.intercept.shape != (k * (k - 1) // 2,)
                 or not np.isfinite(self.gamma) or not np.isfinite(self.beta)):
-            raise ValueError("inconsistent array shapes")
+            raise ModelError("inconsistent array shapes")
         self.classes_ = np.arange(k)
         self.n_features_in_ = d
 
@@ -248,13 +202,13 @@ class VoiceModel:
 
     def _check_params(self) -> None:
         if self.scoring not in ("uar", "accuracy"):
-            raise ValueError(f"scoring must be 'uar' or 'accuracy', got {self.scoring!r}")
+            raise ParameterError(f"scoring must be 'uar' or 'accuracy', got {self.scoring!r}")
         if self.class_weight not in (None, "balanced"):
-            raise ValueError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
+            raise ParameterError(f"class_weight must be 'balanced' or None, got {self.class_weight!r}")
         if not self.C_grid or not self.gamma_grid or any(v <= 0 for v in (*self.C_grid, *self.gamma_grid)):
-            raise ValueError("C_grid and gamma_grid must be non-empty lists of positive numbers")
+            raise ParameterError("C_grid and gamma_grid must be non-empty lists of positive numbers")
         if self.n_repeats < 1 or self.n_folds < 2:
-            raise ValueError("n_repeats must be >= 1 and n_folds >= 2")
+            raise ParameterError("n_repeats must be >= 1 and n_folds >= 2")
 
     def fit(self, X: np.ndarray, y: Sequence[str], groups: Sequence[str], *,
             augmented: Sequence[bool] | None = None, progress=None) -> "VoiceModel":
@@ -277,6 +231,8 @@ class VoiceModel:
         from sklearn.calibration import CalibratedClassifierCV
 
         from .audio_features import settings
+        from .metrics import classification_report
+        from .splits import speaker_folds
 
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
@@ -285,16 +241,16 @@ class VoiceModel:
         y = np.asarray([str(v) for v in y])
         groups = np.asarray([str(g) for g in groups])
         if X.ndim != 2 or len(X) != len(y) or len(y) != len(groups):
-            raise ValueError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
+            raise ParameterError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
                              f"{len(y)} labels, {len(groups)} speakers")
         if X.shape[1] != feature_settings["dimension"]:
-            raise ValueError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
+            raise ParameterError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
                              f"{feature_settings['dimension']}")
         if not np.isfinite(X).all():
-            raise ValueError("X has non-finite values; voice features must be finite")
+            raise ParameterError("X has non-finite values; voice features must be finite")
         unknown = sorted(set(y) - set(LABELS))
         if unknown:
-            raise ValueError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
+            raise ParameterError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
         labels = [lab for lab in LABELS if lab in set(y)]
         if len(labels) < 2:
             raise ModelError(f"the voice model needs at least two emotions to learn from, got {labels}")
@@ -302,7 +258,7 @@ class VoiceModel:
         k = len(labels)
         real = np.ones(len(y), bool) if augmented is None else ~np.asarray(augmented, bool)
         if real.shape != yi.shape or not real.any():
-            raise ValueError("augmented must have one flag per row, and some rows must be real recordings")
+            raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
         gamma_unit = 1.0 / X.shape[1]
 
         rng = np.random.default_rng(self.seed)
@@ -310,20 +266,20 @@ class VoiceModel:
         grid = []
         for C in self.C_grid:
             for gm in self.gamma_grid:
-                cms = []
+                preds = []
                 for folds in splits:
                     pred = np.empty_like(yi)
                     for tr, va in folds:
                         va = va[real[va]]
                         if len(va):
-                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr, k).predict(X[va])
-                    cms.append(confusion(yi[real], pred[real], k))
-                sc = [scores_from_confusion(cm, labels) for cm in cms]
+                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
+                    preds.append(pred[real])
+                sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
                 grid.append({"C": float(C), "gamma_x": float(gm),
                              "accuracy": float(np.mean([s["accuracy"] for s in sc])),
                              "uar": float(np.mean([s["uar"] for s in sc])),
                              "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
-                             "confusion": np.sum(cms, axis=0)})
+                             "pred": np.concatenate(preds)})
                 if progress:
                     progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
                              f"UAR {grid[-1]['uar']:.3f}")
@@ -334,13 +290,13 @@ class VoiceModel:
         self.gamma_x_ = best["gamma_x"]
         self.labels_ = labels
         self.n_features_in_ = X.shape[1]
-        self.validation_ = scores_from_confusion(best["confusion"], labels)
         # the matrix pools every repeat: each real clip is predicted once per repeat
+        self.validation_ = classification_report(np.tile(yi[real], self.n_repeats), best["pred"], labels, absent=None)
         self.validation_["clips"] = int(real.sum())
         self.validation_["repeats"] = self.n_repeats
         self.validation_["folds"] = self.n_folds
         self.validation_recall_ = dict(self.validation_["recall"])
-        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "confusion"} for g in grid]
+        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "pred"} for g in grid]
         self.n_speakers_ = int(len(np.unique(groups)))
         self.n_augmented_ = int((~real).sum())
         self.settings_ = feature_settings
@@ -361,7 +317,7 @@ class VoiceModel:
         return self
 
     @staticmethod
-    def _fit_idx(est, X, yi, tr, k):
+    def _fit_idx(est, X, yi, tr):
         if len(np.unique(yi[tr])) < 2:
             raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
         return est.fit(X[tr], yi[tr])
@@ -378,11 +334,6 @@ class VoiceModel:
         self._check_fitted()
         return list(self.labels_)
 
-    @property
-    def feature_settings(self) -> dict[str, Any] | None:
-        """How features must be computed for this model (``settings_``), or None before ``fit``."""
-        return dict(self.settings_) if hasattr(self, "settings_") else None
-
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Probabilities, float64 (n_samples, len(labels)); columns follow :attr:`labels`; rows sum to 1."""
         self._check_fitted()
@@ -390,7 +341,7 @@ class VoiceModel:
         if X.ndim == 1:
             X = X[None, :]
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X must be (n, {self.n_features_in_}) voice features, got {X.shape}; "
+            raise ParameterError(f"X must be (n, {self.n_features_in_}) voice features, got {X.shape}; "
                              f"compute them with the model's feature settings ({self.settings_})")
         X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
         p = np.zeros((len(X), len(self.labels_)))
@@ -400,45 +351,6 @@ class VoiceModel:
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Most probable emotion name per row."""
         return np.asarray(self.labels_)[self.predict_proba(X).argmax(axis=1)]
-
-    def features(self, audio: np.ndarray, sr: int, *, also: Sequence[str] = ()) -> np.ndarray | dict:
-        """This model's clip features for a mono signal.
-
-        Parameters
-        ----------
-        audio : float (n,) mono signal at ``sr`` Hz
-        sr : must be the model's sample rate (``settings_["sample_rate"]``)
-        also : further feature sets to compute in the same pass (e.g. ``("thesis68",)`` for
-            feature-level fusion)
-
-        Returns
-        -------
-        float32 (d,), or with ``also`` a dict feature set -> vector that includes the model's own
-
-        Raises
-        ------
-        NoAudioError
-            If the signal is shorter than one analysis window.
-        ModelError
-            If ``sr`` is not the sample rate the model was trained at.
-        """
-        from .audio_features import clip_feature_sets
-
-        self._check_fitted()
-        st = self.settings_
-        want = int(st["sample_rate"])
-        if sr != want:
-            raise ModelError(f"the voice model was trained on {want} Hz audio, got {sr} Hz; "
-                             f"decode with emocli.media.load_audio(path, sr={want})")
-        own = st["feature_set"]
-        sets = dict.fromkeys([own, *also])
-        out = clip_feature_sets(audio, sr, feature_sets=list(sets), window=float(st["window_s"]),
-                                step=float(st["step_s"]))
-        return out if also else out[own]
-
-    def score_audio(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        """Probabilities (len(labels),) for one mono clip."""
-        return self.predict_proba(self.features(audio, sr))[0]
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -474,7 +386,7 @@ class VoiceModel:
         """
         import skops.io as sio
 
-        from .bundle import atomic_path, atomic_write_text
+        from .files import atomic_path, atomic_write_text
 
         meta = self.metadata(extra)
         directory = Path(directory)

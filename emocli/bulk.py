@@ -5,6 +5,9 @@ processes (:meth:`Pipeline.prepare`); the main process holds the one face networ
 scores every clip's faces in batches (:meth:`Pipeline.complete`). Results come out in input
 order, each as soon as it and those before it are done, so ``emo predict ... | head`` works.
 At most ``2 x workers`` inputs are in flight, so memory stays bounded on long input lists.
+
+:func:`process_pool` is emo's one pool of worker processes: bulk prediction, ``emo extract``
+and ``emo train-audio``'s feature extraction all start theirs here.
 """
 
 from __future__ import annotations
@@ -12,22 +15,54 @@ from __future__ import annotations
 import threading
 from collections import deque
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from .media import LiveSource
 from .pipeline import Options, Pipeline, Result
 
-_WORKER: Pipeline | None = None
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+
+_WORKER: Pipeline | None = None  # in a worker process: the pipeline its initializer loaded
 
 
-def _init_worker(bundle: str, options: Options) -> None:
+def _init_worker(bundle: str, options: Options, role: str) -> None:
+    import warnings
+
+    from .errors import VersionWarning
+
     global _WORKER
-    _WORKER = Pipeline(Path(bundle), options, role="prepare")
+    warnings.simplefilter("ignore", VersionWarning)  # the main process loaded the bundle and said so once
+    _WORKER = Pipeline(Path(bundle), options, role=role)
+
+
+def worker_pipeline() -> Pipeline:
+    """The pipeline of this worker process (started by :func:`process_pool` with a bundle)."""
+    if _WORKER is None:
+        raise RuntimeError("not in a worker process started by process_pool(..., bundle=...)")
+    return _WORKER
+
+
+def process_pool(workers: int, *, bundle: "Path | str | None" = None, options: Options | None = None,
+                 role: str = "full") -> "ProcessPoolExecutor":
+    """A pool of ``workers`` spawned processes; with ``bundle``, each first loads
+    ``Pipeline(bundle, options, role=role)`` (see :func:`worker_pipeline`).
+
+    Processes are spawned, never forked: TensorFlow and ffmpeg pipes are not fork-safe.
+    """
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = mp.get_context("spawn")
+    if bundle is None:
+        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
+                               initargs=(str(bundle), options, role))
 
 
 def _prepare(args):
     path, display = args
-    return _WORKER.prepare(path, display_name=display)
+    return worker_pipeline().prepare(path, display_name=display)
 
 
 def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
@@ -69,12 +104,7 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 return
         return
 
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    ctx = mp.get_context("spawn")  # TensorFlow and ffmpeg pipes are not fork-safe
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(str(pipe.bundle), pipe.options)) as pool:
+    with process_pool(workers, bundle=pipe.bundle, options=pipe.options, role="prepare") as pool:
         queue: deque = deque()
         source = iter(inputs)
 

@@ -14,21 +14,22 @@ Layout (any part may be absent; ``predict`` uses what is there)::
       fusion_feat.skops optional feature-level fusion model
 
 Loading checks every hash before anything is parsed: a tampered bundle is refused
-with a message that names the file and says what to do.
+with a message that names the file and says what to do. A bundle written by other versions
+of the libraries its files depend on loads with a :class:`~emocli.errors.VersionWarning`
+naming both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
+import functools
 import json
-import os
-import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from . import __version__
-from .errors import ModelError
+from .errors import ModelError, VersionWarning
+from .files import atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
@@ -51,45 +52,13 @@ def models_dir() -> Path:
 DEFAULT_BUNDLE = models_dir() / "default"
 
 
-@contextlib.contextmanager
-def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
-
-    A run killed at any point leaves either the old file or the new one, never a torn one.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix or ".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        with open(tmp_path, "rb") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-def atomic_write_text(target: Path, text: str) -> None:
-    with atomic_path(target) as tmp:
-        tmp.write_text(text)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def library_versions() -> dict[str, str]:
     """Versions of the libraries whose file formats a bundle depends on."""
+    return dict(_installed_versions())
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> dict[str, str]:
     from importlib import metadata
 
     out = {"emocli": __version__}
@@ -99,6 +68,26 @@ def library_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return out
+
+
+def check_versions(directory: Path, manifest: dict) -> list[str]:
+    """Warn (:class:`VersionWarning`) when the bundle's manifest records other versions of the libraries
+    installed here; return the names of those that differ.
+
+    tensorflow and tensorflow-cpu count as one library (the same files, built for GPU or CPU).
+    """
+    def by_name(versions) -> dict[str, str]:
+        if not isinstance(versions, dict):
+            return {}
+        return {("tensorflow" if k == "tensorflow-cpu" else str(k)): str(v) for k, v in versions.items()}
+
+    saved, here = by_name(manifest.get("versions")), by_name(library_versions())
+    differ = sorted(k for k in saved.keys() & here.keys() if saved[k] != here[k])
+    if differ:
+        warnings.warn(f"{directory}: written with {', '.join(f'{k} {saved[k]}' for k in differ)}; installed here: "
+                      f"{', '.join(f'{k} {here[k]}' for k in differ)}. It loads, but its scores may differ: install "
+                      "the versions it was written with, or retrain it", VersionWarning, stacklevel=3)
+    return differ
 
 
 def write_manifest(directory: Path, *, labels: list[str], settings: dict[str, Any] | None = None) -> dict:
@@ -201,6 +190,7 @@ def verify_bundle(directory: Path) -> dict:
         if (directory / name).is_file() and name not in files:
             raise ModelError(f"{directory / name}: present but not listed in the manifest; "
                              "delete it or rewrite the manifest by retraining")
+    check_versions(directory, manifest)
     return manifest
 
 

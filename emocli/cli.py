@@ -95,6 +95,17 @@ class Head(str, Enum):
     exp2 = "exp2"
 
 
+class Detector(str, Enum):
+    blazeface = "blazeface"
+    haar = "haar"
+
+
+class Modality(str, Enum):
+    both = "both"
+    face = "face"
+    voice = "voice"
+
+
 class TTA(str, Enum):
     auto = "auto"
     bundle = "bundle"
@@ -140,6 +151,35 @@ DetectOpt = Annotated[Optional[bool], typer.Option(
 PoolingOpt = Annotated[Pooling, typer.Option(
     help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
          "far they are from neutral).")]
+ModelOpt = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", help="Model bundle folder [default: the shipped models/default].", show_default=False)]
+FpsOpt = Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
+DetectorOpt = Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")]
+ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
+TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
+CorpusSplitOpt = Annotated[Optional[str], typer.Option(help="Only the items of this split (e.g. Val for AFEW).")]
+LayoutOpt = Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                  callback=_layout_option)]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding actor "
+                                                    "per CPU instead of --workers; every worker must see the inputs, "
+                                                    "the model and any output folder (shared filesystem). See "
+                                                    "docs/scale.md.")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster to join (auto, ray://HOST:10001); implies --ray [default: a local Ray "
+                          "instance].", show_default=False)]
+
+
+def _pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str", detect: Optional[bool],
+                      tta: "TTA | str", face_experts: str, pooling: "Pooling | str",
+                      modality: "Modality | str" = Modality.both, **more):
+    """The pipeline's Options from the options predict, evaluate and extract share (``more``: the others)."""
+    from .pipeline import Options
+
+    modality = Modality(modality)
+    return Options(fps=fps or None, batch_size=batch_size, detector=Detector(detector).value, detect=detect,
+                   use_face=modality != Modality.voice, use_voice=modality != Modality.face, tta=TTA(tta).value,
+                   face_experts=face_experts, pooling=Pooling(pooling).value, **more)
 
 
 class Balance(str, Enum):
@@ -293,17 +333,6 @@ def _emo_errors():
     return EmoError
 
 
-class Detector(str, Enum):
-    blazeface = "blazeface"
-    haar = "haar"
-
-
-class Modality(str, Enum):
-    both = "both"
-    face = "face"
-    voice = "voice"
-
-
 class FuseMethod(str, Enum):
     equal = "equal"
     confusion = "confusion"
@@ -359,7 +388,7 @@ def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
                                                      "paths (one per line) or media bytes from stdin.",
                                                 show_default=False)],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle folder [default: the shipped models/default].")] = None,
+    model: ModelOpt = None,
     json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
                                                      "[default: a table on a terminal, JSON lines otherwise].",
                                                      show_default=False)] = None,
@@ -378,27 +407,23 @@ def predict(
         "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
                                "written under a temporary name and renamed when the run ends (Ctrl-C too).",
         show_default=False)] = None,
-    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
-    detector: Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")] = Detector.blazeface,
+    fps: FpsOpt = 5.0,
+    batch_size: BatchSizeOpt = 64,
+    detector: DetectorOpt = Detector.blazeface,
     detect: DetectOpt = None,
-    modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
+    modality: ModalityOpt = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
     window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
                                                                "seconds (JSON: lines with \"segment\").")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
                                                      "feeding one model (bulk runs).")] = 1,
-    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding "
-                                                    "actor per CPU instead of --workers; every worker must see the "
-                                                    "input paths (shared filesystem). See docs/scale.md.")] = False,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (auto, "
-                                                       "ray://HOST:10001); implies --ray [default: a local Ray "
-                                                       "instance].", show_default=False)] = None,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
     submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
                                                           "<clip>.txt per input holding its label (Angry, ..., Surprise).")
                           ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
-    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    tta: TTAOpt = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
     speaker_of: Annotated[Optional[str], typer.Option(
@@ -435,7 +460,7 @@ def predict(
     result line with "status": "error"), 2 for bad usage, 130 when interrupted.
     """
     from .errors import EmoError
-    from .pipeline import Options, Pipeline
+    from .pipeline import Pipeline
 
     err = _stderr()
     live_opts = tuple(input_options or ())
@@ -448,11 +473,10 @@ def predict(
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
     source = None if annotate is None else _annotate_source(inputs)
-    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
-                   max_seconds=max_seconds, use_face=modality != Modality.voice,
-                   use_voice=modality != Modality.face, window=window, tta=TTA(tta).value,
-                   face_experts=face_experts, pooling=Pooling(pooling).value, frames=frames or source is not None,
-                   adapt=adapt, faces=FaceMode(faces).value)
+    opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, modality=modality,
+                             tta=tta, face_experts=face_experts, pooling=pooling, max_seconds=max_seconds,
+                             window=window, frames=frames or source is not None, adapt=adapt,
+                             faces=FaceMode(faces).value)
     rule = None
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
@@ -525,21 +549,17 @@ class _OutputFile:
     so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
 
     def __init__(self, target: Path):
-        import tempfile
+        from .files import temporary_beside
 
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        fd, self.tmp = temporary_beside(target)
         self.target = target
         self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
     def close(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+        from .files import publish
+
         self.fh.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(self.tmp, self.target)
+        publish(self.tmp, self.target)
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
@@ -755,10 +775,9 @@ def _print_result(res, *, err, writer, out_console, submission, shown, written, 
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
                                                  "TESS, SAVEE, EmoDB) or a CSV manifest.")],
-    split: Annotated[Optional[str], typer.Option(help="Only this split (e.g. Val for AFEW).")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
-                                                           callback=_layout_option)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
+    split: CorpusSplitOpt = None,
+    layout: LayoutOpt = None,
+    model: ModelOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
                                                       "the modalities that ran and their per-class recall.")] = None,
@@ -766,12 +785,12 @@ def evaluate(
     predictions: Annotated[Optional[Path], typer.Option(help="Write one CSV row per item here: true label, face, "
                                                              "voice and fused label and scores, notes.",
                                                         show_default=False)] = None,
-    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
-    detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
+    fps: FpsOpt = 5.0,
+    batch_size: BatchSizeOpt = 64,
+    detector: DetectorOpt = Detector.blazeface,
     detect: DetectOpt = None,
-    modality: Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")] = Modality.both,
-    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    modality: ModalityOpt = Modality.both,
+    tta: TTAOpt = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
     speaker_norm: Annotated[bool, typer.Option(help="Also score each voice against its speaker's own mean and "
@@ -783,18 +802,17 @@ def evaluate(
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
 
-    from .bundle import atomic_write_text
+    from .files import atomic_write_text
     from .datasets import load_corpus
     from .errors import EmoError
     from .evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap
-    from .pipeline import Options, Pipeline
+    from .pipeline import Pipeline
 
     err = _stderr()
     try:
         items = select_split(load_corpus(dataset, layout), split)
-        opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect,
-                       use_face=modality != Modality.voice, use_voice=modality != Modality.face,
-                       tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
+        opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, modality=modality,
+                                 tta=tta, face_experts=face_experts, pooling=pooling)
         pipe = Pipeline(model, opts)
         if speaker_norm:
             if not pipe.has_speaker_model:
@@ -854,25 +872,19 @@ def evaluate(
 def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
-    split: Annotated[Optional[str], typer.Option(help="Only this split.")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
-                                                           callback=_layout_option)] = None,
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model bundle [default: models/default].")] = None,
+    split: CorpusSplitOpt = None,
+    layout: LayoutOpt = None,
+    model: ModelOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
-    ray: Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding "
-                                                    "actor per CPU instead of --workers; every worker must see the "
-                                                    "corpus, model and --out (shared filesystem). See docs/scale.md."
-                                      )] = False,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster to join (auto, "
-                                                       "ray://HOST:10001); implies --ray [default: a local Ray "
-                                                       "instance].", show_default=False)] = None,
-    fps: Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")] = 5.0,
-    batch_size: Annotated[int, typer.Option(min=1, help="Face crops per network call.")] = 64,
-    detector: Annotated[Detector, typer.Option(help="Face detector.")] = Detector.blazeface,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    fps: FpsOpt = 5.0,
+    batch_size: BatchSizeOpt = 64,
+    detector: DetectorOpt = Detector.blazeface,
     detect: DetectOpt = None,
-    tta: Annotated[TTA, typer.Option(help=_TTA_HELP)] = TTA.auto,
+    tta: TTAOpt = TTA.auto,
     face_experts: FaceExpertsOpt = "all",
     pooling: PoolingOpt = Pooling.mean,
 ) -> None:
@@ -882,12 +894,11 @@ def extract(
     from .errors import EmoError
     from .evaluate import select_split
     from .extract import check_out_dir, lock_out_dir, settings_for
-    from .pipeline import Options
 
     err = _stderr()
     bundle = model or DEFAULT_BUNDLE
-    opts = Options(fps=fps or None, batch_size=batch_size, detector=detector.value, detect=detect, keep_frames=True,
-                   tta=TTA(tta).value, face_experts=face_experts, pooling=Pooling(pooling).value)
+    opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, tta=tta,
+                             face_experts=face_experts, pooling=pooling, keep_frames=True)
     lock = None  # the output folder's lock, held until this command ends
     try:
         items = select_split(load_corpus(dataset, layout), split)
@@ -987,11 +998,30 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """emo's own warnings as one yellow line on stderr; any other as Python shows it."""
+    from .errors import EmoWarning
+
+    if not issubclass(category, EmoWarning):
+        return _python_show_warning(message, category, filename, lineno, file, line)
+    from rich.markup import escape
+
+    from .report import printable
+
+    _stderr().print(f"[yellow]warning:[/yellow] {escape(printable(str(message)))}")
+
+
+_python_show_warning = None
+
+
 def main() -> None:
     """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
     import errno
     import signal
+    import warnings
 
+    global _python_show_warning
+    _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
     signal.signal(signal.SIGINT, _on_sigint)
     try:
         app()

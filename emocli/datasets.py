@@ -15,21 +15,14 @@ Speaker ids are prefixed with the corpus name (``ravdess_02``, ``cremad_1001``, 
 from __future__ import annotations
 
 import csv
-import os
 import re
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
-from .errors import DatasetError, MediaError
+from .errors import DatasetError
 from .labels import normalize_label
-
-IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".webp"})
-VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v"})
-AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac"})
-MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS | AUDIO_EXTS
+from .media import AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, is_hidden, media_files
 
 # Layout names accepted by load_corpus / ``--layout``, with the naming each one expects.
 LAYOUTS: dict[str, str] = {
@@ -52,7 +45,7 @@ MODALITIES = ("all", "audio", "video", "av")
 _AUDIO = frozenset({"audio"})
 _VIDEO = frozenset({"video"})
 _AV = frozenset({"audio", "video"})
-_LOSSY = frozenset({".mp3", ".ogg", ".m4a", ".aac"})
+_LOSSY = frozenset({".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma"})
 
 # Folder names that hold a split rather than a class; AFEW maps them to its own spelling.
 _SPLITS = {
@@ -63,7 +56,6 @@ _SPLITS = {
 }
 _AFEW_SPLITS = {"train": "Train", "training": "Train", "train_afew": "Train",
                 "val": "Val", "valid": "Val", "validation": "Val", "val_afew": "Val"}
-_SKIP_DIRS = frozenset({"__MACOSX"})
 
 # Each corpus's documented codes, turned into the words its documentation uses.
 RAVDESS_EMOTIONS = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
@@ -92,19 +84,6 @@ class Item:
     split: str | None = None
 
 
-@dataclass(frozen=True)
-class Split:
-    """A train/test partition of items.
-
-    ``method`` says how it was made: ``"speaker"`` (no speaker on both sides), ``"random"`` (no item
-    had a speaker id) or ``"mixed"`` (items with speaker ids split by speaker, the others one by one).
-    """
-
-    train: list[Item]
-    test: list[Item]
-    method: str
-
-
 # One found file before modality selection: the item, the channels it carries, and the take it records
 # (files of one take in several modalities share a take key, so a modality can pick one of them).
 @dataclass(frozen=True)
@@ -118,28 +97,13 @@ class _Found:
 # Walking folders
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith(".") or name in _SKIP_DIRS
-
-
-def _media_files(root: Path, exts: frozenset[str] = MEDIA_EXTS) -> list[Path]:
-    """Every file under ``root`` with one of ``exts``, skipping hidden files and folders (``.DS_Store``,
-    macOS ``._*`` resource forks, ``__MACOSX``)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not _is_hidden(d)]
-        found.extend(Path(dirpath) / f for f in filenames
-                     if not _is_hidden(f) and os.path.splitext(f)[1].lower() in exts)
-    return sorted(found)
-
-
 def _subdirs(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def _files_in(folder: Path, exts: frozenset[str]) -> list[Path]:
     return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not _is_hidden(p.name) and p.suffix.lower() in exts)
+                  if p.is_file() and not is_hidden(p.name) and p.suffix.lower() in exts)
 
 
 def _channels(path: Path) -> frozenset[str]:
@@ -255,7 +219,7 @@ def afew(root: Path, *, modality: str = "all") -> list[Item]:
     """AFEW / EmotiW videos: ``root/{Train,Val}/{Angry,...,Surprise}/*.avi``.
 
     Split folder names are case-insensitive (``train``, ``Val``, ``Validation``) and ``split`` is
-    ``"Train"`` or ``"Val"``. ``root/Test`` (unlabelled) is left to :func:`afew_test`. ``root`` may also
+    ``"Train"`` or ``"Val"``. ``root/Test`` (unlabelled) is skipped. ``root`` may also
     be a single split folder (``root/Angry/*.avi``); then ``split`` is None.
 
     Raises
@@ -282,24 +246,6 @@ def afew(root: Path, *, modality: str = "all") -> list[Item]:
     if not found and not dropped:
         raise DatasetError(f"{root}: no videos found (expected {root}/Train/<Emotion>/*.avi and {root}/Val/...)")
     return _finish(found, modality=modality, root=root, layout="afew", dropped=dropped)
-
-
-def afew_test(root: Path) -> list[Path]:
-    """The unlabelled AFEW test videos, ``root/Test/*.avi`` (any video extension, any depth), sorted.
-
-    Raises
-    ------
-    DatasetError
-        If ``root`` has no ``Test`` folder (any case) or it holds no videos.
-    """
-    root = _require_dir(root, "AFEW corpus")
-    tests = [p for p in _subdirs(root) if _SPLITS.get(p.name.lower()) == "Test"]
-    if not tests:
-        raise DatasetError(f"{root}: no Test folder; AFEW test videos are expected in {root}/Test/*.avi")
-    paths = sorted(p for t in tests for p in _media_files(t, VIDEO_EXTS))
-    if not paths:
-        raise DatasetError(f"{tests[0]}: no videos found (expected *.avi)")
-    return paths
 
 
 # --------------------------------------------------------------------------------------------------
@@ -429,7 +375,7 @@ def _by_name(root: Path, layout: str, exts: frozenset[str], modality: str) -> li
     _check_modality(modality)
     parse = _NAME_PARSERS[layout]
     found, dropped = [], 0
-    for path in _media_files(root, exts):
+    for path in media_files(root, exts, follow_links=True):
         f = parse(path)
         if f is None:
             dropped += 1
@@ -630,7 +576,7 @@ def _folder_layout(root: Path) -> str | None:
 
 
 def _manifests_in(root: Path) -> list[Path]:
-    return [p for p in sorted(root.glob("*.csv")) if not _is_hidden(p.name) and _is_manifest(p)]
+    return [p for p in sorted(root.glob("*.csv")) if not is_hidden(p.name) and _is_manifest(p)]
 
 
 def _no_layout(root: Path, detail: str) -> DatasetError:
@@ -667,7 +613,7 @@ def detect_layout(root: Path) -> str:
     folder = _folder_layout(root)
     if folder is not None:
         return folder
-    files = _media_files(root)
+    files = media_files(root, follow_links=True)
     votes = {name: sum(vote(p) for p in files) for name, vote in _NAME_VOTES.items()}
     best = max(votes, key=lambda name: votes[name])
     if files and votes[best] * 2 > len(files):
@@ -719,156 +665,3 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
                                "pass the path of the CSV itself")
         root = manifests[0]
     return _READERS[name](root, modality=modality)
-
-
-# --------------------------------------------------------------------------------------------------
-# Speaker-independent splits
-
-
-def _groups(items: Sequence[Item]) -> tuple[list[list[int]], str]:
-    """Indices of items grouped by speaker; an item without a speaker is a group of its own."""
-    by_speaker: dict[str, list[int]] = {}
-    alone: list[list[int]] = []
-    for i, it in enumerate(items):
-        if it.speaker is None:
-            alone.append([i])
-        else:
-            by_speaker.setdefault(it.speaker, []).append(i)
-    method = "random" if not by_speaker else ("speaker" if not alone else "mixed")
-    return [by_speaker[s] for s in sorted(by_speaker)] + alone, method
-
-
-def speaker_split(items: Sequence[Item], *, test_share: float | None = None,
-                  test_speakers: Iterable[str] | None = None, seed: int = 0) -> Split:
-    """Split items so that no speaker is on both sides.
-
-    Give either ``test_share`` (fraction of items to hold out, by whole speakers chosen at random with
-    ``seed``; 0.2 when neither is given) or ``test_speakers`` (exact speaker ids). Items without a
-    speaker id are split one by one, at random; ``Split.method`` says which happened.
-
-    Raises
-    ------
-    DatasetError
-        For both or bad arguments, unknown test speakers, or too few groups to split.
-    """
-    items = list(items)
-    if test_share is not None and test_speakers is not None:
-        raise DatasetError("give test_share or test_speakers, not both")
-    groups, method = _groups(items)
-    if test_speakers is not None:
-        wanted = set(test_speakers)
-        known = {it.speaker for it in items if it.speaker is not None}
-        if not wanted:
-            raise DatasetError("test_speakers is empty; name at least one speaker")
-        if wanted - known:
-            raise DatasetError(f"unknown test speakers {', '.join(sorted(wanted - known))}; "
-                               f"the items have {', '.join(sorted(known)) or 'no speaker ids'}")
-        test_idx = {i for i, it in enumerate(items) if it.speaker in wanted}
-        return Split([it for i, it in enumerate(items) if i not in test_idx],
-                     [it for i, it in enumerate(items) if i in test_idx], "speaker")
-    share = 0.2 if test_share is None else float(test_share)
-    if not 0.0 < share < 1.0:
-        raise DatasetError(f"test_share must be between 0 and 1, got {test_share}")
-    if len(groups) < 2:
-        raise DatasetError(f"cannot split {len(items)} items of {len(groups)} speaker(s): "
-                           "a speaker-independent split needs at least two speakers")
-    order = np.random.default_rng(seed).permutation(len(groups))
-    target = share * len(items)
-    # Take whole groups in random order until the test side is as close to the target as it gets,
-    # keeping at least one group on each side.
-    test_idx: set[int] = set()
-    count = 0
-    for n_taken, g in enumerate(order):
-        size = len(groups[g])
-        if n_taken and (n_taken == len(groups) - 1 or abs(count + size - target) >= abs(count - target)):
-            break
-        test_idx.update(groups[g])
-        count += size
-    return Split([it for i, it in enumerate(items) if i not in test_idx],
-                 [it for i, it in enumerate(items) if i in test_idx], method)
-
-
-def group_kfold(items: Sequence[Item], k: int = 5, *, seed: int = 0) -> list[Split]:
-    """``k`` speaker-independent folds: each speaker's items are in the test side of exactly one fold.
-
-    Speakers are shuffled with ``seed``, then given largest first to the fold with the fewest items,
-    so folds are about the same size. Items without a speaker id are placed one by one.
-
-    Raises
-    ------
-    DatasetError
-        If ``k`` < 2 or there are fewer speakers (groups) than folds.
-    """
-    items = list(items)
-    if k < 2:
-        raise DatasetError(f"k must be at least 2, got {k}")
-    groups, method = _groups(items)
-    if len(groups) < k:
-        raise DatasetError(f"cannot make {k} speaker-independent folds from {len(groups)} speaker(s); "
-                           f"use k <= {len(groups)}")
-    order = np.random.default_rng(seed).permutation(len(groups))
-    order = sorted(order, key=lambda g: -len(groups[g]))  # stable: ties keep the random order
-    fold_of = np.empty(len(items), dtype=int)
-    sizes = [0] * k
-    for g in order:
-        f = min(range(k), key=lambda j: sizes[j])
-        fold_of[groups[g]] = f
-        sizes[f] += len(groups[g])
-    return [Split([it for i, it in enumerate(items) if fold_of[i] != f],
-                  [it for i, it in enumerate(items) if fold_of[i] == f], method) for f in range(k)]
-
-
-# --------------------------------------------------------------------------------------------------
-
-
-def read_image(path: Path, *, problems: list[str] | None = None) -> np.ndarray:
-    """Read an image file as uint8 RGB (H, W, 3).
-
-    With ``problems`` (a list), what the decoder complains about (libjpeg prints "Corrupt
-    JPEG data" on stderr and still returns an image) is caught and appended there instead of
-    reaching stderr, and so is a JPEG that lacks its end marker (cut short, then padded).
-
-    Raises
-    ------
-    MediaError
-        If the file is missing or not a decodable image.
-    """
-    import cv2
-
-    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
-    if data is None:
-        raise MediaError(f"{path}: file not found; check the path")
-    if problems is None:
-        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    else:
-        with _c_stderr_captured() as said:
-            img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        problems.extend(ln.strip() for ln in said if ln.strip())
-        raw = data.tobytes()
-        if img is not None and raw[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[raw.rfind(b"\xff\xda"):]:
-            problems.append("the JPEG has no end marker")
-    if img is None:
-        raise MediaError(f"{path}: not a readable image (corrupt or unsupported format); re-export it as JPEG or PNG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-class _c_stderr_captured:
-    """Catch what C libraries write to file descriptor 2 while the block runs; a list of lines."""
-
-    def __enter__(self) -> list[str]:
-        import sys
-        import tempfile
-
-        sys.stderr.flush()
-        self.lines: list[str] = []
-        self.tmp = tempfile.TemporaryFile()
-        self.saved = os.dup(2)
-        os.dup2(self.tmp.fileno(), 2)
-        return self.lines
-
-    def __exit__(self, *exc) -> None:
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-        self.tmp.seek(0)
-        self.lines.extend(self.tmp.read(1 << 16).decode("utf-8", "replace").splitlines())
-        self.tmp.close()

@@ -8,6 +8,11 @@ class EmoError(Exception):
     """Root of every expected, user-facing failure."""
 
 
+class ParameterError(EmoError, ValueError):
+    """A function was given an argument it cannot use: a shape, sample rate, name or range out of
+    bounds (librosa's ``ParameterError``). A ValueError, so callers that catch one keep working."""
+
+
 class MediaError(EmoError, OSError):
     """A file could not be read or decoded (missing, empty, corrupt, unsupported)."""
 
@@ -30,3 +35,11 @@ class DatasetError(EmoError, ValueError):
 
 class NotFittedError(EmoError, ValueError, AttributeError):
     """A model was used before ``fit``."""
+
+
+class EmoWarning(UserWarning):
+    """Something works but deserves a look; the command line shows it as one yellow line on stderr."""
+
+
+class VersionWarning(EmoWarning):
+    """A model bundle was written by other versions of the libraries its files depend on."""

@@ -67,8 +67,7 @@ class Evaluation:
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
                                "labels": list(self.labels)}
         for m in MODALITIES:
-            rep = classification_report(self.truth[m], self.pred[m], self.labels)
-            rep["recall"] = {lab: (r if rep["support"][lab] else None) for lab, r in rep["recall"].items()}
+            rep = classification_report(self.truth[m], self.pred[m], self.labels, absent=None)
             rep["n_missing"] = self.missing[m]
             out[m] = rep
         out["items"] = self.items
@@ -206,7 +205,7 @@ def _image_exts():
 
 def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512) -> None:
     """Images that already are face crops: read and score them in large batches, as predict would."""
-    from .datasets import read_image
+    from .media import read_image
     from .errors import MediaError
     from .fusion import align, normalize
 
@@ -310,7 +309,7 @@ def plot_confusions(report: dict[str, Any], path: Path) -> int:
     """Write :func:`confusion_figure` as a PNG; return its number of panels (matrices + the recall chart)."""
     import matplotlib.pyplot as plt
 
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     fig = confusion_figure(report)
     panels = len(shown_modalities(report)) + 1

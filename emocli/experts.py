@@ -220,7 +220,7 @@ class FaceHead:
 
     def save(self, path: Path) -> None:
         """The arrays only (npz, no pickle); temperature and info live in experts.json."""
-        from .bundle import atomic_path
+        from .files import atomic_path
 
         with atomic_path(Path(path), suffix=".npz") as tmp:
             np.savez(tmp, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)

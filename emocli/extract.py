@@ -35,7 +35,6 @@ import io
 import json
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
@@ -102,7 +101,7 @@ def lock_out_dir(out: Path):
 
 def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     """Refuse to mix runs: an existing output folder needs --resume and the same settings."""
-    from .bundle import atomic_write_text
+    from .files import atomic_write_text
 
     out = Path(out)
     s_path = out / SETTINGS
@@ -147,25 +146,21 @@ def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:
 # ------------------------------------------------------------------------------------------
 # Work on one item (in this process or a worker)
 
-_PIPE = None
-
-
-def _init_worker(bundle: str, options) -> None:
-    global _PIPE
-    from .pipeline import Pipeline
-
-    _PIPE = Pipeline(Path(bundle), options)
-
-
 def _empty(n: int = 0) -> np.ndarray:
     return np.zeros((0,) if n == 0 else (0, n), np.float32)
 
 
 def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
-    """Run the pipeline on one item and write its .npz (or .error.json); return its index row."""
-    from .bundle import atomic_path, atomic_write_text
+    """Run the pipeline on one item and write its .npz (or .error.json); return its index row.
 
-    pipe = pipe or _PIPE
+    Without ``pipe``: the pipeline of this worker process (:func:`emocli.bulk.worker_pipeline`).
+    """
+    from .files import atomic_path, atomic_write_text
+
+    if pipe is None:
+        from .bulk import worker_pipeline
+
+        pipe = worker_pipeline()
     res = pipe.run(item.path)
     row = {"id": iid, "path": str(item.path), "label": item.label, "speaker": item.speaker or "",
            "split": item.split or "", "status": res.status, "frames_used": res.frames_used,
@@ -228,11 +223,9 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
             if progress:
                 progress(row)
     else:
-        import multiprocessing as mp
+        from .bulk import process_pool
 
-        ctx = mp.get_context("spawn")  # TensorFlow is not fork-safe
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                 initargs=(str(bundle), options)) as pool:
+        with process_pool(workers, bundle=bundle, options=options) as pool:
             for row in pool.map(_run_one, todo, chunksize=1):
                 rows.append(row)
                 if progress:
@@ -267,7 +260,7 @@ def summary(n_items: int, skipped: int, rows: list[dict[str, Any]]) -> dict[str,
 
 def write_index(out: Path) -> Path:
     """Rebuild index.csv from the finished item files."""
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     out = Path(out)
     rows = []

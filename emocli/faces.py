@@ -14,7 +14,6 @@ Pure functions on arrays: nothing here opens media files or prints.
 from __future__ import annotations
 
 import functools
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,25 +77,6 @@ def _anchors() -> np.ndarray:
     return np.stack([xs.ravel(), ys.ravel()], axis=1)  # (2304, 2): x, y centres in [0, 1]
 
 
-def _interpreter(model_path: Path, num_threads: int | None = 1):
-    try:  # LiteRT, the maintained runtime, when installed
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        from ._tf import import_keras
-
-        import_keras()
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    from ._tf import quiet_fd2
-
-    with warnings.catch_warnings(), quiet_fd2():  # LiteRT prints an XNNPACK notice to fd 2
-        warnings.simplefilter("ignore")
-        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
-        it.allocate_tensors()
-    return it
-
-
 class BlazeFaceDetector:
     """MediaPipe BlazeFace full-range (192x192 input, 2304 anchors) on RGB frames."""
 
@@ -104,13 +84,14 @@ class BlazeFaceDetector:
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = MIN_CONFIDENCE):
         from .bundle import models_dir
+        from .quiet_imports import lite_interpreter
 
         path = Path(model_path) if model_path else models_dir() / "detectors" / BLAZEFACE_FULL
         if not path.is_file():
             raise ModelError(f"{path}: BlazeFace weights missing; reinstall emo (they ship in models/detectors)")
         self.model_path = path
         self.min_confidence = min_confidence
-        self._it = _interpreter(path)
+        self._it = lite_interpreter(path)
         inp = self._it.get_input_details()[0]
         self._in = inp["index"]
         outs = sorted(self._it.get_output_details(), key=lambda d: d["shape"][-1], reverse=True)

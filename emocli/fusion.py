@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 METHODS = ("equal", "confusion")
@@ -90,10 +90,6 @@ class FusionModel:
     estimator_labels_: tuple[str, ...] = ()
     info_: dict = field(default_factory=dict)
 
-    @property
-    def needs_features(self) -> bool:
-        return self.method in FEATURE_METHODS and self.method != "learned"
-
     def fit_estimator(self, x: np.ndarray, y: Sequence[str], *, seed: int = 0) -> "FusionModel":
         """Fit a learned / feature-level fusion model on clip vectors ``x`` (see :func:`fusion_inputs`)."""
         _, counts = np.unique(np.asarray(y), return_counts=True)
@@ -137,10 +133,6 @@ class FusionModel:
         self.face_recall_, self.voice_recall_ = dict(face_recall), dict(voice_recall)
         return self
 
-    @property
-    def voice_weights_(self) -> np.ndarray:
-        return 1.0 - self._weights()
-
     def _weights(self) -> np.ndarray:
         if self.face_weights_ is None:
             raise NotFittedError("fusion weights are not set; call fit() or load a bundle")
@@ -153,7 +145,7 @@ class FusionModel:
         """
         wf = self._weights()
         if face is None and voice is None:
-            raise ValueError("nothing to fuse: both face and voice scores are missing")
+            raise ParameterError("nothing to fuse: both face and voice scores are missing")
         if face is None:
             return normalize(voice)
         if voice is None:
@@ -178,7 +170,7 @@ class FusionModel:
                 "estimator_labels": list(self.estimator_labels_), "info": self.info_}
 
     def save(self, directory: Path) -> None:
-        from .bundle import atomic_write_text
+        from .files import atomic_write_text
 
         directory = Path(directory)
         if self.estimator_ is not None:
@@ -335,7 +327,7 @@ def load_skops(path: Path):
 def save_skops(obj, path: Path) -> None:
     import skops.io as sio
 
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     with atomic_path(Path(path), suffix=".skops") as tmp:
         sio.dump(obj, str(tmp))

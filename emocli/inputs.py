@@ -15,24 +15,10 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from .media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, LiveSource, is_capture_device, is_url
+from .media import VIDEO_EXTS, LiveSource, is_capture_device, is_url, media_files
 
-MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
 MAX_PATH_LINE = 64 * 1024  # bytes read at once from a list of paths (a longer "line" is not a path)
-
-
-def media_in_folder(folder: Path, *, unreadable: list[OSError] | None = None) -> list[Path]:
-    """Media files below ``folder`` (recursively, hidden files skipped), sorted.
-
-    Sub-folders that cannot be listed are appended to ``unreadable`` (when given) as the
-    OSError that ``os.walk`` met, instead of being skipped silently.
-    """
-    found = []
-    for root, dirs, files in os.walk(folder, onerror=unreadable.append if unreadable is not None else None):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(Path(root) / f for f in files if not f.startswith(".") and Path(f).suffix.lower() in MEDIA_EXTS)
-    return sorted(found)
 
 
 _CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # never in a list of paths; in every media header
@@ -76,7 +62,7 @@ def _expand_one(arg: str, input_options: tuple[str, ...] = ()
         return
     if p.is_dir():
         unreadable: list[OSError] = []
-        files = media_in_folder(p, unreadable=unreadable)
+        files = media_files(p, unreadable=unreadable)
         if not files and not unreadable:
             yield arg, None, (f"{arg}: folder holds no video, audio or image files "
                               f"({', '.join(sorted(VIDEO_EXTS)[:4])}, ...); pass media files or another folder")

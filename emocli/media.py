@@ -1,4 +1,4 @@
-"""Decode media through ffmpeg pipes. The only module that starts ffmpeg.
+"""Decode media through ffmpeg pipes (still images through OpenCV). The only module that starts ffmpeg.
 
 Frames come out as uint8 RGB arrays ``(n, H, W, 3)`` in fixed-size chunks (memory does not
 grow with video length); audio as float32 mono at a stated rate. Argument lists are built
@@ -27,15 +27,41 @@ import numpy as np
 from .errors import MediaError, NoAudioError
 
 SAMPLE_RATE = 16000  # Hz: voice features are computed on 16 kHz mono
+# The file extensions emo treats as media, everywhere: folders given to predict and corpora alike.
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".webp"})
 VIDEO_EXTS = frozenset({".avi", ".mp4", ".flv", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".wmv", ".3gp", ".ts"})
 AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".wma", ".aiff", ".aif"})
+MEDIA_EXTS = IMAGE_EXTS | VIDEO_EXTS | AUDIO_EXTS
+SKIPPED_DIRS = frozenset({"__MACOSX"})  # folder names never walked into (macOS zip resource forks)
 MAX_SIDE = 1280  # pixels: larger frames are downscaled before detection (a 4K frame costs 25 MB)
 PROBE_TIMEOUT = 30.0  # seconds for `ffmpeg -i` to describe a file
 STALL_TIMEOUT = 60.0  # seconds without a decoded byte before ffmpeg is stopped (damaged or endless input)
 MAX_AUDIO_SECONDS = 4 * 3600  # longer recordings need --max-seconds (4 h of 16 kHz float32 is 0.9 GB)
 MAX_AUDIO_BYTES = MAX_AUDIO_SECONDS * SAMPLE_RATE * 4
 MAX_PIXELS = 8192 * 8192  # frames larger than this (67 Mpx) are refused: decoding one would take 200 MB
+
+
+def is_hidden(name: str) -> bool:
+    """A file or folder name that folder walks skip: dot files (``.DS_Store``, macOS ``._*`` resource
+    forks) and :data:`SKIPPED_DIRS`."""
+    return name.startswith(".") or name in SKIPPED_DIRS
+
+
+def media_files(root: Path | str, exts: frozenset[str] = MEDIA_EXTS, *, follow_links: bool = False,
+                unreadable: list[OSError] | None = None) -> list[Path]:
+    """Every file below ``root`` (recursively) whose extension is one of ``exts``, sorted; hidden
+    files and folders (:func:`is_hidden`) are skipped.
+
+    ``follow_links`` walks into symlinked folders too (corpora are often assembled from links).
+    Sub-folders that cannot be listed are appended to ``unreadable`` (when given) as the OSError
+    that ``os.walk`` met, instead of being skipped silently.
+    """
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=follow_links,
+                                                onerror=unreadable.append if unreadable is not None else None):
+        dirnames[:] = [d for d in dirnames if not is_hidden(d)]
+        found.extend(Path(dirpath) / f for f in filenames if not is_hidden(f) and os.path.splitext(f)[1].lower() in exts)
+    return sorted(found)
 
 
 @functools.lru_cache(maxsize=1)
@@ -560,6 +586,62 @@ class StallingReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# still images (OpenCV decodes them: no ffmpeg process per image)
+
+
+def read_image(path: Path, *, problems: list[str] | None = None) -> np.ndarray:
+    """Read an image file as uint8 RGB (H, W, 3).
+
+    With ``problems`` (a list), what the decoder complains about (libjpeg prints "Corrupt
+    JPEG data" on stderr and still returns an image) is caught and appended there instead of
+    reaching stderr, and so is a JPEG that lacks its end marker (cut short, then padded).
+
+    Raises
+    ------
+    MediaError
+        If the file is missing or not a decodable image.
+    """
+    import cv2
+
+    data = np.fromfile(str(path), dtype=np.uint8) if Path(path).is_file() else None
+    if data is None:
+        raise MediaError(f"{path}: file not found; check the path")
+    if problems is None:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    else:
+        with _c_stderr_captured() as said:
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        problems.extend(ln.strip() for ln in said if ln.strip())
+        raw = data.tobytes()
+        if img is not None and raw[:2] == b"\xff\xd8" and b"\xff\xd9" not in raw[raw.rfind(b"\xff\xda"):]:
+            problems.append("the JPEG has no end marker")
+    if img is None:
+        raise MediaError(f"{path}: not a readable image (corrupt or unsupported format); re-export it as JPEG or PNG")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class _c_stderr_captured:
+    """Catch what C libraries write to file descriptor 2 while the block runs; a list of lines."""
+
+    def __enter__(self) -> list[str]:
+        import sys
+
+        sys.stderr.flush()
+        self.lines: list[str] = []
+        self.tmp = tempfile.TemporaryFile()
+        self.saved = os.dup(2)
+        os.dup2(self.tmp.fileno(), 2)
+        return self.lines
+
+    def __exit__(self, *exc) -> None:
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+        self.tmp.seek(0)
+        self.lines.extend(self.tmp.read(1 << 16).decode("utf-8", "replace").splitlines())
+        self.tmp.close()
 
 
 # --------------------------------------------------------------------------------------------------

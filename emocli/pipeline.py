@@ -8,7 +8,6 @@ and reused for every input of a bulk run.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -16,9 +15,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .audio_features import STEP
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError
 from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
+from .media import SAMPLE_RATE
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
@@ -220,13 +221,13 @@ class Pipeline:
 
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
             self._speaker_model = None
-            self.voice_settings = {"sample_rate": 16000, "window_s": 0.05, "step_s": 0.025,
-                                   "feature_set": "thesis68", **self.voice_model.settings_}
+            self.voice_settings = dict(self.voice_model.settings_)  # VoiceModel.load checked every setting
         if self.has_face:
             from .video_model import Preprocessing, read_face_meta
 
             self.face_pre = Preprocessing.from_dict(read_face_meta(self.bundle)["preprocessing"])
             if role == "full":
+                from .quiet_imports import gpu_available
                 from .video_model import FaceModel
 
                 # On a GPU, Keras scores the batches there; on a CPU the bundle's face.tflite
@@ -353,7 +354,7 @@ class Pipeline:
                 reader.close()
             raise NoFaceError(f"{source.name}: nothing to score ({'; '.join(res.notes)}); check that the stream "
                               "carries video or audio the model bundle can score")
-        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else 16000
+        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else SAMPLE_RATE
         live = _LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
                             audio=use_audio, on_segment=on_segment if opt.window else None,
                             on_frame=on_frame if opt.frames else None)
@@ -560,9 +561,8 @@ class Pipeline:
         Result or Prepared) receives ``frames_seen`` and notes; ``progress`` (see :meth:`run`) the
         seconds of video decoded.
         """
-        from .datasets import read_image
         from .faces import FaceLinker, FaceTracker
-        from .media import check_frame_size, ended_early, iter_frames
+        from .media import check_frame_size, ended_early, iter_frames, read_image
         from .video_model import prepare_faces
 
         opt = self.options
@@ -839,7 +839,7 @@ class Pipeline:
         from .fusion import normalize
 
         w = float(self.options.window)
-        step = float(self.voice_settings["step_s"]) if self.has_voice else 0.025
+        step = float(self.voice_settings["step_s"]) if self.has_voice else STEP
         limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
         ends = [min(info.duration or 0.0, limit)]
         if acc.times:
@@ -889,20 +889,6 @@ def media_seconds(info, max_seconds: float | None = None) -> float | None:
     if info.duration is None:
         return max_seconds
     return info.duration if max_seconds is None else min(info.duration, max_seconds)
-
-
-def gpu_available() -> bool:
-    """Whether TensorFlow sees a GPU; TensorFlow is imported only where an NVIDIA device exists."""
-    import glob
-
-    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
-        return False
-    from ._tf import import_keras
-
-    import_keras()
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
 
 
 POOLINGS = ("mean", "expressive")

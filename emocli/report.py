@@ -333,7 +333,7 @@ def write_submission(directory, res) -> None:
     """EmotiW layout: ``<directory>/<clip name without extension>.txt`` holding the predicted label."""
     from pathlib import Path
 
-    from .bundle import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(Path(directory) / submission_name(res), EMOTIW_NAMES[res.label] + "\n")
 
@@ -367,7 +367,7 @@ def plot_timeline(timeline: Timeline, path) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from .bundle import atomic_path
+    from .files import atomic_path
 
     names = list(timeline.inputs)[:MAX_TIMELINE_PANELS]
     n = max(1, len(names))

@@ -11,18 +11,7 @@ import numpy as np
 
 from .errors import DatasetError, ModelError
 from .labels import LABELS
-
-
-def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held-out) with ``share`` of every class held out."""
-    rng = np.random.default_rng(seed)
-    train_idx, hold_idx = [], []
-    for c in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == c))
-        k = max(1, int(round(share * len(idx)))) if len(idx) > 1 else 0
-        hold_idx.append(idx[:k])
-        train_idx.append(idx[k:])
-    return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
+from .splits import stratified_holdout
 
 
 def holdout_seed_of(meta: dict) -> int:
@@ -185,8 +174,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     recall of each corpus are reported at the end and stored in face.json.
     """
     from .bundle import write_manifest
-    from .datasets import read_image
-    from .video_model import store_faces, validation_report
+    from .media import read_image
+    from .metrics import classification_report
+    from .video_model import store_faces
 
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
@@ -247,7 +237,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
         sel = corpus[ho] == k
-        rep = validation_report(y[ho][sel], pred[sel], model.labels)
+        rep = classification_report(y[ho][sel], pred[sel], model.labels)
         per_corpus[name] = {"folder": str(folders[k]), "holdout": shares[k], "n_train": int((corpus[tr] == k).sum()),
                             **{key: rep[key] for key in ("n", "accuracy", "uar", "recall", "confusion")}}
         console.print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, UAR {rep['uar']:.3f} (n={rep['n']}); "
@@ -340,15 +330,6 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     return fm.to_dict()
 
 
-def _grouped_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held-out): whole groups (clips or speakers) go to one side."""
-    rng = np.random.default_rng(seed)
-    uniq = rng.permutation(np.unique(groups))
-    k = max(1, int(round(share * len(uniq)))) if len(uniq) > 1 else 0
-    hold = np.isin(groups, uniq[:k])
-    return np.flatnonzero(~hold), np.flatnonzero(hold)
-
-
 def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console,
                                  split: str | None = None, allow_eval_split: bool = False) -> dict:
     """Retrain the face network's classifier on extracted fc2 features (the thesis's transfer step).
@@ -362,10 +343,12 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
     from .bundle import write_manifest
     from .extract import SETTINGS, load_extracted
-    from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, validation_report
+    from .metrics import classification_report
+    from .splits import grouped_holdout
+    from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel
 
     keras = import_keras()
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
@@ -380,7 +363,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     y = np.concatenate([[LABELS.index(d["label"])] * len(d["face_features"]) for d in items])
     clip = np.concatenate([[i] * len(d["face_features"]) for i, d in enumerate(items)])
     groups = np.array([d["speaker"] or f"clip{clip[j]}" for j, d in ((j, items[clip[j]]) for j in range(len(clip)))])
-    tr, ho = _grouped_holdout(groups, holdout, seed)
+    tr, ho = grouped_holdout(groups, holdout, seed)
     if len(np.unique(y[tr])) < 2:
         raise DatasetError(f"{features}: the training part has fewer than 2 emotions; extract more data")
 
@@ -390,7 +373,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
         return scaler, lr
 
     scaler, lr = fit(tr)
-    validation = validation_report(y[ho], lr.predict(scaler.transform(x[ho])), LABELS) if len(ho) else None
+    validation = classification_report(y[ho], lr.predict(scaler.transform(x[ho])), LABELS) if len(ho) else None
     scaler, lr = fit(np.arange(len(y)))  # final head on every clip
     # Fold the scaler into one Dense softmax layer: softmax(((f - mu) / sd) W + b).
     w = np.zeros((x.shape[1], len(LABELS)))
@@ -491,7 +474,7 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | 
     unreadable file is an expected per-item failure, reported by the caller.
     """
     from .audio_features import speed_perturb, window_features
-    from .bundle import atomic_path
+    from .files import atomic_path
     from .errors import EmoError
     from .media import load_audio
 
@@ -602,7 +585,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
     speakers are reported normalised by their own clips' statistics."""
     import os
-    from concurrent.futures import ProcessPoolExecutor
 
     from rich.markup import escape
 
@@ -640,9 +622,9 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         results = map(_voice_window_features, tasks)
         pool = None
     else:
-        import multiprocessing
+        from .bulk import process_pool
 
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = process_pool(workers)
         results = pool.map(_voice_window_features, tasks, chunksize=8)
     try:
         for path, _speeds, frames, err in results:
@@ -752,14 +734,13 @@ def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
 
 def _held_out_scores(model, x: np.ndarray, y: np.ndarray, held: list[str], console, title: str) -> dict:
     """Accuracy, UAR, recall and confusion of ``model`` on held-out rows (printed too)."""
-    from .audio_model import confusion, scores_from_confusion
+    from .metrics import classification_report
 
     pred = model.predict(x)
     labels = model.labels
     known = np.isin(y, labels)
-    yt = np.array([labels.index(v) for v in y[known]])
-    cm = confusion(yt, np.array([labels.index(v) for v in pred[known]]), len(labels))
-    sc = scores_from_confusion(cm, labels)
+    sc = classification_report([labels.index(v) for v in y[known]], [labels.index(v) for v in pred[known]], labels,
+                               absent=None)
     sc["speakers"] = held
     _print_scores(console, f"{title} {', '.join(held)}", sc)
     return sc

@@ -311,13 +311,6 @@ def _check_layer(name: str, file_name: str, datasets: list[Any], path: Path):
 # The thesis's two heads
 
 
-def gpu_available() -> bool:
-    """Whether TensorFlow sees a GPU (mixed precision is used only then)."""
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def vggface_preprocessing():
     """How a face crop becomes VGG-Face input (see the module docstring)."""
     from .video_model import Preprocessing
@@ -361,6 +354,7 @@ def build_vggface_emotion(weights_path: str | os.PathLike | None = None, head: s
     import keras
     from keras import layers
 
+    from .quiet_imports import gpu_available
     from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, build_head
 
     if head not in HEADS:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ModelError, NotFittedError
+from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
@@ -163,7 +163,7 @@ def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = 
 
     Input: float32 (N, size, size, 1), grey pixels in [0, 255].
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -186,7 +186,7 @@ def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), featu
     ``feature_layer`` names the backbone layer to take features from (default: the layer
     before its classifier, i.e. the last layer whose output is not a probability vector).
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -219,7 +219,7 @@ def _default_feature_layer(model) -> str:
 def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float = AUG_ZOOM,
               shift: float = AUG_SHIFT):
     """Random rotation (+-``rotation`` degrees), horizontal flip, zoom and shift, as in the thesis."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -245,7 +245,7 @@ def with_precision(net, policy: str):
     ``mixed_float16`` on GPUs); the softmax stays float32, and networks are always converted
     back to float32 before they are saved, so a bundle scores the same on every machine.
     """
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     if policy not in PRECISIONS:
@@ -340,7 +340,7 @@ class FaceModel:
         """
         self._check()
         if views not in VIEW_CHOICES:
-            raise ValueError(f"views must be one of {', '.join(VIEW_CHOICES)}, got {views!r}")
+            raise ParameterError(f"views must be one of {', '.join(VIEW_CHOICES)}, got {views!r}")
         net = self._feature_net()
         feats, scores = [], []
         for start in range(0, len(x), batch_size):
@@ -399,10 +399,6 @@ class FaceModel:
         """Scores for face crops (uint8 RGB or grey), shape (N, n_labels), rows sum to 1."""
         return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size)
 
-    def features(self, faces, *, batch_size: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(fc2 features (N, 256), scores (N, n_labels)) for face crops."""
-        return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size, features=True)
-
     # -- training ----------------------------------------------------------------------
     def fit(self, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
             epochs: int = 30, batch_size: int = 128, learning_rate: float = 1e-3,
@@ -424,7 +420,8 @@ class FaceModel:
         ``sample_weight`` (training weights, held-out weights) weighs the loss and the held-out
         accuracy that picks the best epoch (class or corpus balance).
         """
-        from ._tf import import_keras
+        from .quiet_imports import import_keras
+        from .metrics import classification_report
 
         keras = import_keras()
         import tensorflow as tf
@@ -504,14 +501,14 @@ class FaceModel:
         else:
             pred = self.score_inputs(x_val).argmax(1)
         self.holdout_predictions_ = pred
-        self.validation_ = validation_report(y_val, pred, self.labels)
+        self.validation_ = classification_report(y_val, pred, self.labels)
         self.holdout_accuracy_ = self.validation_["accuracy"]
         return self
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:
         """Write ``face.keras``, ``face.json`` and (see :func:`export_lite`) ``face.tflite`` atomically."""
-        from .bundle import atomic_path
+        from .files import atomic_path
 
         self._check()
         directory = Path(directory)
@@ -566,7 +563,7 @@ class FaceModel:
             model.history_ = list(meta.get("history", []))
             model._set_prior(meta, meta_path)
             return model
-        from ._tf import import_keras
+        from .quiet_imports import import_keras
 
         keras = import_keras()
         try:
@@ -591,7 +588,7 @@ class FaceModel:
 
 def feature_network(net):
     """``net`` with two outputs: its fc2 features and its scores."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
     # A single input tensor (not a list), so calling it with one array matches its structure.
@@ -604,7 +601,7 @@ def export_lite(net) -> bytes | None:
     None when the network is too large for the runtime form or does not convert; then
     prediction runs it with Keras.
     """
-    from ._tf import import_keras, quiet_fd2
+    from .quiet_imports import import_keras, quiet_fd2
 
     import_keras()
     import tensorflow as tf
@@ -629,19 +626,19 @@ class LiteNetwork:
     """
 
     def __init__(self, path: Path, n_labels: int):
-        from .faces import _interpreter
+        from .quiet_imports import lite_interpreter
 
         self.path = Path(path)
-        self._it = _interpreter(self.path, num_threads=None)
+        self._it = lite_interpreter(self.path, num_threads=None)
         inp = self._it.get_input_details()
         outs = self._it.get_output_details()
         if len(inp) != 1 or len(outs) != 2:
-            raise ValueError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
+            raise ModelError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
         self._in = inp[0]["index"]
         self.input_shape = tuple(int(v) for v in inp[0]["shape"][1:])
         dims = [int(o["shape"][-1]) for o in outs]
         if n_labels not in dims:
-            raise ValueError(f"no output has {n_labels} scores (outputs {dims})")
+            raise ModelError(f"no output has {n_labels} scores (outputs {dims})")
         k = dims.index(n_labels)
         self._scores, self._feats = outs[k]["index"], outs[1 - k]["index"]
         self.n_features = dims[1 - k]
@@ -650,7 +647,7 @@ class LiteNetwork:
     def __call__(self, x: np.ndarray, training: bool = False):
         x = np.ascontiguousarray(x, np.float32)
         if x.shape[1:] != self.input_shape:
-            raise ValueError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+            raise ParameterError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
         if self._batch != len(x):
             self._it.resize_tensor_input(self._in, list(x.shape))
             self._it.allocate_tensors()
@@ -660,16 +657,9 @@ class LiteNetwork:
         return self._it.get_tensor(self._feats).copy(), self._it.get_tensor(self._scores).copy()
 
 
-def validation_report(y_true: np.ndarray, y_pred: np.ndarray, labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy, per-class recall and the confusion matrix (rows true, columns predicted)."""
-    from .metrics import classification_report
-
-    return classification_report(y_true, y_pred, labels)
-
-
 def _inference_copy(net):
     """The same network without optimizer state (a third of the file size, nothing to resume)."""
-    from ._tf import import_keras
+    from .quiet_imports import import_keras
 
     keras = import_keras()
 

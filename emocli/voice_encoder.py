@@ -26,7 +26,6 @@ padding is at most 1 s, so the frames still see mostly speech. Clips longer than
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -63,14 +62,6 @@ def shipped_encoder() -> "WhisperEncoder":
     if _SHIPPED is None:
         _SHIPPED = WhisperEncoder.load(default_encoder_path(), sha256=ENCODER_SHA256)
     return _SHIPPED
-
-
-def sha256_of(path: Path | str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,12 +203,13 @@ class WhisperEncoder:
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
         from .errors import ModelError
+        from .files import sha256_file
 
         path = Path(path) if path is not None else default_encoder_path()
         if not path.is_file():
             raise ModelError(f"{path}: speech-encoder weights not found; reinstall emo (they ship in "
                              "models/encoders) or rebuild them with scripts/convert_whisper_encoder.py")
-        if sha256 is not None and sha256_of(path) != sha256:
+        if sha256 is not None and sha256_file(path) != sha256:
             raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
                              "restore that encoder file or retrain with `emo train-audio`")
         try:

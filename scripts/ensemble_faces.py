@@ -21,11 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from emocli.bundle import write_manifest
-from emocli.datasets import read_image
 from emocli.errors import DatasetError
 from emocli.labels import LABELS
+from emocli.media import read_image
+from emocli.metrics import classification_report
 from emocli.training import heldout_part, holdout_seed_of
-from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces, validation_report
+from emocli.video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel, prepare_faces
 
 
 def average_networks(nets, names):
@@ -36,7 +37,7 @@ def average_networks(nets, names):
     with the members' own softmax weights side by side gives both members' logits; a softmax
     per member and their mean give ``scores``.
     """
-    from emocli._tf import import_keras
+    from emocli.quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
@@ -110,7 +111,7 @@ def main() -> None:
                                     f"--out {args.out} --write"}
     extra["holdout_accuracy"] = acc["mean"]
     # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
-    extra["validation"] = validation_report(y[ho], (sa + sb).argmax(1), a.labels)
+    extra["validation"] = classification_report(y[ho], (sa + sb).argmax(1), a.labels)
     ens.save(args.out, extra=extra)
     write_manifest(args.out, labels=list(LABELS))
     check = FaceModel.load(args.out).score_inputs(x[:64], batch_size=64)

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+from emocli.labels import LABELS
 
 
 def _fmt(x) -> str:

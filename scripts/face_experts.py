@@ -24,12 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.datasets import read_image
 from emocli.experts import (CROP_LANDMARKS, EXPERTS_FILE, ExpertSet, OnnxExpert, align_face, expert_applies,
                             fit_temperature, softmax, temper)
 from emocli.labels import LABELS
+from emocli.media import read_image
 from emocli.metrics import classification_report
-from emocli.training import stratified_holdout, training_images
+from emocli.splits import stratified_holdout
+from emocli.training import training_images
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
 CACHE = Path("runs/face_experts")
@@ -181,7 +182,8 @@ def main() -> None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.write:
-        from emocli.bundle import atomic_write_text, write_manifest, read_manifest_unchecked
+        from emocli.bundle import read_manifest_unchecked, write_manifest
+        from emocli.files import atomic_write_text
 
         combined_calib = report(y_cal, np.concatenate([combined(experts, scores[n]) for n in calib]))
         experts.info_ = {"calibrated_on": {n: len(sets[n][1]) for n in calib},

@@ -43,12 +43,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from emocli.datasets import read_image  # noqa: E402
 from emocli.experts import (CROP_LANDMARKS, HEAD_FILE, FaceHead, OnnxExpert, align_face,  # noqa: E402
                             expert_applies, softmax)
 from emocli.labels import LABELS  # noqa: E402
+from emocli.media import read_image  # noqa: E402
 from emocli.metrics import classification_report  # noqa: E402
-from emocli.training import stratified_holdout, training_images  # noqa: E402
+from emocli.splits import stratified_holdout  # noqa: E402
+from emocli.training import training_images  # noqa: E402
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # as scripts/face_experts.py (seed 0, halves seed 1)
 RAFDB_HELDOUT = 0.15
@@ -270,7 +271,8 @@ def fit_and_report(args, sets, feats) -> None:
 
 
 def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[str], calib: list[str]) -> None:
-    from emocli.bundle import atomic_write_text, read_manifest_unchecked, write_manifest
+    from emocli.bundle import read_manifest_unchecked, write_manifest
+    from emocli.files import atomic_write_text
     from emocli.experts import EXPERTS_FILE, ExpertSet
 
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)

@@ -30,7 +30,7 @@ TAUS = tuple(round(t, 2) for t in np.arange(0.0, 1.01, 0.1))
 
 def _scores(fm, paths, cache: Path) -> np.ndarray:
     """Face-model probabilities of image files (cached: they take minutes on a CPU)."""
-    from emocli.datasets import read_image
+    from emocli.media import read_image
 
     if cache.is_file():
         with np.load(cache) as z:
@@ -93,7 +93,8 @@ def main() -> None:
                          "val_recall": r["val"]["recall"]} for r in rows]}
     (args.cache / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     if args.write:
-        from emocli.bundle import atomic_write_text, write_manifest
+        from emocli.bundle import write_manifest
+        from emocli.files import atomic_write_text
 
         path = args.bundle / "face.json"
         doc = json.loads(path.read_text())

@@ -17,12 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.bundle import atomic_write_text, write_manifest
-from emocli.datasets import read_image
+from emocli.bundle import write_manifest
 from emocli.errors import DatasetError
+from emocli.files import atomic_write_text
 from emocli.labels import LABELS
+from emocli.media import read_image
+from emocli.metrics import classification_report
 from emocli.training import heldout_part
-from emocli.video_model import FaceModel, prepare_faces, validation_report
+from emocli.video_model import FaceModel, prepare_faces
 
 # name: (mirror, centre zoom, shift)
 CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zoom0.1": (True, 0.1, 0.0),
@@ -58,7 +60,7 @@ def main() -> None:
         flip, zoom, shift = CANDIDATES[best]
         meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift).to_dict()
         # the held-out confusion with the chosen views: decision fusion derives its weights from it
-        meta["validation"] = validation_report(y[ho], preds[best], model.labels)
+        meta["validation"] = classification_report(y[ho], preds[best], model.labels)
         meta["tta_selection"] = {"holdout_accuracy": results, "chosen": best,
                                  "command": f"python scripts/select_tta.py {args.bundle} {args.train} --write"}
         atomic_write_text(args.bundle / "face.json", json.dumps(meta, indent=2))

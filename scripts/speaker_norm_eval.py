@@ -119,7 +119,7 @@ def clips_curve(args) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emocli.audio_model import speaker_folds
+    from emocli.splits import speaker_folds
     from emocli.labels import LABELS
     from voice_encoder_eval import C_GRID
 

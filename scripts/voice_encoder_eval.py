@@ -10,7 +10,7 @@ and cached in ``--cache`` (``runs/`` is git-ignored):
 
 Classifier: StandardScaler + LogisticRegression (balanced class weights); C chosen by
 speaker-grouped 4-fold cross-validation *on the training speakers only*
-(:func:`emocli.audio_model.speaker_folds`, 3 shuffles), scoring balanced accuracy (UAR).
+(:func:`emocli.splits.speaker_folds`, 3 shuffles), scoring balanced accuracy (UAR).
 
 Splits:
 
@@ -123,7 +123,7 @@ def fit_predict(Xtr, ytr, gtr, Xte, *, seed: int = 0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emocli.audio_model import speaker_folds
+    from emocli.splits import speaker_folds
 
     rng = np.random.default_rng(seed)
     cv = [f for _ in range(3) for f in speaker_folds(np.asarray(gtr), 4, rng)]

@@ -82,8 +82,6 @@ def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True,
         fm.network_ = build_emo_cnn(width=4)
         fm.save(directory)
     if voice:
-        from emocli.audio_model import VoiceModel
-
         tiny_voice_model().save(directory)
     FusionModel("equal").fit().save(directory)
     write_manifest(directory, labels=list(LABELS))

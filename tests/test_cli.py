@@ -44,7 +44,7 @@ def test_help_lists_commands_without_heavy_imports():
 
 
 def test_predict_json_lines(face_only_bundle, monkeypatch):
-    from emocli.pipeline import gpu_available
+    from emocli.quiet_imports import gpu_available
 
     r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", str(face_only_bundle), "--json"])
     assert r.exit_code == 0, r.output

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from conftest import ffmpeg
+from conftest import write_wav
 from emocli.cli import app
 
 from emocli.datasets import detect_layout, load_corpus
@@ -49,8 +49,8 @@ def test_a_copy_of_the_shipped_bundle_takes_a_new_voice_model(tmp_path):
     rows = ["path,label,speaker"]
     for label, hz in (("happy", 300), ("sad", 700), ("anger", 1400)):
         for i in range(4):
-            ffmpeg("-f", "lavfi", "-i", f"sine=frequency={hz + 20 * i}:sample_rate=16000:duration=1.0",
-                   str(tmp_path / f"{label}{i}.wav"))
+            t = np.arange(16000) / 16000
+            write_wav(tmp_path / f"{label}{i}.wav", 0.5 * np.sin(2 * np.pi * (hz + 20 * i) * t))
             rows.append(f"{label}{i}.wav,{label},s{i % 2}")
     (tmp_path / "voices.csv").write_text("\n".join(rows) + "\n")
     mine = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "mybundle")  # the README's `cp -r`

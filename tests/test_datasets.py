@@ -10,31 +10,25 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from emocli.datasets import (
-    IMAGE_EXTS,
     LAYOUTS,
     Item,
-    Split,
     afew,
-    afew_test,
     cremad,
     detect_layout,
     emodb,
-    group_kfold,
     image_folder,
     load_corpus,
     manifest,
     parse_name,
     ravdess,
     savee,
-    speaker_split,
     tess,
 )
 from emocli.errors import DatasetError, EmoError
 from emocli.labels import LABELS
+from emocli.media import IMAGE_EXTS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -148,14 +142,6 @@ def test_afew_labels_and_case_insensitive_splits(tmp_path, train, val):
     assert load_corpus(tmp_path) == items
 
 
-def test_afew_test_videos_are_unlabelled_paths(tmp_path):
-    make_afew(tmp_path)
-    assert [p.name for p in afew_test(tmp_path)] == ["000001.avi", "000002.avi"]
-    assert all(p.parent.name != "Test" for p in (it.path for it in afew(tmp_path)))
-    with pytest.raises(DatasetError, match="Test"):
-        afew_test(tmp_path / "Train")
-
-
 def test_afew_single_split_folder(tmp_path):
     make_afew(tmp_path)
     items = afew(tmp_path / "Train")
@@ -198,6 +184,20 @@ def test_ravdess_labels_speakers_and_calm_dropped(tmp_path):
     assert {it.speaker for it in items} == {"ravdess_01", "ravdess_02"}
     assert_sorted(items)
     assert detect_layout(tmp_path) == "ravdess"
+
+
+def test_corpora_and_predict_folders_know_the_same_media_files(tmp_path):
+    """One extension table (media.py): .opus, .aiff, .wmv and .ts are corpus files too, and a folder walk
+    finds the same files whether a corpus reader or `emo predict FOLDER` walks it."""
+    from emocli.inputs import expand_inputs
+
+    touch(tmp_path, "Actor_01/03-01-05-01-01-01-01.opus", "Actor_01/03-01-03-01-01-01-01.aiff",
+          "Actor_02/01-01-04-01-01-01-02.wmv", "Actor_02/01-01-06-01-01-01-02.ts", "Actor_02/notes.txt",
+          "Actor_02/._01-01-06-01-01-01-02.ts", "__MACOSX/Actor_02/01-01-04-01-01-01-02.wmv")
+    items = ravdess(tmp_path)
+    assert labels_of(items) == {"03-01-05-01-01-01-01.opus": "anger", "03-01-03-01-01-01-01.aiff": "happy",
+                                "01-01-04-01-01-01-02.wmv": "sad", "01-01-06-01-01-01-02.ts": "fear"}
+    assert [p for _, p, _ in expand_inputs([str(tmp_path)])] == [it.path for it in items]
 
 
 def test_ravdess_modalities_pick_one_file_per_take(tmp_path):
@@ -456,67 +456,3 @@ def test_parse_name_reads_only_the_name():
 
 def test_dataset_errors_are_emo_errors_and_value_errors():
     assert issubclass(DatasetError, EmoError) and issubclass(DatasetError, ValueError)
-
-
-# ------------------------------------------------------------------------------------------------
-# Speaker-independent splits
-
-
-def speaker_items(n_speakers: int, per: int) -> list[Item]:
-    return [Item(Path(f"s{s:02d}_{i}.wav"), LABELS[i % 7], f"ravdess_{s:02d}")
-            for s in range(n_speakers) for i in range(per)]
-
-
-def sides(split: Split) -> tuple[set, set]:
-    return {it.speaker for it in split.train}, {it.speaker for it in split.test}
-
-
-@settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 12), min_size=2, max_size=12), share=st.floats(0.05, 0.95),
-       seed=st.integers(0, 2**32 - 1))
-def test_speaker_split_never_puts_a_speaker_on_both_sides(sizes, share, seed):
-    items = [Item(Path(f"{s}_{i}.wav"), "happy", f"x_{s}") for s, n in enumerate(sizes) for i in range(n)]
-    split = speaker_split(items, test_share=share, seed=seed)
-    train, test = sides(split)
-    assert split.method == "speaker"
-    assert train and test and not train & test
-    assert sorted(split.train + split.test, key=lambda it: it.path) == sorted(items, key=lambda it: it.path)
-
-
-def test_speaker_split_share_seed_and_explicit_speakers():
-    items = speaker_items(10, 6)
-    split = speaker_split(items, test_share=0.3, seed=1)
-    assert len(split.test) == 18 and split == speaker_split(items, test_share=0.3, seed=1)
-    assert sides(split) != sides(speaker_split(items, test_share=0.3, seed=2))
-    fixed = speaker_split(items, test_speakers=["ravdess_03", "ravdess_07"])
-    assert sides(fixed)[1] == {"ravdess_03", "ravdess_07"} and len(fixed.train) == 48
-    with pytest.raises(DatasetError, match="ravdess_99"):
-        speaker_split(items, test_speakers=["ravdess_99"])
-    with pytest.raises(DatasetError, match="not both"):
-        speaker_split(items, test_share=0.2, test_speakers=["ravdess_03"])
-    with pytest.raises(DatasetError, match="two speakers"):
-        speaker_split(speaker_items(1, 5), test_share=0.5)
-
-
-def test_speaker_split_random_only_without_speaker_ids():
-    items = [Item(Path(f"{i}.jpg"), "sad") for i in range(50)]
-    split = speaker_split(items, test_share=0.2, seed=0)
-    assert split.method == "random" and len(split.test) == 10
-    mixed = speaker_split(items + speaker_items(4, 5), test_share=0.5, seed=0)
-    assert mixed.method == "mixed" and not sides(mixed)[0] - {None} & sides(mixed)[1] - {None}
-
-
-def test_group_kfold_each_speaker_tested_exactly_once():
-    items = speaker_items(7, 4) + speaker_items(9, 1)[7:]
-    folds = group_kfold(items, 3, seed=5)
-    assert len(folds) == 3
-    tested = Counter(it.path for f in folds for it in f.test)
-    assert set(tested) == {it.path for it in items} and set(tested.values()) == {1}
-    for f in folds:
-        train, test = sides(f)
-        assert not train & test and f.method == "speaker"
-        assert len(f.train) + len(f.test) == len(items)
-    assert max(len(f.test) for f in folds) - min(len(f.test) for f in folds) <= 4
-    assert [sides(f) for f in folds] == [sides(f) for f in group_kfold(items, 3, seed=5)]
-    with pytest.raises(DatasetError, match="k <= 9"):
-        group_kfold(items, 10)

@@ -173,3 +173,22 @@ def test_evaluate_crops_items_predictions_null_recall_and_plot(crops, face_only_
     assert f"wrote {pred}" in r.stderr and f"wrote {plot}" in r.stderr
     w, h = Image.open(plot).size
     assert w == 2 * 5.0 * 110 and abs(h - 4.9 * 110) <= 1  # face matrix + recall chart; no "fused" copy of face
+
+
+# -- metrics: one classification_report for training, evaluate and scripts ----------------------
+
+def test_classification_report_by_hand():
+    from emocli.metrics import classification_report
+
+    labels = ["a", "b", "c"]
+    # a: 2 of 3 right; b: 1 of 1; c: never true, predicted once
+    rep = classification_report([0, 0, 0, 1], [0, 0, 2, 1], labels)
+    assert rep["confusion"] == [[2, 0, 1], [0, 1, 0], [0, 0, 0]]
+    assert rep["n"] == 4 and rep["accuracy"] == 0.75
+    assert rep["uar"] == pytest.approx((2 / 3 + 1) / 2)  # over the classes present, c left out
+    assert rep["macro_f1"] == pytest.approx((0.8 + 1.0) / 2)
+    assert rep["recall"] == {"a": pytest.approx(2 / 3), "b": 1.0, "c": 0.0}
+    assert rep["support"] == {"a": 3, "b": 1, "c": 0}
+    assert classification_report([0, 0, 0, 1], [0, 0, 2, 1], labels, absent=None)["recall"]["c"] is None
+    empty = classification_report([], [], labels)
+    assert (empty["n"], empty["accuracy"], empty["uar"], empty["confusion"]) == (0, 0.0, 0.0, [[0] * 3] * 3)

@@ -28,7 +28,9 @@ def test_missing_modality_lets_the_other_decide():
     v = np.eye(7)[2]
     assert np.allclose(fm.fuse(None, v), v)
     assert np.allclose(fm.fuse(v, None), v)
-    with pytest.raises(ValueError):
+    from emocli.errors import ParameterError
+
+    with pytest.raises(ParameterError, match="nothing to fuse"):
         fm.fuse(None, None)
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import make_clip
+from emocli.errors import ParameterError
 from emocli.labels import LABELS
 from emocli.pipeline import Options, Pipeline
 
@@ -99,7 +100,7 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     mean = lambda views: np.mean([net(v) for v in views], axis=0)  # noqa: E731
     np.testing.assert_allclose(model.score_inputs(x, views="none"), net(x), atol=1e-5)
     np.testing.assert_allclose(model.score_inputs(x, views="mirror"), mean([x, x[:, :, ::-1]]), atol=1e-5)
-    with pytest.raises(ValueError, match="views"):
+    with pytest.raises(ParameterError, match="views"):
         model.score_inputs(x, views="sideways")
 
     # the bundle's views: the crop, a centre zoom of 90 %, four shifts by 10 % with reflected borders, and mirrors

@@ -273,7 +273,7 @@ def test_stdin_path_list_with_non_utf8_name_and_no_final_newline(tiny_bundle, tm
 
 def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bundle, tmp_path):
     from emocli import extract
-    from emocli.bundle import atomic_path
+    from emocli.files import atomic_path
 
     corpus = tmp_path / "afew" / "Val"
     for folder, freq in (("Happy", 300), ("Sad", 500)):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import EXAMPLES, build_tiny_bundle
+from conftest import EXAMPLES
 from emocli import media
 from emocli.bundle import verify_bundle, write_manifest
 from emocli.errors import MediaError, ModelError
@@ -101,6 +101,32 @@ def test_cli_refuses_tampered_bundle_with_one_line(bundle_copy):
     assert r.exit_code == 1 and "face.json" in r.output and "Traceback" not in r.output
 
 
+def test_bundle_from_other_library_versions_loads_with_a_warning_naming_both(bundle_copy):
+    import warnings
+
+    from emocli.bundle import library_versions
+    from emocli.errors import VersionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the versions installed here: no warning
+        verify_bundle(bundle_copy)
+    here = library_versions()
+    manifest = json.loads((bundle_copy / "manifest.json").read_text())
+    tf = "tensorflow" if "tensorflow" in here else "tensorflow-cpu"
+    # a bundle written on a GPU machine names tensorflow, here tensorflow-cpu may be installed: the same library
+    manifest["versions"] = {**{k: v for k, v in here.items() if not k.startswith("tensorflow")},
+                            "numpy": "1.0.0", "tensorflow": here.get(tf, "?")}
+    (bundle_copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(VersionWarning, match=rf"written with numpy 1\.0\.0; installed here: numpy {here['numpy']}\."):
+        verify_bundle(bundle_copy)
+    # the command line says it in one yellow line and goes on
+    r = subprocess.run([*EMO, "fuse", str(bundle_copy), "--method", "equal"], capture_output=True, text=True,
+                       env={**os.environ, "COLUMNS": "300"})
+    assert r.returncode == 0, r.stderr
+    (line,) = [ln for ln in r.stderr.splitlines() if "numpy 1.0.0" in ln]
+    assert line.startswith("warning: ") and f"installed here: numpy {here['numpy']}" in line
+
+
 class Evil:
     """If this were unpickled, it would run code; skops must refuse to even build it."""
 
@@ -182,8 +208,17 @@ def _contents(out):
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, tmp_path):
+    from emocli.datasets import load_corpus
+    from emocli.extract import check_out_dir, run_extraction, settings_for
+    from emocli.pipeline import Options
+
+    # the uninterrupted run, in this process (what `emo extract` does, without another interpreter's start-up)
     ref = tmp_path / "ref"
-    assert _extract(small_corpus, ref, tiny_bundle).returncode == 0
+    opts = Options(keep_frames=True)
+    check_out_dir(ref, settings_for(small_corpus, None, None, tiny_bundle, verify_bundle(tiny_bundle), opts),
+                  resume=False)
+    assert run_extraction(load_corpus(small_corpus), root=small_corpus, out=ref, bundle=tiny_bundle,
+                          options=opts)["done"] == 6
     want = _contents(ref)
     assert len(want) == 6
     # killed during start-up, after the first finished item, and half-way: by progress on disk, not by

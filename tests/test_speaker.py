@@ -139,7 +139,7 @@ def speaker_bundle(tmp_path_factory):
     out = root / "bundle"
     r = runner.invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03,08",
                             "--feature-set", "thesis68", "--no-augment", "--repeats", "1", "--workers", "1",
-                            "--speaker-norm"])
+                            "--speaker-norm", "--cache", str(root / "cache")])
     assert r.exit_code == 0, r.output
     return root, corpus, out
 
@@ -160,12 +160,13 @@ def test_train_audio_speaker_norm_keeps_both_models_and_removes_the_speaker_offs
 def test_train_audio_speaker_norm_keeps_a_matching_plain_model(speaker_bundle, tmp_path):
     """Adding the speaker-normalised model to a bundle whose plain model was trained on the same
     clips with the same selection keeps that model (it is not fitted again)."""
-    _, corpus, out = speaker_bundle
+    root, corpus, out = speaker_bundle
     again = tmp_path / "bundle"
     shutil.copytree(out, again)
     before = (again / "voice.npz").read_bytes()
     args = ["train-audio", str(corpus), "--out", str(again), "--test-speakers", "03,08", "--feature-set",
-            "thesis68", "--no-augment", "--repeats", "1", "--workers", "1", "--speaker-norm"]
+            "thesis68", "--no-augment", "--repeats", "1", "--workers", "1", "--speaker-norm",
+            "--cache", str(root / "cache")]  # the fixture's features: only the fitting is under test here
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "kept as it is" in r.output and (again / "voice.npz").read_bytes() == before

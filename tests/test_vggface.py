@@ -18,14 +18,14 @@ import pytest
 
 from emocli.errors import ModelError
 from emocli import vggface
-from emocli.video_model import FaceModel, Preprocessing
+from emocli.quiet_imports import gpu_available
+from emocli.video_model import FaceModel, Preprocessing, prepare_faces
 from emocli.vggface import (
     CONV_LAYERS,
     WEIGHTS_ENV,
     build_keras_backbone,
     build_vggface,
     build_vggface_emotion,
-    gpu_available,
     load_vggface_weights,
     resolve_weights,
 )
@@ -249,7 +249,7 @@ def _check_round_trip(directory: Path, model: FaceModel):
     assert loaded.backbone == model.backbone and loaded.preprocessing == model.preprocessing
     faces = random_faces(2, size=80, seed=5)
     scores = model.predict_proba(faces)
-    feats, loaded_scores = loaded.features(faces)
+    feats, loaded_scores = loaded.score_inputs(prepare_faces(faces, loaded.preprocessing), features=True)
     np.testing.assert_allclose(loaded_scores, scores, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(scores.sum(1), 1.0, rtol=1e-5)
     assert feats.shape == (2, 256) and np.isfinite(feats).all()

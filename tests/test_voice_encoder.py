@@ -10,6 +10,7 @@ import pytest
 
 from emocli import voice_encoder as ve
 from emocli.errors import ModelError
+from emocli.files import sha256_file
 
 from conftest import write_wav
 
@@ -143,7 +144,7 @@ def test_shipped_encoder_on_the_example_clip():
     path = ve.default_encoder_path()
     if not path.is_file():
         pytest.skip("converted encoder not shipped in this checkout")
-    assert ve.sha256_of(path) == ve.ENCODER_SHA256
+    assert sha256_file(path) == ve.ENCODER_SHA256
     enc = ve.WhisperEncoder.load(sha256=ve.ENCODER_SHA256)
     assert (enc.dim, enc.n_heads, enc.n_layers, enc.n_positions) == (384, 6, 4, 1500)
     assert (path.parent / (path.stem + ".LICENSE.txt")).read_text().count("MIT License") == 1
@@ -200,7 +201,16 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     assert meta["test"]["n"] == 4
     assert len(list((tmp_path / "cache").glob("*-enc*.npz"))) == 12  # embeddings cached beside the features
     model = VoiceModel.load(out, runtime=True)
-    p = model.score_audio(tone(300.0, 0.5), ve.SAMPLE_RATE)
+
+    def score_audio(audio):  # the model's features of one clip, computed as training did, then scored
+        from emocli.audio_features import clip_feature_sets
+
+        st = model.settings_
+        x = clip_feature_sets(audio, ve.SAMPLE_RATE, feature_sets=[st["feature_set"]], window=float(st["window_s"]),
+                              step=float(st["step_s"]))[st["feature_set"]]
+        return model.predict_proba(x)[0]
+
+    p = score_audio(tone(300.0, 0.5))
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
     from emocli.pipeline import Options, Pipeline
 
@@ -210,7 +220,7 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
     res = Pipeline(out, Options()).run(wav)
     assert res.status == "ok" and res.modalities == ["voice"]
-    direct = model.score_audio(load_audio(wav, sr=ve.SAMPLE_RATE), ve.SAMPLE_RATE)
+    direct = score_audio(load_audio(wav, sr=ve.SAMPLE_RATE))
     got = [res.voice_scores[lab] for lab in model.labels]
     assert np.allclose(got, direct, atol=1e-5)
     meta["features"]["encoder_sha256"] = "0" * 64

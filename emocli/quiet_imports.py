@@ -1,14 +1,20 @@
-"""Import TensorFlow/Keras once, quietly.
+"""Heavy imports, quietly and without what emo does not use.
 
 TensorFlow's C++ runtime writes start-up lines ("All log messages before
 absl::InitializeLog()...", the oneDNN notice) straight to file descriptor 2 before any
 logging setting applies, so ``TF_CPP_MIN_LOG_LEVEL`` cannot stop them. emo's stderr is for
-people, so the descriptor points at /dev/null for the duration of the import only.
+people, so the descriptor points at /dev/null for the duration of the import only
+(:func:`quiet_fd2`, :func:`import_keras`). :func:`stand_in_modules` puts stand-ins in place of
+a library's slow optional imports while it loads (Keras's scikit-learn and matplotlib helpers;
+pyAudioAnalysis's matplotlib and scipy.signal, see :mod:`emocli.audio_features`).
+:func:`lite_interpreter` opens a ``.tflite`` network (BlazeFace, face.tflite) on LiteRT. :func:`gpu_available`
+says whether TensorFlow sees a GPU without importing it where none can be.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 
@@ -53,6 +59,42 @@ def stand_in_modules(entries):
                 del sys.modules[name]
 
 
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (Keras then scores faces there, and training uses mixed precision).
+
+    TensorFlow is imported only where an NVIDIA device exists; ``EMO_NO_GPU`` (any value) keeps
+    such a machine on the CPU.
+    """
+    import glob
+
+    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
+        return False
+    import_keras()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
+def lite_interpreter(model_path, num_threads: int | None = 1):
+    """A ``.tflite`` model's interpreter, tensors allocated: LiteRT (``ai_edge_litert``, which keeps
+    TensorFlow out of ``predict``) when installed, else TensorFlow's own; LiteRT's XNNPACK notice
+    on file descriptor 2 is silenced."""
+    import warnings
+
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import_keras()
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings(), quiet_fd2():
+        warnings.simplefilter("ignore")
+        it = Interpreter(model_path=str(model_path), num_threads=num_threads)
+        it.allocate_tensors()
+    return it
+
+
 def import_keras():
     """Return the ``keras`` module, importing TensorFlow first with its banner suppressed.
 
@@ -65,6 +107,6 @@ def import_keras():
         return sys.modules["keras"]
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with quiet_fd2(), stand_in_modules(dict.fromkeys(_KERAS_OPTIONAL)):
-        import tensorflow  # noqa: F401
+        importlib.import_module("tensorflow")  # TensorFlow first, inside the quiet block
         import keras
     return keras

@@ -383,6 +383,42 @@ def fuse(
         raise fail(str(exc)) from None
 
 
+@app.command("tune-views", epilog="\b\nExamples:\n  emo tune-views runs/face ../shared/data/fer2013/train\n  emo tune-views runs/face ../shared/data/fer2013/train --write\n")
+def tune_views(
+    model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
+    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
+                                              "from face.json).")],
+    write: Annotated[bool, typer.Option("--write", help="Store the best views in face.json and refresh the "
+                                                        "manifest.")] = False,
+) -> None:
+    """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
+    from .training import tune_views_command
+
+    try:
+        tune_views_command(bundle=model, data=data, write=write, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("ensemble", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
+def ensemble(
+    a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],
+    b: Annotated[Path, typer.Argument(help="Second face bundle, trained on DATA with the same held-out part.")],
+    data: Annotated[Path, typer.Argument(help="The folder both bundles were trained on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write the averaged network into.",
+                                      show_default=False)] = ...,
+    write: Annotated[bool, typer.Option("--write", help="Save the average when it beats both members on the "
+                                                        "held-out images.")] = False,
+) -> None:
+    """Average two face networks into one, if that helps on held-out training images."""
+    from .training import ensemble_command
+
+    try:
+        ensemble_command(a=a, b=b, data=data, out=out, write=write, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "

@@ -101,6 +101,125 @@ def heldout_part(data: Path, meta: dict) -> tuple[list, np.ndarray, np.ndarray]:
     return items, y, ho
 
 
+# name: (mirror, centre zoom, shift): the test-time views `emo tune-views` compares
+VIEW_CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zoom0.1": (True, 0.1, 0.0),
+                   "flip+zoom0.2": (True, 0.2, 0.0), "flip+zoom0.1+shift0.05": (True, 0.1, 0.05),
+                   "flip+zoom0.1+shift0.1": (True, 0.1, 0.1)}
+
+
+def _heldout_inputs(data: Path, meta: dict, pre) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and network input (``pre`` without test-time views) of the images a face bundle
+    held out of ``data`` (see :func:`heldout_part`)."""
+    from dataclasses import replace
+
+    from .media import read_image
+    from .video_model import prepare_faces
+
+    items, y, ho = heldout_part(data, meta)
+    x = prepare_faces([read_image(items[i].path) for i in ho], replace(pre, flip_tta=False, tta_zoom=0.0,
+                                                                        tta_shift=0.0))
+    return y[ho], x
+
+
+def tune_views_command(*, bundle: Path, data: Path, write: bool, console) -> dict:
+    """Choose a face bundle's test-time views on held-out *training* images, never the test split.
+
+    Rebuilds exactly the held-out part `emo train-video` kept aside (share and seed from
+    face.json), scores it with each of :data:`VIEW_CANDIDATES` and reports the accuracies; with
+    ``write`` the best goes into face.json (with the held-out confusion it gives, from which
+    decision fusion derives its weights) and the manifest is refreshed.
+    """
+    from dataclasses import replace
+
+    from .bundle import write_manifest
+    from .files import atomic_write_text
+    from .metrics import classification_report
+    from .video_model import FaceModel, read_face_meta
+
+    meta = read_face_meta(bundle)
+    model = FaceModel.load(bundle)
+    base = model.preprocessing
+    y, x = _heldout_inputs(data, meta, base)
+    results, preds = {}, {}
+    for name, (flip, zoom, shift) in VIEW_CANDIDATES.items():
+        model.preprocessing = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift)
+        pred = preds[name] = model.score_inputs(x, batch_size=256).argmax(1)
+        results[name] = float(np.mean(pred == y))
+        console.print(f"{name:>14}: held-out accuracy {results[name]:.4f} (n={len(y)})")
+    best = max(results, key=results.get)
+    console.print(f"best: {best}")
+    if write:
+        flip, zoom, shift = VIEW_CANDIDATES[best]
+        meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift).to_dict()
+        meta["validation"] = classification_report(y, preds[best], model.labels)
+        meta["tta_selection"] = {"holdout_accuracy": results, "chosen": best,
+                                 "command": f"emo tune-views {bundle} {data} --write"}
+        atomic_write_text(Path(bundle) / "face.json", json.dumps(meta, indent=2))
+        write_manifest(bundle, labels=list(LABELS))
+        console.print(f"wrote {bundle}/face.json")
+    return {"holdout_accuracy": results, "chosen": best, "n": int(len(y))}
+
+
+def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, console) -> dict:
+    """Average two face networks into one bundle if that beats both on held-out *training* images.
+
+    Both bundles must come from `emo train-video` on ``data`` with the same held-out share and
+    seed, so neither network saw the held-out images; they are scored with A's test-time views.
+    With ``write`` and a gain over both members, ``out`` gets the averaged network (see
+    :func:`emocli.video_model.average_networks`) and face.json from A with the ensemble recorded.
+    The test split is never looked at.
+
+    Raises
+    ------
+    ModelError
+        The bundles' held-out parts differ; with ``write``, the average does not beat its best
+        member (nothing is written), or the saved network does not score as the members' mean.
+    """
+    from .bundle import write_manifest
+    from .metrics import classification_report
+    from .video_model import FaceModel, average_networks, read_face_meta
+
+    meta_a, meta_b = read_face_meta(a), read_face_meta(b)
+    for key, get in (("holdout", lambda m: m.get("holdout")), ("holdout seed", holdout_seed_of),
+                     ("n_holdout", lambda m: m.get("n_holdout"))):
+        if get(meta_a) != get(meta_b):
+            raise ModelError(f"{b}: the bundles differ in {key} ({get(meta_a)} vs {get(meta_b)}): their held-out "
+                             "images differ, so the comparison would not be fair; train both with the same "
+                             "--holdout and --holdout-seed")
+    fa, fb = FaceModel.load(a), FaceModel.load(b)
+    pre = fa.preprocessing
+    y, x = _heldout_inputs(data, meta_a, pre)
+    fb.preprocessing = pre
+    sa, sb = fa.score_inputs(x, batch_size=256), fb.score_inputs(x, batch_size=256)
+    acc = {"a": float(np.mean(sa.argmax(1) == y)), "b": float(np.mean(sb.argmax(1) == y)),
+           "mean": float(np.mean((sa + sb).argmax(1) == y))}
+    console.print(f"held-out accuracy (n={len(y)}, views {pre.to_dict()}): A {acc['a']:.4f}, B {acc['b']:.4f}, "
+                  f"mean of both {acc['mean']:.4f}")
+    if not write:
+        return acc
+    if acc["mean"] <= max(acc["a"], acc["b"]):
+        raise ModelError(f"{out}: the ensemble does not beat its best member on held-out images; nothing written")
+    ens = FaceModel(backbone="emo-cnn-ensemble", preprocessing=pre, labels=fa.labels)
+    ens.network_ = average_networks([fa.network_, fb.network_], ["member_a", "member_b"])
+    ens.history_ = fa.history_
+    Path(out).mkdir(parents=True, exist_ok=True)
+    extra = {k: v for k, v in meta_a.items() if k not in ("backbone", "preprocessing", "labels", "history",
+                                                          "feature_layer", "format", "format_version")}
+    extra["ensemble"] = {"members": [str(a), str(b)], "holdout_accuracy": acc,
+                         "command": f"emo ensemble {a} {b} {data} --out {out} --write"}
+    extra["holdout_accuracy"] = acc["mean"]
+    # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
+    extra["validation"] = classification_report(y, (sa + sb).argmax(1), fa.labels)
+    ens.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    check = FaceModel.load(out).score_inputs(x[:64], batch_size=64)
+    if not np.allclose(check, ((sa + sb) / 2)[:64], atol=1e-4):
+        raise ModelError(f"{out}/face.keras: the saved ensemble does not score as the mean of its members; "
+                         "do not use it (a bug: please report it)")
+    console.print(f"wrote {out}/face.keras")
+    return acc
+
+
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model

@@ -234,6 +234,42 @@ def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float 
     return keras.Sequential(steps, name="augment")
 
 
+def average_networks(nets: Sequence, names: Sequence[str]):
+    """One functional model whose scores are the mean of the members' scores.
+
+    Built from standard layers only (it loads in Keras safe mode): each member up to its fc2
+    features; ``fc2`` = their concatenation (the ensemble's feature-fusion input); one Dense
+    with the members' own softmax weights side by side gives both members' logits; a softmax
+    per member and their mean give ``scores``.
+    """
+    from .quiet_imports import import_keras
+
+    keras = import_keras()
+    from keras import layers
+
+    inp = keras.Input(nets[0].inputs[0].shape[1:], name="face")
+    feats, kernels, biases = [], [], []
+    for net, name in zip(nets, names):
+        member = keras.Model(net.inputs[0], net.get_layer(FEATURE_LAYER).output, name=name)
+        feats.append(member(inp))
+        w, b = net.get_layer(SCORES_LAYER).get_weights()
+        kernels.append(w)
+        biases.append(b)
+    k, n = len(nets), kernels[0].shape[1]
+    fc2 = layers.Concatenate(name=FEATURE_LAYER)(feats)
+    logits = layers.Dense(k * n, name="member_logits")(fc2)
+    probs = layers.Softmax(axis=-1, name="member_scores")(layers.Reshape((k, n), name="per_member")(logits))
+    out = layers.GlobalAveragePooling1D(name=SCORES_LAYER, dtype="float32")(probs)
+    model = keras.Model(inp, out, name="emo_cnn_ensemble")
+    kernel = np.zeros((sum(w.shape[0] for w in kernels), k * n), np.float32)
+    row = 0
+    for i, w in enumerate(kernels):  # block-diagonal: member i's features -> member i's logits
+        kernel[row:row + w.shape[0], i * n:(i + 1) * n] = w
+        row += w.shape[0]
+    model.get_layer("member_logits").set_weights([kernel, np.concatenate(biases)])
+    return model
+
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 VIEW_CHOICES = ("bundle", "mirror", "none")  # test-time views, see FaceModel.score_inputs
 

@@ -240,7 +240,7 @@ def train_video(
     allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
-    from .training import train_video_command, train_video_features_command
+    from .training import TrainOptions, train_video_command, train_video_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (folders of face images) or --features DIR")
@@ -254,12 +254,13 @@ def train_video(
             train_video_features_command(features=features, out=out, holdout=holdout[0], seed=seed, console=_stderr(),
                                          split=split, allow_eval_split=allow_eval_split)
             return
-        train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                            lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
-                            weights=weights, head=head.value if head is not None else None, init=init,
-                            precision=Precision(precision).value, holdout_seed=holdout_seed,
-                            augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
-                            balance=Balance(balance).value)
+        options = TrainOptions(backbone=backbone, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                               holdout=tuple(holdout), width=width, seed=seed, holdout_seed=holdout_seed, limit=limit,
+                               weights=weights, head=head.value if head is not None else None, init=init,
+                               precision=Precision(precision).value,
+                               augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
+                               balance=Balance(balance).value)
+        train_video_command(data=data, out=out, options=options, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -280,11 +282,146 @@ def corpus_name(folder: Path) -> str:
     return folder.parent.name if folder.name.lower() in ("train", "training") else folder.name
 
 
-def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str, epochs: int, batch_size: int,
-                        lr: float, holdout: float | Sequence[float], width: int, seed: int, limit: int | None, console,
-                        weights: Path | None = None, head: str | None = None, init: Path | None = None,
-                        precision: str = "float32", augmentation: dict[str, float] | None = None,
-                        holdout_seed: int | None = None, balance: str = "none") -> None:
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``emo train-video`` trains a face network on images; face.json records every field.
+
+    ``holdout``: the share of each corpus held out to pick the best epoch (one for all, or one
+    per folder); ``holdout_seed``: the seed of that split alone (default ``seed``), fixed across
+    runs that will be compared or averaged; ``limit``: at most this many images per folder.
+    ``backbone``, ``width``, ``weights``, ``head``: see :func:`_backbone_model`; ``init``: a bundle
+    to continue from. ``precision``: the Keras dtype policy while training (see
+    :func:`emocli.video_model.with_precision`); ``augmentation`` overrides the
+    ``rotation``/``zoom``/``shift`` of :func:`emocli.video_model.augmenter`; ``balance``: sample
+    weights over corpus x class (:func:`balance_weights`).
+    """
+
+    backbone: str = "emo-cnn"
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # peak Adam rate: one epoch of linear warm-up, then cosine decay
+    label_smoothing: float = 0.1
+    holdout: float | tuple[float, ...] = 0.1
+    width: int = 32
+    seed: int = 0
+    holdout_seed: int | None = None
+    limit: int | None = None
+    weights: Path | None = None
+    head: str | None = None
+    init: Path | None = None
+    precision: str = "float32"
+    augmentation: dict[str, float] | None = None
+    balance: str = "none"
+
+
+def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
+                   options: TrainOptions = TrainOptions(), checkpoint_dir: Path | None = None,
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None, initial_network=None,
+                   sample_weight: tuple[np.ndarray, np.ndarray] | None = None):
+    """Train the :class:`~emocli.video_model.FaceModel` ``model`` on faces ``x`` and integer labels ``y``.
+
+    ``x`` is either network input (float32, see :func:`~emocli.video_model.prepare_faces`) or
+    compact uint8 copies (see :func:`~emocli.video_model.store_faces`), which are turned into
+    network input batch by batch.
+
+    ``x_val``/``y_val`` (a held-out part of the *training* data) select the best epoch;
+    the test split is never looked at. With ``checkpoint_dir`` the best network so far
+    is saved there after every epoch, so a killed run keeps its best model.
+    ``options`` gives the epochs, batch size, learning rate, label smoothing, seed, precision
+    and augmentation. ``sample_weight`` (training weights, held-out weights) weighs the loss and
+    the held-out accuracy that picks the best epoch (class or corpus balance).
+
+    Returns ``model``, with ``network_``, ``history_``, ``best_epoch_``, ``holdout_predictions_``,
+    ``validation_`` and ``holdout_accuracy_`` set.
+    """
+    from .quiet_imports import import_keras
+    from .metrics import classification_report
+    from .video_model import augmenter, build_emo_cnn, finish_inputs, with_precision
+
+    keras = import_keras()
+    import tensorflow as tf
+
+    epochs, batch_size, seed = options.epochs, options.batch_size, options.seed
+    keras.utils.set_random_seed(seed)
+    n_classes = len(model.labels)
+    if initial_network is not None:
+        net = initial_network
+    elif model.backbone == "emo-cnn":
+        net = build_emo_cnn(n_classes=n_classes, size=model.preprocessing.size)
+    else:
+        raise ModelError(f"training needs an initial network for backbone {model.backbone!r}")
+    mixed = options.precision != "float32"
+    if mixed:
+        net = with_precision(net, options.precision)
+    steps = math.ceil(len(x) / batch_size)
+    warmup = steps  # one epoch of linear warm-up, then cosine decay
+    schedule = keras.optimizers.schedules.CosineDecay(
+        options.learning_rate / 10, decay_steps=max(1, steps * epochs - warmup),
+        warmup_target=options.learning_rate, warmup_steps=warmup)
+    net.compile(optimizer=keras.optimizers.Adam(schedule),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+                metrics=["accuracy"])
+    aug = augmenter(seed, **(options.augmentation or {}))
+    y1 = keras.utils.to_categorical(y, n_classes).astype("float32")
+    yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
+    pre = model.preprocessing
+    stored = x.dtype == np.uint8
+    finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
+    # (input, one-hot[, weight]) elements: the optional weight passes through untouched
+    tr_elems, val_elems = (x, y1), (x_val, yv1)
+    if sample_weight is not None:
+        w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
+        tr_elems, val_elems = tr_elems + (w_tr,), val_elems + (w_val,)
+
+    def train_map(a, *rest):
+        return (aug(finish(a), training=True), *rest)
+
+    def val_map(a, *rest):
+        return (finish(a), *rest)
+
+    train = (tf.data.Dataset.from_tensor_slices(tr_elems)
+             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size)
+             .map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(2))
+    val = tf.data.Dataset.from_tensor_slices(val_elems).batch(256).map(val_map)
+
+    best = {"val_accuracy": -1.0}
+
+    class _Track(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            logs["epoch"] = epoch + 1
+            model.history_.append(logs)
+            if logs.get("val_accuracy", 0.0) > best["val_accuracy"]:
+                best.update(logs)
+                best["weights"] = [w.copy() for w in net.get_weights()]
+                if checkpoint_dir is not None:
+                    model.network_ = with_precision(net, "float32") if mixed else net
+                    model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]},
+                               runtime_form=False)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, logs)
+
+    net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[_Track()])
+    if "weights" in best:
+        net.set_weights(best["weights"])
+    model.network_ = with_precision(net, "float32") if mixed else net
+    model.best_epoch_ = int(best.get("epoch", epochs))
+    # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
+    # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
+    if stored:
+        pred = np.concatenate([model.score_inputs(np.asarray(finish_inputs(x_val[i:i + 256], pre))).argmax(1)
+                               for i in range(0, len(x_val), 256)])
+    else:
+        pred = model.score_inputs(x_val).argmax(1)
+    model.holdout_predictions_ = pred
+    model.validation_ = classification_report(y_val, pred, model.labels)
+    model.holdout_accuracy_ = model.validation_["accuracy"]
+    return model
+
+
+def train_video_command(*, data: Path | Sequence[Path], out: Path, options: TrainOptions, console) -> None:
     """Train (or continue) a face network on one or several folder-per-class corpora.
 
     Each corpus gets its own stratified held-out part (``holdout``: one share for all, or one
@@ -297,6 +434,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     from .metrics import classification_report
     from .video_model import store_faces
 
+    o = options
+    holdout, seed, limit, init, balance = o.holdout, o.seed, o.limit, o.init, o.balance
+    epochs, batch_size = o.epochs, o.batch_size
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
     if len(shares) == 1:
@@ -307,7 +447,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     names = [corpus_name(f) for f in folders]
     if len(set(names)) != len(names):
         names = [f"{n}{i}" for i, n in enumerate(names)]
-    holdout_seed = seed if holdout_seed is None else holdout_seed
+    holdout_seed = seed if o.holdout_seed is None else o.holdout_seed
     items, y, corpus, tr, ho = [], [], [], [], []
     for k, (folder, share) in enumerate(zip(folders, shares)):
         its, note = training_images(folder)
@@ -328,7 +468,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
         raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
-    model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
+    model, net = _backbone_model(o.backbone, width=o.width, weights=o.weights, head=o.head)
     if init is not None:  # continue from a trained network: same backbone and preprocessing
         from .video_model import FaceModel
 
@@ -349,9 +489,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
     sw = None if balance == "none" else (w[tr], w[ho])
-    model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
-              learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net,
-              precision=precision, augmentation=augmentation, sample_weight=sw)
+    fit_face_model(model, x[tr], y[tr], x_val=x[ho], y_val=y[ho], options=o, checkpoint_dir=out, on_epoch=on_epoch,
+                   initial_network=net, sample_weight=sw)
     per_corpus = {}
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
@@ -365,10 +504,10 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
              "validation": model.validation_, "holdout": shares[0] if len(set(shares)) == 1 else shares,
              "trained_on": str(folders[0]) if len(folders) == 1 else [str(f) for f in folders],
              "n_train": int(len(tr)), "n_holdout": int(len(ho)),
-             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
-             "holdout_seed": holdout_seed, "width": width,
-             "init": str(init) if init else None, "precision": precision,
-             "augmentation": augmentation, "balance": balance}
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": o.learning_rate, "seed": seed,
+             "holdout_seed": holdout_seed, "width": o.width,
+             "init": str(init) if init else None, "precision": o.precision,
+             "augmentation": o.augmentation, "balance": balance}
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)

@@ -240,7 +240,7 @@ def train_video(
     allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
     """Train the face-expression network on folder-per-class face images."""
-    from .training import train_video_command, train_video_features_command
+    from .training import TrainOptions, train_video_command, train_video_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (folders of face images) or --features DIR")
@@ -254,12 +254,13 @@ def train_video(
             train_video_features_command(features=features, out=out, holdout=holdout[0], seed=seed, console=_stderr(),
                                          split=split, allow_eval_split=allow_eval_split)
             return
-        train_video_command(data=data, out=out, backbone=backbone, epochs=epochs, batch_size=batch_size,
-                            lr=lr, holdout=holdout, width=width, seed=seed, limit=limit, console=_stderr(),
-                            weights=weights, head=head.value if head is not None else None, init=init,
-                            precision=Precision(precision).value, holdout_seed=holdout_seed,
-                            augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
-                            balance=Balance(balance).value)
+        options = TrainOptions(backbone=backbone, epochs=epochs, batch_size=batch_size, learning_rate=lr,
+                               holdout=tuple(holdout), width=width, seed=seed, holdout_seed=holdout_seed, limit=limit,
+                               weights=weights, head=head.value if head is not None else None, init=init,
+                               precision=Precision(precision).value,
+                               augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
+                               balance=Balance(balance).value)
+        train_video_command(data=data, out=out, options=options, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -380,6 +381,42 @@ def fuse(
         fuse_command(bundle=model, method=method.value, features=features, split=split, seed=seed,
                      console=_stderr(), rule=FuseRule(rule).value)
     except EmoError as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("tune-views", epilog="\b\nExamples:\n  emo tune-views runs/face ../shared/data/fer2013/train\n  emo tune-views runs/face ../shared/data/fer2013/train --write\n")
+def tune_views(
+    model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
+    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
+                                              "from face.json).")],
+    write: Annotated[bool, typer.Option("--write", help="Store the best views in face.json and refresh the "
+                                                        "manifest.")] = False,
+) -> None:
+    """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
+    from .training import tune_views_command
+
+    try:
+        tune_views_command(bundle=model, data=data, write=write, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("ensemble", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
+def ensemble(
+    a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],
+    b: Annotated[Path, typer.Argument(help="Second face bundle, trained on DATA with the same held-out part.")],
+    data: Annotated[Path, typer.Argument(help="The folder both bundles were trained on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write the averaged network into.",
+                                      show_default=False)] = ...,
+    write: Annotated[bool, typer.Option("--write", help="Save the average when it beats both members on the "
+                                                        "held-out images.")] = False,
+) -> None:
+    """Average two face networks into one, if that helps on held-out training images."""
+    from .training import ensemble_command
+
+    try:
+        ensemble_command(a=a, b=b, data=data, out=out, write=write, console=_stderr())
+    except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
 

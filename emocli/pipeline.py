@@ -404,27 +404,27 @@ class Pipeline:
         prep = Prepared(Path(path), display_name or str(path))
         try:
             prep.info = info = self._probe(prep.path)
-            if self.has_face and info.has_video:
-                times, inputs, aligned, masks, boxes, tracks, main = [], [], [], [], [], [], []
-                for t, x, a, m, b, k, mf in self._face_chunks(info, prep):
-                    times.append(t)
-                    inputs.append(x)
-                    boxes.append(b)
-                    if a is not None:
-                        aligned.append(a)
-                        masks.append(m)
-                    if k is not None:
-                        tracks.append(k)
-                        main.append(mf)
-                if inputs:
-                    prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
-                    prep.face_boxes = np.concatenate(boxes)
-                    if aligned:
-                        prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
-                    if tracks:
-                        prep.face_tracks, prep.face_main = np.concatenate(tracks), np.concatenate(main)
-            if self.has_voice and info.has_audio and not info.is_image:
-                prep.voice_frames = self._voice_frames(info, prep.notes)
+            times, inputs, aligned, masks, boxes, tracks, main = [], [], [], [], [], [], []
+
+            def keep(t, x, a, m, b, k, mf) -> None:
+                times.append(t)
+                inputs.append(x)
+                boxes.append(b)
+                if a is not None:
+                    aligned.append(a)
+                    masks.append(m)
+                if k is not None:
+                    tracks.append(k)
+                    main.append(mf)
+
+            prep.voice_frames = self._decode(info, prep, keep)
+            if inputs:
+                prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
+                prep.face_boxes = np.concatenate(boxes)
+                if aligned:
+                    prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
+                if tracks:
+                    prep.face_tracks, prep.face_main = np.concatenate(tracks), np.concatenate(main)
         except EmoError as exc:
             prep.error, prep.error_type = str(exc), type(exc).__name__
         prep.seconds = time.perf_counter() - t0
@@ -461,21 +461,33 @@ class Pipeline:
         return probe(path)
 
     def _run(self, path: Path, res: Result, progress: Progress | None = None) -> None:
+        """:meth:`prepare` then :meth:`complete` in one process, each chunk of faces scored as it is
+        decoded (memory does not grow with the clip's length)."""
         info = self._probe(path)
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
-        if self.has_face and info.has_video:
-            for t, x, a, m, b, k, mf in self._face_chunks(info, res, progress):
-                acc.add(t, x, a, m, boxes=b, tracks=k, main=mf)
-        voice_frames = None
-        if self.has_voice and info.has_audio and not info.is_image:
-            total = media_seconds(info, self.options.max_seconds)
-            if progress is not None:
-                progress("voice", 0.0, total)
-            voice_frames = self._voice_frames(info, res.notes)
-            if progress is not None:
-                progress("voice", total or 0.0, total)
+        voice_frames = self._decode(info, res, lambda t, x, a, m, b, k, mf: acc.add(t, x, a, m, boxes=b, tracks=k,
+                                                                                  main=mf), progress)
         self._finish(path, info, res, acc, voice_frames)
+
+    def _decode(self, info, rec, on_faces: Callable[..., None], progress: Progress | None = None
+                ) -> "VoiceInput | None":
+        """Stage 1 of one input, shared by :meth:`run` and :meth:`prepare`: each chunk of faces
+        (see :meth:`_face_chunks`) goes to ``on_faces(times, inputs, aligned, mask, boxes, tracks,
+        main)`` as it is decoded; returns the voice frames (None without a voice to score).
+        ``rec`` (a Result or Prepared) receives ``frames_seen`` and notes."""
+        if self.has_face and info.has_video:
+            for chunk in self._face_chunks(info, rec, progress):
+                on_faces(*chunk)
+        if not (self.has_voice and info.has_audio and not info.is_image):
+            return None
+        total = media_seconds(info, self.options.max_seconds)
+        if progress is not None:
+            progress("voice", 0.0, total)
+        voice_frames = self._voice_frames(info, rec.notes)
+        if progress is not None:
+            progress("voice", total or 0.0, total)
+        return voice_frames
 
     def _finish(self, path: Path, info, res: Result, acc: "_FaceAccumulator", voice_frames) -> None:
         """Turn per-frame face scores and voice frames into the clip's result (and segments)."""
@@ -503,7 +515,10 @@ class Pipeline:
                              "whole with the plain model (bulk runs: --speaker-of)")
         if self.options.window:
             adapter = self.stream_adapter()
-            res.segments = self._segments(acc, voice_frames, info, res.notes, adapter=adapter)
+            times = np.concatenate(acc.times) if acc.times else np.zeros(0)
+            scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
+            res.segments, notes = self._segments(times, scores, voice_frames, info.duration, adapter=adapter)
+            res.notes.extend(notes)
             if adapter is not None:
                 adapter.report(res, what="segments")
 
@@ -829,35 +844,33 @@ class Pipeline:
         return True
 
     # -- segments (--window) -----------------------------------------------------------
-    def _segments(self, acc: "_FaceAccumulator", voice_frames, info, notes: list[str], *,
-                  adapter: "_StreamAdapter | None" = None) -> list[dict[str, Any]]:
-        """Per-window scores: face frames and voice windows whose time falls in [start, end).
+    def _segments(self, times: np.ndarray, scores: np.ndarray, voice_frames: "VoiceInput | None",
+                  duration: float | None, *, adapter: "_StreamAdapter | None" = None
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+        """Per-window scores of a whole clip: (segments, notes); nothing else is read or changed but
+        the ``adapter``'s running statistics.
 
-        A segment past the end of one modality (audio shorter than the video, or no face in it)
-        uses the other alone, and ``notes`` says so.
+        ``times`` (n,) seconds and ``scores`` (n, K) of the clip's scored face frames (face model
+        order); ``voice_frames`` its voice windows. Face frames and voice windows whose time falls
+        in [start, end) make a segment (see :func:`segment_bounds`); a segment past the end of one
+        modality (audio shorter than the video, or no face in it) uses the other alone, and the
+        notes say so.
         """
         from .fusion import normalize
 
         w = float(self.options.window)
         step = float(self.voice_settings["step_s"]) if self.has_voice else STEP
         limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
-        ends = [min(info.duration or 0.0, limit)]
-        if acc.times:
-            ends.append(float(np.concatenate(acc.times)[-1]) + 1e-6)
+        ends = [min(duration or 0.0, limit)]
+        if times.size:
+            ends.append(float(times[-1]) + 1e-6)
         if voice_frames is not None:
             ends.append(voice_frames.frames.shape[1] * step)
         total = max(ends)
-        times = np.concatenate(acc.times) if acc.times else np.zeros(0)
-        scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
         labels = self.fusion.labels
         out = []
         one_sided: set[str] = set()
-        edges = [k * w for k in range(max(1, int(np.ceil(total / w))))] + [total]
-        if len(edges) > 2 and edges[-1] - edges[-2] < min(1.0, w / 2):
-            del edges[-2]  # a sliver at the end (audio a few ms longer than the video) joins the last segment
-        for start, end in zip(edges[:-1], edges[1:]):
-            if end >= total:
-                end = total + 1e-6  # the last segment includes the final frame
+        for start, end in segment_bounds(total, w):
             sel = (times >= start) & (times < end)
             face = (self._align(pool_frames(scores[sel], method=self.options.pooling, labels=self.face_model.labels),
                                 self.face_model.labels) if sel.any() else None)
@@ -880,8 +893,19 @@ class Pipeline:
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
             if adapter is not None:
                 out[-1]["adapted"] = adapted
-        notes.extend(sorted(one_sided))
-        return out
+        return out, sorted(one_sided)
+
+
+def segment_bounds(total: float, window: float) -> list[tuple[float, float]]:
+    """[start, end) of each ``window``-second segment of a clip ``total`` seconds long.
+
+    A sliver at the end (audio a few ms longer than the video: under min(1 s, window / 2)) joins
+    the last segment, and the last end is a hair past ``total`` so that it includes the final frame.
+    """
+    edges = [k * window for k in range(max(1, int(np.ceil(total / window))))] + [total]
+    if len(edges) > 2 and edges[-1] - edges[-2] < min(1.0, window / 2):
+        del edges[-2]
+    return [(start, total + 1e-6 if end >= total else end) for start, end in zip(edges[:-1], edges[1:])]
 
 
 def media_seconds(info, max_seconds: float | None = None) -> float | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -101,6 +103,125 @@ def heldout_part(data: Path, meta: dict) -> tuple[list, np.ndarray, np.ndarray]:
     return items, y, ho
 
 
+# name: (mirror, centre zoom, shift): the test-time views `emo tune-views` compares
+VIEW_CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zoom0.1": (True, 0.1, 0.0),
+                   "flip+zoom0.2": (True, 0.2, 0.0), "flip+zoom0.1+shift0.05": (True, 0.1, 0.05),
+                   "flip+zoom0.1+shift0.1": (True, 0.1, 0.1)}
+
+
+def _heldout_inputs(data: Path, meta: dict, pre) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and network input (``pre`` without test-time views) of the images a face bundle
+    held out of ``data`` (see :func:`heldout_part`)."""
+    from dataclasses import replace
+
+    from .media import read_image
+    from .video_model import prepare_faces
+
+    items, y, ho = heldout_part(data, meta)
+    x = prepare_faces([read_image(items[i].path) for i in ho], replace(pre, flip_tta=False, tta_zoom=0.0,
+                                                                        tta_shift=0.0))
+    return y[ho], x
+
+
+def tune_views_command(*, bundle: Path, data: Path, write: bool, console) -> dict:
+    """Choose a face bundle's test-time views on held-out *training* images, never the test split.
+
+    Rebuilds exactly the held-out part `emo train-video` kept aside (share and seed from
+    face.json), scores it with each of :data:`VIEW_CANDIDATES` and reports the accuracies; with
+    ``write`` the best goes into face.json (with the held-out confusion it gives, from which
+    decision fusion derives its weights) and the manifest is refreshed.
+    """
+    from dataclasses import replace
+
+    from .bundle import write_manifest
+    from .files import atomic_write_text
+    from .metrics import classification_report
+    from .video_model import FaceModel, read_face_meta
+
+    meta = read_face_meta(bundle)
+    model = FaceModel.load(bundle)
+    base = model.preprocessing
+    y, x = _heldout_inputs(data, meta, base)
+    results, preds = {}, {}
+    for name, (flip, zoom, shift) in VIEW_CANDIDATES.items():
+        model.preprocessing = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift)
+        pred = preds[name] = model.score_inputs(x, batch_size=256).argmax(1)
+        results[name] = float(np.mean(pred == y))
+        console.print(f"{name:>14}: held-out accuracy {results[name]:.4f} (n={len(y)})")
+    best = max(results, key=results.get)
+    console.print(f"best: {best}")
+    if write:
+        flip, zoom, shift = VIEW_CANDIDATES[best]
+        meta["preprocessing"] = replace(base, flip_tta=flip, tta_zoom=zoom, tta_shift=shift).to_dict()
+        meta["validation"] = classification_report(y, preds[best], model.labels)
+        meta["tta_selection"] = {"holdout_accuracy": results, "chosen": best,
+                                 "command": f"emo tune-views {bundle} {data} --write"}
+        atomic_write_text(Path(bundle) / "face.json", json.dumps(meta, indent=2))
+        write_manifest(bundle, labels=list(LABELS))
+        console.print(f"wrote {bundle}/face.json")
+    return {"holdout_accuracy": results, "chosen": best, "n": int(len(y))}
+
+
+def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, console) -> dict:
+    """Average two face networks into one bundle if that beats both on held-out *training* images.
+
+    Both bundles must come from `emo train-video` on ``data`` with the same held-out share and
+    seed, so neither network saw the held-out images; they are scored with A's test-time views.
+    With ``write`` and a gain over both members, ``out`` gets the averaged network (see
+    :func:`emocli.video_model.average_networks`) and face.json from A with the ensemble recorded.
+    The test split is never looked at.
+
+    Raises
+    ------
+    ModelError
+        The bundles' held-out parts differ; with ``write``, the average does not beat its best
+        member (nothing is written), or the saved network does not score as the members' mean.
+    """
+    from .bundle import write_manifest
+    from .metrics import classification_report
+    from .video_model import FaceModel, average_networks, read_face_meta
+
+    meta_a, meta_b = read_face_meta(a), read_face_meta(b)
+    for key, get in (("holdout", lambda m: m.get("holdout")), ("holdout seed", holdout_seed_of),
+                     ("n_holdout", lambda m: m.get("n_holdout"))):
+        if get(meta_a) != get(meta_b):
+            raise ModelError(f"{b}: the bundles differ in {key} ({get(meta_a)} vs {get(meta_b)}): their held-out "
+                             "images differ, so the comparison would not be fair; train both with the same "
+                             "--holdout and --holdout-seed")
+    fa, fb = FaceModel.load(a), FaceModel.load(b)
+    pre = fa.preprocessing
+    y, x = _heldout_inputs(data, meta_a, pre)
+    fb.preprocessing = pre
+    sa, sb = fa.score_inputs(x, batch_size=256), fb.score_inputs(x, batch_size=256)
+    acc = {"a": float(np.mean(sa.argmax(1) == y)), "b": float(np.mean(sb.argmax(1) == y)),
+           "mean": float(np.mean((sa + sb).argmax(1) == y))}
+    console.print(f"held-out accuracy (n={len(y)}, views {pre.to_dict()}): A {acc['a']:.4f}, B {acc['b']:.4f}, "
+                  f"mean of both {acc['mean']:.4f}")
+    if not write:
+        return acc
+    if acc["mean"] <= max(acc["a"], acc["b"]):
+        raise ModelError(f"{out}: the ensemble does not beat its best member on held-out images; nothing written")
+    ens = FaceModel(backbone="emo-cnn-ensemble", preprocessing=pre, labels=fa.labels)
+    ens.network_ = average_networks([fa.network_, fb.network_], ["member_a", "member_b"])
+    ens.history_ = fa.history_
+    Path(out).mkdir(parents=True, exist_ok=True)
+    extra = {k: v for k, v in meta_a.items() if k not in ("backbone", "preprocessing", "labels", "history",
+                                                          "feature_layer", "format", "format_version")}
+    extra["ensemble"] = {"members": [str(a), str(b)], "holdout_accuracy": acc,
+                         "command": f"emo ensemble {a} {b} {data} --out {out} --write"}
+    extra["holdout_accuracy"] = acc["mean"]
+    # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
+    extra["validation"] = classification_report(y, (sa + sb).argmax(1), fa.labels)
+    ens.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    check = FaceModel.load(out).score_inputs(x[:64], batch_size=64)
+    if not np.allclose(check, ((sa + sb) / 2)[:64], atol=1e-4):
+        raise ModelError(f"{out}/face.keras: the saved ensemble does not score as the mean of its members; "
+                         "do not use it (a bug: please report it)")
+    console.print(f"wrote {out}/face.keras")
+    return acc
+
+
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
@@ -161,11 +282,146 @@ def corpus_name(folder: Path) -> str:
     return folder.parent.name if folder.name.lower() in ("train", "training") else folder.name
 
 
-def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str, epochs: int, batch_size: int,
-                        lr: float, holdout: float | Sequence[float], width: int, seed: int, limit: int | None, console,
-                        weights: Path | None = None, head: str | None = None, init: Path | None = None,
-                        precision: str = "float32", augmentation: dict[str, float] | None = None,
-                        holdout_seed: int | None = None, balance: str = "none") -> None:
+@dataclass(frozen=True)
+class TrainOptions:
+    """How ``emo train-video`` trains a face network on images; face.json records every field.
+
+    ``holdout``: the share of each corpus held out to pick the best epoch (one for all, or one
+    per folder); ``holdout_seed``: the seed of that split alone (default ``seed``), fixed across
+    runs that will be compared or averaged; ``limit``: at most this many images per folder.
+    ``backbone``, ``width``, ``weights``, ``head``: see :func:`_backbone_model`; ``init``: a bundle
+    to continue from. ``precision``: the Keras dtype policy while training (see
+    :func:`emocli.video_model.with_precision`); ``augmentation`` overrides the
+    ``rotation``/``zoom``/``shift`` of :func:`emocli.video_model.augmenter`; ``balance``: sample
+    weights over corpus x class (:func:`balance_weights`).
+    """
+
+    backbone: str = "emo-cnn"
+    epochs: int = 30
+    batch_size: int = 128
+    learning_rate: float = 1e-3  # peak Adam rate: one epoch of linear warm-up, then cosine decay
+    label_smoothing: float = 0.1
+    holdout: float | tuple[float, ...] = 0.1
+    width: int = 32
+    seed: int = 0
+    holdout_seed: int | None = None
+    limit: int | None = None
+    weights: Path | None = None
+    head: str | None = None
+    init: Path | None = None
+    precision: str = "float32"
+    augmentation: dict[str, float] | None = None
+    balance: str = "none"
+
+
+def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
+                   options: TrainOptions = TrainOptions(), checkpoint_dir: Path | None = None,
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None, initial_network=None,
+                   sample_weight: tuple[np.ndarray, np.ndarray] | None = None):
+    """Train the :class:`~emocli.video_model.FaceModel` ``model`` on faces ``x`` and integer labels ``y``.
+
+    ``x`` is either network input (float32, see :func:`~emocli.video_model.prepare_faces`) or
+    compact uint8 copies (see :func:`~emocli.video_model.store_faces`), which are turned into
+    network input batch by batch.
+
+    ``x_val``/``y_val`` (a held-out part of the *training* data) select the best epoch;
+    the test split is never looked at. With ``checkpoint_dir`` the best network so far
+    is saved there after every epoch, so a killed run keeps its best model.
+    ``options`` gives the epochs, batch size, learning rate, label smoothing, seed, precision
+    and augmentation. ``sample_weight`` (training weights, held-out weights) weighs the loss and
+    the held-out accuracy that picks the best epoch (class or corpus balance).
+
+    Returns ``model``, with ``network_``, ``history_``, ``best_epoch_``, ``holdout_predictions_``,
+    ``validation_`` and ``holdout_accuracy_`` set.
+    """
+    from .quiet_imports import import_keras
+    from .metrics import classification_report
+    from .video_model import augmenter, build_emo_cnn, finish_inputs, with_precision
+
+    keras = import_keras()
+    import tensorflow as tf
+
+    epochs, batch_size, seed = options.epochs, options.batch_size, options.seed
+    keras.utils.set_random_seed(seed)
+    n_classes = len(model.labels)
+    if initial_network is not None:
+        net = initial_network
+    elif model.backbone == "emo-cnn":
+        net = build_emo_cnn(n_classes=n_classes, size=model.preprocessing.size)
+    else:
+        raise ModelError(f"training needs an initial network for backbone {model.backbone!r}")
+    mixed = options.precision != "float32"
+    if mixed:
+        net = with_precision(net, options.precision)
+    steps = math.ceil(len(x) / batch_size)
+    warmup = steps  # one epoch of linear warm-up, then cosine decay
+    schedule = keras.optimizers.schedules.CosineDecay(
+        options.learning_rate / 10, decay_steps=max(1, steps * epochs - warmup),
+        warmup_target=options.learning_rate, warmup_steps=warmup)
+    net.compile(optimizer=keras.optimizers.Adam(schedule),
+                loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
+                metrics=["accuracy"])
+    aug = augmenter(seed, **(options.augmentation or {}))
+    y1 = keras.utils.to_categorical(y, n_classes).astype("float32")
+    yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
+    pre = model.preprocessing
+    stored = x.dtype == np.uint8
+    finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
+    # (input, one-hot[, weight]) elements: the optional weight passes through untouched
+    tr_elems, val_elems = (x, y1), (x_val, yv1)
+    if sample_weight is not None:
+        w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
+        tr_elems, val_elems = tr_elems + (w_tr,), val_elems + (w_val,)
+
+    def train_map(a, *rest):
+        return (aug(finish(a), training=True), *rest)
+
+    def val_map(a, *rest):
+        return (finish(a), *rest)
+
+    train = (tf.data.Dataset.from_tensor_slices(tr_elems)
+             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+             .batch(batch_size)
+             .map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+             .prefetch(2))
+    val = tf.data.Dataset.from_tensor_slices(val_elems).batch(256).map(val_map)
+
+    best = {"val_accuracy": -1.0}
+
+    class _Track(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: float(v) for k, v in (logs or {}).items()}
+            logs["epoch"] = epoch + 1
+            model.history_.append(logs)
+            if logs.get("val_accuracy", 0.0) > best["val_accuracy"]:
+                best.update(logs)
+                best["weights"] = [w.copy() for w in net.get_weights()]
+                if checkpoint_dir is not None:
+                    model.network_ = with_precision(net, "float32") if mixed else net
+                    model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]},
+                               runtime_form=False)
+            if on_epoch is not None:
+                on_epoch(epoch + 1, logs)
+
+    net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[_Track()])
+    if "weights" in best:
+        net.set_weights(best["weights"])
+    model.network_ = with_precision(net, "float32") if mixed else net
+    model.best_epoch_ = int(best.get("epoch", epochs))
+    # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
+    # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
+    if stored:
+        pred = np.concatenate([model.score_inputs(np.asarray(finish_inputs(x_val[i:i + 256], pre))).argmax(1)
+                               for i in range(0, len(x_val), 256)])
+    else:
+        pred = model.score_inputs(x_val).argmax(1)
+    model.holdout_predictions_ = pred
+    model.validation_ = classification_report(y_val, pred, model.labels)
+    model.holdout_accuracy_ = model.validation_["accuracy"]
+    return model
+
+
+def train_video_command(*, data: Path | Sequence[Path], out: Path, options: TrainOptions, console) -> None:
     """Train (or continue) a face network on one or several folder-per-class corpora.
 
     Each corpus gets its own stratified held-out part (``holdout``: one share for all, or one
@@ -178,6 +434,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     from .metrics import classification_report
     from .video_model import store_faces
 
+    o = options
+    holdout, seed, limit, init, balance = o.holdout, o.seed, o.limit, o.init, o.balance
+    epochs, batch_size = o.epochs, o.batch_size
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
     if len(shares) == 1:
@@ -188,7 +447,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     names = [corpus_name(f) for f in folders]
     if len(set(names)) != len(names):
         names = [f"{n}{i}" for i, n in enumerate(names)]
-    holdout_seed = seed if holdout_seed is None else holdout_seed
+    holdout_seed = seed if o.holdout_seed is None else o.holdout_seed
     items, y, corpus, tr, ho = [], [], [], [], []
     for k, (folder, share) in enumerate(zip(folders, shares)):
         its, note = training_images(folder)
@@ -209,7 +468,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
         raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
-    model, net = _backbone_model(backbone, width=width, weights=weights, head=head)
+    model, net = _backbone_model(o.backbone, width=o.width, weights=o.weights, head=o.head)
     if init is not None:  # continue from a trained network: same backbone and preprocessing
         from .video_model import FaceModel
 
@@ -230,9 +489,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
     sw = None if balance == "none" else (w[tr], w[ho])
-    model.fit(x[tr], y[tr], x_val=x[ho], y_val=y[ho], epochs=epochs, batch_size=batch_size,
-              learning_rate=lr, seed=seed, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net,
-              precision=precision, augmentation=augmentation, sample_weight=sw)
+    fit_face_model(model, x[tr], y[tr], x_val=x[ho], y_val=y[ho], options=o, checkpoint_dir=out, on_epoch=on_epoch,
+                   initial_network=net, sample_weight=sw)
     per_corpus = {}
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
@@ -246,10 +504,10 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, backbone: str
              "validation": model.validation_, "holdout": shares[0] if len(set(shares)) == 1 else shares,
              "trained_on": str(folders[0]) if len(folders) == 1 else [str(f) for f in folders],
              "n_train": int(len(tr)), "n_holdout": int(len(ho)),
-             "epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "seed": seed,
-             "holdout_seed": holdout_seed, "width": width,
-             "init": str(init) if init else None, "precision": precision,
-             "augmentation": augmentation, "balance": balance}
+             "epochs": epochs, "batch_size": batch_size, "learning_rate": o.learning_rate, "seed": seed,
+             "holdout_seed": holdout_seed, "width": o.width,
+             "init": str(init) if init else None, "precision": o.precision,
+             "augmentation": o.augmentation, "balance": balance}
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)

@@ -344,7 +344,7 @@ def build_vggface_emotion(weights_path: str | os.PathLike | None = None, head: s
     -------
     (FaceModel, keras.Model)
         An unfitted model (``backbone`` "vggface-exp1"/"vggface-exp2", BGR mean-subtracted
-        224x224 preprocessing) and the network to pass to ``FaceModel.fit(initial_network=...)``.
+        224x224 preprocessing) and the network to pass to ``emocli.training.fit_face_model(initial_network=...)``.
 
     Raises
     ------

@@ -1,4 +1,4 @@
-"""The face-expression network: build, train, save, load and score face crops.
+"""The face-expression network: build, save, load and score face crops (training: :mod:`emocli.training`).
 
 The thesis's recipe is kept: a convolutional backbone, then the fully-connected head
 FC 512 -> FC 256 -> softmax 7, trained with Adam and data augmentation (rotation, flips,
@@ -29,7 +29,7 @@ import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -234,6 +234,42 @@ def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float 
     return keras.Sequential(steps, name="augment")
 
 
+def average_networks(nets: Sequence, names: Sequence[str]):
+    """One functional model whose scores are the mean of the members' scores.
+
+    Built from standard layers only (it loads in Keras safe mode): each member up to its fc2
+    features; ``fc2`` = their concatenation (the ensemble's feature-fusion input); one Dense
+    with the members' own softmax weights side by side gives both members' logits; a softmax
+    per member and their mean give ``scores``.
+    """
+    from .quiet_imports import import_keras
+
+    keras = import_keras()
+    from keras import layers
+
+    inp = keras.Input(nets[0].inputs[0].shape[1:], name="face")
+    feats, kernels, biases = [], [], []
+    for net, name in zip(nets, names):
+        member = keras.Model(net.inputs[0], net.get_layer(FEATURE_LAYER).output, name=name)
+        feats.append(member(inp))
+        w, b = net.get_layer(SCORES_LAYER).get_weights()
+        kernels.append(w)
+        biases.append(b)
+    k, n = len(nets), kernels[0].shape[1]
+    fc2 = layers.Concatenate(name=FEATURE_LAYER)(feats)
+    logits = layers.Dense(k * n, name="member_logits")(fc2)
+    probs = layers.Softmax(axis=-1, name="member_scores")(layers.Reshape((k, n), name="per_member")(logits))
+    out = layers.GlobalAveragePooling1D(name=SCORES_LAYER, dtype="float32")(probs)
+    model = keras.Model(inp, out, name="emo_cnn_ensemble")
+    kernel = np.zeros((sum(w.shape[0] for w in kernels), k * n), np.float32)
+    row = 0
+    for i, w in enumerate(kernels):  # block-diagonal: member i's features -> member i's logits
+        kernel[row:row + w.shape[0], i * n:(i + 1) * n] = w
+        row += w.shape[0]
+    model.get_layer("member_logits").set_weights([kernel, np.concatenate(biases)])
+    return model
+
+
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 VIEW_CHOICES = ("bundle", "mirror", "none")  # test-time views, see FaceModel.score_inputs
 
@@ -289,8 +325,9 @@ def read_face_meta(directory: Path) -> dict:
 class FaceModel:
     """A trained face network with the labels and preprocessing it needs.
 
-    Follows the scikit-learn contract loosely: ``fit`` returns self, learned state ends in
-    ``_``, ``predict_proba`` columns follow ``labels``.
+    Follows the scikit-learn contract loosely: learned state ends in ``_``, ``predict_proba``
+    columns follow ``labels``. It loads, scores and saves; :func:`emocli.training.fit_face_model`
+    trains it.
     """
 
     backbone: str = "emo-cnn"
@@ -398,112 +435,6 @@ class FaceModel:
     def predict_proba(self, faces, *, batch_size: int = 64) -> np.ndarray:
         """Scores for face crops (uint8 RGB or grey), shape (N, n_labels), rows sum to 1."""
         return self.score_inputs(prepare_faces(faces, self.preprocessing), batch_size=batch_size)
-
-    # -- training ----------------------------------------------------------------------
-    def fit(self, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
-            epochs: int = 30, batch_size: int = 128, learning_rate: float = 1e-3,
-            label_smoothing: float = 0.1, seed: int = 0, checkpoint_dir: Path | None = None,
-            on_epoch: Callable[[int, dict[str, float]], None] | None = None,
-            initial_network=None, precision: str = "float32",
-            augmentation: dict[str, float] | None = None,
-            sample_weight: tuple[np.ndarray, np.ndarray] | None = None) -> "FaceModel":
-        """Train on faces ``x`` and integer labels ``y``.
-
-        ``x`` is either network input (float32, see :func:`prepare_faces`) or compact uint8
-        copies (see :func:`store_faces`), which are turned into network input batch by batch.
-
-        ``x_val``/``y_val`` (a held-out part of the *training* data) select the best epoch;
-        the test split is never looked at. With ``checkpoint_dir`` the best network so far
-        is saved there after every epoch, so a killed run keeps its best model.
-        ``precision`` is the Keras dtype policy used while training (see :func:`with_precision`);
-        ``augmentation`` overrides the ``rotation``/``zoom``/``shift`` of :func:`augmenter`.
-        ``sample_weight`` (training weights, held-out weights) weighs the loss and the held-out
-        accuracy that picks the best epoch (class or corpus balance).
-        """
-        from .quiet_imports import import_keras
-        from .metrics import classification_report
-
-        keras = import_keras()
-        import tensorflow as tf
-
-        keras.utils.set_random_seed(seed)
-        n_classes = len(self.labels)
-        if initial_network is not None:
-            net = initial_network
-        elif self.backbone == "emo-cnn":
-            net = build_emo_cnn(n_classes=n_classes, size=self.preprocessing.size)
-        else:
-            raise ModelError(f"fit() needs an initial network for backbone {self.backbone!r}")
-        mixed = precision != "float32"
-        if mixed:
-            net = with_precision(net, precision)
-        steps = math.ceil(len(x) / batch_size)
-        warmup = steps  # one epoch of linear warm-up, then cosine decay
-        schedule = keras.optimizers.schedules.CosineDecay(
-            learning_rate / 10, decay_steps=max(1, steps * epochs - warmup),
-            warmup_target=learning_rate, warmup_steps=warmup)
-        net.compile(optimizer=keras.optimizers.Adam(schedule),
-                    loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
-                    metrics=["accuracy"])
-        aug = augmenter(seed, **(augmentation or {}))
-        y1 = keras.utils.to_categorical(y, n_classes).astype("float32")
-        yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
-        pre = self.preprocessing
-        stored = x.dtype == np.uint8
-        finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
-        # (input, one-hot[, weight]) elements: the optional weight passes through untouched
-        tr_elems, val_elems = (x, y1), (x_val, yv1)
-        if sample_weight is not None:
-            w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
-            tr_elems, val_elems = tr_elems + (w_tr,), val_elems + (w_val,)
-
-        def train_map(a, *rest):
-            return (aug(finish(a), training=True), *rest)
-
-        def val_map(a, *rest):
-            return (finish(a), *rest)
-
-        train = (tf.data.Dataset.from_tensor_slices(tr_elems)
-                 .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-                 .batch(batch_size)
-                 .map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
-                 .prefetch(2))
-        val = tf.data.Dataset.from_tensor_slices(val_elems).batch(256).map(val_map)
-
-        best = {"val_accuracy": -1.0}
-        model = self
-
-        class _Track(keras.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                logs = {k: float(v) for k, v in (logs or {}).items()}
-                logs["epoch"] = epoch + 1
-                model.history_.append(logs)
-                if logs.get("val_accuracy", 0.0) > best["val_accuracy"]:
-                    best.update(logs)
-                    best["weights"] = [w.copy() for w in net.get_weights()]
-                    if checkpoint_dir is not None:
-                        model.network_ = with_precision(net, "float32") if mixed else net
-                        model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]},
-                                   runtime_form=False)
-                if on_epoch is not None:
-                    on_epoch(epoch + 1, logs)
-
-        net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[_Track()])
-        if "weights" in best:
-            net.set_weights(best["weights"])
-        self.network_ = with_precision(net, "float32") if mixed else net
-        self.best_epoch_ = int(best.get("epoch", epochs))
-        # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
-        # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
-        if stored:
-            pred = np.concatenate([self.score_inputs(np.asarray(finish_inputs(x_val[i:i + 256], pre))).argmax(1)
-                                   for i in range(0, len(x_val), 256)])
-        else:
-            pred = self.score_inputs(x_val).argmax(1)
-        self.holdout_predictions_ = pred
-        self.validation_ = classification_report(y_val, pred, self.labels)
-        self.holdout_accuracy_ = self.validation_["accuracy"]
-        return self
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:

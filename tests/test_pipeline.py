@@ -177,3 +177,25 @@ def test_damaged_runtime_face_network_is_refused(face_only_bundle, tmp_path):
     with pytest.raises(ModelError, match=r"face\.tflite.*restore the bundle"):
         FaceModel.load(bundle, runtime=True)
     FaceModel.load(bundle)  # the Keras form is untouched
+
+
+def test_run_and_prepare_then_complete_give_the_same_result(tiny_bundle, example_clip):
+    """One input in one process (run) and in bulk mode's two stages (prepare in a worker, complete
+    in the main process) share their decoding and their finish: the same scores, segments, notes."""
+    pipe = Pipeline(tiny_bundle, Options(fps=5, window=1.0))
+    a, b = pipe.run(example_clip), pipe.complete(pipe.prepare(example_clip))
+    assert a.status == b.status == "ok", (a.error, b.error)
+    assert (a.label, a.frames_seen, a.frames_used, a.notes) == (b.label, b.frames_seen, b.frames_used, b.notes)
+    np.testing.assert_allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-6)
+    assert [(s["start"], s["end"], s["label"]) for s in a.segments] == [(s["start"], s["end"], s["label"])
+                                                                        for s in b.segments]
+
+
+def test_segment_bounds():
+    from emocli.pipeline import segment_bounds
+
+    assert segment_bounds(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0 + 1e-6)]
+    # a sliver under min(1 s, window / 2) at the end joins the last segment
+    assert segment_bounds(4.3, 2.0) == [(0.0, 2.0), (2.0, 4.3 + 1e-6)]
+    assert segment_bounds(0.5, 2.0) == [(0.0, 0.5 + 1e-6)]
+    assert segment_bounds(0.0, 2.0) == [(0.0, 1e-6)]

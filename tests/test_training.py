@@ -86,21 +86,14 @@ def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
 
 
 def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
-    import importlib.util
-    from pathlib import Path
-
     import keras
 
-    from emocli.video_model import FaceModel, build_emo_cnn
+    from emocli.video_model import FaceModel, average_networks, build_emo_cnn
 
-    spec = importlib.util.spec_from_file_location(
-        "ensemble_faces", Path(__file__).parents[1] / "scripts" / "ensemble_faces.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     keras.utils.set_random_seed(1)
     a, b = build_emo_cnn(width=4), build_emo_cnn(width=4)
     model = FaceModel(backbone="emo-cnn-ensemble")
-    model.network_ = mod.average_networks([a, b], ["member_a", "member_b"])
+    model.network_ = average_networks([a, b], ["member_a", "member_b"])
     model.save(tmp_path)
     loaded = FaceModel.load(tmp_path)  # safe mode: nested functional models, no code
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
@@ -114,6 +107,111 @@ def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     lite_feats, lite_scores = lite.score_inputs(x, views="none", features=True)
     np.testing.assert_allclose(lite_scores, want, atol=1e-5)
     np.testing.assert_allclose(lite_feats, feats, atol=1e-4)
+
+
+def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, right=()):
+    """A tiny face bundle (random 2-block net) whose face.json says it held out ``holdout`` of
+    the ``faces`` folder with seed 0, as train-video records it.
+
+    With ``faces``, its softmax layer is solved (least squares on the fc2 features) so that on the
+    held-out images of the classes in ``right`` it ranks the true class first, and on the others
+    second behind a wrong one: two such members with complementary ``right`` are each half
+    right, and their mean is right everywhere.
+    """
+    import keras
+
+    from emocli.bundle import write_manifest
+    from emocli.training import heldout_part
+    from emocli.media import read_image
+    from emocli.video_model import FaceModel, Preprocessing, build_emo_cnn, prepare_faces
+
+    keras.utils.set_random_seed(seed)
+    model = FaceModel(preprocessing=Preprocessing(flip_tta=False))
+    model.network_ = build_emo_cnn(width=4)
+    extra = {"holdout": holdout, "seed": 0, "holdout_seed": 0}
+    if faces is not None:
+        items, y, ho = heldout_part(faces, extra)
+        feats, _ = model.score_inputs(prepare_faces([read_image(items[i].path) for i in ho], model.preprocessing),
+                                      views="none", features=True)
+        logits = np.zeros((len(ho), len(LABELS)))
+        for row, c in enumerate(y[ho]):
+            logits[row, c] = 5.0 if c in right else 4.0
+            if c not in right:
+                logits[row, (c + 1) % len(LABELS)] = 5.0
+        design = np.hstack([feats, np.ones((len(ho), 1))])
+        sol = np.linalg.lstsq(design, logits, rcond=None)[0].astype(np.float32)
+        model.network_.get_layer("scores").set_weights([sol[:-1], sol[-1]])
+    extra["n_holdout"] = len(stratified_holdout(np.repeat(np.arange(7), 8), holdout, 0)[1])
+    model.save(directory, extra=extra, runtime_form=False)
+    write_manifest(directory, labels=list(LABELS))
+    return directory
+
+
+def test_tune_views_scores_each_candidate_and_writes_the_best(faces, tmp_path):
+    from emocli.bundle import verify_bundle
+    from emocli.training import VIEW_CANDIDATES
+    from emocli.video_model import FaceModel
+
+    bundle = _heldout_bundle(tmp_path / "b", seed=1)
+    res = CliRunner().invoke(app, ["tune-views", str(bundle), str(faces)])
+    assert res.exit_code == 0, res.output
+    assert all(f"{name}: held-out accuracy" in res.output for name in VIEW_CANDIDATES) and "(n=14)" in res.output
+    assert "tta_selection" not in json.loads((bundle / "face.json").read_text())  # nothing written without --write
+    res = CliRunner().invoke(app, ["tune-views", str(bundle), str(faces), "--write"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((bundle / "face.json").read_text())
+    sel = meta["tta_selection"]
+    assert set(sel["holdout_accuracy"]) == set(VIEW_CANDIDATES)
+    assert sel["holdout_accuracy"][sel["chosen"]] == max(sel["holdout_accuracy"].values())
+    assert meta["validation"]["n"] == 14 and meta["validation"]["accuracy"] == sel["holdout_accuracy"][sel["chosen"]]
+    pre = FaceModel.load(bundle).preprocessing
+    assert (pre.flip_tta, pre.tta_zoom, pre.tta_shift) == VIEW_CANDIDATES[sel["chosen"]]
+    verify_bundle(bundle)  # the manifest follows the new face.json
+
+
+def test_tune_views_refuses_another_folder_in_one_line(faces, tmp_path):
+    bundle = _heldout_bundle(tmp_path / "b", seed=1, holdout=0.5)
+    meta = json.loads((bundle / "face.json").read_text())
+    meta["n_holdout"] += 1  # as if trained on another folder
+    (bundle / "face.json").write_text(json.dumps(meta))
+    res = CliRunner().invoke(app, ["tune-views", str(bundle), str(faces), "--write"])
+    assert res.exit_code == 1
+    assert res.output.startswith("error:") and "held-out images but face.json says" in res.output
+    assert "Traceback" not in res.output
+    res = CliRunner().invoke(app, ["tune-views", str(tmp_path / "none"), str(faces)])
+    assert res.exit_code == 1 and "missing face model file" in res.output
+
+
+def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
+    from emocli.video_model import FaceModel
+
+    a = _heldout_bundle(tmp_path / "a", seed=1, faces=faces, right={0, 1, 2, 3})
+    b = _heldout_bundle(tmp_path / "b", seed=2, faces=faces, right={4, 5, 6})
+    out = tmp_path / "ens"
+    res = CliRunner().invoke(app, ["ensemble", str(a), str(b), str(faces), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "A 0.5714, B 0.4286, mean of both 1.0000" in " ".join(res.output.split())
+    assert not out.exists()  # nothing written without --write
+    res = CliRunner().invoke(app, ["ensemble", str(a), str(b), str(faces), "--out", str(out), "--write"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "face.json").read_text())
+    assert meta["ensemble"]["members"] == [str(a), str(b)] and meta["backbone"] == "emo-cnn-ensemble"
+    assert meta["holdout_accuracy"] == meta["validation"]["accuracy"] == 1.0 and meta["n_holdout"] == 14
+    assert FaceModel.load(out).network_.get_layer("fc2").output.shape[-1] == 2 * 256  # both members' fc2 side by side
+    # a member that is no better than the other alone: nothing written, one line, exit 1
+    res = CliRunner().invoke(app, ["ensemble", str(a), str(a), str(faces), "--out", str(tmp_path / "same"),
+                                   "--write"])
+    assert res.exit_code == 1 and "does not beat its best member" in res.output
+    assert not (tmp_path / "same" / "face.keras").exists()
+
+
+def test_ensemble_refuses_bundles_with_different_held_out_parts(faces, tmp_path):
+    a, b = _heldout_bundle(tmp_path / "a", seed=1), _heldout_bundle(tmp_path / "b", seed=2, holdout=0.5)
+    res = CliRunner().invoke(app, ["ensemble", str(a), str(b), str(faces), "--out", str(tmp_path / "ens"),
+                                   "--write"])
+    assert res.exit_code == 1 and res.output.startswith("error:")
+    assert "differ in holdout (0.25 vs 0.5)" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "ens").exists()
 
 
 def test_balance_weights():

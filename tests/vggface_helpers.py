@@ -180,6 +180,7 @@ def make_vggface_bundle(directory: Path, weights_path: Path, *, head: str = "exp
     real) VGG-Face weight file: exp1 needs one with fc6.
     """
     from emocli.bundle import write_manifest
+    from emocli.training import TrainOptions, fit_face_model
     from emocli.video_model import prepare_faces
     from emocli.vggface import build_vggface_emotion
 
@@ -187,8 +188,8 @@ def make_vggface_bundle(directory: Path, weights_path: Path, *, head: str = "exp
     faces = random_faces(n_train + n_val, seed=seed)
     x = prepare_faces(faces, model.preprocessing)
     y = np.arange(len(faces)) % len(model.labels)
-    model.fit(x[:n_train], y[:n_train], x_val=x[n_train:], y_val=y[n_train:], epochs=1,
-              batch_size=n_train, seed=seed, initial_network=net)
+    fit_face_model(model, x[:n_train], y[:n_train], x_val=x[n_train:], y_val=y[n_train:],
+                   options=TrainOptions(epochs=1, batch_size=n_train, seed=seed), initial_network=net)
     model.save(directory)
     write_manifest(directory, labels=list(model.labels))
     return model

@@ -36,17 +36,23 @@ HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus h
 CACHE = Path("runs/face_experts")
 
 
+def corpus_parts(data: Path, sub: str, share: float) -> dict[str, tuple[list[Path], np.ndarray]]:
+    """One corpus folder's parts: ``share`` held out of training (stratified, seed 0), halved
+    (seed 1) into calib and test; {"<corpus>-train"|"-calib"|"-test": (paths, labels)}."""
+    items, _ = training_images(data / sub)
+    y = np.array([LABELS.index(it.label) for it in items])
+    tr, ho = stratified_holdout(y, share, 0)
+    name = sub.split("/")[0]
+    parts = {f"{name}-train": tr}
+    parts[f"{name}-calib"], parts[f"{name}-test"] = (ho[k] for k in stratified_holdout(y[ho], 0.5, 1))
+    return {n: ([items[i].path for i in idx], y[idx]) for n, idx in parts.items()}
+
+
 def heldout_sets(data: Path) -> dict[str, tuple[list[Path], np.ndarray]]:
     """{"<corpus>-calib"|"<corpus>-test": (paths, labels)} and fer2013-val."""
     sets = {}
     for sub, share in HELDOUT.items():
-        items, _ = training_images(data / sub)
-        y = np.array([LABELS.index(it.label) for it in items])
-        _, ho = stratified_holdout(y, share, 0)
-        rest, half = stratified_holdout(y[ho], 0.5, 1)
-        name = sub.split("/")[0]
-        sets[f"{name}-calib"] = ([items[i].path for i in ho[rest]], y[ho[rest]])
-        sets[f"{name}-test"] = ([items[i].path for i in ho[half]], y[ho[half]])
+        sets.update({n: v for n, v in corpus_parts(data, sub, share).items() if not n.endswith("-train")})
     items, _ = training_images(data / "fer2013" / "val")
     sets["fer2013-val"] = ([it.path for it in items], np.array([LABELS.index(it.label) for it in items]))
     return sets
@@ -71,15 +77,9 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) ->
         t0 = time.perf_counter()
         cnn.append(model.score_inputs(prepare_faces(imgs, model.preprocessing), views="bundle"))
         t1 = time.perf_counter()
-        aligned = []
-        for img in imgs:
-            applies.append(expert_applies(img))
-            lm = landmarker(img)
-            found.append(lm is not None)
-            if lm is None:
-                h, w = img.shape[:2]
-                lm = CROP_LANDMARKS * np.float32([w, h])
-            aligned.append(align_face(img, lm))
+        aligned, ok, app = align_crops(imgs, landmarker)
+        found += ok
+        applies += app
         t2 = time.perf_counter()
         raf.append(expert.logits(np.asarray(aligned)))
         t3 = time.perf_counter()
@@ -93,6 +93,21 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) ->
     CACHE.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
+
+
+def align_crops(imgs: list[np.ndarray], landmarker) -> tuple[list[np.ndarray], list[bool], list[bool]]:
+    """Face crops aligned for the MobileFaceNet (YuNet's landmarks, else the crop template), whether
+    YuNet found them, and whether the expert applies (colour, large enough)."""
+    aligned, found, applies = [], [], []
+    for img in imgs:
+        applies.append(expert_applies(img))
+        lm = landmarker(img)
+        found.append(lm is not None)
+        if lm is None:
+            h, w = img.shape[:2]
+            lm = CROP_LANDMARKS * np.float32([w, h])
+        aligned.append(align_face(img, lm))
+    return aligned, found, applies
 
 
 def with_prior(s: dict[str, np.ndarray], bundle: Path) -> dict[str, np.ndarray]:

@@ -42,16 +42,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from emocli.experts import (CROP_LANDMARKS, HEAD_FILE, FaceHead, OnnxExpert, align_face,  # noqa: E402
-                            expert_applies, softmax)
+from emocli.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 from emocli.media import read_image  # noqa: E402
 from emocli.metrics import classification_report  # noqa: E402
 from emocli.splits import stratified_holdout  # noqa: E402
 from emocli.training import training_images  # noqa: E402
 
-HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # as scripts/face_experts.py (seed 0, halves seed 1)
+from face_experts import HELDOUT, align_crops, corpus_parts  # noqa: E402  the same held-out parts (seed 0, halves seed 1)
+
 RAFDB_HELDOUT = 0.15
 CACHE = Path("runs/face_head")
 CHUNK = 512
@@ -61,14 +62,7 @@ def face_sets(data: Path) -> dict[str, tuple[list[Path], np.ndarray]]:
     """{name: (paths, labels)}: <corpus>-train, <corpus>-calib, <corpus>-test, rafdb-train, rafdb-heldout."""
     sets = {}
     for sub, share in HELDOUT.items():
-        items, _ = training_images(data / sub)
-        y = np.array([LABELS.index(it.label) for it in items])
-        tr, ho = stratified_holdout(y, share, 0)
-        rest, half = stratified_holdout(y[ho], 0.5, 1)
-        name = sub.split("/")[0]
-        sets[f"{name}-train"] = ([items[i].path for i in tr], y[tr])
-        sets[f"{name}-calib"] = ([items[i].path for i in ho[rest]], y[ho[rest]])
-        sets[f"{name}-test"] = ([items[i].path for i in ho[half]], y[ho[half]])
+        sets.update(corpus_parts(data, sub, share))
     items, _ = training_images(data / "rafdb" / "train")
     y = np.array([LABELS.index(it.label) for it in items])
     tr, ho = stratified_holdout(y, RAFDB_HELDOUT, 0)
@@ -107,15 +101,7 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert) -> d
             model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
         feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
-        aligned, found, applies = [], [], []
-        for img in imgs:
-            applies.append(expert_applies(img))
-            lm = landmarker(img)
-            found.append(lm is not None)
-            if lm is None:
-                h, w = img.shape[:2]
-                lm = CROP_LANDMARKS * np.float32([w, h])
-            aligned.append(align_face(img, lm))
+        aligned, found, applies = align_crops(imgs, landmarker)
         emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
         out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32), "raf_emb": emb.astype(np.float16),
                "raf": softmax(logits).astype(np.float32), "found": np.array(found), "applies": np.array(applies)}

@@ -47,11 +47,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emocli.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 from emocli.media import read_image  # noqa: E402
-from emocli.metrics import classification_report  # noqa: E402
 from emocli.splits import stratified_holdout  # noqa: E402
 from emocli.training import training_images  # noqa: E402
 
-from face_experts import HELDOUT, align_crops, corpus_parts  # noqa: E402  the same held-out parts (seed 0, halves seed 1)
+from face_experts import HELDOUT, align_crops, combined, corpus_parts, report, with_prior  # noqa: E402  the same held-out parts (seed 0, halves seed 1)
 
 RAFDB_HELDOUT = 0.15
 CACHE = Path("runs/face_head")
@@ -174,16 +173,9 @@ def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float) -> FaceHead:
 def average_of_experts(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     """The shipped average of calibrated experts on these cached (mirror-view) scores, as predict computes it."""
     from emocli.experts import EXPERTS_FILE, ExpertSet
-    from emocli.video_model import FaceModel, adjust_prior
 
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
-    es.head_ = None
-    fm = FaceModel.load(bundle, runtime=True)
-    cnn = adjust_prior(f["cnn"], fm.prior, fm.prior_tau) if fm.prior_tau else f["cnn"]
-    cnn = es.calibrate("emo-cnn", cnn)
-    raf = es.calibrate("rafdb", f["raf"])
-    raf[~f["applies"]] = np.nan
-    return es.mix({"emo-cnn": cnn, "rafdb": raf}, fallback=cnn)
+    return combined(es, with_prior({"emo-cnn": f["cnn"], "rafdb": f["raf"], "applies": f["applies"]}, bundle))
 
 
 def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
@@ -196,11 +188,6 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     if es.head_ is not None:
         return es.head_.predict_proba(design(f))
     return average_of_experts(f, bundle)
-
-
-def report(y: np.ndarray, p: np.ndarray) -> dict:
-    r = classification_report(y, p.argmax(1), LABELS)
-    return {k: r[k] for k in ("n", "accuracy", "uar", "recall")}
 
 
 def fit_and_report(args, sets, feats) -> None:

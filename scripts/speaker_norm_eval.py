@@ -34,17 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from voice_encoder_eval import HELD_OUT, _features, extract, fit_predict, report  # noqa: E402
 
+from emocli.speaker import SpeakerStats, normalise_groups  # noqa: E402  emo's own per-speaker z-normalisation
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def per_speaker_z(x: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Each row z-normalised by the mean and std of the rows of its group (std floored)."""
-    out = np.empty_like(x, dtype=np.float64)
-    for g in np.unique(groups):
-        m = groups == g
-        mu, sd = x[m].mean(0), x[m].std(0)
-        out[m] = (x[m] - mu) / np.maximum(sd, 1e-6 + 1e-3 * np.abs(mu))
-    return out
 
 
 def cross_corpus(args) -> None:
@@ -64,7 +56,7 @@ def cross_corpus(args) -> None:
         tr, te = tr & np.isin(y, labels), te & np.isin(y, labels)
         for fs in ("whisper", "rich", "whisper+rich"):
             for norm in ("plain", "speaker"):
-                x = X[fs] if norm == "plain" else per_speaker_z(X[fs], g)
+                x = X[fs] if norm == "plain" else normalise_groups(X[fs], g)
                 pred, C, _ = fit_predict(x[tr], y[tr], g[tr], x[te])
                 sc = report(y[te], pred, labels)
                 out[f"{name} / {fs} / {norm}"] = {k: sc[k] for k in ("n", "accuracy", "uar", "recall")}
@@ -95,7 +87,7 @@ def savee_loso(args) -> None:
     settings = {"plain": (10.0, 0.25), "speaker": (3.0, 0.1)}
     out = {}
     for norm, (C, gmul) in settings.items():
-        x = X["whisper+rich"] if norm == "plain" else per_speaker_z(X["whisper+rich"], g)
+        x = X["whisper+rich"] if norm == "plain" else normalise_groups(X["whisper+rich"], g)
         runs = {"none (RAVDESS + EmoDB only)": base}
         runs.update({f"savee_{s}": base | (g == f"savee_{s}") for s in ("DC", "JE")})
         for added, train in runs.items():
@@ -129,7 +121,7 @@ def clips_curve(args) -> None:
     corpus = np.array([s.split("_")[0] for s in g])
     train = np.isin(corpus, ["ravdess", "emodb"]) & ~np.isin(g, HELD_OUT)
     x, y, g = X["whisper+rich"][train], y[train], g[train]
-    xz = per_speaker_z(x, g)
+    xz = normalise_groups(x, g)
     rng = np.random.default_rng(0)
     folds = speaker_folds(g, 4, rng)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000, class_weight="balanced"))
@@ -150,9 +142,7 @@ def clips_curve(args) -> None:
                 preds["plain"].extend(plain.predict(x[idx]))
                 for k in ks:
                     pick = idx if k == 0 else rng.choice(idx, size=min(k, len(idx)), replace=False)
-                    mu, sd = x[pick].mean(0), x[pick].std(0)
-                    z = (x[idx] - mu) / np.maximum(sd, 1e-6 + 1e-3 * np.abs(mu))
-                    preds[k].extend(adapted.predict(z))
+                    preds[k].extend(adapted.predict(SpeakerStats.of(x[pick]).normalise(x[idx])))
     out = {}
     for k, p in preds.items():
         sc = report(np.array(truth), np.array(p), list(LABELS))
@@ -197,7 +187,7 @@ def main() -> None:
     out = {}
     for fs in ("whisper", "rich", "whisper+rich"):
         for norm in ("plain", "speaker"):
-            x = X[fs] if norm == "plain" else per_speaker_z(X[fs], g)
+            x = X[fs] if norm == "plain" else normalise_groups(X[fs], g)
             pred = np.empty(len(y), dtype=object)
             pred[any_test], C, cv = fit_predict(x[train], y[train], g[train], x[any_test])
             for name, m in tests.items():
@@ -215,8 +205,8 @@ def main() -> None:
         yc = np.array([names[p.name.split("_")[2]] for p in paths])
         every = np.isin(corpus, ["ravdess", "emodb"])
         for norm in ("plain", "speaker"):
-            xt = X["whisper+rich"] if norm == "plain" else per_speaker_z(X["whisper+rich"], g)
-            xq = xc if norm == "plain" else per_speaker_z(xc, gc)
+            xt = X["whisper+rich"] if norm == "plain" else normalise_groups(X["whisper+rich"], g)
+            xq = xc if norm == "plain" else normalise_groups(xc, gc)
             pred, C, cv = fit_predict(xt[every], y[every], g[every], xq)
             right = int((pred == yc).sum())
             out[f"whisper+rich / {norm} / cremad 1001+1002"] = {"n": len(yc), "right": right,

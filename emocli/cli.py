@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 an input or model failed (one red line on stderr per fa
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 from enum import Enum
@@ -90,27 +91,15 @@ AllowEvalSplitOpt = Annotated[bool, typer.Option(
     "--allow-eval-split", help="Allow --split to name an evaluation split (Val, Test, ...).")]
 
 
-class Head(str, Enum):
-    exp1 = "exp1"
-    exp2 = "exp2"
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A str Enum for an option's fixed choices (member names: the values with - and + as _)."""
+    return Enum(name, [(re.sub(r"\W", "_", v), v) for v in values], type=str)
 
 
-class Detector(str, Enum):
-    blazeface = "blazeface"
-    haar = "haar"
-
-
-class Modality(str, Enum):
-    both = "both"
-    face = "face"
-    voice = "voice"
-
-
-class TTA(str, Enum):
-    auto = "auto"
-    bundle = "bundle"
-    mirror = "mirror"
-    none = "none"
+Head = _choices("Head", "exp1", "exp2")
+Detector = _choices("Detector", "blazeface", "haar")
+Modality = _choices("Modality", "both", "face", "voice")
+TTA = _choices("TTA", "auto", "bundle", "mirror", "none")
 
 
 _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror + zoom) for still images, crop + "
@@ -118,9 +107,7 @@ _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror + zoom
              "none for every input.")
 
 
-class Pooling(str, Enum):
-    mean = "mean"
-    expressive = "expressive"
+Pooling = _choices("Pooling", "mean", "expressive")
 
 
 # Options shared by predict, evaluate and extract.
@@ -182,16 +169,8 @@ def _pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str"
                    face_experts=face_experts, pooling=Pooling(pooling).value, **more)
 
 
-class Balance(str, Enum):
-    none = "none"
-    sqrt = "sqrt"
-    full = "full"
-
-
-class Precision(str, Enum):
-    float32 = "float32"
-    mixed_bfloat16 = "mixed_bfloat16"
-    mixed_float16 = "mixed_float16"
+Balance = _choices("Balance", "none", "sqrt", "full")
+Precision = _choices("Precision", "float32", "mixed_bfloat16", "mixed_float16")
 
 
 @app.command("train-video", epilog="\b\nExamples:\n  emo train-video ../shared/data/fer2013/train --out runs/face --epochs 30\n  emo train-video fer2013/train rafdb/train affectnet/train --holdout 0.1 --balance sqrt --init models/default --out runs/multi\n  emo train-video --features runs/afew_feats --split Train --out runs/afew_head\n")
@@ -265,11 +244,7 @@ def train_video(
         raise fail(str(exc)) from None
 
 
-class VoiceFeatures(str, Enum):
-    rich = "rich"
-    thesis68 = "thesis68"
-    whisper = "whisper"
-    whisper_rich = "whisper+rich"
+VoiceFeatures = _choices("VoiceFeatures", "rich", "thesis68", "whisper", "whisper+rich")
 
 
 @app.command("train-audio", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
@@ -334,28 +309,10 @@ def _emo_errors():
     return EmoError
 
 
-class FuseMethod(str, Enum):
-    equal = "equal"
-    confusion = "confusion"
-    learned = "learned"
-    feature_svm = "feature-svm"
-    feature_dense = "feature-dense"
-
-
-class FaceMode(str, Enum):
-    main = "main"
-    all = "all"
-
-
-class OutFormat(str, Enum):
-    table = "table"
-    json = "json"
-    csv = "csv"
-
-
-class FuseRule(str, Enum):
-    sum = "sum"
-    product = "product"
+FuseMethod = _choices("FuseMethod", "equal", "confusion", "learned", "feature-svm", "feature-dense")
+FaceMode = _choices("FaceMode", "main", "all")
+OutFormat = _choices("OutFormat", "table", "json", "csv")
+FuseRule = _choices("FuseRule", "sum", "product")
 
 
 @app.command("fuse", epilog="\b\nExamples:\n  emo fuse runs/bundle --method confusion --rule product\n  emo fuse runs/bundle --method feature-svm --features runs/afew_feats --split Train\n")

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, ParameterError
 
 RAFDB_FILE = "face_expert_rafdb.onnx"  # opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8
 RAFDB_LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # its 7 logits, in order
@@ -341,11 +341,11 @@ def parse_experts(value: str | None, available: Sequence[str]) -> tuple[str, ...
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     unknown = [n for n in names if n not in EXPERT_NAMES]
     if unknown:
-        raise ValueError(f"unknown face expert(s) {', '.join(unknown)}; use all, or a comma list of "
+        raise ParameterError(f"unknown face expert(s) {', '.join(unknown)}; use all, or a comma list of "
                          f"{', '.join(EXPERT_NAMES)}")
     missing = [n for n in names if n not in available]
     if missing:
-        raise ValueError(f"the bundle has no {', '.join(missing)} face expert (it has {', '.join(available)})")
+        raise ParameterError(f"the bundle has no {', '.join(missing)} face expert (it has {', '.join(available)})")
     return names
 
 

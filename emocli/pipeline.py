@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .audio_features import STEP
-from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError
+from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError, ParameterError
 from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
 from .media import SAMPLE_RATE
@@ -938,7 +938,7 @@ def pool_weights(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> 
     """Each frame's weight in :func:`pool_frames`: float64 (n,) (a stream pools by running sums of these)."""
     scores = np.asarray(scores, np.float64)
     if method not in POOLINGS:
-        raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
+        raise ParameterError(f"pooling must be one of {', '.join(POOLINGS)}, got {method!r}")
     if method == "mean" or "neutral" not in labels:
         return np.ones(len(scores))
     return np.maximum(1.0 - scores[:, list(labels).index("neutral")], NEUTRAL_FLOOR)

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from .errors import DatasetError, ParameterError
 
 MODEL_NAME = "voice_speaker"  # file stem of the speaker-normalised voice model in a bundle
 # A speaker with fewer clips is scored with the plain model. Measured on the training speakers
@@ -61,7 +61,7 @@ class SpeakerStats:
     def of(cls, rows: np.ndarray) -> "SpeakerStats":
         rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim != 2 or not len(rows):
-            raise ValueError(f"speaker statistics need a non-empty (n, d) array, got shape {rows.shape}")
+            raise ParameterError(f"speaker statistics need a non-empty (n, d) array, got shape {rows.shape}")
         return cls(rows.mean(0), rows.std(0), len(rows))
 
     def normalise(self, x: np.ndarray) -> np.ndarray:
@@ -97,7 +97,7 @@ class RunningStats:
 
     def __init__(self, *, warmup: float = WARMUP_SECONDS, half_life: float = HALF_LIFE_SECONDS):
         if warmup < 0 or half_life <= 0:
-            raise ValueError("warmup must be >= 0 and half_life > 0")
+            raise ParameterError("warmup must be >= 0 and half_life > 0")
         self.warmup = float(warmup)
         self.half_life = float(half_life)
         self.seconds = 0.0  # voiced seconds seen (not decayed)
@@ -123,7 +123,7 @@ class RunningStats:
 
     def stats(self) -> SpeakerStats:
         if self._s1 is None:
-            raise ValueError("no vector was added yet")
+            raise ParameterError("no vector was added yet")
         mean = self._s1 / self._w
         var = np.maximum(self._s2 / self._w - mean * mean, 0.0)
         return SpeakerStats(mean, np.sqrt(var), self.seconds)
@@ -147,6 +147,7 @@ class SpeakerRule:
             try:
                 self.pattern = re.compile(spec)
             except re.error as exc:
+                # a plain ValueError, not ParameterError: predict turns it into a usage error (exit 2)
                 raise ValueError(f"--speaker-of {spec!r} is not a valid regular expression ({exc}); "
                                  r"e.g. '(\d{4})_' for CREMA-D names, or pass a CSV file with path,speaker") from None
 

@@ -348,7 +348,7 @@ class FaceModel:
             tau = float(adj["tau"])
             prior = np.array([float(adj["prior"][lab]) for lab in self.labels])
             if not (0.0 <= tau <= 2.0) or np.any(prior <= 0) or not np.isfinite(prior).all():
-                raise ValueError("tau must be in [0, 2] and every prior positive")
+                raise ParameterError("tau must be in [0, 2] and every prior positive")
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{meta_path}: unusable prior_adjustment ({exc}); restore the bundle or rerun "
                              "scripts/face_prior.py --write") from None

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParameterError
+
 SAMPLE_RATE = 16000  # Hz: whisper's input rate
 N_FFT = 400  # samples: 25 ms analysis window
 HOP_LENGTH = 160  # samples: 10 ms between mel frames (100 per second)
@@ -128,7 +130,7 @@ def log_mel(audio: np.ndarray, *, n_frames: int | None = None) -> np.ndarray:
     n_samples = n_frames * HOP_LENGTH
     x = np.pad(x[:n_samples], (0, max(0, n_samples - len(x))))
     if n_frames < 1:
-        raise ValueError(f"audio too short for a mel frame: {len(x)} samples < {HOP_LENGTH}")
+        raise ParameterError(f"audio too short for a mel frame: {len(x)} samples < {HOP_LENGTH}")
     half = N_FFT // 2
     xp = np.pad(x, half, mode="reflect") if len(x) > half else np.pad(x, half)
     idx = np.arange(N_FFT)[None, :] + HOP_LENGTH * np.arange(n_frames)[:, None]  # last frame dropped
@@ -191,7 +193,7 @@ class WhisperEncoder:
         self.dim = self.w["conv1.bias"].shape[0]
         self.n_positions = self.w["position_encodings.encodings"].shape[0]
         if self.dim % self.n_heads or self.n_layers < 1:
-            raise ValueError(f"inconsistent encoder: width {self.dim}, {self.n_heads} heads, {self.n_layers} layers")
+            raise ParameterError(f"inconsistent encoder: width {self.dim}, {self.n_heads} heads, {self.n_layers} layers")
 
     @classmethod
     def load(cls, path: Path | str | None = None, *, sha256: str | None = None) -> "WhisperEncoder":
@@ -235,9 +237,9 @@ class WhisperEncoder:
         w = self.w
         mel = np.asarray(mel, np.float32)
         if mel.ndim != 2 or mel.shape[0] != w["conv1.weight"].shape[1]:
-            raise ValueError(f"mel must be ({w['conv1.weight'].shape[1]}, n_frames), got {mel.shape}")
+            raise ParameterError(f"mel must be ({w['conv1.weight'].shape[1]}, n_frames), got {mel.shape}")
         if mel.shape[1] > MEL_PER_FRAME * self.n_positions:
-            raise ValueError(f"at most {MEL_PER_FRAME * self.n_positions} mel frames per call, got {mel.shape[1]}")
+            raise ParameterError(f"at most {MEL_PER_FRAME * self.n_positions} mel frames per call, got {mel.shape[1]}")
         x = _gelu(_conv1d(mel.T, w["conv1.weight"], w["conv1.bias"], 1))
         x = _gelu(_conv1d(x, w["conv2.weight"], w["conv2.bias"], 2))
         x = x + w["position_encodings.encodings"][: len(x)]
@@ -313,7 +315,7 @@ def pool(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Mean and standard deviation of ``frames[mask]``: float32 (2 * dim,), means first."""
     f = np.asarray(frames, np.float64)[np.asarray(mask, bool)]
     if not len(f):
-        raise ValueError("no frames to pool")
+        raise ParameterError("no frames to pool")
     return np.concatenate([f.mean(0), f.std(0)]).astype(np.float32)
 
 
@@ -330,6 +332,6 @@ def embed(audio: np.ndarray, sr: int, encoder: WhisperEncoder) -> np.ndarray:
     float32 (2 * encoder.dim,), finite
     """
     if sr != SAMPLE_RATE:
-        raise ValueError(f"the speech encoder needs {SAMPLE_RATE} Hz audio, got {sr} Hz")
+        raise ParameterError(f"the speech encoder needs {SAMPLE_RATE} Hz audio, got {sr} Hz")
     frames, _ = encoder.frames(audio)
     return pool(frames, active_mask(audio, len(frames)))

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from emocli.errors import ModelError
+from emocli.errors import ModelError, ParameterError
 from emocli.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, HEAD_FILE, ExpertSet, FaceHead, align_face,
                             fit_temperature, parse_experts, softmax, temper)
 from emocli.fusion import FusionModel
@@ -74,9 +74,9 @@ def test_expert_set_combines_calibrated_scores_with_weights():
 def test_parse_experts():
     assert parse_experts("all", ("emo-cnn", "rafdb")) == ("emo-cnn", "rafdb")
     assert parse_experts(" rafdb, emo-cnn ,rafdb", ("emo-cnn", "rafdb")) == ("rafdb", "emo-cnn")
-    with pytest.raises(ValueError, match="unknown face expert"):
+    with pytest.raises(ParameterError, match="unknown face expert"):
         parse_experts("vgg", ("emo-cnn",))
-    with pytest.raises(ValueError, match="has no rafdb"):
+    with pytest.raises(ParameterError, match="has no rafdb"):
         parse_experts("rafdb", ("emo-cnn",))
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from emocli import voice_encoder as ve
-from emocli.errors import ModelError
+from emocli.errors import ModelError, ParameterError
 from emocli.files import sha256_file
 
 from conftest import write_wav
@@ -90,7 +90,7 @@ def test_encoder_matches_a_plain_reference_and_has_whisper_shapes():
     out = enc(mel)
     assert out.shape == (20, 16) and out.dtype == np.float32  # stride 2: one frame per two mel frames
     np.testing.assert_allclose(out, reference_encoder(w, mel), atol=2e-4)
-    with pytest.raises(ValueError, match="at most 120 mel frames"):
+    with pytest.raises(ParameterError, match="at most 120 mel frames"):
         enc(np.zeros((ve.N_MELS, 122), np.float32))
 
 

@@ -382,3 +382,25 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 16
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])
     assert res.exit_code == 1 and "no speaker" in res.output
+
+
+def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
+    """A corpus copied elsewhere (new paths, new modification times) keeps its cached features;
+    a clip whose samples change does not."""
+    import os
+    import shutil
+
+    from emocli.training import _voice_cache_key
+
+    a = tmp_path / "a" / "03a01Wa.wav"
+    a.parent.mkdir()
+    write_wav(a, tone(0.3, 220.0))
+    key = _voice_cache_key(a, window=0.05, step=0.025, sr=16000, speed=1.0)
+    b = tmp_path / "copy" / "03a01Wa.wav"
+    b.parent.mkdir()
+    shutil.copyfile(a, b)  # a fresh modification time
+    os.utime(b, (1, 1))
+    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=1.0) == key
+    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=0.9) != key
+    write_wav(b, tone(0.3, 230.0))
+    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=1.0) != key

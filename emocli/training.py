@@ -832,41 +832,45 @@ def _print_scores(console, title: str, sc: dict) -> None:
     console.print(table)
 
 
-def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
-                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
-                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
-                        speaker_norm: bool = False) -> dict:
-    """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
-    held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
+@dataclass
+class VoiceRows:
+    """The clip vectors of a train-audio run: one row per clip and speed (1.0 = as recorded)."""
 
-    With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
-    (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
-    never augmented.
+    x: np.ndarray  # (n, d) clip vectors
+    y: np.ndarray  # emotion names
+    groups: np.ndarray  # speakers
+    copy: np.ndarray  # 0 for the recording, k > 0 for its k-th speed-perturbed copy
+    failed: list[tuple[str, str]]  # (path, error) of the clips that could not be used
+    seconds: float  # extraction time
 
-    With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
-    (:mod:`emocli.speaker`; each speed copy of a speaker counts as a speaker of its own, its
-    statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
-    speakers are reported normalised by their own clips' statistics."""
-    import os
+    @property
+    def augmented(self) -> np.ndarray:
+        return self.copy > 0
 
-    from rich.markup import escape
 
-    from .audio_features import ENCODER_SETS, WINDOW, STEP, clip_vector, feature_dimension
-    from .audio_model import DEFAULT_C_GRID, VoiceModel
-    from .bundle import write_manifest
-    from .media import SAMPLE_RATE
-
-    feature_dimension(feature_set)  # unknown names fail before any work
+def _voice_corpora(data: list[Path], corpus: str | None, test_speakers: list[str], console):
+    """Read each corpus folder's clips; (items, {folder: layout}, held-out speakers)."""
     items, layouts = [], {}
     for root in data:
         layout, found = _voice_corpus(Path(root), corpus)
         layouts[str(root)] = layout
         items.extend(found)
         console.print(f"{root}: {layout}, {len(found)} clips of {len({it.speaker for it in found})} speakers")
-    speakers = {it.speaker for it in items}
-    held = _resolve_speakers(test_speakers, speakers)
+    held = _resolve_speakers(test_speakers, {it.speaker for it in items})
+    return items, layouts, held
 
-    # -- features ----------------------------------------------------------------------------------
+
+def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, workers: int, cache: Path | None,
+                console) -> VoiceRows:
+    """Each clip's vector (and, with ``augment``, its training speed copies'), in worker processes,
+    through the cache; unreadable clips are reported and skipped."""
+    import os
+
+    from rich.markup import escape
+
+    from .audio_features import ENCODER_SETS, STEP, WINDOW, clip_vector
+    from .media import SAMPLE_RATE
+
     t0 = time.time()
     cache_dir = None
     if cache is not None:
@@ -899,26 +903,64 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    extract_s = time.time() - t0
-    console.print(f"  {extract_s:.0f} s; {len(frames_of)} clips usable, {len(failed)} skipped")
+    seconds = time.time() - t0
+    console.print(f"  {seconds:.0f} s; {len(frames_of)} clips usable, {len(failed)} skipped")
     rows = [(it, k) for it in items if str(it.path) in frames_of for k in range(len(frames_of[str(it.path)]))]
 
     def vector(got) -> np.ndarray:
         frames, emb = got if isinstance(got, tuple) else (got, None)
         return clip_vector(feature_set, frames=frames, embedding=emb)
 
-    x = np.stack([vector(frames_of[str(it.path)][k]) for it, k in rows])
-    y = np.array([it.label for it, _ in rows])
-    groups = np.array([it.speaker for it, _ in rows])
-    augmented = np.array([k > 0 for _, k in rows])
+    return VoiceRows(x=np.stack([vector(frames_of[str(it.path)][k]) for it, k in rows]),
+                     y=np.array([it.label for it, _ in rows]), groups=np.array([it.speaker for it, _ in rows]),
+                     copy=np.array([k for _, k in rows]), failed=failed, seconds=seconds)
+
+
+def _fit_voice(model, rows: VoiceRows, train: np.ndarray, console, *, x: np.ndarray | None = None) -> None:
+    """Choose C and gamma and fit ``model`` on the training rows (``x``: other vectors of the same rows)."""
+    x = rows.x if x is None else x
+    t1 = time.time()
+    model.fit(x[train], rows.y[train], rows.groups[train], augmented=rows.augmented[train],
+              progress=lambda msg: console.print("  " + msg))
+    console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = "
+                  f"{model.gamma_:.2e}")
+
+
+def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
+                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
+                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
+                        speaker_norm: bool = False) -> dict:
+    """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
+    held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
+
+    With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
+    (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
+    never augmented.
+
+    With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
+    (:mod:`emocli.speaker`; each speed copy of a speaker counts as a speaker of its own, its
+    statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
+    speakers are reported normalised by their own clips' statistics."""
+    from .audio_features import feature_dimension
+    from .audio_model import DEFAULT_C_GRID, VoiceModel
+    from .bundle import write_manifest
+
+    feature_dimension(feature_set)  # unknown names fail before any work
+    items, layouts, held = _voice_corpora(data, corpus, test_speakers, console)
+    rows = _voice_rows(items, held, feature_set=feature_set, augment=augment, workers=workers, cache=cache,
+                       console=console)
+    x, y, groups, augmented = rows.x, rows.y, rows.groups, rows.augmented
     test = np.isin(groups, held)
     train = ~test
     if len(np.unique(groups[train])) < 2:
         raise DatasetError("fewer than 2 training speakers are left; hold out fewer --test-speakers")
 
-    # -- fit ---------------------------------------------------------------------------------------
-    model = VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
-                       class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+    def new_model() -> VoiceModel:
+        return VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
+                          class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+
+    # -- the plain model ---------------------------------------------------------------------------
+    model = new_model()
     n_real = int((train & ~augmented).sum())
     trained_on = {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
                   "augment_speeds": list(AUGMENT_SPEEDS) if augment else []}
@@ -931,15 +973,11 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         console.print(f"choosing C and gamma on {repeats} x {model.n_folds}-fold speaker-grouped splits of "
                       f"{n_real} clips" + (f" (+ {int(augmented.sum())} augmented)" if augment else "")
                       + f", {len(np.unique(groups[train]))} speakers ({feature_set}, {x.shape[1]} features) ...")
-        t1 = time.time()
-        model.fit(x[train], y[train], groups[train], augmented=augmented[train],
-                  progress=lambda msg: console.print("  " + msg))
-        console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = "
-                      f"{model.gamma_:.2e}")
+        _fit_voice(model, rows, train, console)
         _print_scores(console, "validation (speaker-grouped)", model.validation_)
 
-    extra: dict = {"trained_on": trained_on, "held_out_speakers": held, "extraction_seconds": round(extract_s, 1),
-                   "skipped_files": [{"path": p, "error": e} for p, e in failed]}
+    extra: dict = {"trained_on": trained_on, "held_out_speakers": held, "extraction_seconds": round(rows.seconds, 1),
+                   "skipped_files": [{"path": p, "error": e} for p, e in rows.failed]}
     saved = "voice.skops and voice.json"
     if reused is None:
         if test.any():
@@ -947,19 +985,16 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         model.save(out, extra=extra)
     else:
         saved = "voice.* (kept)"
+
+    # -- the speaker-normalised model --------------------------------------------------------------
     if speaker_norm:
         from .speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
         # a speed copy sounds like another speaker: it is normalised by its own statistics
-        copy = np.array([k for _, k in rows])
-        xs = normalise_groups(x, [f"{g}#{k}" for g, k in zip(groups, copy)])
-        sp = VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
-                        class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+        xs = normalise_groups(x, [f"{g}#{k}" for g, k in zip(groups, rows.copy)])
+        sp = new_model()
         console.print("speaker-normalised model: features z-normalised with each speaker's own mean and std ...")
-        t1 = time.time()
-        sp.fit(xs[train], y[train], groups[train], augmented=augmented[train],
-               progress=lambda msg: console.print("  " + msg))
-        console.print(f"  {time.time() - t1:.0f} s; chosen C {sp.C_:g}, gamma {sp.gamma_x_:g}/d = {sp.gamma_:.2e}")
+        _fit_voice(sp, rows, train, console, x=xs)
         _print_scores(console, "speaker-normalised validation (speaker-grouped)", sp.validation_)
         sp_extra = {**{k: v for k, v in extra.items() if k != "test"},
                     "adaptation": {"kind": "speaker", "normalisation": "z-score of each feature with the speaker's "

@@ -410,6 +410,72 @@ def speed_perturb(audio: np.ndarray, factor: float) -> np.ndarray:
     return resample_poly(x, f.denominator, f.numerator).astype(np.float32)
 
 
+PERTURBATIONS = ("noise", "reverb")  # train-audio --perturb: copies of a training clip besides speed
+NOISE_SNR_DB = (10.0, 20.0)  # pink noise, this many dB below the clip's speech (uniform)
+REVERB_RT60_S = (0.3, 0.9)  # synthetic room: 60 dB decay time, seconds (uniform)
+
+
+def speech_power(audio: np.ndarray, sr: int, *, active_db: float = ACTIVE_DB) -> float:
+    """Mean power of the clip's 50 ms windows within ``active_db`` dB of its loudest (its speech)."""
+    x = np.asarray(audio, dtype=np.float64)
+    n = max(1, int(0.05 * sr))
+    m = len(x) // n
+    if m == 0:
+        return float(np.mean(x * x)) if len(x) else 0.0
+    power = (x[:m * n].reshape(m, n) ** 2).mean(1)
+    return float(power[power >= power.max() * 10.0 ** (-active_db / 10.0)].mean())
+
+
+def add_noise(audio: np.ndarray, sr: int, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """The clip with pink (1/f) noise ``snr_db`` dB below its speech power (:func:`speech_power`).
+
+    Returns
+    -------
+    float32, same length
+    """
+    x = np.nan_to_num(np.asarray(audio, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    if not len(x):
+        return x.astype(np.float32)
+    spec = np.fft.rfft(rng.standard_normal(len(x)))
+    spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1.0))
+    noise = np.fft.irfft(spec, n=len(x))
+    noise *= np.sqrt(speech_power(x, sr) / max(float(np.mean(noise * noise)), 1e-20) * 10.0 ** (-snr_db / 10.0))
+    return (x + noise).astype(np.float32)
+
+
+def add_reverb(audio: np.ndarray, sr: int, rt60: float, rng: np.random.Generator) -> np.ndarray:
+    """The clip in a synthetic room: convolved with a direct path plus exponentially decaying noise
+    (60 dB down after ``rt60`` s), cut to the clip's length.
+
+    Returns
+    -------
+    float32, same length
+    """
+    from scipy.signal import fftconvolve
+
+    x = np.nan_to_num(np.asarray(audio, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+    t = np.arange(int(min(rt60, 1.5) * sr)) / sr
+    rir = rng.standard_normal(len(t)) * np.exp(-6.908 * t / rt60) * 0.1
+    rir[0] = 1.0
+    rir /= np.sqrt(np.sum(rir * rir))
+    return fftconvolve(x, rir)[:len(x)].astype(np.float32)
+
+
+def perturb(audio: np.ndarray, sr: int, copy: float | str, *, seed: int = 0) -> np.ndarray:
+    """One augmented copy of a clip: a speed factor (float; 1.0 = as recorded) or a name of
+    :data:`PERTURBATIONS`, whose random level is drawn from ``seed``."""
+    if isinstance(copy, str) and copy in PERTURBATIONS:
+        rng = np.random.default_rng(seed)
+        if copy == "noise":
+            return add_noise(audio, sr, float(rng.uniform(*NOISE_SNR_DB)), rng)
+        return add_reverb(audio, sr, float(rng.uniform(*REVERB_RT60_S)), rng)
+    try:
+        factor = float(copy)
+    except (TypeError, ValueError):
+        raise ParameterError(f"unknown augmentation {copy!r}: a speed factor or one of {', '.join(PERTURBATIONS)}") from None
+    return speed_perturb(audio, factor)
+
+
 def active_frames(frames: np.ndarray, *, active_db: float = ACTIVE_DB) -> np.ndarray:
     """Boolean mask (n_frames,) of windows within ``active_db`` dB of the clip's loudest window.
 

@@ -269,6 +269,9 @@ def train_audio(
     balanced: Annotated[bool, typer.Option(help="Weight classes inversely to their frequency.")] = True,
     augment: Annotated[bool, typer.Option(help="Also train on 0.9x and 1.1x speed copies of every training clip.")]
     = True,
+    perturb: Annotated[str, typer.Option(help="Also train on one more copy of every training clip per name: noise "
+                                              "(pink noise 10-20 dB below the speech), reverb (a synthetic room, "
+                                              "RT60 0.3-0.9 s); comma list, e.g. noise,reverb.")] = "",
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of the speaker-grouped 4-fold search for C and gamma.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed of the speaker shuffles.")] = 0,
     workers: Annotated[int, typer.Option(min=1, help="Processes computing features.")] = 2,
@@ -289,6 +292,8 @@ def train_audio(
         raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
     if features is not None and speaker_norm:
         raise typer.BadParameter("--speaker-norm needs corpus folders (DATA), whose file names say who speaks")
+    if features is not None and perturb.strip():
+        raise typer.BadParameter("--perturb needs corpus folders (DATA): it alters the audio before features")
     try:
         if features is not None:
             train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr(),
@@ -298,7 +303,8 @@ def train_audio(
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
                             seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr(),
-                            speaker_norm=speaker_norm)
+                            speaker_norm=speaker_norm,
+                            perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 

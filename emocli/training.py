@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import DatasetError, ModelError
+from .errors import DatasetError, ModelError, ParameterError
 from .labels import LABELS
 from .splits import stratified_holdout
 
@@ -713,8 +713,9 @@ VOICE_CACHE_VERSION = 1  # bump when window_features changes what it computes
 AUGMENT_SPEEDS = (0.9, 1.1)  # speed-perturbed copies of every training clip (--augment)
 
 
-def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: float) -> str:
-    """Cache file name for one clip: changes with the file's content (sha256) and the settings.
+def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: float | str) -> str:
+    """Cache file name for one clip: changes with the file's content (sha256) and the settings
+    (``speed``: the copy, a speed factor or a perturbation's name).
 
     The content, not the path or modification time, so a corpus copied, moved or touched again
     keeps its cache (recomputing RAVDESS + EmoDB + SAVEE's features takes about an hour on two
@@ -728,15 +729,19 @@ def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: 
     return hashlib.sha1(key.encode()).hexdigest() + ".npz"
 
 
-def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | None, str | None]:
-    """Worker: decode one file and compute the (36, n) window features of the clip at each speed
-    (1.0 = as recorded); with the task's encoder flag, a (window features, pooled speech-encoder
-    embedding) pair per speed; reuse and fill the cache.
+def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | None]:
+    """Worker: decode one file and compute the (36, n) window features of each copy of the clip
+    (1.0 = as recorded, another number = a speed factor, "noise" or "reverb": see
+    :func:`emocli.audio_features.perturb`, seeded by the file's name so a copy is the same in every
+    run); with the task's encoder flag, a (window features, pooled speech-encoder embedding) pair
+    per copy; reuse and fill the cache.
 
-    Returns (path, speeds, list of feature arrays or None, error message or None): an
+    Returns (path, copies, list of feature arrays or None, error message or None): an
     unreadable file is an expected per-item failure, reported by the caller.
     """
-    from .audio_features import speed_perturb, window_features
+    import zlib
+
+    from .audio_features import perturb, window_features
     from .files import atomic_path
     from .errors import EmoError
     from .media import load_audio
@@ -763,17 +768,18 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple[float, ...], list | 
         return value
 
     try:
+        seed = zlib.crc32(Path(path).name.encode())
         for speed in speeds:
             key = _voice_cache_key(Path(path), window=window, step=step, sr=sr, speed=speed) if cache else None
             frames = cached(Path(cache) / key if key else None,
-                            lambda: window_features(speed_perturb(audio, speed), sr, window=window, step=step))
+                            lambda: window_features(perturb(audio, sr, speed, seed=seed), sr, window=window, step=step))
             if not encoder:
                 out.append(frames)
                 continue
             from .voice_encoder import ENCODER_SHA256, embed, shipped_encoder
 
             emb = cached(Path(cache) / f"{key[:-4]}-enc{ENCODER_SHA256[:12]}.npz" if key else None,
-                         lambda: embed(speed_perturb(audio, speed), sr, shipped_encoder()))
+                         lambda: embed(perturb(audio, sr, speed, seed=seed), sr, shipped_encoder()))
             out.append((frames, emb))
     except (EmoError, OSError) as exc:
         return path, speeds, None, str(exc)
@@ -861,9 +867,10 @@ def _voice_corpora(data: list[Path], corpus: str | None, test_speakers: list[str
 
 
 def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, workers: int, cache: Path | None,
-                console) -> VoiceRows:
-    """Each clip's vector (and, with ``augment``, its training speed copies'), in worker processes,
-    through the cache; unreadable clips are reported and skipped."""
+                console, perturbations: tuple[str, ...] = ()) -> VoiceRows:
+    """Each clip's vector (and, with ``augment``, its training speed copies', then one copy per
+    name of ``perturbations``), in worker processes, through the cache; unreadable clips are
+    reported and skipped."""
     import os
 
     from rich.markup import escape
@@ -876,12 +883,13 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
     if cache is not None:
         cache_dir = Path(cache)
         cache_dir.mkdir(parents=True, exist_ok=True)
-    speeds_train = (1.0, *AUGMENT_SPEEDS) if augment else (1.0,)
+    speeds_train = (1.0, *(AUGMENT_SPEEDS if augment else ()), *perturbations)
     tasks = [(str(it.path), (1.0,) if it.speaker in held else speeds_train, WINDOW, STEP, SAMPLE_RATE,
               str(cache_dir) if cache_dir else None, feature_set in ENCODER_SETS) for it in items]
     workers = max(1, min(workers, os.cpu_count() or 1))
     console.print(f"computing voice features of {len(tasks)} clips"
-                  + (f" (+ {len(AUGMENT_SPEEDS)} speed-perturbed copies of each training clip)" if augment else "")
+                  + (f" (+ {len(speeds_train) - 1} augmented copies of each training clip)" if len(speeds_train) > 1
+                     else "")
                   + f" with {workers} worker(s)" + (f", cache {cache_dir}" if cache_dir else "") + " ...")
     frames_of: dict[str, list] = {}
     failed: list[tuple[str, str]] = []
@@ -929,13 +937,15 @@ def _fit_voice(model, rows: VoiceRows, train: np.ndarray, console, *, x: np.ndar
 def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
                         feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
                         cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
-                        speaker_norm: bool = False) -> dict:
+                        speaker_norm: bool = False, perturbations: tuple[str, ...] = ()) -> dict:
     """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
     held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
 
     With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
     (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
-    never augmented.
+    never augmented. ``perturbations`` (names of :data:`emocli.audio_features.PERTURBATIONS`) add
+    one copy each of every training clip: pink noise at 10-20 dB below the speech, or a
+    synthetic room's reverberation (RT60 0.3-0.9 s).
 
     With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
     (:mod:`emocli.speaker`; each speed copy of a speaker counts as a speaker of its own, its
@@ -945,10 +955,15 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     from .audio_model import DEFAULT_C_GRID, VoiceModel
     from .bundle import write_manifest
 
+    from .audio_features import PERTURBATIONS
+
     feature_dimension(feature_set)  # unknown names fail before any work
+    unknown = sorted(set(perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ParameterError(f"unknown perturbation(s) {', '.join(unknown)}; use {', '.join(PERTURBATIONS)}")
     items, layouts, held = _voice_corpora(data, corpus, test_speakers, console)
     rows = _voice_rows(items, held, feature_set=feature_set, augment=augment, workers=workers, cache=cache,
-                       console=console)
+                       console=console, perturbations=tuple(perturbations))
     x, y, groups, augmented = rows.x, rows.y, rows.groups, rows.augmented
     test = np.isin(groups, held)
     train = ~test
@@ -964,6 +979,8 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     n_real = int((train & ~augmented).sum())
     trained_on = {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
                   "augment_speeds": list(AUGMENT_SPEEDS) if augment else []}
+    if perturbations:
+        trained_on["perturbations"] = list(perturbations)
     reused = _same_plain_model(out, model, trained_on, held) if speaker_norm else None
     if reused is not None:
         model = reused

@@ -404,3 +404,56 @@ def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
     assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=0.9) != key
     write_wav(b, tone(0.3, 230.0))
     assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=1.0) != key
+
+
+def test_noise_and_reverb_copies():
+    """Pink noise lands at the asked SNR below the speech; reverberation keeps the length and
+    smears energy into the silence after the speech; copies are reproducible from their seed."""
+    from emocli.audio_features import add_noise, add_reverb, perturb, speech_power
+    from emocli.errors import ParameterError
+
+    sr = 16000
+    speech = np.concatenate([tone(0.5, 220.0), np.zeros(sr // 2, np.float32)])
+    noisy = add_noise(speech, sr, 15.0, np.random.default_rng(0))
+    noise = noisy.astype(np.float64) - speech
+    assert noisy.shape == speech.shape
+    assert 10 * np.log10(speech_power(speech, sr) / np.mean(noise ** 2)) == pytest.approx(15.0, abs=0.01)
+    spec = np.abs(np.fft.rfft(noise)) ** 2  # pink: the lower octave holds more power than the upper
+    f = np.fft.rfftfreq(len(noise), 1 / sr)
+    assert spec[(f > 500) & (f < 1000)].sum() > 1.5 * spec[(f > 4000) & (f < 8000)].sum() / 4
+
+    wet = add_reverb(speech, sr, 0.6, np.random.default_rng(0))
+    assert wet.shape == speech.shape
+    tail = slice(int(0.55 * sr), int(0.65 * sr))  # just after the tone ends
+    assert np.mean(wet[tail] ** 2) > 1e-4 > np.mean(speech[tail] ** 2)
+
+    assert np.array_equal(perturb(speech, sr, "noise", seed=3), perturb(speech, sr, "noise", seed=3))
+    assert not np.array_equal(perturb(speech, sr, "noise", seed=3), perturb(speech, sr, "noise", seed=4))
+    assert abs(len(perturb(speech, sr, 1.1)) - len(speech) / 1.1) <= 1
+    with pytest.raises(ParameterError, match="unknown augmentation"):
+        perturb(speech, sr, "echo")
+
+
+def test_train_audio_perturb_adds_copies_and_refuses_unknown_names(tmp_path):
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    rng = np.random.default_rng(0)
+    corpus = tmp_path / "emodb"
+    corpus.mkdir()
+    for spk in ("03", "08", "09", "10"):
+        for code, freq in (("W", 300.0), ("T", 110.0)):
+            for take in ("a", "b"):
+                write_wav(corpus / f"{spk}a01{code}{take}.wav", tone(0.4, freq * rng.uniform(0.9, 1.1), rng=rng))
+    out, cache = tmp_path / "bundle", tmp_path / "cache"
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03",
+                                   "--feature-set", "thesis68", "--no-augment", "--perturb", "noise,reverb",
+                                   "--repeats", "1", "--workers", "1", "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "voice.json").read_text())
+    assert meta["trained_on"]["perturbations"] == ["noise", "reverb"]
+    assert meta["n_augmented"] == 24  # 12 training clips x 2 copies; the held-out speaker's 4 are never altered
+    assert len(list(cache.glob("*.npz"))) == 16 + 24
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--perturb", "echo"])
+    assert res.exit_code == 1 and "unknown perturbation(s) echo" in res.output

@@ -12,6 +12,7 @@ speaker). Vectors come from scripts/voice_encoder_eval.py's cache.
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --clips-curve
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --cross-corpus
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --savee-loso
+    python scripts/speaker_norm_eval.py --cache runs/voice_encoder --variants
 
 ``--clips-curve`` measures how many clips a speaker's statistics need (emocli.speaker.MIN_CLIPS)
 on the *training* speakers only: 4 speaker folds; the validation speakers' statistics come from k
@@ -153,6 +154,102 @@ def clips_curve(args) -> None:
     (args.out or args.cache / "speaker_clips_curve.json").write_text(json.dumps(out, indent=1) + "\n")
 
 
+def variants(args) -> None:
+    """Other ways to use a speaker's clips, against per-speaker z-normalisation, with the shipped SVM.
+
+    - plain: no normalisation (C 10, gamma 0.25 / d: the plain model's settings);
+    - z: per-speaker z-score (C 3, gamma 0.1 / d: the speaker model's settings), and the same with
+      C 10, gamma 0.25 / d;
+    - mean: the speaker's mean subtracted, no scaling;
+    - rank: each feature replaced by its rank among the speaker's clips (0-1);
+    - concat: the plain vector and its z-score side by side;
+    - neutral mean (Busso et al.'s iterative feature normalisation): the speaker's mean taken from
+      their *neutral* clips only (training speakers: the labelled neutral clips; test speakers:
+      the clips the model calls neutral, three iterations from the all-clips z-score), std from
+      all clips.
+
+    No speed copies. Every variant is scored by speaker-grouped CV on the training speakers (2
+    shuffles x 4 folds); the held-out speakers are then reported for all, once.
+    """
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    from emocli.splits import speaker_folds
+
+    items, X, _ = extract(args.data, args.cache, 1)
+    y = np.array([it.label for it in items])
+    g = np.array([it.speaker for it in items])
+    corpus = np.array([s.split("_")[0] for s in g])
+    x0 = X["whisper+rich"]
+
+    def svm(C, gmul, x, rows):
+        return make_pipeline(StandardScaler(), SVC(C=C, gamma=gmul / x.shape[1], class_weight="balanced")).fit(
+            x[rows], y[rows])
+
+    def per_speaker(fn):
+        out = np.empty_like(x0)
+        for spk in np.unique(g):
+            m = g == spk
+            out[m] = fn(x0[m], m)
+        return out
+
+    def neutral_mean(ref):
+        def fn(rows, m):
+            st = SpeakerStats.of(rows)
+            r = ref[m]
+            return SpeakerStats(rows[r].mean(0) if r.sum() >= 2 else st.mean, st.std, len(rows)).normalise(rows)
+        return per_speaker(fn)
+
+    from scipy.stats import rankdata
+
+    xz = normalise_groups(x0, g)
+    fixed = {"plain": (x0, 10.0, 0.25), "z": (xz, 3.0, 0.1), "z, C 10, gamma 0.25": (xz, 10.0, 0.25),
+             "mean": (per_speaker(lambda rows, m: rows - rows.mean(0)), 3.0, 0.1),
+             "rank": (per_speaker(lambda rows, m: (rankdata(rows, axis=0) - 0.5) / len(rows)), 3.0, 0.1),
+             "concat": (np.hstack([x0, xz]), 3.0, 0.1)}
+
+    def run(name, train, test):
+        if name in fixed:
+            x, C, gm = fixed[name]
+            return svm(C, gm, x, train).predict(x[test])
+        xt = neutral_mean(y == "neutral")
+        model = svm(3.0, 0.1, xt, train)
+        cur = xz
+        for _ in range(3):
+            called = np.zeros(len(y), bool)
+            called[test] = model.predict(cur[test]) == "neutral"
+            cur = neutral_mean(called)
+        return model.predict(cur[test])
+
+    names = [*fixed, "neutral mean (IFN)"]
+    train_all = np.isin(corpus, ["ravdess", "emodb"]) & ~np.isin(g, HELD_OUT)
+    idx = np.where(train_all)[0]
+    cv = {n: [] for n in names}
+    for rep in range(2):
+        for tri, vai in speaker_folds(g[idx], 4, np.random.default_rng(rep)):
+            tr = np.zeros(len(y), bool)
+            tr[idx[tri]] = True
+            va = np.zeros(len(y), bool)
+            va[idx[vai]] = True
+            for n in names:
+                p = run(n, tr, va)
+                cv[n].append(((p == y[va]).mean(), balanced_accuracy_score(y[va], p)))
+    out = {}
+    for n in names:
+        acc, uar = np.mean(cv[n], axis=0)
+        out[n] = {"cv": {"accuracy": acc, "uar": uar}}
+        for cname in ("ravdess", "emodb"):
+            te = np.isin(g, HELD_OUT) & (corpus == cname)
+            p = run(n, train_all, te)
+            out[n][cname] = {"accuracy": float((p == y[te]).mean()), "uar": float(balanced_accuracy_score(y[te], p))}
+        print(f"{n:<20} CV {acc:.3f} / {uar:.3f}   RAVDESS 02/03/15/16 {out[n]['ravdess']['accuracy']:.3f} / "
+              f"{out[n]['ravdess']['uar']:.3f}   EmoDB 03/08 {out[n]['emodb']['accuracy']:.3f} / "
+              f"{out[n]['emodb']['uar']:.3f}", flush=True)
+    (args.out or args.cache / "speaker_norm_variants.json").write_text(json.dumps(out, indent=1) + "\n")
+
+
 def main() -> None:
     from emocli.labels import LABELS
 
@@ -165,7 +262,12 @@ def main() -> None:
                     "(training speakers only)")
     ap.add_argument("--savee-loso", action="store_true", help="SAVEE leave-one-speaker-out with the shipped "
                     "voice model's SVM settings")
+    ap.add_argument("--variants", action="store_true", help="other per-speaker normalisations (mean, rank, "
+                    "concatenation, neutral-based IFN) against the z-score")
     args = ap.parse_args()
+    if args.variants:
+        variants(args)
+        return
     if args.savee_loso:
         savee_loso(args)
         return

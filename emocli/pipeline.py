@@ -1126,7 +1126,8 @@ class _LiveWindows:
             if probs is not None:
                 voice = pipe._align(probs, pipe.voice_model.labels)
         self.segments += 1
-        if self.on_segment is None or (last and face is None and voice is None):
+        gated = "no speech (voice activity)" in notes  # a window of music or noise: said, not dropped
+        if self.on_segment is None or (last and face is None and voice is None and not gated):
             return  # a sliver at the end that nothing scored (the longer stream's last packet) is no segment
         labels = pipe.fusion.labels
         seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,

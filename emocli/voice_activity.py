@@ -152,7 +152,10 @@ class SileroVAD:
         ----------
         audio : float (n,) samples in [-1, 1] at :data:`SAMPLE_RATE`; a last partial chunk is
             zero-padded, as Silero's ``get_speech_timestamps`` does
-        state : the state after the previous piece of the same stream (None: a fresh stream)
+        state : the state after the previous piece of the same stream (None: a fresh stream). Pieces
+            whose lengths are multiples of CHUNK give exactly the whole stream's probabilities; a
+            piece that ends mid-chunk ends on a zero-padded chunk, and the next piece follows it
+            (a live window of 1 s: 31 chunks and a quarter)
 
         Returns
         -------

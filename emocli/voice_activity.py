@@ -41,7 +41,7 @@ HIDDEN = 128  # LSTM units
 BLOCK_CHUNKS = 1024  # chunks (about 33 s) whose front end is computed at once
 
 # The gate, chosen on 400 clips of the speakers outside the held-out set (RAVDESS, EmoDB, SAVEE)
-# and 12 generated non-speech clips (scripts/make_nonspeech.py; docs/experiments.md): no chunk of
+# and 12 generated non-speech clips (scripts/vad_gate_choice.py; docs/experiments.md): no chunk of
 # the non-speech reached 0.15, while Silero's default of 0.5 missed one shouted RAVDESS clip
 # (max 0.83 in one chunk, about 0.2-0.5 elsewhere) that 0.3 keeps.
 THRESHOLD = 0.3  # a chunk is speech when its probability is at least this

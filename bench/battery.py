@@ -113,10 +113,12 @@ def _parse(out: bytes) -> tuple[list[dict], int]:
 def make_media(work: Path) -> None:
     """Everything the cases read, generated once."""
     w = work
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-f", "lavfi", "-i",
-           "sine=frequency=440:sample_rate=16000:duration=2", "-c:v", "mpeg4", "-pix_fmt", "yuv420p",
-           "-c:a", "pcm_s16le", str(w / "pattern.avi"))
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=1.5", str(w / "tone.wav"))
+    # The voice of the cases is the example clip's speech (0.45-1.4 s): the voice-activity gate
+    # takes a tone for no speech
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-i", str(EXAMPLE), "-map", "0:v",
+           "-map", "1:a", "-t", "2", "-c:v", "mpeg4", "-pix_fmt", "yuv420p", "-c:a", "pcm_s16le", "-ar", "16000",
+           "-ac", "1", str(w / "pattern.avi"))
+    ffmpeg("-i", str(EXAMPLE), "-vn", "-t", "1.5", "-ar", "16000", "-ac", "1", str(w / "speech.wav"))
     shutil.copy(EXAMPLE, w / "face.avi")
     data = EXAMPLE.read_bytes()
     for share in (10, 50, 90):
@@ -139,14 +141,13 @@ def make_media(work: Path) -> None:
     (w / "no_media" / "notes.txt").write_text("x")
     # issue 13
     (w / "utf8").mkdir()
-    shutil.copy(w / "tone.wav", os.fsencode(w / "utf8") + b"/caf\xe9.wav")
-    shutil.copy(w / "tone.wav", w / "utf8" / "z.wav")
-    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=2", "-f", "lavfi", "-i",
-           "sine=frequency=500:sample_rate=16000:duration=2", "-i", str(EXAMPLE), "-map", "2:v", "-map", "0:a",
-           "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-disposition:a:0", "0", "-disposition:a:1", "default",
-           str(w / "two_audio.mkv"))
+    shutil.copy(w / "speech.wav", os.fsencode(w / "utf8") + b"/caf\xe9.wav")
+    shutil.copy(w / "speech.wav", w / "utf8" / "z.wav")
+    ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=2", "-i", str(EXAMPLE),
+           "-map", "1:v", "-map", "0:a", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-disposition:a:0", "0",
+           "-disposition:a:1", "default", str(w / "two_audio.mkv"))
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=64x64:duration=0.04", "-frames:v", "1", str(w / "cover.png"))
-    ffmpeg("-i", str(w / "tone.wav"), "-i", str(w / "cover.png"), "-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame",
+    ffmpeg("-i", str(w / "speech.wav"), "-i", str(w / "cover.png"), "-map", "0:a", "-map", "1:v", "-c:a", "libmp3lame",
            "-c:v", "copy", "-disposition:v", "attached_pic", "-id3v2_version", "3", str(w / "cover.mp3"))
     jpg = w / "whole.jpg"
     ffmpeg("-i", str(EXAMPLE), "-frames:v", "1", "-q:v", "3", str(jpg))
@@ -154,9 +155,14 @@ def make_media(work: Path) -> None:
     blob[len(blob) // 2:-2] = bytes(len(blob) - 2 - len(blob) // 2)
     (w / "half_corrupt.jpg").write_bytes(bytes(blob))
     ffmpeg("-f", "lavfi", "-i", "color=c=gray:size=10000x10000:duration=0.04", "-frames:v", "1", str(w / "huge.png"))
-    ffmpeg("-i", str(EXAMPLE), "-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=0.8",
-           "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", str(w / "short_audio.avi"))
+    ffmpeg("-i", str(EXAMPLE), "-ss", "0.45", "-t", "0.8", "-i", str(EXAMPLE), "-map", "0:v", "-map", "1:a",
+           "-c:v", "copy", "-c:a", "pcm_s16le", str(w / "short_audio.avi"))
     ffmpeg("-f", "lavfi", "-i", "anullsrc=r=16000:cl=mono", "-t", "7", str(w / "silence.wav"))
+    for name, src in (("noise_face.avi", "anoisesrc=color=pink:amplitude=0.3:sample_rate=16000:duration=2"),
+                      ("music_face.avi", "aevalsrc=0.1*sin(2*PI*261.6*t)+0.1*sin(2*PI*329.6*t)+0.1*sin(2*PI*392*t)"
+                                         "+0.05*sin(2*PI*523.2*t)+0.05*sin(2*PI*784.8*t):s=16000:d=2")):
+        ffmpeg("-i", str(EXAMPLE), "-f", "lavfi", "-i", src, "-map", "0:v", "-map", "1:a", "-c:v", "copy",
+               "-c:a", "pcm_s16le", "-shortest", str(w / name))
     os.symlink(w / "loop.avi", w / "loop.avi")
     bundle = w / "bundle"
     from emocli.bundle import DEFAULT_BUNDLE, write_manifest
@@ -204,7 +210,7 @@ def cases() -> list[Case]:
              lambda r: ok(r) and has_note(r, "video stream ended early")),
         Case("video without audio", p("silent_video.avi"), 1,
              lambda r: ok(r).get("voice_scores", 0) is None and has_note(r, "no audio track")),
-        Case("audio-only file", p("tone.wav"), 1, lambda r: ok(r).get("face_scores", 0) is None),
+        Case("audio-only file", p("speech.wav"), 1, lambda r: ok(r).get("face_scores", 0) is None),
         Case("video with no face", p("pattern.avi"), 1,
              lambda r: ok(r) and has_note(r, "no face found") and has_note(r, "voice only")),
         Case("one-frame video", p("one_frame.avi"), 1, lambda r: ok(r).get("frames_seen") == 1),
@@ -221,16 +227,16 @@ def cases() -> list[Case]:
         Case("media bytes on stdin", lambda w: ["predict", "--json", "-"], 1, lambda r: bool(ok(r)),
              stdin=lambda w: (w / "face.avi").read_bytes()),
         Case("paths on stdin", lambda w: ["predict", "--json", "-"], 2, lambda r: r.rc == 0,
-             stdin=lambda w: f"{w / 'tone.wav'}\n{w / 'pattern.avi'}\n".encode()),
-        Case("one bad file in a bulk run", p("empty.avi", "tone.wav"), 2,
+             stdin=lambda w: f"{w / 'speech.wav'}\n{w / 'pattern.avi'}\n".encode()),
+        Case("one bad file in a bulk run", p("empty.avi", "speech.wav"), 2,
              lambda r: r.rc == 1 and [x["status"] for x in r.lines] == ["error", "ok"]),
-        Case("--fail-fast", lambda w: ["predict", "--json", "--fail-fast", str(w / "empty.avi"), str(w / "tone.wav")],
+        Case("--fail-fast", lambda w: ["predict", "--json", "--fail-fast", str(w / "empty.avi"), str(w / "speech.wav")],
              1, lambda r: r.rc == 1 and len(r.lines) == 1),
-        Case("Ctrl-C", p("tone.wav", "face.avi", "face.avi", "face.avi"), 1, lambda r: r.rc == 130,
+        Case("Ctrl-C", p("speech.wav", "face.avi", "face.avi", "face.avi"), 1, lambda r: r.rc == 130,
              interrupt_after_first=True),
-        Case("| head -0 (JSON)", p("tone.wav", "tone.wav"), 0, lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
+        Case("| head -0 (JSON)", p("speech.wav", "speech.wav"), 0, lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
         Case("bundle with a modified file", lambda w: ["predict", "--json", "--model", str(w / "tampered"),
-                                                       str(w / "tone.wav")], 0,
+                                                       str(w / "speech.wav")], 0,
              lambda r: one_error_line(r) and "voice.json" in r.stderr),
         # issue 13
         Case("non-UTF-8 name in a folder", p("utf8"), 2,
@@ -255,10 +261,10 @@ def cases() -> list[Case]:
         Case("binary junk on stdin", lambda w: ["predict", "--json", "-"], 1,
              lambda r: error_names(r, "<stdin>") and "emo-stdin-" not in r.stderr,
              stdin=lambda w: b"\0" + os.urandom(100_000)),
-        Case("stdout on a full disk", p("tone.wav"), 0, one_error_line, stdout_file="/dev/full"),
-        Case("face.json not JSON", lambda w: ["predict", "--json", "--model", str(w / "bundle"), str(w / "tone.wav")],
+        Case("stdout on a full disk", p("speech.wav"), 0, one_error_line, stdout_file="/dev/full"),
+        Case("face.json not JSON", lambda w: ["predict", "--json", "--model", str(w / "bundle"), str(w / "speech.wav")],
              0, lambda r: one_error_line(r) and "face.json" in r.stderr),
-        Case("| head -0 (table)", lambda w: ["predict", "--table", str(w / "tone.wav"), str(w / "tone.wav")], 0,
+        Case("| head -0 (table)", lambda w: ["predict", "--table", str(w / "speech.wav"), str(w / "speech.wav")], 0,
              lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
         Case("--window, audio shorter than video", lambda w: ["predict", "--json", "--window", "0.5",
                                                               str(w / "short_audio.avi")], 3,
@@ -268,11 +274,14 @@ def cases() -> list[Case]:
         Case("help keeps square brackets", lambda w: ["predict", "--help"], 0,
              lambda r: r.rc == 0 and "'emocli[ray]'" in " ".join(r.stdout.split())
              and "[default: the shipped models/default]" in " ".join(r.stdout.split())),
-        Case("--workers above the CPU count", lambda w: ["predict", "--json", "--workers", "64", str(w / "tone.wav"),
+        Case("--workers above the CPU count", lambda w: ["predict", "--json", "--workers", "64", str(w / "speech.wav"),
                                                          str(w / "pattern.avi")], 2, lambda r: r.rc == 0),
         Case("symlink loop", p("loop.avi"), 1, lambda r: error_names(r, "symlink loop")),
         Case("bad --layout", lambda w: ["evaluate", str(w), "--layout", "bogus"], 0, lambda r: r.rc == 2),
         Case("digital silence", p("silence.wav"), 1, lambda r: error_names(r, "no speech detected")),
+        *[Case(f"{what} under a face", p(f"{what}_face.avi"), 1,
+               lambda r: ok(r).get("voice_scores", 0) is None and has_note(r, "no speech detected (voice activity"))
+          for what in ("noise", "music")],
     ]
 
 

@@ -12,6 +12,7 @@ Layout (any part may be absent; ``predict`` uses what is there)::
       voice_speaker.*   optional: the voice model on speaker-normalised features (speaker.py)
       fusion.json       decision-level weights (and feature-level fusion settings)
       fusion_feat.skops optional feature-level fusion model
+      voice_vad.npz     optional: Silero VAD weights, the voice modality's speech gate (voice_activity.py)
 
 Loading checks every hash before anything is parsed: a tampered bundle is refused
 with a message that names the file and says what to do. A bundle written by other versions
@@ -36,7 +37,9 @@ FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
 MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
                "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
-               "voice_speaker.json", "fusion.json", "fusion_feat.skops")
+               "voice_speaker.json", "fusion.json", "fusion_feat.skops", "voice_vad.npz")
+# How to restore a file that is not trained by emo (the default: restore the bundle or retrain it)
+RESTORE = {"voice_vad.npz": "restore it from emo's models/default, or rebuild it with scripts/convert_silero_vad.py"}
 
 
 def models_dir() -> Path:
@@ -185,7 +188,7 @@ def verify_bundle(directory: Path) -> dict:
         actual = sha256_file(path)
         if actual != expected:
             raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({str(expected)[:12]}...); "
-                             "the file was modified or corrupted: restore it, or retrain the bundle")
+                             f"the file was modified or corrupted: {RESTORE.get(name, 'restore it, or retrain the bundle')}")
     for name in MODEL_FILES:
         if (directory / name).is_file() and name not in files:
             raise ModelError(f"{directory / name}: present but not listed in the manifest; "

@@ -20,6 +20,9 @@ from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError,
 from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
 from .media import SAMPLE_RATE
+from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
+
+VAD_NOTE = "no speech detected (voice activity:"  # how the note of a clip the VAD gated begins
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
@@ -180,6 +183,15 @@ class VoiceInput:
     frames: np.ndarray  # (34 or 36, m) per-window features (34 short-term [+ pitch + voicing])
     embedding: np.ndarray | None = None  # (768,) the whole clip's speech-encoder vector
     window_embeddings: list[np.ndarray | None] | None = None  # one per --window segment, in order
+    speech: np.ndarray | None = None  # (ceil(n / 512),) speech probability per 32 ms chunk; None without a VAD
+
+    def segment_has_speech(self, start: float, end: float, sr: int) -> bool:
+        """Whether the voice-activity gate passes the audio in [start, end) s (True without a VAD)."""
+        from .voice_activity import CHUNK, has_speech
+
+        if self.speech is None:
+            return True
+        return has_speech(self.speech[int(start * sr) // CHUNK:-(-int(round(end * sr)) // CHUNK)])
 
     def segment_embedding(self, start: float, window: float) -> np.ndarray | None:
         """The speech-encoder vector of the segment starting at ``start`` s (None if it has none)."""
@@ -222,6 +234,11 @@ class Pipeline:
             self.voice_model = VoiceModel.load(self.bundle, runtime=True)
             self._speaker_model = None
             self.voice_settings = dict(self.voice_model.settings_)  # VoiceModel.load checked every setting
+        self.vad = None  # the bundle's voice-activity model (voice_activity.py); without it, the level gate only
+        if self.has_voice and VAD_FILE in files and int(self.voice_settings["sample_rate"]) == VAD_RATE:
+            from .voice_activity import SileroVAD
+
+            self.vad = SileroVAD.load(self.bundle / VAD_FILE)
         if self.has_face:
             from .video_model import Preprocessing, read_face_meta
 
@@ -731,10 +748,13 @@ class Pipeline:
             notes.append(f"audio undecodable ({_short(exc, info.path)})")
         return None
 
-    def _voice_input(self, audio: np.ndarray, notes: list[str], *, windows: bool) -> "VoiceInput | None":
-        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent.
+    def _voice_input(self, audio: np.ndarray, notes: list[str], *, windows: bool,
+                     speech: np.ndarray | None = None) -> "VoiceInput | None":
+        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent
+        or, with the bundle's voice-activity model, holds too little speech (music, noise).
 
-        ``windows``: also one speech-encoder vector per ``--window`` segment.
+        ``windows``: also one speech-encoder vector per ``--window`` segment. ``speech``: the
+        audio's speech probabilities when the caller ran the VAD (a stream carries its state).
 
         Raises
         ------
@@ -750,10 +770,19 @@ class Pipeline:
             notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
                          "voice not used")
             return None
+        if self.vad is not None:
+            from .voice_activity import MIN_SPEECH_S, has_speech, speech_seconds
+
+            if speech is None:
+                speech, _ = self.vad.probabilities(audio)
+            if not has_speech(speech):
+                notes.append(f"{VAD_NOTE} {speech_seconds(speech):.2f} s of speech, under {MIN_SPEECH_S:g} s): "
+                             "voice not used")
+                return None
         # sets without pitch statistics need only the 34 short-term features: skip the pitch track
         features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
         frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
-        vin = VoiceInput(frames)
+        vin = VoiceInput(frames, speech=speech)
         if st["feature_set"] in ENCODER_SETS:
             from .voice_encoder import embed, shipped_encoder
 
@@ -860,6 +889,7 @@ class Pipeline:
 
         w = float(self.options.window)
         step = float(self.voice_settings["step_s"]) if self.has_voice else STEP
+        sr = int(self.voice_settings["sample_rate"]) if self.has_voice else SAMPLE_RATE
         limit = self.options.max_seconds if self.options.max_seconds is not None else float("inf")
         ends = [min(duration or 0.0, limit)]
         if times.size:
@@ -874,25 +904,32 @@ class Pipeline:
             sel = (times >= start) & (times < end)
             face = (self._align(pool_frames(scores[sel], method=self.options.pooling, labels=self.face_model.labels),
                                 self.face_model.labels) if sel.any() else None)
-            voice, adapted = None, False
+            voice, adapted, seg_notes = None, False, []
             if voice_frames is not None:
                 part = voice_frames.frames[:, int(start / step):int(end / step)]  # short or empty past the audio's end
                 emb = voice_frames.segment_embedding(start, w)
-                if part.shape[1] >= 2 and (emb is not None or voice_frames.embedding is None):
+                if part.shape[1] >= 2 and not voice_frames.segment_has_speech(start, end, sr):
+                    seg_notes.append("no speech (voice activity): " + ("face alone" if face is not None
+                                                                       else "nothing scored"))
+                elif part.shape[1] >= 2 and (emb is not None or voice_frames.embedding is None):
                     probs, _, adapted = self._window_voice(part, emb, adapter, part.shape[1] * step)
                     voice = self._align(probs, self.voice_model.labels)
                 elif face is not None:
                     one_sided.add("segments past the end of the audio use the face alone")
             if voice is not None and face is None and times.size:
                 one_sided.add("segments without a face use the voice alone")
-            if face is None and voice is None:
+            if face is None and voice is None and not seg_notes:
                 continue
-            fused = self.fusion.fuse(face, voice)
-            out.append({"start": round(start, 3), "end": round(min(end, total), 3), "label": labels[int(np.argmax(fused))],
-                        "scores": _as_dict(normalize(fused), labels), "face_scores": _as_dict(_zero_nan(face), labels),
+            fused = None if face is None and voice is None else self.fusion.fuse(face, voice)
+            out.append({"start": round(start, 3), "end": round(min(end, total), 3),
+                        "label": None if fused is None else labels[int(np.argmax(fused))],
+                        "scores": None if fused is None else _as_dict(normalize(fused), labels),
+                        "face_scores": _as_dict(_zero_nan(face), labels),
                         "voice_scores": _as_dict(_zero_nan(voice), labels), "frames_used": int(sel.sum())})
             if adapter is not None:
                 out[-1]["adapted"] = adapted
+            if seg_notes:
+                out[-1]["notes"] = seg_notes
         return out, sorted(one_sided)
 
 
@@ -1006,6 +1043,7 @@ class _LiveWindows:
         self.voice_sum, self.voice_weight, self.stats_sum = None, 0.0, None
         self.voice_blocks = self.silent_blocks = self.segments = 0
         self.adapter = pipe.stream_adapter() if audio else None
+        self.vad_state = None  # the voice-activity model's state, carried from window to window
         self.adapted = False  # whether the window being closed was scored adapted
 
     @property
@@ -1088,7 +1126,8 @@ class _LiveWindows:
             if probs is not None:
                 voice = pipe._align(probs, pipe.voice_model.labels)
         self.segments += 1
-        if self.on_segment is None or (last and face is None and voice is None):
+        gated = "no speech (voice activity)" in notes  # a window of music or noise: said, not dropped
+        if self.on_segment is None or (last and face is None and voice is None and not gated):
             return  # a sliver at the end that nothing scored (the longer stream's last packet) is no segment
         labels = pipe.fusion.labels
         seg_out: dict[str, Any] = {"start": round(start, 3), "end": round(end, 3), "label": None, "scores": None,
@@ -1110,13 +1149,18 @@ class _LiveWindows:
         """The window's voice probabilities (model order), added to the running sums; None with a note."""
         pipe = self.pipe
         own: list[str] = []
+        speech = None
+        if pipe.vad is not None and len(seg) >= self.sr // 10:
+            speech, self.vad_state = pipe.vad.probabilities(seg, state=self.vad_state)
         try:
-            vin = pipe._voice_input(seg, own, windows=False) if len(seg) >= self.sr // 10 else None
+            vin = pipe._voice_input(seg, own, windows=False, speech=speech) if len(seg) >= self.sr // 10 else None
         except NoAudioError:
             vin = None
         if vin is None:
             self.silent_blocks += 1
-            notes.append("no speech" if len(seg) >= self.sr // 10 else "no audio")
+            vad = any(n.startswith(VAD_NOTE) for n in own)
+            notes.append(("no speech (voice activity)" if vad else "no speech") if len(seg) >= self.sr // 10
+                         else "no audio")
             return None
         weight = len(seg) / self.sr
         probs, stats68, self.adapted = pipe._window_voice(vin.frames, vin.embedding, self.adapter, weight)

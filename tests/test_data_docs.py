@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
-from conftest import write_wav
+from conftest import EXAMPLES, write_wav
 from emocli.cli import app
 
 from emocli.datasets import detect_layout, load_corpus
@@ -46,11 +46,16 @@ def test_a_copy_of_the_shipped_bundle_takes_a_new_voice_model(tmp_path):
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
     from emocli.pipeline import Pipeline
 
+    from emocli.media import load_audio
+
+    # the shipped bundle's voice-activity gate scores speech only: the example clip's words
+    # (0.45-1.4 s), with a tone per label that makes the classes separable
+    speech = load_audio(EXAMPLES / "1001_DFA_HAP_XX.avi")[3200:3200 + 24000]
     rows = ["path,label,speaker"]
     for label, hz in (("happy", 300), ("sad", 700), ("anger", 1400)):
         for i in range(4):
-            t = np.arange(16000) / 16000
-            write_wav(tmp_path / f"{label}{i}.wav", 0.5 * np.sin(2 * np.pi * (hz + 20 * i) * t))
+            t = np.arange(len(speech)) / 16000
+            write_wav(tmp_path / f"{label}{i}.wav", speech + 0.05 * np.sin(2 * np.pi * (hz + 20 * i) * t))
             rows.append(f"{label}{i}.wav,{label},s{i % 2}")
     (tmp_path / "voices.csv").write_text("\n".join(rows) + "\n")
     mine = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "mybundle")  # the README's `cp -r`

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import struct
 import subprocess
 import sys
 import tempfile

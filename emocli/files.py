@@ -12,7 +12,9 @@ import hashlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, TypeVar
+
+T = TypeVar("T")
 
 
 def temporary_beside(target: Path, *, suffix: str = ".tmp") -> tuple[int, Path]:
@@ -62,3 +64,25 @@ def sha256_file(path: Path | str) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missing: str, rebuild: str) -> T:
+    """``build`` applied to the arrays of a weights ``.npz`` (read without pickle).
+
+    Raises ModelError naming the file: "<path>: <what> not found; <missing>" when there is no
+    file, and "<path>: not usable <what> (...); <rebuild>" when it cannot be read or ``build``
+    rejects it (zip, key or shape problems).
+    """
+    import numpy as np
+
+    from .errors import ModelError
+
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} not found; {missing}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            obj = build({k: z[k] for k in z.files})
+    except Exception as exc:  # zip, key, shape problems
+        raise ModelError(f"{path}: not usable {what} ({type(exc).__name__}: {exc}); {rebuild}") from None
+    obj.path = path
+    return obj

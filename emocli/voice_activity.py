@@ -117,20 +117,11 @@ class SileroVAD:
         ModelError
             If the file is missing or is not the VAD's weights.
         """
-        from .errors import ModelError
+        from .files import load_npz_weights
 
-        path = Path(path)
-        if not path.is_file():
-            raise ModelError(f"{path}: voice-activity weights not found; restore the bundle or rebuild them with "
-                             "scripts/convert_silero_vad.py")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                vad = cls({k: z[k] for k in z.files})
-        except Exception as exc:  # zip, key, shape problems
-            raise ModelError(f"{path}: not usable voice-activity weights ({type(exc).__name__}: {exc}); "
-                             "rebuild them with scripts/convert_silero_vad.py") from None
-        vad.path = path
-        return vad
+        return load_npz_weights(Path(path), cls, what="voice-activity weights",
+                                missing="restore the bundle or rebuild them with scripts/convert_silero_vad.py",
+                                rebuild="rebuild them with scripts/convert_silero_vad.py")
 
     def _front(self, windows: np.ndarray) -> np.ndarray:
         """(n, CONTEXT + CHUNK) samples -> (n, 128) features before the LSTM (stages 1-2)."""

@@ -205,23 +205,16 @@ class WhisperEncoder:
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
         from .errors import ModelError
-        from .files import sha256_file
+        from .files import load_npz_weights, sha256_file
 
         path = Path(path) if path is not None else default_encoder_path()
-        if not path.is_file():
-            raise ModelError(f"{path}: speech-encoder weights not found; reinstall emo (they ship in "
-                             "models/encoders) or rebuild them with scripts/convert_whisper_encoder.py")
-        if sha256 is not None and sha256_file(path) != sha256:
+        if sha256 is not None and path.is_file() and sha256_file(path) != sha256:
             raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
                              "restore that encoder file or retrain with `emo train-audio`")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                enc = cls({k: z[k] for k in z.files})
-        except Exception as exc:  # zip, key, shape problems
-            raise ModelError(f"{path}: not a usable speech encoder ({type(exc).__name__}: {exc}); "
-                             "rebuild it with scripts/convert_whisper_encoder.py") from None
-        enc.path = path
-        return enc
+        return load_npz_weights(path, cls, what="speech-encoder weights",
+                                missing="reinstall emo (it ships in models/encoders) or rebuild it with "
+                                        "scripts/convert_whisper_encoder.py",
+                                rebuild="rebuild it with scripts/convert_whisper_encoder.py")
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
         """Encode a log-mel spectrogram.

@@ -83,28 +83,29 @@ np.savez(sys.argv[3], **out)
 """
 
 
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf varint at ``pos``: (value, position after it)."""
+    out = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        out |= (b & 0x7F) << shift
+        shift += 7
+        if b < 0x80:
+            return out, pos
+
+
 def _fields(buf: bytes):
     """The (field number, wire type, value) of a protobuf message: varints as int, length-delimited as bytes."""
     pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        out = shift = 0
-        while True:
-            b = buf[pos]
-            pos += 1
-            out |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                return out
-
     while pos < len(buf):
-        key = varint()
+        key, pos = _varint(buf, pos)
         field, wire = key >> 3, key & 7
         if wire == 0:
-            yield field, wire, varint()
+            value, pos = _varint(buf, pos)
+            yield field, wire, value
         elif wire == 2:
-            n = varint()
+            n, pos = _varint(buf, pos)
             yield field, wire, buf[pos:pos + n]
             pos += n
         elif wire in (1, 5):
@@ -124,7 +125,7 @@ def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
         elif field == 2:
             dtype = v
         elif field == 4:
-            floats.extend(np.frombuffer(v, "<f4") if wire == 2 else np.frombuffer(v, "<f4"))
+            floats.extend(np.frombuffer(v, "<f4"))  # packed (wire 2) or one value (wire 5)
         elif field == 8:
             name = v.decode()
         elif field == 9:
@@ -138,15 +139,8 @@ def _tensor(buf: bytes) -> tuple[str, np.ndarray]:
 def _packed_varints(buf: bytes):
     pos = 0
     while pos < len(buf):
-        out = shift = 0
-        while True:
-            b = buf[pos]
-            pos += 1
-            out |= (b & 0x7F) << shift
-            shift += 7
-            if b < 0x80:
-                break
-        yield out
+        value, pos = _varint(buf, pos)
+        yield value
 
 
 def _graph_constants(graph: bytes, into: dict[str, np.ndarray], branch: str = "") -> None:

@@ -107,6 +107,9 @@ def test_frames_pad_to_whole_seconds_and_split_long_clips(tmp_path):
         ve.WhisperEncoder.load(path, sha256="0" * 64)
     with pytest.raises(ModelError, match="not found"):
         ve.WhisperEncoder.load(tmp_path / "missing.npz")
+    (tmp_path / "torn.npz").write_bytes(path.read_bytes()[:200])
+    with pytest.raises(ModelError, match=r"torn\.npz: not usable speech-encoder weights .*convert_whisper_encoder"):
+        ve.WhisperEncoder.load(tmp_path / "torn.npz")
 
 
 def test_mel_filterbank_and_log_mel_put_a_sine_in_its_band():

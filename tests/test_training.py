@@ -373,3 +373,15 @@ def test_train_video_exclude_refuses_a_missing_empty_or_unmatched_list_in_one_li
     assert str(excl) in msg and ("pass a file listing image paths" in msg or "list the images' paths" in msg)
     assert len(res.output.strip().splitlines()) <= 3 and "Traceback" not in res.output
     assert not (out / "face.keras").exists()
+
+
+@pytest.mark.parametrize("size, channels", [(48, 1), (64, 3)])
+def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
+    from emocli.video_model import build_emo_cnn
+
+    net = build_emo_cnn(width=4, size=size, channels=channels)
+    assert tuple(net.inputs[0].shape[1:]) == (size, size, channels)
+    # four 2x poolings, then a flatten: the first dense layer's input grows with the side
+    assert net.get_layer("flatten").output.shape[-1] == (size // 16) ** 2 * 8 * 4
+    out = net.predict_on_batch(np.zeros((2, size, size, channels), np.float32))
+    assert out.shape == (2, 7) and np.allclose(out.sum(1), 1, atol=1e-5)

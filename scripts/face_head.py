@@ -146,6 +146,9 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=CACHE, help="feature cache folder (one per face network)")
     ap.add_argument("--reuse-embeddings", type=Path, metavar="CACHE",
                     help="read the MobileFaceNet's outputs from this cache folder (same faces); compute emo-cnn's only")
+    ap.add_argument("--baseline", type=Path, nargs=2, metavar=("BUNDLE", "CACHE"),
+                    help="also report this bundle's own face scores (its head) from its feature cache, beside the "
+                         "new head: e.g. --baseline models/default runs/face_head when --bundle is a candidate")
     ap.add_argument("--extract-only", action="store_true", help="fill the feature caches and stop")
     ap.add_argument("--write", action="store_true", help="store the chosen head in the bundle")
     ap.add_argument("--sfew-only", action="store_true",
@@ -217,6 +220,20 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     return average_of_experts(f, bundle)
 
 
+def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
+    """The ``--baseline`` bundle's face scores of the sets ``names``, from its own feature cache."""
+    if not args.baseline:
+        return {}
+    bundle, cache = args.baseline
+    feats = {}
+    for name in dict.fromkeys("rafdb-heldout" if n.startswith("rafdb-") else n for n in names):
+        with np.load(cache / f"{name}.npz") as z:
+            feats[name] = dict(z)
+    if "rafdb-heldout" in feats:
+        rafdb_halves({k: v for k, v in sets.items()}, feats)
+    return {n: bundle_face_scores(feats[n], bundle) for n in names}
+
+
 def fit_and_report(args, sets, feats) -> None:
     calib = ["affectnet-calib", "sfew-calib", "rafdb-calib"]
     variants = {"affectnet+sfew": ["affectnet-train", "sfew-train"],
@@ -240,6 +257,12 @@ def fit_and_report(args, sets, feats) -> None:
                   file=sys.stderr, flush=True)
     best = max(curve, key=curve.get)
     head = heads[best]
+    base = baseline_scores(args, sets, calib + ["affectnet-test", "sfew-test", "rafdb-test"])
+    if base:
+        uars = {n: report(sets[n][1], base[n])["uar"] for n in calib}
+        print(f"baseline {args.baseline[0]}: calib UAR " + " ".join(f"{n.split('-')[0]} {u:.3f}"
+                                                                   for n, u in uars.items())
+              + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
     y_cal = np.concatenate([sets[n][1] for n in calib])
     p_cal = np.vstack([head.predict_proba(design(feats[n])) for n in calib])
     from emocli.experts import fit_temperature
@@ -255,10 +278,14 @@ def fit_and_report(args, sets, feats) -> None:
         f = feats[name]
         row = {"average": report(y, average_of_experts(f, args.bundle)),
                "head": report(y, head.predict_proba(design(f)))}
+        if base:
+            row["baseline"] = report(y, base[name])
         out["sets"][name] = row
         print(f"{name:16s} n={len(y):5d}  average of experts {row['average']['accuracy']:.3f}/"
               f"{row['average']['uar']:.3f}   head {row['head']['accuracy']:.3f}/{row['head']['uar']:.3f}"
               "  (accuracy/UAR)")
+        if base:
+            print(f"{'':16s}          baseline {row['baseline']['accuracy']:.3f}/{row['baseline']['uar']:.3f}")
         print("    recall  average " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["average"]["recall"].items()
                                            if v is not None)
               + "\n            head    " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["head"]["recall"].items()

@@ -316,8 +316,6 @@ def train_audio(
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
-    if features is not None and exclude is not None:
-        raise typer.BadParameter("--exclude belongs to DATA folders of images, not to --features")
     if features is None and (split is not None or allow_eval_split):
         raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
     if features is not None and speaker_norm:

@@ -215,6 +215,10 @@ def train_video(
     precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
                                                       "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
                                                       "only; saved networks are always float32).")] = "float32",
+    exclude: Annotated[Optional[Path], typer.Option(help="A file of image paths (one per line, or a CSV whose first "
+                                                         "column is the path) kept out of training and of the "
+                                                         "held-out part: a test set kept unseen.",
+                                                    show_default=False)] = None,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
@@ -226,6 +230,8 @@ def train_video(
     if data and len(holdout) not in (1, len(data)):
         raise typer.BadParameter(f"given {len(holdout)} times for {len(data)} folders; give it once, or once per "
                                  "folder in the same order", param_hint="--holdout")
+    if features is not None and exclude is not None:
+        raise typer.BadParameter("--exclude belongs to DATA folders of images, not to --features")
     if features is None and (split is not None or allow_eval_split):
         raise typer.BadParameter("--split belongs to --features (a DATA folder's train split is used)")
     try:
@@ -238,7 +244,7 @@ def train_video(
                                weights=weights, head=head.value if head is not None else None, init=init,
                                precision=Precision(precision).value,
                                augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
-                               balance=Balance(balance).value)
+                               balance=Balance(balance).value, exclude=exclude)
         train_video_command(data=data, out=out, options=options, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None

@@ -87,6 +87,43 @@ def training_images(data: Path) -> tuple[list, str | None]:
     return items, f"using split {', '.join(sorted(train_names))} only (of {', '.join(sorted(splits))})"
 
 
+def read_exclude(path: Path) -> tuple[set[Path], str]:
+    """The images an exclude file lists (resolved paths) and the file's sha256.
+
+    One path per line, or a CSV whose first column is the path (a header row ``path,...`` and
+    blank lines are skipped). Relative paths are resolved against the file's folder, as in a
+    manifest.
+
+    Raises
+    ------
+    DatasetError
+        The file is missing, unreadable, not UTF-8 text, or lists no path.
+    """
+    import csv
+
+    from .files import sha256_file
+
+    path = Path(path)
+    fix = "pass a file listing image paths, one per line or as the first column of a CSV"
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: exclude list not found; {fix}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise DatasetError(f"{path}: exclude list not readable ({e}); {fix}") from None
+    cells = [row[0].strip() for row in rows if row and row[0].strip()]
+    if cells and cells[0].lower() == "path":
+        cells = cells[1:]
+    if not cells:
+        raise DatasetError(f"{path}: the exclude list names no file; {fix}")
+    listed = set()
+    for cell in cells:
+        file = Path(cell).expanduser()
+        listed.add((file if file.is_absolute() else path.parent / file).resolve())
+    return listed, sha256_file(path)
+
+
 def heldout_part(data: Path, meta: dict) -> tuple[list, np.ndarray, np.ndarray]:
     """Rebuild the images ``emo train-video`` held out of ``data`` for a face bundle.
 
@@ -290,7 +327,8 @@ class TrainOptions:
     per folder); ``holdout_seed``: the seed of that split alone (default ``seed``), fixed across
     runs that will be compared or averaged; ``limit``: at most this many images per folder.
     ``backbone``, ``width``, ``weights``, ``head``: see :func:`_backbone_model`; ``init``: a bundle
-    to continue from. ``precision``: the Keras dtype policy while training (see
+    to continue from; ``exclude``: a file of image paths kept out of training and of the held-out
+    part (:func:`read_exclude`), e.g. a test set. ``precision``: the Keras dtype policy while training (see
     :func:`emocli.video_model.with_precision`); ``augmentation`` overrides the
     ``rotation``/``zoom``/``shift`` of :func:`emocli.video_model.augmenter`; ``balance``: sample
     weights over corpus x class (:func:`balance_weights`).
@@ -312,6 +350,7 @@ class TrainOptions:
     precision: str = "float32"
     augmentation: dict[str, float] | None = None
     balance: str = "none"
+    exclude: Path | None = None
 
 
 def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
@@ -448,11 +487,17 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     if len(set(names)) != len(names):
         names = [f"{n}{i}" for i, n in enumerate(names)]
     holdout_seed = seed if o.holdout_seed is None else o.holdout_seed
+    excluded, exclude_sha = read_exclude(o.exclude) if o.exclude is not None else (set(), None)
+    n_excluded = {}
     items, y, corpus, tr, ho = [], [], [], [], []
     for k, (folder, share) in enumerate(zip(folders, shares)):
         its, note = training_images(folder)
         if note:
             console.print(f"{folder}: {note}")
+        if excluded:  # before --limit and the split: neither training nor the held-out part sees them
+            keep = [it for it in its if Path(it.path).resolve() not in excluded]
+            n_excluded[names[k]] = len(its) - len(keep)
+            its = keep
         if limit is not None:
             its = [its[i] for i in np.random.default_rng(seed).permutation(len(its))[:limit]]
         yk = np.array([LABELS.index(it.label) for it in its], int)
@@ -465,6 +510,12 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     y, corpus = np.concatenate(y), np.array(corpus)
     tr, ho = np.concatenate(tr), np.concatenate(ho)
     where = folders[0] if len(folders) == 1 else ", ".join(map(str, folders))
+    if excluded:
+        if not sum(n_excluded.values()):
+            raise DatasetError(f"{o.exclude}: none of its {len(excluded)} paths is an image of {where}; list the "
+                               "images' paths (relative ones are resolved against the list's folder)")
+        console.print(f"excluded {sum(n_excluded.values())} of the {len(excluded)} images listed in {o.exclude} ("
+                      + ", ".join(f"{n} {c}" for n, c in n_excluded.items()) + ")")
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
         raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
@@ -508,6 +559,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
              "holdout_seed": holdout_seed, "width": o.width,
              "init": str(init) if init else None, "precision": o.precision,
              "augmentation": o.augmentation, "balance": balance}
+    if excluded:
+        extra["exclude"] = {"file": str(o.exclude), "sha256": exclude_sha, "n_listed": len(excluded),
+                            "n_excluded": int(sum(n_excluded.values())), "per_corpus": n_excluded}
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)

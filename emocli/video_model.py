@@ -158,17 +158,18 @@ def build_head(x, *, n_classes: int, dropout: float = 0.4):
     return layers.Dense(n_classes, activation="softmax", name=SCORES_LAYER, dtype="float32")(x)
 
 
-def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = FACE_SIZE):
+def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = FACE_SIZE, channels: int = 1):
     """emo's default face network: VGG-style blocks + the thesis's head.
 
-    Input: float32 (N, size, size, 1), grey pixels in [0, 255].
+    Input: float32 (N, size, size, channels), pixels in [0, 255] (grey: 1 channel, colour: 3).
+    The blocks end in a flatten, so the first dense layer's input grows with ``size``.
     """
     from .quiet_imports import import_keras
 
     keras = import_keras()
     from keras import layers
 
-    inp = keras.Input((size, size, 1), name="face")
+    inp = keras.Input((size, size, channels), name="face")
     x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
     for b, filters in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
         for c in (1, 2):

@@ -24,11 +24,15 @@ faces alike, so it did not memorise these images, but RAF-DB figures are still n
 unseen corpus.
 
 Features are cached per set in runs/face_head/ (resumable: chunks of 512 faces), so a rerun
-only fits. ``--write`` stores the head in the bundle (``face_head.npz``, named in experts.json)
+only fits. For another face network (``--bundle``), give it its own ``--cache`` folder and take
+the MobileFaceNet's outputs, which do not depend on emo-cnn, from the first one with
+``--reuse-embeddings runs/face_head``: only emo-cnn's features are computed. ``--write`` stores the head in the bundle (``face_head.npz``, named in experts.json)
 and the pipeline then uses it for the frames both experts score.
 
     python scripts/face_head.py ../shared/data            # extract (slow the first time), fit, report
     python scripts/face_head.py ../shared/data --write    # ... and ship the head in models/default
+    python scripts/face_head.py ../shared/data --bundle runs/cand --cache runs/face_head_cand \
+        --reuse-embeddings runs/face_head                 # a candidate bundle's emo-cnn, same halves
 """
 
 from __future__ import annotations
@@ -79,19 +83,34 @@ def rafdb_halves(sets, feats) -> None:
         feats[name] = {k: v[idx] for k, v in feats["rafdb-heldout"].items()}
 
 
-def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert) -> dict[str, np.ndarray]:
-    """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits."""
+EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
+
+
+def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = CACHE,
+            reuse: Path | None = None) -> dict[str, np.ndarray]:
+    """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits.
+
+    With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs are read from it
+    and only emo-cnn runs.
+    """
     from emocli.video_model import FaceModel, prepare_faces
 
-    final = CACHE / f"{name}.npz"
+    final = cache / f"{name}.npz"
     if final.is_file():
         return dict(np.load(final))
-    CACHE.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
+    old = None
+    if reuse is not None:
+        with np.load(reuse / f"{name}.npz") as z:
+            old = {k: z[k] for k in EXPERT_KEYS}
+        if len(old["raf"]) != len(paths):
+            raise SystemExit(f"{reuse / name}.npz holds {len(old['raf'])} faces, the set has {len(paths)}: "
+                             "not the same faces; drop --reuse-embeddings")
     model = None
     parts = []
     t0, new = time.perf_counter(), 0
     for k in range(0, len(paths), CHUNK):
-        part = CACHE / f"{name}.part{k // CHUNK:04d}.npz"
+        part = cache / f"{name}.part{k // CHUNK:04d}.npz"
         if part.is_file():
             parts.append(dict(np.load(part)))
             continue
@@ -100,10 +119,14 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert) -> d
             model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
         feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
-        aligned, found, applies = align_crops(imgs, landmarker)
-        emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
-        out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32), "raf_emb": emb.astype(np.float16),
-               "raf": softmax(logits).astype(np.float32), "found": np.array(found), "applies": np.array(applies)}
+        out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32)}
+        if old is not None:
+            out.update({key: v[k:k + CHUNK] for key, v in old.items()})
+        else:
+            aligned, found, applies = align_crops(imgs, landmarker)
+            emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
+            out.update(raf_emb=emb.astype(np.float16), raf=softmax(logits).astype(np.float32), found=np.array(found),
+                       applies=np.array(applies))
         np.savez(part, **out)
         parts.append(out)
         done, new = min(k + CHUNK, len(paths)), new + len(imgs)
@@ -111,7 +134,7 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert) -> d
         print(f"{name}: {done}/{len(paths)} faces ({rate * 1000:.0f} ms each so far)", file=sys.stderr, flush=True)
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     np.savez(final, **out)
-    for part in CACHE.glob(f"{name}.part*.npz"):
+    for part in cache.glob(f"{name}.part*.npz"):
         part.unlink()
     return out
 
@@ -120,6 +143,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the shared data folder (affectnet/, sfew/, rafdb/)")
     ap.add_argument("--bundle", type=Path, default=Path("models/default"))
+    ap.add_argument("--cache", type=Path, default=CACHE, help="feature cache folder (one per face network)")
+    ap.add_argument("--reuse-embeddings", type=Path, metavar="CACHE",
+                    help="read the MobileFaceNet's outputs from this cache folder (same faces); compute emo-cnn's only")
+    ap.add_argument("--baseline", type=Path, nargs=2, metavar=("BUNDLE", "CACHE"),
+                    help="also report this bundle's own face scores (its head) from its feature cache, beside the "
+                         "new head: e.g. --baseline models/default runs/face_head when --bundle is a candidate")
     ap.add_argument("--extract-only", action="store_true", help="fill the feature caches and stop")
     ap.add_argument("--write", action="store_true", help="store the chosen head in the bundle")
     ap.add_argument("--sfew-only", action="store_true",
@@ -136,7 +165,8 @@ def main() -> None:
     sets = face_sets(args.data)
     order = ["affectnet-calib", "sfew-calib", "affectnet-test", "sfew-test", "sfew-train", "rafdb-heldout",
              "affectnet-train", "rafdb-train"]
-    feats = {name: extract(name, sets[name][0], args.bundle, landmarker, expert) for name in order}
+    feats = {name: extract(name, sets[name][0], args.bundle, landmarker, expert, cache=args.cache,
+                           reuse=args.reuse_embeddings) for name in order}
     if args.extract_only:
         return
     rafdb_halves(sets, feats)
@@ -190,6 +220,20 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     return average_of_experts(f, bundle)
 
 
+def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
+    """The ``--baseline`` bundle's face scores of the sets ``names``, from its own feature cache."""
+    if not args.baseline:
+        return {}
+    bundle, cache = args.baseline
+    feats = {}
+    for name in dict.fromkeys("rafdb-heldout" if n.startswith("rafdb-") else n for n in names):
+        with np.load(cache / f"{name}.npz") as z:
+            feats[name] = dict(z)
+    if "rafdb-heldout" in feats:
+        rafdb_halves({k: v for k, v in sets.items()}, feats)
+    return {n: bundle_face_scores(feats[n], bundle) for n in names}
+
+
 def fit_and_report(args, sets, feats) -> None:
     calib = ["affectnet-calib", "sfew-calib", "rafdb-calib"]
     variants = {"affectnet+sfew": ["affectnet-train", "sfew-train"],
@@ -213,6 +257,12 @@ def fit_and_report(args, sets, feats) -> None:
                   file=sys.stderr, flush=True)
     best = max(curve, key=curve.get)
     head = heads[best]
+    base = baseline_scores(args, sets, calib + ["affectnet-test", "sfew-test", "rafdb-test"])
+    if base:
+        uars = {n: report(sets[n][1], base[n])["uar"] for n in calib}
+        print(f"baseline {args.baseline[0]}: calib UAR " + " ".join(f"{n.split('-')[0]} {u:.3f}"
+                                                                   for n, u in uars.items())
+              + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
     y_cal = np.concatenate([sets[n][1] for n in calib])
     p_cal = np.vstack([head.predict_proba(design(feats[n])) for n in calib])
     from emocli.experts import fit_temperature
@@ -228,10 +278,14 @@ def fit_and_report(args, sets, feats) -> None:
         f = feats[name]
         row = {"average": report(y, average_of_experts(f, args.bundle)),
                "head": report(y, head.predict_proba(design(f)))}
+        if base:
+            row["baseline"] = report(y, base[name])
         out["sets"][name] = row
         print(f"{name:16s} n={len(y):5d}  average of experts {row['average']['accuracy']:.3f}/"
               f"{row['average']['uar']:.3f}   head {row['head']['accuracy']:.3f}/{row['head']['uar']:.3f}"
               "  (accuracy/UAR)")
+        if base:
+            print(f"{'':16s}          baseline {row['baseline']['accuracy']:.3f}/{row['baseline']['uar']:.3f}")
         print("    recall  average " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["average"]["recall"].items()
                                            if v is not None)
               + "\n            head    " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["head"]["recall"].items()

@@ -314,3 +314,74 @@ def test_speaker_folds_are_pinned():
     groups = np.repeat(["a", "b", "c", "d", "e", "f"], [5, 1, 3, 2, 4, 2])
     folds = speaker_folds(groups, 4, np.random.default_rng(7))
     assert [va.tolist() for _, va in folds] == [[5, 9, 10, 15, 16], [6, 7, 8], [0, 1, 2, 3, 4], [11, 12, 13, 14]]
+
+
+def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(faces, tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from rich.console import Console
+
+    import emocli.training as training
+
+    listed = sorted(faces.glob("*/[01].png"))  # two images of each class
+    excl = tmp_path / "lists" / "excl.csv"
+    excl.parent.mkdir()
+    # a CSV manifest: a header, absolute paths and paths relative to the list's folder
+    rows = ["path,label"] + [f"{p},x" for p in listed[:7]] + [f"{os.path.relpath(p, excl.parent)},x"
+                                                              for p in listed[7:]]
+    excl.write_text("\n".join(rows) + "\n")
+    seen = []
+    real = training.fit_face_model
+
+    def spy(model, x, y, *, x_val, y_val, **kw):
+        seen.append((x, x_val))
+        return real(model, x, y, x_val=x_val, y_val=y_val, **kw)
+
+    monkeypatch.setattr(training, "fit_face_model", spy)
+    out = tmp_path / "b"
+    training.train_video_command(data=faces, out=out, console=Console(stderr=True), options=training.TrainOptions(
+        epochs=1, width=4, batch_size=16, holdout=0.25, exclude=excl))
+    (x, x_val), = seen
+    assert len(x) + len(x_val) == 7 * 6  # 8 per class, 2 of them excluded
+    assert len(x_val) == 7 * 2  # 25 % of the 6 left per class, rounded up (stratified)
+    # no excluded image reached training or the held-out part
+    from emocli.media import read_image
+    from emocli.video_model import FaceModel, store_faces
+
+    gone = store_faces([read_image(p) for p in listed], FaceModel.load(out).preprocessing)
+    kept = {a.tobytes() for a in np.concatenate([x, x_val])}
+    assert len(kept) == 7 * 6 and not kept & {g.tobytes() for g in gone}
+    meta = json.loads((out / "face.json").read_text())
+    assert meta["n_train"] + meta["n_holdout"] == 7 * 6
+    assert meta["exclude"]["n_excluded"] == meta["exclude"]["n_listed"] == 14
+    assert meta["exclude"]["sha256"] == hashlib.sha256(excl.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("content", [None, "", "path\n", "/nowhere/a.png\n/nowhere/b.png\n", b"\xff\xfe\x00bad"])
+def test_train_video_exclude_refuses_a_missing_empty_or_unmatched_list_in_one_line(faces, tmp_path, content):
+    excl = tmp_path / "excl.txt"
+    if isinstance(content, bytes):
+        excl.write_bytes(content)
+    elif content is not None:
+        excl.write_text(content)
+    out = tmp_path / "b"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), "--epochs", "1", "--width", "4",
+                                   "--exclude", str(excl)])
+    assert res.exit_code == 1, res.output
+    msg = " ".join(res.output.split())
+    assert str(excl) in msg and ("pass a file listing image paths" in msg or "list the images' paths" in msg)
+    assert len(res.output.strip().splitlines()) <= 3 and "Traceback" not in res.output
+    assert not (out / "face.keras").exists()
+
+
+@pytest.mark.parametrize("size, channels", [(48, 1), (64, 3)])
+def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
+    from emocli.video_model import build_emo_cnn
+
+    net = build_emo_cnn(width=4, size=size, channels=channels)
+    assert tuple(net.inputs[0].shape[1:]) == (size, size, channels)
+    # four 2x poolings, then a flatten: the first dense layer's input grows with the side
+    assert net.get_layer("flatten").output.shape[-1] == (size // 16) ** 2 * 8 * 4
+    out = net.predict_on_batch(np.zeros((2, size, size, channels), np.float32))
+    assert out.shape == (2, 7) and np.allclose(out.sum(1), 1, atol=1e-5)

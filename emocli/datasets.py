@@ -461,6 +461,24 @@ def emodb(root: Path, *, modality: str = "all") -> list[Item]:
 # Manifests
 
 
+def read_csv_rows(path: Path, *, what: str, fix: str) -> list[list[str]]:
+    """Every row of a small UTF-8 CSV file (a BOM is dropped), for the lists emo reads whole
+    (speaker tables, exclude lists).
+
+    Raises
+    ------
+    DatasetError
+        "<path>: <what> not found; <fix>", or "<path>: <what> not readable (<why>); <fix>".
+    """
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            return list(csv.reader(fh))
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: {what} not found; {fix}") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DatasetError(f"{path}: {what} not readable ({exc}); {fix}") from None
+
+
 def _manifest_header(path: Path) -> list[str] | None:
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:

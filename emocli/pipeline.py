@@ -1149,18 +1149,18 @@ class _LiveWindows:
         """The window's voice probabilities (model order), added to the running sums; None with a note."""
         pipe = self.pipe
         own: list[str] = []
+        audible = len(seg) >= self.sr // 10  # a tenth of a second at least, else "no audio"
         speech = None
-        if pipe.vad is not None and len(seg) >= self.sr // 10:
+        if pipe.vad is not None and audible:
             speech, self.vad_state = pipe.vad.probabilities(seg, state=self.vad_state)
         try:
-            vin = pipe._voice_input(seg, own, windows=False, speech=speech) if len(seg) >= self.sr // 10 else None
+            vin = pipe._voice_input(seg, own, windows=False, speech=speech) if audible else None
         except NoAudioError:
             vin = None
         if vin is None:
             self.silent_blocks += 1
             vad = any(n.startswith(VAD_NOTE) for n in own)
-            notes.append(("no speech (voice activity)" if vad else "no speech") if len(seg) >= self.sr // 10
-                         else "no audio")
+            notes.append(("no speech (voice activity)" if vad else "no speech") if audible else "no audio")
             return None
         weight = len(seg) / self.sr
         probs, stats68, self.adapted = pipe._window_voice(vin.frames, vin.embedding, self.adapter, weight)

@@ -28,7 +28,6 @@ varied: a speaker heard only in anger has anger for a baseline.
 
 from __future__ import annotations
 
-import csv
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,15 +173,10 @@ def _resolved(path: Path | None) -> str | None:
 
 
 def _read_speaker_csv(path: Path) -> dict[str, str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: speaker table not found; pass a CSV file with columns path,speaker "
-                           "(or a regular expression)") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DatasetError(f"{path}: unreadable speaker table ({exc}); pass a UTF-8 CSV file with columns "
-                           "path,speaker") from None
+    from .datasets import read_csv_rows
+
+    rows = read_csv_rows(path, what="speaker table",
+                         fix="pass a UTF-8 CSV file with columns path,speaker (or a regular expression)")
     header = [h.strip().lower() for h in rows[0]] if rows else []
     if "path" not in header or "speaker" not in header:
         raise DatasetError(f"{path}: a speaker table needs a header row with columns path and speaker; got "

@@ -99,19 +99,12 @@ def read_exclude(path: Path) -> tuple[set[Path], str]:
     DatasetError
         The file is missing, unreadable, not UTF-8 text, or lists no path.
     """
-    import csv
-
+    from .datasets import read_csv_rows
     from .files import sha256_file
 
     path = Path(path)
     fix = "pass a file listing image paths, one per line or as the first column of a CSV"
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: exclude list not found; {fix}") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise DatasetError(f"{path}: exclude list not readable ({e}); {fix}") from None
+    rows = read_csv_rows(path, what="exclude list", fix=fix)
     cells = [row[0].strip() for row in rows if row and row[0].strip()]
     if cells and cells[0].lower() == "path":
         cells = cells[1:]

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ParameterError
+
 SAMPLE_RATE = 16000  # Hz: the only rate the 16 kHz model takes
 CHUNK = 512  # samples: 32 ms, one speech probability each
 CONTEXT = 64  # samples of the previous chunk prepended to each chunk (Silero v5/v6)
@@ -91,14 +93,14 @@ class SileroVAD:
     def __init__(self, weights: dict[str, np.ndarray]):
         missing = [k for k in WEIGHT_NAMES if k not in weights]
         if missing:
-            raise ValueError(f"missing weights: {', '.join(missing)}")
+            raise ParameterError(f"missing weights: {', '.join(missing)}")
         w = {k: np.asarray(weights[k], np.float32) for k in WEIGHT_NAMES}
         shapes = {"stft_conv.weight": (2 * (N_FFT // 2 + 1), 1, N_FFT), "conv1.weight": (128, N_FFT // 2 + 1, 3),
                   "conv4.weight": (HIDDEN, 64, 3), "lstm_cell.weight_ih": (4 * HIDDEN, HIDDEN),
                   "lstm_cell.weight_hh": (4 * HIDDEN, HIDDEN), "final_conv.weight": (1, HIDDEN, 1)}
         for k, shape in shapes.items():
             if w[k].shape != shape:
-                raise ValueError(f"{k} has shape {w[k].shape}, expected {shape}")
+                raise ParameterError(f"{k} has shape {w[k].shape}, expected {shape}")
         self.stft = w["stft_conv.weight"][:, 0, :].T.copy()  # (256, 258): real then imaginary parts
         self.convs = [(w[f"conv{i}.weight"], w[f"conv{i}.bias"], s) for i, s in ((1, 1), (2, 2), (3, 2), (4, 1))]
         self.w_ih = w["lstm_cell.weight_ih"].T.copy()  # (128, 512)

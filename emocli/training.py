@@ -760,19 +760,17 @@ VOICE_CACHE_VERSION = 1  # bump when window_features changes what it computes
 AUGMENT_SPEEDS = (0.9, 1.1)  # speed-perturbed copies of every training clip (--augment)
 
 
-def _voice_cache_key(path: Path, *, window: float, step: float, sr: int, speed: float | str) -> str:
-    """Cache file name for one clip: changes with the file's content (sha256) and the settings
-    (``speed``: the copy, a speed factor or a perturbation's name).
+def _voice_cache_key(digest: str, *, window: float, step: float, sr: int, speed: float | str) -> str:
+    """Cache file name for one copy of a clip: changes with the file's content (``digest``, its
+    sha256) and the settings (``speed``: the copy, a speed factor or a perturbation's name).
 
     The content, not the path or modification time, so a corpus copied, moved or touched again
     keeps its cache (recomputing RAVDESS + EmoDB + SAVEE's features takes about an hour on two
-    cores); hashing a clip costs about a millisecond.
+    cores); hashing a clip costs about a millisecond, once for all its copies.
     """
     import hashlib
 
-    from .files import sha256_file
-
-    key = f"{sha256_file(path)}|{window}|{step}|{sr}|{speed}|v{VOICE_CACHE_VERSION}"
+    key = f"{digest}|{window}|{step}|{sr}|{speed}|v{VOICE_CACHE_VERSION}"
     return hashlib.sha1(key.encode()).hexdigest() + ".npz"
 
 
@@ -789,7 +787,7 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
     import zlib
 
     from .audio_features import perturb, window_features
-    from .files import atomic_path
+    from .files import atomic_path, sha256_file
     from .errors import EmoError
     from .media import load_audio
 
@@ -816,8 +814,9 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
 
     try:
         seed = zlib.crc32(Path(path).name.encode())
+        digest = sha256_file(path) if cache else None
         for speed in speeds:
-            key = _voice_cache_key(Path(path), window=window, step=step, sr=sr, speed=speed) if cache else None
+            key = _voice_cache_key(digest, window=window, step=step, sr=sr, speed=speed) if cache else None
             frames = cached(Path(cache) / key if key else None,
                             lambda: window_features(perturb(audio, sr, speed, seed=seed), sr, window=window, step=step))
             if not encoder:

@@ -390,20 +390,21 @@ def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
     import os
     import shutil
 
+    from emocli.files import sha256_file
     from emocli.training import _voice_cache_key
 
     a = tmp_path / "a" / "03a01Wa.wav"
     a.parent.mkdir()
     write_wav(a, tone(0.3, 220.0))
-    key = _voice_cache_key(a, window=0.05, step=0.025, sr=16000, speed=1.0)
+    key = _voice_cache_key(sha256_file(a), window=0.05, step=0.025, sr=16000, speed=1.0)
     b = tmp_path / "copy" / "03a01Wa.wav"
     b.parent.mkdir()
     shutil.copyfile(a, b)  # a fresh modification time
     os.utime(b, (1, 1))
-    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=1.0) == key
-    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=0.9) != key
+    assert _voice_cache_key(sha256_file(b), window=0.05, step=0.025, sr=16000, speed=1.0) == key
+    assert _voice_cache_key(sha256_file(b), window=0.05, step=0.025, sr=16000, speed=0.9) != key
     write_wav(b, tone(0.3, 230.0))
-    assert _voice_cache_key(b, window=0.05, step=0.025, sr=16000, speed=1.0) != key
+    assert _voice_cache_key(sha256_file(b), window=0.05, step=0.025, sr=16000, speed=1.0) != key
 
 
 def test_noise_and_reverb_copies():

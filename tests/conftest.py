@@ -10,6 +10,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest-xdist runs one worker per core: each worker's TensorFlow (and the emo processes it
+    # starts) then gets one thread per pool, instead of every worker's pools spinning on every core.
+    for _var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(_var, "1")
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -103,9 +108,35 @@ def tiny_voice_model(seed: int = 0):
                       n_folds=3).fit(x, y, groups)
 
 
+def build_once(name: str, tmp_path_factory, build) -> Path:
+    """``build(directory)`` once per test run, even with pytest-xdist's worker processes.
+
+    Without xdist this is ``build(tmp_path_factory.mktemp(name))``. Under xdist every worker is a
+    process of its own with its session fixtures, so each would build the artefact again (seconds
+    of CPU each); instead the first worker to get here builds it in the run's shared temporary
+    folder (the parent of each worker's) under a file lock, and the others wait and reuse it. The
+    artefact is read-only for tests: one that changes it works on a copy.
+    """
+    import fcntl
+    import shutil
+
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return build(tmp_path_factory.mktemp(name))
+    shared = tmp_path_factory.getbasetemp().parent
+    done = shared / name
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not done.is_dir():
+            partial = shared / f".{name}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            build(partial)
+            partial.rename(done)  # whole or absent, should a worker die mid-build
+    return done
+
+
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory) -> Path:
-    return build_tiny_bundle(tmp_path_factory.mktemp("bundle"))
+    return build_once("tiny_bundle", tmp_path_factory, build_tiny_bundle)
 
 
 @pytest.fixture(scope="session")

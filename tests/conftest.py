@@ -157,3 +157,16 @@ def face_only_bundle(tiny_bundle, tmp_path_factory) -> Path:
         (directory / name).unlink(missing_ok=True)
     write_manifest(directory, labels=list(LABELS))
     return directory
+
+
+@pytest.fixture(autouse=True)
+def own_tempdir(tmp_path_factory, monkeypatch):
+    """Each test gets a temporary folder of its own as the system's (``tempfile`` here, ``TMPDIR``
+    for the processes it starts), so tests that check what emo leaves in the temporary folder
+    (``emo-stdin-*`` spools) see only their own files, also with xdist workers running beside them."""
+    import tempfile
+
+    d = tmp_path_factory.mktemp("tmpdir")
+    monkeypatch.setenv("TMPDIR", str(d))
+    monkeypatch.setattr(tempfile, "tempdir", str(d))
+    return d

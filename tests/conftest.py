@@ -6,15 +6,16 @@ import os
 import subprocess
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # pytest-xdist runs one worker per core: each worker's TensorFlow (and the emo processes it
-    # starts) then gets one thread per pool, instead of every worker's pools spinning on every core.
+    # pytest-xdist runs one worker per core: each worker's TensorFlow and BLAS (and those of the
+    # emo processes it starts) then get one thread per pool, instead of every worker's pools spinning
+    # on every core. Set before numpy is imported: OpenBLAS reads it when it loads.
     for _var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
         os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -163,9 +163,7 @@ class VoiceModel:
     class_weight : ``"balanced"`` (weights inversely proportional to class frequency) or None
     n_repeats : times the speaker-grouped cross-validation is repeated with a new shuffle
     n_folds : speaker folds per repeat
-    scoring : ``"uar"`` (unweighted average recall) or ``"accuracy"``: what C and gamma maximise,
-        averaged over every fold of every repeat (scikit-learn's ``GridSearchCV``; ties go to the
-        other metric, then to the smaller C)
+    scoring : ``"uar"`` (unweighted average recall) or ``"accuracy"``: what C and gamma maximise
     seed : random seed of the speaker shuffles
 
     Attributes (after ``fit``)
@@ -214,7 +212,7 @@ class VoiceModel:
 
     def fit(self, X: np.ndarray, y: Sequence[str], groups: Sequence[str], *,
             augmented: Sequence[bool] | None = None, progress=None) -> "VoiceModel":
-        """Choose C and gamma by ``GridSearchCV`` on speaker-grouped splits, then fit on everything.
+        """Choose C and gamma on speaker-grouped splits, then fit on everything.
 
         Parameters
         ----------
@@ -231,7 +229,6 @@ class VoiceModel:
         self
         """
         from sklearn.calibration import CalibratedClassifierCV
-        from sklearn.model_selection import GridSearchCV
 
         from .audio_features import settings
         from .metrics import classification_report
@@ -264,47 +261,42 @@ class VoiceModel:
             raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
         gamma_unit = 1.0 / X.shape[1]
 
-        # C and gamma by GridSearchCV over every repeat's speaker folds; augmented rows are
-        # trained on, never scored, so validation scores describe real recordings only
         rng = np.random.default_rng(self.seed)
-        cv = [(tr, va[real[va]]) for _ in range(self.n_repeats) for tr, va in speaker_folds(groups, self.n_folds, rng)]
-        if any(len(np.unique(yi[tr])) < 2 for tr, _ in cv):
-            raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
-        gammas = [g * gamma_unit for g in self.gamma_grid]
-        if progress:
-            progress(f"choosing C and gamma: {len(self.C_grid)} x {len(gammas)} settings, {len(cv)} speaker folds "
-                     f"({self.n_repeats} repeat(s) of {self.n_folds})")
-        search = GridSearchCV(self._svm(1.0, "scale"), {"svm__C": [float(c) for c in self.C_grid], "svm__gamma": gammas},
-                              scoring={"uar": "balanced_accuracy", "accuracy": "accuracy"}, cv=cv, refit=False,
-                              error_score="raise").fit(X, yi)
-        res = search.cv_results_
+        splits = [speaker_folds(groups, self.n_folds, rng) for _ in range(self.n_repeats)]
         grid = []
-        for i, params in enumerate(res["params"]):
-            fold_acc = np.array([res[f"split{j}_test_accuracy"][i] for j in range(len(cv))])
-            grid.append({"C": params["svm__C"], "gamma_x": float(self.gamma_grid[gammas.index(params["svm__gamma"])]),
-                         "accuracy": float(res["mean_test_accuracy"][i]), "uar": float(res["mean_test_uar"][i]),
-                         "accuracy_sd": float(fold_acc.reshape(self.n_repeats, -1).mean(axis=1).std())})
-            if progress:
-                progress(f"C {grid[-1]['C']:g}, gamma {grid[-1]['gamma_x']:g}/d: validation accuracy "
-                         f"{grid[-1]['accuracy']:.3f}, UAR {grid[-1]['uar']:.3f}")
+        for C in self.C_grid:
+            for gm in self.gamma_grid:
+                preds = []
+                for folds in splits:
+                    pred = np.empty_like(yi)
+                    for tr, va in folds:
+                        va = va[real[va]]
+                        if len(va):
+                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
+                    preds.append(pred[real])
+                sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
+                grid.append({"C": float(C), "gamma_x": float(gm),
+                             "accuracy": float(np.mean([s["accuracy"] for s in sc])),
+                             "uar": float(np.mean([s["uar"] for s in sc])),
+                             "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
+                             "pred": np.concatenate(preds)})
+                if progress:
+                    progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
+                             f"UAR {grid[-1]['uar']:.3f}")
         best = max(grid, key=lambda g: (round(g[self.scoring], 6), round(g["accuracy" if self.scoring == "uar"
                                                                             else "uar"], 6), -g["C"]))
-        # the chosen setting's out-of-fold predictions, for the validation report
-        pred = np.concatenate([self._svm(best["C"], best["gamma_x"] * gamma_unit).fit(X[tr], yi[tr]).predict(X[va])
-                               for tr, va in cv])
-        truth = np.concatenate([yi[va] for _, va in cv])
         self.C_ = best["C"]
         self.gamma_ = best["gamma_x"] * gamma_unit
         self.gamma_x_ = best["gamma_x"]
         self.labels_ = labels
         self.n_features_in_ = X.shape[1]
         # the matrix pools every repeat: each real clip is predicted once per repeat
-        self.validation_ = classification_report(truth, pred, labels, absent=None)
+        self.validation_ = classification_report(np.tile(yi[real], self.n_repeats), best["pred"], labels, absent=None)
         self.validation_["clips"] = int(real.sum())
         self.validation_["repeats"] = self.n_repeats
         self.validation_["folds"] = self.n_folds
         self.validation_recall_ = dict(self.validation_["recall"])
-        self.grid_ = grid
+        self.grid_ = [{k2: v for k2, v in g.items() if k2 != "pred"} for g in grid]
         self.n_speakers_ = int(len(np.unique(groups)))
         self.n_augmented_ = int((~real).sum())
         self.settings_ = feature_settings
@@ -323,6 +315,12 @@ class VoiceModel:
                                      ensemble=False)
         self.estimator_ = cal.fit(X, yi)
         return self
+
+    @staticmethod
+    def _fit_idx(est, X, yi, tr):
+        if len(np.unique(yi[tr])) < 2:
+            raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
+        return est.fit(X[tr], yi[tr])
 
     # -- prediction ----------------------------------------------------------------------
 

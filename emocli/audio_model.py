@@ -261,6 +261,9 @@ class VoiceModel:
             raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
         gamma_unit = 1.0 / X.shape[1]
 
+        # Each repeat's out-of-fold predictions are pooled, then scored (not GridSearchCV's mean of
+        # per-fold scores: speaker folds differ in size, and on the shipped recipe that mean picks
+        # other settings, so README's train-audio command would stop reproducing the shipped models).
         rng = np.random.default_rng(self.seed)
         splits = [speaker_folds(groups, self.n_folds, rng) for _ in range(self.n_repeats)]
         grid = []

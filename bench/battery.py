@@ -64,7 +64,8 @@ class Case:
     stdin: Callable[[Path], bytes] | None = None
     stdout_file: str | None = None  # e.g. /dev/full
     close_stdout: bool = False  # the reader goes away at once (| head -0)
-    interrupt_after_first: bool = False  # Ctrl-C after the first result line
+    interrupt_after_first: bool = False  # a signal after the first result line: Ctrl-C ...
+    stop_signal: int = signal.SIGINT  # ... or this one (SIGTERM: kill, timeout, a batch scheduler)
 
 
 def run_case(case: Case, work: Path, model: list[str], timeout: float) -> Run:
@@ -85,7 +86,7 @@ def run_case(case: Case, work: Path, model: list[str], timeout: float) -> Run:
             p.stdout.close()
         else:
             first = p.stdout.readline()
-            p.send_signal(signal.SIGINT)
+            p.send_signal(case.stop_signal)
             first += p.stdout.read()
         err = p.stderr.read()
         rc = p.wait(timeout=timeout)
@@ -234,6 +235,8 @@ def cases() -> list[Case]:
              1, lambda r: r.rc == 1 and len(r.lines) == 1),
         Case("Ctrl-C", p("speech.wav", "face.avi", "face.avi", "face.avi"), 1, lambda r: r.rc == 130,
              interrupt_after_first=True),
+        Case("SIGTERM (kill, timeout)", p("speech.wav", "face.avi", "face.avi", "face.avi"), 1,
+             lambda r: r.rc == 143 and "terminated" in r.stderr, interrupt_after_first=True, stop_signal=signal.SIGTERM),
         Case("| head -0 (JSON)", p("speech.wav", "speech.wav"), 0, lambda r: r.rc == 0 and not r.stderr, close_stdout=True),
         Case("bundle with a modified file", lambda w: ["predict", "--json", "--model", str(w / "tampered"),
                                                        str(w / "speech.wav")], 0,

@@ -956,7 +956,7 @@ def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, work
 
 
 class _Interrupted(BaseException):
-    """Ctrl-C. A BaseException of our own so that Click does not turn it into "Aborted!" + exit 1."""
+    """Ctrl-C or SIGTERM. A BaseException of our own so that Click does not turn it into "Aborted!" + exit 1."""
 
 
 class _PipeClosed(BaseException):
@@ -976,7 +976,13 @@ class _StreamStop(threading.Event):
 _STREAM_STOP = _StreamStop()
 
 
-def _on_sigint(signum, frame):
+_SIGNAL = {"received": None}  # the signal that stopped the run: SIGINT (Ctrl-C) or SIGTERM (kill, timeout, a scheduler)
+
+
+def _on_signal(signum, frame):
+    """Ctrl-C and SIGTERM stop a run the same way: what is finished is written (``-o`` renamed into
+    place), a live stream first ends and writes its result; a second signal stops at once."""
+    _SIGNAL["received"] = signum
     if _STREAM_STOP.live and not _STREAM_STOP.is_set():
         _STREAM_STOP.set()  # the stream's segments and result are still written; a second Ctrl-C stops at once
         return
@@ -1021,19 +1027,21 @@ _python_show_warning = None
 
 
 def main() -> None:
-    """Console-script entry point: exit 130 on Ctrl-C, 0 quietly when stdout is closed."""
+    """Console-script entry point: exit 130 on Ctrl-C and 143 on SIGTERM (finished results written), 0 quietly when stdout is closed."""
     import errno
     import signal
     import warnings
 
     global _python_show_warning
     _python_show_warning, warnings.showwarning = warnings.showwarning, _show_warning
-    signal.signal(signal.SIGINT, _on_sigint)
+    signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGTERM, _on_signal)
     try:
         app()
     except (_Interrupted, KeyboardInterrupt):
-        _stderr().print("[yellow]interrupted[/yellow]")
-        sys.exit(130)
+        signum = _SIGNAL["received"] or signal.SIGINT
+        _stderr().print("[yellow]terminated[/yellow]" if signum == signal.SIGTERM else "[yellow]interrupted[/yellow]")
+        sys.exit(128 + int(signum))
     except (_PipeClosed, BrokenPipeError):
         _silence_stdout()
         sys.exit(0)

@@ -69,6 +69,27 @@ def test_ctrl_c_exits_130_after_flushing_finished_results(tiny_bundle):
     assert "Traceback" not in err.decode()
 
 
+def test_sigterm_writes_the_finished_results_to_the_output_file_and_exits_143(tiny_bundle, tmp_path):
+    # `timeout`, `kill`, `docker stop` and batch schedulers stop a run with SIGTERM: what is done must
+    # land in -o FILE (renamed into place), not stay in its hidden temporary file
+    out = tmp_path / "results.jsonl"
+    proc = subprocess.Popen([*EMO, "predict", *_clips(6) * 5, "--model", str(tiny_bundle), "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".results.jsonl.*")) or not any(
+            p.stat().st_size for p in tmp_path.glob(".results.jsonl.*")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no result was written before the signal"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err.decode()
+    assert "terminated" in err.decode() and "Traceback" not in err.decode()
+    lines = out.read_text().splitlines()
+    assert 1 <= len(lines) < 30
+    assert all(json.loads(line)["status"] == "ok" for line in lines)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
 # --- untrusted bundles -----------------------------------------------------------------
 
 @pytest.fixture

@@ -288,6 +288,9 @@ def train_audio(
     speaker_norm: Annotated[bool, typer.Option(help="Also train a model on features z-normalised per speaker "
                                                     "(voice_speaker.*), used where emo knows the speaker: evaluate "
                                                     "--speaker-norm, predict --speaker-of, long streams.")] = False,
+    vad: Annotated[bool, typer.Option(help="Give a bundle without a speech-activity gate emo's (Silero VAD, copied "
+                                           "from the shipped bundle), so music, noise and silence are not "
+                                           "classified; --no-vad leaves only the level gate.")] = True,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
     from .training import train_audio_command, train_audio_features_command
@@ -303,13 +306,13 @@ def train_audio(
     try:
         if features is not None:
             train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=_stderr(),
-                                         split=split, allow_eval_split=allow_eval_split)
+                                         split=split, allow_eval_split=allow_eval_split, vad=vad)
             return
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
                             seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr(),
-                            speaker_norm=speaker_norm,
+                            speaker_norm=speaker_norm, vad=vad,
                             perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
     except _emo_errors() as exc:
         raise fail(str(exc)) from None

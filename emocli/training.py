@@ -719,8 +719,9 @@ def _trained_items(features: Path, split: str | None, items: list[dict]) -> dict
 
 
 def train_audio_features_command(*, features: Path, out: Path, balanced: bool, seed: int, console,
-                                 split: str | None = None, allow_eval_split: bool = False) -> dict:
-    """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again)."""
+                                 split: str | None = None, allow_eval_split: bool = False, vad: bool = True) -> dict:
+    """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again);
+    with ``vad``, a bundle without a speech-activity gate gets the shipped one."""
     import json
 
     from .audio_model import VoiceModel
@@ -747,6 +748,8 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method,
              **_trained_items(features, split, items)}
     model.save(out, extra=extra)
+    if vad:
+        add_speech_gate(out, model.sample_rate, console)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/voice.skops: {len(items)} clips, grouped by {method}; validation UAR "
                   f"{model.validation_['uar']:.3f}")
@@ -980,10 +983,36 @@ def _fit_voice(model, rows: VoiceRows, train: np.ndarray, console, *, x: np.ndar
                   f"{model.gamma_:.2e}")
 
 
+VAD_LICENSE = "LICENSE.voice_vad.MIT.txt"
+
+
+def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
+    """Give the voice bundle ``out`` emo's speech-activity gate if it has none: Silero VAD's weights
+    and licence from the shipped bundle (converted, not trained: the same for every 16 kHz voice
+    model), so music, noise and silence are not classified by the new model either. Returns
+    whether it copied them."""
+    import shutil
+
+    from .bundle import DEFAULT_BUNDLE
+    from .files import atomic_path
+    from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
+
+    source = DEFAULT_BUNDLE / VAD_FILE
+    if (out / VAD_FILE).is_file() or int(sample_rate) != VAD_RATE or not source.is_file():
+        return False
+    for name in (VAD_FILE, VAD_LICENSE):
+        if (DEFAULT_BUNDLE / name).is_file():
+            with atomic_path(out / name) as tmp:
+                shutil.copyfile(DEFAULT_BUNDLE / name, tmp)
+    console.print(f"{out}/{VAD_FILE}: emo's speech-activity gate (Silero VAD) copied from the shipped bundle "
+                  "(--no-vad leaves it out)")
+    return True
+
+
 def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
                         feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
                         cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
-                        speaker_norm: bool = False, perturbations: tuple[str, ...] = ()) -> dict:
+                        speaker_norm: bool = False, perturbations: tuple[str, ...] = (), vad: bool = True) -> dict:
     """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
     held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
 
@@ -996,7 +1025,8 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
     (:mod:`emocli.speaker`; each speed copy of a speaker counts as a speaker of its own, its
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
-    speakers are reported normalised by their own clips' statistics."""
+    speakers are reported normalised by their own clips' statistics. With ``vad``, a bundle
+    without a speech-activity gate gets the shipped one (:func:`add_speech_gate`)."""
     from .audio_features import feature_dimension
     from .audio_model import DEFAULT_C_GRID, VoiceModel
     from .bundle import write_manifest
@@ -1067,6 +1097,8 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
                                                 "held-out speakers, speaker-normalised")
         sp.save(out, extra=sp_extra, name=MODEL_NAME)
         saved = f"voice.skops, voice.json and {MODEL_NAME}.*"
+    if vad:
+        add_speech_gate(out, model.sample_rate, console)
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/{saved}")
     return model.metadata(extra)

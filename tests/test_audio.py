@@ -377,9 +377,23 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     assert meta["held_out_speakers"] == ["emodb_03"]
     assert meta["test"]["n"] == 4 and meta["test"]["accuracy"] == 1.0
     assert np.asarray(meta["test"]["confusion"]).shape == (2, 2)
+    # a new bundle gets emo's speech-activity gate (the shipped Silero VAD and its licence), so the new
+    # model does not classify music or tones either; --no-vad leaves only the level gate
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json"}
+    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json", "voice_vad.npz"}
+    assert (out / "LICENSE.voice_vad.MIT.txt").is_file()
+    res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(out), "--json"])
+    assert res.exit_code == 1 and "no speech detected (voice activity" in res.output
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 16
+    plain = tmp_path / "plain"
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(plain), "--test-speakers", "03",
+                                   "--feature-set", "thesis68", "--no-augment", "--repeats", "1",
+                                   "--workers", "1", "--cache", str(tmp_path / "cache"), "--no-vad"])
+    assert res.exit_code == 0, res.output
+    assert set(json.loads((plain / "manifest.json").read_text())["files"]) == {"voice.skops", "voice.npz",
+                                                                               "voice.json"}
+    res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(plain), "--json"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "anger"
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])
     assert res.exit_code == 1 and "no speaker" in res.output
 

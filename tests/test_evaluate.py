@@ -116,7 +116,7 @@ def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice
     feats = tmp_path / "feats"
     ok(runner.invoke(app, ["extract", str(voice_corpus), "--out", str(feats), "--model", str(tiny_bundle)]))
     bundle = shutil.copytree(tiny_bundle, tmp_path / "b")
-    r = ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle)]))
+    r = ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--no-vad"]))
     assert "training on 12 clips of split Train" in r.output
     meta = json.loads((bundle / "voice.json").read_text())
     assert meta["trained_split"] == "Train" and len(meta["trained_items"]) == 12
@@ -125,10 +125,10 @@ def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice
     assert rep["training_overlap"] == {} and rep["n_items"] == 6
 
     # training on Val needs --allow-eval-split, and evaluate then says the figures are not a measurement
-    r = runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val"])
+    r = runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val", "--no-vad"])
     assert r.exit_code == 1 and "--allow-eval-split" in r.output
     ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--split", "Val",
-                           "--allow-eval-split"]))
+                           "--allow-eval-split", "--no-vad"]))
     r = ok(runner.invoke(app, ["evaluate", str(voice_corpus), "--split", "Val", "--model", str(bundle), "--json"]))
     rep = json.loads(r.stdout)
     assert rep["training_overlap"]["voice"]["n"] == 6 and rep["training_overlap"]["voice"]["split"] == "Val"

@@ -983,9 +983,6 @@ def _fit_voice(model, rows: VoiceRows, train: np.ndarray, console, *, x: np.ndar
                   f"{model.gamma_:.2e}")
 
 
-VAD_LICENSE = "LICENSE.voice_vad.MIT.txt"
-
-
 def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
     """Give the voice bundle ``out`` emo's speech-activity gate if it has none: Silero VAD's weights
     and licence from the shipped bundle (converted, not trained: the same for every 16 kHz voice
@@ -995,7 +992,7 @@ def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
 
     from .bundle import DEFAULT_BUNDLE
     from .files import atomic_path
-    from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
+    from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 
     source = DEFAULT_BUNDLE / VAD_FILE
     if (out / VAD_FILE).is_file() or int(sample_rate) != VAD_RATE or not source.is_file():

@@ -50,6 +50,7 @@ THRESHOLD = 0.3  # a chunk is speech when its probability is at least this
 MIN_SPEECH_S = 0.3  # s: the least speech (chunks >= THRESHOLD) for a clip's or segment's voice to be scored
 
 VAD_FILE = "voice_vad.npz"
+VAD_LICENSE = "LICENSE.voice_vad.MIT.txt"  # beside VAD_FILE in a bundle: Silero VAD's MIT licence
 VAD_SOURCE = "Silero VAD v6 (silero-vad 6.2.3 wheel, silero_vad.onnx 16 kHz branch; MIT)"
 WEIGHT_NAMES = ("stft_conv.weight", "conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "conv3.weight",
                 "conv3.bias", "conv4.weight", "conv4.bias", "lstm_cell.weight_ih", "lstm_cell.weight_hh",

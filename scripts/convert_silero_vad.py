@@ -37,12 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emocli.voice_activity import CHUNK, CONTEXT, SAMPLE_RATE, VAD_FILE, WEIGHT_NAMES, SileroVAD  # noqa: E402
+from emocli.voice_activity import (CHUNK, CONTEXT, SAMPLE_RATE, VAD_FILE, VAD_LICENSE, WEIGHT_NAMES,  # noqa: E402
+                                   SileroVAD)
 
 ONNX_IN_WHEEL = "silero_vad/data/silero_vad.onnx"
 LICENSE_IN_WHEEL = "silero_vad-6.2.3.dist-info/licenses/LICENSE"
 DEFAULT_BUNDLE = ROOT / "models" / "default"
-LICENSE_NAME = "LICENSE.voice_vad.MIT.txt"
 FIXTURE_CLIP = ROOT / "examples" / "1001_DFA_HAP_XX.avi"  # committed, CREMA-D (ODbL)
 FIXTURE_NOISE_SEED = 7  # the fixture's noise: rng(7).standard_normal(2 s) * 0.05
 SPEECH_CLIPS = (FIXTURE_CLIP, Path("/work/shared/data/ravdess/Actor_02/03-01-05-01-01-01-02.flac"),
@@ -249,11 +249,11 @@ def main() -> None:
     out = args.bundle / VAD_FILE
     save_npz(out, arrays)
     digest = sha256_bytes(out.read_bytes())
-    (args.bundle / LICENSE_NAME).write_text(
+    (args.bundle / VAD_LICENSE).write_text(
         HEADER.format(weights=ONNX_IN_WHEEL, sha256=digest, source_sha256=sha256_bytes(onnx),
                       licence=LICENSE_IN_WHEEL) + licence)
     add_to_manifest(args.bundle, VAD_FILE, digest)
-    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB), {LICENSE_NAME}; manifest updated")
+    print(f"wrote {out} ({out.stat().st_size / 1e3:.0f} kB), {VAD_LICENSE}; manifest updated")
     print(f"sha256 {digest}")
 
     if not args.check:

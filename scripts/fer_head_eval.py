@@ -33,7 +33,7 @@ from emocli.experts import OnnxExpert  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 from emocli.media import read_image  # noqa: E402
 
-from face_experts import align_crops  # noqa: E402
+from face_experts import align_crops, report  # noqa: E402
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 CHUNK = 512
@@ -64,13 +64,6 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, cach
     return out
 
 
-def scores(y: np.ndarray, pred: np.ndarray) -> dict:
-    from emocli.metrics import classification_report
-
-    r = classification_report(y, pred, LABELS)
-    return {"accuracy": r["accuracy"], "uar": r["uar"], "recall": r["recall"]}
-
-
 def choose_and_fit(x: np.ndarray, y: np.ndarray, seed: int = 0):
     """(fitted pipeline, choice, CV table): C and class weighting by stratified 5-fold CV on (x, y)."""
     from sklearn.linear_model import LogisticRegression
@@ -83,7 +76,7 @@ def choose_and_fit(x: np.ndarray, y: np.ndarray, seed: int = 0):
     for weight in (None, "balanced"):
         for c in C_GRID:
             pipe = make_pipeline(StandardScaler(), LogisticRegression(C=c, class_weight=weight, max_iter=3000))
-            s = scores(y, cross_val_predict(pipe, x, y, cv=cv))
+            s = report(y, cross_val_predict(pipe, x, y, cv=cv, method="predict_proba"))
             table.append({"C": c, "class_weight": weight, "accuracy": s["accuracy"], "uar": s["uar"]})
     best = max(table, key=lambda r: (r["accuracy"] + r["uar"]) / 2)
     pipe = make_pipeline(StandardScaler(), LogisticRegression(C=best["C"], class_weight=best["class_weight"],
@@ -116,11 +109,11 @@ def main() -> None:
     prior = meta["prior_adjustment"]
     log_prior = np.log([prior["prior"][lab] for lab in LABELS])
     out = {"emo-cnn alone (mirror views, prior tau %.1f)" % prior["tau"]:
-           scores(y_val, (np.log(np.clip(val["cnn"], 1e-12, None)) - prior["tau"] * log_prior).argmax(1)),
-           "emo-cnn alone (mirror views, no prior)": scores(y_val, val["cnn"].argmax(1))}
+           report(y_val, np.log(np.clip(val["cnn"], 1e-12, None)) - prior["tau"] * log_prior),
+           "emo-cnn alone (mirror views, no prior)": report(y_val, val["cnn"])}
     for name, keys in (("head on emo-cnn fc2", ("cnn_feat",)), ("head on emo-cnn fc2 + MobileFaceNet", ("cnn_feat", "raf_emb"))):
         pipe, best, table = choose_and_fit(np.hstack([hold[k] for k in keys]), y_hold)
-        s = scores(y_val, pipe.predict(np.hstack([val[k] for k in keys])))
+        s = report(y_val, pipe.predict_proba(np.hstack([val[k] for k in keys])))
         out[name] = {**s, "chosen": best, "cv": table}
         print(f"{name}: CV chose C {best['C']:g}, class weight {best['class_weight']} (CV accuracy "
               f"{best['accuracy']:.3f}, UAR {best['uar']:.3f})", flush=True)

@@ -29,10 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emocli.experts import OnnxExpert, softmax  # noqa: E402
 from emocli.media import read_image  # noqa: E402
-from emocli.splits import stratified_holdout  # noqa: E402
 
 from face_experts import align_crops, report  # noqa: E402
-from face_head import face_sets  # noqa: E402
+from face_head import face_sets, rafdb_halves  # noqa: E402
 
 VARIANTS = (("112 colour (as trained)", None, True), ("96 colour", 96, True), ("96 grey", 96, False),
             ("64 colour", 64, True), ("64 grey", 64, False), ("48 colour", 48, True), ("48 grey", 48, False))
@@ -67,9 +66,7 @@ def main() -> None:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     expert = OnnxExpert(args.bundle / RAFDB_FILE)
     sets = face_sets(args.data)
-    paths, y = sets["rafdb-heldout"]
-    calib = stratified_holdout(y, 0.5, 1)[0]  # face_head.rafdb_halves: the first half is calib
-    sets["rafdb-calib"] = ([paths[i] for i in calib], y[calib])
+    rafdb_halves(sets, {"rafdb-heldout": {}})  # no features here: only the halves' paths and labels
     out = {}
     for name in ("affectnet-calib", "sfew-calib", "rafdb-calib"):
         paths, y = sets[name]

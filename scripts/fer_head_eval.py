@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,37 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from emocli.experts import OnnxExpert  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
-from emocli.media import read_image  # noqa: E402
 
-from face_experts import align_crops, report  # noqa: E402
+from face_experts import report  # noqa: E402
+from face_head import extract  # noqa: E402  the face head's per-face features, cached per set
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
-CHUNK = 512
-
-
-def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, cache: Path) -> dict[str, np.ndarray]:
-    """emo-cnn fc2 features and raw scores (mirror views); MobileFaceNet embedding; cached per set."""
-    from emocli.video_model import FaceModel, prepare_faces
-
-    target = cache / f"{name}.npz"
-    if target.is_file():
-        return dict(np.load(target))
-    model = FaceModel.load(bundle, runtime=True)
-    model.prior_tau = 0.0
-    parts, t0 = [], time.perf_counter()
-    for k in range(0, len(paths), CHUNK):
-        imgs = [read_image(p) for p in paths[k:k + CHUNK]]
-        feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
-        emb, _ = expert.logits(np.asarray(align_crops(imgs, landmarker)[0]), embeddings=True)
-        parts.append({"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32),
-                      "raf_emb": emb.astype(np.float32)})
-        done = min(k + CHUNK, len(paths))
-        print(f"{name}: {done}/{len(paths)} faces ({(time.perf_counter() - t0) / done * 1000:.0f} ms each)",
-              file=sys.stderr, flush=True)
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    cache.mkdir(parents=True, exist_ok=True)
-    np.savez(target, **out)
-    return out
 
 
 def choose_and_fit(x: np.ndarray, y: np.ndarray, seed: int = 0):
@@ -101,8 +74,9 @@ def main() -> None:
     val_items, _ = training_images(args.data / "fer2013" / "val")
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     expert = OnnxExpert(args.bundle / RAFDB_FILE)
-    hold = extract("fer2013-train-heldout", [items[i].path for i in ho], args.bundle, landmarker, expert, args.cache)
-    val = extract("fer2013-val", [it.path for it in val_items], args.bundle, landmarker, expert, args.cache)
+    hold = extract("fer2013-train-heldout", [items[i].path for i in ho], args.bundle, landmarker, expert,
+                   cache=args.cache)
+    val = extract("fer2013-val", [it.path for it in val_items], args.bundle, landmarker, expert, cache=args.cache)
     y_hold = y_all[ho]
     y_val = np.array([LABELS.index(it.label) for it in val_items])
 

@@ -157,10 +157,71 @@ RayAddressOpt = Annotated[Optional[str], typer.Option(
                           "instance].", show_default=False)]
 
 
+def _input_options(value: Optional[str]) -> Optional[list[str]]:
+    """--input-options: split like a shell would; each word must be an ffmpeg option or its value."""
+    if value is None:
+        return None
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"cannot split {value!r} ({exc}); quote it like a shell command line") from None
+    if words and not words[0].startswith("-"):
+        raise typer.BadParameter(f"{value!r} does not start with an option; give ffmpeg input options such as "
+                                 "\"-f v4l2 -framerate 30\"")
+    if "-i" in words:
+        raise typer.BadParameter("leave -i out: the input is the argument of emo predict")
+    return words
+
+
+# The scoring options predict, evaluate and extract share, in help order: declared once here and added to
+# each command's signature by `scoring_options`.
+_SCORING = {
+    "fps": (FpsOpt, 5.0),
+    "batch_size": (BatchSizeOpt, 64),
+    "detector": (DetectorOpt, Detector.blazeface),
+    "detect": (DetectOpt, None),
+    "tta": (TTAOpt, TTA.auto),
+    "face_experts": (FaceExpertsOpt, "all"),
+    "pooling": (PoolingOpt, Pooling.mean),
+}
+
+
+ScoringOpts = dict  # where a command's signature takes the shared scoring options (`scoring_options`)
+
+
+def scoring_options(command):
+    """Give COMMAND the shared scoring options (``_SCORING``) in place of its ``scoring`` parameter.
+
+    Typer reads a command's options from its signature, so they are spliced into it there; the
+    command receives them as one dict, ``scoring``, for `_pipeline_options`.
+    """
+    import functools
+    import inspect
+
+    signature = inspect.signature(command, eval_str=True)  # Typer needs the Annotated objects, not strings
+    params = []
+    for name, param in signature.parameters.items():
+        if name != "scoring":
+            params.append(param)
+            continue
+        params += [inspect.Parameter(option, param.kind, annotation=annotation, default=default)
+                   for option, (annotation, default) in _SCORING.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        scoring = {name: kwargs.pop(name, default) for name, (_, default) in _SCORING.items()}
+        return command(*args, scoring=scoring, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    return wrapper
+
+
 def _pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str", detect: Optional[bool],
                       tta: "TTA | str", face_experts: str, pooling: "Pooling | str",
                       modality: "Modality | str" = Modality.both, **more):
-    """The pipeline's Options from the options predict, evaluate and extract share (``more``: the others)."""
+    """The pipeline's Options from the scoring options (``_SCORING``), the modality and ``more`` (the others)."""
     from .pipeline import Options
 
     modality = Modality(modality)
@@ -393,6 +454,7 @@ def ensemble(
 
 
 @app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
+@scoring_options
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
                                                      "paths (one per line) or media bytes from stdin.",
@@ -416,10 +478,7 @@ def predict(
         "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
                                "written under a temporary name and renamed when the run ends (Ctrl-C too).",
         show_default=False)] = None,
-    fps: FpsOpt = 5.0,
-    batch_size: BatchSizeOpt = 64,
-    detector: DetectorOpt = Detector.blazeface,
-    detect: DetectOpt = None,
+    scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
     window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
@@ -432,9 +491,6 @@ def predict(
                                                           "<clip>.txt per input holding its label (Angry, ..., Surprise).")
                           ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
-    tta: TTAOpt = TTA.auto,
-    face_experts: FaceExpertsOpt = "all",
-    pooling: PoolingOpt = Pooling.mean,
     speaker_of: Annotated[Optional[str], typer.Option(
         "--speaker-of", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
         "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
@@ -482,10 +538,8 @@ def predict(
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
     source = None if annotate is None else _annotate_source(inputs)
-    opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, modality=modality,
-                             tta=tta, face_experts=face_experts, pooling=pooling, max_seconds=max_seconds,
-                             window=window, frames=frames or source is not None, adapt=adapt,
-                             faces=FaceMode(faces).value)
+    opts = _pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
+                             frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
     rule = None
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
@@ -695,24 +749,6 @@ def _write_annotation(res, source: Path, target: Path, *, pipe, opts, err) -> No
     err.print(f"wrote {target}", markup=False)
 
 
-def _input_options(value: Optional[str]) -> Optional[list[str]]:
-    """--input-options: split like a shell would; each word must be an ffmpeg option or its value."""
-    if value is None:
-        return None
-    import shlex
-
-    try:
-        words = shlex.split(value)
-    except ValueError as exc:
-        raise typer.BadParameter(f"cannot split {value!r} ({exc}); quote it like a shell command line") from None
-    if words and not words[0].startswith("-"):
-        raise typer.BadParameter(f"{value!r} does not start with an option; give ffmpeg input options such as "
-                                 "\"-f v4l2 -framerate 30\"")
-    if "-i" in words:
-        raise typer.BadParameter("leave -i out: the input is the argument of emo predict")
-    return words
-
-
 def _count_inputs(inputs: list[str]) -> int | None:
     """How many inputs a run has, when that is cheap to know (files and folders; not stdin or pipes)."""
     from .inputs import expand_inputs
@@ -781,6 +817,7 @@ def _print_result(res, *, err, writer, out_console, submission, shown, written, 
 
 
 @app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
+@scoring_options
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
                                                  "TESS, SAVEE, EmoDB) or a CSV manifest.")],
@@ -794,14 +831,8 @@ def evaluate(
     predictions: Annotated[Optional[Path], typer.Option(help="Write one CSV row per item here: true label, face, "
                                                              "voice and fused label and scores, notes.",
                                                         show_default=False)] = None,
-    fps: FpsOpt = 5.0,
-    batch_size: BatchSizeOpt = 64,
-    detector: DetectorOpt = Detector.blazeface,
-    detect: DetectOpt = None,
+    scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
-    tta: TTAOpt = TTA.auto,
-    face_experts: FaceExpertsOpt = "all",
-    pooling: PoolingOpt = Pooling.mean,
     speaker_norm: Annotated[bool, typer.Option(help="Also score each voice against its speaker's own mean and "
                                                     "spread over the evaluated items (speakers named by the corpus "
                                                     "layout or the manifest's speaker column; labels unused). The "
@@ -820,8 +851,7 @@ def evaluate(
     err = _stderr()
     try:
         items = select_split(load_corpus(dataset, layout), split)
-        opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, modality=modality,
-                                 tta=tta, face_experts=face_experts, pooling=pooling)
+        opts = _pipeline_options(**scoring, modality=modality)
         pipe = Pipeline(model, opts)
         if speaker_norm:
             if not pipe.has_speaker_model:
@@ -878,6 +908,7 @@ def evaluate(
 
 
 @app.command("extract", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")
+@scoring_options
 def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
@@ -889,13 +920,7 @@ def extract(
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
-    fps: FpsOpt = 5.0,
-    batch_size: BatchSizeOpt = 64,
-    detector: DetectorOpt = Detector.blazeface,
-    detect: DetectOpt = None,
-    tta: TTAOpt = TTA.auto,
-    face_experts: FaceExpertsOpt = "all",
-    pooling: PoolingOpt = Pooling.mean,
+    scoring: ScoringOpts = None,
 ) -> None:
     """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
     from .bundle import DEFAULT_BUNDLE, verify_bundle
@@ -906,8 +931,7 @@ def extract(
 
     err = _stderr()
     bundle = model or DEFAULT_BUNDLE
-    opts = _pipeline_options(fps=fps, batch_size=batch_size, detector=detector, detect=detect, tta=tta,
-                             face_experts=face_experts, pooling=pooling, keep_frames=True)
+    opts = _pipeline_options(**scoring, keep_frames=True)
     lock = None  # the output folder's lock, held until this command ends
     try:
         items = select_split(load_corpus(dataset, layout), split)

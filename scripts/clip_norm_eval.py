@@ -33,7 +33,6 @@ import os
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
 import hashlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -46,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from voice_encoder_eval import CORPORA, HELD_OUT, fit_predict, report  # noqa: E402
+from voice_encoder_eval import CORPORA, HELD_OUT, cached_run_parser, fit_predict, report  # noqa: E402
 
 VARIANTS = ("none", "cmn", "cmvn")
 
@@ -98,12 +97,8 @@ def main() -> None:
     from emocli.labels import LABELS
     from emocli.speaker import normalise_groups
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "clip_frames")
-    ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--out", type=Path, default=None, help="JSON report (default: CACHE/clip_norm.json)")
-    args = ap.parse_args()
+    args = cached_run_parser(__doc__, cache="clip_frames", workers=1,
+                             out="JSON report (default: CACHE/clip_norm.json)").parse_args()
 
     args.cache.mkdir(parents=True, exist_ok=True)
     items = [it for name in CORPORA for it in load_corpus(args.data / name, name, modality="audio")]

@@ -140,14 +140,21 @@ def report(y_true, y_pred, labels) -> dict:
     return classification_report([idx[v] for v in y_true], [idx[v] for v in y_pred], labels)
 
 
+def cached_run_parser(doc: str, *, cache: str, workers: int, out: str) -> argparse.ArgumentParser:
+    """The options of a measurement over the voice corpora whose per-clip features are cached:
+    --data, --cache (under runs/), --workers and --out."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / cache)
+    ap.add_argument("--workers", type=int, default=workers)
+    ap.add_argument("--out", type=Path, default=None, help=out)
+    return ap
+
+
 def main() -> None:
     from emocli.labels import LABELS
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "voice_encoder")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--out", type=Path, default=None, help="results JSON (default: CACHE/results.json)")
+    ap = cached_run_parser(__doc__, cache="voice_encoder", workers=2, out="results JSON (default: CACHE/results.json)")
     ap.add_argument("--bundle", type=Path, default=None,
                     help="instead: score this `emo train-audio --feature-set whisper*` bundle on each corpus's "
                          "held-out speakers (from the cached vectors)")

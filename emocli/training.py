@@ -196,10 +196,11 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     """Average two face networks into one bundle if that beats both on held-out *training* images.
 
     Both bundles must come from `emo train-video` on ``data`` with the same held-out share and
-    seed, so neither network saw the held-out images; they are scored with A's test-time views.
-    With ``write`` and a gain over both members, ``out`` gets the averaged network (see
-    :func:`emocli.video_model.average_networks`) and face.json from A with the ensemble recorded.
-    The test split is never looked at.
+    seed, so neither network saw the held-out images; they are scored with A's test-time views and
+    as trained (a bundle's class-prior adjustment is left out: the average's own is chosen afresh,
+    ``scripts/face_prior.py``). With ``write`` and a gain over both members, ``out`` gets the
+    averaged network (see :func:`emocli.video_model.average_networks`) and face.json from A, less
+    its prior adjustment, with the ensemble recorded. The test split is never looked at.
 
     Raises
     ------
@@ -222,6 +223,7 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     pre = fa.preprocessing
     y, x = _heldout_inputs(data, meta_a, pre)
     fb.preprocessing = pre
+    fa.prior_tau = fb.prior_tau = 0.0  # compare and average the networks as trained
     sa, sb = fa.score_inputs(x, batch_size=256), fb.score_inputs(x, batch_size=256)
     acc = {"a": float(np.mean(sa.argmax(1) == y)), "b": float(np.mean(sb.argmax(1) == y)),
            "mean": float(np.mean((sa + sb).argmax(1) == y))}
@@ -236,7 +238,8 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     ens.history_ = fa.history_
     Path(out).mkdir(parents=True, exist_ok=True)
     extra = {k: v for k, v in meta_a.items() if k not in ("backbone", "preprocessing", "labels", "history",
-                                                          "feature_layer", "format", "format_version")}
+                                                          "feature_layer", "format", "format_version",
+                                                          "prior_adjustment")}
     extra["ensemble"] = {"members": [str(a), str(b)], "holdout_accuracy": acc,
                          "command": f"emo ensemble {a} {b} {data} --out {out} --write"}
     extra["holdout_accuracy"] = acc["mean"]

@@ -187,6 +187,10 @@ def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
 
     a = _heldout_bundle(tmp_path / "a", seed=1, faces=faces, right={0, 1, 2, 3})
     b = _heldout_bundle(tmp_path / "b", seed=2, faces=faces, right={4, 5, 6})
+    # A's class-prior adjustment belongs to A alone: members are compared and averaged as trained
+    doc = json.loads((a / "face.json").read_text())
+    doc["prior_adjustment"] = {"tau": 1.0, "prior": dict(zip(LABELS, [0.7, 0.05, 0.05, 0.05, 0.05, 0.05, 0.05]))}
+    (a / "face.json").write_text(json.dumps(doc))
     out = tmp_path / "ens"
     res = CliRunner().invoke(app, ["ensemble", str(a), str(b), str(faces), "--out", str(out)])
     assert res.exit_code == 0, res.output
@@ -197,6 +201,7 @@ def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
     meta = json.loads((out / "face.json").read_text())
     assert meta["ensemble"]["members"] == [str(a), str(b)] and meta["backbone"] == "emo-cnn-ensemble"
     assert meta["holdout_accuracy"] == meta["validation"]["accuracy"] == 1.0 and meta["n_holdout"] == 14
+    assert "prior_adjustment" not in meta  # the average's own is chosen afresh (scripts/face_prior.py)
     assert FaceModel.load(out).network_.get_layer("fc2").output.shape[-1] == 2 * 256  # both members' fc2 side by side
     # a member that is no better than the other alone: nothing written, one line, exit 1
     res = CliRunner().invoke(app, ["ensemble", str(a), str(a), str(faces), "--out", str(tmp_path / "same"),

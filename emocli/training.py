@@ -401,7 +401,10 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
     yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
     pre = model.preprocessing
     stored = x.dtype == np.uint8
-    finish = (lambda a: finish_inputs(a, pre)) if stored else (lambda a: a)
+
+    def finish(a):  # a def, not two lambdas on one line: AutoGraph cannot read those and warns at every run
+        return finish_inputs(a, pre) if stored else a
+
     # (input, one-hot[, weight]) elements: the optional weight passes through untouched
     tr_elems, val_elems = (x, y1), (x_val, yv1)
     if sample_weight is not None:

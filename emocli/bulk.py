@@ -61,8 +61,8 @@ def process_pool(workers: int, *, bundle: "Path | str | None" = None, options: O
 
 
 def _prepare(args):
-    path, display = args
-    return worker_pipeline().prepare(path, display_name=display)
+    path, display, spool = args
+    return worker_pipeline().prepare(path, display_name=display, spool=Path(spool))
 
 
 def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
@@ -104,7 +104,11 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 return
         return
 
-    with process_pool(workers, bundle=pipe.bundle, options=pipe.options, role="prepare") as pool:
+    import tempfile
+
+    # the workers' face spool (pipeline.FaceChunks): removed when the pool is done, interrupted or not
+    with tempfile.TemporaryDirectory(prefix="emo-faces-") as spool, \
+            process_pool(workers, bundle=pipe.bundle, options=pipe.options, role="prepare") as pool:
         queue: deque = deque()
         source = iter(inputs)
 
@@ -113,7 +117,7 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 display, path, problem = next(source)
             except StopIteration:
                 return False
-            fut = None if problem or isinstance(path, LiveSource) else pool.submit(_prepare, (path, display))
+            fut = None if problem or isinstance(path, LiveSource) else pool.submit(_prepare, (path, display, spool))
             queue.append((display, path, problem, fut))
             return True
 

@@ -151,6 +151,62 @@ def _as_dict(p: np.ndarray | None, labels=LABELS) -> dict[str, float] | None:
     return None if p is None else {lab: round(float(v), 6) for lab, v in zip(labels, p)}
 
 
+# A worker keeps up to this many bytes of one input's prepared faces in memory; later chunks wait in
+# files under the run's spool folder, so --workers memory does not grow with a clip's length.
+SPOOL_AFTER_BYTES = 32 * 2**20
+
+
+class FaceChunks:
+    """Stage 1's faces of one input, in chunks as they were decoded.
+
+    Each chunk holds, for its n faces: ``times`` (n,) seconds of their frames; ``inputs`` (n, size,
+    size, C) float32 network input; ``aligned`` (n, 112, 112, 3) uint8 aligned faces for the rafdb
+    expert and ``mask`` (n,) bool, the faces it scores (or both None); ``boxes`` (n, 4) float32 face
+    boxes in the input's pixels (NaN: no box); ``tracks`` (n,) int and ``main`` (n,) bool with
+    ``--faces all`` (else None). Chunks stay in memory up to :data:`SPOOL_AFTER_BYTES`, then go to
+    .npz files in ``spool`` (a folder the caller owns and removes); :meth:`drain` reads each back
+    and deletes it.
+    """
+
+    FIELDS = ("times", "inputs", "aligned", "mask", "boxes", "tracks", "main")
+
+    def __init__(self, spool: Path | None = None):
+        self.spool, self.chunks, self.nbytes = spool, [], 0
+
+    def add(self, *arrays: np.ndarray | None) -> None:
+        chunk = dict(zip(self.FIELDS, arrays, strict=True))
+        size = sum(a.nbytes for a in arrays if a is not None)
+        if self.spool is None or self.nbytes + size <= SPOOL_AFTER_BYTES:
+            self.chunks.append(chunk)
+            self.nbytes += size
+            return
+        import os
+        import tempfile
+
+        fd, name = tempfile.mkstemp(suffix=".npz", dir=self.spool)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **{k: v for k, v in chunk.items() if v is not None})
+        self.chunks.append(Path(name))
+
+    def drain(self) -> Iterator[dict[str, np.ndarray | None]]:
+        """Each chunk in order; one read from the spool is deleted once read."""
+        while self.chunks:
+            chunk = self.chunks.pop(0)
+            if isinstance(chunk, Path):
+                with np.load(chunk) as z:
+                    arrays = {k: (z[k] if k in z.files else None) for k in self.FIELDS}
+                chunk.unlink(missing_ok=True)
+                chunk = arrays
+            yield chunk
+
+    def discard(self) -> None:
+        """Drop the chunks not drained (their spool files too)."""
+        for chunk in self.chunks:
+            if isinstance(chunk, Path):
+                chunk.unlink(missing_ok=True)
+        self.chunks = []
+
+
 @dataclass
 class Prepared:
     """Stage 1's output for one input: everything but the neural network and the SVM.
@@ -161,13 +217,7 @@ class Prepared:
     path: Path
     display: str
     info: Any = None
-    face_times: np.ndarray | None = None  # (n,) seconds of the frames that had a face
-    face_inputs: np.ndarray | None = None  # (n, size, size, C) float32 network input
-    aligned_inputs: np.ndarray | None = None  # (n, 112, 112, 3) uint8 aligned faces for the rafdb expert
-    aligned_mask: np.ndarray | None = None  # (n,) bool: faces the rafdb expert scores (colour, large enough)
-    face_boxes: np.ndarray | None = None  # (n, 4) float32 face boxes in the input's pixels (NaN: no box)
-    face_tracks: np.ndarray | None = None  # --faces all: (n,) int track ids
-    face_main: np.ndarray | None = None  # --faces all: (n,) bool, the frame's main face
+    faces: FaceChunks | None = None  # the faces found, chunk by chunk
     voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
@@ -415,33 +465,18 @@ class Pipeline:
             live.adapter.report(res, what="stream")
         self._fuse(source.name, res, live.acc, face, voice, stats68, has_video=info.has_video, still=False)
 
-    def prepare(self, path: Path | str, *, display_name: str | None = None) -> Prepared:
-        """Stage 1 (worker-safe): decode, find faces, make network inputs, voice frames."""
+    def prepare(self, path: Path | str, *, display_name: str | None = None, spool: Path | None = None) -> Prepared:
+        """Stage 1 (worker-safe): decode, find faces, make network inputs, voice frames.
+
+        With ``spool`` (a folder the caller removes), faces beyond :data:`SPOOL_AFTER_BYTES` wait
+        there in files instead of in memory (see :class:`FaceChunks`).
+        """
         t0 = time.perf_counter()
         prep = Prepared(Path(path), display_name or str(path))
         try:
             prep.info = info = self._probe(prep.path)
-            times, inputs, aligned, masks, boxes, tracks, main = [], [], [], [], [], [], []
-
-            def keep(t, x, a, m, b, k, mf) -> None:
-                times.append(t)
-                inputs.append(x)
-                boxes.append(b)
-                if a is not None:
-                    aligned.append(a)
-                    masks.append(m)
-                if k is not None:
-                    tracks.append(k)
-                    main.append(mf)
-
-            prep.voice_frames = self._decode(info, prep, keep)
-            if inputs:
-                prep.face_times, prep.face_inputs = np.concatenate(times), np.concatenate(inputs)
-                prep.face_boxes = np.concatenate(boxes)
-                if aligned:
-                    prep.aligned_inputs, prep.aligned_mask = np.concatenate(aligned), np.concatenate(masks)
-                if tracks:
-                    prep.face_tracks, prep.face_main = np.concatenate(tracks), np.concatenate(main)
+            prep.faces = FaceChunks(spool)
+            prep.voice_frames = self._decode(info, prep, prep.faces.add)
         except EmoError as exc:
             prep.error, prep.error_type = str(exc), type(exc).__name__
         prep.seconds = time.perf_counter() - t0
@@ -451,23 +486,25 @@ class Pipeline:
         """Stage 2 (main process): score the prepared faces in batches, classify the voice, fuse."""
         t0 = time.perf_counter()
         res = Result(file=prep.display, frames_seen=prep.frames_seen, notes=list(prep.notes), gpu=self.gpu)
-        if prep.error is not None:
-            res.status, res.error, res.error_type = "error", prep.error, prep.error_type
-        else:
-            try:
-                res.duration = prep.info.duration
-                acc = _FaceAccumulator(self, res, still=prep.info.is_image)
-                if prep.face_inputs is not None:
+        try:
+            if prep.error is not None:
+                res.status, res.error, res.error_type = "error", prep.error, prep.error_type
+            else:
+                try:
+                    res.duration = prep.info.duration
+                    acc = _FaceAccumulator(self, res, still=prep.info.is_image)
                     b = self.options.batch_size
-                    for i in range(0, len(prep.face_inputs), b):
-                        a, k = prep.aligned_inputs, prep.face_tracks
-                        acc.add(prep.face_times[i:i + b], prep.face_inputs[i:i + b],
-                                None if a is None else a[i:i + b], None if a is None else prep.aligned_mask[i:i + b],
-                                boxes=prep.face_boxes[i:i + b], tracks=None if k is None else k[i:i + b],
-                                main=None if k is None else prep.face_main[i:i + b])
-                self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
-            except EmoError as exc:
-                _fail(res, exc)
+                    for c in prep.faces.drain():
+                        for i in range(0, len(c["inputs"]), b):
+                            part = {k: None if v is None else v[i:i + b] for k, v in c.items()}
+                            acc.add(part["times"], part["inputs"], part["aligned"], part["mask"],
+                                    boxes=part["boxes"], tracks=part["tracks"], main=part["main"])
+                    self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
+                except EmoError as exc:
+                    _fail(res, exc)
+        finally:
+            if prep.faces is not None:
+                prep.faces.discard()
         res.seconds = prep.seconds + time.perf_counter() - t0
         return res
 

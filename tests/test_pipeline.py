@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,6 +190,31 @@ def test_run_and_prepare_then_complete_give_the_same_result(tiny_bundle, example
     np.testing.assert_allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-6)
     assert [(s["start"], s["end"], s["label"]) for s in a.segments] == [(s["start"], s["end"], s["label"])
                                                                         for s in b.segments]
+
+
+def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, example_clip, tmp_path, monkeypatch):
+    """A worker's faces beyond SPOOL_AFTER_BYTES wait in files under the run's spool, not in memory
+    (--workers memory does not grow with a clip's length); complete() reads each back, deletes it,
+    and gives the result the faces kept in memory give."""
+    from emocli import pipeline
+
+    pipe = Pipeline(tiny_bundle, Options(fps=5, window=1.0))
+    kept = pipe.prepare(example_clip, spool=tmp_path)  # a 2-s clip: its faces fit in memory
+    assert kept.faces.chunks and not any(isinstance(c, Path) for c in kept.faces.chunks)
+    assert not any(tmp_path.iterdir())
+    a = pipe.complete(kept)
+    monkeypatch.setattr(pipeline, "SPOOL_AFTER_BYTES", 0)  # every chunk goes to the spool
+    prep = pipe.prepare(example_clip, spool=tmp_path)
+    files = set(tmp_path.iterdir())
+    assert files and set(prep.faces.chunks) == files  # every chunk is a file there
+    b = pipe.complete(prep)
+    assert not any(tmp_path.iterdir())  # each deleted once read
+    assert a.status == b.status == "ok" and (a.label, a.frames_used, a.notes) == (b.label, b.frames_used, b.notes)
+    np.testing.assert_allclose(list(a.scores.values()), list(b.scores.values()), atol=1e-6)
+    # an input that fails after faces were spooled leaves no file either
+    prep = pipe.prepare(example_clip, spool=tmp_path)
+    prep.error, prep.error_type = "decoding stopped", "MediaError"
+    assert pipe.complete(prep).status == "error" and not any(tmp_path.iterdir())
 
 
 def test_segment_bounds():

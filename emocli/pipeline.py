@@ -189,7 +189,7 @@ class FaceChunks:
         self.chunks.append(Path(name))
 
     def drain(self) -> Iterator[dict[str, np.ndarray | None]]:
-        """Each chunk in order; one read from the spool is deleted once read."""
+        """Each chunk in order; a chunk read back from the spool is deleted there."""
         while self.chunks:
             chunk = self.chunks.pop(0)
             if isinstance(chunk, Path):

@@ -47,8 +47,10 @@ def run(name: str, pythonpath: str, clip: Path, workers: int) -> dict:
         time.sleep(0.2)
     out, err = proc.communicate()
     c1 = os.times()
-    res = json.loads(out.decode().splitlines()[-1]) if out.strip() else {"status": "no output", "error": err.decode()[-300:]}
-    return {"code": name, "peak_mib": peak, "main_mib": main_peak, "worker_mib": worker_peak, "wall": time.monotonic() - t0,
+    res = (json.loads(out.decode().splitlines()[-1]) if out.strip()
+           else {"status": "no output", "error": err.decode()[-300:]})
+    return {"code": name, "peak_mib": peak, "main_mib": main_peak, "worker_mib": worker_peak,
+            "wall": time.monotonic() - t0,
             "cpu": (c1.children_user + c1.children_system) - (c0.children_user + c0.children_system),
             "status": res.get("status"), "label": res.get("label"), "frames_used": res.get("frames_used"),
             "error": res.get("error")}
@@ -75,8 +77,8 @@ def main() -> None:
           "label | frames used |")
     print("|---|---:|---:|---:|---:|---:|---|---|---:|")
     for r in rows:
-        print(f"| {r['code']} | {r['peak_mib']:.0f} | {r['main_mib']:.0f} | {r['worker_mib']:.0f} | {r['wall']:.1f} | {r['cpu']:.1f} | {r['status']} | "
-              f"{r['label']} | {r['frames_used']} |")
+        print(f"| {r['code']} | {r['peak_mib']:.0f} | {r['main_mib']:.0f} | {r['worker_mib']:.0f} | "
+              f"{r['wall']:.1f} | {r['cpu']:.1f} | {r['status']} | {r['label']} | {r['frames_used']} |")
         if r["error"]:
             print(f"\n{r['code']}: {r['error']}")
 

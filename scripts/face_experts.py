@@ -9,7 +9,8 @@ reported too (the project's face benchmark; never used for a choice either).
     python scripts/face_experts.py ../shared/data --bundle models/default            # report
     python scripts/face_experts.py ../shared/data --bundle models/default --write    # + experts.json
 
-Per-image scores are cached under runs/face_experts/ (delete it to recompute). The cache holds
+Per-image scores are cached under runs/face_experts/ (``--cache``), keyed by the bundle's face
+network and views: another network's scores are recomputed, never reused. The cache holds
 emo-cnn's scores as the network gives them; the bundle's prior adjustment (face.json
 ``prior_adjustment``, scripts/face_prior.py) is applied after reading them, as ``predict`` does.
 """
@@ -36,6 +37,15 @@ HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus h
 CACHE = Path("runs/face_experts")
 
 
+def network_key(bundle: Path) -> str:
+    """What emo-cnn's cached scores depend on: the network's file and the bundle's test-time views."""
+    from emocli.files import sha256_file
+    from emocli.video_model import read_face_meta
+
+    net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
+    return f"{sha256_file(net)} {json.dumps(read_face_meta(bundle).get('preprocessing'), sort_keys=True)}"
+
+
 def corpus_parts(data: Path, sub: str, share: float) -> dict[str, tuple[list[Path], np.ndarray]]:
     """One corpus folder's parts: ``share`` held out of training (stratified, seed 0), halved
     (seed 1) into calib and test; {"<corpus>-train"|"-calib"|"-test": (paths, labels)}."""
@@ -58,16 +68,16 @@ def heldout_sets(data: Path) -> dict[str, tuple[list[Path], np.ndarray]]:
     return sets
 
 
-def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) -> dict[str, np.ndarray]:
+def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert, cache_dir: Path = CACHE
+              ) -> dict[str, np.ndarray]:
     from emocli.video_model import FaceModel, prepare_faces
 
-    cache = CACHE / f"{name}.npz"
+    cache, key = cache_dir / f"{name}.npz", network_key(bundle)
     if cache.is_file():
         out = dict(np.load(cache))
-        if "applies" not in out:  # caches from before the rule
-            out["applies"] = np.array([expert_applies(read_image(p)) for p in paths])
-            np.savez(cache, **out)
-        return out
+        if str(out.get("network", "")) == key and len(out["emo-cnn"]) == len(paths):
+            return out
+        print(f"{cache}: scores of another face network or image list; scoring again", file=sys.stderr)
     model = FaceModel.load(bundle, runtime=True)
     model.prior_tau = 0.0  # cache the network's own scores; the prior adjustment is applied on reading
     cnn, raf, found, applies = [], [], [], []
@@ -89,8 +99,8 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert) ->
           f"{1000 * t_lm / n:.2f} ms, MobileFaceNet {1000 * t_raf / n:.2f} ms; YuNet found {np.mean(found):.1%}",
           file=sys.stderr)
     out = {"emo-cnn": np.concatenate(cnn), "rafdb": softmax(np.concatenate(raf)), "yunet_found": np.array(found),
-           "applies": np.array(applies)}
-    CACHE.mkdir(parents=True, exist_ok=True)
+           "applies": np.array(applies), "network": np.array(key)}
+    cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
 
@@ -148,6 +158,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the shared data folder (fer2013/, affectnet/, sfew/)")
     ap.add_argument("--bundle", type=Path, default=Path("models/default"))
+    ap.add_argument("--cache", type=Path, default=CACHE, help="per-image score cache folder")
     ap.add_argument("--write", action="store_true", help=f"write {EXPERTS_FILE} into the bundle")
     ap.add_argument("--json", type=Path, help="also write the report as JSON here")
     args = ap.parse_args()
@@ -158,7 +169,7 @@ def main() -> None:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / "face_detection_yunet_2023mar.onnx")
     expert = OnnxExpert(args.bundle / RAFDB_FILE)
     sets = heldout_sets(args.data)
-    scores = {name: score_set(name, paths, args.bundle, landmarker, expert) for name, (paths, _) in sets.items()}
+    scores = {name: score_set(name, paths, args.bundle, landmarker, expert, args.cache) for name, (paths, _) in sets.items()}
     scores = {name: with_prior(s, args.bundle) for name, s in scores.items()}
 
     calib = [n for n in sets if n.endswith("-calib")]

@@ -169,7 +169,8 @@ def main() -> None:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / "face_detection_yunet_2023mar.onnx")
     expert = OnnxExpert(args.bundle / RAFDB_FILE)
     sets = heldout_sets(args.data)
-    scores = {name: score_set(name, paths, args.bundle, landmarker, expert, args.cache) for name, (paths, _) in sets.items()}
+    scores = {name: score_set(name, paths, args.bundle, landmarker, expert, args.cache)
+              for name, (paths, _) in sets.items()}
     scores = {name: with_prior(s, args.bundle) for name, s in scores.items()}
 
     calib = [n for n in sets if n.endswith("-calib")]

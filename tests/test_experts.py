@@ -311,3 +311,42 @@ def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
         res = pipe.run(it.path)
         assert row["face_scores"] == pytest.approx(res.face_scores, abs=1e-4), it.path.name
     assert pipe.face_head is not None  # the shipped bundle has one: the colour and grey faces used it
+
+
+def test_face_experts_script_rescores_for_another_network_or_views(tmp_path, tiny_bundle, rng):
+    """scripts/face_experts.py's cache answers only for the network and views that filled it."""
+    import importlib.util
+
+    import cv2
+
+    spec = importlib.util.spec_from_file_location("face_experts_script", REPO / "scripts" / "face_experts.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    images = []
+    for k in range(3):
+        images.append(tmp_path / f"face{k}.png")
+        cv2.imwrite(str(images[-1]), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+
+    class CountingExpert:  # stands in for the MobileFaceNet and counts how often the set is scored
+        calls = 0
+
+        def logits(self, x):
+            CountingExpert.calls += 1
+            return np.zeros((len(x), len(LABELS)), np.float32)
+
+    bundle, cache = tmp_path / "bundle", tmp_path / "cache"
+    shutil.copytree(tiny_bundle, bundle)
+    first = script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
+    again = script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
+    assert CountingExpert.calls == 1 and np.array_equal(first["emo-cnn"], again["emo-cnn"])
+
+    meta = json.loads((bundle / "face.json").read_text())
+    meta["preprocessing"]["flip_tta"] = not meta["preprocessing"].get("flip_tta", False)
+    (bundle / "face.json").write_text(json.dumps(meta))
+    script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
+    assert CountingExpert.calls == 2  # other views: scored again
+
+    key = script.network_key(bundle)
+    net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
+    net.write_bytes(net.read_bytes() + b"\0")
+    assert script.network_key(bundle) != key  # another network file: another key

@@ -490,18 +490,17 @@ class Pipeline:
             if prep.error is not None:
                 res.status, res.error, res.error_type = "error", prep.error, prep.error_type
             else:
-                try:
-                    res.duration = prep.info.duration
-                    acc = _FaceAccumulator(self, res, still=prep.info.is_image)
-                    b = self.options.batch_size
-                    for c in prep.faces.drain():
-                        for i in range(0, len(c["inputs"]), b):
-                            part = {k: None if v is None else v[i:i + b] for k, v in c.items()}
-                            acc.add(part["times"], part["inputs"], part["aligned"], part["mask"],
-                                    boxes=part["boxes"], tracks=part["tracks"], main=part["main"])
-                    self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
-                except EmoError as exc:
-                    _fail(res, exc)
+                res.duration = prep.info.duration
+                acc = _FaceAccumulator(self, res, still=prep.info.is_image)
+                b = self.options.batch_size
+                for c in prep.faces.drain():
+                    for i in range(0, len(c["inputs"]), b):
+                        part = {k: None if v is None else v[i:i + b] for k, v in c.items()}
+                        acc.add(part["times"], part["inputs"], part["aligned"], part["mask"],
+                                boxes=part["boxes"], tracks=part["tracks"], main=part["main"])
+                self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
+        except EmoError as exc:
+            _fail(res, exc)
         finally:
             if prep.faces is not None:
                 prep.faces.discard()

@@ -280,6 +280,12 @@ def train_video(
                                                          "column is the path) kept out of training and of the "
                                                          "held-out part: a test set kept unseen.",
                                                     show_default=False)] = None,
+    teacher: Annotated[Optional[list[Path]], typer.Option(help="Knowledge distillation: a face bundle trained on the "
+                                                               "same DATA with the same held-out split; repeat for "
+                                                               "an ensemble. Its averaged scores join the labels as "
+                                                               "training targets.", show_default=False)] = None,
+    distill: Annotated[float, typer.Option(min=0.0, max=1.0, help="With --teacher: the teachers' share of the "
+                                                                  "training targets (the labels' is the rest).")] = 0.5,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:
@@ -293,6 +299,8 @@ def train_video(
                                  "folder in the same order", param_hint="--holdout")
     if features is not None and exclude is not None:
         raise typer.BadParameter("--exclude belongs to DATA folders of images, not to --features")
+    if features is not None and teacher:
+        raise typer.BadParameter("--teacher belongs to DATA folders of images, not to --features")
     if features is None and (split is not None or allow_eval_split):
         raise typer.BadParameter("--split belongs to --features (a DATA folder's train split is used)")
     try:
@@ -305,7 +313,8 @@ def train_video(
                                weights=weights, head=head.value if head is not None else None, init=init,
                                precision=Precision(precision).value,
                                augmentation={"rotation": rotation, "zoom": zoom, "shift": shift},
-                               balance=Balance(balance).value, exclude=exclude)
+                               balance=Balance(balance).value, exclude=exclude, teachers=tuple(teacher or ()),
+                               distill=distill)
         train_video_command(data=data, out=out, options=options, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None

@@ -327,7 +327,10 @@ class TrainOptions:
     part (:func:`read_exclude`), e.g. a test set. ``precision``: the Keras dtype policy while training (see
     :func:`emocli.video_model.with_precision`); ``augmentation`` overrides the
     ``rotation``/``zoom``/``shift`` of :func:`emocli.video_model.augmenter`; ``balance``: sample
-    weights over corpus x class (:func:`balance_weights`).
+    weights over corpus x class (:func:`balance_weights`). ``teachers``: face bundles trained on the
+    same data with the same held-out split whose averaged scores (mirror views, no prior
+    adjustment) the network also learns from, with weight ``distill`` against the labels
+    (knowledge distillation, :func:`teacher_scores`).
     """
 
     backbone: str = "emo-cnn"
@@ -347,12 +350,85 @@ class TrainOptions:
     augmentation: dict[str, float] | None = None
     balance: str = "none"
     exclude: Path | None = None
+    teachers: tuple[Path, ...] = ()
+    distill: float = 0.5
+
+
+def _resolved(folders):
+    """Data folders as recorded in face.json (a path or a list), resolved for comparison."""
+    if folders is None:
+        return None
+    return [str(Path(f).resolve()) for f in ([folders] if isinstance(folders, str) else folders)]
+
+
+def teacher_scores(teachers: Sequence[Path], x: np.ndarray, pre, *, data_key: dict, console=None,
+                   batch_size: int = 512) -> np.ndarray:
+    """The averaged scores of face bundles ``teachers`` on stored faces ``x`` (uint8, see
+    :func:`~emocli.video_model.store_faces`), each with mirror views and without its class-prior
+    adjustment: the soft targets of knowledge distillation.
+
+    ``data_key`` is what the student's held-out part depends on (``holdout``, ``holdout_seed``,
+    ``n_holdout``, ``trained_on``, the exclude file's sha256); every teacher's face.json must
+    record the same, so no teacher trained on the faces the student holds out to pick its epoch
+    (and that are reported as unseen).
+
+    Raises
+    ------
+    ModelError
+        A teacher's held-out part differs from the student's, or its input differs
+        (size, colour, labels).
+    """
+    from .video_model import FaceModel, finish_inputs, read_face_meta
+
+    total = None
+    for t in teachers:
+        meta = read_face_meta(t)
+        got = {"holdout": meta.get("holdout"), "holdout_seed": holdout_seed_of(meta),
+               "n_holdout": meta.get("n_holdout"), "trained_on": _resolved(meta.get("trained_on")),
+               "exclude": (meta.get("exclude") or {}).get("sha256")}
+        diff = [k for k in data_key if got[k] != data_key[k]]
+        if diff:
+            raise ModelError(f"{t}: this teacher was not trained with the student's held-out split ("
+                             + ", ".join(f"{k} {got[k]!r} vs {data_key[k]!r}" for k in diff)
+                             + "); it may have seen the faces the student holds out: train it on the same "
+                             "DATA with the same --holdout, --holdout-seed and --exclude")
+        teacher = FaceModel.load(t)
+        tp = teacher.preprocessing
+        if (tp.size, tp.color, list(teacher.labels)) != (pre.size, pre.color, list(LABELS)):
+            raise ModelError(f"{t}: the teacher reads {tp.size} px {tp.color} faces with labels "
+                             f"{', '.join(teacher.labels)}; the student needs {pre.size} px {pre.color} and "
+                             f"{', '.join(LABELS)}")
+        teacher.prior_tau = 0.0
+        t0 = time.time()
+        s = np.concatenate([teacher.score_inputs(np.asarray(finish_inputs(x[i:i + batch_size], tp)),
+                                                 batch_size=batch_size, views="mirror")
+                            for i in range(0, len(x), batch_size)])
+        total = s if total is None else total + s
+        if console is not None:
+            console.print(f"  teacher {t}: scored {len(x)} training faces ({time.time() - t0:.0f} s)")
+    return (total / len(teachers)).astype(np.float32)
+
+
+def training_targets(y: np.ndarray, n_classes: int, soft: np.ndarray | None = None,
+                     distill: float = 0.5) -> np.ndarray:
+    """Training targets: one-hot labels, or ``(1 - distill) * one-hot + distill * soft`` with soft
+    targets (N, n_classes) such as a teacher's scores (rows summing to 1, so the targets do too)."""
+    onehot = np.eye(n_classes, dtype=np.float32)[np.asarray(y, int)]
+    if soft is None:
+        return onehot
+    soft = np.asarray(soft, np.float32)
+    if soft.shape != onehot.shape:
+        raise ModelError(f"soft targets have shape {soft.shape}, the labels {onehot.shape}")
+    if not 0.0 <= distill <= 1.0:
+        raise ParameterError(f"distill must be in [0, 1], got {distill}")
+    return ((1.0 - distill) * onehot + distill * soft).astype(np.float32)
 
 
 def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
                    options: TrainOptions = TrainOptions(), checkpoint_dir: Path | None = None,
                    on_epoch: Callable[[int, dict[str, float]], None] | None = None, initial_network=None,
-                   sample_weight: tuple[np.ndarray, np.ndarray] | None = None):
+                   sample_weight: tuple[np.ndarray, np.ndarray] | None = None,
+                   soft_targets: np.ndarray | None = None):
     """Train the :class:`~emocli.video_model.FaceModel` ``model`` on faces ``x`` and integer labels ``y``.
 
     ``x`` is either network input (float32, see :func:`~emocli.video_model.prepare_faces`) or
@@ -364,7 +440,10 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
     is saved there after every epoch, so a killed run keeps its best model.
     ``options`` gives the epochs, batch size, learning rate, label smoothing, seed, precision
     and augmentation. ``sample_weight`` (training weights, held-out weights) weighs the loss and
-    the held-out accuracy that picks the best epoch (class or corpus balance).
+    the held-out accuracy that picks the best epoch (class or corpus balance). ``soft_targets``
+    (N, n_classes), e.g. from :func:`teacher_scores`, are mixed into the training targets with
+    weight ``options.distill``: (1 - distill) * one-hot + distill * soft (the held-out targets stay
+    one-hot).
 
     Returns ``model``, with ``network_``, ``history_``, ``best_epoch_``, ``holdout_predictions_``,
     ``validation_`` and ``holdout_accuracy_`` set.
@@ -397,7 +476,7 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
                 metrics=["accuracy"])
     aug = augmenter(seed, **(options.augmentation or {}))
-    y1 = keras.utils.to_categorical(y, n_classes).astype("float32")
+    y1 = training_targets(y, n_classes, soft_targets, options.distill)
     yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
     pre = model.preprocessing
     stored = x.dtype == np.uint8
@@ -539,8 +618,21 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
     sw = None if balance == "none" else (w[tr], w[ho])
+    soft, distillation = None, None
+    if o.teachers:
+        key = {"holdout": shares[0] if len(set(shares)) == 1 else shares,
+               "holdout_seed": holdout_seed, "n_holdout": int(len(ho)),
+               "trained_on": _resolved([str(f) for f in folders]), "exclude": exclude_sha}
+        console.print(f"  scoring the training faces with {len(o.teachers)} teacher(s) (mirror views) ...")
+        soft = teacher_scores(o.teachers, x[tr], model.preprocessing, data_key=key, console=console)
+        t_ho = teacher_scores(o.teachers, x[ho], model.preprocessing, data_key=key)
+        t_acc = float(np.mean(t_ho.argmax(1) == y[ho]))
+        console.print(f"  teachers' held-out accuracy {t_acc:.3f}; their agreement with the training labels "
+                      f"{np.mean(soft.argmax(1) == y[tr]):.3f}; distill weight {o.distill}")
+        distillation = {"teachers": [str(t) for t in o.teachers], "weight": o.distill, "views": "mirror",
+                        "teacher_holdout_accuracy": t_acc}
     fit_face_model(model, x[tr], y[tr], x_val=x[ho], y_val=y[ho], options=o, checkpoint_dir=out, on_epoch=on_epoch,
-                   initial_network=net, sample_weight=sw)
+                   initial_network=net, sample_weight=sw, soft_targets=soft)
     per_corpus = {}
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
@@ -558,6 +650,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
              "holdout_seed": holdout_seed, "width": o.width,
              "init": str(init) if init else None, "precision": o.precision,
              "augmentation": o.augmentation, "balance": balance}
+    if distillation is not None:
+        extra["distillation"] = distillation
     if excluded:
         extra["exclude"] = {"file": str(o.exclude), "sha256": exclude_sha, "n_listed": len(excluded),
                             "n_excluded": int(sum(n_excluded.values())), "per_corpus": n_excluded}

@@ -390,3 +390,67 @@ def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
     assert net.get_layer("flatten").output.shape[-1] == (size // 16) ** 2 * 8 * 4
     out = net.predict_on_batch(np.zeros((2, size, size, channels), np.float32))
     assert out.shape == (2, 7) and np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+def test_training_targets_mix_labels_and_soft_targets():
+    from emocli.errors import ModelError
+    from emocli.training import training_targets
+
+    y = np.array([0, 2, 1])
+    soft = np.array([[0.2, 0.8, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]], np.float32)
+    assert np.array_equal(training_targets(y, 3), np.eye(3, dtype=np.float32)[y])
+    t = training_targets(y, 3, soft, 0.25)
+    assert np.allclose(t[0], [0.75 + 0.05, 0.2, 0.0]) and np.allclose(t[2], [0.0, 0.75, 0.25])
+    assert np.allclose(t.sum(1), 1.0)
+    assert np.allclose(training_targets(y, 3, soft, 1.0), soft)
+    with pytest.raises(ModelError, match="shape"):
+        training_targets(y, 3, soft[:2], 0.5)
+
+
+def test_train_video_distills_from_teachers_with_the_same_held_out_part(faces, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    import emocli.training as training
+    from emocli.video_model import FaceModel, finish_inputs
+
+    opts = dict(width=4, batch_size=16, holdout=0.25, holdout_seed=0)
+    teachers = []
+    for seed in (1, 2):
+        t = tmp_path / f"t{seed}"
+        training.train_video_command(data=faces, out=t, console=Console(stderr=True),
+                                     options=training.TrainOptions(epochs=1, seed=seed, **opts))
+        teachers.append(t)
+    seen = []
+    real = training.fit_face_model
+
+    def spy(model, x, y, *, x_val, y_val, soft_targets=None, **kw):
+        seen.append((x, soft_targets))
+        return real(model, x, y, x_val=x_val, y_val=y_val, soft_targets=soft_targets, **kw)
+
+    monkeypatch.setattr(training, "fit_face_model", spy)
+    out = tmp_path / "student"
+    training.train_video_command(data=faces, out=out, console=Console(stderr=True), options=training.TrainOptions(
+        epochs=1, seed=3, teachers=tuple(teachers), distill=0.3, **opts))
+    (x, soft), = seen
+    # the soft targets are the teachers' mean score (mirror views, no prior) on the student's training faces
+    want = np.mean([FaceModel.load(t).score_inputs(np.asarray(finish_inputs(x, FaceModel.load(t).preprocessing)),
+                                                   views="mirror") for t in teachers], axis=0)
+    assert soft.shape == (len(x), 7) and np.allclose(soft, want, atol=1e-5)
+    meta = json.loads((out / "face.json").read_text())
+    assert meta["distillation"]["teachers"] == [str(t) for t in teachers]
+    assert meta["distillation"]["weight"] == 0.3 and 0 <= meta["distillation"]["teacher_holdout_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("args", [["--holdout", "0.25", "--holdout-seed", "4"], ["--holdout", "0.4", "--holdout-seed", "0"]])
+def test_train_video_refuses_a_teacher_with_another_held_out_part_in_one_line(faces, tmp_path, args):
+    teacher = tmp_path / "t"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(teacher), "--epochs", "1", "--width", "4",
+                                   "--holdout", "0.25", "--holdout-seed", "0"])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "student"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), "--epochs", "1", "--width", "4",
+                                   *args, "--teacher", str(teacher)])
+    assert res.exit_code == 1, res.output
+    msg = " ".join(res.output.split())
+    assert str(teacher) in msg and "not trained with the student's held-out split" in msg and "--holdout-seed" in msg
+    assert "Traceback" not in res.output and not (out / "face.keras").exists()

@@ -311,6 +311,17 @@ def adjust_prior(p: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
     return q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-30)
 
 
+def network_key(bundle: Path) -> str:
+    """What a face network's cached scores depend on: the sha256 of its network file (face.tflite,
+    else face.keras) and the bundle's preprocessing (input size, colour, test-time views).
+    Scripts that cache scores store it and score again when it differs."""
+    from .files import sha256_file
+
+    bundle = Path(bundle)
+    net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
+    return f"{sha256_file(net)} {json.dumps(read_face_meta(bundle).get('preprocessing'), sort_keys=True)}"
+
+
 def read_face_meta(directory: Path) -> dict:
     """``face.json`` of a bundle (backbone, labels, preprocessing), or a ModelError with the fix."""
     from .bundle import read_json_document

@@ -32,18 +32,10 @@ from emocli.media import read_image
 from emocli.metrics import classification_report
 from emocli.splits import stratified_holdout
 from emocli.training import training_images
+from emocli.video_model import network_key  # noqa: F401 (the cache key; tests read it from here)
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
 CACHE = Path("runs/face_experts")
-
-
-def network_key(bundle: Path) -> str:
-    """What emo-cnn's cached scores depend on: the network's file and the bundle's test-time views."""
-    from emocli.files import sha256_file
-    from emocli.video_model import read_face_meta
-
-    net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
-    return f"{sha256_file(net)} {json.dumps(read_face_meta(bundle).get('preprocessing'), sort_keys=True)}"
 
 
 def corpus_parts(data: Path, sub: str, share: float) -> dict[str, tuple[list[Path], np.ndarray]]:

@@ -24,7 +24,9 @@ faces alike, so it did not memorise these images, but RAF-DB figures are still n
 unseen corpus.
 
 Features are cached per set in runs/face_head/ (resumable: chunks of 512 faces), so a rerun
-only fits. For another face network (``--bundle``), give it its own ``--cache`` folder and take
+only fits; the cache records which network computed it (emocli.video_model.network_key), and
+emo-cnn's features are computed again for another one. For another face network (``--bundle``),
+give it its own ``--cache`` folder (so both stay cached) and take
 the MobileFaceNet's outputs, which do not depend on emo-cnn, from the first one with
 ``--reuse-embeddings runs/face_head``: only emo-cnn's features are computed. ``--write`` stores the head in the bundle (``face_head.npz``, named in experts.json)
 and the pipeline then uses it for the frames both experts score.
@@ -93,14 +95,19 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs are read from it
     and only emo-cnn runs.
     """
-    from emocli.video_model import FaceModel, prepare_faces
+    from emocli.video_model import FaceModel, network_key, prepare_faces
 
-    final = cache / f"{name}.npz"
-    if final.is_file():
-        return dict(np.load(final))
-    cache.mkdir(parents=True, exist_ok=True)
+    final, key = cache / f"{name}.npz", network_key(bundle)
     old = None
-    if reuse is not None:
+    if final.is_file():
+        out = dict(np.load(final))
+        if str(out.pop("network", "")) == key:
+            return out
+        # another face network's features: keep the MobileFaceNet's outputs, score emo-cnn again
+        print(f"{final}: features of another face network; scoring emo-cnn again", file=sys.stderr)
+        old = {k: out[k] for k in EXPERT_KEYS}
+    cache.mkdir(parents=True, exist_ok=True)
+    if reuse is not None and old is None:
         with np.load(reuse / f"{name}.npz") as z:
             old = {k: z[k] for k in EXPERT_KEYS}
         if len(old["raf"]) != len(paths):
@@ -112,8 +119,10 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     for k in range(0, len(paths), CHUNK):
         part = cache / f"{name}.part{k // CHUNK:04d}.npz"
         if part.is_file():
-            parts.append(dict(np.load(part)))
-            continue
+            done_part = dict(np.load(part))
+            if str(done_part.pop("network", "")) == key:
+                parts.append(done_part)
+                continue
         if model is None:
             model = FaceModel.load(bundle, runtime=True)
             model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
@@ -127,13 +136,13 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
             emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
             out.update(raf_emb=emb.astype(np.float16), raf=softmax(logits).astype(np.float32), found=np.array(found),
                        applies=np.array(applies))
-        np.savez(part, **out)
+        np.savez(part, **out, network=np.array(key))
         parts.append(out)
         done, new = min(k + CHUNK, len(paths)), new + len(imgs)
         rate = (time.perf_counter() - t0) / new
         print(f"{name}: {done}/{len(paths)} faces ({rate * 1000:.0f} ms each so far)", file=sys.stderr, flush=True)
     out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    np.savez(final, **out)
+    np.savez(final, **out, network=np.array(key))
     for part in cache.glob(f"{name}.part*.npz"):
         part.unlink()
     return out
@@ -228,7 +237,7 @@ def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
     feats = {}
     for name in dict.fromkeys("rafdb-heldout" if n.startswith("rafdb-") else n for n in names):
         with np.load(cache / f"{name}.npz") as z:
-            feats[name] = dict(z)
+            feats[name] = {k: v for k, v in z.items() if k != "network"}
     if "rafdb-heldout" in feats:
         rafdb_halves({k: v for k, v in sets.items()}, feats)
     return {n: bundle_face_scores(feats[n], bundle) for n in names}

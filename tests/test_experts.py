@@ -350,3 +350,89 @@ def test_face_experts_script_rescores_for_another_network_or_views(tmp_path, tin
     net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
     net.write_bytes(net.read_bytes() + b"\0")
     assert script.network_key(bundle) != key  # another network file: another key
+
+
+def _script(name: str):
+    import importlib.util
+
+    sys.path.insert(0, str(REPO / "scripts"))  # face_head.py imports face_experts.py
+    try:
+        spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    return module
+
+
+def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_expert(tmp_path, tiny_bundle, rng,
+                                                                                  monkeypatch):
+    """scripts/face_head.py's feature cache answers only for the network that filled it; for
+    another one it computes emo-cnn's features again and reuses the MobileFaceNet's outputs."""
+    import cv2
+
+    from emocli.video_model import FaceModel, network_key
+
+    script = _script("face_head")
+    images = []
+    for k in range(3):
+        images.append(tmp_path / f"face{k}.png")
+        cv2.imwrite(str(images[-1]), rng.integers(0, 256, (48, 48, 3), dtype=np.uint8))
+
+    class CountingExpert:  # stands in for the MobileFaceNet
+        calls = 0
+
+        def logits(self, x, embeddings=False):
+            CountingExpert.calls += 1
+            return rng.random((len(x), 8), np.float32), np.zeros((len(x), len(LABELS)), np.float32)
+
+    cnn_calls = []
+    real = FaceModel.score_inputs
+    monkeypatch.setattr(FaceModel, "score_inputs", lambda self, *a, **kw: (cnn_calls.append(1), real(self, *a, **kw))[1])
+    bundle, cache = tmp_path / "bundle", tmp_path / "cache"
+    shutil.copytree(tiny_bundle, bundle)
+    first = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
+    again = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
+    assert (CountingExpert.calls, len(cnn_calls)) == (1, 1) and "network" not in again
+    assert np.array_equal(first["cnn_feat"], again["cnn_feat"])
+
+    meta = json.loads((bundle / "face.json").read_text())
+    meta["preprocessing"]["flip_tta"] = not meta["preprocessing"].get("flip_tta", False)
+    (bundle / "face.json").write_text(json.dumps(meta))  # another key, as another network file gives
+    third = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
+    assert (CountingExpert.calls, len(cnn_calls)) == (1, 2)  # emo-cnn scored again, the expert's outputs reused
+    assert np.array_equal(third["raf_emb"], first["raf_emb"])
+    with np.load(cache / "set.npz") as z:
+        assert str(z["network"]) == network_key(bundle)
+
+
+def test_face_prior_script_cache_is_keyed_by_network_and_keeps_the_test_split_for_last(tmp_path, rng):
+    """scripts/face_prior.py rescores for another network, and scores fer2013/val only with --test."""
+    import cv2
+
+    script = _script("face_prior")
+    paths = []
+    for k in range(3):
+        paths.append(tmp_path / f"face{k}.png")
+        cv2.imwrite(str(paths[-1]), rng.integers(0, 256, (48, 48), dtype=np.uint8))
+
+    class Net:  # stands in for FaceModel: counts its calls
+        calls = 0
+
+        def predict_proba(self, faces, batch_size=128):
+            Net.calls += 1
+            return np.full((len(faces), len(LABELS)), 1 / len(LABELS), np.float32)
+
+    cache = tmp_path / "c" / "holdout.npz"
+    cache.parent.mkdir()
+    script._scores(Net(), paths, cache, "net A")
+    script._scores(Net(), paths, cache, "net A")
+    assert Net.calls == 1
+    script._scores(Net(), paths, cache, "net B")
+    assert Net.calls == 2
+    script._scores(Net(), paths[:2], cache, "net B")  # another image list
+    assert Net.calls == 3
+    src = (REPO / "scripts" / "face_prior.py").read_text()
+    # the test split is loaded only under --test, after the choice
+    assert src.index("if args.test:") < src.index('load_corpus(args.data / "fer2013" / "val")')
+    assert src.index("best = max(ok") < src.index("if args.test:")

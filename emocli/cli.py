@@ -462,6 +462,24 @@ def ensemble(
         raise fail(str(exc)) from None
 
 
+@app.command("refresh-bn", epilog="\b\nExamples:\n  emo refresh-bn runs/face ../shared/data/fer2013/train --out runs/face_bn --write\n")
+def refresh_bn(
+    model: Annotated[Path, typer.Argument(help="Face bundle trained by `emo train-video` on DATA.")],
+    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write the refreshed network into.",
+                                      show_default=False)] = ...,
+    write: Annotated[bool, typer.Option("--write", help="Save it when it beats the bundle on the held-out "
+                                                        "images.")] = False,
+) -> None:
+    """Re-estimate the face network's BatchNorm statistics on its un-augmented training faces."""
+    from .training import refresh_bn_command
+
+    try:
+        refresh_bn_command(bundle=model, data=data, out=out, write=write, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 @scoring_options
 def predict(

@@ -255,6 +255,79 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     return acc
 
 
+def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, console, batch_size: int = 256) -> dict:
+    """Re-estimate a face network's BatchNorm statistics on its un-augmented training faces.
+
+    The training faces are those of ``data`` that ``emo train-video`` did not hold out (share and
+    seed from face.json); the held-out part scores the network before and after (the bundle's
+    test-time views, no class-prior adjustment), and never enters the statistics. With ``write``
+    and a gain there, ``out`` gets the refreshed network with face.json from ``bundle``, less its
+    prior adjustment (chosen afresh for the new network: ``scripts/face_prior.py``), and the new
+    held-out confusion (from which decision fusion derives its weights).
+
+    Raises
+    ------
+    ModelError
+        The bundle was trained on several folders or with ``--exclude`` (its training faces
+        cannot be rebuilt from ``data`` alone), has no BatchNorm layer to refresh, or, with
+        ``write``, the refreshed network does not beat it on the held-out images (nothing is
+        written).
+    """
+    from .bundle import write_manifest
+    from .media import read_image
+    from .metrics import classification_report
+    from .video_model import FaceModel, finish_inputs, read_face_meta, refresh_batch_norm, store_faces
+
+    meta = read_face_meta(bundle)
+    if isinstance(meta.get("trained_on"), list) or meta.get("exclude"):
+        raise ModelError(f"{bundle}: trained on several folders or with --exclude, so its training faces cannot be "
+                         "rebuilt from one DATA folder; refresh a bundle trained on one folder")
+    model = FaceModel.load(bundle)
+    model.prior_tau = 0.0  # the network as trained; a prior for the new one is chosen afresh
+    items, y, ho = heldout_part(data, meta)
+    y_ho, x_ho = _heldout_inputs(data, meta, model.preprocessing)
+    held = set(ho.tolist())
+    tr = [i for i in range(len(items)) if i not in held]
+    before = model.score_inputs(x_ho, batch_size=batch_size).argmax(1)
+    t0 = time.time()
+    x = store_faces([read_image(items[i].path) for i in tr], model.preprocessing)
+    pre = model.preprocessing
+    n = refresh_batch_norm(model.network_, (finish_inputs(x[i:i + batch_size], pre)
+                                            for i in range(0, len(x), batch_size)))
+    if not n:
+        raise ModelError(f"{bundle}: the face network has no trainable BatchNorm layer to refresh")
+    model._feat_net = None  # the feature view shares the layers; rebuild it anyway
+    scores = model.score_inputs(x_ho, batch_size=batch_size)
+    after = scores.argmax(1)
+    acc = {"before": float(np.mean(before == y_ho)), "after": float(np.mean(after == y_ho))}
+    console.print(f"refreshed {n} BatchNorm layers on {len(tr)} training faces ({time.time() - t0:.0f} s); "
+                  f"held-out accuracy (n={len(y_ho)}, views {pre.to_dict()}): before {acc['before']:.4f}, "
+                  f"after {acc['after']:.4f}")
+    if not write:
+        return acc
+    if acc["after"] <= acc["before"]:
+        raise ModelError(f"{out}: the refreshed network does not beat {bundle} on the held-out images; nothing "
+                         "written")
+    extra = {k: v for k, v in meta.items() if k not in ("backbone", "preprocessing", "labels", "history",
+                                                        "feature_layer", "format", "format_version",
+                                                        "prior_adjustment")}
+    extra["batchnorm_refresh"] = {"from": str(bundle), "n_layers": n, "n_faces": len(tr),
+                                  "holdout_accuracy": acc, "command": f"emo refresh-bn {bundle} {data} --out {out} "
+                                                                     "--write"}
+    extra["holdout_accuracy"] = acc["after"]
+    extra["validation"] = classification_report(y_ho, after, model.labels)
+    Path(out).mkdir(parents=True, exist_ok=True)
+    model.save(out, extra=extra)
+    write_manifest(out, labels=list(LABELS))
+    check = FaceModel.load(out)
+    check.prior_tau = 0.0
+    if not np.allclose(check.score_inputs(x_ho[:64], batch_size=64), scores[:64], atol=1e-4):
+        raise ModelError(f"{out}/face.keras: the saved network does not score as the refreshed one; do not use it "
+                         "(a bug: please report it)")
+    console.print(f"wrote {out}/face.keras (choose its class-prior adjustment afresh: scripts/face_prior.py)")
+    return acc
+
+
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     from .video_model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model

@@ -311,6 +311,55 @@ def adjust_prior(p: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
     return q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-30)
 
 
+def _all_layers(net):
+    """The layers of a Keras model, nested models' layers included."""
+    for layer in net.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def refresh_batch_norm(net, batches) -> int:
+    """Re-estimate ``net``'s BatchNorm moving statistics on ``batches`` (an iterable of network
+    input), in place: each trainable BatchNorm layer's moving mean and variance become the plain
+    mean of its batch statistics over all batches (SWA's ``update_bn``). Dropout is off meanwhile.
+
+    A network trained with augmentation keeps statistics of augmented faces (rotated, zoomed,
+    shifted, with filled borders) averaged with a momentum over the last steps of training; faces
+    at inference are neither. Frozen BatchNorm layers (``trainable=False``) are left as they are.
+    Returns the number of layers refreshed.
+    """
+    from .quiet_imports import import_keras
+
+    keras = import_keras()
+    layers = list(_all_layers(net))
+    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+    drops = [(l, l.rate) for l in layers if isinstance(l, keras.layers.Dropout)]
+    if not bns:
+        return 0
+    momenta = [l.momentum for l in bns]
+    try:
+        for l, _ in drops:
+            l.rate = 0.0
+        for l in bns:
+            l.moving_mean.assign(np.zeros(l.moving_mean.shape, l.moving_mean.dtype))
+            l.moving_variance.assign(np.ones(l.moving_variance.shape, l.moving_variance.dtype))
+        k = 0
+        for batch in batches:
+            for l in bns:
+                l.momentum = k / (k + 1)  # a running mean: batch k gets weight 1 / (k + 1)
+            net(np.asarray(batch, np.float32), training=True)
+            k += 1
+        if k == 0:
+            raise ParameterError("no faces to estimate the BatchNorm statistics on")
+    finally:
+        for l, m in zip(bns, momenta):
+            l.momentum = m
+        for l, rate in drops:
+            l.rate = rate
+    return len(bns)
+
+
 def network_key(bundle: Path) -> str:
     """What a face network's cached scores depend on: the sha256 of its network file (face.tflite,
     else face.keras) and the bundle's preprocessing (input size, colour, test-time views).

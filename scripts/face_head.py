@@ -229,6 +229,21 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     return average_of_experts(f, bundle)
 
 
+def load_cached(name: str, bundle: Path, cache: Path = CACHE) -> dict[str, np.ndarray]:
+    """A set's cached features, only if ``bundle``'s face network computed them (else exit with the fix)."""
+    from emocli.video_model import network_key
+
+    path = cache / f"{name}.npz"
+    fix = f"run python scripts/face_head.py DATA --bundle {bundle} --cache {cache} --extract-only"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no cached features; {fix}")
+    with np.load(path) as z:
+        out = dict(z)
+    if str(out.pop("network", "")) != network_key(bundle):
+        raise SystemExit(f"{path}: features of another face network than {bundle}'s; {fix}")
+    return out
+
+
 def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
     """The ``--baseline`` bundle's face scores of the sets ``names``, from its own feature cache."""
     if not args.baseline:
@@ -236,8 +251,7 @@ def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
     bundle, cache = args.baseline
     feats = {}
     for name in dict.fromkeys("rafdb-heldout" if n.startswith("rafdb-") else n for n in names):
-        with np.load(cache / f"{name}.npz") as z:
-            feats[name] = {k: v for k, v in z.items() if k != "network"}
+        feats[name] = load_cached(name, bundle, cache)
     if "rafdb-heldout" in feats:
         rafdb_halves({k: v for k, v in sets.items()}, feats)
     return {n: bundle_face_scores(feats[n], bundle) for n in names}

@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from face_experts import heldout_sets  # noqa: E402
-from face_head import CACHE, bundle_face_scores  # noqa: E402
+from face_head import CACHE, bundle_face_scores, load_cached  # noqa: E402
 
 from emocli.bundle import read_json_document  # noqa: E402
 from emocli.datasets import parse_name  # noqa: E402
@@ -73,6 +73,8 @@ def main() -> None:
     ap.add_argument("voice_scores", type=Path)
     ap.add_argument("data", type=Path)
     ap.add_argument("--bundle", type=Path, default=Path("models/default"))
+    ap.add_argument("--cache", type=Path, default=CACHE, help="scripts/face_head.py's feature cache of --bundle's "
+                                                          "face network")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
@@ -86,7 +88,7 @@ def main() -> None:
     face = {}
     for part in ("calib", "test"):
         names = [n for n in sets if n.endswith(f"-{part}")]
-        p = np.concatenate([bundle_face_scores(dict(np.load(CACHE / f"{n}.npz")), args.bundle) for n in names])
+        p = np.concatenate([bundle_face_scores(load_cached(n, args.bundle, args.cache), args.bundle) for n in names])
         face[part] = (p, np.concatenate([sets[n][1] for n in names]))
     voice = voice_sets(args.voice_scores)
     fusers = {"face": lambda f, v: f, "voice": lambda f, v: v}

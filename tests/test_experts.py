@@ -404,6 +404,12 @@ def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_exp
     assert np.array_equal(third["raf_emb"], first["raf_emb"])
     with np.load(cache / "set.npz") as z:
         assert str(z["network"]) == network_key(bundle)
+    # readers of the cache (the baseline, scripts/fusion_rule.py) take it only for its own network
+    assert np.array_equal(script.load_cached("set", bundle, cache)["cnn_feat"], third["cnn_feat"])
+    meta["preprocessing"]["flip_tta"] = not meta["preprocessing"]["flip_tta"]
+    (bundle / "face.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit, match="another face network"):
+        script.load_cached("set", bundle, cache)
 
 
 def test_face_prior_script_cache_is_keyed_by_network_and_keeps_the_test_split_for_last(tmp_path, rng):

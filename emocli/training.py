@@ -255,6 +255,41 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     return acc
 
 
+def refresh_trained_network(model, x_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, *, console=None,
+                            batch_size: int = 256) -> dict:
+    """`train-video --refresh-bn`: re-estimate the trained network's BatchNorm statistics on its
+    training faces ``x_train`` (stored uint8, un-augmented), and keep them only if the held-out
+    faces (``x_val``, ``y_val``) are scored better (the bundle's views); else restore the network.
+    Updates ``model``'s held-out predictions and report when kept. Returns what was done."""
+    from .metrics import classification_report
+    from .video_model import finish_inputs, refresh_batch_norm
+
+    pre = model.preprocessing
+    before = float(np.mean(model.holdout_predictions_ == y_val))
+    saved = [w.copy() for w in model.network_.get_weights()]
+    t0 = time.time()
+    n = refresh_batch_norm(model.network_, (finish_inputs(x_train[i:i + batch_size], pre)
+                                            for i in range(0, len(x_train), batch_size)))
+    model._feat_net = None
+    pred = np.concatenate([model.score_inputs(np.asarray(finish_inputs(x_val[i:i + batch_size], pre))).argmax(1)
+                           for i in range(0, len(x_val), batch_size)]) if n else model.holdout_predictions_
+    after = float(np.mean(pred == y_val))
+    kept = bool(n) and after > before
+    if kept:
+        model.holdout_predictions_ = pred
+        model.validation_ = classification_report(y_val, pred, model.labels)
+        model.holdout_accuracy_ = model.validation_["accuracy"]
+    else:
+        model.network_.set_weights(saved)
+        model._feat_net = None
+    if console is not None:
+        console.print(f"  BatchNorm statistics re-estimated on {len(x_train)} training faces ({n} layers, "
+                      f"{time.time() - t0:.0f} s): held-out accuracy {before:.3f} -> {after:.3f}, "
+                      + ("kept" if kept else "not kept (no gain)"))
+    return {"n_layers": n, "n_faces": int(len(x_train)), "holdout_accuracy": {"before": before, "after": after},
+            "kept": kept}
+
+
 def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, console, batch_size: int = 256) -> dict:
     """Re-estimate a face network's BatchNorm statistics on its un-augmented training faces.
 
@@ -403,7 +438,9 @@ class TrainOptions:
     weights over corpus x class (:func:`balance_weights`). ``teachers``: face bundles trained on the
     same data with the same held-out split whose averaged scores (mirror views, no prior
     adjustment) the network also learns from, with weight ``distill`` against the labels
-    (knowledge distillation, :func:`teacher_scores`).
+    (knowledge distillation, :func:`teacher_scores`). ``refresh_bn``: after training, re-estimate
+    the BatchNorm statistics on the un-augmented training faces, kept if the held-out accuracy
+    gains (:func:`refresh_trained_network`).
     """
 
     backbone: str = "emo-cnn"
@@ -425,6 +462,7 @@ class TrainOptions:
     exclude: Path | None = None
     teachers: tuple[Path, ...] = ()
     distill: float = 0.5
+    refresh_bn: bool = False
 
 
 def _resolved(folders):
@@ -706,6 +744,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
                         "teacher_holdout_accuracy": t_acc}
     fit_face_model(model, x[tr], y[tr], x_val=x[ho], y_val=y[ho], options=o, checkpoint_dir=out, on_epoch=on_epoch,
                    initial_network=net, sample_weight=sw, soft_targets=soft)
+    refreshed = refresh_trained_network(model, x[tr], x[ho], y[ho], console=console) if o.refresh_bn else None
     per_corpus = {}
     pred = model.holdout_predictions_
     for k, name in enumerate(names):
@@ -725,6 +764,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
              "augmentation": o.augmentation, "balance": balance}
     if distillation is not None:
         extra["distillation"] = distillation
+    if refreshed is not None:
+        extra["batchnorm_refresh"] = refreshed
     if excluded:
         extra["exclude"] = {"file": str(o.exclude), "sha256": exclude_sha, "n_listed": len(excluded),
                             "n_excluded": int(sum(n_excluded.values())), "per_corpus": n_excluded}

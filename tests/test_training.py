@@ -537,3 +537,40 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
     res = CliRunner().invoke(app, ["refresh-bn", str(bundle), str(faces), "--out", str(again), "--write"])
     assert res.exit_code == 1 and "does not beat" in " ".join(res.output.split()), res.output
     assert "Traceback" not in res.output and not again.exists()
+
+
+def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, tmp_path, monkeypatch):
+    import keras
+
+    import emocli.video_model as vm
+    from emocli.video_model import FaceModel
+
+    args = ["--epochs", "3", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]
+    out = tmp_path / "b"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), *args, "--refresh-bn"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((out / "face.json").read_text())
+    done = meta["batchnorm_refresh"]
+    assert done["n_layers"] == 8 and done["n_faces"] == 7 * 6
+    acc = done["holdout_accuracy"]
+    assert done["kept"] == (acc["after"] > acc["before"])
+    assert meta["validation"]["accuracy"] == pytest.approx(acc["after"] if done["kept"] else acc["before"])
+
+    trained = []
+
+    def spoil(net, batches):  # statistics that ruin the network: the held-out accuracy cannot gain
+        trained.append([w.copy() for w in net.get_weights()])
+        for layer in net.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.moving_mean.assign(np.full(layer.moving_mean.shape, 1e4, np.float32))
+        return 8
+
+    monkeypatch.setattr(vm, "refresh_batch_norm", spoil)
+    spoiled = tmp_path / "spoiled"
+    res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(spoiled), *args, "--refresh-bn"])
+    assert res.exit_code == 0, res.output
+    assert "not kept" in res.output
+    assert json.loads((spoiled / "face.json").read_text())["batchnorm_refresh"]["kept"] is False
+    # the network as trained is what is saved
+    saved = FaceModel.load(spoiled).network_.get_weights()
+    assert len(trained) == 1 and all(np.array_equal(a, b) for a, b in zip(trained[0], saved))

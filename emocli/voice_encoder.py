@@ -261,22 +261,25 @@ class WhisperEncoder:
         n_real : how many leading frames hold audio of the clip (the rest cover padding)
         """
         x = np.asarray(audio, np.float32).ravel()
+        return np.concatenate(list(self.pieces(x))), int(np.ceil(len(x) / SAMPLES_PER_FRAME))
+
+    def pieces(self, audio: np.ndarray):
+        """:meth:`frames`, one piece of at most :data:`MAX_SECONDS` at a time (a generator), so a
+        long clip's frames need not all be held at once."""
+        x = np.asarray(audio, np.float32).ravel()
         if len(x) < N_FFT:
             from .errors import NoAudioError
 
             raise NoAudioError(f"audio too short for the speech encoder: {len(x)} samples (needs {N_FFT})")
         piece = MAX_SECONDS * SAMPLE_RATE
         per_second = SAMPLE_RATE // SAMPLES_PER_FRAME  # 50 encoder frames per second
-        out = []
         for a in range(0, len(x), piece):
             chunk = x[a:a + piece]
             seconds = min(MAX_SECONDS, PAD_TO_SECONDS * np.ceil(len(chunk) / SAMPLE_RATE / PAD_TO_SECONDS))
             n_enc = int(round(seconds * per_second))
-            out.append(self(log_mel(chunk, n_frames=MEL_PER_FRAME * n_enc)))
+            yield self(log_mel(chunk, n_frames=MEL_PER_FRAME * n_enc))
             if len(chunk) < piece:
                 break
-        n_real = int(np.ceil(len(x) / SAMPLES_PER_FRAME))
-        return np.concatenate(out), n_real
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,11 +293,20 @@ def active_mask(audio: np.ndarray, n_frames: int, *, active_db: float | None = N
     from .audio_features import ACTIVE_DB, MIN_ACTIVE
 
     active_db = ACTIVE_DB if active_db is None else active_db
-    x = np.nan_to_num(np.asarray(audio, np.float64).ravel())
-    n_real = min(n_frames, int(np.ceil(len(x) / SAMPLES_PER_FRAME)))
-    x = np.pad(x, (0, n_real * SAMPLES_PER_FRAME - len(x)))[: n_real * SAMPLES_PER_FRAME]
-    x = x - x.mean() if len(x) else x
-    energy = (x.reshape(n_real, SAMPLES_PER_FRAME) ** 2).mean(1)
+    audio = np.asarray(audio).ravel()
+    n_real = min(n_frames, int(np.ceil(len(audio) / SAMPLES_PER_FRAME)))
+    used = n_real * SAMPLES_PER_FRAME  # the audio the real frames cover, zero-padded to whole frames
+    # in blocks of whole frames, in float64: no float64 copy of a long clip is ever made
+    block = SAMPLES_PER_FRAME * 50 * 60
+
+    def blocks():
+        for a in range(0, used, block):
+            b = np.nan_to_num(np.asarray(audio[a:min(a + block, used)], np.float64))
+            yield np.pad(b, (0, min(block, used - a) - len(b)))
+
+    mean = sum(float(b.sum()) for b in blocks()) / used if used else 0.0
+    energy = np.concatenate([((b - mean).reshape(-1, SAMPLES_PER_FRAME) ** 2).mean(1) for b in blocks()]
+                            ) if used else np.zeros(0)
     mask = np.zeros(n_frames, bool)
     top = energy.max() if n_real else 0.0
     real = np.zeros(n_frames, bool)
@@ -304,12 +316,38 @@ def active_mask(audio: np.ndarray, n_frames: int, *, active_db: float | None = N
     return mask if mask.sum() >= MIN_ACTIVE else real
 
 
-def pool(frames: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Mean and standard deviation of ``frames[mask]``: float32 (2 * dim,), means first."""
-    f = np.asarray(frames, np.float64)[np.asarray(mask, bool)]
-    if not len(f):
+def pool(frames, mask: np.ndarray) -> np.ndarray:
+    """Mean and standard deviation of ``frames[mask]``: float32 (2 * dim,), means first.
+
+    ``frames`` is an array (T, dim) or an iterable of consecutive pieces of one (as
+    :meth:`WhisperEncoder.pieces` gives them): the pieces are pooled as they come (mean and
+    sum of squared deviations combined piece by piece, Chan et al.), so they need not be kept.
+    """
+    mask = np.asarray(mask, bool)
+    pieces = [frames] if isinstance(frames, np.ndarray) else frames
+    n, mean, m2, start = 0, None, None, 0
+    for piece in pieces:
+        f = np.asarray(piece, np.float64)
+        keep = np.zeros(len(f), bool)
+        k = mask[start:start + len(f)]
+        keep[:len(k)] = k
+        start += len(f)
+        f = f[keep]
+        if not len(f):
+            continue
+        fm = f.mean(0)
+        fm2 = ((f - fm) ** 2).sum(0)
+        if mean is None:
+            n, mean, m2 = len(f), fm, fm2
+            continue
+        total = n + len(f)
+        delta = fm - mean
+        mean = mean + delta * (len(f) / total)
+        m2 = m2 + fm2 + delta ** 2 * (n * len(f) / total)
+        n = total
+    if not n:
         raise ParameterError("no frames to pool")
-    return np.concatenate([f.mean(0), f.std(0)]).astype(np.float32)
+    return np.concatenate([mean, np.sqrt(m2 / n)]).astype(np.float32)
 
 
 def embed(audio: np.ndarray, sr: int, encoder: WhisperEncoder) -> np.ndarray:
@@ -326,5 +364,7 @@ def embed(audio: np.ndarray, sr: int, encoder: WhisperEncoder) -> np.ndarray:
     """
     if sr != SAMPLE_RATE:
         raise ParameterError(f"the speech encoder needs {SAMPLE_RATE} Hz audio, got {sr} Hz")
-    frames, _ = encoder.frames(audio)
-    return pool(frames, active_mask(audio, len(frames)))
+    x = np.asarray(audio, np.float32).ravel()
+    # the mask needs only the audio; padding frames are never active, so the real frames suffice
+    mask = active_mask(x, int(np.ceil(len(x) / SAMPLES_PER_FRAME)))
+    return pool(encoder.pieces(x), mask)

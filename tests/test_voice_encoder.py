@@ -244,3 +244,29 @@ def test_the_shipped_speech_encoder_model_scores_clips_and_segments(example_clip
     for seg in res.segments:  # each segment's voice comes from its own audio's embedding
         assert seg["voice_scores"] is not None and sum(seg["voice_scores"].values()) == pytest.approx(1.0, abs=1e-4)
     assert res.segments[0]["voice_scores"] != res.segments[1]["voice_scores"]
+
+
+def test_pool_of_pieces_equals_pool_of_all_frames(rng):
+    frames = rng.normal(3.0, 2.0, (237, 5)).astype(np.float32)
+    mask = rng.random(250) < 0.6  # longer than the frames: the tail covers padding
+    mask[:40] = False  # the first piece has no active frame
+    want = ve.pool(frames, mask[:237])
+    cuts = [0, 40, 41, 150, 237]
+    got = ve.pool((frames[a:b] for a, b in zip(cuts, cuts[1:])), mask)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ParameterError):
+        ve.pool(iter([frames[:40]]), mask)
+
+
+def test_embed_streams_the_pieces_and_gives_the_frames_pooling():
+    """embed() pools piece by piece (a long clip's frames are never all held) and gives what
+    pooling all frames with the clip's activity mask gives."""
+    path = ve.default_encoder_path()
+    if not path.is_file():
+        pytest.skip("converted encoder not shipped in this checkout")
+    enc = ve.WhisperEncoder.load(sha256=ve.ENCODER_SHA256)
+    sr = ve.SAMPLE_RATE
+    audio = np.concatenate([tone(220, 20.0), np.zeros(5 * sr, np.float32), tone(330, 7.0)])  # two pieces
+    frames, _ = enc.frames(audio)
+    want = ve.pool(frames, ve.active_mask(audio, len(frames)))
+    np.testing.assert_allclose(ve.embed(audio, sr, enc), want, rtol=1e-5, atol=1e-6)

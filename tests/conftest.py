@@ -193,3 +193,25 @@ def own_tempdir(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(d))
     monkeypatch.setattr(tempfile, "tempdir", str(d))
     return d
+
+
+FOLDERS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # FER2013's names
+
+
+@pytest.fixture(scope="module")
+def faces(tmp_path_factory):
+    """A tiny FER2013-layout folder: 8 grey 48x48 faces per class, one bright band per class (learnable)."""
+    import cv2
+
+    from emocli.labels import LABELS
+
+    root = tmp_path_factory.mktemp("fer")
+    rng = np.random.default_rng(0)
+    for i in range(len(LABELS)):
+        d = root / "train" / FOLDERS[i]
+        d.mkdir(parents=True)
+        for k in range(8):
+            img = rng.integers(0, 60, (48, 48), dtype=np.uint8)
+            img[6 * i:6 * i + 6] = 250  # one bright band per class: learnable
+            cv2.imwrite(str(d / f"{k}.png"), img)
+    return root / "train"

@@ -331,32 +331,34 @@ def refresh_batch_norm(net, batches) -> int:
     """
     from .quiet_imports import import_keras
 
+    import itertools
+
     keras = import_keras()
     layers = list(_all_layers(net))
-    bns = [l for l in layers if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
-    drops = [(l, l.rate) for l in layers if isinstance(l, keras.layers.Dropout)]
+    bns = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+    drops = [(layer, layer.rate) for layer in layers if isinstance(layer, keras.layers.Dropout)]
     if not bns:
         return 0
-    momenta = [l.momentum for l in bns]
+    batches = iter(batches)
+    first = next(batches, None)
+    if first is None:  # before any statistic is reset: the network stays as it was
+        raise ParameterError("no faces to estimate the BatchNorm statistics on")
+    momenta = [bn.momentum for bn in bns]
     try:
-        for l, _ in drops:
-            l.rate = 0.0
-        for l in bns:
-            l.moving_mean.assign(np.zeros(l.moving_mean.shape, l.moving_mean.dtype))
-            l.moving_variance.assign(np.ones(l.moving_variance.shape, l.moving_variance.dtype))
-        k = 0
-        for batch in batches:
-            for l in bns:
-                l.momentum = k / (k + 1)  # a running mean: batch k gets weight 1 / (k + 1)
+        for drop, _ in drops:
+            drop.rate = 0.0
+        for bn in bns:
+            bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, bn.moving_mean.dtype))
+            bn.moving_variance.assign(np.ones(bn.moving_variance.shape, bn.moving_variance.dtype))
+        for k, batch in enumerate(itertools.chain([first], batches)):
+            for bn in bns:
+                bn.momentum = k / (k + 1)  # a running mean: batch k gets weight 1 / (k + 1)
             net(np.asarray(batch, np.float32), training=True)
-            k += 1
-        if k == 0:
-            raise ParameterError("no faces to estimate the BatchNorm statistics on")
     finally:
-        for l, m in zip(bns, momenta):
-            l.momentum = m
-        for l, rate in drops:
-            l.rate = rate
+        for bn, m in zip(bns, momenta):
+            bn.momentum = m
+        for drop, rate in drops:
+            drop.rate = rate
     return len(bns)
 
 

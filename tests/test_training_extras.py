@@ -114,8 +114,10 @@ def test_refresh_batch_norm_sets_the_mean_of_batch_statistics_with_dropout_off()
     d = [np.asarray(dense_of(b, training=True)) for b in batches]
     net.get_layer("drop").rate = 0.5
     assert np.allclose(bn2_mean, np.mean([v.mean(0) for v in d], 0), atol=1e-4)
+    before = [np.array(w) for w in net.get_weights()]
     with pytest.raises(Exception, match="no faces"):
         refresh_batch_norm(net, [])
+    assert all(np.array_equal(a, b) for a, b in zip(before, net.get_weights()))  # left as it was
 
 
 def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_faces(faces, tmp_path, monkeypatch):

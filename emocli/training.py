@@ -139,15 +139,30 @@ VIEW_CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zo
                    "flip+zoom0.1+shift0.1": (True, 0.1, 0.1)}
 
 
-def _heldout_inputs(data: Path, meta: dict, pre) -> tuple[np.ndarray, np.ndarray]:
+def _stored_batches(x: np.ndarray, pre, size: int):
+    """Network input, ``size`` faces at a time, of faces stored by :func:`~emocli.video_model.store_faces`."""
+    from .video_model import finish_inputs
+
+    for i in range(0, len(x), size):
+        yield np.asarray(finish_inputs(x[i:i + size], pre))
+
+
+def _score_stored(model, x: np.ndarray, pre, *, chunk: int = 256, batch_size: int = 64,
+                  views: str = "bundle") -> np.ndarray:
+    """``model``'s scores of stored faces, turned into network input ``chunk`` faces at a time."""
+    return np.concatenate([model.score_inputs(b, batch_size=batch_size, views=views)
+                           for b in _stored_batches(x, pre, chunk)])
+
+
+def _heldout_inputs(data: Path, meta: dict, pre, part=None) -> tuple[np.ndarray, np.ndarray]:
     """Labels and network input (``pre`` without test-time views) of the images a face bundle
-    held out of ``data`` (see :func:`heldout_part`)."""
+    held out of ``data`` (see :func:`heldout_part`; ``part``: its result, when already at hand)."""
     from dataclasses import replace
 
     from .media import read_image
     from .video_model import prepare_faces
 
-    items, y, ho = heldout_part(data, meta)
+    items, y, ho = heldout_part(data, meta) if part is None else part
     x = prepare_faces([read_image(items[i].path) for i in ho], replace(pre, flip_tta=False, tta_zoom=0.0,
                                                                         tta_shift=0.0))
     return y[ho], x
@@ -262,17 +277,15 @@ def refresh_trained_network(model, x_train: np.ndarray, x_val: np.ndarray, y_val
     faces (``x_val``, ``y_val``) are scored better (the bundle's views); else restore the network.
     Updates ``model``'s held-out predictions and report when kept. Returns what was done."""
     from .metrics import classification_report
-    from .video_model import finish_inputs, refresh_batch_norm
+    from .video_model import refresh_batch_norm
 
     pre = model.preprocessing
     before = float(np.mean(model.holdout_predictions_ == y_val))
     saved = [w.copy() for w in model.network_.get_weights()]
     t0 = time.time()
-    n = refresh_batch_norm(model.network_, (finish_inputs(x_train[i:i + batch_size], pre)
-                                            for i in range(0, len(x_train), batch_size)))
+    n = refresh_batch_norm(model.network_, _stored_batches(x_train, pre, batch_size))
     model._feat_net = None
-    pred = np.concatenate([model.score_inputs(np.asarray(finish_inputs(x_val[i:i + batch_size], pre))).argmax(1)
-                           for i in range(0, len(x_val), batch_size)]) if n else model.holdout_predictions_
+    pred = _score_stored(model, x_val, pre, chunk=batch_size).argmax(1) if n else model.holdout_predictions_
     after = float(np.mean(pred == y_val))
     kept = bool(n) and after > before
     if kept:
@@ -311,7 +324,7 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
     from .bundle import write_manifest
     from .media import read_image
     from .metrics import classification_report
-    from .video_model import FaceModel, finish_inputs, read_face_meta, refresh_batch_norm, store_faces
+    from .video_model import FaceModel, read_face_meta, refresh_batch_norm, store_faces
 
     meta = read_face_meta(bundle)
     if isinstance(meta.get("trained_on"), list) or meta.get("exclude"):
@@ -319,16 +332,15 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
                          "rebuilt from one DATA folder; refresh a bundle trained on one folder")
     model = FaceModel.load(bundle)
     model.prior_tau = 0.0  # the network as trained; a prior for the new one is chosen afresh
-    items, y, ho = heldout_part(data, meta)
-    y_ho, x_ho = _heldout_inputs(data, meta, model.preprocessing)
+    items, y, ho = part = heldout_part(data, meta)
+    y_ho, x_ho = _heldout_inputs(data, meta, model.preprocessing, part)
     held = set(ho.tolist())
     tr = [i for i in range(len(items)) if i not in held]
     before = model.score_inputs(x_ho, batch_size=batch_size).argmax(1)
     t0 = time.time()
     x = store_faces([read_image(items[i].path) for i in tr], model.preprocessing)
     pre = model.preprocessing
-    n = refresh_batch_norm(model.network_, (finish_inputs(x[i:i + batch_size], pre)
-                                            for i in range(0, len(x), batch_size)))
+    n = refresh_batch_norm(model.network_, _stored_batches(x, pre, batch_size))
     if not n:
         raise ModelError(f"{bundle}: the face network has no trainable BatchNorm layer to refresh")
     model._feat_net = None  # the feature view shares the layers; rebuild it anyway
@@ -489,7 +501,7 @@ def teacher_scores(teachers: Sequence[Path], x: np.ndarray, pre, *, data_key: di
         A teacher's held-out part differs from the student's, or its input differs
         (size, colour, labels).
     """
-    from .video_model import FaceModel, finish_inputs, read_face_meta
+    from .video_model import FaceModel, read_face_meta
 
     total = None
     for t in teachers:
@@ -511,12 +523,10 @@ def teacher_scores(teachers: Sequence[Path], x: np.ndarray, pre, *, data_key: di
                              f"{', '.join(LABELS)}")
         teacher.prior_tau = 0.0
         t0 = time.time()
-        s = np.concatenate([teacher.score_inputs(np.asarray(finish_inputs(x[i:i + batch_size], tp)),
-                                                 batch_size=batch_size, views="mirror")
-                            for i in range(0, len(x), batch_size)])
+        s = _score_stored(teacher, x, tp, chunk=batch_size, batch_size=batch_size, views="mirror")
         total = s if total is None else total + s
         if console is not None:
-            console.print(f"  teacher {t}: scored {len(x)} training faces ({time.time() - t0:.0f} s)")
+            console.print(f"  teacher {t}: scored {len(x)} faces ({time.time() - t0:.0f} s)")
     return (total / len(teachers)).astype(np.float32)
 
 
@@ -639,8 +649,7 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
     # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
     # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
     if stored:
-        pred = np.concatenate([model.score_inputs(np.asarray(finish_inputs(x_val[i:i + 256], pre))).argmax(1)
-                               for i in range(0, len(x_val), 256)])
+        pred = _score_stored(model, x_val, pre).argmax(1)
     else:
         pred = model.score_inputs(x_val).argmax(1)
     model.holdout_predictions_ = pred
@@ -734,9 +743,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
         key = {"holdout": shares[0] if len(set(shares)) == 1 else shares,
                "holdout_seed": holdout_seed, "n_holdout": int(len(ho)),
                "trained_on": _resolved([str(f) for f in folders]), "exclude": exclude_sha}
-        console.print(f"  scoring the training faces with {len(o.teachers)} teacher(s) (mirror views) ...")
-        soft = teacher_scores(o.teachers, x[tr], model.preprocessing, data_key=key, console=console)
-        t_ho = teacher_scores(o.teachers, x[ho], model.preprocessing, data_key=key)
+        console.print(f"  scoring the faces with {len(o.teachers)} teacher(s) (mirror views) ...")
+        scores = teacher_scores(o.teachers, x, model.preprocessing, data_key=key, console=console)
+        soft, t_ho = scores[tr], scores[ho]  # training targets; the teachers' own held-out figure
         t_acc = float(np.mean(t_ho.argmax(1) == y[ho]))
         console.print(f"  teachers' held-out accuracy {t_acc:.3f}; their agreement with the training labels "
                       f"{np.mean(soft.argmax(1) == y[tr]):.3f}; distill weight {o.distill}")

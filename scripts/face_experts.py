@@ -32,7 +32,7 @@ from emocli.media import read_image
 from emocli.metrics import classification_report
 from emocli.splits import stratified_holdout
 from emocli.training import training_images
-from emocli.video_model import network_key  # noqa: F401 (the cache key; tests read it from here)
+from emocli.video_model import network_key
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
 CACHE = Path("runs/face_experts")

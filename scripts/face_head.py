@@ -88,6 +88,13 @@ def rafdb_halves(sets, feats) -> None:
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
 
 
+def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], bool]:
+    """A cache file's arrays (its network key taken out) and whether ``key`` filled it."""
+    with np.load(path) as z:
+        out = dict(z)
+    return out, str(out.pop("network", "")) == key
+
+
 def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = CACHE,
             reuse: Path | None = None) -> dict[str, np.ndarray]:
     """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits.
@@ -100,8 +107,8 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     final, key = cache / f"{name}.npz", network_key(bundle)
     old = None
     if final.is_file():
-        out = dict(np.load(final))
-        if str(out.pop("network", "")) == key:
+        out, same = _read_cache(final, key)
+        if same:
             return out
         # another face network's features: keep the MobileFaceNet's outputs, score emo-cnn again
         print(f"{final}: features of another face network; scoring emo-cnn again", file=sys.stderr)
@@ -119,8 +126,8 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     for k in range(0, len(paths), CHUNK):
         part = cache / f"{name}.part{k // CHUNK:04d}.npz"
         if part.is_file():
-            done_part = dict(np.load(part))
-            if str(done_part.pop("network", "")) == key:
+            done_part, same = _read_cache(part, key)
+            if same:
                 parts.append(done_part)
                 continue
         if model is None:
@@ -237,9 +244,8 @@ def load_cached(name: str, bundle: Path, cache: Path = CACHE) -> dict[str, np.nd
     fix = f"run python scripts/face_head.py DATA --bundle {bundle} --cache {cache} --extract-only"
     if not path.is_file():
         raise SystemExit(f"{path}: no cached features; {fix}")
-    with np.load(path) as z:
-        out = dict(z)
-    if str(out.pop("network", "")) != network_key(bundle):
+    out, same = _read_cache(path, network_key(bundle))
+    if not same:
         raise SystemExit(f"{path}: features of another face network than {bundle}'s; {fix}")
     return out
 

@@ -47,6 +47,11 @@ FIXTURE_CLIP = ROOT / "examples" / "1001_DFA_HAP_XX.avi"  # committed, CREMA-D (
 FIXTURE_NOISE_SEED = 7  # the fixture's noise: rng(7).standard_normal(2 s) * 0.05
 SPEECH_CLIPS = (FIXTURE_CLIP, Path("/work/shared/data/ravdess/Actor_02/03-01-05-01-01-01-02.flac"),
                 Path("/work/shared/data/emodb/03a01Wa.flac"), Path("/work/shared/data/savee/DC_a01.flac"))
+# shouted (strong-intensity anger, peak -0.2 dBFS: the clip the old gate rejected) and whispered-level
+# (Actor_09, loudest 50 ms under -50 dBFS) speech; each is also checked clipped (x4, hard-clipped at
+# full scale) and as the gate hears it (voice_activity.at_level)
+LOUD_CLIPS = (Path("/work/shared/data/ravdess/Actor_18/03-01-05-02-02-01-18.flac"),
+              Path("/work/shared/data/ravdess/Actor_09/03-01-04-01-02-02-09.flac"))
 
 HEADER = """\
 Silero VAD v6 weights (voice_vad.npz)
@@ -260,7 +265,13 @@ def main() -> None:
         return
     from emocli.media import load_audio
 
+    from emocli.voice_activity import at_level
+
     clips = {p.stem: load_audio(p, sr=SAMPLE_RATE) for p in SPEECH_CLIPS if p.is_file()}
+    for p in LOUD_CLIPS:
+        if p.is_file():
+            x = load_audio(p, sr=SAMPLE_RATE)
+            clips.update({p.stem: x, f"{p.stem}-clipped": np.clip(4 * x, -1, 1), f"{p.stem}-at-level": at_level(x)})
     speech = set(clips)
     clips.update(non_speech())
     clips["fixture_noise"] = fixture_noise()
@@ -285,7 +296,7 @@ def main() -> None:
         diff = float(np.abs(ours - ref[name]).max())
         stream_diff = float(np.abs(np.concatenate(parts) - ours).max())
         worst = max(worst, diff)
-        print(f"  {name:>24} ({'speech' if name in speech else 'non-speech'}, {len(audio) / SAMPLE_RATE:.2f} s, "
+        print(f"  {name:>30} ({'speech' if name in speech else 'non-speech'}, {len(audio) / SAMPLE_RATE:.2f} s, "
               f"{len(ours)} chunks): max abs diff {diff:.2e}; speech chunks (p >= 0.5) ours {int((ours >= 0.5).sum())}, "
               f"onnxruntime {int((ref[name] >= 0.5).sum())}; streamed in pieces vs whole {stream_diff:.1e}")
     print(f"max abs difference of the per-chunk speech probabilities, numpy vs onnxruntime: {worst:.2e}")

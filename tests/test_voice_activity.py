@@ -16,12 +16,14 @@ from emocli.cli import app
 from emocli.errors import ModelError
 from emocli.labels import LABELS
 from emocli.media import load_audio
-from emocli.voice_activity import (CHUNK, MIN_SPEECH_S, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD, has_speech,
-                                   speech_seconds)
+from emocli.audio_features import window_levels_dbfs
+from emocli.voice_activity import (CHUNK, LEVEL_DBFS, MIN_SPEECH_S, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD,
+                                   at_level, gate_reason, has_speech, speech_seconds)
 
 runner = CliRunner()
 FIXTURE = REPO / "tests" / "data" / "silero_vad_reference.npz"
 SPEECH = EXAMPLES / "1001_DFA_HAP_XX.avi"  # speech from about 0.45 s to 1.4 s
+SHOUTED = REPO / "tests" / "data" / "ravdess_shouted_03-01-05-02-02-01-18.flac"  # RAVDESS, see ATTRIBUTION.md
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +185,55 @@ def test_wrong_weights_under_a_rewritten_manifest_are_refused(vad_bundle, tmp_pa
         SileroVAD.load(bad / VAD_FILE)
     r = runner.invoke(app, ["predict", str(SPEECH), "--model", str(bad), "--json"])
     assert r.exit_code == 1 and VAD_FILE in r.stderr and "Traceback" not in r.output
+
+
+def _gate(vad, x):
+    lv = window_levels_dbfs(x, SAMPLE_RATE)
+    return gate_reason(vad.probabilities(at_level(x, lv))[0], lv)
+
+
+def test_shouted_speech_passes_the_gate(vad):
+    """Strong-intensity anger, peaking at -0.2 dBFS: Silero heard it as recorded finds 0.16 s of speech
+    (the old gate rejected it); heard at the gate's level, it passes."""
+    x = load_audio(SHOUTED, sr=SAMPLE_RATE)
+    assert speech_seconds(vad.probabilities(x)[0]) < MIN_SPEECH_S  # the case: as recorded it fails
+    assert _gate(vad, x) is None
+    assert _gate(vad, np.clip(2 * x, -1, 1)) is None  # clipped harder still
+
+
+def test_whispered_level_speech_passes_and_the_gate_ignores_the_level(vad):
+    """Speech whose loudest stretch is at -65 dBFS (under the old absolute -50 dBFS floor) passes;
+    the gate's decision and probabilities do not depend on the recording level."""
+    x = load_audio(SPEECH, sr=SAMPLE_RATE)
+    quiet = x * np.float32(10 ** ((-65 - window_levels_dbfs(x, SAMPLE_RATE).max()) / 20))
+    assert window_levels_dbfs(quiet, SAMPLE_RATE).max() < -50
+    assert _gate(vad, quiet) is None
+    p_loud = vad.probabilities(at_level(x))[0]
+    p_quiet = vad.probabilities(at_level(quiet))[0]
+    assert np.abs(p_loud - p_quiet).max() < 1e-3
+    assert abs(window_levels_dbfs(at_level(quiet), SAMPLE_RATE).max() - LEVEL_DBFS) < 0.01
+
+
+def test_steady_sounds_and_silence_are_rejected_at_any_level(vad):
+    """A microphone's hiss (at -65 dBFS: amplified to the gate's level, still no speech), a mains hum,
+    a tone, music and digital silence are all rejected, each with its reason."""
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    cases = {"hiss": rng.standard_normal(len(t)) * 10 ** (-65 / 20),
+             "hum": 0.05 * np.sin(2 * np.pi * 50 * t) + 0.02 * np.sin(2 * np.pi * 150 * t),
+             "tone": 0.3 * np.sin(2 * np.pi * 440 * t), "music": music(3.0), "silence": np.zeros(len(t))}
+    reasons = {k: _gate(vad, np.asarray(v, np.float32)) for k, v in cases.items()}
+    assert all(reasons.values()), reasons
+    assert reasons["silence"] == "digital silence"
+    assert reasons["hiss"].startswith("a steady sound") and reasons["tone"].startswith("a steady sound")
+    assert "s of speech" in reasons["music"]
+
+
+def test_a_quiet_voice_is_scored_through_the_pipeline(vad_bundle, tmp_path):
+    """End to end: the example's voice 50 dB down (loudest 50 ms at about -70 dBFS) still gives voice scores."""
+    x = load_audio(SPEECH, sr=SAMPLE_RATE)
+    wav = write_wav(tmp_path / "quiet.wav", x * 10 ** (-50 / 20))
+    from emocli.pipeline import Pipeline
+
+    res = Pipeline(vad_bundle).run(wav)
+    assert res.status == "ok" and res.voice_scores is not None, res.notes

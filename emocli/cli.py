@@ -16,6 +16,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .faces import DEFAULT_DETECTOR, DETECTORS
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner off stderr
 
 app = typer.Typer(
@@ -97,14 +99,14 @@ def _choices(name: str, *values: str) -> type[Enum]:
 
 
 Head = _choices("Head", "exp1", "exp2")
-Detector = _choices("Detector", "blazeface", "haar")
+Detector = _choices("Detector", *DETECTORS)
 Modality = _choices("Modality", "both", "face", "voice")
-TTA = _choices("TTA", "auto", "bundle", "mirror", "none")
+TTA = _choices("TTA", "auto", "bundle", "spread", "mirror", "none")
 
 
-_TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror + zoom) for still images, crop + "
-             "mirror for video frames (a clip already averages many frames; half the work); or bundle, mirror, "
-             "none for every input.")
+_TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror, zoom, shifts) for still images, and "
+             "spread for video frames (each frame one of the bundle's views and its mirror, in turn: the clip "
+             "averages them all at the cost of crop + mirror); or bundle, spread, mirror, none for every input.")
 
 
 Pooling = _choices("Pooling", "mean", "expressive")
@@ -142,7 +144,9 @@ ModelOpt = Annotated[Optional[Path], typer.Option(
     "--model", "-m", help="Model bundle folder [default: the shipped models/default].", show_default=False)]
 FpsOpt = Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
-DetectorOpt = Annotated[Detector, typer.Option(help="Face detector: blazeface, or haar (the thesis's).")]
+DetectorOpt = Annotated[Detector, typer.Option(
+    help="Face detector: yunet (finds faces from 2 % to the whole of the frame, turned or cut by its edge), "
+         "blazeface (MediaPipe's, misses close-ups), or haar (the thesis's).")]
 ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
 TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
 CorpusSplitOpt = Annotated[Optional[str], typer.Option(help="Only the items of this split (e.g. Val for AFEW).")]
@@ -180,7 +184,7 @@ def _input_options(value: Optional[str]) -> Optional[list[str]]:
 _SCORING = {
     "fps": (FpsOpt, 5.0),
     "batch_size": (BatchSizeOpt, 64),
-    "detector": (DetectorOpt, Detector.blazeface),
+    "detector": (DetectorOpt, Detector(DEFAULT_DETECTOR)),
     "detect": (DetectOpt, None),
     "tta": (TTAOpt, TTA.auto),
     "face_experts": (FaceExpertsOpt, "all"),
@@ -931,7 +935,8 @@ def evaluate(
         title = escape(f"{dataset}" + (f" [{split}]" if split else ""))
         if report["adaptation"]:
             a = report["speaker_adaptation"]
-            metrics_table({"labels": report["labels"], "n_failed": 0, **report["plain"]}, console=Console(),
+            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
+                          console=Console(),
                           title=f"{title}: without speaker adaptation")
             title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
                       f"speaker(s) with >= {a['min_clips']} voiced clips)")

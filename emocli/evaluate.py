@@ -17,6 +17,10 @@ from .errors import DatasetError
 from .labels import LABELS
 
 MODALITIES = ("face", "voice", "fused")
+# How a result's note begins when a modality was tried and left out (the voice gate, a face never
+# found, audio that would not decode), as opposed to absent (an image has no voice, a WAV no face).
+REJECTED_NOTES = {"face": ("no face found",),
+                  "voice": ("no speech detected", "voice unusable", "audio undecodable")}
 
 
 @dataclass
@@ -27,6 +31,8 @@ class Evaluation:
     truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     missing: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
+    # items whose modality was tried and left out (REJECTED_NOTES), a part of ``missing``
+    rejected: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
     failed: list[dict[str, str]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
     n_items: int = 0
@@ -44,6 +50,7 @@ class Evaluation:
             rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
                 self.missing[m] += 1
+                self.rejected[m] += any(n.startswith(REJECTED_NOTES.get(m, ())) for n in notes)
                 continue
             k = int(np.argmax([s[lab] for lab in self.labels]))
             self.truth[m].append(y)
@@ -69,7 +76,11 @@ class Evaluation:
         for m in MODALITIES:
             rep = classification_report(self.truth[m], self.pred[m], self.labels, absent=None)
             rep["n_missing"] = self.missing[m]
+            # left out of this modality's figure: the items that failed whole, and those whose
+            # modality was tried and rejected (the voice gate, no face found)
+            rep["n_failed"] = len(self.failed) + self.rejected[m]
             out[m] = rep
+        out["left_out"] = {m: out[m]["n_failed"] for m in ("face", "voice")}
         out["items"] = self.items
         out["adaptation"] = None
         if self.adaptation is not None:
@@ -243,6 +254,11 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
              for lab in labels]
     for name, fn in rows:
         t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in MODALITIES])
+    left = {m: report[m].get("n_failed", 0) for m in ("face", "voice") if report[m]["n"] or report[m].get("n_failed")}
+    if any(left.values()):
+        console.print("left out of the figures (tried and rejected, or failed): " + ", ".join(
+            f"{m} {k} of {report.get('n_items', '?')}" for m, k in left.items()) + " item(s); they count as misses nowhere, "
+            "so the figures cover only the items scored")
     console.print(t)
     if report["n_failed"]:
         console.print(f"[yellow]{report['n_failed']} of {report['n_items']} item(s) failed and are not in "

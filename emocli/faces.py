@@ -28,6 +28,10 @@ SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid (MediaPipe's set
 NMS_IOU = 0.3  # MediaPipe's weighted-NMS overlap threshold
 
 MIN_CONFIDENCE = 0.6  # BlazeFace detections below this are discarded
+YUNET_DETECTOR_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_MIN_CONFIDENCE = 0.6  # YuNet detections below this are discarded (opencv_zoo's demo default: 0.9)
+YUNET_DETECT_SIDE = 640  # pixels: frames are resized to at most this longer side for YuNet
+YUNET_BOX_SCALE = 1.0  # the square box's side, in YuNet box widths
 MIN_FACE = 24  # pixels: smaller faces are too blurred to score (FER2013 crops are 48 px)
 MIN_RELATIVE = 0.35  # faces narrower than this share of the frame's largest face are background
 CROP_MARGIN = 0.1  # the square crop is the face box grown by 10 % per side: FER2013-like framing
@@ -44,6 +48,9 @@ class Detection:
     x1: float
     y1: float
     score: float
+    # five landmarks (right eye, left eye, nose tip, right and left mouth corner) as ((x, y), ...)
+    # in the same pixels, when the detector gives them (YuNet); the alignment then reuses them
+    landmarks: tuple[tuple[float, float], ...] | None = field(default=None, compare=False)
 
     @property
     def width(self) -> float:
@@ -146,6 +153,62 @@ def _weighted_nms(boxes: np.ndarray, scores: np.ndarray) -> list[Detection]:
     return out
 
 
+class YuNetDetector:
+    """OpenCV's YuNet (opencv_zoo, 2023mar): faces and five landmarks, on the whole frame.
+
+    The frame is resized so that its longer side is at most ``side`` pixels (YuNet finds faces
+    of about 10 px and more, so a 640-px side keeps faces down to ~2 % of the frame width);
+    boxes and landmarks are mapped back to the frame's pixels.
+    """
+
+    name = "yunet"
+
+    def __init__(self, model_path: Path | None = None, *, min_confidence: float = YUNET_MIN_CONFIDENCE,
+                 side: int = YUNET_DETECT_SIDE):
+        import cv2
+
+        from .bundle import models_dir
+
+        path = Path(model_path) if model_path else models_dir() / "detectors" / YUNET_DETECTOR_FILE
+        if not path.is_file():
+            raise ModelError(f"{path}: YuNet weights missing; reinstall emo (they ship in models/detectors)")
+        self.model_path = path
+        self.min_confidence = min_confidence
+        self.side = int(side)
+        self._net = cv2.FaceDetectorYN.create(str(path), "", (self.side, self.side), min_confidence, NMS_IOU, 50)
+        self._size: tuple[int, int] | None = None
+
+    def __call__(self, frame: np.ndarray) -> list[Detection]:
+        """Faces in one uint8 RGB frame (H, W, 3) or grey frame (H, W), most confident first."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        scale = min(1.0, self.side / max(h, w))
+        nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+        img = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        if scale < 1.0:
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+        if self._size != (nw, nh):
+            self._net.setInputSize((nw, nh))
+            self._size = (nw, nh)
+        _, faces = self._net.detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if faces is None:
+            return []
+        out = []
+        for f in faces[np.argsort(-faces[:, 14])]:
+            x, y, bw, bh = (float(v) / scale for v in f[:4])
+            pts = f[4:14].reshape(5, 2) / scale
+            # YuNet's box is taller than wide (brow to chin); emo crops a square around a square box,
+            # so it is made square on its width, about its centre, which frames the face as
+            # FER2013's crops are framed (bench/detectors.py: the box is 0.83 of a FER2013 face
+            # image's width, centred; crop_face's 10 % margin per side then gives that image)
+            side = YUNET_BOX_SCALE * bw
+            cx, cy = x + bw / 2, y + bh / 2
+            out.append(Detection(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2, float(f[14]),
+                                 landmarks=tuple((float(a), float(b)) for a, b in pts)))
+        return out
+
+
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade: the thesis's detector, kept for comparison."""
 
@@ -172,14 +235,20 @@ class HaarDetector:
         return sorted(dets, key=lambda d: -d.score)
 
 
+DETECTORS = ("yunet", "blazeface", "haar")  # --detector choices; the first is the default
+DEFAULT_DETECTOR = DETECTORS[0]
+
+
 @functools.lru_cache(maxsize=4)
-def get_detector(name: str = "blazeface"):
-    """A cached detector instance: ``blazeface`` (default) or ``haar``."""
+def get_detector(name: str = DEFAULT_DETECTOR):
+    """A cached detector instance: ``yunet`` (default), ``blazeface`` or ``haar``."""
+    if name == "yunet":
+        return YuNetDetector()
     if name == "blazeface":
         return BlazeFaceDetector()
     if name == "haar":
         return HaarDetector()
-    raise ModelError(f"unknown face detector {name!r}; use blazeface or haar")
+    raise ModelError(f"unknown face detector {name!r}; use {', '.join(DETECTORS)}")
 
 
 # --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import numpy as np
 from .audio_features import STEP
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError, ParameterError
 from .experts import EXPERT_MIN_FACE
+from .faces import DEFAULT_DETECTOR
 from .labels import LABELS
 from .media import SAMPLE_RATE
 from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
@@ -47,7 +48,7 @@ class Options:
 
     fps: float | None = DEFAULT_FPS  # None: every frame
     batch_size: int = DEFAULT_BATCH
-    detector: str = "blazeface"  # or "haar" (the thesis's detector)
+    detector: str = DEFAULT_DETECTOR  # faces.DETECTORS: yunet, blazeface, haar (the thesis's detector)
     # True: always detect faces; False: inputs are already face crops (FER2013-style images);
     # None (auto): detect, and score a face-sized still image whole when no face is found in it
     detect: bool | None = None
@@ -60,9 +61,9 @@ class Options:
     keep_frames: bool = False  # keep per-frame scores and face features in the result (extract)
     frames: bool = False  # report each scored frame: its time, face box and face scores (--frames)
     window: float | None = None  # seconds: also score consecutive segments of this length
-    # Test-time views per face: "auto" = the bundle's views for still images and mirror-only
-    # for video frames (a clip already averages many frames; half the network passes), or
-    # "bundle", "mirror", "none" for every input.
+    # Test-time views per face: "auto" = the bundle's views for still images and "spread" for
+    # video frames (frame k gets the bundle's view k mod n and its mirror: the clip averages every
+    # view at the cost of two network passes a frame), or "bundle", "spread", "mirror", "none".
     tta: str = "auto"
     # Face experts that score each frame: "all" (those the bundle has, see experts.py; with both,
     # the bundle's face head combines them, else their calibrated scores are averaged) or a comma
@@ -456,8 +457,12 @@ class Pipeline:
         if use_video:
             if res.frames_seen == 0:
                 res.notes.append("no video frames decoded")
+            elif opt.detect is False:
+                pass
             elif res.frames_used == 0:
-                res.notes.append(f"no face found in {res.frames_seen} frame(s)")
+                res.notes.append(f"no face found in {res.frames_seen} frame(s) ({opt.detector})")
+            else:
+                res.notes.append(f"faces found by {opt.detector} in {res.frames_used} of {res.frames_seen} frame(s)")
             self._other_faces_note(linker, res)
         face, voice, stats68 = live.totals()
         res.notes.extend(live.stream_notes())
@@ -645,8 +650,10 @@ class Pipeline:
             _, crops, boxes, tracks, main = self._find_faces([img], tracker, linker)
             if not crops and opt.detect is None and min(img.shape[:2]) <= CROP_MAX_SIDE:
                 crops, boxes, tracks, main = self._whole([img])
-                rec.notes.append(f"no face found in the {img.shape[1]}x{img.shape[0]} image: scored it whole as "
-                                 "a face crop")
+                rec.notes.append(f"no face found in the {img.shape[1]}x{img.shape[0]} image ({opt.detector}): "
+                                 "scored it whole as a face crop")
+            elif crops and opt.detect is not False:
+                rec.notes.append(f"face found by {opt.detector}")
             if not crops:
                 damaged = f" (the image is damaged: {problems[0]})" if problems else ""
                 raise NoFaceError(f"{info.path}: no face found in the image{damaged}; if the image is already a "
@@ -656,7 +663,7 @@ class Pipeline:
             yield (np.zeros(len(crops)), prepare_faces(crops, self.face_pre),
                    *self._aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
             return
-        found = 0
+        found = n_frames_found = 0
         step = 1.0 / (opt.fps or info.fps or 25.0)
         total = media_seconds(info, opt.max_seconds)
         try:
@@ -668,6 +675,7 @@ class Pipeline:
                 idx, crops, boxes, tracks, main = self._find_faces(frames, tracker, linker)
                 if crops:
                     found += len(crops)
+                    n_frames_found += len(set(idx))
                     aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
                     yield (np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask,
                            box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main)
@@ -680,8 +688,12 @@ class Pipeline:
             rec.notes.append(_ENDED_EARLY)
         if rec.frames_seen == 0:
             rec.notes.append("no video frames decoded")
+        elif opt.detect is False:
+            pass
         elif found == 0:
-            rec.notes.append(f"no face found in {rec.frames_seen} frame(s)")
+            rec.notes.append(f"no face found in {rec.frames_seen} frame(s) ({opt.detector})")
+        else:
+            rec.notes.append(f"faces found by {opt.detector} in {n_frames_found} of {rec.frames_seen} frame(s)")
         self._other_faces_note(linker, rec)
 
     def _find_faces(self, frames, tracker, linker) -> tuple[list[int], list[np.ndarray], list, Any, Any]:
@@ -739,7 +751,10 @@ class Pipeline:
             if not expert_applies(crop, colour=colour):
                 continue
             mask[k] = True
-            lm = self.landmarker(frame, None if box is None else (box.x0, box.y0, box.x1, box.y1))
+            if box is not None and box.landmarks is not None:  # the detector found them (YuNet)
+                lm = np.asarray(box.landmarks, np.float32)
+            else:
+                lm = self.landmarker(frame, None if box is None else (box.x0, box.y0, box.x1, box.y1))
             if lm is not None:
                 out[k] = align_face(frame, lm)
             else:
@@ -798,23 +813,24 @@ class Pipeline:
             If the audio is shorter than one analysis window.
         """
         from .audio_features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, loudest_window_dbfs,
-                                     short_term_features, window_features)
+                                     short_term_features, window_features, window_levels_dbfs)
 
         st = self.voice_settings
         sr = int(st["sample_rate"])
-        if len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+        if self.vad is not None:  # the gate: a level floor relative to the clip, and the VAD at one level
+            from .voice_activity import at_level, gate_reason
+
+            levels = window_levels_dbfs(audio, sr)
+            if speech is None:
+                speech, _ = self.vad.probabilities(at_level(audio, levels, sr=sr))
+            why = gate_reason(speech, levels)
+            if why is not None:
+                notes.append(f"{VAD_NOTE} {why}): voice not used")
+                return None
+        elif len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
             notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
                          "voice not used")
             return None
-        if self.vad is not None:
-            from .voice_activity import MIN_SPEECH_S, has_speech, speech_seconds
-
-            if speech is None:
-                speech, _ = self.vad.probabilities(audio)
-            if not has_speech(speech):
-                notes.append(f"{VAD_NOTE} {speech_seconds(speech):.2f} s of speech, under {MIN_SPEECH_S:g} s): "
-                             "voice not used")
-                return None
         # sets without pitch statistics need only the 34 short-term features: skip the pitch track
         features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
         frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
@@ -1188,7 +1204,9 @@ class _LiveWindows:
         audible = len(seg) >= self.sr // 10  # a tenth of a second at least, else "no audio"
         speech = None
         if pipe.vad is not None and audible:
-            speech, self.vad_state = pipe.vad.probabilities(seg, state=self.vad_state)
+            from .voice_activity import at_level
+
+            speech, self.vad_state = pipe.vad.probabilities(at_level(seg, sr=self.sr), state=self.vad_state)
         try:
             vin = pipe._voice_input(seg, own, windows=False, speech=speech) if audible else None
         except NoAudioError:
@@ -1236,7 +1254,8 @@ class _FaceAccumulator:
     def __init__(self, pipe: Pipeline, res: Result, *, still: bool = False, pool: "_TrackPool | None" = None):
         self.pipe, self.res, self.still = pipe, res, still
         tta = pipe.options.tta
-        self.views = ("bundle" if still else "mirror") if tta == "auto" else tta
+        self.views = ("bundle" if still else "spread") if tta == "auto" else tta
+        self.n_scored = 0  # faces scored so far: where the next face is in the cycle of "spread" views
         self.main = pool is None  # False for the ``others`` of a main accumulator
         self.pool = pool if pool is not None else _TrackPool(pipe) if pipe.options.faces == "all" else None
         self.others: _FaceAccumulator | None = None
@@ -1300,12 +1319,11 @@ class _FaceAccumulator:
         boxes, tracks = np.concatenate(self.pending_b), np.concatenate(self.pending_k)
         self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
         self.pending_b, self.pending_k = [], []
-        feats, cnn = pipe.face_model.score_inputs(x, batch_size=pipe.options.batch_size, features=True,
-                                                  views=self.views)
+        head = pipe.face_head
+        feats, cnn = self._score_cnn(x, mask if head is not None and pipe.expert_net is not None else None)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
         cnn_cal = pipe.experts.calibrate("emo-cnn", cnn)
         cal = {"emo-cnn": cnn_cal} if "emo-cnn" in pipe.experts_used else {}
-        head = pipe.face_head
         emb = None
         if pipe.expert_net is not None and mask.any():
             if pipe.options.keep_frames or head is not None:
@@ -1326,7 +1344,7 @@ class _FaceAccumulator:
         if head is not None and emb is not None:
             # frames both experts scored: the learned head on their features replaces the average;
             # it learned from emo-cnn features over mirror views (how video frames are scored)
-            f = feats[mask] if self.views == "mirror" else pipe.face_model.score_inputs(
+            f = feats[mask] if self.views in ("mirror", "spread") else pipe.face_model.score_inputs(
                 x[mask], batch_size=pipe.options.batch_size, features=True, views="mirror")[0]
             scores[mask] = head.predict_proba(np.hstack([emb, f]))
         for name, p in cal.items():
@@ -1346,6 +1364,28 @@ class _FaceAccumulator:
         if pipe.options.keep_frames:
             self.features.append(feats)
         self.res.frames_used += len(x)
+
+    def _score_cnn(self, x: np.ndarray, head_rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """emo-cnn's (features, scores) of network inputs, over this accumulator's views.
+
+        With ``"spread"`` views, the faces the face head will score (``head_rows``) get the crop and
+        its mirror, the views the head learned from; the others take the bundle's views in turn.
+        """
+        fm, bs = self.pipe.face_model, self.pipe.options.batch_size
+        if self.views != "spread" or head_rows is None or not head_rows.any():
+            out = fm.score_inputs(x, batch_size=bs, features=True, views=self.views, view_offset=self.n_scored)
+            self.n_scored += len(x)
+            return out
+        feats = np.empty((len(x), fm.n_features), np.float32)
+        cnn = np.empty((len(x), len(fm.labels)), np.float32)
+        feats[head_rows], cnn[head_rows] = fm.score_inputs(x[head_rows], batch_size=bs, features=True,
+                                                           views="mirror")
+        rest = ~head_rows
+        if rest.any():
+            feats[rest], cnn[rest] = fm.score_inputs(x[rest], batch_size=bs, features=True, views="spread",
+                                                     view_offset=self.n_scored)
+            self.n_scored += int(rest.sum())
+        return feats, cnn
 
     def take_frames(self, before: float = float("inf")) -> list[dict[str, Any]]:
         """The ``--frames`` records of the scored frames earlier than ``before`` s, removed from the log.

@@ -272,7 +272,7 @@ def average_networks(nets: Sequence, names: Sequence[str]):
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-VIEW_CHOICES = ("bundle", "mirror", "none")  # test-time views, see FaceModel.score_inputs
+VIEW_CHOICES = ("bundle", "spread", "mirror", "none")  # test-time views, see FaceModel.score_inputs
 
 
 def with_precision(net, policy: str):
@@ -430,12 +430,14 @@ class FaceModel:
         return self._feat_net
 
     def score_inputs(self, x: np.ndarray, *, batch_size: int = 64, features: bool = False,
-                     views: str = "bundle"):
+                     views: str = "bundle", view_offset: int = 0):
         """Score already-prepared input (see :func:`prepare_faces`).
 
         ``views`` picks the test-time views averaged per face: ``"bundle"`` (those chosen at
-        training, in ``preprocessing``), ``"mirror"`` (the crop and its mirror image) or
-        ``"none"`` (the crop alone).
+        training, in ``preprocessing``), ``"spread"`` (face ``i`` gets the bundle's unmirrored
+        view ``(view_offset + i) mod n`` and its mirror: successive frames of a clip take the
+        views in turn, so the clip's average covers them all at the cost of ``"mirror"``),
+        ``"mirror"`` (the crop and its mirror image) or ``"none"`` (the crop alone).
         Returns ``scores`` (N, n_labels) float32, or ``(features, scores)`` when asked.
         """
         self._check()
@@ -444,7 +446,7 @@ class FaceModel:
         net = self._feature_net()
         feats, scores = [], []
         for start in range(0, len(x), batch_size):
-            views_ = self._views(x[start:start + batch_size], views)
+            views_ = self._views(x[start:start + batch_size], views, offset=view_offset + start)
             f, s = (np.asarray(o, np.float32) for o in net(np.concatenate(views_), training=False))
             k = len(views_)
             s = s.reshape(k, -1, s.shape[-1]).mean(0)  # average over the test-time views
@@ -469,14 +471,20 @@ class FaceModel:
             return self.network_.n_features
         return int(self.network_.get_layer(FEATURE_LAYER).output.shape[-1])
 
-    def _views(self, batch: np.ndarray, which: str = "bundle") -> list[np.ndarray]:
-        """The test-time views of a batch of network inputs (N, H, W, C)."""
+    def _views(self, batch: np.ndarray, which: str = "bundle", *, offset: int = 0) -> list[np.ndarray]:
+        """The test-time views of a batch of network inputs (N, H, W, C); ``offset``: the first face's
+        place in the cycle of ``"spread"`` views."""
         pre = self.preprocessing
         views = [batch]
         if which == "none":
             return views
         if which == "mirror":
             return [batch, batch[:, :, ::-1]]
+        if which == "spread":
+            base = self._views(batch, "bundle")
+            base = np.stack(base[:len(base) // 2] if pre.flip_tta else base)  # (V, N, H, W, C), unmirrored
+            pick = base[(offset + np.arange(len(batch))) % len(base), np.arange(len(batch))]
+            return [pick, pick[:, :, ::-1]] if pre.flip_tta else [pick]
         if pre.tta_zoom > 0:
             import cv2
 

@@ -192,3 +192,30 @@ def test_classification_report_by_hand():
     assert classification_report([0, 0, 0, 1], [0, 0, 2, 1], labels, absent=None)["recall"]["c"] is None
     empty = classification_report([], [], labels)
     assert (empty["n"], empty["accuracy"], empty["uar"], empty["confusion"]) == (0, 0.0, 0.0, [[0] * 3] * 3)
+
+
+def test_items_a_gate_rejected_are_counted_as_left_out_of_that_modality():
+    """A voice the gate rejected (or a face never found) stays an item: counted in that modality's
+    n_failed with the items that failed whole, and named in the table's header; a voice that is simply
+    absent (an image) is not a failure."""
+    from rich.console import Console
+
+    from emocli.evaluate import Evaluation, metrics_table
+
+    s = {lab: float(lab == "happy") for lab in LABELS}
+    ev = Evaluation()
+    ev.n_items = 4
+    ev.add("happy", {"face": s, "voice": None, "fused": s},
+           notes=["no speech detected (voice activity: 0.06 s of speech, under 0.3 s): voice not used", "face only"])
+    ev.add("happy", {"face": None, "voice": s, "fused": s}, notes=["no face found in 10 frame(s) (yunet)"])
+    ev.add("happy", {"face": s, "voice": None, "fused": s}, notes=["face only"])  # an image: no voice to gate
+    ev.add_failed("sad", file="broken.avi", error="broken.avi: not a readable video")
+    rep = ev.report()
+    assert rep["n_failed"] == 1
+    assert (rep["voice"]["n_failed"], rep["face"]["n_failed"]) == (2, 2)
+    assert rep["left_out"] == {"face": 2, "voice": 2}
+    assert rep["voice"]["n_missing"] == 2 and rep["voice"]["n"] == 1
+    console = Console(record=True, width=120)
+    metrics_table(rep, title="t", console=console)
+    text = console.export_text()
+    assert "left out of the figures" in text and "face 2 of 4" in text and "voice 2 of 4" in text

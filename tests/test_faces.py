@@ -12,7 +12,7 @@ def face_frame():
     return frames[0]
 
 
-@pytest.mark.parametrize("name", ["blazeface", "haar"])
+@pytest.mark.parametrize("name", faces.DETECTORS)
 def test_detector_finds_the_face(face_frame, name):
     dets = faces.get_detector(name)(face_frame)
     assert dets, f"{name} found no face"
@@ -24,15 +24,56 @@ def test_detector_finds_the_face(face_frame, name):
     assert 0.0 < d.score <= 1.0
 
 
-def test_no_face_in_test_pattern(tmp_path):
+@pytest.mark.parametrize("name", ["yunet", "blazeface"])
+def test_no_face_in_test_pattern(tmp_path, name):
     from conftest import make_clip
 
     clip = make_clip(tmp_path / "pattern.avi", seconds=0.4, audio=False)
     _, frames = next(media.iter_frames(clip, fps=5))
-    det = faces.get_detector("blazeface")
+    det = faces.get_detector(name)
     tracker = faces.FaceTracker()
     idx, crops, _ = faces.faces_in_frames(frames, detector=det, tracker=tracker)
     assert idx == [] and crops == []
+
+
+def _face_only(face_frame):
+    """The actor's face cut out of the example frame (about 1.6 face widths around it)."""
+    d = faces.get_detector("yunet")(face_frame)[0]
+    return faces.crop_face(face_frame, d, margin=0.3)
+
+
+def _on_grey(img, *, width: int, angle: float = 0.0, centre=(240, 240), frame=480):
+    import cv2
+
+    s = width / img.shape[1]
+    m = cv2.getRotationMatrix2D((img.shape[1] / 2, img.shape[0] / 2), angle, s)
+    m[:, 2] += (centre[0] - img.shape[1] / 2, centre[1] - img.shape[0] / 2)
+    return cv2.warpAffine(img, m, (frame, frame), dst=np.full((frame, frame, 3), 128, np.uint8),
+                          borderMode=cv2.BORDER_TRANSPARENT)
+
+
+def test_default_detector_finds_close_ups_tilted_and_border_faces(face_frame):
+    """The faces BlazeFace misses (issue 27): a close-up filling the frame, a face turned by 30 degrees,
+    a face a third outside the frame. YuNet, the default, finds each, with its five landmarks."""
+    face = _face_only(face_frame)
+    cases = {"close-up": _on_grey(face, width=470), "tilted": _on_grey(face, width=200, angle=30),
+             "border": _on_grey(face, width=200, centre=(-200 / 3 + 100, 240))}
+    det = faces.get_detector(faces.DEFAULT_DETECTOR)
+    assert faces.DEFAULT_DETECTOR == "yunet"
+    for name, frame in cases.items():
+        dets = det(frame)
+        assert dets, f"no face in the {name} frame"
+        assert dets[0].landmarks is not None and len(dets[0].landmarks) == 5
+        assert abs(dets[0].width - dets[0].height) < 1e-6  # square, as crop_face expects
+
+
+def test_yunet_box_frames_the_face_like_blazeface(face_frame):
+    """The square YuNet box sits on the face as BlazeFace's does (same centre, similar size), so the crop
+    the networks see is framed as before."""
+    y = faces.get_detector("yunet")(face_frame)[0]
+    b = faces.get_detector("blazeface")(face_frame)[0]
+    assert abs(y.center[0] - b.center[0]) < 0.15 * b.width and abs(y.center[1] - b.center[1]) < 0.15 * b.width
+    assert 0.75 < y.width / b.width < 1.25
 
 
 def test_tracker_keeps_main_face_not_background_face(face_frame):

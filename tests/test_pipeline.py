@@ -120,6 +120,16 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
     np.testing.assert_allclose(model.score_inputs(x, batch_size=2), mean(views + [v[:, :, ::-1] for v in views]),
                                atol=1e-5)
     assert type(shifted).from_dict(shifted.to_dict()) == shifted
+    # "spread" (video frames): face i gets unmirrored view (offset + i) mod 6 and its mirror, across batches,
+    # so six frames of one still face average exactly the twelve views a still image gets
+    six = np.repeat(x[:1], 6, axis=0)
+    spread = model.score_inputs(six, views="spread", view_offset=3, batch_size=4)
+    for i in range(6):
+        v = views[(3 + i) % 6][:1]
+        np.testing.assert_allclose(spread[i], mean([v, v[:, :, ::-1]])[0], atol=1e-5)
+    f_spread, _ = model.score_inputs(six, views="spread", features=True)
+    f_bundle, _ = model.score_inputs(x[:1], features=True)
+    np.testing.assert_allclose(f_spread.mean(0), f_bundle[0], atol=1e-4)
 
     def face(p, path):
         res = p.run(path)
@@ -128,10 +138,12 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
 
     # a bundle whose chosen views include a zoomed crop
     bundle = _views_bundle(face_only_bundle, tmp_path / "zoom", flip_tta=True, tta_zoom=0.1)
-    pipes = {tta: Pipeline(bundle, Options(tta=tta)) for tta in ("auto", "bundle", "mirror", "none")}
-    # video frames: auto = crop + mirror; a still image: auto = the bundle's views
-    np.testing.assert_allclose(face(pipes["auto"], example_clip), face(pipes["mirror"], example_clip), atol=1e-6)
-    assert not np.allclose(face(pipes["auto"], example_clip), face(pipes["bundle"], example_clip), rtol=0, atol=1e-6)
+    pipes = {tta: Pipeline(bundle, Options(tta=tta)) for tta in ("auto", "bundle", "spread", "mirror", "none")}
+    # video frames: auto = the bundle's views spread over the frames (crop + mirror, crop zoomed + mirror, ...);
+    # a still image: auto = the bundle's views
+    np.testing.assert_allclose(face(pipes["auto"], example_clip), face(pipes["spread"], example_clip), atol=1e-6)
+    for other in ("mirror", "bundle"):
+        assert not np.allclose(face(pipes["auto"], example_clip), face(pipes[other], example_clip), rtol=0, atol=1e-6)
     _, frames = next(media.iter_frames(example_clip, fps=5))
     img = tmp_path / "still.png"
     cv2.imwrite(str(img), frames[0][:, :, ::-1])

@@ -11,7 +11,8 @@ AffectNet and SFEW test halves) is pasted on a 480x480 mid-grey frame:
 A face is found when a detection's centre lies within 30 % of the face width of the face's
 centre and its width is 35-160 % of the face image's. False positives: detections of at least
 24 px (emo's smallest face) on generated face-free frames (noise at several grains, textures,
-stripes, checkerboards, gradients, random shapes). Milliseconds per 480x480 frame, one thread
+stripes, checkerboards, gradients, random shapes) and on the sides of the example clips' frames
+(a real room, no face). Milliseconds per 480x480 frame, one thread
 of work as ``emo predict`` gives it (the process's own threads). Also printed: where each
 detector's box sits on the face image (width, centre offset), which ``faces.CROP_FRAMING``
 turns into the crop the networks learned from::
@@ -113,6 +114,21 @@ def face_free(n: int, seed: int = 0) -> list[np.ndarray]:
     return out
 
 
+def real_backgrounds() -> list[np.ndarray]:
+    """Face-free frames from real video: the left and right thirds of the example clips' frames (the actor
+    sits in the middle third), each stretched to the frame."""
+    from emocli.media import iter_frames
+
+    out = []
+    for clip in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.avi")):
+        for _, frames in iter_frames(clip, fps=5):
+            for f in frames:
+                w = f.shape[1]
+                for part in (f[:, :w // 3], f[:, 2 * w // 3:]):
+                    out.append(cv2.resize(np.ascontiguousarray(part), (FRAME, FRAME)))
+    return out
+
+
 def found(dets, cx: float, cy: float, fw: float):
     """The detection that finds the face at (cx, cy) of width fw, or None."""
     for d in dets:
@@ -135,11 +151,13 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--heldout", type=Path, default=Path("runs/heldout"))
     ap.add_argument("--per-label", type=int, default=30, help="faces per emotion (spread over the four corpora)")
+    ap.add_argument("--halves", choices=("test", "calib"), default="test", help="calib: for choices (a threshold)")
     ap.add_argument("--face-free", type=int, default=300, help="generated frames with no face")
-    ap.add_argument("--detectors", default="yunet,yunet320,blazeface,haar")
+    ap.add_argument("--detectors", default="yunet,yunet320,blazeface,haar",
+                    help="comma list: yunet, yunet320 (YuNet at 320 px), yunet@T (threshold T), blazeface, haar")
     args = ap.parse_args()
     cv2.setNumThreads(1)
-    faces = sample(heldout_faces(args.data, args.heldout), args.per_label)
+    faces = sample(heldout_faces(args.data, args.heldout, halves=args.halves), args.per_label)
     images = [read_image(p) for p, _, _ in faces]
     makers = {"yunet": lambda: YuNetDetector(), "yunet320": lambda: YuNetDetector(side=320),
               "blazeface": lambda: BlazeFaceDetector(), "haar": lambda: HaarDetector()}
@@ -149,10 +167,11 @@ def main() -> None:
     signs = rng.choice([-1, 1], len(images))
     off = 1 / 6 - 1 / (2 * MID)  # face widths from the frame centre: a third of the face outside the frame
     sides = [[(off, 0.0), (-off, 0.0), (0.0, off), (0.0, -off)][int(k)] for k in rng.integers(0, 4, len(images))]
-    frames_free = face_free(args.face_free)
+    frames_free = face_free(args.face_free) + real_backgrounds()
     rows, geometry = [], {}
     for name in args.detectors.split(","):
-        det = makers[name]()
+        # "yunet@0.5": YuNet with another confidence threshold
+        det = YuNetDetector(min_confidence=float(name[6:])) if name.startswith("yunet@") else makers[name]()
         hits = {c: 0 for c, _ in conds}
         geo = {}
         t_total, n_frames = 0.0, 0

@@ -10,12 +10,12 @@ made here (the target is all rejected).
 - **after**: ``voice_activity.gate_reason`` (a level floor relative to the clip, Silero on the audio
   with its loudest stretch at ``LEVEL_DBFS``, chunks >= ``THRESHOLD``).
 
-``--levels -14,-20,-26,-32,-38`` also prints how many clips Silero's rule (``THRESHOLD``, 0.3 s) rejects at each
+``--levels=-20,-26,-32,-38,-44`` also prints how many clips Silero's rule (``THRESHOLD``, 0.3 s) rejects at each
 level the audio could be brought to, and the largest chunk probability on non-speech: the table
 ``LEVEL_DBFS`` was chosen from::
 
     python scripts/make_nonspeech.py runs/nonspeech
-    python bench/gates.py --data ../shared/data --nonspeech runs/nonspeech [--levels -14,-20,-26,-32,-38]
+    python bench/gates.py --data ../shared/data --nonspeech runs/nonspeech [--levels=-20,-26,-32,-38,-44]
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     vad = SileroVAD.load(DEFAULT_BUNDLE / VAD_FILE)
     levels_asked = [float(v) for v in args.levels.split(",") if v.strip()]
-    print(f"| set | clips | rejected before | rejected after | least speech s after | rejected at "
+    print("| set | clips | rejected before | rejected after | least speech s after | rejected at "
           + " | ".join(f"{v:g}" for v in levels_asked) + " |")
     print("|---" * (6 + len(levels_asked)) + "|")
     examples = []

@@ -7,8 +7,10 @@ plus the cases of issue 13 (reliability, round 2).
 
 Media are generated with ffmpeg's lavfi sources (and cut from ``examples/``) in a temporary
 folder. Every case runs ``emo`` in a fresh process and is checked for: its documented outcome
-(passed), a Python traceback on stderr (tracebacks), and fewer JSON result lines than inputs
-(results lost). The last line reads ``cases N / passed P / tracebacks T / results lost L``.
+(passed), a Python traceback on stderr (tracebacks), fewer JSON result lines than inputs
+(results lost), and a change to the inputs and devices it names (issue 32: an output must never
+replace an input, /dev/null or /dev/full). The last line reads ``cases N / passed P / tracebacks T /
+results lost L / inputs or devices modified M``.
 
 Not run here (too slow or not reproducible as root; the test suite covers them): an ffmpeg
 stall (60 s), more than 4 h of audio, a FIFO nobody writes to (60 s), an unreadable folder
@@ -27,6 +29,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+
+import numpy as np
 from pathlib import Path
 from typing import Callable
 
@@ -66,6 +70,8 @@ class Case:
     close_stdout: bool = False  # the reader goes away at once (| head -0)
     interrupt_after_first: bool = False  # a signal after the first result line: Ctrl-C ...
     stop_signal: int = signal.SIGINT  # ... or this one (SIGTERM: kill, timeout, a batch scheduler)
+    # inputs and devices the run must leave as they were (issue 32): paths, given the work folder
+    guard: Callable[[Path], list[Path]] | None = None
 
 
 def run_case(case: Case, work: Path, model: list[str], timeout: float) -> Run:
@@ -177,6 +183,38 @@ def make_media(work: Path) -> None:
     write_manifest(bundle, labels=labels)
 
 
+    # issue 32
+    (w / "afile").write_text("a file, not a folder")
+    (w / "manifest.csv").write_text(f"path,label\n{w / 'speech.wav'},happy\n")
+    x = np.frombuffer(subprocess.run([_ffmpeg(), "-nostdin", "-loglevel", "error", "-i", str(EXAMPLE), "-f", "f32le",
+                                      "-ac", "1", "-ar", "16000", "-"], capture_output=True, check=True).stdout,
+                      np.float32).copy()
+    x[::7] = np.nan
+    x[5::11] = np.inf
+    x.tofile(w / "nan.raw")
+    ffmpeg("-f", "f32le", "-ar", "16000", "-ac", "1", "-i", str(w / "nan.raw"), "-c:a", "pcm_f32le", str(w / "nan.wav"))
+
+
+def _ffmpeg() -> str:
+    from emocli.media import ffmpeg_exe
+
+    return ffmpeg_exe()
+
+
+def fingerprint(path: Path) -> tuple:
+    """What must not change: the kind of file (a device stays a device) and a regular file's bytes."""
+    import hashlib
+    import stat
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return ("missing",)
+    if not stat.S_ISREG(st.st_mode):
+        return ("special", stat.S_IFMT(st.st_mode), st.st_rdev)
+    return ("file", hashlib.sha256(Path(path).read_bytes()).hexdigest())
+
+
 # -- checks ---------------------------------------------------------------------------------
 
 def ok(run: Run, i: int = 0) -> dict:
@@ -196,6 +234,13 @@ def has_note(run: Run, text: str, i: int = 0) -> bool:
 
 def one_error_line(run: Run) -> bool:
     return run.rc == 1 and run.stderr.count("\n") == 1 and run.stderr.startswith("error:")
+
+
+def _link(w: Path, target: str, name: str) -> Path:
+    link = w / name
+    if not link.is_symlink():
+        link.symlink_to(w / target)
+    return link
 
 
 def cases() -> list[Case]:
@@ -282,6 +327,56 @@ def cases() -> list[Case]:
         Case("symlink loop", p("loop.avi"), 1, lambda r: error_names(r, "symlink loop")),
         Case("bad --layout", lambda w: ["evaluate", str(w), "--layout", "bogus"], 0, lambda r: r.rc == 2),
         Case("digital silence", p("silence.wav"), 1, lambda r: error_names(r, "no speech detected")),
+        # issue 32: outputs never destroy anything, every number and file gets one line
+        Case("-o naming the input", lambda w: ["predict", "--json", str(w / "speech.wav"), "-o", str(w / "speech.wav")],
+             0, lambda r: one_error_line(r) and "is the input" in r.stderr, guard=lambda w: [w / "speech.wav"]),
+        Case("-o through a symlink to the input", lambda w: ["predict", str(w / "speech.wav"), "-o",
+                                                             str(_link(w, "speech.wav", "speech_link.wav"))],
+             0, lambda r: one_error_line(r) and "is the input" in r.stderr, guard=lambda w: [w / "speech.wav"]),
+        Case("evaluate --predictions naming its manifest", lambda w: ["evaluate", str(w / "manifest.csv"),
+                                                                      "--predictions", str(w / "manifest.csv")],
+             0, lambda r: one_error_line(r) and "is the input" in r.stderr, guard=lambda w: [w / "manifest.csv"]),
+        Case("-o /dev/null", lambda w: ["predict", str(w / "speech.wav"), "-o", "/dev/null", "--format", "json"], 0,
+             lambda r: r.rc == 0, guard=lambda w: [Path("/dev/null")]),
+        Case("--plot /dev/null", lambda w: ["predict", "--json", "--window", "1", str(w / "speech.wav"), "--plot",
+                                            "/dev/null"], 2, lambda r: r.rc == 0, guard=lambda w: [Path("/dev/null")]),
+        Case("-o /dev/full", lambda w: ["predict", str(w / "speech.wav"), "-o", "/dev/full", "--format", "json"], 0,
+             lambda r: one_error_line(r) and "/dev/full" in r.stderr, guard=lambda w: [Path("/dev/full")]),
+        Case("evaluate --plot /dev/full", lambda w: ["evaluate", "--json", str(w / "manifest.csv"), "--plot",
+                                                     "/dev/full"], 0,
+             lambda r: r.rc == 1 and "/dev/full" in r.stderr and '"n_items"' in r.stdout,
+             guard=lambda w: [Path("/dev/full")]),
+        Case("-o and --plot on one file", lambda w: ["predict", "--window", "1", str(w / "speech.wav"), "-o",
+                                                     str(w / "same.out"), "--plot", str(w / "same.out")], 0,
+             lambda r: one_error_line(r) and "named by both" in r.stderr),
+        Case("evaluate --report and --predictions on one file",
+             lambda w: ["evaluate", str(w / "manifest.csv"), "--report", str(w / "same2.out"), "--predictions",
+                        str(w / "same2.out")], 0, lambda r: one_error_line(r) and "named by both" in r.stderr),
+        Case("-o a folder", lambda w: ["predict", str(w / "speech.wav"), "-o", str(w / "no_media")], 0,
+             lambda r: one_error_line(r) and "is a folder" in r.stderr),
+        Case("-o under a file", lambda w: ["predict", str(w / "speech.wav"), "-o", str(w / "afile" / "x.jsonl")], 0,
+             lambda r: one_error_line(r) and "is a file, not a folder" in r.stderr, guard=lambda w: [w / "afile"]),
+        Case("-o name too long", lambda w: ["predict", str(w / "speech.wav"), "-o", str(w / ("n" * 300))], 0,
+             lambda r: one_error_line(r) and "longer than" in r.stderr),
+        Case("--submission a file", lambda w: ["predict", "--json", str(w / "speech.wav"), "--submission",
+                                               str(w / "afile")], 0,
+             lambda r: one_error_line(r) and "is a file" in r.stderr, guard=lambda w: [w / "afile"]),
+        Case("extract --out a file", lambda w: ["extract", str(w / "manifest.csv"), "--out", str(w / "afile")], 0,
+             lambda r: one_error_line(r) and "is a file" in r.stderr, guard=lambda w: [w / "afile"]),
+        Case("train-audio --out a file", lambda w: ["train-audio", str(w / "manifest.csv"), "--out",
+                                                    str(w / "afile")], 0,
+             lambda r: one_error_line(r) and "is a file" in r.stderr, guard=lambda w: [w / "afile"]),
+        *[Case(f"predict {opt} {v}", lambda w, opt=opt, v=v: ["predict", str(w / "speech.wav"), opt, v], 0,
+               lambda r: r.rc == 2 and "finite number" in r.stderr)
+          for opt, v in (("--window", "inf"), ("--window", "1e308"), ("--fps", "inf"), ("--fps", "1e9"),
+                         ("--max-seconds", "inf"), ("--max-seconds", "1e308"))],
+        *[Case(f"train-video {opt} {v}", lambda w, opt=opt, v=v: ["train-video", str(w), "--out", str(w / "tv"), opt, v],
+               0, lambda r: r.rc == 2) for opt, v in (("--lr", "nan"), ("--limit", "-5"))],
+        Case("--format csv --json", lambda w: ["predict", str(w / "speech.wav"), "--format", "csv", "--json"], 0,
+             lambda r: r.rc == 2 and "contradicts" in r.stderr),
+        Case("WAV with NaN and inf samples", p("nan.wav"), 1,
+             lambda r: ok(r).get("voice_scores") is not None and has_note(r, "NaN or infinite")
+             and "RuntimeWarning" not in r.stderr),
         *[Case(f"{what} under a face", p(f"{what}_face.avi"), 1,
                lambda r: ok(r).get("voice_scores", 0) is None and has_note(r, "no speech detected (voice activity"))
           for what in ("noise", "music")],
@@ -296,12 +391,14 @@ def main() -> None:
     args = ap.parse_args()
     model = ["--model", args.model] if args.model else []
     selected = [c for c in cases() if args.k in c.name]
-    n = passed = tracebacks = lost = 0
+    n = passed = tracebacks = lost = modified = 0
     with tempfile.TemporaryDirectory(prefix="emo-battery-") as tmp:
         work = Path(tmp)
         make_media(work)
         for case in selected:
             n += 1
+            guarded = case.guard(work) if case.guard else []
+            before = [fingerprint(g) for g in guarded]
             try:
                 run = run_case(case, work, model, args.timeout)
             except subprocess.TimeoutExpired:
@@ -310,14 +407,19 @@ def main() -> None:
             good = bool(case.check(run))
             tb = "Traceback" in run.stderr
             short = case.expect_lines and (len(run.lines) < case.expect_lines or run.bad_lines)
-            passed += good and not tb and not short
+            changed = [str(g) for g, f in zip(guarded, before) if fingerprint(g) != f]
+            passed += good and not tb and not short and not changed
             tracebacks += tb
             lost += bool(short)
-            status = "ok  " if good and not tb and not short else "FAIL"
+            modified += bool(changed)
+            status = "ok  " if good and not tb and not short and not changed else "FAIL"
+            if changed:
+                print(f"      modified: {', '.join(changed)}", flush=True)
             detail = "" if status == "ok  " else (f" (rc {run.rc}, {len(run.lines)} line(s), "
                                                   f"stderr: {run.stderr.strip()[-200:]!r})")
             print(f"{status}  {case.name} [{run.seconds:.1f} s]{detail}", flush=True)
-    print(f"cases {n} / passed {passed} / tracebacks {tracebacks} / results lost {lost}")
+    print(f"cases {n} / passed {passed} / tracebacks {tracebacks} / results lost {lost} / "
+          f"inputs or devices modified {modified}")
 
 
 if __name__ == "__main__":

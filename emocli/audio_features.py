@@ -135,7 +135,12 @@ def window_levels_dbfs(audio: np.ndarray, sr: int, *, window: float = WINDOW) ->
     n = len(x) // win
     if n == 0:
         return np.zeros(0)
-    mean = float(np.mean(x, dtype=np.float64))
+    total, count = 0.0, 0  # the mean of the finite samples (a NaN would make every level NaN), by blocks
+    for a in range(0, len(x), AUDIO_BLOCK):
+        b = x[a:a + AUDIO_BLOCK].astype(np.float64)
+        ok = np.isfinite(b)
+        total, count = total + float(b[ok].sum()), count + int(ok.sum())
+    mean = total / count if count else 0.0
     out = np.empty(n)
     per_block = max(1, AUDIO_BLOCK // win)
     for a in range(0, n, per_block):

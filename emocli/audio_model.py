@@ -397,11 +397,17 @@ class VoiceModel:
             raise ModelError("this voice model was loaded in its compact runtime form; load it with "
                              "runtime=False to save it again")
         weights, runtime, meta_file = _files(name)
+        arrays = CompactSVM.from_estimator(self.estimator_).arrays()
+        bad = [k for k, v in arrays.items() if np.issubdtype(np.asarray(v).dtype, np.floating)
+               and not np.isfinite(v).all()]
+        if bad:  # a NaN feature slipped through: nothing is written
+            raise ModelError(f"{directory}: not saved: the voice model has non-finite values in {', '.join(bad)}; "
+                             "check the training clips' features")
         with atomic_path(directory / weights, suffix=".skops") as tmp:
             sio.dump(self.estimator_, tmp)
         with atomic_path(directory / runtime, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **CompactSVM.from_estimator(self.estimator_).arrays())
+                np.savez(fh, **arrays)
         atomic_write_text(directory / meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     @staticmethod

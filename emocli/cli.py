@@ -93,6 +93,38 @@ AllowEvalSplitOpt = Annotated[bool, typer.Option(
     "--allow-eval-split", help="Allow --split to name an evaluation split (Val, Test, ...).")]
 
 
+def _number(lo: float, hi: float, *, lo_open: bool = False):
+    """An option callback: the value (or each of a list) must be a finite number in [lo, hi] (``lo_open``:
+    above lo), else bad usage naming the range; inf, 1e308 and nan never reach the pipeline or ffmpeg."""
+    import math
+
+    def check(value):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is None:
+                continue
+            ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                raise typer.BadParameter(f"{v!r} is not a finite number {'above' if lo_open else 'from'} {lo:g} "
+                                         f"{'and at most' if lo_open else 'to'} {hi:g}")
+        return value
+
+    return check
+
+
+def _out_folder(value: Optional[Path]) -> Optional[Path]:
+    """--out FOLDER: refused before any work (exit 1, one line) when it names a file, goes through a file,
+    or cannot be written to."""
+    if value is not None:
+        from .errors import OutputError
+        from .files import check_writable
+
+        try:
+            check_writable(value, "--out", folder=True)
+        except OutputError as exc:
+            raise fail(str(exc)) from None
+    return value
+
+
 def _choices(name: str, *values: str) -> type[Enum]:
     """A str Enum for an option's fixed choices (member names: the values with - and + as _)."""
     return Enum(name, [(re.sub(r"\W", "_", v), v) for v in values], type=str)
@@ -142,7 +174,8 @@ PoolingOpt = Annotated[Pooling, typer.Option(
          "far they are from neutral).")]
 ModelOpt = Annotated[Optional[Path], typer.Option(
     "--model", "-m", help="Model bundle folder [default: the shipped models/default].", show_default=False)]
-FpsOpt = Annotated[float, typer.Option(min=0.0, help="Frames per second to score (0: every frame).")]
+FpsOpt = Annotated[float, typer.Option(callback=_number(0.0, 1000.0),
+                                        help="Frames per second to score (0: every frame; at most 1000).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
 DetectorOpt = Annotated[Detector, typer.Option(
     help="Face detector: yunet (finds faces from 2 % to the whole of the frame, turned or cut by its edge), "
@@ -243,15 +276,16 @@ def train_video(
     data: Annotated[Optional[list[Path]], typer.Argument(
         help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
              "network, each with its own held-out part.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write face.keras/face.json into.",
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write face.keras/face.json into.",
                                       show_default=False)] = ...,
     backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
                                                "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
                                                "(frozen backbone + retrained head).")] = "emo-cnn",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
-    lr: Annotated[float, typer.Option(help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
-    holdout: Annotated[list[float], typer.Option(min=0.01, max=0.5, help="Share of each corpus held out to pick the "
+    lr: Annotated[float, typer.Option(callback=_number(0.0, 1.0, lo_open=True),
+                                      help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
+    holdout: Annotated[list[float], typer.Option(callback=_number(0.01, 0.5), help="Share of each corpus held out to pick the "
                                                                          "best epoch: once for all, or once per "
                                                                          "DATA folder in order.")] = [0.1],
     balance: Annotated[Balance, typer.Option(help="Sample weights over corpus x class: none, sqrt (1/sqrt(count)) "
@@ -262,7 +296,7 @@ def train_video(
     holdout_seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split alone (default: --seed); keep "
                                                              "it fixed across runs that will be compared or averaged.",
                                                         show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Use at most this many training images (quick runs).")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training images (quick runs).")] = None,
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
                                                           "softmax on its fc2 features (no media decoded again).")] = None,
     init: Annotated[Optional[Path], typer.Option(help="Start from the face network of this bundle (fine-tuning or "
@@ -272,10 +306,10 @@ def train_video(
                                                     show_default=False)] = None,
     head: Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
                                                       "blocks + FC 512-256; default: exp2.", show_default=False)] = None,
-    rotation: Annotated[float, typer.Option(min=0, max=180, help="Augmentation: largest random rotation, degrees "
+    rotation: Annotated[float, typer.Option(callback=_number(0, 180), help="Augmentation: largest random rotation, degrees "
                                                                  "(the thesis's 30 by default).")] = 30.0,
-    zoom: Annotated[float, typer.Option(min=0, max=0.9, help="Augmentation: largest random zoom, as a share.")] = 0.15,
-    shift: Annotated[float, typer.Option(min=0, max=0.9, help="Augmentation: largest random shift, as a share of "
+    zoom: Annotated[float, typer.Option(callback=_number(0, 0.9), help="Augmentation: largest random zoom, as a share.")] = 0.15,
+    shift: Annotated[float, typer.Option(callback=_number(0, 0.9), help="Augmentation: largest random shift, as a share of "
                                                               "the side.")] = 0.10,
     precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
                                                       "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
@@ -288,7 +322,7 @@ def train_video(
                                                                "same DATA with the same held-out split; repeat for "
                                                                "an ensemble. Its averaged scores join the labels as "
                                                                "training targets.", show_default=False)] = None,
-    distill: Annotated[float, typer.Option(min=0.0, max=1.0, help="With --teacher: the teachers' share of the "
+    distill: Annotated[float, typer.Option(callback=_number(0.0, 1.0), help="With --teacher: the teachers' share of the "
                                                                   "training targets (the labels' is the rest).")] = 0.5,
     refresh_bn: Annotated[bool, typer.Option("--refresh-bn", help="After training, re-estimate the BatchNorm "
                                                                    "statistics on the un-augmented training faces; "
@@ -338,7 +372,7 @@ def train_audio(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
                                                               "from the file names) or CSV manifests with a speaker "
                                                               "column.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write voice.skops/voice.json into.",
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write voice.skops/voice.json into.",
                                       show_default=False)] = ...,
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
                                                           "its voice features (no audio decoded again).",
@@ -458,7 +492,7 @@ def ensemble(
     a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],
     b: Annotated[Path, typer.Argument(help="Second face bundle, trained on DATA with the same held-out part.")],
     data: Annotated[Path, typer.Argument(help="The folder both bundles were trained on.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write the averaged network into.",
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write the averaged network into.",
                                       show_default=False)] = ...,
     write: Annotated[bool, typer.Option("--write", help="Save the average when it beats both members on the "
                                                         "held-out images.")] = False,
@@ -476,7 +510,7 @@ def ensemble(
 def refresh_bn(
     model: Annotated[Path, typer.Argument(help="Face bundle trained by `emo train-video` on DATA.")],
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Bundle folder to write the refreshed network into.",
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write the refreshed network into.",
                                       show_default=False)] = ...,
     write: Annotated[bool, typer.Option("--write", help="Save it when it beats the bundle on the held-out "
                                                         "images.")] = False,
@@ -517,8 +551,9 @@ def predict(
         show_default=False)] = None,
     scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
-    max_seconds: Annotated[Optional[float], typer.Option(min=0.1, help="Analyse at most this many seconds of each input.")] = None,
-    window: Annotated[Optional[float], typer.Option(min=0.5, help="Also score consecutive segments of this many "
+    max_seconds: Annotated[Optional[float], typer.Option(callback=_number(0.1, 1e6), help="Analyse at most this many "
+                                                         "seconds of each input (0.1 to 1e6).")] = None,
+    window: Annotated[Optional[float], typer.Option(callback=_number(0.5, 86400.0), help="Also score consecutive segments of this many "
                                                                "seconds (JSON: lines with \"segment\").")] = None,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
                                                      "feeding one model (bulk runs).")] = 1,
@@ -575,6 +610,7 @@ def predict(
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
     source = None if annotate is None else _annotate_source(inputs)
+    _check_predict_outputs(inputs, output=output, plot=plot, annotate=annotate, submission=submission)
     opts = _pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
                              frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
     rule = None
@@ -618,19 +654,47 @@ def predict(
                      timeline=timeline, rule=rule, annotate=None if source is None else (source, annotate),
                      frames=frames)
     finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
+        failed = False
         if sink is not None:
-            sink.close()
-            err.print(f"wrote {output}", markup=False)
+            try:
+                sink.close()
+                err.print(f"wrote {output}", markup=False)
+            except typer.Exit:  # its one line is printed
+                failed = True
         if timeline is not None:
             from .report import plot_timeline
 
-            plot_timeline(timeline, plot)
-            err.print(f"wrote {plot}", markup=False)
+            try:
+                plot_timeline(timeline, plot)
+                err.print(f"wrote {plot}", markup=False)
+            except EmoError as exc:
+                fail(str(exc))
+                failed = True
+        if failed:
+            raise typer.Exit(1)
+
+
+def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None:
+    """predict's outputs, before any work: none may be an input file (or an existing media file of an input
+    folder), two may not name one file, and each must be writable (exit 1 with one line otherwise)."""
+    from .errors import OutputError
+    from .files import check_outputs
+    from .media import MEDIA_EXTS
+
+    files = [Path(i) for i in inputs if i != "-" and Path(i).is_file()]
+    folders = [Path(i) for i in inputs if i != "-" and Path(i).is_dir()]
+    names = {"output": "-o", "plot": "--plot", "annotate": "--annotate"}
+    try:
+        check_outputs({names[k]: v for k, v in outputs.items() if k in names},
+                      folders={"--submission": outputs.get("submission")}, inputs=files, input_folders=folders,
+                      media_exts=MEDIA_EXTS)
+    except OutputError as exc:
+        raise fail(str(exc)) from None
 
 
 def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path]) -> str:
     """table, json or csv, from --format, --json/--table and -o's file extension (bad usage when they clash)."""
-    if out_format is not None and json_out is not None and (out_format == OutFormat.table) == json_out:
+    if out_format is not None and json_out is not None and out_format != (OutFormat.json if json_out else OutFormat.table):
         raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
                                  "give one of them")
     fmt = out_format.value if out_format is not None else None
@@ -649,17 +713,31 @@ class _OutputFile:
     so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
 
     def __init__(self, target: Path):
-        from .files import temporary_beside
+        from .files import is_special, temporary_beside, write_error
 
-        fd, self.tmp = temporary_beside(target)
         self.target = target
-        self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        self.tmp = None  # a device or FIFO (-o /dev/null) is written directly, never replaced
+        try:
+            if is_special(target):
+                self.fh = open(target, "w", encoding="utf-8", newline="")
+            else:
+                fd, self.tmp = temporary_beside(target)
+                self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise fail(str(write_error(target, exc))) from None
 
     def close(self) -> None:
-        from .files import publish
+        """Flush and rename into place; a failed write (a full disk) is one line naming the file, exit 1."""
+        from .files import publish, write_error
 
-        self.fh.close()
-        publish(self.tmp, self.target)
+        try:
+            self.fh.close()
+            if self.tmp is not None:
+                publish(self.tmp, self.target)
+        except OSError as exc:
+            if self.tmp is not None and self.tmp.exists():
+                self.tmp.unlink()
+            raise fail(str(write_error(self.target, exc))) from None
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
@@ -832,8 +910,14 @@ def _print_result(res, *, err, writer, out_console, submission, shown, written, 
                       f"written for {escape(printable(written[name]))}; rename one of them or run them "
                       "separately (its result line is still printed)")
         else:
+            from .errors import EmoError
+
             written[name] = res.file
-            write_submission(submission, res)
+            try:
+                write_submission(submission, res)
+            except EmoError as exc:  # a full disk mid-run: said, and the result line still follows
+                failed += 1
+                err.print(f"[red]error:[/red] {escape(printable(str(exc)))} (its result line is still printed)")
     if timeline is not None:
         for seg in res.segments or []:
             timeline.add(res.file, seg)
@@ -899,6 +983,12 @@ def evaluate(
                 raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
                            "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "
                            "a speaker column")
+        from .files import check_outputs
+        from .media import MEDIA_EXTS
+
+        check_outputs({"--report": report_path, "--predictions": predictions, "--plot": plot},
+                      inputs=[dataset, *(it.path for it in items)] if dataset.is_file() else [it.path for it in items],
+                      input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
     except EmoError as exc:
         raise fail(str(exc)) from None
     from tqdm import tqdm
@@ -914,17 +1004,20 @@ def evaluate(
         err.print(f"[yellow]warning:[/yellow] {o['n']} of the {len(items)} item(s) scored were in the {mod} model's "
                   f"training items (split {o['split'] or '(none)'}), e.g. {escape(o['files'][0])}: its figures here "
                   "measure nothing; evaluate on a split it was not trained on")
-    if report_path is not None:
-        atomic_write_text(report_path, json.dumps(report, indent=2) + "\n")
-        err.print(f"wrote {report_path}", markup=False)
-    if predictions is not None:
-        from .evaluate import predictions_csv
+    from .evaluate import predictions_csv
 
-        atomic_write_text(predictions, predictions_csv(report))
-        err.print(f"wrote {predictions}", markup=False)
-    if plot is not None:
-        plot_confusions(report, plot)
-        err.print(f"wrote {plot}", markup=False)
+    written_ok = True
+    for path, write in ((report_path, lambda p: atomic_write_text(p, json.dumps(report, indent=2) + "\n")),
+                        (predictions, lambda p: atomic_write_text(p, predictions_csv(report))),
+                        (plot, lambda p: plot_confusions(report, p))):
+        if path is None:
+            continue
+        try:  # a full disk or a vanished folder: one line, and the report still reaches stdout
+            write(path)
+            err.print(f"wrote {path}", markup=False)
+        except EmoError as exc:
+            fail(str(exc))
+            written_ok = False
     if json_out:
         print(json.dumps(report))
     else:
@@ -941,7 +1034,7 @@ def evaluate(
             title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
                       f"speaker(s) with >= {a['min_clips']} voiced clips)")
         metrics_table(report, title=title, console=Console())
-    if report["n_failed"]:
+    if report["n_failed"] or not written_ok:
         raise typer.Exit(1)
 
 
@@ -949,7 +1042,7 @@ def evaluate(
 @scoring_options
 def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (items/*.npz + index.csv).")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Output folder (items/*.npz + index.csv).")],
     split: CorpusSplitOpt = None,
     layout: LayoutOpt = None,
     model: ModelOpt = None,

@@ -25,6 +25,10 @@ class NoAudioError(EmoError, ValueError):
     """An input has no audio track, or too little audio to analyse."""
 
 
+class OutputError(EmoError, OSError):
+    """An output path cannot be written, or writing there would destroy an input or another output."""
+
+
 class ModelError(EmoError, ValueError):
     """A model bundle is missing, tampered with, or incompatible."""
 

@@ -39,6 +39,8 @@ class Evaluation:
     # speaker-adapted evaluations (evaluate --speaker-norm): the unadapted one and a summary
     plain: "Evaluation | None" = None
     adaptation: dict[str, Any] | None = None
+    # the modalities that ran (``--modality face``: face and fused); the report has a block for each
+    reported: tuple[str, ...] = MODALITIES
 
     def add(self, label: str, scores: dict[str, dict[str, float] | None], *, file: str = "",
             notes: list[str] | tuple[str, ...] = ()) -> None:
@@ -72,22 +74,22 @@ class Evaluation:
         from .metrics import classification_report
 
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
-                               "labels": list(self.labels)}
-        for m in MODALITIES:
+                               "labels": list(self.labels), "modalities": list(self.reported)}
+        for m in self.reported:
             rep = classification_report(self.truth[m], self.pred[m], self.labels, absent=None)
             rep["n_missing"] = self.missing[m]
             # left out of this modality's figure: the items that failed whole, and those whose
             # modality was tried and rejected (the voice gate, no face found)
             rep["n_failed"] = len(self.failed) + self.rejected[m]
             out[m] = rep
-        out["left_out"] = {m: out[m]["n_failed"] for m in ("face", "voice")}
+        out["left_out"] = {m: out[m]["n_failed"] for m in ("face", "voice") if m in self.reported}
         out["items"] = self.items
         out["adaptation"] = None
         if self.adaptation is not None:
             out["adaptation"] = "speaker"
             out["speaker_adaptation"] = self.adaptation
             plain = self.plain.report()
-            out["plain"] = {m: plain[m] for m in MODALITIES}
+            out["plain"] = {m: plain[m] for m in self.reported}
         return out
 
 
@@ -156,9 +158,10 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
     against its speaker's statistics over the evaluated items, see :mod:`emocli.speaker`), and
     ``.plain`` holds the same items scored without adaptation.
     """
-    ev = Evaluation(labels=pipeline.fusion.labels)
-    ev.n_items = len(items)
     opts = pipeline.options
+    ev = Evaluation(labels=pipeline.fusion.labels,
+                    reported=tuple(m for m in MODALITIES if m == "fused" or getattr(opts, f"use_{m}")))
+    ev.n_items = len(items)
     images = [it for it in items if Path(it.path).suffix.lower() in _image_exts()]
     if images and opts.detect is False and pipeline.face_model is not None and len(images) == len(items):
         _evaluate_crops(images, pipeline, ev, progress)
@@ -189,7 +192,7 @@ def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
     from .speaker import MIN_CLIPS, speaker_stats
 
     counts, stats = speaker_stats((it.speaker, res) for it, res in kept)
-    ev = Evaluation(labels=plain.labels)
+    ev = Evaluation(labels=plain.labels, reported=plain.reported)
     ev.n_items = plain.n_items
     n_adapted = 0
     for it, res in kept:
@@ -246,15 +249,17 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
     labels = report["labels"]
     t = Table(title=title, title_justify="left")
     t.add_column("")
-    for m in MODALITIES:
+    shown = [m for m in MODALITIES if m in report]
+    for m in shown:
         t.add_column(m, justify="right")
     rows = [("n scored", lambda r: str(r["n"])), ("accuracy", lambda r: f"{r['accuracy']:.3f}"),
             ("UAR", lambda r: f"{r['uar']:.3f}"), ("macro-F1", lambda r: f"{r['macro_f1']:.3f}")]
     rows += [(f"recall {lab}", lambda r, lab=lab: f"{r['recall'][lab]:.3f}" if r["support"][lab] else "-")
              for lab in labels]
     for name, fn in rows:
-        t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in MODALITIES])
-    left = {m: report[m].get("n_failed", 0) for m in ("face", "voice") if report[m]["n"] or report[m].get("n_failed")}
+        t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in shown])
+    left = {m: report[m].get("n_failed", 0) for m in ("face", "voice")
+            if m in report and (report[m]["n"] or report[m].get("n_failed"))}
     if any(left.values()):
         console.print("left out of the figures (tried and rejected, or failed): " + ", ".join(
             f"{m} {k} of {report.get('n_items', '?')}" for m, k in left.items()) + " item(s); they count as misses nowhere, "
@@ -268,7 +273,7 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
 def shown_modalities(report: dict[str, Any]) -> list[str]:
     """The modalities worth a panel: those that scored an item, and fused only when both face and voice
     did (with one modality, fused is that modality's scores again)."""
-    ran = [m for m in ("face", "voice") if report[m]["n"]]
+    ran = [m for m in ("face", "voice") if m in report and report[m]["n"]]
     return ran + (["fused"] if len(ran) == 2 and report["fused"]["n"] else [])
 
 

@@ -8,22 +8,56 @@ point leaves the old file or the new one, never a torn one.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
+import stat
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+
+if TYPE_CHECKING:
+    from .errors import OutputError
 
 T = TypeVar("T")
 
 
+TEMP_NAME_KEEP = 64  # characters of the target's name kept in its temporary name (a long name stays legal)
+
+
 def temporary_beside(target: Path, *, suffix: str = ".tmp") -> tuple[int, Path]:
     """An open descriptor and the path of a new hidden file ``.NAME.XXXX<suffix>`` next to ``target``
-    (its folder is created when missing)."""
+    (its folder is created when missing; NAME is cut to 64 characters)."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:TEMP_NAME_KEEP]}.", suffix=suffix, dir=target.parent)
     return fd, Path(tmp)
+
+
+def is_special(path: Path | str) -> bool:
+    """Whether ``path`` exists and is neither a regular file nor a folder (a device such as /dev/null
+    or /dev/full, a FIFO, a socket): such a target is written directly, never replaced by a rename."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def write_error(target: Path | str, exc: OSError) -> "OutputError":
+    """An OSError met while writing ``target`` as one line naming it and the fix."""
+    from .errors import OutputError
+
+    fixes = {errno.ENOSPC: "free some disk space or write elsewhere",
+             errno.EDQUOT: "free some disk space or write elsewhere",
+             errno.EISDIR: "it is a folder: name a file in it",
+             errno.ENOTDIR: "a part of its path is a file, not a folder: choose another path",
+             errno.EACCES: "choose a folder you can write to", errno.EPERM: "choose a folder you can write to",
+             errno.EROFS: "the file system is read-only: choose another place",
+             errno.ENAMETOOLONG: "the name is longer than the file system allows: choose a shorter one",
+             errno.EEXIST: "a part of its path is a file, not a folder: choose another path"}
+    why = exc.strerror or type(exc).__name__
+    return OutputError(f"{target}: cannot write it ({why}); {fixes.get(exc.errno, 'choose another path')}")
 
 
 def publish(tmp: Path, target: Path) -> None:
@@ -40,13 +74,35 @@ def publish(tmp: Path, target: Path) -> None:
 def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` on success.
 
-    A run killed at any point leaves either the old file or the new one, never a torn one.
+    A run killed at any point leaves either the old file or the new one, never a torn one. A
+    target that is a device, a FIFO or a socket (:func:`is_special`) is yielded itself and written
+    directly: renaming onto /dev/null would replace the device with a file. A failed write (a full
+    disk, a folder given for a file, no permission) raises :class:`~emocli.errors.OutputError`
+    naming ``target``.
     """
-    fd, tmp_path = temporary_beside(target, suffix=suffix or ".tmp")
+    from .errors import EmoError
+
+    target = Path(target)
+    if is_special(target):
+        try:
+            yield target
+        except OSError as exc:
+            if isinstance(exc, EmoError):
+                raise
+            raise write_error(target, exc) from None
+        return
+    try:
+        fd, tmp_path = temporary_beside(target, suffix=suffix or ".tmp")
+    except OSError as exc:
+        raise write_error(target, exc) from None
     os.close(fd)
     try:
         yield tmp_path
-        publish(tmp_path, Path(target))
+        publish(tmp_path, target)
+    except OSError as exc:
+        if isinstance(exc, EmoError):
+            raise
+        raise write_error(target, exc) from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -54,7 +110,8 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
 
 def atomic_write_text(target: Path, text: str) -> None:
     with atomic_path(target) as tmp:
-        tmp.write_text(text)
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
 
 
 def sha256_file(path: Path | str) -> str:
@@ -86,3 +143,104 @@ def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missi
         raise ModelError(f"{path}: not usable {what} ({type(exc).__name__}: {exc}); {rebuild}") from None
     obj.path = path
     return obj
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (links followed: a hard link or a symlink of it is the same
+    file), else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _mode(path: Path) -> int | None:
+    """``st_mode`` of an existing path (links followed), else None; never raises (a name too long, a path
+    through a file: None)."""
+    try:
+        return os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+
+
+def check_writable(path: Path, what: str, *, folder: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written: a folder where a file is wanted
+    (or a file where a folder is), a path through a file, a folder that cannot be written to, a name too
+    long. Devices, FIFOs and sockets pass (they are written directly). Raises OutputError naming
+    ``path`` and ``what`` (the option)."""
+    from .errors import OutputError
+
+    path = Path(path)
+    if is_special(path):
+        return
+    mode = _mode(path)
+    if mode is not None and stat.S_ISDIR(mode) and not folder:
+        raise OutputError(f"{path} ({what}) is a folder; name a file, e.g. {path / 'results'}")
+    if mode is not None and not stat.S_ISDIR(mode) and folder:
+        raise OutputError(f"{path} ({what}) is a file, not a folder; name a new or existing folder")
+    probe = path if folder and mode is not None else path.parent
+    while _mode(probe) is None and probe != probe.parent:  # the first that exists: the writer makes the rest
+        probe = probe.parent
+    if not stat.S_ISDIR(_mode(probe) or 0):
+        raise OutputError(f"{path} ({what}): {probe} is a file, not a folder; choose another path")
+    try:
+        limit = os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    long = [p for p in (path.relative_to(probe).parts if path != probe else ()) if len(os.fsencode(p)) > limit]
+    if long:
+        raise OutputError(f"{path} ({what}): the name {long[0][:40]!r}... is {len(os.fsencode(long[0]))} bytes, "
+                          f"longer than the {limit} the file system allows; choose a shorter name")
+    try:  # root passes every permission check: try a real file
+        fd, tmp = tempfile.mkstemp(prefix=".emo-write-check.", dir=probe)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise OutputError(f"{path} ({what}): cannot write in {probe} ({exc.strerror}); choose a folder you can "
+                          "write to") from None
+
+
+def check_outputs(outputs: dict[str, Path | str | None], *, inputs=(), folders: dict[str, Path | str | None] = {},
+                  input_folders=(), media_exts=()) -> None:
+    """Refuse, before any work, outputs that would destroy something or cannot be written.
+
+    ``outputs``: {option: file path or None}; ``folders``: {option: folder path or None} (written
+    into); ``inputs``: the input files (an output that is one of them, a link to it included, is
+    refused); ``input_folders`` and ``media_exts``: folders whose files of those extensions are
+    inputs too (an existing one of them is refused as an output). Two options naming the same file
+    are refused. Raises OutputError.
+    """
+    from .errors import OutputError
+
+    named = {opt: Path(p) for opt, p in outputs.items() if p is not None}
+    dirs = {opt: Path(p) for opt, p in folders.items() if p is not None}
+    seen: dict[object, str] = {}
+    for opt, p in [*named.items(), *dirs.items()]:
+        if is_special(p):
+            continue  # /dev/null twice is fine
+        key = _identity(p) or os.path.abspath(p)
+        if key in seen:
+            raise OutputError(f"{p}: named by both {seen[key]} and {opt}, so one would overwrite the other; "
+                              "give each its own path")
+        seen[key] = opt
+    ins = {}
+    for i in inputs:
+        ident = _identity(Path(i))
+        if ident is not None and not is_special(i):
+            ins[ident] = i
+    for opt, p in named.items():
+        ident = _identity(p)
+        if ident is not None and ident in ins:
+            raise OutputError(f"{p} ({opt}) is the input {ins[ident]}: writing there would destroy it; choose "
+                              "another file")
+        if ident is not None and p.suffix.lower() in media_exts:  # an existing media file of an input folder
+            full = os.path.realpath(p)
+            for folder in input_folders:
+                if full.startswith(os.path.realpath(folder) + os.sep):
+                    raise OutputError(f"{p} ({opt}) is an input, a media file of the input folder {folder}: writing "
+                                      "there would destroy it; choose another file")
+    for opt, p in named.items():
+        check_writable(p, opt)
+    for opt, p in dirs.items():
+        check_writable(p, opt, folder=True)

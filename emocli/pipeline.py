@@ -81,6 +81,22 @@ class Options:
     # the clip's face score stays the main face's).
     faces: str = "main"
 
+    def __post_init__(self) -> None:
+        """Numbers out of range (inf, nan, a negative count) are refused here, not by ffmpeg later."""
+        import math
+
+        limits = {"fps": (0.0, 1000.0), "window": (0.0, 86400.0), "max_seconds": (0.0, 1e6),
+                  "margin": (0.0, 1.0), "batch_size": (1, 1 << 20), "min_face": (1, 1 << 16),
+                  "max_side": (16, 1 << 16)}
+        for name, (lo, hi) in limits.items():
+            v = getattr(self, name)
+            if v is None or isinstance(v, bool):
+                continue
+            strict = name in ("window", "max_seconds")
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > lo if strict else v >= lo) and v <= hi):
+                raise ParameterError(f"Options.{name} must be a finite number {'above' if strict else 'from'} {lo:g} "
+                                     f"{'and at most' if strict else 'to'} {hi:g}, got {v!r}")
+
 
 FACE_MODES = ("main", "all")
 
@@ -817,6 +833,9 @@ class Pipeline:
 
         st = self.voice_settings
         sr = int(st["sample_rate"])
+        audio = _finite_audio(audio, notes)
+        if audio is None:
+            return None
         if self.vad is not None:  # the gate: a level floor relative to the clip, and the VAD at one level
             from .voice_activity import at_level, gate_reason
 
@@ -1490,6 +1509,25 @@ class _TrackPool:
                         "label": labels[int(np.argmax(p))], "scores": _as_dict(p, labels), "frames_used": tr["n"],
                         "first": round(tr["first"], 3), "last": round(tr["last"], 3)})
         return out
+
+
+def _finite_audio(audio: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """Audio with its NaN and infinite samples (a damaged float WAV) filled in from their finite
+    neighbours, with a note; None (and a note) when fewer than half the samples are finite."""
+    audio = np.asarray(audio)
+    bad = ~np.isfinite(audio)
+    n = int(bad.sum())
+    if n == 0:
+        return audio
+    if n > len(audio) // 2:
+        notes.append(f"voice unusable ({n} of {len(audio)} audio samples are NaN or infinite: a damaged file)")
+        return None
+    idx = np.arange(len(audio))
+    fixed = audio.astype(np.float32, copy=True)
+    fixed[bad] = np.interp(idx[bad], idx[~bad], fixed[~bad])
+    notes.append(f"{n} of {len(audio)} audio samples were NaN or infinite (a damaged file): filled in from their "
+                 "neighbours")
+    return fixed
 
 
 def box_array(boxes, scale: float) -> np.ndarray:

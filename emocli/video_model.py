@@ -518,6 +518,10 @@ class FaceModel:
         if isinstance(self.network_, LiteNetwork):
             raise ModelError("this face model was loaded in its runtime form (face.tflite); load it with "
                              "runtime=False to save it again")
+        bad = [w.path for w in self.network_.weights if not np.isfinite(np.asarray(w)).all()]
+        if bad:  # training diverged (a learning rate too high, a NaN in the data): nothing is written
+            raise ModelError(f"{directory}: not saved: the face network has non-finite weights ({bad[0]} and "
+                             f"{len(bad) - 1} more); training diverged: lower --lr or check the images")
         with atomic_path(directory / "face.keras", suffix=".keras") as tmp:
             _inference_copy(self.network_).save(tmp)
         lite = export_lite(self.network_) if runtime_form else None

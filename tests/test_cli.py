@@ -393,13 +393,14 @@ def test_annotate_refuses_anything_but_one_file_before_running(face_only_bundle,
     assert err.startswith("error:") and named in err and len(r.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("target, says", [
-    ("out.avi", "name the file .mp4, .mov or .mkv"),
-    ("folder", "is a folder; name a file in it"),
-    ("input", "is the input itself; write the annotation to another file"),
-    ("file.txt/out.mp4", "cannot write the annotated video there"),
+@pytest.mark.parametrize("target, says, before", [
+    ("out.avi", "name the file .mp4, .mov or .mkv", False),
+    # refused before any work (issue 32): nothing is computed, nothing printed
+    ("folder", "(--annotate) is a folder; name a file", True),
+    ("input", "(--annotate) is the input", True),
+    ("file.txt/out.mp4", "is a file, not a folder", True),
 ])
-def test_annotate_bad_output_is_one_line_and_keeps_the_result(face_only_bundle, tmp_path, target, says):
+def test_annotate_bad_output_is_one_line_and_keeps_the_result(face_only_bundle, tmp_path, target, says, before):
     import shutil
 
     clip = tmp_path / "clip.avi"
@@ -410,9 +411,12 @@ def test_annotate_bad_output_is_one_line_and_keeps_the_result(face_only_bundle, 
     r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)],
                       terminal_width=400)
     assert r.exit_code == 1
-    assert lines(r.stdout)[0]["status"] == "ok"  # what was computed is still printed
+    if before:
+        assert lines(r.stdout) == []
+    else:
+        assert lines(r.stdout)[0]["status"] == "ok"  # what was computed is still printed
     err = r.stderr.strip()
-    assert len(err.splitlines()) == 1 and err.startswith(f"error: {out}:") and says in err
+    assert len(err.splitlines()) == 1 and err.startswith(f"error: {out}") and says in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "file.txt", "folder"]  # nothing left behind
     assert (tmp_path / "clip.avi").read_bytes() == (EXAMPLES / "1001_DFA_NEU_XX.avi").read_bytes()
 

@@ -455,20 +455,31 @@ class VoiceModel:
             meta_path, fmt=FORMAT, what="an emo voice-model description",
             missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
             invalid="not valid JSON ({exc}); restore the bundle or retrain")
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        version = meta.get("format_version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ModelError(f"{meta_path}: 'format_version' must be a whole number, got {version!r}; restore the "
+                             "bundle or retrain with `emo train-audio`")
+        if version > FORMAT_VERSION:
             raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
                              f"understands ({FORMAT_VERSION}); upgrade emo")
         labels = meta.get("labels")
         if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
                 or len(set(labels)) != len(labels)):
             raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
-        n_in = int(meta.get("n_features", -1))
+        n_in = meta.get("n_features")
+        if not (isinstance(n_in, int) and not isinstance(n_in, bool) and 0 < n_in < 1 << 20):
+            raise ModelError(f"{meta_path}: 'n_features' must be a positive whole number, got {n_in!r}; restore the "
+                             "bundle or retrain with `emo train-audio`")
         compact_path = directory / runtime_file
         if runtime and compact_path.is_file():
             try:
                 with np.load(compact_path, allow_pickle=False) as z:
-                    est = CompactSVM({key: z[key] for key in CompactSVM.KEYS})
-            except Exception as exc:  # zip, key, shape or dtype problems
+                    arrays = {key: z[key] for key in CompactSVM.KEYS}
+                bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+                if bad:
+                    raise ValueError(f"non-finite values in {', '.join(bad)}")
+                est = CompactSVM(arrays)
+            except Exception as exc:  # zip, key, shape, dtype or value problems
                 raise ModelError(f"{compact_path}: not a usable compact voice model ({type(exc).__name__}: {exc}); "
                                  "restore the bundle or retrain with `emo train-audio`") from None
             source = compact_path
@@ -490,15 +501,27 @@ class VoiceModel:
                 raise ValueError(f"feature set {st['feature_set']!r} has {feature_dimension(st['feature_set'])} "
                                  f"values, the model expects {n_in}")
             window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
+            if not (0 < step <= window <= 10.0 and 8000 <= sr <= 192000):
+                raise ValueError(f"window {window} s, step {step} s, sample rate {sr} Hz out of range")
             if "encoder_sha256" in st:
                 from .voice_encoder import ENCODER_SHA256
 
                 if st["encoder_sha256"] != ENCODER_SHA256:
                     raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "
                                      f"{str(st['encoder_sha256'])[:12]}..., this emo ships {ENCODER_SHA256[:12]}...")
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise ModelError(f"{meta_path}: unusable feature settings ({exc}); retrain with `emo train-audio` "
                              "or upgrade emo") from None
+        try:
+            return cls._from_meta(meta, st, est, labels, n_in, window=window, step=step, sr=sr)
+        except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise ModelError(f"{meta_path}: unusable SVM or selection settings ({type(exc).__name__}: {exc}); "
+                             "restore the bundle or retrain with `emo train-audio`") from None
+
+    @classmethod
+    def _from_meta(cls, meta: dict, st: dict, est, labels: list, n_in: int, *, window: float, step: float,
+                   sr: int) -> "VoiceModel":
+        """The model object around a loaded estimator, from voice.json's settings (raises on malformed values)."""
         svm = meta.get("svm", {})
         sel = meta.get("selection", {})
         model = cls(feature_set=st["feature_set"], window=window, step=step, sample_rate=sr,

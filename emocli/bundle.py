@@ -185,7 +185,11 @@ def verify_bundle(directory: Path) -> dict:
         path = directory / name
         if not path.is_file():
             raise ModelError(f"{path}: listed in the manifest but missing; restore the bundle or retrain")
-        actual = sha256_file(path)
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:  # no permission, an I/O error
+            raise ModelError(f"{path}: cannot read it ({exc.strerror or exc}); check its permissions or restore "
+                             "the bundle") from None
         if actual != expected:
             raise ModelError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({str(expected)[:12]}...); "
                              f"the file was modified or corrupted: {RESTORE.get(name, 'restore it, or retrain the bundle')}")

@@ -82,7 +82,11 @@ class YuNetLandmarks:
         if not Path(model_path).is_file():
             raise ModelError(f"{model_path}: YuNet weights missing; reinstall emo (they ship in models/detectors)")
         self.model_path = Path(model_path)
-        self._net = cv2.FaceDetectorYN.create(str(model_path), "", (YUNET_SIDE, YUNET_SIDE), min_score, 0.3, 50)
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(model_path), "", (YUNET_SIDE, YUNET_SIDE), min_score, 0.3, 50)
+        except cv2.error:
+            raise ModelError(f"{model_path}: not a usable YuNet model; reinstall emo (it ships in models/detectors)") \
+                from None
 
     def __call__(self, image: np.ndarray, box: Sequence[float] | None = None) -> np.ndarray | None:
         """Landmarks (5, 2) in ``image`` pixels of the face nearest the centre of ``box``.
@@ -123,7 +127,12 @@ class OnnxExpert:
         self.model_path = Path(model_path)
         self.labels = tuple(labels)
         self.size = size
-        self._net = cv2.dnn.readNet(str(model_path))
+        try:
+            self._net = cv2.dnn.readNet(str(model_path))
+        except cv2.error as exc:  # truncated or not an ONNX graph
+            why = str(exc).strip().splitlines()[-1][:160]
+            raise ModelError(f"{model_path}: not a usable ONNX face expert ({why}); restore the bundle, or pass "
+                             "--face-experts emo-cnn") from None
         self._has_embedding = EMBEDDING in self._net.getUnconnectedOutLayersNames()
 
     def logits(self, faces: np.ndarray, *, embeddings: bool = False):
@@ -243,6 +252,10 @@ class FaceHead:
                 and head.temperature > 0 and np.all(head.scale > 0)):
             raise ModelError(f"{path}: inconsistent face head shapes; restore the bundle or rerun "
                              "`python scripts/face_head.py ... --write`")
+        if not (np.isfinite(head.temperature) and all(np.isfinite(a).all() for a in (head.mean, head.scale, head.coef,
+                                                                                     head.intercept))):
+            raise ModelError(f"{path}: the face head holds non-finite values; restore the bundle or rerun "
+                             "`python scripts/face_head.py ... --write`")
         return head
 
 
@@ -304,9 +317,10 @@ class ExpertSet:
             raise ModelError(f"{path}: malformed face-expert settings ({exc}); rerun "
                              "`python scripts/face_experts.py ... --write`") from None
         unknown = sorted(set(names) - set(EXPERT_NAMES))
-        bad = [n for n in names if not (temps.get(n, 1.0) > 0 and weights.get(n, 1.0) >= 0)]
+        bad = [n for n in names if not (math.isfinite(temps.get(n, 1.0)) and math.isfinite(weights.get(n, 1.0))
+                                        and temps.get(n, 1.0) > 0 and weights.get(n, 1.0) >= 0)]
         if unknown or bad:
-            raise ModelError(f"{path}: unknown experts {unknown} or non-positive temperatures/weights {bad}; "
+            raise ModelError(f"{path}: unknown experts {unknown} or non-positive or non-finite temperatures/weights {bad}; "
                              "rerun `python scripts/face_experts.py ... --write`")
         head = None
         if isinstance(d.get("head"), dict):

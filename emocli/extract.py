@@ -109,7 +109,7 @@ def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
         if not resume:
             raise DatasetError(f"{out}: already holds an extraction; pass --resume to finish it, "
                                "or choose another --out")
-        old = json.loads(s_path.read_text())
+        old = read_json_object(s_path)  # any JSON object, read with a one-line error when damaged
         if old != settings:
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
             raise DatasetError(f"{out}: was extracted with other settings ({', '.join(diff)}); "
@@ -120,6 +120,8 @@ def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     atomic_write_text(s_path, json.dumps(settings, indent=2) + "\n")
     (out / ITEMS).mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out)
+    if resume:
+        remove_damaged(out)
 
 
 def item_files(out: Path, ending: str) -> list[Path]:
@@ -135,6 +137,46 @@ def remove_stale_temps(out: Path) -> int:
     for p in stale:
         p.unlink(missing_ok=True)
     return len(stale)
+
+
+def _read_item(p: Path) -> dict[str, np.ndarray]:
+    """Every array of an item file (no pickle); raises DatasetError naming it when it is damaged."""
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+        missing = [k for k in ("label", "path", "speaker", "split", "frame_times", "face_scores", "voice_scores")
+                   if k not in d]
+        if missing:
+            raise KeyError(f"no {', '.join(missing)}")
+    except Exception as exc:  # truncated zip, pickled object arrays, missing arrays
+        raise DatasetError(f"{p}: damaged extracted item ({type(exc).__name__}: {exc}); rerun `emo extract` with "
+                           "--resume on its folder to redo it") from None
+    return d
+
+
+def read_json_object(p: Path) -> dict:
+    try:
+        d = json.loads(p.read_text())
+        if not isinstance(d, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{p}: damaged extraction record ({exc}); rerun `emo extract` with --resume on its "
+                           "folder to redo it") from None
+    return d
+
+
+def remove_damaged(out: Path) -> int:
+    """Delete the item files of an extraction that cannot be read back (truncated, pickled arrays, not
+    JSON), so that ``--resume`` redoes their items; returns how many."""
+    gone = 0
+    for ending, read in ((".npz", _read_item), (".error.json", read_json_object)):
+        for p in item_files(out, ending):
+            try:
+                read(p)
+            except DatasetError:
+                p.unlink(missing_ok=True)
+                gone += 1
+    return gone
 
 
 def is_finished(out: Path, iid: str, *, retry_failed: bool) -> bool:
@@ -265,13 +307,13 @@ def write_index(out: Path) -> Path:
     out = Path(out)
     rows = []
     for p in item_files(out, ".npz"):
-        with np.load(p, allow_pickle=False) as z:
-            rows.append({"id": p.stem, "path": str(z["path"]), "label": str(z["label"]),
-                         "speaker": str(z["speaker"]), "split": str(z["split"]), "status": "ok",
-                         "frames_used": int(len(z["frame_times"])), "face": int(z["face_scores"].size > 0),
-                         "voice": int(z["voice_scores"].size > 0), "error": ""})
+        z = _read_item(p)
+        rows.append({"id": p.stem, "path": str(z["path"]), "label": str(z["label"]),
+                     "speaker": str(z["speaker"]), "split": str(z["split"]), "status": "ok",
+                     "frames_used": int(len(z["frame_times"])), "face": int(z["face_scores"].size > 0),
+                     "voice": int(z["voice_scores"].size > 0), "error": ""})
     for p in item_files(out, ".error.json"):
-        d = json.loads(p.read_text())
+        d = read_json_object(p)
         rows.append({k: d.get(k, "") for k in INDEX_FIELDS})
     rows.sort(key=lambda r: r["path"])
     with atomic_path(out / INDEX, suffix=".csv") as tmp:
@@ -282,6 +324,14 @@ def write_index(out: Path) -> Path:
     return out / INDEX
 
 
+def extraction_model(out: Path) -> Path:
+    """The model bundle an extraction was made with (its extract.json's ``model``); DatasetError when damaged."""
+    d = read_json_object(Path(out) / SETTINGS)
+    if not isinstance(d.get("model"), str):
+        raise DatasetError(f"{Path(out) / SETTINGS}: names no model bundle; rerun `emo extract` into a new --out")
+    return Path(d["model"])
+
+
 def load_extracted(out: Path) -> list[dict[str, Any]]:
     """Finished items of an extraction, as dicts of arrays (labels aligned to emo's order)."""
     out = Path(out)
@@ -289,8 +339,7 @@ def load_extracted(out: Path) -> list[dict[str, Any]]:
         raise DatasetError(f"{out}: not an emo extraction folder (no {SETTINGS}); run `emo extract` first")
     items = []
     for p in item_files(out, ".npz"):
-        with np.load(p, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
+        d = _read_item(p)
         for k in ("label", "path", "speaker", "split"):
             d[k] = str(d[k])
         d["id"] = p.stem

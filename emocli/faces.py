@@ -178,7 +178,10 @@ class YuNetDetector:
         self.model_path = path
         self.min_confidence = min_confidence
         self.side = int(side)
-        self._net = cv2.FaceDetectorYN.create(str(path), "", (self.side, self.side), min_confidence, NMS_IOU, 50)
+        try:
+            self._net = cv2.FaceDetectorYN.create(str(path), "", (self.side, self.side), min_confidence, NMS_IOU, 50)
+        except cv2.error:
+            raise ModelError(f"{path}: not a usable YuNet model; reinstall emo (it ships in models/detectors)") from None
         self._size: tuple[int, int] | None = None
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:

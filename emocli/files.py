@@ -138,8 +138,12 @@ def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missi
         raise ModelError(f"{path}: {what} not found; {missing}")
     try:
         with np.load(path, allow_pickle=False) as z:
-            obj = build({k: z[k] for k in z.files})
-    except Exception as exc:  # zip, key, shape problems
+            arrays = {k: z[k] for k in z.files}
+        bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"non-finite values in {', '.join(bad[:3])}")
+        obj = build(arrays)
+    except Exception as exc:  # zip, key, shape, value problems
         raise ModelError(f"{path}: not usable {what} ({type(exc).__name__}: {exc}); {rebuild}") from None
     obj.path = path
     return obj

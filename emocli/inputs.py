@@ -1,14 +1,16 @@
 """Expand command-line inputs: files, folders, ``-`` (stdin), pipes, URLs and devices into a stream of inputs.
 
-``-`` reads stdin once. If it looks like text (no control bytes) every non-empty line is
-an input path, so ``find ... | emo predict -`` works, each path handled as soon as its line
-arrives; otherwise stdin is media bytes: a live input (:class:`emocli.media.LiveSource`),
+``-`` reads stdin once. If it looks like text (no control bytes once a byte-order mark and
+terminal colour codes are taken out) every non-empty line is an input path, spaces kept as
+written, so ``find ... | emo predict -`` (and ``find -print0``, ``ls --color=always``) works,
+each path handled as soon as its line arrives; otherwise stdin is media bytes: a live input (:class:`emocli.media.LiveSource`),
 decoded in one pass as it arrives. So are FIFOs, character devices, URLs (``rtsp://``,
 ``https://``, ...) and capture devices (``/dev/video0``).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -21,12 +23,36 @@ SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
 MAX_PATH_LINE = 64 * 1024  # bytes read at once from a list of paths (a longer "line" is not a path)
 
 
-_CONTROL = re.compile(rb"[\x00-\x08\x0e-\x1f\x7f]")  # never in a list of paths; in every media header
+# never in a list of paths; in every media header. NUL is left out: it separates `find -print0` paths.
+_CONTROL = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
+# terminal colour and cursor codes (`ls --color=always`): ESC [ parameters final-byte
+_ANSI = re.compile(rb"\x1b\[[0-9;:?]*[ -/]*[@-~]")
+BOM = b"\xef\xbb\xbf"  # a UTF-8 byte-order mark, as some editors and Windows tools start a text file
+# how media files begin (RIFF: WAV/AVI, EBML: MKV/WebM, Ogg, FLAC; MP4 and MOV say "ftyp" at byte 4): never
+# a list, whatever their next bytes are (other containers start with control bytes)
+MEDIA_MAGIC = (b"RIFF", b"\x1a\x45\xdf\xa3", b"OggS", b"fLaC")
+
+
+def _plain(raw: bytes) -> bytes:
+    """Text as a list of paths is read: without a leading BOM and without terminal colour codes."""
+    return _ANSI.sub(b"", raw[len(BOM):] if raw.startswith(BOM) else raw)
 
 
 def _looks_like_text(head: bytes) -> bool:
-    """A list of paths: no control bytes but tabs and line ends (non-UTF-8 names are fine)."""
-    return bool(head) and not _CONTROL.search(head)
+    """A list of paths: once a BOM and colour codes are taken out, its first line and all its lines but one
+    (or one in ten; split at line ends and NULs, as `find -print0` writes) hold no control bytes but tabs
+    (non-UTF-8 names are fine). A media container's first bytes are binary: its size fields put control
+    bytes in the first "line", and random-looking data puts them in nearly every other one."""
+    if head.startswith(MEDIA_MAGIC) or head[4:8] == b"ftyp":
+        return False
+    plain = _plain(head)
+    parts = [p for p in re.split(rb"[\n\0]", plain) if p.strip()]
+    if not parts or _CONTROL.search(parts[0]):
+        return False
+    if b"\0" in plain and not all(b"/" in p or b"." in p for p in parts):
+        return False  # NULs separate paths (find -print0) or pad a binary header ("RIFF\0\0\0\0WAVEfmt ")
+    bad = sum(bool(_CONTROL.search(p)) for p in parts)
+    return bad <= max(1.0, 0.1 * len(parts)) and bad < len(parts) / 2
 
 
 def expand_inputs(inputs: Iterable[str], stdin: BinaryIO | None = None, *, input_options: tuple[str, ...] = ()
@@ -52,6 +78,12 @@ def _expand_one(arg: str, input_options: tuple[str, ...] = ()
         yield arg, LiveSource(arg, url=arg, input_options=input_options), None
         return
     p = Path(arg)
+    try:
+        os.stat(p)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # a name too long, a loop: not a path to read
+            yield arg, None, f"{arg[:200]}: cannot read ({exc.strerror}); check the path"
+            return
     if p.exists() and not p.is_file() and not p.is_dir():
         # a named pipe or device (/dev/stdin, <(cmd), mkfifo): read once as it arrives, like stdin;
         # a writer that never comes or stalls is given up after the stall timeout
@@ -92,21 +124,31 @@ def _from_stdin(stream: BinaryIO, input_options: tuple[str, ...] = ()
             break
         head += more
     if _looks_like_text(head):
-        # one path per line, each handled as soon as its line is complete (memory stays bounded)
-        pending = head
+        # one path per line (or per NUL: find -print0), each handled as soon as it is complete (memory
+        # stays bounded); a line longer than MAX_PATH_LINE is one error result, and reading goes on after it
+        pending, skipping = head[len(BOM):] if head.startswith(BOM) else head, False
         while True:
-            *lines, pending = pending.split(b"\n")
+            *lines, pending = re.split(rb"[\n\0]", pending)
             for line in lines:
+                if skipping:  # the end of an overlong line
+                    skipping = False
+                    continue
+                if len(line) > MAX_PATH_LINE:
+                    yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a "
+                                            "path; pass one path per line")
+                    continue
                 yield from _path_line(line, input_options)
             if len(pending) > MAX_PATH_LINE:
-                yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a path; "
-                                        "pass one path per line")
-                pending = b""
+                if not skipping:
+                    yield "<stdin>", None, (f"<stdin>: a line longer than {MAX_PATH_LINE >> 10} KiB is not a "
+                                            "path; pass one path per line")
+                pending, skipping = b"", True
             more = stream.readline(MAX_PATH_LINE)
             if not more:
                 break
             pending += more
-        yield from _path_line(pending, input_options)
+        if not skipping:
+            yield from _path_line(pending, input_options)
         return
     if not head:
         yield "<stdin>", None, "<stdin>: no input on stdin; pipe media bytes or a list of paths into `emo predict -`"
@@ -124,9 +166,16 @@ def _from_stdin(stream: BinaryIO, input_options: tuple[str, ...] = ()
 
 def _path_line(raw: bytes, input_options: tuple[str, ...] = ()
                ) -> Iterator[tuple[str, "Path | LiveSource | None", str | None]]:
-    line = os.fsdecode(raw.rstrip(b"\r")).strip()  # non-UTF-8 bytes of a name survive as surrogate escapes
-    if line and not line.startswith("#"):
-        yield from _expand_one(line, input_options)
+    """One line of a list of paths: colour codes and a Windows line end removed, spaces kept as written
+    (a name may begin or end with one); blank lines and ``#`` comments skipped."""
+    raw = _plain(raw.rstrip(b"\r"))
+    if not raw.strip() or raw.lstrip().startswith(b"#"):
+        return
+    line = os.fsdecode(raw)  # non-UTF-8 bytes of a name survive as surrogate escapes
+    if _CONTROL.search(raw):
+        yield line, None, f"<stdin>: the line {line!r} holds control characters; it is not a path"
+        return
+    yield from _expand_one(line, input_options)
 
 
 def files_only(entries: Iterable[tuple], why: str) -> Iterator[tuple]:

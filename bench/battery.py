@@ -192,6 +192,18 @@ def make_media(work: Path) -> None:
     x[::7] = np.nan
     x[5::11] = np.inf
     x.tofile(w / "nan.raw")
+    # an extraction whose one item file is then truncated: `extract --resume` must redo it
+    subprocess.run(emo_cmd() + ["extract", str(w / "manifest.csv"), "--out", str(w / "feats")], check=True,
+                   capture_output=True)
+    item = next((w / "feats" / "items").glob("*.npz"))
+    item.write_bytes(item.read_bytes()[:100])
+    import cv2
+
+    for k, lab in enumerate(("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")):
+        (w / "faces" / lab).mkdir(parents=True)
+        for i in range(3):
+            cv2.imwrite(str(w / "faces" / lab / f"{i}.png"), np.random.default_rng(10 * k + i).integers(
+                0, 255, (48, 48), np.uint8))
     ffmpeg("-f", "f32le", "-ar", "16000", "-ac", "1", "-i", str(w / "nan.raw"), "-c:a", "pcm_f32le", str(w / "nan.wav"))
 
 
@@ -234,6 +246,29 @@ def has_note(run: Run, text: str, i: int = 0) -> bool:
 
 def one_error_line(run: Run) -> bool:
     return run.rc == 1 and run.stderr.count("\n") == 1 and run.stderr.startswith("error:")
+
+
+def _damaged(w: Path, member: str) -> Path:
+    """The shipped bundle (linked) with ``member`` damaged and the manifest re-hashed, made once."""
+    from emocli.bundle import DEFAULT_BUNDLE, write_manifest
+
+    d = w / f"damaged_{member}"
+    if d.exists():
+        return d
+    d.mkdir()
+    for f in DEFAULT_BUNDLE.iterdir():
+        if f.name == member:
+            shutil.copy(f, d / f.name)
+        elif f.name != "manifest.json":
+            (d / f.name).symlink_to(f)
+    shutil.copy(DEFAULT_BUNDLE / "manifest.json", d / "manifest.json")
+    target = d / member
+    if member.endswith(".json"):
+        target.write_text(target.read_text().replace('"n_features": 1057', '"n_features": 1e309'))
+    else:
+        target.write_bytes(target.read_bytes()[:len(target.read_bytes()) // 2])
+    write_manifest(d, labels=json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["labels"])
+    return d
 
 
 def _link(w: Path, target: str, name: str) -> Path:
@@ -374,6 +409,30 @@ def cases() -> list[Case]:
                0, lambda r: r.rc == 2) for opt, v in (("--lr", "nan"), ("--limit", "-5"))],
         Case("--format csv --json", lambda w: ["predict", str(w / "speech.wav"), "--format", "csv", "--json"], 0,
              lambda r: r.rc == 2 and "contradicts" in r.stderr),
+        Case("stdin list with a BOM", lambda w: ["predict", "--json", "-"], 2, lambda r: r.rc == 0,
+             stdin=lambda w: f"\ufeff{w / 'speech.wav'}\n{w / 'pattern.avi'}\n".encode()),
+        Case("stdin list from ls --color=always", lambda w: ["predict", "--json", "-"], 2, lambda r: r.rc == 0,
+             stdin=lambda w: f"\x1b[0m\x1b[01;35m{w / 'speech.wav'}\x1b[0m\n\x1b[01;35m{w / 'pattern.avi'}\x1b[0m\n".encode()),
+        Case("stdin list from find -print0", lambda w: ["predict", "--json", "-"], 2, lambda r: r.rc == 0,
+             stdin=lambda w: f"{w / 'speech.wav'}\0{w / 'pattern.avi'}\0".encode()),
+        Case("stdin list with a 70 KiB line", lambda w: ["predict", "--json", "-"], 3,
+             lambda r: r.rc == 1 and [x["status"] for x in r.lines] == ["ok", "error", "ok"],
+             stdin=lambda w: f"{w / 'speech.wav'}\n".encode() + b"a" * 70_000 + f"\n{w / 'pattern.avi'}\n".encode()),
+        Case("stdin list with spaces kept", lambda w: ["predict", "--json", "-"], 1,
+             lambda r: r.rc == 0 and r.lines[0]["file"].endswith("with space.avi"),
+             stdin=lambda w: f"{w / 'with space.avi'}\n".encode()),
+        Case("bundle: truncated ONNX expert, manifest re-hashed",
+             lambda w: ["predict", "--json", "--model", str(_damaged(w, "face_expert_rafdb.onnx")), str(w / "speech.wav")],
+             0, lambda r: one_error_line(r) and "face_expert_rafdb.onnx" in r.stderr),
+        Case("bundle: voice.json n_features 1e309, manifest re-hashed",
+             lambda w: ["predict", "--json", "--model", str(_damaged(w, "voice.json")), str(w / "speech.wav")],
+             0, lambda r: one_error_line(r) and "n_features" in r.stderr),
+        Case("backbone that is a text file", lambda w: ["train-video", str(w / "faces"), "--out", str(w / "tv2"),
+                                                        "--backbone", f"mini-xception:{w / 'afile'}", "--epochs", "1"],
+             0, lambda r: r.rc == 1 and "backbone file refused" in r.stderr),
+        Case("extract --resume over a truncated item", lambda w: ["extract", str(w / "manifest.csv"), "--out",
+                                                                  str(w / "feats"), "--resume"], 0,
+             lambda r: r.rc == 0 and '"done": 1' in r.stdout),
         Case("WAV with NaN and inf samples", p("nan.wav"), 1,
              lambda r: ok(r).get("voice_scores") is not None and has_note(r, "NaN or infinite")
              and "RuntimeWarning" not in r.stderr),

@@ -81,7 +81,8 @@ def _expand_one(arg: str, input_options: tuple[str, ...] = ()
     try:
         os.stat(p)
     except OSError as exc:
-        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):  # a name too long, a loop: not a path to read
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):  # a name too long: not a path to read
+            # (a symlink loop is left to media.probe, whose error says so)
             yield arg, None, f"{arg[:200]}: cannot read ({exc.strerror}); check the path"
             return
     if p.exists() and not p.is_file() and not p.is_dir():

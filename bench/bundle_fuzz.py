@@ -1,7 +1,8 @@
 """Every setting of a bundle's JSON members set to a wrong value, the manifest re-hashed: tracebacks.
 
 For each scalar (and short list) up to two levels deep in voice.json, face.json, fusion.json,
-experts.json and voice_speaker.json (records such as history, grid and training items left out),
+experts.json, voice_speaker.json and manifest.json (records such as history, grid and training
+items left out),
 each of ``"x"``, ``null``, ``[]``, ``1e309`` and ``-1`` in turn; the bundle is loaded and one example
 clip scored in process. An ``EmoError`` (one line in the CLI) is the expected outcome; anything else
 is printed as a traceback case (issue 32, item 6). About 600 cases, 5 minutes on 2 cores::
@@ -22,7 +23,7 @@ from emocli.bundle import DEFAULT_BUNDLE, write_manifest
 from emocli.errors import EmoError
 from emocli.pipeline import Pipeline
 
-MEMBERS = ("voice.json", "face.json", "fusion.json", "experts.json", "voice_speaker.json")
+MEMBERS = ("voice.json", "face.json", "fusion.json", "experts.json", "voice_speaker.json", "manifest.json")
 RECORDS = {"history", "info", "versions", "selection", "grid", "validation", "test", "trained_on", "skipped_files",
            "validation_recall", "trained_items"}
 BAD = ("x", None, [], float("inf"), -1)
@@ -55,8 +56,11 @@ def main() -> None:
                     for k in path[:-1]:
                         node = node[k]
                     node[path[-1]] = bad
-                    (base / member).write_text(json.dumps(d).replace("Infinity", "1e309"))
-                    write_manifest(base, labels=labels)
+                    if member != "manifest.json":  # the manifest itself is edited after it is written
+                        (base / member).write_text(json.dumps(d).replace("Infinity", "1e309"))
+                        write_manifest(base, labels=labels)
+                    else:
+                        (base / member).write_text(json.dumps(d).replace("Infinity", "1e309"))
                     n += 1
                     try:
                         Pipeline(base).run(CLIP)

@@ -173,7 +173,11 @@ def verify_bundle(directory: Path) -> dict:
         raise ModelError(f"{directory}: model bundle folder not found; pass --model with a folder made by "
                          "`emo train-video`/`emo train-audio`, or reinstall emo to restore models/default")
     manifest = read_manifest_unchecked(directory)
-    if int(manifest.get("format_version", 0)) > FORMAT_VERSION:
+    version = manifest.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelError(f"{directory / MANIFEST}: 'format_version' must be a whole number, got {version!r}; restore "
+                         "the bundle from its source")
+    if version > FORMAT_VERSION:
         raise ModelError(f"{directory}: bundle format {manifest.get('format_version')} is newer than this emo "
                          f"understands ({FORMAT_VERSION}); upgrade emo")
     files = manifest.get("files", {})

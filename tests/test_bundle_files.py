@@ -182,3 +182,14 @@ def test_an_unreadable_member_is_one_line(tmp_path, monkeypatch):
     r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", d, "--json"],
                       terminal_width=400)
     assert r.exit_code == 1 and "Traceback" not in r.output and "cannot read it (Permission denied)" in r.output
+
+
+@pytest.mark.parametrize("bad", ["x", None, [], float("inf")])
+def test_a_manifest_with_a_malformed_version_is_one_line(tmp_path, bad):
+    d = damaged_bundle(tmp_path, "fusion.json", lambda p: None)
+    m = json.loads((tmp_path / "bundle" / "manifest.json").read_text())
+    m["format_version"] = bad
+    (tmp_path / "bundle" / "manifest.json").write_text(json.dumps(m).replace("Infinity", "1e309"))
+    r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", d, "--json"],
+                      terminal_width=400)
+    assert r.exit_code == 1 and "Traceback" not in r.output and "'format_version' must be a whole number" in r.output

@@ -30,7 +30,7 @@ from typing import Any
 
 from . import __version__
 from .errors import ModelError, VersionWarning
-from .files import atomic_write_text, sha256_file
+from .files import atomic_write_text, cached_sha256, save_hash_cache, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
@@ -190,7 +190,7 @@ def verify_bundle(directory: Path) -> dict:
         if not path.is_file():
             raise ModelError(f"{path}: listed in the manifest but missing; restore the bundle or retrain")
         try:
-            actual = sha256_file(path)
+            actual = cached_sha256(path)
         except OSError as exc:  # no permission, an I/O error
             raise ModelError(f"{path}: cannot read it ({exc.strerror or exc}); check its permissions or restore "
                              "the bundle") from None
@@ -201,6 +201,7 @@ def verify_bundle(directory: Path) -> dict:
         if (directory / name).is_file() and name not in files:
             raise ModelError(f"{directory / name}: present but not listed in the manifest; "
                              "delete it or rewrite the manifest by retraining")
+    save_hash_cache()
     check_versions(directory, manifest)
     return manifest
 

@@ -123,6 +123,78 @@ def sha256_file(path: Path | str) -> str:
     return h.hexdigest()
 
 
+HASH_CACHE_FILE = "sha256-v1.json"
+_hash_cache: dict | None = None  # {real path: [size, mtime_ns, inode, device, sha256]}, loaded once per process
+_hash_cache_dirty = False
+
+
+def hash_cache_path() -> Path | None:
+    """Where file hashes are remembered between runs: ``$EMO_CACHE_DIR`` (``off`` turns it off), else
+    ``$XDG_CACHE_HOME/emocli``, else ``~/.cache/emocli``."""
+    root = os.environ.get("EMO_CACHE_DIR")
+    if root == "off":
+        return None
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "emocli")
+    return Path(root) / HASH_CACHE_FILE
+
+
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev]
+
+
+def cached_sha256(path: Path | str) -> str:
+    """:func:`sha256_file`, remembered across runs while the file keeps its size, modification time and
+    inode (a model bundle is hashed once per install, not at every start: 0.1-0.2 s of a 1-s clip).
+
+    A file changed in place gets a new modification time and is hashed again; one changed and then
+    given its old time back on purpose is not caught (``EMO_CACHE_DIR=off`` hashes every time).
+    """
+    global _hash_cache, _hash_cache_dirty
+    import json
+
+    where = hash_cache_path()
+    if where is None:
+        return sha256_file(path)
+    if _hash_cache is None:
+        try:
+            loaded = json.loads(where.read_text())
+            _hash_cache = {k: v for k, v in loaded.items() if isinstance(v, list) and len(v) == 5} \
+                if isinstance(loaded, dict) else {}
+        except (OSError, ValueError):
+            _hash_cache = {}
+    st = os.stat(path)
+    key = os.path.realpath(path)
+    hit = _hash_cache.get(key)
+    if hit is not None and hit[:4] == _stamp(st) and isinstance(hit[4], str):
+        return hit[4]
+    digest = sha256_file(path)
+    if _stamp(os.stat(path)) == _stamp(st):  # not changed while it was read
+        _hash_cache[key] = _stamp(st) + [digest]
+        _hash_cache_dirty = True
+    return digest
+
+
+def save_hash_cache() -> None:
+    """Write the remembered hashes, if any are new; a cache folder that cannot be written is skipped."""
+    global _hash_cache_dirty
+    import json
+
+    where = hash_cache_path()
+    if where is None or not _hash_cache_dirty or _hash_cache is None:
+        return
+    try:
+        where.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{where.name}.", dir=where.parent)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(_hash_cache, fh)
+        os.replace(tmp, where)
+        _hash_cache_dirty = False
+    except OSError:
+        pass
+
+
 def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missing: str, rebuild: str) -> T:
     """``build`` applied to the arrays of a weights ``.npz`` (read without pickle).
 

@@ -205,12 +205,13 @@ class WhisperEncoder:
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
         from .errors import ModelError
-        from .files import load_npz_weights, sha256_file
+        from .files import cached_sha256, load_npz_weights, save_hash_cache
 
         path = Path(path) if path is not None else default_encoder_path()
-        if sha256 is not None and path.is_file() and sha256_file(path) != sha256:
+        if sha256 is not None and path.is_file() and cached_sha256(path) != sha256:
             raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
                              "restore that encoder file or retrain with `emo train-audio`")
+        save_hash_cache()
         return load_npz_weights(path, cls, what="speech-encoder weights",
                                 missing="reinstall emo (it ships in models/encoders) or rebuild it with "
                                         "scripts/convert_whisper_encoder.py",

@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # inherit it. The tests' matrix products are small: a second BLAS thread only spins, and on a busy
 # machine made the speech encoder ~20x slower (0.6 s a clip instead of 0.03 s).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# remembered file hashes (files.cached_sha256) go to a folder of this run, not the user's ~/.cache
+os.environ.setdefault("EMO_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="emo-test-cache-"))
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest-xdist runs about one worker per core (pytest_xdist_auto_num_workers): each worker's
     # TensorFlow then gets one thread per pool, instead of every worker's pools spinning on every core.

@@ -178,7 +178,7 @@ def test_an_unreadable_member_is_one_line(tmp_path, monkeypatch):
     def denied(path):
         raise PermissionError(13, "Permission denied", str(path))
 
-    monkeypatch.setattr(bundle_module, "sha256_file", denied)
+    monkeypatch.setattr(bundle_module, "cached_sha256", denied)
     r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", d, "--json"],
                       terminal_width=400)
     assert r.exit_code == 1 and "Traceback" not in r.output and "cannot read it (Permission denied)" in r.output
@@ -193,3 +193,46 @@ def test_a_manifest_with_a_malformed_version_is_one_line(tmp_path, bad):
     r = runner.invoke(app, ["predict", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "--model", d, "--json"],
                       terminal_width=400)
     assert r.exit_code == 1 and "Traceback" not in r.output and "'format_version' must be a whole number" in r.output
+
+
+def test_bundle_hashes_are_remembered_and_a_change_is_still_caught(tmp_path, monkeypatch):
+    """verify_bundle hashes each file once per install (the cache survives the process), and a member
+    changed afterwards (size, time or inode) is hashed again and refused; a damaged cache is ignored."""
+    from emocli import files
+    from emocli.bundle import verify_bundle
+    from emocli.errors import ModelError
+
+    monkeypatch.setenv("EMO_CACHE_DIR", str(tmp_path / "cache"))
+    d = tmp_path / "b"
+    shutil.copytree(DEFAULT_BUNDLE, d, ignore=shutil.ignore_patterns("*.skops", "voice*.npz"))
+    m = json.loads((d / "manifest.json").read_text())
+    m["files"] = {k: v for k, v in m["files"].items() if (d / k).is_file()}
+    (d / "manifest.json").write_text(json.dumps(m))
+    calls = []
+    real = files.sha256_file
+    monkeypatch.setattr(files, "sha256_file", lambda p: calls.append(p) or real(p))
+
+    def fresh_process():
+        monkeypatch.setattr(files, "_hash_cache", None)
+        calls.clear()
+
+    fresh_process()
+    verify_bundle(d)
+    assert len(calls) == len(m["files"]) and (tmp_path / "cache" / files.HASH_CACHE_FILE).is_file()
+    fresh_process()
+    verify_bundle(d)
+    assert calls == []  # all remembered
+    with open(d / "fusion.json", "a") as fh:
+        fh.write(" ")
+    fresh_process()
+    with pytest.raises(ModelError, match="fusion.json: sha256"):
+        verify_bundle(d)
+    (tmp_path / "cache" / files.HASH_CACHE_FILE).write_text("{not json")
+    fresh_process()
+    with pytest.raises(ModelError, match="fusion.json: sha256"):
+        verify_bundle(d)
+    monkeypatch.setenv("EMO_CACHE_DIR", "off")
+    fresh_process()
+    with pytest.raises(ModelError, match="fusion.json: sha256"):
+        verify_bundle(d)
+    assert len(calls) >= 1

@@ -959,6 +959,9 @@ def evaluate(
                                                     "layout or the manifest's speaker column; labels unused). The "
                                                     "report's figures are then the adapted ones (\"adaptation\": "
                                                     "\"speaker\"), the unadapted ones under \"plain\".")] = False,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode, find faces and compute voice "
+                                                     "features in parallel, feeding one model (capped at the CPU "
+                                                     "count).")] = 1,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
@@ -994,7 +997,8 @@ def evaluate(
     from tqdm import tqdm
 
     with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
-        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm)
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm,
+                            workers=_cap_workers(workers))
     report = ev.report()
     from rich.markup import escape
 

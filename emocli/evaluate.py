@@ -151,8 +151,9 @@ def select_split(items, split: str | None):
 
 
 def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None,
-                   speaker_norm: bool = False) -> Evaluation:
-    """Run the pipeline over labelled items. Face-crop image corpora are scored in batches.
+                   speaker_norm: bool = False, workers: int = 1) -> Evaluation:
+    """Run the pipeline over labelled items. Face-crop image corpora are scored in batches; ``workers``
+    processes decode, find faces and compute voice features for the others (results in item order).
 
     With ``speaker_norm``, the returned evaluation is the speaker-adapted one (every voice scored
     against its speaker's statistics over the evaluated items, see :mod:`emocli.speaker`), and
@@ -167,8 +168,13 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
         _evaluate_crops(images, pipeline, ev, progress)
         return ev
     kept = []
-    for i, it in enumerate(items):
-        res = pipeline.run(it.path)
+    if workers > 1:  # decoding, detection and voice features in worker processes, results in item order
+        from .bulk import run_bulk
+
+        results = run_bulk(pipeline, ((str(it.path), Path(it.path), None) for it in items), workers=workers)
+    else:
+        results = (pipeline.run(it.path) for it in items)
+    for i, (it, res) in enumerate(zip(items, results)):
         _add_result(ev, it, res)
         if speaker_norm:
             kept.append((it, res))

@@ -219,3 +219,31 @@ def test_items_a_gate_rejected_are_counted_as_left_out_of_that_modality():
     metrics_table(rep, title="t", console=console)
     text = console.export_text()
     assert "left out of the figures" in text and "face 2 of 4" in text and "voice 2 of 4" in text
+
+
+def test_evaluate_with_workers_gives_the_same_report(tiny_bundle, tmp_path):
+    """--workers 2: decoding and voice features in worker processes, the same items in the same order and
+    the same figures as one process (scores within JSON's rounding)."""
+    import shutil as sh
+
+    from conftest import EXAMPLES
+
+    rows = ["path,label,split,speaker"]
+    for src, lab in (("HAP", "happy"), ("SAD", "sad"), ("ANG", "anger"), ("NEU", "neutral")):
+        sh.copy(EXAMPLES / f"1001_DFA_{src}_XX.avi", tmp_path / f"{src}.avi")
+        rows.append(f"{tmp_path / f'{src}.avi'},{lab},,1001")
+    (tmp_path / "m.csv").write_text("\n".join(rows) + "\n")
+    reps = []
+    for w in ("1", "2"):
+        r = runner.invoke(app, ["evaluate", str(tmp_path / "m.csv"), "--model", str(tiny_bundle), "--json",
+                                "--workers", w])
+        assert r.exit_code == 0, r.output
+        reps.append(json.loads(r.stdout))
+    one, two = reps
+    assert [i["file"] for i in one["items"]] == [i["file"] for i in two["items"]]
+    for m in ("face", "voice", "fused"):
+        assert one[m]["accuracy"] == two[m]["accuracy"] and one[m]["n"] == two[m]["n"]
+        for a, b in zip(one["items"], two["items"]):
+            assert a[f"{m}_label"] == b[f"{m}_label"]
+            if a[f"{m}_scores"]:
+                assert max(abs(a[f"{m}_scores"][k] - b[f"{m}_scores"][k]) for k in a[f"{m}_scores"]) < 1e-4

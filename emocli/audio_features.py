@@ -120,7 +120,7 @@ AUDIO_BLOCK = 1 << 18  # samples per block when normalising (16 s at 16 kHz)
 SILENCE_DBFS = -50.0  # dB full scale: speech at any usable recording level has a 50 ms window louder than
 # this; digital silence (-inf) and an idle microphone's hiss (about -60 to -70) stay below. Features are
 # computed on peak-normalised audio, so without this check silence is amplified and classified. Bundles
-# with a voice-activity model use a floor relative to the clip instead (voice_activity.speech_gate),
+# with a voice-activity model use a floor relative to the clip instead (voice_activity.gate_reason),
 # which keeps whispered and far-off speech.
 
 

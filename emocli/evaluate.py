@@ -17,10 +17,6 @@ from .errors import DatasetError
 from .labels import LABELS
 
 MODALITIES = ("face", "voice", "fused")
-# How a result's note begins when a modality was tried and left out (the voice gate, a face never
-# found, audio that would not decode), as opposed to absent (an image has no voice, a WAV no face).
-REJECTED_NOTES = {"face": ("no face found",),
-                  "voice": ("no speech detected", "voice unusable", "audio undecodable")}
 
 
 @dataclass
@@ -31,7 +27,7 @@ class Evaluation:
     truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     missing: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
-    # items whose modality was tried and left out (REJECTED_NOTES), a part of ``missing``
+    # items whose modality was tried and left out (pipeline.REJECTED_NOTES), a part of ``missing``
     rejected: dict[str, int] = field(default_factory=lambda: {m: 0 for m in MODALITIES})
     failed: list[dict[str, str]] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +47,8 @@ class Evaluation:
             s = scores.get(m)
             rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
+                from .pipeline import REJECTED_NOTES  # the notes the pipeline writes when it leaves one out
+
                 self.missing[m] += 1
                 self.rejected[m] += any(n.startswith(REJECTED_NOTES.get(m, ())) for n in notes)
                 continue

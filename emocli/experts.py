@@ -33,7 +33,6 @@ from .errors import ModelError, ParameterError
 
 RAFDB_FILE = "face_expert_rafdb.onnx"  # opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8
 RAFDB_LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # its 7 logits, in order
-YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 EXPERT_SIZE = 112  # pixels: the MobileFaceNet's input side
 # ArcFace's 112x112 five-point template (eyes, nose tip, mouth corners), as opencv_zoo aligns.
 ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],

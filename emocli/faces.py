@@ -28,7 +28,7 @@ SCORE_CLIP = 100.0  # raw logits are clipped before the sigmoid (MediaPipe's set
 NMS_IOU = 0.3  # MediaPipe's weighted-NMS overlap threshold
 
 MIN_CONFIDENCE = 0.6  # BlazeFace detections below this are discarded
-YUNET_DETECTOR_FILE = "face_detection_yunet_2023mar.onnx"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"  # detection here, and the landmarks of experts.YuNetLandmarks
 # YuNet detections below this are discarded. bench/detectors.py on the calib halves: recall 0.931 at 0.6,
 # 0.952 at 0.45, no false positive on 440 face-free frames down to 0.4; but ffmpeg's testsrc2 pattern,
 # streamed as MPEG-TS, holds a "face" of scattered squares that YuNet scores 0.58. opencv_zoo's demo uses 0.9.
@@ -80,6 +80,16 @@ def iou(a: Detection, b: Detection) -> float:
 # Detectors
 
 
+def detector_weights(model_path: Path | str | None, file: str, what: str) -> Path:
+    """``model_path``, or the shipped ``models/detectors/<file>``; ModelError naming it when it is missing."""
+    from .bundle import models_dir
+
+    path = Path(model_path) if model_path else models_dir() / "detectors" / file
+    if not path.is_file():
+        raise ModelError(f"{path}: {what} weights missing; reinstall emo (they ship in models/detectors)")
+    return path
+
+
 def _anchors() -> np.ndarray:
     n = BLAZEFACE_INPUT // BLAZEFACE_STRIDE
     c = (np.arange(n, dtype=np.float32) + 0.5) / n
@@ -93,13 +103,9 @@ class BlazeFaceDetector:
     name = "blazeface"
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = MIN_CONFIDENCE):
-        from .bundle import models_dir
         from .quiet_imports import lite_interpreter
 
-        path = Path(model_path) if model_path else models_dir() / "detectors" / BLAZEFACE_FULL
-        if not path.is_file():
-            raise ModelError(f"{path}: BlazeFace weights missing; reinstall emo (they ship in models/detectors)")
-        self.model_path = path
+        path = self.model_path = detector_weights(model_path, BLAZEFACE_FULL, "BlazeFace")
         self.min_confidence = min_confidence
         self._it = lite_interpreter(path)
         inp = self._it.get_input_details()[0]
@@ -170,12 +176,7 @@ class YuNetDetector:
                  side: int = YUNET_DETECT_SIDE):
         import cv2
 
-        from .bundle import models_dir
-
-        path = Path(model_path) if model_path else models_dir() / "detectors" / YUNET_DETECTOR_FILE
-        if not path.is_file():
-            raise ModelError(f"{path}: YuNet weights missing; reinstall emo (they ship in models/detectors)")
-        self.model_path = path
+        path = self.model_path = detector_weights(model_path, YUNET_FILE, "YuNet")
         self.min_confidence = min_confidence
         self.side = int(side)
         try:

@@ -277,8 +277,8 @@ def check_writable(path: Path, what: str, *, folder: bool = False) -> None:
                           "write to") from None
 
 
-def check_outputs(outputs: dict[str, Path | str | None], *, inputs=(), folders: dict[str, Path | str | None] = {},
-                  input_folders=(), media_exts=()) -> None:
+def check_outputs(outputs: dict[str, Path | str | None], *, inputs=(),
+                  folders: dict[str, Path | str | None] | None = None, input_folders=(), media_exts=()) -> None:
     """Refuse, before any work, outputs that would destroy something or cannot be written.
 
     ``outputs``: {option: file path or None}; ``folders``: {option: folder path or None} (written
@@ -290,7 +290,7 @@ def check_outputs(outputs: dict[str, Path | str | None], *, inputs=(), folders: 
     from .errors import OutputError
 
     named = {opt: Path(p) for opt, p in outputs.items() if p is not None}
-    dirs = {opt: Path(p) for opt, p in folders.items() if p is not None}
+    dirs = {opt: Path(p) for opt, p in (folders or {}).items() if p is not None}
     seen: dict[object, str] = {}
     for opt, p in [*named.items(), *dirs.items()]:
         if is_special(p):

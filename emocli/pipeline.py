@@ -24,6 +24,10 @@ from .media import SAMPLE_RATE
 from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
 
 VAD_NOTE = "no speech detected (voice activity:"  # how the note of a clip the VAD gated begins
+NO_FACE_NOTE = "no face found"  # how the note of a video, stream or image without a face begins
+# How a result's note begins when a modality was tried and left out (the voice gate, a face never
+# found, audio that would not decode), as opposed to absent (an image has no voice): evaluate counts them.
+REJECTED_NOTES = {"face": (NO_FACE_NOTE,), "voice": ("no speech detected", "voice unusable", "audio undecodable")}
 
 DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
 DEFAULT_BATCH = 64  # face crops per network call
@@ -358,7 +362,8 @@ class Pipeline:
     def landmarker(self):
         if self._landmarker is None:
             from .bundle import models_dir
-            from .experts import YUNET_FILE, get_landmarker
+            from .experts import get_landmarker
+            from .faces import YUNET_FILE
 
             self._landmarker = get_landmarker(str(models_dir() / "detectors" / YUNET_FILE))
         return self._landmarker
@@ -471,14 +476,7 @@ class Pipeline:
             res.notes.append(f"the stream stalled (nothing arrived for {dec.stall_timeout:.0f} s): scored what "
                              "arrived before")
         if use_video:
-            if res.frames_seen == 0:
-                res.notes.append("no video frames decoded")
-            elif opt.detect is False:
-                pass
-            elif res.frames_used == 0:
-                res.notes.append(f"no face found in {res.frames_seen} frame(s) ({opt.detector})")
-            else:
-                res.notes.append(f"faces found by {opt.detector} in {res.frames_used} of {res.frames_seen} frame(s)")
+            self._face_notes(res, res.frames_used)  # one main face per frame at most
             self._other_faces_note(linker, res)
         face, voice, stats68 = live.totals()
         res.notes.extend(live.stream_notes())
@@ -679,7 +677,7 @@ class Pipeline:
             yield (np.zeros(len(crops)), prepare_faces(crops, self.face_pre),
                    *self._aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
             return
-        found = n_frames_found = 0
+        n_frames_found = 0
         step = 1.0 / (opt.fps or info.fps or 25.0)
         total = media_seconds(info, opt.max_seconds)
         try:
@@ -690,7 +688,6 @@ class Pipeline:
                     progress("faces", min(float(ts[-1]) + step, total or float("inf")), total)
                 idx, crops, boxes, tracks, main = self._find_faces(frames, tracker, linker)
                 if crops:
-                    found += len(crops)
                     n_frames_found += len(set(idx))
                     aligned, mask = self._aligned([frames[i] for i in idx], boxes, crops)
                     yield (np.asarray(ts)[idx], prepare_faces(crops, self.face_pre), aligned, mask,
@@ -702,14 +699,7 @@ class Pipeline:
         if rec.frames_seen and _ENDED_EARLY not in rec.notes and ended_early(
                 info, rec.frames_seen * step, step=step, max_seconds=opt.max_seconds):
             rec.notes.append(_ENDED_EARLY)
-        if rec.frames_seen == 0:
-            rec.notes.append("no video frames decoded")
-        elif opt.detect is False:
-            pass
-        elif found == 0:
-            rec.notes.append(f"no face found in {rec.frames_seen} frame(s) ({opt.detector})")
-        else:
-            rec.notes.append(f"faces found by {opt.detector} in {n_frames_found} of {rec.frames_seen} frame(s)")
+        self._face_notes(rec, n_frames_found)
         self._other_faces_note(linker, rec)
 
     def _find_faces(self, frames, tracker, linker) -> tuple[list[int], list[np.ndarray], list, Any, Any]:
@@ -740,6 +730,19 @@ class Pipeline:
         if self.options.faces != "all":
             return list(frames), [None] * n, None, None
         return list(frames), [None] * n, np.zeros(n, np.int64), np.ones(n, bool)
+
+    def _face_notes(self, rec, with_face: int) -> None:
+        """After a video's (or stream's) frames: none decoded, or how many held a face and which detector
+        found them (nothing with ``--no-detect``)."""
+        det = self.options.detector
+        if rec.frames_seen == 0:
+            rec.notes.append("no video frames decoded")
+        elif self.options.detect is False:
+            return
+        elif with_face == 0:
+            rec.notes.append(f"{NO_FACE_NOTE} in {rec.frames_seen} frame(s) ({det})")
+        else:
+            rec.notes.append(f"faces found by {det} in {with_face} of {rec.frames_seen} frame(s)")
 
     def _other_faces_note(self, linker, rec) -> None:
         """``--faces main``: say how many other faces were seen (tracks that never held the main face)."""

@@ -174,7 +174,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from emocli.bundle import models_dir
-    from emocli.experts import RAFDB_FILE, YUNET_FILE, YuNetLandmarks
+    from emocli.experts import RAFDB_FILE, YuNetLandmarks
+    from emocli.faces import YUNET_FILE
 
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     expert = OnnxExpert(args.bundle / RAFDB_FILE)

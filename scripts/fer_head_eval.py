@@ -66,7 +66,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from emocli.bundle import models_dir
-    from emocli.experts import RAFDB_FILE, YUNET_FILE, YuNetLandmarks
+    from emocli.experts import RAFDB_FILE, YuNetLandmarks
+    from emocli.faces import YUNET_FILE
     from emocli.training import heldout_part, training_images
 
     meta = json.loads((args.bundle / "face.json").read_text())

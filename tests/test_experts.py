@@ -139,7 +139,8 @@ def frame_and_box(example_clip):
 
 def test_yunet_finds_five_landmarks_inside_the_chosen_face(frame_and_box):
     from emocli.bundle import models_dir
-    from emocli.experts import YUNET_FILE, YuNetLandmarks
+    from emocli.experts import YuNetLandmarks
+    from emocli.faces import YUNET_FILE
 
     frame, box = frame_and_box
     lm = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)(frame, (box.x0, box.y0, box.x1, box.y1))

@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .faces import DEFAULT_DETECTOR, DETECTORS
+from .choices import DEFAULT_DETECTOR, DETECTORS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner off stderr
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .choices import DEFAULT_DETECTOR, DETECTORS
 from .errors import ModelError
 
 BLAZEFACE_FULL = "face_detection_full_range_sparse.tflite"
@@ -240,10 +241,6 @@ class HaarDetector:
         dets = [Detection(float(x), float(y), float(x + w), float(y + h), float(1 / (1 + np.exp(-wt))))
                 for (x, y, w, h), wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).ravel())]
         return sorted(dets, key=lambda d: -d.score)
-
-
-DETECTORS = ("yunet", "blazeface", "haar")  # --detector choices; the first is the default
-DEFAULT_DETECTOR = DETECTORS[0]
 
 
 @functools.lru_cache(maxsize=4)

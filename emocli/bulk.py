@@ -32,7 +32,10 @@ def _init_worker(bundle: str, options: Options, role: str) -> None:
 
     from .errors import VersionWarning
 
+    from . import quiet_imports
+
     global _WORKER, _LIMITS
+    quiet_imports.WORKER_PROCESS = True
     warnings.simplefilter("ignore", VersionWarning)  # the main process loaded the bundle and said so once
     # one thread per worker: N workers each running BLAS, OpenCV and LiteRT on every core fight for them
     # (208 RAVDESS clips through `evaluate --workers 2` took 2.3x the time of one process before this)

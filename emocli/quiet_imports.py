@@ -75,6 +75,20 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+WORKER_PROCESS = False  # set by emocli.bulk in its worker processes: one thread each
+
+
+def cpu_threads() -> int:
+    """Threads a network may use in this process: one in a bulk worker process (the workers already
+    fill the cores), else one per CPU this process may run on."""
+    if WORKER_PROCESS:
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def lite_interpreter(model_path, num_threads: int | None = 1):
     """A ``.tflite`` model's interpreter, tensors allocated: LiteRT (``ai_edge_litert``, which keeps
     TensorFlow out of ``predict``) when installed, else TensorFlow's own; LiteRT's XNNPACK notice

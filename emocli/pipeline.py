@@ -289,6 +289,7 @@ class Pipeline:
         self.options = options
         self.role = role
         self.gpu = False
+        self._decoded: tuple[Path, np.ndarray] | None = None  # an audio file's samples, decoded by _probe
         self.manifest = verify_bundle(self.bundle)
         files = self.manifest.get("files", {})
         self.face_model = self.voice_model = None
@@ -528,8 +529,17 @@ class Pipeline:
 
     # ----------------------------------------------------------------------------------
     def _probe(self, path: Path):
-        from .media import probe
+        """The file's description; an audio file's samples come with it when the voice is scored
+        (:func:`emocli.media.probe_and_load_audio`), kept for :meth:`_voice_frames`."""
+        from .media import probe, probe_and_load_audio
 
+        self._decoded = None
+        if self.has_voice:
+            both = probe_and_load_audio(path, sr=int(self.voice_settings["sample_rate"]),
+                                        max_seconds=self.options.max_seconds)
+            if both is not None:
+                self._decoded = (both[0].path, both[1])
+                return both[0]
         return probe(path)
 
     def _run(self, path: Path, res: Result, progress: Progress | None = None) -> None:
@@ -807,8 +817,12 @@ class Pipeline:
         from .media import load_audio
 
         sr = int(self.voice_settings["sample_rate"])
+        decoded, self._decoded = self._decoded, None
         try:
-            audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
+            if decoded is not None and decoded[0] == info.path:
+                audio = decoded[1]
+            else:
+                audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
             if info.audio_streams > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
             return self._voice_input(audio, notes, windows=True)

@@ -78,15 +78,18 @@ def gpu_available() -> bool:
 WORKER_PROCESS = False  # set by emocli.bulk in its worker processes: one thread each
 
 
-def cpu_threads() -> int:
-    """Threads a network may use in this process: one in a bulk worker process (the workers already
-    fill the cores), else one per CPU this process may run on."""
-    if WORKER_PROCESS:
-        return 1
+def available_cpus() -> int:
+    """The CPUs this process may run on."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def cpu_threads() -> int:
+    """Threads a network may use in this process: one in a bulk worker process (the workers already
+    fill the cores), else one per CPU this process may run on."""
+    return 1 if WORKER_PROCESS else available_cpus()
 
 
 def lite_interpreter(model_path, num_threads: int | None = 1):

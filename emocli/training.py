@@ -1140,13 +1140,11 @@ def _voice_corpora(data: list[Path], corpus: str | None, test_speakers: list[str
     return items, layouts, held
 
 
-def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, workers: int, cache: Path | None,
+def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, workers: int | None, cache: Path | None,
                 console, perturbations: tuple[str, ...] = ()) -> VoiceRows:
     """Each clip's vector (and, with ``augment``, its training speed copies', then one copy per
     name of ``perturbations``), in worker processes, through the cache; unreadable clips are
     reported and skipped."""
-    import os
-
     from rich.markup import escape
 
     from .audio_features import ENCODER_SETS, STEP, WINDOW, clip_vector
@@ -1160,7 +1158,9 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
     speeds_train = (1.0, *(AUGMENT_SPEEDS if augment else ()), *perturbations)
     tasks = [(str(it.path), (1.0,) if it.speaker in held else speeds_train, WINDOW, STEP, SAMPLE_RATE,
               str(cache_dir) if cache_dir else None, feature_set in ENCODER_SETS) for it in items]
-    workers = max(1, min(workers, os.cpu_count() or 1))
+    from .bulk import worker_count
+
+    workers = worker_count(workers, len(items))
     console.print(f"computing voice features of {len(tasks)} clips"
                   + (f" (+ {len(speeds_train) - 1} augmented copies of each training clip)" if len(speeds_train) > 1
                      else "")
@@ -1232,7 +1232,7 @@ def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
 
 
 def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
-                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int,
+                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int | None,
                         cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
                         speaker_norm: bool = False, perturbations: tuple[str, ...] = (), vad: bool = True) -> dict:
     """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not

@@ -69,3 +69,48 @@ def test_leading_dash_and_unicode_paths(tmp_path):
     assert info.has_video
     assert sum(len(f) for _, f in media.iter_frames(p, fps=5)) >= 4
 
+
+
+def test_probe_and_load_audio_in_one_run_equal_the_two_runs(tmp_path):
+    """An audio file's description and samples from one ffmpeg run are what probe() and
+    load_audio() give in two (whole, and cut by max_seconds)."""
+    import subprocess
+    from pathlib import Path
+
+    from conftest import write_wav
+
+    rng = np.random.default_rng(0)
+    wav = write_wav(tmp_path / "-dash voix.wav", 0.3 * rng.standard_normal(3 * 22050), sr=22050)
+    flac = Path(__file__).parent / "data" / "ravdess_shouted_03-01-05-02-02-01-18.flac"
+    mp3 = tmp_path / "clip.mp3"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(wav), str(mp3)], check=True)
+    for path in (wav, flac, mp3):
+        info, audio = media.probe_and_load_audio(path)
+        assert info == media.probe(path)
+        np.testing.assert_array_equal(audio, media.load_audio(path, info=info))
+        _, cut = media.probe_and_load_audio(path, max_seconds=1.0)
+        np.testing.assert_array_equal(cut, media.load_audio(path, info=info, max_seconds=1.0))
+
+
+def test_probe_and_load_audio_leaves_other_files_to_the_usual_path(tmp_path, clip):
+    """Video, two audio streams, a damaged or misnamed file: None, and the usual path says what is wrong."""
+    import subprocess
+
+    from conftest import write_wav
+
+    assert media.probe_and_load_audio(clip) is None  # not an audio extension
+    wav = write_wav(tmp_path / "a.wav", 0.1 * np.ones(16000))
+    two = tmp_path / "two.m4a"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(wav), "-i", str(wav), "-map", "0:a", "-map", "1:a",
+                    "-c:a", "aac", str(two)], check=True)
+    assert media.probe(two).audio_streams == 2 and media.probe_and_load_audio(two) is None
+    with_video = tmp_path / "video.m4a"
+    subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(clip), "-c:v", "mpeg4", "-c:a", "aac", "-f", "mp4",
+                    str(with_video)], check=True)
+    assert media.probe(with_video).has_video and media.probe_and_load_audio(with_video) is None
+    torn = tmp_path / "torn.flac"
+    torn.write_bytes(b"fLaC" + b"\0" * 200)
+    assert media.probe_and_load_audio(torn) is None
+    with pytest.raises(MediaError, match="torn.flac"):
+        media.probe(torn)
+    assert media.probe_and_load_audio(tmp_path / "missing.wav") is None

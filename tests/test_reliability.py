@@ -373,11 +373,15 @@ def test_bad_layout_is_bad_usage(tmp_path):
         assert r.exit_code == 2 and "unknown layout" in r.output
 
 
-def test_workers_are_capped_at_the_cpu_count():
-    from emocli.cli import _cap_workers
+def test_workers_are_capped_at_the_cpu_count_and_default_by_input_count(monkeypatch):
+    from emocli import bulk, quiet_imports
 
-    assert _cap_workers(10_000) == len(os.sched_getaffinity(0))
-    assert _cap_workers(1) == 1
+    cpus = len(os.sched_getaffinity(0))
+    assert bulk.worker_count(10_000, 3) == cpus and bulk.worker_count(1, 100) == 1
+    monkeypatch.setattr(quiet_imports, "available_cpus", lambda: 4)
+    assert [bulk.worker_count(None, n) for n in (None, 1, 3, 4, 1000)] == [1, 1, 1, 4, 4]
+    monkeypatch.setattr(quiet_imports, "available_cpus", lambda: 1)
+    assert bulk.worker_count(None, 1000) == 1
 
 
 def test_digital_silence_is_no_speech(pipe, tmp_path):

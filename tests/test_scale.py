@@ -154,3 +154,27 @@ def test_ray_extract_writes_what_local_extract_writes(ray_local, tiny_bundle, co
     # resumable the same way: nothing left to do, so no Ray work at all
     _, again = _extract(ray_extract, corpus, tmp_path / "ray", tiny_bundle, resume=True)
     assert (again["done"], again["skipped"], again["failed"]) == (0, 5, 0)
+
+
+def test_bulk_starts_its_worker_pool_only_for_a_file(monkeypatch, tiny_bundle, tmp_path):
+    """Workers are spawned at the first file: a run of inputs that are all errors (or all live
+    streams) never starts them, and a file among them does."""
+    from conftest import make_clip
+    from emocli import bulk
+    from emocli.pipeline import Pipeline
+
+    started = []
+    real = bulk.process_pool
+
+    def counting_pool(*args, **kwargs):
+        started.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bulk, "process_pool", counting_pool)
+    pipe = Pipeline(tiny_bundle, Options())
+    errors = [("x", None, "x: no such file"), ("y", None, "y: no such file")]
+    assert [r.status for r in bulk.run_bulk(pipe, iter(errors), workers=2)] == ["error", "error"]
+    assert started == []
+    clip = make_clip(tmp_path / "a.wav", video=False, seconds=1.0)
+    got = list(bulk.run_bulk(pipe, iter([errors[0], (str(clip), clip, None)]), workers=2))
+    assert [r.status for r in got] == ["error", "ok"] and len(started) == 1

@@ -17,8 +17,9 @@ Parts (``--parts``):
   (4.3-4.8 s). Target: emo at most 0.15x fer's time.
 - ``evaluate``: ``emo evaluate CSV --json`` over held-out RAVDESS speech clips (``--evaluate-csv``;
   ``python scripts/heldout_lists.py`` does not write it: it is actors 02, 03, 15 and 16 of
-  ``../shared/data/ravdess``, 208 clips, see ``--write-csv``), this checkout with ``--workers 2``
-  against ``--before-tree`` with one process (it had no ``--workers``). Target: at least 3x faster.
+  ``../shared/data/ravdess``, 208 clips, see ``--write-csv``; ``--write-csv-n 800`` writes 800 clips of
+  any actor, for timing), this checkout with ``--workers 1`` and ``2`` against ``--before-tree`` with
+  one process (it had no ``--workers``). Target: 800 clips at least 3x faster with ``--workers 2``.
 
 ``--before-tree DIR`` (``git worktree add DIR COMMIT``) runs that checkout's own code and models
 in the same run (``python -m emocli`` with DIR as the working directory), alternating with this
@@ -156,12 +157,17 @@ def part_evaluate(trees: dict[str, Path], csv_path: Path, rounds: int) -> list[s
     return lines
 
 
-def write_csv(path: Path) -> None:
-    """Actors 02, 03, 15 and 16 of ../shared/data/ravdess (the shipped voice model's held-out actors)."""
+HELD_OUT_ACTORS = ("02", "03", "15", "16")  # the shipped voice model's held-out RAVDESS actors
+
+
+def write_csv(path: Path, n: int | None = None) -> None:
+    """Actors 02, 03, 15 and 16 of ../shared/data/ravdess (the shipped voice model's held-out actors,
+    208 clips); with ``n``, the first ``n`` clips of every actor in ../shared (for timing only: most
+    of them trained the shipped model)."""
     from emocli.datasets import ravdess
 
-    items = [i for i in ravdess(REPO.parent / "shared" / "data" / "ravdess")
-             if str(i.speaker).split("_")[-1] in ("02", "03", "15", "16")]
+    items = ravdess(REPO.parent / "shared" / "data" / "ravdess")
+    items = items[:n] if n else [i for i in items if str(i.speaker).split("_")[-1] in HELD_OUT_ACTORS]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["path", "label", "split", "speaker"])
@@ -178,10 +184,11 @@ def main() -> None:
     ap.add_argument("--bulk-rounds", type=int, default=1)
     ap.add_argument("--fer-every", type=int, default=6)
     ap.add_argument("--evaluate-csv", type=Path, default=REPO / "runs" / "r200.csv")
-    ap.add_argument("--write-csv", action="store_true", help="write --evaluate-csv first")
+    ap.add_argument("--write-csv", action="store_true", help="write --evaluate-csv first (the 208 held-out clips)")
+    ap.add_argument("--write-csv-n", type=int, help="write --evaluate-csv first with this many clips of any actor")
     args = ap.parse_args()
-    if args.write_csv:
-        write_csv(args.evaluate_csv)
+    if args.write_csv or args.write_csv_n:
+        write_csv(args.evaluate_csv, args.write_csv_n)
     trees = {"this checkout": REPO}
     if args.before_tree:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_tree, capture_output=True,

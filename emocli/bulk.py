@@ -51,6 +51,17 @@ def _init_worker(bundle: str | None, options: Options | None, role: str) -> None
         _WORKER = Pipeline(Path(bundle), options, role=role)
 
 
+def _one_blas_thread():
+    """numpy's BLAS on one thread for the block (a no-op context without threadpoolctl)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 def worker_pipeline() -> Pipeline:
     """The pipeline of this worker process (started by :func:`process_pool` with a bundle)."""
     if _WORKER is None:
@@ -148,6 +159,10 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
 
     with contextlib.ExitStack() as stack:
         pool, spool = None, None
+        # this process scores what the workers prepare (the voice SVM, the face networks' batches): with
+        # its numpy on one thread, BLAS threads spinning between its small products leave the cores to
+        # the workers (208 speech clips, --workers 2: this process's CPU 9.9 s -> see docs/benchmarks.md)
+        stack.enter_context(_one_blas_thread())
 
         def start_pool():
             # started at the first file: a run of live streams alone never spawns workers

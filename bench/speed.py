@@ -51,7 +51,10 @@ def timed(cmd: list[str], *, cwd: Path, stdout=subprocess.PIPE) -> tuple[float, 
     """Wall and CPU seconds (user + system of the child and its children) and stdout of one command."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, check=True, stdout=stdout, stderr=subprocess.DEVNULL, cwd=cwd, text=True).stdout
+    res = subprocess.run(cmd, stdout=stdout, stderr=subprocess.DEVNULL, cwd=cwd, text=True)
+    out = res.stdout
+    if res.returncode != 0 and not out:  # exit 1 with output: some items failed (evaluate, bulk predict)
+        raise SystemExit(f"{' '.join(cmd)}: exit {res.returncode} and no output")
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), out or ""
@@ -138,7 +141,8 @@ def _seconds(path: Path) -> float:
 
 
 def part_evaluate(trees: dict[str, Path], csv_path: Path, rounds: int) -> list[str]:
-    lines = ["| checkout | --workers | wall s (median) | CPU s (median) | voice accuracy |", "|---|---|---|---|---|"]
+    lines = ["| checkout | --workers | wall s (median) | CPU s (median) | voice accuracy | items failed |",
+             "|---|---|---|---|---|---|"]
     runs = []
     for name, tree in trees.items():
         for workers in ((1, 2) if name == "this checkout" else (None,)):
@@ -149,11 +153,11 @@ def part_evaluate(trees: dict[str, Path], csv_path: Path, rounds: int) -> list[s
             cmd = emo(tree, "evaluate", str(csv_path), "--json") + ([] if workers is None else ["--workers", str(workers)])
             wall, cpu, out = timed(cmd, cwd=tree)
             rep = json.loads(out)
-            rows[(name, workers)].append((wall, cpu, (rep.get("voice") or {}).get("accuracy")))
+            rows[(name, workers)].append((wall, cpu, (rep.get("voice") or {}).get("accuracy"), rep.get("n_failed")))
     for (name, workers), r in rows.items():
         acc = r[0][2]
         lines.append(f"| {name} | {workers or '(none: one process)'} | {statistics.median(x[0] for x in r):.2f} | "
-                     f"{statistics.median(x[1] for x in r):.2f} | {acc if acc is None else f'{acc:.3f}'} |")
+                     f"{statistics.median(x[1] for x in r):.2f} | {acc if acc is None else f'{acc:.3f}'} | {r[0][3]} |")
     return lines
 
 
@@ -206,7 +210,7 @@ def main() -> None:
         print("\n".join(part_bulk(trees, args.bulk_rounds, args.fer_every)) + "\n")
     if "evaluate" in parts:
         print(f"### emo evaluate {args.evaluate_csv.name}\n")
-        print("\n".join(part_evaluate(trees, args.evaluate_csv, 1)) + "\n")
+        print("\n".join(part_evaluate(trees, args.evaluate_csv.resolve(), 1)) + "\n")
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 

@@ -37,7 +37,7 @@ FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
 MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
                "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
-               "voice_speaker.json", "fusion.json", "fusion_feat.skops", "voice_vad.npz")
+               "voice_speaker.json", "fusion.json", "fusion_feat.skops", "voice_vad.npz", "training_items.npz")
 # How to restore a file that is not trained by emo (the default: restore the bundle or retrain it)
 RESTORE = {"voice_vad.npz": "restore it from emo's models/default, or rebuild it with scripts/convert_silero_vad.py"}
 

@@ -1007,12 +1007,24 @@ def evaluate(
     report = ev.report()
     from rich.markup import escape
 
-    overlap = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
-    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap})
-    for mod, o in overlap.items():
-        err.print(f"[yellow]warning:[/yellow] {o['n']} of the {len(items)} item(s) scored were in the {mod} model's "
-                  f"training items (split {o['split'] or '(none)'}), e.g. {escape(o['files'][0])}: its figures here "
-                  "measure nothing; evaluate on a split it was not trained on")
+    try:
+        overlap, seen = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap,
+                   "unseen": None})
+    for mod in ("face", "voice"):
+        parts = [(name, o) for name, o in overlap.items() if o["modality"] == mod]
+        if not parts or mod not in report["modalities"]:
+            continue
+        what = ", ".join(f"{name} {o['n']}" for name, o in parts)
+        err.print(f"[yellow]warning:[/yellow] the bundle's {mod} model has seen {len(seen[mod])} of the {len(items)} "
+                  f"item(s) scored ({escape(what)}; e.g. {escape(parts[0][1]['files'][0])}): its figures on them "
+                  "measure memory, not generalisation; the figures on the unseen items are under \"unseen\"")
+    if any(seen.values()):
+        from .evaluate import unseen_report
+
+        report["unseen"] = unseen_report(report, seen)
     from .evaluate import predictions_csv
 
     written_ok = True
@@ -1043,6 +1055,12 @@ def evaluate(
             title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
                       f"speaker(s) with >= {a['min_clips']} voiced clips)")
         metrics_table(report, title=title, console=Console())
+        if report["unseen"]:
+            u = report["unseen"]
+            n = {m: u[m]["n_seen"] for m in report["modalities"]}
+            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **u},
+                          console=Console(), title=f"{title}: items the bundle has not seen (left out: "
+                          + ", ".join(f"{m} {k}" for m, k in n.items()) + ")")
     if report["n_failed"] or not written_ok:
         raise typer.Exit(1)
 

@@ -113,19 +113,29 @@ def predictions_csv(report: dict[str, Any]) -> str:
     return buf.getvalue()
 
 
-def training_overlap(bundle: Path, items, root: Path) -> dict[str, dict[str, Any]]:
-    """Items being scored that the bundle's face or voice model was trained on.
+def training_overlap(bundle: Path, items, root: Path) -> tuple[dict[str, dict[str, Any]], dict[str, set[str]]]:
+    """Items being scored that the bundle's face or voice parts were trained or calibrated on.
 
-    Bundles trained with ``--features`` record the ids of their training items (the path below
-    the corpus root, see :func:`emocli.extract.item_id`); for each such model with an overlap:
-    ``{"n": count, "split": its training split, "files": the first 20}``.
+    Two records are read: the fingerprints of every training item in ``training_items.npz``
+    (:mod:`emocli.fingerprints`; the shipped bundle and every training command write them), and,
+    for bundles trained with ``--features``, the ids of their training items in face.json /
+    voice.json (the path below the corpus root, see :func:`emocli.extract.item_id`).
+
+    Returns
+    -------
+    overlap : per part with an overlap, ``{"n": count, "modality": "face"|"voice", "files": the first 20}``
+        (``--features`` records as ``"face"`` / ``"voice"`` with their ``"split"``)
+    seen : per modality, the set of scored files any of its parts has seen
     """
     import json
 
+    from . import fingerprints as fp
     from .extract import item_id
 
-    ids = {item_id(it.path, root): str(it.path) for it in items}
+    paths = [str(it.path) for it in items]
     out: dict[str, dict[str, Any]] = {}
+    seen: dict[str, set[str]] = {"face": set(), "voice": set()}
+    ids = {item_id(it.path, root): str(it.path) for it in items}
     for mod in ("face", "voice"):
         meta_path = Path(bundle) / f"{mod}.json"
         if not meta_path.is_file():
@@ -133,7 +143,36 @@ def training_overlap(bundle: Path, items, root: Path) -> dict[str, dict[str, Any
         meta = json.loads(meta_path.read_text())
         hit = sorted(ids[i] for i in set(meta.get("trained_items") or ()) & ids.keys())
         if hit:
-            out[mod] = {"n": len(hit), "split": meta.get("trained_split"), "files": hit[:20]}
+            out[mod] = {"n": len(hit), "modality": mod, "split": meta.get("trained_split"), "files": hit[:20]}
+            seen[mod].update(hit)
+    sets = fp.read(bundle)
+    if sets and paths:
+        for part, mask in fp.seen_by(sets, fp.fingerprints(paths)).items():
+            hit = [p for p, m in zip(paths, mask) if m]
+            if hit:
+                out[part] = {"n": len(hit), "modality": fp.modality(part), "files": hit[:20]}
+                seen[fp.modality(part)].update(hit)
+    return out, seen
+
+
+def unseen_report(report: dict[str, Any], seen: dict[str, set[str]]) -> dict[str, Any]:
+    """The report's metrics recomputed on the items the bundle has not seen: per modality, the items
+    none of its parts saw (fused: neither modality's), with ``n_seen`` beside each block."""
+    from .metrics import classification_report
+
+    labels = report["labels"]
+    out: dict[str, Any] = {}
+    for m in report["modalities"]:
+        skip = seen["face"] | seen["voice"] if m == "fused" else seen.get(m, set())
+        truth, pred = [], []
+        for it in report["items"]:
+            if it["status"] != "ok" or it[f"{m}_label"] is None or it["file"] in skip:
+                continue
+            truth.append(labels.index(it["true_label"]))
+            pred.append(labels.index(it[f"{m}_label"]))
+        rep = classification_report(truth, pred, labels, absent=None)
+        rep["n_seen"] = sum(1 for it in report["items"] if it["file"] in skip)
+        out[m] = rep
     return out
 
 

@@ -789,6 +789,10 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)
+    from . import fingerprints
+
+    fingerprints.write(out, {"face.emo-cnn": [items[i].path for i in tr],
+                             "face.emo-cnn-holdout": [items[i].path for i in ho]})
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")
 
@@ -1321,6 +1325,11 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         saved = f"voice.skops, voice.json and {MODEL_NAME}.*"
     if vad:
         add_speech_gate(out, model.sample_rate, console)
+    from . import fingerprints
+
+    failed_paths = {str(p) for p, _ in rows.failed}
+    fingerprints.write(out, {"voice.svm": [it.path for it in items if it.speaker not in held
+                                           and str(it.path) not in failed_paths]}, replace=("voice",))
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/{saved}")
     return model.metadata(extra)

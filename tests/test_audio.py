@@ -400,7 +400,7 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     # a new bundle gets emo's speech-activity gate (the shipped Silero VAD and its licence), so the new
     # model does not classify music or tones either; --no-vad leaves only the level gate
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json", "voice_vad.npz"}
+    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json", "voice_vad.npz", "training_items.npz"}
     assert (out / "LICENSE.voice_vad.MIT.txt").is_file()
     res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(out), "--json"])
     assert res.exit_code == 1 and "no speech detected (voice activity" in res.output
@@ -411,7 +411,7 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
                                    "--workers", "1", "--cache", str(tmp_path / "cache"), "--no-vad"])
     assert res.exit_code == 0, res.output
     assert set(json.loads((plain / "manifest.json").read_text())["files"]) == {"voice.skops", "voice.npz",
-                                                                               "voice.json"}
+                                                                               "voice.json", "training_items.npz"}
     res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(plain), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "anger"
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])

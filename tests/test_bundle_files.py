@@ -236,3 +236,23 @@ def test_bundle_hashes_are_remembered_and_a_change_is_still_caught(tmp_path, mon
     with pytest.raises(ModelError, match="fusion.json: sha256"):
         verify_bundle(d)
     assert len(calls) >= 1
+
+
+def test_shipped_bundle_knows_its_training_items():
+    """The shipped training_items.npz: every part, about as many items as each model card says (byte-identical
+    duplicates count once), a trained RAVDESS actor's clip seen and a held-out actor's clip unseen."""
+    from conftest import SHARED
+    from emocli import fingerprints
+
+    sets = fingerprints.read(DEFAULT_BUNDLE)
+    assert set(sets) == set(fingerprints.PARTS)
+    voice = json.loads((DEFAULT_BUNDLE / "voice.json").read_text())["trained_on"]["n_clips"]
+    face = json.loads((DEFAULT_BUNDLE / "face.json").read_text())["n_train"]
+    assert voice - 5 <= len(sets["voice.svm"]) <= voice and face * 0.95 <= len(sets["face.emo-cnn"]) <= face
+    assert (DEFAULT_BUNDLE / fingerprints.FINGERPRINTS_FILE).stat().st_size < 2_000_000
+    trained = SHARED / "data" / "ravdess" / "Actor_04" / "03-01-05-01-01-01-04.flac"
+    held = SHARED / "data" / "ravdess" / "Actor_02" / "03-01-05-01-01-01-02.flac"
+    if not (trained.is_file() and held.is_file()):
+        pytest.skip("../shared/data/ravdess not here")
+    seen = fingerprints.seen_by(sets, fingerprints.fingerprints([trained, held]))
+    assert seen["voice.svm"].tolist() == [True, False]

@@ -133,7 +133,71 @@ def test_features_training_records_its_split_and_evaluate_warns_on_overlap(voice
     rep = json.loads(r.stdout)
     assert rep["training_overlap"]["voice"]["n"] == 6 and rep["training_overlap"]["voice"]["split"] == "Val"
     assert "face" not in rep["training_overlap"]
-    assert "warning:" in r.stderr and "voice model's training items" in r.stderr
+    assert "warning:" in r.stderr and "voice model has seen 6 of the 6" in r.stderr
+    assert rep["unseen"]["voice"]["n"] == 0 and rep["unseen"]["voice"]["n_seen"] == 6
+
+
+def test_train_audio_fingerprints_its_clips_and_evaluate_gives_the_unseen_figures(tiny_bundle, tmp_path):
+    """A bundle knows the clips that trained it, under any name: evaluating the whole corpus warns,
+    counts them, and reports the figures on the others, equal to evaluating those alone."""
+    from emocli import fingerprints
+
+    root = tmp_path / "tones"  # voice_corpus's layout, every clip different (its Val clips repeat Train ones)
+    root.mkdir()
+    rows = ["path,label,split,speaker"]
+    for k, (label, hz) in enumerate((("happy", 300), ("sad", 700), ("anger", 1400))):
+        for split, n, off in (("Train", 4, 0.0), ("Val", 2, 0.005)):
+            for i in range(n):
+                name = f"{split.lower()}_{label}_{i}.wav"
+                ffmpeg("-f", "lavfi", "-i", f"sine=frequency={hz * (1 + 0.02 * i + 0.01 * k + off)}:sample_rate=16000:"
+                       "duration=1.0", str(root / name))
+                rows.append(f"{name},{label},{split},{split[0]}{i % 2}")
+    voice_corpus = root / "corpus.csv"
+    voice_corpus.write_text("\n".join(rows) + "\n")
+    bundle = shutil.copytree(tiny_bundle, tmp_path / "b")
+    ok(runner.invoke(app, ["train-audio", str(voice_corpus), "--out", str(bundle), "--test-speakers", "V0,V1",
+                           "--feature-set", "thesis68", "--no-vad", "--repeats", "1", "--workers", "1"]))
+    sets = fingerprints.read(bundle)
+    assert len(sets["voice.svm"]) == 12 and "training_items.npz" in json.loads((bundle / "manifest.json").read_text())[
+        "files"]
+    # the same corpus copied elsewhere under other names: still recognised
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    rows = voice_corpus.read_text().splitlines()
+    for row in rows[1:]:
+        name = row.split(",")[0]
+        shutil.copy(voice_corpus.parent / name, copy / f"renamed_{name}")
+    (copy / "corpus.csv").write_text("\n".join([rows[0]] + ["renamed_" + r for r in rows[1:]]) + "\n")
+    r = ok(runner.invoke(app, ["evaluate", str(copy / "corpus.csv"), "--model", str(bundle), "--json"]))
+    rep = json.loads(r.stdout)
+    assert rep["training_overlap"]["voice.svm"]["n"] == 12 and rep["training_overlap"]["voice.svm"]["modality"] == "voice"
+    assert "voice model has seen 12 of the 18" in r.stderr
+    unseen = rep["unseen"]["voice"]
+    assert unseen["n"] == 6 and unseen["n_seen"] == 12
+    val = json.loads(ok(runner.invoke(app, ["evaluate", str(copy / "corpus.csv"), "--split", "Val", "--model",
+                                            str(bundle), "--json"])).stdout)
+    assert val["unseen"] is None and val["training_overlap"] == {}
+    assert (unseen["accuracy"], unseen["confusion"]) == (val["voice"]["accuracy"], val["voice"]["confusion"])
+
+
+def test_fingerprint_file_is_merged_by_part_and_a_damaged_one_is_one_line(tmp_path):
+    from emocli import fingerprints
+    from emocli.errors import ModelError
+
+    a, b, c = (tmp_path / n for n in "abc")
+    for i, p in enumerate((a, b, c)):
+        p.write_bytes(bytes([i]) * 100)
+    (tmp_path / "a_copy").write_bytes(a.read_bytes())
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    assert fingerprints.write(bundle, {"face.emo-cnn": [a, b], "voice.svm": [c]}) == {"face.emo-cnn": 2, "voice.svm": 1}
+    assert fingerprints.write(bundle, {"voice.svm": [a]}, replace=("voice",)) == {"face.emo-cnn": 2, "voice.svm": 1}
+    seen = fingerprints.seen_by(fingerprints.read(bundle), fingerprints.fingerprints([tmp_path / "a_copy", c,
+                                                                                      tmp_path / "missing"]))
+    assert seen["face.emo-cnn"].tolist() == [True, False, False] and seen["voice.svm"].tolist() == [True, False, False]
+    (bundle / fingerprints.FINGERPRINTS_FILE).write_bytes(b"PK\x03\x04torn")
+    with pytest.raises(ModelError, match="training_items.npz: not a readable fingerprint file"):
+        fingerprints.read(bundle)
 
 
 # -- 3-4. per-item predictions and null recall on a folder of crops --------------------------

@@ -3,3 +3,13 @@
 
 DETECTORS = ("yunet", "blazeface", "haar")  # --detector / Options.detector; the first is the default
 DEFAULT_DETECTOR = DETECTORS[0]
+
+FUSE_METHODS = ("equal", "confusion", "learned", "feature-svm", "feature-dense")  # emo fuse --method
+FUSE_RULES = ("sum", "product")  # emo fuse --rule
+# `emo fuse`'s defaults: the shipped bundle's choice (the product of the two calibrated probability
+# vectors, equal weights; docs/experiments.md, "Fusion rule"). A fusion.json without a rule is "sum".
+DEFAULT_FUSE_METHOD = "equal"
+DEFAULT_FUSE_RULE = "product"
+# fuse warns when the validation its weights come from is smaller than this
+MIN_VALIDATION_SPEAKERS = 3
+MIN_VALIDATION_PER_CLASS = 50

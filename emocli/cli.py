@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .choices import DEFAULT_DETECTOR, DETECTORS
+from .choices import DEFAULT_DETECTOR, DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, DETECTORS, FUSE_METHODS, FUSE_RULES
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner off stderr
 
@@ -384,10 +384,11 @@ def train_audio(
                                                   show_default=False)] = None,
     test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
                                                     "at the end (ravdess_02 or Actor_02, emodb_03).")] = "",
-    feature_set: Annotated[VoiceFeatures, typer.Option(help="rich: 289 statistics incl. pitch (default); thesis68: "
-                                                            "mean and std of the 34 pyAudioAnalysis features; whisper: 768 "
-                                                            "pooled Whisper tiny.en encoder values; whisper+rich: both.")]
-    = VoiceFeatures.rich,
+    feature_set: Annotated[Optional[VoiceFeatures], typer.Option(
+        show_default=False, help="rich: 289 statistics incl. pitch; thesis68: mean and std of the 34 pyAudioAnalysis "
+                                 "features; whisper: 768 pooled Whisper tiny.en encoder values; whisper+rich: both "
+                                 "[default: the feature set of the voice model already in --out (the shipped bundle: "
+                                 "whisper+rich), else rich].")] = None,
     balanced: Annotated[bool, typer.Option(help="Weight classes inversely to their frequency.")] = True,
     augment: Annotated[bool, typer.Option(help="Also train on 0.9x and 1.1x speed copies of every training clip.")]
     = True,
@@ -427,7 +428,8 @@ def train_audio(
             return
         train_audio_command(data=data, out=out, corpus=corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
-                            feature_set=feature_set.value, balanced=balanced, augment=augment, repeats=repeats,
+                            feature_set=None if feature_set is None else feature_set.value, balanced=balanced,
+                            augment=augment, repeats=repeats,
                             seed=seed, workers=workers, cache=cache, console=_stderr(),
                             speaker_norm=speaker_norm, vad=vad,
                             perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
@@ -441,10 +443,10 @@ def _emo_errors():
     return EmoError
 
 
-FuseMethod = _choices("FuseMethod", "equal", "confusion", "learned", "feature-svm", "feature-dense")
+FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", "main", "all")
 OutFormat = _choices("OutFormat", "table", "json", "csv")
-FuseRule = _choices("FuseRule", "sum", "product")
+FuseRule = _choices("FuseRule", *FUSE_RULES)
 
 
 @app.command("fuse", epilog="\b\nExamples:\n  emo fuse runs/bundle --method confusion --rule product\n  emo fuse runs/bundle --method feature-svm --features runs/afew_feats --split Train\n")
@@ -454,13 +456,13 @@ def fuse(
                                                     "validation recall), learned (logistic regression on the two "
                                                     "score vectors), feature-svm / feature-dense (face features + "
                                                     "68 voice statistics -> PCA 68 -> SVM or dense 14 + softmax).")
-                      ] = FuseMethod.confusion,
+                      ] = FuseMethod(DEFAULT_FUSE_METHOD),
     features: Annotated[Optional[Path], typer.Option(help="`emo extract` output to fit learned/feature methods on.")] = None,
     split: Annotated[Optional[str], typer.Option(help="Fit on this split of the extracted items only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     rule: Annotated[FuseRule, typer.Option(help="How the weighted scores combine: sum (the thesis's weighted sum) "
                                                 "or product (log-linear: a weighted product of the two calibrated "
-                                                "probability vectors).")] = FuseRule.product,
+                                                "probability vectors).")] = FuseRule(DEFAULT_FUSE_RULE),
 ) -> None:
     """Set how face and voice are combined, and save it into the bundle."""
     from .errors import EmoError

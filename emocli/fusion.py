@@ -29,7 +29,7 @@ from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 METHODS = ("equal", "confusion")
-RULES = ("sum", "product")
+from .choices import FUSE_RULES as RULES  # noqa: E402  (one list for the CLI and the library)
 PRODUCT_FLOOR = 1e-4  # probabilities are floored here under the product rule: one modality cannot veto a class
 
 

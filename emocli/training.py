@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import DatasetError, ModelError, ParameterError
+from .choices import DEFAULT_FUSE_RULE
 from .labels import LABELS
 from .splits import stratified_holdout
 
@@ -805,21 +806,49 @@ def _validation_recall(meta: dict) -> dict[str, float] | None:
     return rec if isinstance(rec, dict) else None
 
 
+def _validation_warnings(meta: dict, what: str) -> list[str]:
+    """Why a model's validation is too small to weigh it by: fewer than MIN_VALIDATION_SPEAKERS speakers,
+    or classes with fewer than MIN_VALIDATION_PER_CLASS items (from its validation confusion matrix)."""
+    from .choices import MIN_VALIDATION_PER_CLASS, MIN_VALIDATION_SPEAKERS
+
+    out = []
+    trained = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
+    speakers = len(trained["speakers"]) if isinstance(trained.get("speakers"), list) else meta.get("n_speakers")
+    if isinstance(speakers, int) and speakers < MIN_VALIDATION_SPEAKERS:
+        out.append(f"{what}'s validation has {speakers} speaker(s) (fewer than {MIN_VALIDATION_SPEAKERS})")
+    val = meta.get("validation") if isinstance(meta.get("validation"), dict) else {}
+    conf, labels = val.get("confusion"), val.get("labels") or LABELS
+    if isinstance(conf, list) and conf:
+        counts = {lab: int(sum(row)) for lab, row in zip(labels, conf)}
+        small = {lab: n for lab, n in counts.items() if n < MIN_VALIDATION_PER_CLASS}
+        if small:
+            out.append(f"{what}'s validation has fewer than {MIN_VALIDATION_PER_CLASS} items of "
+                       + ", ".join(f"{lab} ({n})" for lab, n in small.items()))
+    return out
+
+
 def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str | None, seed: int,
-                 console, rule: str = "sum") -> dict:
-    """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``."""
+                 console, rule: str = DEFAULT_FUSE_RULE) -> dict:
+    """Compute decision weights, or fit a learned / feature-level fusion model, into ``bundle``.
+
+    Warns (on ``console``) when the validation the weights come from is small: fewer than 3
+    speakers, or a class with fewer than 50 items; such weights follow chance as much as skill.
+    """
     from .bundle import read_json_document, verify_bundle, write_manifest
     from .fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
 
     manifest = verify_bundle(bundle)
     files = manifest.get("files", {})
-    recalls = {}
+    recalls, warnings = {}, []
     for mod, name in (("face", "face.json"), ("voice", "voice.json")):
         if name in files:
-            recalls[mod] = _validation_recall(read_json_document(
+            meta = read_json_document(
                 Path(bundle) / name, fmt=None, what=f"an emo {mod}-model description",
                 missing="listed in the manifest but missing; restore the bundle or retrain",
-                invalid="not valid JSON ({exc}); restore the bundle from its source or retrain"))
+                invalid="not valid JSON ({exc}); restore the bundle from its source or retrain")
+            recalls[mod] = _validation_recall(meta)
+            if method == "confusion":
+                warnings += _validation_warnings(meta, f"the {mod} model")
     if "experts.json" in files:  # the face score is the experts' combination: use its held-out recall
         experts = read_json_document(Path(bundle) / "experts.json", fmt="emo-experts", what="face-expert settings",
                                      missing="listed in the manifest but missing; restore the bundle",
@@ -839,6 +868,9 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
         if split is not None:
             items = [d for d in items if d["split"].lower() == split.lower()]
         labels = sorted({d["label"] for d in items})
+        warnings += _validation_warnings({"n_speakers": len({d["speaker"] for d in items}) if all(
+            d["speaker"] for d in items) else None, "validation": {"labels": labels, "confusion": [
+                [sum(d["label"] == lab for d in items)] for lab in labels]}}, f"--features {features}")
         if len(items) < 4 or len(labels) < 2:
             raise DatasetError(f"{features}: {len(items)} item(s) with both a face and a voice in "
                                f"{len(labels)} class(es); fusion needs at least 4 items of 2 classes")
@@ -852,6 +884,9 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
                     "heldout_accuracy": None if cv is None else round(cv[0], 4),
                     "heldout_folds": None if cv is None else cv[1]}
         console.print(f"fitted {method} fusion on {len(items)} clips ({x.shape[1]} inputs, classes: {', '.join(labels)})")
+    for w in warnings:
+        console.print(f"[yellow]warning:[/yellow] {w}: weights fitted on it may follow chance more than skill; "
+                      "validate on more speakers and clips, or keep --method equal")
     fm.save(bundle)
     write_manifest(bundle, labels=list(fm.labels))
     if method in FEATURE_METHODS:
@@ -957,6 +992,7 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     from .bundle import write_manifest
     from .extract import extraction_model, load_extracted
 
+    check_voice_pair(out, speaker_norm=False)
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
                                   where=features)
     items = [d for d in items if d["voice_features"].size]
@@ -975,6 +1011,7 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
                        seed=seed, n_folds=min(5, len(set(groups))))
     model.fit(x, y, groups)
     extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method,
+             "n_speakers": len({d["speaker"] for d in items}) if all(d["speaker"] for d in items) else None,
              **_trained_items(features, split, items)}
     model.save(out, extra=extra)
     if vad:
@@ -1235,8 +1272,30 @@ def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
     return True
 
 
+def bundle_feature_set(out: Path) -> str | None:
+    """The feature set of the voice model already in ``out`` (None when it has none that can be read)."""
+    try:
+        meta = json.loads((Path(out) / "voice.json").read_text())
+        fs = meta["features"]["feature_set"]
+        return fs if isinstance(fs, str) else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def check_voice_pair(out: Path, *, speaker_norm: bool) -> None:
+    """Refuse to retrain only the plain voice model of a bundle that has a speaker-adapted one: the two
+    would disagree in features or training clips. Called before any work, so nothing is lost."""
+    if speaker_norm:
+        return
+    stale = sorted(p.name for p in Path(out).glob("voice_speaker.*")) if Path(out).is_dir() else []
+    if stale:
+        raise ModelError(f"{out}: holds a speaker-adapted voice model ({', '.join(stale)}) made with the plain one; "
+                         "retraining only the plain model would leave the two disagreeing in features and clips: "
+                         f"add --speaker-norm to retrain both, or delete {Path(out) / 'voice_speaker.*'} first")
+
+
 def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
-                        feature_set: str, balanced: bool, augment: bool, repeats: int, seed: int, workers: int | None,
+                        feature_set: str | None, balanced: bool, augment: bool, repeats: int, seed: int, workers: int | None,
                         cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
                         speaker_norm: bool = False, perturbations: tuple[str, ...] = (), vad: bool = True) -> dict:
     """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
@@ -1257,8 +1316,14 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     from .audio_model import DEFAULT_C_GRID, VoiceModel
     from .bundle import write_manifest
 
-    from .audio_features import PERTURBATIONS
+    from .audio_features import DEFAULT_FEATURE_SET, PERTURBATIONS
 
+    check_voice_pair(out, speaker_norm=speaker_norm)
+    if feature_set is None:
+        kept = bundle_feature_set(out)
+        feature_set = kept or DEFAULT_FEATURE_SET
+        console.print(f"feature set {feature_set}" + (f" (the one {out}/voice.json was trained on; --feature-set "
+                                                      "changes it)" if kept else " (the default)"))
     feature_dimension(feature_set)  # unknown names fail before any work
     unknown = sorted(set(perturbations) - set(PERTURBATIONS))
     if unknown:

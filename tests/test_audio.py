@@ -492,3 +492,42 @@ def test_train_audio_perturb_adds_copies_and_refuses_unknown_names(tmp_path):
     assert len(list(cache.glob("*.npz"))) == 16 + 24
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--perturb", "echo"])
     assert res.exit_code == 1 and "unknown perturbation(s) echo" in res.output
+
+
+def _tiny_emodb(root, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    root.mkdir()
+    for spk in ("03", "08", "09", "10"):
+        for code, freq in (("W", 300.0), ("T", 110.0)):
+            for take in ("a", "b"):
+                write_wav(root / f"{spk}a01{code}{take}.wav", tone(0.4, freq * rng.uniform(0.9, 1.1), rng=rng))
+    return root
+
+
+def test_train_audio_into_a_bundle_keeps_its_feature_set_and_its_speaker_model_in_step(tmp_path):
+    """Issue 28, 2: retraining a bundle's voice keeps the feature set it was trained with (it became the
+    default `rich`), and a plain retrain beside a speaker-adapted model is refused before any work (it left
+    voice_speaker.* disagreeing with the new plain model)."""
+    from typer.testing import CliRunner
+
+    from emocli.cli import app
+
+    corpus = _tiny_emodb(tmp_path / "emodb")
+    out = tmp_path / "bundle"
+    common = ["--test-speakers", "03", "--no-augment", "--repeats", "1", "--workers", "1", "--no-vad",
+              "--cache", str(tmp_path / "cache")]
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--feature-set", "thesis68",
+                                   "--speaker-norm", *common])
+    assert res.exit_code == 0, res.output
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), *common])
+    assert res.exit_code == 1 and "voice_speaker" in res.output and "--speaker-norm" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--speaker-norm", *common])
+    assert res.exit_code == 0, res.output
+    assert "feature set thesis68 (the one" in res.output
+    for name in ("voice.json", "voice_speaker.json"):
+        assert json.loads((out / name).read_text())["features"]["feature_set"] == "thesis68"
+    fresh = tmp_path / "fresh"
+    res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(fresh), *common])
+    assert res.exit_code == 0 and "feature set rich (the default)" in res.output

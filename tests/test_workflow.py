@@ -2,6 +2,7 @@
 -> extract -> train-video/train-audio on the extracted features -> fuse -> evaluate."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,7 +44,9 @@ def test_extract_train_fuse_evaluate(afew, tiny_bundle, tmp_path):
     bundle = tmp_path / "bundle"
     ok(runner.invoke(app, ["train-video", "--features", str(feats), "--out", str(bundle)]))
     ok(runner.invoke(app, ["train-audio", "--features", str(feats), "--out", str(bundle), "--no-vad"]))  # tones
-    ok(runner.invoke(app, ["fuse", str(bundle), "--method", "confusion"]))
+    r = ok(runner.invoke(app, ["fuse", str(bundle), "--method", "confusion"]))
+    # issue 28, 3: weights from 12 training clips (2 per class) come with a warning
+    assert "warning:" in r.stderr and "fewer than 50 items of anger (" in r.stderr
     fusion = json.loads((bundle / "fusion.json").read_text())
     assert fusion["method"] == "confusion"
     for lab, w in fusion["face_weights"].items():
@@ -74,3 +77,10 @@ def test_extract_train_fuse_evaluate(afew, tiny_bundle, tmp_path):
     rep2 = json.loads(ok(runner.invoke(app, ["evaluate", str(afew), "--split", "Val", "--model", str(bundle),
                                              "--json"])).stdout)
     assert rep2["fused"]["n"] == 6 and np.array(rep2["fused"]["confusion"]).sum() == 6
+
+    # issue 28, 3: `emo fuse` with no options writes the shipped rule (equal weights, product), silently
+    r = ok(runner.invoke(app, ["fuse", str(bundle)]))
+    fusion = json.loads((bundle / "fusion.json").read_text())
+    assert (fusion["method"], fusion["rule"]) == ("equal", "product") and "warning" not in r.stderr
+    shipped = json.loads((Path(__file__).parents[1] / "models" / "default" / "fusion.json").read_text())
+    assert (shipped["method"], shipped["rule"]) == (fusion["method"], fusion["rule"])

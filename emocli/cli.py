@@ -164,8 +164,9 @@ def _check_experts(value: str) -> str:
 FaceExpertsOpt = Annotated[str, typer.Option(
     "--face-experts", callback=_check_experts,
     help="Face networks that score each frame: all (those the bundle has: emo-cnn, the FER2013 network, and "
-         "rafdb, the RAF-DB MobileFaceNet, combined by the bundle's face head, else averaged) or a comma list, "
-         "e.g. emo-cnn (one network, no head).")]
+         "rafdb, the RAF-DB MobileFaceNet, combined by the bundle's face head, else averaged; after `emo "
+         "train-video --features` into a bundle, its retrained emo-cnn alone) or a comma list, e.g. emo-cnn "
+         "(one network, no head).")]
 DetectOpt = Annotated[Optional[bool], typer.Option(
     "--detect/--no-detect", show_default=False,
     help="--no-detect: inputs are already face crops; --detect: always find faces. Default: find faces, and "

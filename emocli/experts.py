@@ -272,6 +272,9 @@ class ExpertSet:
     weights_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})
     info_: dict[str, Any] = field(default_factory=dict)
     head_: FaceHead | None = None
+    # the experts ``--face-experts all`` uses (None: every one in ``names``); ``emo train-video --features``
+    # sets it to emo-cnn alone, whose retrained softmax the face head does not read
+    default_: tuple[str, ...] | None = None
 
     def calibrate(self, name: str, p: np.ndarray) -> np.ndarray:
         """One expert's probabilities (N, K) recalibrated by its temperature; float32."""
@@ -304,6 +307,8 @@ class ExpertSet:
              "temperatures": self.temperatures_, "weights": self.weights_, "info": self.info_}
         if self.head_ is not None:
             d["head"] = {"file": HEAD_FILE, "temperature": self.head_.temperature, "info": self.head_.info}
+        if self.default_ is not None:
+            d["default"] = list(self.default_)
         return d
 
     @classmethod
@@ -329,7 +334,13 @@ class ExpertSet:
             except (TypeError, ValueError):
                 temperature = -1.0
             head = FaceHead.load(Path(path).parent / HEAD_FILE, temperature=temperature, info=h.get("info"))
-        return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})), head_=head)
+        default = d.get("default")
+        if default is not None and (not isinstance(default, list) or not default
+                                    or not set(map(str, default)) <= set(names)):
+            raise ModelError(f"{path}: \"default\" must list experts of {list(names)}, got {default!r}; restore "
+                             "the bundle, or rerun `emo train-video --features ... --out` into it")
+        return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})), head_=head,
+                   default_=None if default is None else tuple(map(str, default)))
 
 
 def expert_applies(crop: np.ndarray, *, colour: bool = True) -> bool:
@@ -347,10 +358,12 @@ def expert_applies(crop: np.ndarray, *, colour: bool = True) -> bool:
     return bool(np.abs(small[..., 0] - small[..., 1]).max() > 2 or np.abs(small[..., 1] - small[..., 2]).max() > 2)
 
 
-def parse_experts(value: str | None, available: Sequence[str]) -> tuple[str, ...]:
-    """``--face-experts`` value -> expert names: ``all`` (the default), or a comma list."""
+def parse_experts(value: str | None, available: Sequence[str], default: Sequence[str] | None = None
+                  ) -> tuple[str, ...]:
+    """``--face-experts`` value -> expert names: ``all`` (the default: the bundle's ``default`` set when
+    it names one, else every expert ``available``), or a comma list."""
     if value is None or value.strip() in ("", "all"):
-        return tuple(available)
+        return tuple(default or available)
     names = tuple(dict.fromkeys(v.strip() for v in value.split(",") if v.strip()))
     unknown = [n for n in names if n not in EXPERT_NAMES]
     if unknown:

@@ -338,7 +338,7 @@ class Pipeline:
                                      missing="missing", invalid="not valid JSON ({exc}); restore the bundle")
             self.experts = ExpertSet.from_dict(doc, self.bundle / EXPERTS_FILE)
         try:
-            self.experts_used = parse_experts(self.options.face_experts, self.experts.names)
+            self.experts_used = parse_experts(self.options.face_experts, self.experts.names, self.experts.default_)
         except ValueError as exc:
             raise ModelError(f"{self.bundle}: {exc}") from None
         self.expert_net = self._landmarker = None

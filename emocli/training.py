@@ -969,10 +969,37 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
         extra["validation"] = validation
         console.print(f"held-out clips ({len(np.unique(clip[ho]))}): frame accuracy {validation['accuracy']:.3f}, "
                       f"UAR {validation['uar']:.3f}")
+    default_note = _retrained_softmax_is_default(out, extra)
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
-    console.print(f"saved {out}/face.keras: new softmax on {base.backbone} fc2 features of {len(items)} clips")
+    console.print(f"saved {out}/face.keras: new softmax on {base.backbone} fc2 features of {len(items)} clips"
+                  + (f"; {default_note}" if default_note else ""))
     return extra
+
+
+def _retrained_softmax_is_default(out: Path, extra: dict) -> str | None:
+    """In a bundle whose face score comes from the experts' head (which reads emo-cnn's fc2 features,
+    not its softmax), make the retrained softmax the default face score: experts.json's ``default``
+    becomes emo-cnn alone, at temperature 1 (a logistic regression's probabilities), and face.json
+    says so (``extra["default_score"]``). Returns the sentence for the command's last line."""
+    from .experts import EXPERTS_FILE, ExpertSet
+    from .files import atomic_write_text
+
+    path = Path(out) / EXPERTS_FILE
+    if not path.is_file():
+        return None
+    experts = ExpertSet.from_dict(json.loads(path.read_text()), path)
+    if experts.names == ("emo-cnn",):
+        return None
+    experts.default_ = ("emo-cnn",)
+    experts.temperatures_ = {**experts.temperatures_, "emo-cnn": 1.0}
+    experts.info_ = {**experts.info_, "default": "emo train-video --features retrained emo-cnn's softmax: the "
+                     "default face score is that softmax alone (temperature 1); the face head and the other "
+                     "experts stay for --face-experts " + ",".join(experts.names)}
+    atomic_write_text(path, json.dumps(experts.to_dict(), indent=2) + "\n")
+    extra["default_score"] = "this retrained softmax (emo-cnn alone, experts.json \"default\")"
+    return ("the default face score is now this softmax (emo-cnn alone); --face-experts "
+            + ",".join(experts.names) + " gives the bundle's face head again")
 
 
 def _trained_items(features: Path, split: str | None, items: list[dict]) -> dict:

@@ -64,6 +64,10 @@ def test_a_copy_of_the_shipped_bundle_takes_a_new_voice_model(tmp_path):
                             "--model", str(mine)])
     assert r.exit_code == 0, r.output
     r = runner.invoke(app, ["train-audio", "--features", str(tmp_path / "feats"), "--out", str(mine)])
+    assert r.exit_code == 1 and "voice_speaker" in r.output  # it would leave the shipped speaker model behind
+    for stale in mine.glob("voice_speaker.*"):  # the README's `rm mybundle/voice_speaker.*`
+        stale.unlink()
+    r = runner.invoke(app, ["train-audio", "--features", str(tmp_path / "feats"), "--out", str(mine)])
     assert r.exit_code == 0, r.output
     assert json.loads((mine / "voice.json").read_text())["n_clips"] == 12
     verify_bundle(mine)  # manifest re-hashed: the copy loads

@@ -84,3 +84,30 @@ def test_extract_train_fuse_evaluate(afew, tiny_bundle, tmp_path):
     assert (fusion["method"], fusion["rule"]) == ("equal", "product") and "warning" not in r.stderr
     shipped = json.loads((Path(__file__).parents[1] / "models" / "default" / "fusion.json").read_text())
     assert (shipped["method"], shipped["rule"]) == (fusion["method"], fusion["rule"])
+
+
+def test_train_video_features_into_a_bundle_with_a_face_head_changes_its_default_score(afew, tmp_path):
+    """Issue 28, 1: in a bundle whose face score comes from the experts' head, a retrained softmax was
+    never read by default (evaluate gave the shipped scores item for item). Now it is the default face
+    score, face.json and the command's last line say so, and the head stays one option away."""
+    import shutil
+
+    from emocli.bundle import DEFAULT_BUNDLE
+
+    bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    feats = tmp_path / "feats"
+    ok(runner.invoke(app, ["extract", str(afew), "--split", "Train", "--out", str(feats), "--model", str(bundle)]))
+    r = ok(runner.invoke(app, ["train-video", "--features", str(feats), "--out", str(bundle)]))
+    assert "the default face score is now this softmax (emo-cnn alone)" in r.stderr
+    assert "retrained softmax" in json.loads((bundle / "face.json").read_text())["default_score"]
+    clip = str(next((afew / "Val" / "Happy").glob("*.avi")))
+
+    def face(model, *args):
+        out = ok(runner.invoke(app, ["predict", clip, "--model", str(model), "--modality", "face", "--json", *args]))
+        return json.loads(out.stdout.splitlines()[-1])
+
+    default, alone, head = face(bundle), face(bundle, "--face-experts", "emo-cnn"), face(bundle, "--face-experts",
+                                                                                         "emo-cnn,rafdb")
+    shipped = face(DEFAULT_BUNDLE)
+    assert default["face_scores"] == alone["face_scores"] != shipped["face_scores"]
+    assert head["face_experts"] is not None and set(head["face_experts"]) == {"emo-cnn", "rafdb"}

@@ -6,13 +6,15 @@ Layout (any part may be absent; ``predict`` uses what is there)::
       manifest.json     labels, library versions, sha256 of every file below
       face.keras        face network (Keras 3 format, loaded with safe_mode=True)
       face.json         backbone, preprocessing, training history
-      voice.skops       StandardScaler + SVM (skops format: no pickle, types allow-listed)
+      voice.npz         StandardScaler + SVM + temperature as plain arrays (audio_model.CompactSVM)
       voice.json        feature settings, labels, C chosen, held-out speakers and scores
-      voice.npz         the same SVM as plain arrays (what predict loads)
+      voice.skops       bundles made before 2026-12: the same SVM as a scikit-learn object (skops
+                        format: no pickle, types allow-listed), read only where voice.npz is missing
       voice_speaker.*   optional: the voice model on speaker-normalised features (speaker.py)
       fusion.json       decision-level weights (and feature-level fusion settings)
       fusion_feat.skops optional feature-level fusion model
       voice_vad.npz     optional: Silero VAD weights, the voice modality's speech gate (voice_activity.py)
+      training_items.npz fingerprints of the items each part trained on (fingerprints.py)
 
 Loading checks every hash before anything is parsed: a tampered bundle is refused
 with a message that names the file and says what to do. A bundle written by other versions

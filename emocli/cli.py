@@ -375,7 +375,7 @@ def train_audio(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
                                                               "from the file names) or CSV manifests with a speaker "
                                                               "column.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write voice.skops/voice.json into.",
+    out: Annotated[Path, typer.Option("--out", "-o", callback=_out_folder, help="Bundle folder to write voice.npz/voice.json into.",
                                       show_default=False)] = ...,
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
                                                           "its voice features (no audio decoded again).",

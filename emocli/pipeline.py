@@ -296,7 +296,7 @@ class Pipeline:
         self.experts_used: tuple[str, ...] = ()
         self.expert_net = None
         self.has_face = options.use_face and "face.keras" in files
-        self.has_voice = options.use_voice and "voice.skops" in files
+        self.has_voice = options.use_voice and ("voice.npz" in files or "voice.skops" in files)
         if not self.has_face and not self.has_voice:
             raise ModelError(f"{self.bundle}: the bundle has no usable face or voice model "
                              "(or both were switched off); train one with `emo train-video`/`emo train-audio`")

@@ -278,22 +278,24 @@ def test_wrong_feature_count_is_refused(fitted):
 def test_save_load_round_trip(fitted, tmp_path):
     model, x, _ = fitted
     model.save(tmp_path, extra={"held_out_speakers": ["spk9"]})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.json", "voice.npz", "voice.skops"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["voice.json", "voice.npz"]
     meta = json.loads((tmp_path / "voice.json").read_text())
     assert meta["labels"] == list(LABELS) and meta["features"]["feature_set"] == "thesis68"
     assert meta["held_out_speakers"] == ["spk9"] and meta["svm"]["C"] == model.C_
     assert set(meta["validation_recall"]) == set(LABELS)
-    loaded = VoiceModel.load(tmp_path)
-    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+    loaded = VoiceModel.load(tmp_path)  # float32 support vectors, numpy's kernel: equal to ~1e-7
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), rtol=1e-5, atol=1e-7)
     assert loaded.labels == model.labels and loaded.settings_ == model.settings_
 
 
 def test_crafted_skops_with_untrusted_types_is_refused(fitted, tmp_path):
+    """A bundle made before 2026-12 with only voice.skops is read with scikit-learn: a crafted file is refused."""
     import skops.io as sio
     from sklearn.linear_model import LogisticRegression
 
     model, x, y = fitted
     model.save(tmp_path)
+    (tmp_path / "voice.npz").unlink()
     # A scikit-learn type skops trusts by default, but that no voice model contains.
     sio.dump(LogisticRegression().fit(x, y), tmp_path / "voice.skops")
     with pytest.raises(ModelError, match=r"voice\.skops.*LogisticRegression"):
@@ -307,29 +309,35 @@ def test_crafted_skops_with_untrusted_types_is_refused(fitted, tmp_path):
         VoiceModel.load(tmp_path)
 
 
-def test_compact_runtime_form_scores_like_scikit_learn(fitted, tmp_path):
-    import sys
+def test_saved_model_scores_like_scikit_learn_and_replaces_an_old_skops(fitted, tmp_path):
+    """voice.npz (numpy alone) gives the fitted scikit-learn model's scores; a legacy voice.skops beside it
+    is read when it is the only form, and a new save removes it."""
+    import skops.io as sio
 
     model, x, _ = fitted
     model.save(tmp_path)
-    full = VoiceModel.load(tmp_path)
-    compact = VoiceModel.load(tmp_path, runtime=True)
+    compact = VoiceModel.load(tmp_path)
     assert type(compact.estimator_).__name__ == "CompactSVM"
     probe = np.vstack([x, x[:7] * 3.0 + 1.0])  # also points far from the training data
-    np.testing.assert_allclose(compact.predict_proba(probe), full.predict_proba(probe), rtol=1e-6, atol=1e-9)
+    # float32 support vectors (half the file) move the scores by ~1e-7
+    np.testing.assert_allclose(compact.predict_proba(probe), model.predict_proba(probe), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(compact.estimator_.decision_function(probe),
-                               full.estimator_.calibrated_classifiers_[0].estimator.decision_function(probe),
-                               rtol=1e-6, atol=1e-9)
-    assert compact.labels == full.labels and compact.settings_ == full.settings_
-    with pytest.raises(ModelError, match="runtime=False"):
-        compact.save(tmp_path / "again")
-    # the shipped model as well: the form `emo predict` uses must give the .skops model's scores
-    from emocli.bundle import DEFAULT_BUNDLE
-
-    shipped_full, shipped = VoiceModel.load(DEFAULT_BUNDLE), VoiceModel.load(DEFAULT_BUNDLE, runtime=True)
-    z = np.random.default_rng(1).normal(size=(20, shipped.n_features_in_)) * 5
-    np.testing.assert_allclose(shipped.predict_proba(z), shipped_full.predict_proba(z), rtol=1e-6, atol=1e-9)
-    assert "skops" in sys.modules  # (the full load above imported it; the compact one does not need it)
+                               model.estimator_.calibrated_classifiers_[0].estimator.decision_function(probe),
+                               rtol=1e-5, atol=1e-7)
+    assert compact.labels == model.labels and compact.settings_ == model.settings_
+    # a loaded model saves again, the same arrays
+    compact.save(tmp_path / "again")
+    np.testing.assert_allclose(VoiceModel.load(tmp_path / "again").predict_proba(probe), compact.predict_proba(probe))
+    # a bundle of before 2026-12: only the scikit-learn form
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    sio.dump(model.estimator_, legacy / "voice.skops")
+    (legacy / "voice.json").write_bytes((tmp_path / "voice.json").read_bytes())
+    old = VoiceModel.load(legacy)
+    assert type(old.estimator_).__name__ == "CalibratedClassifierCV"
+    np.testing.assert_allclose(old.predict_proba(probe), compact.predict_proba(probe), rtol=1e-5, atol=1e-7)
+    old.save(legacy)
+    assert sorted(p.name for p in legacy.iterdir()) == ["voice.json", "voice.npz"]
 
 
 def test_compact_runtime_form_of_a_two_emotion_model_scores_like_scikit_learn(tmp_path):
@@ -340,9 +348,9 @@ def test_compact_runtime_form_of_a_two_emotion_model_scores_like_scikit_learn(tm
     model = VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1).fit(
         x[keep], y[keep], g[keep])
     model.save(tmp_path)
-    full, compact = VoiceModel.load(tmp_path), VoiceModel.load(tmp_path, runtime=True)
+    compact = VoiceModel.load(tmp_path)
     probe = np.vstack([x, x[:7] * 3.0 + 1.0])
-    np.testing.assert_allclose(compact.predict_proba(probe), full.predict_proba(probe), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(compact.predict_proba(probe), model.predict_proba(probe), rtol=1e-5, atol=1e-7)
     assert (compact.predict(x[keep]) == y[keep]).mean() > 0.9
 
 
@@ -356,7 +364,6 @@ def test_compact_runtime_file_damaged_is_refused(fitted, tmp_path):
         np.savez(fh, mean=np.zeros(3))
     with pytest.raises(ModelError, match=r"voice\.npz"):
         VoiceModel.load(tmp_path, runtime=True)
-    VoiceModel.load(tmp_path)  # the .skops form is still intact and loads
 
 
 def test_mismatched_or_missing_description_is_refused(fitted, tmp_path):
@@ -400,7 +407,7 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     # a new bundle gets emo's speech-activity gate (the shipped Silero VAD and its licence), so the new
     # model does not classify music or tones either; --no-vad leaves only the level gate
     manifest = json.loads((out / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"voice.skops", "voice.npz", "voice.json", "voice_vad.npz", "training_items.npz"}
+    assert set(manifest["files"]) == {"voice.npz", "voice.json", "voice_vad.npz", "training_items.npz"}
     assert (out / "LICENSE.voice_vad.MIT.txt").is_file()
     res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(out), "--json"])
     assert res.exit_code == 1 and "no speech detected (voice activity" in res.output
@@ -410,8 +417,8 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
                                    "--feature-set", "thesis68", "--no-augment", "--repeats", "1",
                                    "--workers", "1", "--cache", str(tmp_path / "cache"), "--no-vad"])
     assert res.exit_code == 0, res.output
-    assert set(json.loads((plain / "manifest.json").read_text())["files"]) == {"voice.skops", "voice.npz",
-                                                                               "voice.json", "training_items.npz"}
+    assert set(json.loads((plain / "manifest.json").read_text())["files"]) == {"voice.npz", "voice.json",
+                                                                               "training_items.npz"}
     res = CliRunner().invoke(app, ["predict", str(corpus / "03a01Wa.wav"), "--model", str(plain), "--json"])
     assert res.exit_code == 0 and json.loads(res.stdout)["label"] == "anger"
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "77"])

@@ -174,6 +174,17 @@ def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndar
     return cols @ w.transpose(2, 1, 0).reshape(k * w.shape[1], w.shape[0]) + b
 
 
+def _check_sha256(path: Path, sha256: str | None) -> None:
+    """Refuse an encoder file whose sha256 is not ``sha256`` (None: any file); hashes are remembered."""
+    from .errors import ModelError
+    from .files import cached_sha256, save_hash_cache
+
+    if sha256 is not None and cached_sha256(path) != sha256:
+        raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
+                         "restore that encoder file or retrain with `emo train-audio`")
+    save_hash_cache()
+
+
 class _Encoder:
     """What both forms of the encoder share: cutting a clip into pieces the network takes.
 
@@ -258,14 +269,11 @@ class WhisperEncoder(_Encoder):
         ModelError
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
-        from .errors import ModelError
-        from .files import cached_sha256, load_npz_weights, save_hash_cache
+        from .files import load_npz_weights
 
         path = Path(path) if path is not None else default_encoder_path()
-        if sha256 is not None and path.is_file() and cached_sha256(path) != sha256:
-            raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
-                             "restore that encoder file or retrain with `emo train-audio`")
-        save_hash_cache()
+        if path.is_file():
+            _check_sha256(path, sha256)
         return load_npz_weights(path, cls, what="speech-encoder weights",
                                 missing="reinstall emo (it ships in models/encoders) or rebuild it with "
                                         "scripts/convert_whisper_encoder.py",
@@ -336,16 +344,12 @@ class LiteWhisperEncoder(_Encoder):
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
         from .errors import ModelError
-        from .files import cached_sha256, save_hash_cache
 
         path = Path(path) if path is not None else default_encoder_path()
         if not path.is_file():
             raise ModelError(f"{path}: speech encoder not found; reinstall emo (it ships in models/encoders) or "
                              "rebuild it with scripts/convert_whisper_encoder.py")
-        if sha256 is not None and cached_sha256(path) != sha256:
-            raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
-                             "restore that encoder file or retrain with `emo train-audio`")
-        save_hash_cache()
+        _check_sha256(path, sha256)
         try:
             return cls(path)
         except Exception as exc:  # LiteRT's errors for a torn or foreign file

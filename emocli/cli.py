@@ -493,6 +493,26 @@ def tune_views(
         raise fail(str(exc)) from None
 
 
+@app.command("tune-prior", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")
+def tune_prior(
+    model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
+    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
+                                              "from face.json; its class shares are the prior).")],
+    write: Annotated[bool, typer.Option("--write", help="Store the chosen adjustment in face.json and refresh the "
+                                                        "manifest.")] = False,
+    max_accuracy_loss: Annotated[float, typer.Option(callback=_number(0.0, 1.0), help="Held-out accuracy a "
+                                                     "stronger adjustment may cost.")] = 0.005,
+) -> None:
+    """Choose the face network's class-prior adjustment (logit adjustment) on held-out training images."""
+    from .training import tune_prior_command
+
+    try:
+        tune_prior_command(bundle=model, data=data, write=write, console=_stderr(),
+                           max_accuracy_loss=max_accuracy_loss)
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("ensemble", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
 def ensemble(
     a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],

@@ -373,3 +373,25 @@ def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
     assert net.get_layer("flatten").output.shape[-1] == (size // 16) ** 2 * 8 * 4
     out = net.predict_on_batch(np.zeros((2, size, size, channels), np.float32))
     assert out.shape == (2, 7) and np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+def test_tune_prior_chooses_the_logit_adjustment_on_the_holdout_and_writes_it(faces, tmp_path):
+    """Issue 28, 5: the prior adjustment is an `emo` command (it was scripts/face_prior.py)."""
+    from emocli.bundle import verify_bundle
+    from emocli.training import PRIOR_TAUS
+    from emocli.video_model import FaceModel
+
+    bundle = _heldout_bundle(tmp_path / "b", seed=1)
+    res = CliRunner().invoke(app, ["tune-prior", str(bundle), str(faces)])
+    assert res.exit_code == 0, res.output
+    assert all(f"tau {t:.1f}: held-out accuracy" in res.output for t in PRIOR_TAUS) and "(n=14)" in res.output
+    assert "prior_adjustment" not in json.loads((bundle / "face.json").read_text())  # nothing written without --write
+    res = CliRunner().invoke(app, ["tune-prior", str(bundle), str(faces), "--write", "--max-accuracy-loss", "1"])
+    assert res.exit_code == 0, res.output
+    adj = json.loads((bundle / "face.json").read_text())["prior_adjustment"]
+    assert adj["tau"] in PRIOR_TAUS and f"best: tau {adj['tau']:.1f}" in res.output
+    assert sum(adj["prior"].values()) == pytest.approx(1.0, abs=1e-5) and "emo tune-prior" in adj["chosen"]
+    verify_bundle(bundle)  # the manifest follows the new face.json
+    assert FaceModel.load(bundle).prior_tau == adj["tau"]
+    res = CliRunner().invoke(app, ["tune-prior", str(bundle), str(tmp_path / "elsewhere")])
+    assert res.exit_code == 1 and res.output.startswith("error:")

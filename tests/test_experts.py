@@ -414,34 +414,3 @@ def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_exp
     with pytest.raises(SystemExit, match="another face network"):
         script.load_cached("set", bundle, cache)
 
-
-def test_face_prior_script_cache_is_keyed_by_network_and_keeps_the_test_split_for_last(tmp_path, rng):
-    """scripts/face_prior.py rescores for another network, and scores fer2013/val only with --test."""
-    import cv2
-
-    script = _script("face_prior")
-    paths = []
-    for k in range(3):
-        paths.append(tmp_path / f"face{k}.png")
-        cv2.imwrite(str(paths[-1]), rng.integers(0, 256, (48, 48), dtype=np.uint8))
-
-    class Net:  # stands in for FaceModel: counts its calls
-        calls = 0
-
-        def predict_proba(self, faces, batch_size=128):
-            Net.calls += 1
-            return np.full((len(faces), len(LABELS)), 1 / len(LABELS), np.float32)
-
-    cache = tmp_path / "c" / "holdout.npz"
-    cache.parent.mkdir()
-    script._scores(Net(), paths, cache, "net A")
-    script._scores(Net(), paths, cache, "net A")
-    assert Net.calls == 1
-    script._scores(Net(), paths, cache, "net B")
-    assert Net.calls == 2
-    script._scores(Net(), paths[:2], cache, "net B")  # another image list
-    assert Net.calls == 3
-    src = (REPO / "scripts" / "face_prior.py").read_text()
-    # the test split is loaded only under --test, after the choice
-    assert src.index("if args.test:") < src.index('load_corpus(args.data / "fer2013" / "val")')
-    assert src.index("best = max(ok") < src.index("if args.test:")

@@ -513,6 +513,32 @@ def tune_prior(
         raise fail(str(exc)) from None
 
 
+@app.command("calibrate-experts", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --model mybundle --write\n")
+def calibrate_experts(
+    data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
+                                              "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
+                                              "network trained on, is held out and halved into calib and test.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
+                                                  help="Bundle with both face experts [default: the shipped "
+                                                       "bundle].")] = None,
+    cache: Annotated[Path, typer.Option(help="Per-image score cache, keyed by the bundle's face network.")] = Path(
+        "runs/face_experts"),
+    write: Annotated[bool, typer.Option("--write", help="Store the temperatures and weights in experts.json and "
+                                                        "refresh the manifest.")] = False,
+) -> None:
+    """Fit the face experts' temperatures and weights on held-out faces new to both networks."""
+    from .face_calibration import calibrate_experts as run
+
+    try:
+        if model is None:
+            from .bundle import DEFAULT_BUNDLE
+
+            model = DEFAULT_BUNDLE
+        run(data, model, cache=cache, write=write, console=_stderr())
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("ensemble", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
 def ensemble(
     a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],

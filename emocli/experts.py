@@ -39,7 +39,7 @@ ARCFACE_TEMPLATE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 7
                              [41.5493, 92.3655], [70.7299, 92.2041]], np.float32)
 # Landmarks as shares of the side of a square face crop (`faces.crop_face`, 10 % margin), the
 # mean of YuNet's landmarks over held-out face crops where it found the face
-# (scripts/face_experts.py measures them); used when YuNet finds nothing in a crop.
+# (emocli.face_calibration.crop_landmarks measures them); used when YuNet finds nothing in a crop.
 CROP_LANDMARKS = np.array([[0.335, 0.395], [0.665, 0.395], [0.500, 0.575],
                            [0.365, 0.735], [0.635, 0.735]], np.float32)
 # The rafdb expert learned from colour faces of 100 px and more (RAF-DB): grey faces and faces
@@ -319,13 +319,13 @@ class ExpertSet:
             weights = {str(k): float(v) for k, v in d["weights"].items()}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ModelError(f"{path}: malformed face-expert settings ({exc}); rerun "
-                             "`python scripts/face_experts.py ... --write`") from None
+                             "`emo calibrate-experts DATA --model BUNDLE --write`") from None
         unknown = sorted(set(names) - set(EXPERT_NAMES))
         bad = [n for n in names if not (math.isfinite(temps.get(n, 1.0)) and math.isfinite(weights.get(n, 1.0))
                                         and temps.get(n, 1.0) > 0 and weights.get(n, 1.0) >= 0)]
         if unknown or bad:
             raise ModelError(f"{path}: unknown experts {unknown} or non-positive or non-finite temperatures/weights {bad}; "
-                             "rerun `python scripts/face_experts.py ... --write`")
+                             "rerun `emo calibrate-experts DATA --model BUNDLE --write`")
         head = None
         if isinstance(d.get("head"), dict):
             h = d["head"]

@@ -47,42 +47,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emocli.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax
+# the same held-out parts as `emo calibrate-experts` (seed 0, halves seed 1)
+from emocli.face_calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, face_sets, rafdb_halves,
+                                     report, with_prior)
+from emocli.labels import LABELS
+from emocli.media import read_image
 
-from emocli.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax  # noqa: E402
-from emocli.labels import LABELS  # noqa: E402
-from emocli.media import read_image  # noqa: E402
-from emocli.splits import stratified_holdout  # noqa: E402
-from emocli.training import training_images  # noqa: E402
-
-from face_experts import HELDOUT, align_crops, combined, corpus_parts, report, with_prior  # noqa: E402  the same held-out parts (seed 0, halves seed 1)
-
-RAFDB_HELDOUT = 0.15
 CACHE = Path("runs/face_head")
 CHUNK = 512
-
-
-def face_sets(data: Path) -> dict[str, tuple[list[Path], np.ndarray]]:
-    """{name: (paths, labels)}: <corpus>-train, <corpus>-calib, <corpus>-test, rafdb-train, rafdb-heldout."""
-    sets = {}
-    for sub, share in HELDOUT.items():
-        sets.update(corpus_parts(data, sub, share))
-    items, _ = training_images(data / "rafdb" / "train")
-    y = np.array([LABELS.index(it.label) for it in items])
-    tr, ho = stratified_holdout(y, RAFDB_HELDOUT, 0)
-    sets["rafdb-train"] = ([items[i].path for i in tr], y[tr])
-    sets["rafdb-heldout"] = ([items[i].path for i in ho], y[ho])
-    return sets
-
-
-def rafdb_halves(sets, feats) -> None:
-    """RAF-DB's held-out part split into calib and test halves (seed 1), as the other corpora's."""
-    y = sets["rafdb-heldout"][1]
-    paths = sets["rafdb-heldout"][0]
-    for name, idx in zip(("rafdb-calib", "rafdb-test"), stratified_holdout(y, 0.5, 1)):
-        sets[name] = ([paths[i] for i in idx], y[idx])
-        feats[name] = {k: v[idx] for k, v in feats["rafdb-heldout"].items()}
 
 
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn

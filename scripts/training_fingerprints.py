@@ -25,21 +25,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
-from emocli import fingerprints as fp  # noqa: E402
-from emocli.bundle import DEFAULT_BUNDLE, read_manifest_unchecked, write_manifest  # noqa: E402
-from emocli.datasets import load_corpus  # noqa: E402
-from emocli.training import heldout_part  # noqa: E402
+from emocli import fingerprints as fp
+from emocli.bundle import DEFAULT_BUNDLE, read_manifest_unchecked, write_manifest
+from emocli.datasets import load_corpus
+from emocli.training import heldout_part
 
 
 def face_parts(data: Path, bundle: Path) -> dict[str, list[Path]]:
-    from face_head import face_sets, rafdb_halves
+    from emocli.face_calibration import face_sets, rafdb_halves
 
     meta = json.loads((bundle / "face.json").read_text())
     items, _, ho = heldout_part(data / "fer2013" / "train", meta)

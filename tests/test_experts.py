@@ -316,15 +316,13 @@ def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
     assert pipe.face_head is not None  # the shipped bundle has one: the colour and grey faces used it
 
 
-def test_face_experts_script_rescores_for_another_network_or_views(tmp_path, tiny_bundle, rng):
-    """scripts/face_experts.py's cache answers only for the network and views that filled it."""
-    import importlib.util
-
+def test_experts_calibration_cache_rescores_for_another_network_or_views(tmp_path, tiny_bundle, rng):
+    """emo calibrate-experts' score cache answers only for the network and views that filled it."""
     import cv2
 
-    spec = importlib.util.spec_from_file_location("face_experts_script", REPO / "scripts" / "face_experts.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from emocli import face_calibration as script
+    from emocli.video_model import network_key
+
     images = []
     for k in range(3):
         images.append(tmp_path / f"face{k}.png")
@@ -349,10 +347,10 @@ def test_face_experts_script_rescores_for_another_network_or_views(tmp_path, tin
     script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
     assert CountingExpert.calls == 2  # other views: scored again
 
-    key = script.network_key(bundle)
+    key = network_key(bundle)
     net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
     net.write_bytes(net.read_bytes() + b"\0")
-    assert script.network_key(bundle) != key  # another network file: another key
+    assert network_key(bundle) != key  # another network file: another key
 
 
 def _script(name: str):
@@ -414,3 +412,48 @@ def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_exp
     with pytest.raises(SystemExit, match="another face network"):
         script.load_cached("set", bundle, cache)
 
+
+
+def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_head(tmp_path, rng):
+    """Issue 28, 5: the experts' temperatures and weights are an `emo` command (they were
+    scripts/face_experts.py); a rerun keeps the bundle's face head and its figures."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from conftest import FOLDERS
+    from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
+    from emocli.cli import app
+    from emocli.experts import ExpertSet
+
+    data = tmp_path / "data"
+    for sub, n in (("affectnet/train", 14), ("sfew/Train", 6), ("fer2013/val", 2)):
+        for i, folder in enumerate(FOLDERS):
+            d = data / sub / folder
+            d.mkdir(parents=True)
+            for k in range(n):
+                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
+                img[14 * i:14 * i + 14] = (250, 200, 150)  # one band per class
+                cv2.imwrite(str(d / f"{k}.png"), img)
+    bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    before = json.loads((bundle / "experts.json").read_text())
+    runner = CliRunner()
+    r = runner.invoke(app, ["calibrate-experts", str(data), "--model", str(bundle), "--cache", str(tmp_path / "c")])
+    assert r.exit_code == 0, r.output
+    assert "affectnet-calib" in r.output and "temperatures" in r.output
+    assert json.loads((bundle / "experts.json").read_text()) == before  # nothing written without --write
+    r = runner.invoke(app, ["calibrate-experts", str(data), "--model", str(bundle), "--cache", str(tmp_path / "c"),
+                            "--write"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((bundle / "experts.json").read_text())
+    assert doc["temperatures"] != before["temperatures"] and set(doc["temperatures"]) == {"emo-cnn", "rafdb"}
+    assert doc["head"] == before["head"]  # the face head stays, with the recall fuse weighs it by
+    assert doc["info"]["validation_recall"] == before["info"]["validation_recall"]
+    assert "average_validation_recall" in doc["info"] and "emo calibrate-experts" in doc["info"]["command"]
+    verify_bundle(bundle)
+    assert ExpertSet.from_dict(doc, bundle / "experts.json").head_ is not None
+    r = runner.invoke(app, ["calibrate-experts", str(tmp_path / "nowhere"), "--model", str(bundle)])
+    assert r.exit_code == 1 and "affectnet/train" in r.output and "../shared/data" in r.output
+    for extra in [p for p in (data / "affectnet" / "train").glob("*/*.png") if int(p.stem) >= 8]:
+        extra.unlink()  # 8 a class: one held out of each, all in the calib half, no test half left
+    r = runner.invoke(app, ["calibrate-experts", str(data), "--model", str(bundle), "--cache", str(tmp_path / "c")])
+    assert r.exit_code == 1 and "affectnet-test" in r.output and "Traceback" not in r.output

@@ -493,6 +493,35 @@ def tune_views(
         raise fail(str(exc)) from None
 
 
+@app.command("train-head", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --model mybundle --write\n")
+def train_head(
+    data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
+                                              "(../shared/data): their training parts train the head, the halves "
+                                              "`emo calibrate-experts` holds out choose C and the temperature.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
+                                                  help="Bundle with both face experts [default: the shipped "
+                                                       "bundle].")] = None,
+    cache: Annotated[Path, typer.Option(help="Feature cache, keyed by the bundle's face network (resumable).")] = Path(
+        "runs/face_head"),
+    reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
+                                                                  "folder (the same faces): only emo-cnn runs.",
+                                                             show_default=False)] = None,
+    write: Annotated[bool, typer.Option("--write", help="Store the head (face_head.npz, named in experts.json) and "
+                                                        "refresh the manifest.")] = False,
+) -> None:
+    """Fit the face head (a softmax layer on both face experts' features) on colour face corpora."""
+    from .face_head_training import HeadArgs, run
+
+    try:
+        if model is None:
+            from .bundle import DEFAULT_BUNDLE
+
+            model = DEFAULT_BUNDLE
+        run(HeadArgs(data=data, bundle=model, cache=cache, reuse_embeddings=reuse_embeddings, write=write))
+    except _emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("tune-prior", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")
 def tune_prior(
     model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],

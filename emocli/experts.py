@@ -7,7 +7,7 @@ right more often than either. Each expert's probabilities are calibrated by a te
 fitted on held-out faces neither network trained on (``p_T = softmax(log p / T)``), then the
 face score of a frame is the weighted average of the calibrated probabilities; or, when the
 bundle has one, the face head's: a softmax layer on both networks' features, trained on
-AffectNet, SFEW and RAF-DB faces (:class:`FaceHead`, scripts/face_head.py), which beats the
+AffectNet, SFEW and RAF-DB faces (:class:`FaceHead`, ``emo train-head``), which beats the
 average by 15-18 points on those corpora's held-out faces.
 
 Alignment: YuNet (opencv_zoo, 5 landmarks: right eye, left eye, nose tip, right and left
@@ -53,7 +53,7 @@ EXPERT_BATCH = 16  # aligned faces per call of the expert network
 EMBEDDING = "embedding"  # the expert network's second output: its face embedding
 EMBEDDING_SIZE = 512  # values in that embedding (the MobileFaceNet's last layer input)
 EXPERTS_FILE = "experts.json"
-HEAD_FILE = "face_head.npz"  # the learned combination of both experts' features (scripts/face_head.py)
+HEAD_FILE = "face_head.npz"  # the learned combination of both experts' features (emo train-head)
 
 
 def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = EXPERT_SIZE) -> np.ndarray:
@@ -207,7 +207,7 @@ class FaceHead:
     """A linear softmax head on both experts' features: [MobileFaceNet embedding, emo-cnn fc2].
 
     ``p = softmax(((x - mean) / scale) @ coef.T + intercept) / temperature)``; fitted by
-    scripts/face_head.py on colour faces of AffectNet, SFEW and RAF-DB's training parts.
+    ``emo train-head`` on colour faces of AffectNet, SFEW and RAF-DB's training parts.
     """
 
     mean: np.ndarray
@@ -242,19 +242,19 @@ class FaceHead:
                            temperature=float(temperature), info=dict(info or {}))
         except FileNotFoundError:
             raise ModelError(f"{path}: face head missing; restore the bundle or rerun "
-                             "`python scripts/face_head.py ... --write`") from None
+                             "`emo train-head DATA --model BUNDLE --write`") from None
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"{path}: unreadable face head ({exc}); restore the bundle or rerun "
-                             "`python scripts/face_head.py ... --write`") from None
+                             "`emo train-head DATA --model BUNDLE --write`") from None
         n = head.coef.shape[1] if head.coef.ndim == 2 else -1
         if not (head.mean.shape == head.scale.shape == (n,) and head.intercept.shape == (head.coef.shape[0],)
                 and head.temperature > 0 and np.all(head.scale > 0)):
             raise ModelError(f"{path}: inconsistent face head shapes; restore the bundle or rerun "
-                             "`python scripts/face_head.py ... --write`")
+                             "`emo train-head DATA --model BUNDLE --write`")
         if not (np.isfinite(head.temperature) and all(np.isfinite(a).all() for a in (head.mean, head.scale, head.coef,
                                                                                      head.intercept))):
             raise ModelError(f"{path}: the face head holds non-finite values; restore the bundle or rerun "
-                             "`python scripts/face_head.py ... --write`")
+                             "`emo train-head DATA --model BUNDLE --write`")
         return head
 
 

@@ -13,7 +13,7 @@ Per-image scores are cached (``--cache``, default ``runs/face_experts``), keyed 
 face network and views: another network's scores are recomputed, never reused. The cache holds
 emo-cnn's scores as the network gives them; the bundle's prior adjustment (face.json
 ``prior_adjustment``, ``emo tune-prior``) is applied after reading them, as ``predict`` does.
-The face head (``scripts/face_head.py``) uses the same held-out parts.
+The face head (``emo train-head``) uses the same held-out parts.
 """
 
 from __future__ import annotations

@@ -350,7 +350,7 @@ class Pipeline:
             if head is not None and head.n_inputs != EMBEDDING_SIZE + self.face_model.n_features:
                 raise ModelError(f"{self.bundle / HEAD_FILE}: the face head takes {head.n_inputs} inputs but the "
                                  f"experts give {EMBEDDING_SIZE} + {self.face_model.n_features}; rerun "
-                                 "`python scripts/face_head.py ... --write` for this bundle")
+                                 "`emo train-head DATA --model BUNDLE --write` for this bundle")
 
     @property
     def face_head(self):

@@ -247,7 +247,7 @@ def test_a_missing_or_broken_face_head_is_refused_with_the_fix(tmp_path, rng):
     with pytest.raises(ModelError, match=r"face_head.npz: face head missing; restore the bundle"):
         ExpertSet.from_dict(doc, where)
     (tmp_path / HEAD_FILE).write_bytes(b"not a zip")
-    with pytest.raises(ModelError, match=r"face_head.npz: unreadable face head .*scripts/face_head.py"):
+    with pytest.raises(ModelError, match=r"face_head.npz: unreadable face head .*emo train-head"):
         ExpertSet.from_dict(doc, where)
     bad = _head(rng)
     bad.intercept = np.zeros(5, np.float32)
@@ -353,28 +353,16 @@ def test_experts_calibration_cache_rescores_for_another_network_or_views(tmp_pat
     assert network_key(bundle) != key  # another network file: another key
 
 
-def _script(name: str):
-    import importlib.util
-
-    sys.path.insert(0, str(REPO / "scripts"))  # face_head.py imports face_experts.py
-    try:
-        spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(REPO / "scripts"))
-    return module
-
-
-def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_expert(tmp_path, tiny_bundle, rng,
-                                                                                  monkeypatch):
-    """scripts/face_head.py's feature cache answers only for the network that filled it; for
+def test_face_head_cache_rescores_emo_cnn_for_another_network_and_keeps_the_expert(tmp_path, tiny_bundle, rng,
+                                                                                 monkeypatch):
+    """emo train-head's feature cache answers only for the network that filled it; for
     another one it computes emo-cnn's features again and reuses the MobileFaceNet's outputs."""
     import cv2
 
+    from emocli import face_head_training as script
+    from emocli.errors import DatasetError
     from emocli.video_model import FaceModel, network_key
 
-    script = _script("face_head")
     images = []
     for k in range(3):
         images.append(tmp_path / f"face{k}.png")
@@ -409,7 +397,7 @@ def test_face_head_script_rescores_emo_cnn_for_another_network_and_keeps_the_exp
     assert np.array_equal(script.load_cached("set", bundle, cache)["cnn_feat"], third["cnn_feat"])
     meta["preprocessing"]["flip_tta"] = not meta["preprocessing"]["flip_tta"]
     (bundle / "face.json").write_text(json.dumps(meta))
-    with pytest.raises(SystemExit, match="another face network"):
+    with pytest.raises(DatasetError, match="another face network"):
         script.load_cached("set", bundle, cache)
 
 
@@ -457,3 +445,40 @@ def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_hea
         extra.unlink()  # 8 a class: one held out of each, all in the calib half, no test half left
     r = runner.invoke(app, ["calibrate-experts", str(data), "--model", str(bundle), "--cache", str(tmp_path / "c")])
     assert r.exit_code == 1 and "affectnet-test" in r.output and "Traceback" not in r.output
+
+
+def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng):
+    """Issue 28, 5: the face head is trained by an `emo` command (it was scripts/face_head.py)."""
+    import cv2
+    from typer.testing import CliRunner
+
+    from conftest import FOLDERS
+    from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
+    from emocli.cli import app
+    from emocli.pipeline import Options, Pipeline
+
+    data = tmp_path / "data"
+    for sub, n in (("affectnet/train", 14), ("sfew/Train", 8), ("rafdb/train", 14)):
+        for i, folder in enumerate(FOLDERS):
+            d = data / sub / folder
+            d.mkdir(parents=True)
+            for k in range(n):
+                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
+                img[14 * i:14 * i + 14] = (250, 200, 150)  # one band per class
+                cv2.imwrite(str(d / f"{k}.png"), img)
+    bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
+    head_before = (bundle / "face_head.npz").read_bytes()
+    runner = CliRunner()
+    args = ["train-head", str(data), "--model", str(bundle), "--cache", str(tmp_path / "c")]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 0, r.output
+    assert "chosen on the calib halves" in r.output and (bundle / "face_head.npz").read_bytes() == head_before
+    r = runner.invoke(app, [*args, "--write"])
+    assert r.exit_code == 0, r.output
+    assert (bundle / "face_head.npz").read_bytes() != head_before
+    info = json.loads((bundle / "experts.json").read_text())["head"]["info"]
+    assert "emo train-head" in info["command"] and set(info["test"]) == {"affectnet-test", "sfew-test", "rafdb-test"}
+    verify_bundle(bundle)
+    assert Pipeline(bundle, Options()).face_head is not None  # the new head loads, with the experts' widths
+    r = runner.invoke(app, ["train-head", str(tmp_path / "nowhere"), "--model", str(bundle)])
+    assert r.exit_code == 1 and "rafdb/train" in r.output and "Traceback" not in r.output

@@ -262,6 +262,9 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
                                    "(equal unless 2 points better)",
                          "command": f"emo calibrate-experts {data} --model {bundle} --write"}
         atomic_write_text(bundle / EXPERTS_FILE, json.dumps(experts.to_dict(), indent=2) + "\n")
+        from . import fingerprints
+
+        fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
         man = read_manifest_unchecked(bundle)
         write_manifest(bundle, labels=man["labels"], settings=man.get("settings"))
         log(f"wrote {bundle / EXPERTS_FILE}")

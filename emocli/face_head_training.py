@@ -310,6 +310,10 @@ def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[s
                           for n in ("affectnet-test", "sfew-test", "rafdb-test")},
                  "command": f"emo train-head DATA --model {bundle} --write"}
     head.save(bundle / HEAD_FILE)
+    from . import fingerprints
+
+    fingerprints.write(bundle, {"face.head": [p for n in train_sets for p in sets[n][0]]})
+    fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
     es.head_ = head
     # what `emo fuse --method confusion` weighs the face against the voice with: the head's
     # recall on the calib halves (the average's figures move to average_validation_*)

@@ -79,17 +79,41 @@ def write(bundle: Path | str, sets: dict[str, Iterable[Path | str]], *, replace:
     """Store each part's fingerprints in the bundle's ``training_items.npz``, keeping the other parts'
     unless named in ``replace`` (a retrained modality's parts: ``("voice",)`` drops every ``voice.*``).
     Returns the number of distinct items per part. The caller rewrites the manifest."""
-    from .files import atomic_path
-
-    bundle = Path(bundle)
     drop = tuple(replace)
     old = {k: v for k, v in read(bundle).items() if modality(k) not in drop and k not in drop}
     new = {k: np.unique(fingerprints(v)) for k, v in sets.items()}
-    merged = {**old, **{k: v[v != 0] for k, v in new.items()}}
-    with atomic_path(bundle / FINGERPRINTS_FILE) as tmp:
+    return _store(bundle, {**old, **{k: v[v != 0] for k, v in new.items()}})
+
+
+def add(bundle: Path | str, part: str, paths: Iterable[Path | str]) -> int:
+    """Add ``paths``' fingerprints to one part of the bundle's file (a union: calibration sets several
+    commands use); returns the part's size. The caller rewrites the manifest."""
+    sets = read(bundle)
+    new = fingerprints(paths)
+    merged = np.union1d(sets.get(part, np.zeros(0, np.uint64)), new[new != 0]).astype(np.uint64)
+    return _store(bundle, {**sets, part: merged})[part]
+
+
+def _store(bundle: Path | str, sets: dict[str, np.ndarray]) -> dict[str, int]:
+    from .files import atomic_path
+
+    with atomic_path(Path(bundle) / FINGERPRINTS_FILE) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, **merged)
-    return {k: len(v) for k, v in merged.items()}
+            np.savez(fh, **sets)
+    return {k: len(v) for k, v in sets.items()}
+
+
+def carry(dst: Path | str, *sources: Path | str, modality_name: str = "face") -> None:
+    """Give the bundle ``dst`` the ``modality_name`` parts of the bundles it was made from (refresh-bn:
+    the same network; ensemble: both members), merged part by part; nothing when none has any. The
+    caller rewrites the manifest."""
+    merged: dict[str, np.ndarray] = {}
+    for src in sources:
+        for k, v in read(src).items():
+            if modality(k) == modality_name:
+                merged[k] = np.union1d(merged[k], v) if k in merged else v
+    if merged:
+        _store(dst, {**{k: v for k, v in read(dst).items() if modality(k) != modality_name}, **merged})
 
 
 def seen_by(sets: dict[str, np.ndarray], prints: np.ndarray) -> dict[str, np.ndarray]:

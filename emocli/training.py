@@ -313,6 +313,9 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
     extra["validation"] = classification_report(y, (sa + sb).argmax(1), fa.labels)
     ens.save(out, extra=extra)
+    from . import fingerprints
+
+    fingerprints.carry(out, a, b)  # what either member trained on
     write_manifest(out, labels=list(LABELS))
     check = FaceModel.load(out).score_inputs(x[:64], batch_size=64)
     if not np.allclose(check, ((sa + sb) / 2)[:64], atol=1e-4):
@@ -417,6 +420,9 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
     extra["validation"] = classification_report(y_ho, after, model.labels)
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(out, extra=extra)
+    from . import fingerprints
+
+    fingerprints.carry(out, bundle)  # the same network, trained on the same faces
     write_manifest(out, labels=list(LABELS))
     check = FaceModel.load(out)
     check.prior_tau = 0.0

@@ -195,6 +195,16 @@ def test_fingerprint_file_is_merged_by_part_and_a_damaged_one_is_one_line(tmp_pa
     seen = fingerprints.seen_by(fingerprints.read(bundle), fingerprints.fingerprints([tmp_path / "a_copy", c,
                                                                                       tmp_path / "missing"]))
     assert seen["face.emo-cnn"].tolist() == [True, False, False] and seen["voice.svm"].tolist() == [True, False, False]
+    # a bundle made from others (refresh-bn: one; ensemble: two) carries their face parts, keeps its own voice
+    made = tmp_path / "made"
+    made.mkdir()
+    fingerprints.write(made, {"voice.svm": [b]})
+    other = tmp_path / "other"
+    other.mkdir()
+    fingerprints.write(other, {"face.emo-cnn": [c], "voice.svm": [a]})
+    fingerprints.carry(made, bundle, other)
+    sets = fingerprints.read(made)
+    assert len(sets["face.emo-cnn"]) == 3 and sets["voice.svm"].tolist() == fingerprints.fingerprints([b]).tolist()
     (bundle / fingerprints.FINGERPRINTS_FILE).write_bytes(b"PK\x03\x04torn")
     with pytest.raises(ModelError, match="training_items.npz: not a readable fingerprint file"):
         fingerprints.read(bundle)

@@ -493,14 +493,25 @@ def tune_views(
         raise fail(str(exc)) from None
 
 
+ExpertsBundleOpt = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", show_default=False, help="Bundle with both face experts [default: the shipped bundle].")]
+
+
+def _or_shipped(model: Optional[Path]) -> Path:
+    """``model``, or the shipped bundle when it is None (resolved at run time: the CLI imports no bundle code)."""
+    if model is not None:
+        return model
+    from .bundle import DEFAULT_BUNDLE
+
+    return DEFAULT_BUNDLE
+
+
 @app.command("train-head", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --model mybundle --write\n")
 def train_head(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
                                               "(../shared/data): their training parts train the head, the halves "
                                               "`emo calibrate-experts` holds out choose C and the temperature.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
-                                                  help="Bundle with both face experts [default: the shipped "
-                                                       "bundle].")] = None,
+    model: ExpertsBundleOpt = None,
     cache: Annotated[Path, typer.Option(help="Feature cache, keyed by the bundle's face network (resumable).")] = Path(
         "runs/face_head"),
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
@@ -513,11 +524,8 @@ def train_head(
     from .face_head_training import HeadArgs, run
 
     try:
-        if model is None:
-            from .bundle import DEFAULT_BUNDLE
-
-            model = DEFAULT_BUNDLE
-        run(HeadArgs(data=data, bundle=model, cache=cache, reuse_embeddings=reuse_embeddings, write=write))
+        run(HeadArgs(data=data, bundle=_or_shipped(model), cache=cache, reuse_embeddings=reuse_embeddings,
+                     write=write))
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 
@@ -547,9 +555,7 @@ def calibrate_experts(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
                                               "network trained on, is held out and halved into calib and test.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", show_default=False,
-                                                  help="Bundle with both face experts [default: the shipped "
-                                                       "bundle].")] = None,
+    model: ExpertsBundleOpt = None,
     cache: Annotated[Path, typer.Option(help="Per-image score cache, keyed by the bundle's face network.")] = Path(
         "runs/face_experts"),
     write: Annotated[bool, typer.Option("--write", help="Store the temperatures and weights in experts.json and "
@@ -559,11 +565,7 @@ def calibrate_experts(
     from .face_calibration import calibrate_experts as run
 
     try:
-        if model is None:
-            from .bundle import DEFAULT_BUNDLE
-
-            model = DEFAULT_BUNDLE
-        run(data, model, cache=cache, write=write, console=_stderr())
+        run(data, _or_shipped(model), cache=cache, write=write, console=_stderr())
     except _emo_errors() as exc:
         raise fail(str(exc)) from None
 

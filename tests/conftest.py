@@ -217,3 +217,19 @@ def faces(tmp_path_factory):
             img[6 * i:6 * i + 6] = 250  # one bright band per class: learnable
             cv2.imwrite(str(d / f"{k}.png"), img)
     return root / "train"
+
+
+def colour_corpora(root: Path, rng, sizes: dict[str, int]) -> Path:
+    """Folder-per-class colour faces (112 px, one bright band per class: learnable) under ``root``, e.g.
+    ``{"affectnet/train": 14, "sfew/Train": 8}``: the layout of ../shared/data's colour corpora."""
+    import cv2
+
+    for sub, n in sizes.items():
+        for i, folder in enumerate(FOLDERS):
+            d = root / sub / folder
+            d.mkdir(parents=True)
+            for k in range(n):
+                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
+                img[14 * i:14 * i + 14] = (250, 200, 150)
+                cv2.imwrite(str(d / f"{k}.png"), img)
+    return root

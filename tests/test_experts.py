@@ -405,23 +405,14 @@ def test_face_head_cache_rescores_emo_cnn_for_another_network_and_keeps_the_expe
 def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_head(tmp_path, rng):
     """Issue 28, 5: the experts' temperatures and weights are an `emo` command (they were
     scripts/face_experts.py); a rerun keeps the bundle's face head and its figures."""
-    import cv2
     from typer.testing import CliRunner
 
-    from conftest import FOLDERS
+    from conftest import colour_corpora
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
     from emocli.cli import app
     from emocli.experts import ExpertSet
 
-    data = tmp_path / "data"
-    for sub, n in (("affectnet/train", 14), ("sfew/Train", 6), ("fer2013/val", 2)):
-        for i, folder in enumerate(FOLDERS):
-            d = data / sub / folder
-            d.mkdir(parents=True)
-            for k in range(n):
-                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
-                img[14 * i:14 * i + 14] = (250, 200, 150)  # one band per class
-                cv2.imwrite(str(d / f"{k}.png"), img)
+    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 6, "fer2013/val": 2})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
     before = json.loads((bundle / "experts.json").read_text())
     runner = CliRunner()
@@ -449,23 +440,14 @@ def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_hea
 
 def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng):
     """Issue 28, 5: the face head is trained by an `emo` command (it was scripts/face_head.py)."""
-    import cv2
     from typer.testing import CliRunner
 
-    from conftest import FOLDERS
+    from conftest import colour_corpora
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
     from emocli.cli import app
     from emocli.pipeline import Options, Pipeline
 
-    data = tmp_path / "data"
-    for sub, n in (("affectnet/train", 14), ("sfew/Train", 8), ("rafdb/train", 14)):
-        for i, folder in enumerate(FOLDERS):
-            d = data / sub / folder
-            d.mkdir(parents=True)
-            for k in range(n):
-                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
-                img[14 * i:14 * i + 14] = (250, 200, 150)  # one band per class
-                cv2.imwrite(str(d / f"{k}.png"), img)
+    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
     head_before = (bundle / "face_head.npz").read_bytes()
     runner = CliRunner()

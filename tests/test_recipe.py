@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES, FOLDERS, write_wav
+from conftest import EXAMPLES, colour_corpora, write_wav
 from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
 from emocli.cli import app
 
@@ -21,21 +21,6 @@ def ok(*args):
     r = runner.invoke(app, [str(a) for a in args])
     assert r.exit_code == 0, r.output
     return r
-
-
-def colour_corpora(root, rng):
-    """affectnet/train, sfew/Train, rafdb/train and fer2013/val: colour 112 px faces, one band per class."""
-    import cv2
-
-    for sub, n in (("affectnet/train", 14), ("sfew/Train", 8), ("rafdb/train", 14), ("fer2013/val", 2)):
-        for i, folder in enumerate(FOLDERS):
-            d = root / sub / folder
-            d.mkdir(parents=True)
-            for k in range(n):
-                img = rng.integers(0, 80, (112, 112, 3), dtype=np.uint8)
-                img[14 * i:14 * i + 14] = (250, 200, 150)
-                cv2.imwrite(str(d / f"{k}.png"), img)
-    return root
 
 
 def speech_corpus(root, rng):
@@ -55,7 +40,8 @@ def speech_corpus(root, rng):
 
 def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     rng = np.random.default_rng(0)
-    data = colour_corpora(tmp_path / "data", rng)
+    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14,
+                                                  "fer2013/val": 2})
     voices = speech_corpus(tmp_path / "emodb", rng)
     b = tmp_path / "bundle"
     # the face network, its views and its class-prior adjustment

@@ -20,19 +20,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from emocli.experts import OnnxExpert  # noqa: E402
-from emocli.labels import LABELS  # noqa: E402
-
-from face_experts import report  # noqa: E402
-from face_head import extract  # noqa: E402  the face head's per-face features, cached per set
+from emocli.experts import OnnxExpert
+from emocli.face_calibration import report
+from emocli.face_head_training import extract  # the face head's per-face features, cached per set
+from emocli.labels import LABELS
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 

@@ -23,16 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from emocli.bundle import read_json_document
+from emocli.datasets import parse_name
+from emocli.face_calibration import heldout_sets
+from emocli.face_head_training import HeadArgs, bundle_face_scores, load_cached
+from emocli.fusion import FusionModel
+from emocli.labels import LABELS
+from emocli.metrics import classification_report
 
-from face_experts import heldout_sets  # noqa: E402
-from face_head import CACHE, bundle_face_scores, load_cached  # noqa: E402
-
-from emocli.bundle import read_json_document  # noqa: E402
-from emocli.datasets import parse_name  # noqa: E402
-from emocli.fusion import FusionModel  # noqa: E402
-from emocli.labels import LABELS  # noqa: E402
-from emocli.metrics import classification_report  # noqa: E402
+CACHE = HeadArgs.cache  # emo train-head's feature cache
 
 
 def voice_sets(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -73,7 +72,7 @@ def main() -> None:
     ap.add_argument("voice_scores", type=Path)
     ap.add_argument("data", type=Path)
     ap.add_argument("--bundle", type=Path, default=Path("models/default"))
-    ap.add_argument("--cache", type=Path, default=CACHE, help="scripts/face_head.py's feature cache of --bundle's "
+    ap.add_argument("--cache", type=Path, default=CACHE, help="emo train-head's feature cache of --bundle's "
                                                           "face network")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--json", type=Path)

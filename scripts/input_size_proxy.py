@@ -24,14 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from emocli.experts import OnnxExpert, softmax  # noqa: E402
-from emocli.media import read_image  # noqa: E402
-
-from face_experts import align_crops, report  # noqa: E402
-from face_head import face_sets, rafdb_halves  # noqa: E402
+from emocli.experts import OnnxExpert, softmax
+from emocli.face_calibration import align_crops, face_sets, rafdb_halves, report
+from emocli.media import read_image
 
 VARIANTS = (("112 colour (as trained)", None, True), ("96 colour", 96, True), ("96 grey", 96, False),
             ("64 colour", 64, True), ("64 grey", 64, False), ("48 colour", 48, True), ("48 grey", 48, False))

@@ -20,7 +20,7 @@ from .choices import DEFAULT_DETECTOR
 from .errors import EmoError, MediaError, ModelError, NoAudioError, NoFaceError, ParameterError
 from .experts import EXPERT_MIN_FACE
 from .labels import LABELS
-from .media import SAMPLE_RATE
+from .media import SAMPLE_RATE, MediaInfo
 from .voice_activity import SAMPLE_RATE as VAD_RATE, VAD_FILE
 
 VAD_NOTE = "no speech detected (voice activity:"  # how the note of a clip the VAD gated begins
@@ -289,7 +289,6 @@ class Pipeline:
         self.options = options
         self.role = role
         self.gpu = False
-        self._decoded: tuple[Path, np.ndarray] | None = None  # an audio file's samples, decoded by _probe
         self.manifest = verify_bundle(self.bundle)
         files = self.manifest.get("files", {})
         self.face_model = self.voice_model = None
@@ -494,9 +493,9 @@ class Pipeline:
         t0 = time.perf_counter()
         prep = Prepared(Path(path), display_name or str(path))
         try:
-            prep.info = info = self._probe(prep.path)
+            prep.info, audio = self._probe(prep.path)
             prep.faces = FaceChunks(spool)
-            prep.voice_frames = self._decode(info, prep, prep.faces.add)
+            prep.voice_frames = self._decode(prep.info, prep, prep.faces.add, audio=audio)
         except EmoError as exc:
             prep.error, prep.error_type = str(exc), type(exc).__name__
         prep.seconds = time.perf_counter() - t0
@@ -528,36 +527,35 @@ class Pipeline:
         return res
 
     # ----------------------------------------------------------------------------------
-    def _probe(self, path: Path):
-        """The file's description; an audio file's samples come with it when the voice is scored
-        (:func:`emocli.media.probe_and_load_audio`), kept for :meth:`_voice_frames`."""
+    def _probe(self, path: Path) -> tuple[MediaInfo, np.ndarray | None]:
+        """The file's description, and an audio file's samples when the voice is scored (one ffmpeg
+        run: :func:`emocli.media.probe_and_load_audio`), else None (decoded later, as usual)."""
         from .media import probe, probe_and_load_audio
 
-        self._decoded = None
         if self.has_voice:
             both = probe_and_load_audio(path, sr=int(self.voice_settings["sample_rate"]),
                                         max_seconds=self.options.max_seconds)
             if both is not None:
-                self._decoded = (both[0].path, both[1])
-                return both[0]
-        return probe(path)
+                return both
+        return probe(path), None
 
     def _run(self, path: Path, res: Result, progress: Progress | None = None) -> None:
         """:meth:`prepare` then :meth:`complete` in one process, each chunk of faces scored as it is
         decoded (memory does not grow with the clip's length)."""
-        info = self._probe(path)
+        info, audio = self._probe(path)
         res.duration = info.duration
         acc = _FaceAccumulator(self, res, still=info.is_image)
         voice_frames = self._decode(info, res, lambda t, x, a, m, b, k, mf: acc.add(t, x, a, m, boxes=b, tracks=k,
-                                                                                  main=mf), progress)
+                                                                                  main=mf), progress, audio=audio)
         self._finish(path, info, res, acc, voice_frames)
 
-    def _decode(self, info, rec, on_faces: Callable[..., None], progress: Progress | None = None
-                ) -> "VoiceInput | None":
+    def _decode(self, info, rec, on_faces: Callable[..., None], progress: Progress | None = None, *,
+                audio: np.ndarray | None = None) -> "VoiceInput | None":
         """Stage 1 of one input, shared by :meth:`run` and :meth:`prepare`: each chunk of faces
         (see :meth:`_face_chunks`) goes to ``on_faces(times, inputs, aligned, mask, boxes, tracks,
         main)`` as it is decoded; returns the voice frames (None without a voice to score).
-        ``rec`` (a Result or Prepared) receives ``frames_seen`` and notes."""
+        ``rec`` (a Result or Prepared) receives ``frames_seen`` and notes; ``audio``: the samples
+        :meth:`_probe` already decoded, if it did."""
         if self.has_face and info.has_video:
             for chunk in self._face_chunks(info, rec, progress):
                 on_faces(*chunk)
@@ -566,7 +564,7 @@ class Pipeline:
         total = media_seconds(info, self.options.max_seconds)
         if progress is not None:
             progress("voice", 0.0, total)
-        voice_frames = self._voice_frames(info, rec.notes)
+        voice_frames = self._voice_frames(info, rec.notes, audio=audio)
         if progress is not None:
             progress("voice", total or 0.0, total)
         return voice_frames
@@ -808,8 +806,9 @@ class Pipeline:
         return np.concatenate(acc.scores)
 
     # -- voice -------------------------------------------------------------------------
-    def _voice_frames(self, info, notes: list[str]) -> "VoiceInput | None":
-        """Decode the audio: window features (and, for speech-encoder models, embeddings); None (with a note) if unusable.
+    def _voice_frames(self, info, notes: list[str], *, audio: np.ndarray | None = None) -> "VoiceInput | None":
+        """Decode the audio (unless ``audio`` holds it already): window features (and, for speech-encoder
+        models, embeddings); None (with a note) if unusable.
 
         Speech-encoder embeddings are computed here, while the audio is in memory: one for the
         clip and, with ``--window``, one per window, so the audio is never kept.
@@ -817,11 +816,8 @@ class Pipeline:
         from .media import load_audio
 
         sr = int(self.voice_settings["sample_rate"])
-        decoded, self._decoded = self._decoded, None
         try:
-            if decoded is not None and decoded[0] == info.path:
-                audio = decoded[1]
-            else:
+            if audio is None:
                 audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
             if info.audio_streams > 1:
                 notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")

@@ -25,11 +25,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from .choices import FUSE_RULES as RULES  # one list for the CLI and the library
 from .errors import ModelError, NotFittedError, ParameterError
 from .labels import LABELS
 
 METHODS = ("equal", "confusion")
-from .choices import FUSE_RULES as RULES  # noqa: E402  (one list for the CLI and the library)
 PRODUCT_FLOOR = 1e-4  # probabilities are floored here under the product rule: one modality cannot veto a class
 
 

@@ -208,6 +208,14 @@ def tune_views_command(*, bundle: Path, data: Path, write: bool, console) -> dic
     return {"holdout_accuracy": results, "chosen": best, "n": int(len(y))}
 
 
+def face_probabilities(model, paths, *, chunk: int = 512) -> np.ndarray:
+    """``model``'s probabilities (n, 7) of face image files, read ``chunk`` at a time (memory stays flat)."""
+    from .media import read_image
+
+    return np.concatenate([model.predict_proba([read_image(p) for p in paths[k:k + chunk]], batch_size=128)
+                           for k in range(0, len(paths), chunk)])
+
+
 PRIOR_TAUS = tuple(round(0.1 * k, 1) for k in range(11))  # logit-adjustment strengths tune-prior compares
 MAX_ACCURACY_LOSS = 0.005  # tune-prior: the held-out accuracy a stronger adjustment may cost
 
@@ -227,7 +235,6 @@ def tune_prior_command(*, bundle: Path, data: Path, write: bool, console,
     """
     from .bundle import write_manifest
     from .files import atomic_write_text
-    from .media import read_image
     from .metrics import classification_report
     from .video_model import FaceModel, adjust_prior, read_face_meta
 
@@ -236,8 +243,7 @@ def tune_prior_command(*, bundle: Path, data: Path, write: bool, console,
     model.prior_tau = 0.0  # the network as trained, whatever the bundle applies now
     items, y, ho = heldout_part(data, meta)
     prior = np.bincount(y, minlength=len(LABELS)) / len(y)
-    p = np.concatenate([model.predict_proba([read_image(items[i].path) for i in ho[k:k + 512]], batch_size=128)
-                        for k in range(0, len(ho), 512)])
+    p = face_probabilities(model, [items[i].path for i in ho])
     rows = []
     for tau in PRIOR_TAUS:
         rep = classification_report(y[ho], adjust_prior(p, prior, tau).argmax(1), LABELS)
@@ -863,25 +869,30 @@ def _validation_recall(meta: dict) -> dict[str, float] | None:
     return rec if isinstance(rec, dict) else None
 
 
-def _validation_warnings(meta: dict, what: str) -> list[str]:
-    """Why a model's validation is too small to weigh it by: fewer than MIN_VALIDATION_SPEAKERS speakers,
-    or classes with fewer than MIN_VALIDATION_PER_CLASS items (from its validation confusion matrix)."""
+def _small_validation(what: str, n_speakers: int | None, counts: dict[str, int]) -> list[str]:
+    """Why a validation is too small to weigh a model by: fewer than MIN_VALIDATION_SPEAKERS speakers
+    (None: not known), or classes with fewer than MIN_VALIDATION_PER_CLASS items (``counts``)."""
     from .choices import MIN_VALIDATION_PER_CLASS, MIN_VALIDATION_SPEAKERS
 
     out = []
+    if isinstance(n_speakers, int) and n_speakers < MIN_VALIDATION_SPEAKERS:
+        out.append(f"{what}'s validation has {n_speakers} speaker(s) (fewer than {MIN_VALIDATION_SPEAKERS})")
+    small = {lab: n for lab, n in counts.items() if n < MIN_VALIDATION_PER_CLASS}
+    if small:
+        out.append(f"{what}'s validation has fewer than {MIN_VALIDATION_PER_CLASS} items of "
+                   + ", ".join(f"{lab} ({n})" for lab, n in small.items()))
+    return out
+
+
+def _validation_warnings(meta: dict, what: str) -> list[str]:
+    """:func:`_small_validation` of a model description: its training speakers (``trained_on`` or
+    ``n_speakers``) and the per-class rows of its validation confusion matrix."""
     trained = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
     speakers = len(trained["speakers"]) if isinstance(trained.get("speakers"), list) else meta.get("n_speakers")
-    if isinstance(speakers, int) and speakers < MIN_VALIDATION_SPEAKERS:
-        out.append(f"{what}'s validation has {speakers} speaker(s) (fewer than {MIN_VALIDATION_SPEAKERS})")
     val = meta.get("validation") if isinstance(meta.get("validation"), dict) else {}
     conf, labels = val.get("confusion"), val.get("labels") or LABELS
-    if isinstance(conf, list) and conf:
-        counts = {lab: int(sum(row)) for lab, row in zip(labels, conf)}
-        small = {lab: n for lab, n in counts.items() if n < MIN_VALIDATION_PER_CLASS}
-        if small:
-            out.append(f"{what}'s validation has fewer than {MIN_VALIDATION_PER_CLASS} items of "
-                       + ", ".join(f"{lab} ({n})" for lab, n in small.items()))
-    return out
+    counts = {lab: int(sum(row)) for lab, row in zip(labels, conf)} if isinstance(conf, list) else {}
+    return _small_validation(what, speakers, counts)
 
 
 def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str | None, seed: int,
@@ -925,9 +936,9 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
         if split is not None:
             items = [d for d in items if d["split"].lower() == split.lower()]
         labels = sorted({d["label"] for d in items})
-        warnings += _validation_warnings({"n_speakers": len({d["speaker"] for d in items}) if all(
-            d["speaker"] for d in items) else None, "validation": {"labels": labels, "confusion": [
-                [sum(d["label"] == lab for d in items)] for lab in labels]}}, f"--features {features}")
+        speakers = len({d["speaker"] for d in items}) if all(d["speaker"] for d in items) else None
+        warnings += _small_validation(f"--features {features}", speakers,
+                                      {lab: sum(d["label"] == lab for d in items) for lab in labels})
         if len(items) < 4 or len(labels) < 2:
             raise DatasetError(f"{features}: {len(items)} item(s) with both a face and a voice in "
                                f"{len(labels)} class(es); fusion needs at least 4 items of 2 classes")

@@ -26,13 +26,6 @@ from pathlib import Path
 import numpy as np
 
 
-def _scores(fm, paths) -> np.ndarray:
-    from emocli.media import read_image
-
-    return np.concatenate([fm.predict_proba([read_image(p) for p in paths[k:k + 512]], batch_size=128)
-                           for k in range(0, len(paths), 512)])
-
-
 def main() -> None:
     from rich.console import Console
 
@@ -40,7 +33,7 @@ def main() -> None:
     from emocli.datasets import load_corpus
     from emocli.labels import LABELS
     from emocli.metrics import classification_report
-    from emocli.training import MAX_ACCURACY_LOSS, tune_prior_command
+    from emocli.training import MAX_ACCURACY_LOSS, face_probabilities, tune_prior_command
     from emocli.video_model import FaceModel, adjust_prior
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -60,7 +53,7 @@ def main() -> None:
     prior = np.array([summary["prior"][lab] for lab in LABELS])
     val = load_corpus(args.data / "fer2013" / "val")
     yv = np.array([LABELS.index(it.label) for it in val])
-    p_val = _scores(fm, [it.path for it in val])
+    p_val = face_probabilities(fm, [it.path for it in val])
     for r in summary["rows"]:
         rep = classification_report(yv, adjust_prior(p_val, prior, r["tau"]).argmax(1), LABELS)
         mark = "  <- chosen" if r["tau"] == summary["chosen_tau"] else ""

@@ -839,7 +839,9 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
     view = None
     from .report import ProgressBar
 
-    total = _count_inputs(inputs) if err.is_terminal else None
+    # the number of inputs (folders walked once): the progress bar's total, and --workers' default
+    n_inputs = _count_inputs(inputs) if err.is_terminal or workers is None else None
+    total = n_inputs if err.is_terminal else None
     # a live input's panel (LiveView) has the terminal to itself when the results go there
     bar = ProgressBar(err, total, show=total is not None or not sys.stdout.isatty())
     if ray or ray_address:
@@ -871,7 +873,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         def on_frame(name: str, frame: dict) -> None:
             _emit(writer.write, {"file": name, "frame": frame})
 
-        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_workers(workers, _count_inputs(inputs)),
+        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=_workers(workers, n_inputs),
                            on_segment=on_segment, on_frame=on_frame, stop=_STREAM_STOP, on_progress=bar.media)
     if rule is not None:
         from .speaker import adapt_results

@@ -12,7 +12,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import typer
 
@@ -113,18 +113,25 @@ def _number(lo: float, hi: float, *, lo_open: bool = False):
     return check
 
 
-def _out_folder(value: Optional[Path]) -> Optional[Path]:
-    """--out FOLDER: refused before any work (exit 1, one line) when it names a file, goes through a file,
-    or cannot be written to."""
-    if value is not None:
-        from .errors import OutputError
-        from .files import check_writable
+def _folder_option(option: str) -> Callable[[Optional[Path]], Optional[Path]]:
+    """A callback for an output FOLDER option: refused before any work (exit 1, one line) when it names
+    a file or a device, goes through a file, or cannot be written to."""
+    def check(value: Optional[Path]) -> Optional[Path]:
+        if value is not None:
+            from .errors import OutputError
+            from .files import check_writable
 
-        try:
-            check_writable(value, "--out", folder=True)
-        except OutputError as exc:
-            raise fail(str(exc)) from None
-    return value
+            try:
+                check_writable(value, option, folder=True)
+            except OutputError as exc:
+                raise fail(str(exc)) from None
+        return value
+
+    return check
+
+
+_out_folder = _folder_option("--out")
+_cache_folder = _folder_option("--cache")
 
 
 def _choices(name: str, *values: str) -> type[Enum]:
@@ -400,7 +407,8 @@ def train_audio(
     seed: Annotated[int, typer.Option(help="Random seed of the speaker shuffles.")] = 0,
     workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Processes computing features "
                                                    f"[default: {WORKERS_DEFAULT}].")] = None,
-    cache: Annotated[Optional[Path], typer.Option(help="Folder caching per-clip features (.npz) between runs.",
+    cache: Annotated[Optional[Path], typer.Option(callback=_cache_folder,
+                                                  help="Folder caching per-clip features (.npz) between runs.",
                                                   show_default=False)] = None,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
@@ -512,7 +520,8 @@ def train_head(
                                               "(../shared/data): their training parts train the head, the halves "
                                               "`emo calibrate-experts` holds out choose C and the temperature.")],
     model: ExpertsBundleOpt = None,
-    cache: Annotated[Path, typer.Option(help="Feature cache, keyed by the bundle's face network (resumable).")] = Path(
+    cache: Annotated[Path, typer.Option(callback=_cache_folder,
+                                        help="Feature cache, keyed by the bundle's face network (resumable).")] = Path(
         "runs/face_head"),
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
                                                                   "folder (the same faces): only emo-cnn runs.",
@@ -556,7 +565,8 @@ def calibrate_experts(
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
                                               "network trained on, is held out and halved into calib and test.")],
     model: ExpertsBundleOpt = None,
-    cache: Annotated[Path, typer.Option(help="Per-image score cache, keyed by the bundle's face network.")] = Path(
+    cache: Annotated[Path, typer.Option(callback=_cache_folder,
+                                        help="Per-image score cache, keyed by the bundle's face network.")] = Path(
         "runs/face_experts"),
     write: Annotated[bool, typer.Option("--write", help="Store the temperatures and weights in experts.json and "
                                                         "refresh the manifest.")] = False,

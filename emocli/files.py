@@ -243,12 +243,14 @@ def _mode(path: Path) -> int | None:
 def check_writable(path: Path, what: str, *, folder: bool = False) -> None:
     """Refuse, before any work, an output path that cannot be written: a folder where a file is wanted
     (or a file where a folder is), a path through a file, a folder that cannot be written to, a name too
-    long. Devices, FIFOs and sockets pass (they are written directly). Raises OutputError naming
+    long. Devices, FIFOs and sockets pass as files (they are written directly), never as folders. Raises OutputError naming
     ``path`` and ``what`` (the option)."""
     from .errors import OutputError
 
     path = Path(path)
     if is_special(path):
+        if folder:  # a device, FIFO or socket holds no files
+            raise OutputError(f"{path} ({what}) is a device, not a folder; name a new or existing folder")
         return
     mode = _mode(path)
     if mode is not None and stat.S_ISDIR(mode) and not folder:

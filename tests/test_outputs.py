@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -157,6 +158,20 @@ def test_out_folder_naming_a_file_is_one_line(tiny_bundle, tmp_path, cmd):
     r = invoke(cmd, tmp_path, "--out", afile)
     one_line_error(r, str(afile), "is a file, not a folder")
     assert afile.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("cmd", [["train-audio", "--out"], ["calibrate-experts", "--cache"],
+                                 ["train-head", "--cache"]])
+def test_folder_options_naming_a_file_or_a_device_are_one_line(tiny_bundle, tmp_path, cmd):
+    """A cache or bundle folder that is an input file or /dev/null: refused before any work (it was a
+    FileExistsError traceback for --cache), the file untouched, the device still a device."""
+    afile = tmp_path / "afile.wav"
+    afile.write_bytes(b"RIFF keep me")
+    name, option = cmd
+    for target, why in ((afile, "is a file, not a folder"), (Path("/dev/null"), "is a device, not a folder")):
+        r = invoke(name, tmp_path, option, target)
+        one_line_error(r, str(target), why)
+    assert afile.read_bytes() == b"RIFF keep me" and not os.path.isfile("/dev/null")
 
 
 @pytest.mark.parametrize("args", [

@@ -44,7 +44,7 @@ def emo_cmd() -> list[str]:
 
 
 def ffmpeg(*args: str) -> None:
-    from emocli.media import ffmpeg_exe
+    from emocli.media.ffmpeg import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
@@ -208,7 +208,7 @@ def make_media(work: Path) -> None:
 
 
 def _ffmpeg() -> str:
-    from emocli.media import ffmpeg_exe
+    from emocli.media.ffmpeg import ffmpeg_exe
 
     return ffmpeg_exe()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from emocli.bundle import DEFAULT_BUNDLE, write_manifest
 from emocli.errors import EmoError
-from emocli.pipeline import Pipeline
+from emocli.pipeline.core import Pipeline
 
 MEMBERS = ("voice.json", "face.json", "fusion.json", "experts.json", "voice_speaker.json", "manifest.json")
 RECORDS = {"history", "info", "versions", "selection", "grid", "validation", "test", "trained_on", "skipped_files",

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heldout_faces import heldout_faces, sample  # noqa: E402
 
-from emocli.faces import BlazeFaceDetector, HaarDetector, YuNetDetector  # noqa: E402
-from emocli.media import read_image  # noqa: E402
+from emocli.face.detect import BlazeFaceDetector, HaarDetector, YuNetDetector  # noqa: E402
+from emocli.media.ffmpeg import read_image  # noqa: E402
 
 FRAME = 480
 GREY = 128
@@ -117,7 +117,7 @@ def face_free(n: int, seed: int = 0) -> list[np.ndarray]:
 def real_backgrounds() -> list[np.ndarray]:
     """Face-free frames from real video: the left and right thirds of the example clips' frames (the actor
     sits in the middle third), each stretched to the frame."""
-    from emocli.media import iter_frames
+    from emocli.media.ffmpeg import iter_frames
 
     out = []
     for clip in sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.avi")):

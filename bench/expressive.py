@@ -44,8 +44,8 @@ from heldout_faces import heldout_faces, sample  # noqa: E402
 
 import emocli  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
-from emocli.media import ffmpeg_exe, read_image  # noqa: E402
-from emocli.pipeline import Options, Pipeline  # noqa: E402
+from emocli.media.ffmpeg import ffmpeg_exe, read_image  # noqa: E402
+from emocli.pipeline.core import Options, Pipeline  # noqa: E402
 
 FRAME = 480
 FACE_WIDTH = 240
@@ -136,7 +136,7 @@ def main() -> None:
     args = ap.parse_args()
     clips = build(args)
     if args.yunet_box_scale:
-        from emocli import faces as faces_module
+        from emocli.face import detect as faces_module
 
         faces_module.YUNET_BOX_SCALE = args.yunet_box_scale
     print(f"emocli from {Path(emocli.__file__).parent}; {len(clips)} clips ({args.halves} halves)", file=sys.stderr)

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.audio_features import window_levels_dbfs
+from emocli.voice.features import window_levels_dbfs
 from emocli.bundle import DEFAULT_BUNDLE
-from emocli.media import load_audio
-from emocli.voice_activity import (LEVEL_DBFS, SAMPLE_RATE, VAD_FILE, SileroVAD, at_level, gate_reason, has_speech,
+from emocli.media.ffmpeg import load_audio
+from emocli.voice.activity import (LEVEL_DBFS, SAMPLE_RATE, VAD_FILE, SileroVAD, at_level, gate_reason, has_speech,
                                    speech_seconds)
 
 OLD_FLOOR_DBFS = -50.0

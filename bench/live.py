@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def ffmpeg() -> str:
     sys.path.insert(0, str(REPO))
-    from emocli.media import ffmpeg_exe
+    from emocli.media.ffmpeg import ffmpeg_exe
 
     return ffmpeg_exe()
 

@@ -3,7 +3,7 @@
     python bench/run.py              # full run (~20 min on 2 cores), writes docs/benchmarks.md
     python bench/run.py --quick      # ~2 min smoke run, prints the tables only
 
-Run it with the interpreter emo is installed in (it imports ``emocli.media`` for the ffmpeg
+Run it with the interpreter emo is installed in (it imports ``emocli.media.ffmpeg`` for the ffmpeg
 binary). Every measurement runs in a fresh wrapper process that starts the measured command
 and reads ``getrusage(RUSAGE_CHILDREN)`` afterwards: wall time, CPU time and the peak RSS of
 the largest single process the command started (ffmpeg children included). Wall times
@@ -268,7 +268,7 @@ class Bench:
 
 # --------------------------------------------------------------------------------------
 def ffmpeg_exe() -> str:
-    from emocli.media import ffmpeg_exe as exe
+    from emocli.media.ffmpeg import ffmpeg_exe as exe
 
     return exe()
 
@@ -285,7 +285,7 @@ def make_clips(work: Path, lengths: list[float], bulk: int, bulk_seconds: float,
 
     Returns {"long": [(path, seconds)], "bulk": folder}.
     """
-    from emocli.media import probe
+    from emocli.media.ffmpeg import probe
 
     examples = sorted(EXAMPLES.glob("*.avi"))
     clips: dict = {"long": [], "bulk": None}
@@ -679,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _probe(path: Path):
-    from emocli.media import probe
+    from emocli.media.ffmpeg import probe
 
     return probe(path)
 

@@ -66,7 +66,7 @@ def emo(tree: Path, *args: str) -> list[str]:
 
 def make_clips(folder: Path) -> list[Path]:
     """The 15 clips of the bulk part (see the module's docstring)."""
-    from emocli.media import ffmpeg_exe
+    from emocli.media.ffmpeg import ffmpeg_exe
 
     ff = ffmpeg_exe()
     examples = sorted((REPO / "examples").glob("*.avi"))
@@ -135,7 +135,7 @@ def part_bulk(trees: dict[str, Path], rounds: int, fer_every: int) -> list[str]:
 
 
 def _seconds(path: Path) -> float:
-    from emocli.media import probe
+    from emocli.media.ffmpeg import probe
 
     return float(probe(path).duration or 0.0)
 
@@ -168,7 +168,7 @@ def write_csv(path: Path, n: int | None = None) -> None:
     """Actors 02, 03, 15 and 16 of ../shared/data/ravdess (the shipped voice model's held-out actors,
     208 clips); with ``n``, the first ``n`` clips of every actor in ../shared (for timing only: most
     of them trained the shipped model)."""
-    from emocli.datasets import ravdess
+    from emocli.corpus.layouts import ravdess
 
     items = ravdess(REPO.parent / "shared" / "data" / "ravdess")
     items = items[:n] if n else [i for i in items if str(i.speaker).split("_")[-1] in HELD_OUT_ACTORS]

@@ -26,26 +26,26 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # stage: (file suffix, function name) pairs whose cumulative time makes it
 STAGES = {
-    "decode video (ffmpeg, frames)": [("media.py", "iter_frames")],
-    "face detection (YuNet)": [("faces.py", "__call__")],
-    "alignment (warp to the template)": [("experts.py", "align_face")],
-    "crops -> network input": [("video_model.py", "prepare_faces")],
-    "emo-cnn (all views)": [("video_model.py", "score_inputs")],
-    "MobileFaceNet (rafdb expert)": [("experts.py", "logits")],
-    "face head": [("experts.py", "predict_proba")],
-    "decode audio (ffmpeg)": [("media.py", "load_audio")],
-    "voice gate (Silero VAD)": [("voice_activity.py", "probabilities")],
-    "pyAudioAnalysis statistics": [("audio_features.py", "short_term_features"),
-                                   ("audio_features.py", "window_features")],
-    "Whisper encoder": [("voice_encoder.py", "embed")],
-    "voice SVM": [("audio_model.py", "predict_proba")],
+    "decode video (ffmpeg, frames)": [("media/ffmpeg.py", "iter_frames")],
+    "face detection (YuNet)": [("face/detect.py", "__call__")],
+    "alignment (warp to the template)": [("face/experts.py", "align_face")],
+    "crops -> network input": [("face/model.py", "prepare_faces")],
+    "emo-cnn (all views)": [("face/model.py", "score_inputs")],
+    "MobileFaceNet (rafdb expert)": [("face/experts.py", "logits")],
+    "face head": [("face/experts.py", "predict_proba")],
+    "decode audio (ffmpeg)": [("media/ffmpeg.py", "load_audio")],
+    "voice gate (Silero VAD)": [("voice/activity.py", "probabilities")],
+    "pyAudioAnalysis statistics": [("voice/features.py", "short_term_features"),
+                                   ("voice/features.py", "window_features")],
+    "Whisper encoder": [("voice/encoder.py", "embed")],
+    "voice SVM": [("voice/model.py", "predict_proba")],
     "fusion": [("fusion.py", "fuse_clip"), ("fusion.py", "fuse")],
 }
 
 STARTUP = """
 import time, sys
 t0 = time.perf_counter()
-from emocli.pipeline import Pipeline
+from emocli.pipeline.core import Pipeline
 t1 = time.perf_counter()
 p = Pipeline()
 p.face_model; p.voice_model
@@ -70,8 +70,8 @@ def main() -> None:
     ap.add_argument("--clip", type=Path, default=REPO / "examples" / "1001_DFA_HAP_XX.avi")
     ap.add_argument("--long", type=float, default=60.0, help="seconds of the looped clip")
     args = ap.parse_args()
-    from emocli.media import ffmpeg_exe
-    from emocli.pipeline import Pipeline
+    from emocli.media.ffmpeg import ffmpeg_exe
+    from emocli.pipeline.core import Pipeline
 
     out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True, cwd=REPO)
     imports, load = (float(v) for v in out.stdout.split())

@@ -20,8 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 
 def main() -> None:
     from emocli.bundle import DEFAULT_BUNDLE
-    from emocli.media import load_audio
-    from emocli.voice_activity import VAD_FILE, SileroVAD
+    from emocli.media.ffmpeg import load_audio
+    from emocli.voice.activity import VAD_FILE, SileroVAD
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)

@@ -1,3 +1,3 @@
-from .cli import main
+from emocli.cli.app import main
 
 main()

@@ -30,9 +30,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import ModelError, VersionWarning
-from .files import atomic_write_text, cached_sha256, save_hash_cache, sha256_file
+from emocli import __version__
+from emocli.errors import ModelError, VersionWarning
+from emocli.files import atomic_write_text, cached_sha256, save_hash_cache, sha256_file
 
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
@@ -47,7 +47,7 @@ RESTORE = {"voice_vad.npz": "restore it from emo's models/default, or rebuild it
 def models_dir() -> Path:
     """Where the shipped models live: ``models/`` of the source tree, installed as ``emocli.models``."""
     try:
-        from . import models
+        from emocli import models
 
         return Path(models.__file__).resolve().parent
     except ImportError:  # running from a source checkout that was never installed

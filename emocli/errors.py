@@ -1,6 +1,6 @@
 """One small exception tree. Messages say what failed, on which file, and how to fix it.
 
-Only :mod:`emocli.cli` turns these into exit codes (1 for any :class:`EmoError`).
+Only :mod:`emocli.cli.app` turns these into exit codes (1 for any :class:`EmoError`).
 """
 
 

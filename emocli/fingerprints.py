@@ -4,7 +4,7 @@ A bundle's ``training_items.npz`` holds, per part, the sorted 64-bit fingerprint
 that trained or calibrated it (``<modality>.<part>`` -> uint64 array; 8 bytes an item: the
 shipped bundle's ~65,000 faces and clips take ~0.5 MB). ``emo evaluate`` fingerprints the items
 it scores and reports, per modality, how many of them the bundle has seen, with the figures on
-the unseen items beside the figures on all (:func:`emocli.evaluate.training_overlap`).
+the unseen items beside the figures on all (:func:`emocli.runners.evaluate.training_overlap`).
 
 A fingerprint is the first 8 bytes of the BLAKE2b digest of the file's bytes: the same file under
 another name or folder is recognised; a re-encoded copy (another JPEG quality, a WAV made from a
@@ -61,7 +61,7 @@ def read(bundle: Path | str) -> dict[str, np.ndarray]:
     path = Path(bundle) / FINGERPRINTS_FILE
     if not path.is_file():
         return {}
-    from .errors import ModelError
+    from emocli.errors import ModelError
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -95,7 +95,7 @@ def add(bundle: Path | str, part: str, paths: Iterable[Path | str]) -> int:
 
 
 def _store(bundle: Path | str, sets: dict[str, np.ndarray]) -> dict[str, int]:
-    from .files import atomic_path
+    from emocli.files import atomic_path
 
     with atomic_path(Path(bundle) / FINGERPRINTS_FILE) as tmp:
         with open(tmp, "wb") as fh:

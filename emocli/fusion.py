@@ -25,9 +25,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .choices import FUSE_RULES as RULES  # one list for the CLI and the library
-from .errors import ModelError, NotFittedError, ParameterError
-from .labels import LABELS
+from emocli.choices import FUSE_RULES as RULES  # one list for the CLI and the library
+from emocli.errors import ModelError, NotFittedError, ParameterError
+from emocli.labels import LABELS
 
 METHODS = ("equal", "confusion")
 PRODUCT_FLOOR = 1e-4  # probabilities are floored here under the product rule: one modality cannot veto a class
@@ -170,7 +170,7 @@ class FusionModel:
                 "estimator_labels": list(self.estimator_labels_), "info": self.info_}
 
     def save(self, directory: Path) -> None:
-        from .files import atomic_write_text
+        from emocli.files import atomic_write_text
 
         directory = Path(directory)
         if self.estimator_ is not None:
@@ -314,7 +314,7 @@ def load_skops(path: Path):
     """Load a fitted fusion estimator, refusing any type outside :data:`FUSION_TRUSTED_TYPES`."""
     import skops.io as sio
 
-    from .bundle import check_skops_types
+    from emocli.bundle import check_skops_types
 
     fix = "rerun `emo fuse`"
     check_skops_types(path, FUSION_TRUSTED_TYPES, what="fusion model", fix=fix)
@@ -327,7 +327,7 @@ def load_skops(path: Path):
 def save_skops(obj, path: Path) -> None:
     import skops.io as sio
 
-    from .files import atomic_path
+    from emocli.files import atomic_path
 
     with atomic_path(Path(path), suffix=".skops") as tmp:
         sio.dump(obj, str(tmp))

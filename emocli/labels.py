@@ -6,7 +6,7 @@ own label list and score columns are aligned by name before they are combined.
 
 from __future__ import annotations
 
-from .errors import DatasetError
+from emocli.errors import DatasetError
 
 LABELS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 

@@ -6,7 +6,7 @@ logging setting applies, so ``TF_CPP_MIN_LOG_LEVEL`` cannot stop them. emo's std
 people, so the descriptor points at /dev/null for the duration of the import only
 (:func:`quiet_fd2`, :func:`import_keras`). :func:`stand_in_modules` puts stand-ins in place of
 a library's slow optional imports while it loads (Keras's scikit-learn and matplotlib helpers;
-pyAudioAnalysis's matplotlib and scipy.signal, see :mod:`emocli.audio_features`).
+pyAudioAnalysis's matplotlib and scipy.signal, see :mod:`emocli.voice.features`).
 :func:`lite_interpreter` opens a ``.tflite`` network (BlazeFace, face.tflite) on LiteRT. :func:`gpu_available`
 says whether TensorFlow sees a GPU without importing it where none can be.
 """
@@ -75,7 +75,7 @@ def gpu_available() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
-WORKER_PROCESS = False  # set by emocli.bulk in its worker processes: one thread each
+WORKER_PROCESS = False  # set by emocli.runners.pool in its worker processes: one thread each
 
 
 def available_cpus() -> int:

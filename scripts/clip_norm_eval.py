@@ -1,6 +1,6 @@
 """Measure per-clip normalisation of the voice's frame features (issue 11, item 3), speaker-independently.
 
-emo's ``rich`` statistics (:func:`emocli.audio_features.frame_statistics`, 289 values) summarise
+emo's ``rich`` statistics (:func:`emocli.voice.features.frame_statistics`, 289 values) summarise
 34 short-term features over a clip's active windows. A recording channel or a speaker shifts
 those frame features as a whole (the MFCCs above all: a fixed filter adds a constant to every
 window's cepstrum), which is what per-clip normalisation of frame features removes before the
@@ -13,7 +13,7 @@ statistics are taken:
   relative to the clip's peak) z-scored over the clip's active windows (their mean and std
   statistics become constants; percentiles, ranges and deltas keep the contour's shape);
 * ``none+speaker``, ``cmn+speaker``: the same, then every clip's vector z-scored with its
-  speaker's statistics (:func:`emocli.speaker.normalise_groups`, as ``--speaker-norm``), for
+  speaker's statistics (:func:`emocli.voice.speaker.normalise_groups`, as ``--speaker-norm``), for
   reference.
 
 Classifier and splits as ``scripts/speaker_norm_eval.py --cross-corpus`` (StandardScaler +
@@ -52,9 +52,9 @@ VARIANTS = ("none", "cmn", "cmvn")
 
 def _frames(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | None]:
     """Worker: the clip's (36, n) window features, from the cache or computed (and cached)."""
-    from emocli.audio_features import window_features
+    from emocli.voice.features import window_features
     from emocli.errors import EmoError
-    from emocli.media import SAMPLE_RATE, load_audio
+    from emocli.media.ffmpeg import SAMPLE_RATE, load_audio
 
     path, cache = task
     target = Path(cache) / (hashlib.sha1(str(Path(path).resolve()).encode()).hexdigest() + ".npy")
@@ -70,7 +70,7 @@ def _frames(task: tuple[str, str]) -> tuple[str, np.ndarray | None, str | None]:
 
 def normalised_statistics(frames: np.ndarray, variant: str) -> np.ndarray:
     """The 289 rich statistics of ``frames`` after the per-clip normalisation ``variant``."""
-    from emocli.audio_features import _ENERGY, FEATURE_NAMES, N_FEATURES, active_frames, frame_statistics
+    from emocli.voice.features import _ENERGY, FEATURE_NAMES, N_FEATURES, active_frames, frame_statistics
 
     f = np.nan_to_num(np.asarray(frames, dtype=np.float64))
     feats, pitch = f[:N_FEATURES].copy(), f[N_FEATURES:]
@@ -93,9 +93,9 @@ def main() -> None:
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from emocli.datasets import load_corpus
+    from emocli.corpus.layouts import load_corpus
     from emocli.labels import LABELS
-    from emocli.speaker import normalise_groups
+    from emocli.voice.speaker import normalise_groups
 
     args = cached_run_parser(__doc__, cache="clip_frames", workers=1,
                              out="JSON report (default: CACHE/clip_norm.json)").parse_args()

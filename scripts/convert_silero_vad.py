@@ -9,7 +9,7 @@ gives the same sha256) into the bundle, the MIT licence beside it, and adds the 
 to the bundle's ``manifest.json``. (The wheel's ``silero_vad_16k.safetensors`` has the same
 layers but other values, whose probabilities differ from the ONNX model's by up to 0.02: not used.)
 
-With ``--check`` it then runs emo's numpy model (:class:`emocli.voice_activity.SileroVAD`) and
+With ``--check`` it then runs emo's numpy model (:class:`emocli.voice.activity.SileroVAD`) and
 the wheel's ``silero_vad.onnx`` under onnxruntime (chunk by chunk, state and 64-sample context
 carried, as the wheel's ``OnnxWrapper`` does) on real speech clips and on generated non-speech
 (noise, tones), prints the largest difference of the per-chunk speech probabilities, and with
@@ -37,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from emocli.voice_activity import (CHUNK, CONTEXT, SAMPLE_RATE, VAD_FILE, VAD_LICENSE, WEIGHT_NAMES,  # noqa: E402
+from emocli.voice.activity import (CHUNK, CONTEXT, SAMPLE_RATE, VAD_FILE, VAD_LICENSE, WEIGHT_NAMES,  # noqa: E402
                                    SileroVAD)
 
 ONNX_IN_WHEEL = "silero_vad/data/silero_vad.onnx"
@@ -263,9 +263,9 @@ def main() -> None:
 
     if not args.check:
         return
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
-    from emocli.voice_activity import at_level
+    from emocli.voice.activity import at_level
 
     clips = {p.stem: load_audio(p, sr=SAMPLE_RATE) for p in SPEECH_CLIPS if p.is_file()}
     for p in LOUD_CLIPS:

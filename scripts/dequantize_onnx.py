@@ -95,7 +95,7 @@ def dequantize(src: Path, dst: Path) -> None:
 def check(src: Path, dst: Path, folder: Path, n: int = 200) -> None:
     import cv2
 
-    from emocli.media import read_image
+    from emocli.media.ffmpeg import read_image
 
     a, b = cv2.dnn.readNet(str(src)), cv2.dnn.readNet(str(dst))
     paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".png"))[::max(1, len(list(

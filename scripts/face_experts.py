@@ -1,5 +1,5 @@
 """Calibrate and weigh the face experts on held-out faces neither network trained on: now
-``emo calibrate-experts`` (:mod:`emocli.face_calibration`); this file keeps the old command line
+``emo calibrate-experts`` (:mod:`emocli.train.calibration`); this file keeps the old command line
 and the names other scripts import (``scripts/face_head.py``, ``fusion_rule.py``, ...).
 
     python scripts/face_experts.py ../shared/data --bundle models/default [--write] [--json OUT]
@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from emocli.face_calibration import (CACHE, HELDOUT, align_crops, calibrate_experts, combined, corpus_parts,
+from emocli.train.calibration import (CACHE, HELDOUT, align_crops, calibrate_experts, combined, corpus_parts,
                                      crop_landmarks, heldout_sets, report, score_set, with_prior)
 
 __all__ = ["HELDOUT", "align_crops", "combined", "corpus_parts", "crop_landmarks", "heldout_sets", "report",

@@ -1,10 +1,10 @@
 """Learn how the face experts combine: a linear head on both networks' features, trained on colour faces.
 
-The fitting is ``emo train-head DATA [--model BUNDLE] [--write]`` (:mod:`emocli.face_head_training`);
+The fitting is ``emo train-head DATA [--model BUNDLE] [--write]`` (:mod:`emocli.train.head`);
 this script keeps the experiments' options (``--baseline``, ``--sfew-only``, ``--extract-only``,
 ``--json``) around the same code.
 
-The face experts (``emocli/experts.py``) are averaged per frame with one temperature and one
+The face experts (``emocli/face/experts.py``) are averaged per frame with one temperature and one
 weight each: that cannot learn that the MobileFaceNet's embedding separates disgust from anger
 better than its own RAF-DB-trained last layer does on AffectNet, or that emo-cnn's features
 carry what the MobileFaceNet misses on film frames. This script fits a multinomial logistic
@@ -28,7 +28,7 @@ faces alike, so it did not memorise these images, but RAF-DB figures are still n
 unseen corpus.
 
 Features are cached per set in runs/face_head/ (resumable: chunks of 512 faces), so a rerun
-only fits; the cache records which network computed it (emocli.video_model.network_key), and
+only fits; the cache records which network computed it (emocli.face.model.network_key), and
 emo-cnn's features are computed again for another one. For another face network (``--bundle``),
 give it its own ``--cache`` folder (so both stay cached) and take
 the MobileFaceNet's outputs, which do not depend on emo-cnn, from the first one with
@@ -46,7 +46,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from emocli.face_head_training import HeadArgs, run
+from emocli.train.head import HeadArgs, run
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ scores by ``prior ** tau``: tau 0 is the network as trained, tau 1 the balanced 
 decision rule when the network is calibrated.
 
 tau is chosen on the part of FER2013/train that ``emo train-video`` held out of training
-(face.json's holdout, rebuilt by emocli.training.heldout_part): the largest holdout UAR whose
+(face.json's holdout, rebuilt by emocli.train.face.heldout_part): the largest holdout UAR whose
 holdout accuracy stays within ``--max-accuracy-loss`` of tau 0. ``fer2013/val`` (PublicTest) is
 never used for the choice, and is only scored with ``--test``, once the choice is made (so it is
 not on screen while choosing).
@@ -15,7 +15,7 @@ not on screen while choosing).
     python scripts/face_prior.py ../shared/data --test     # choose, then report fer2013/val for every tau
 
 The choice itself is `emo tune-prior BUNDLE ../shared/data/fer2013/train [--write]`
-(:func:`emocli.training.tune_prior_command`); this script adds only the test split's report.
+(:func:`emocli.train.face.tune_prior_command`); this script adds only the test split's report.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def main() -> None:
     from rich.console import Console
 
     from emocli.bundle import DEFAULT_BUNDLE
-    from emocli.datasets import load_corpus
+    from emocli.corpus.layouts import load_corpus
     from emocli.labels import LABELS
-    from emocli.metrics import classification_report
-    from emocli.training import MAX_ACCURACY_LOSS, face_probabilities, tune_prior_command
-    from emocli.video_model import FaceModel, adjust_prior
+    from emocli.report.metrics import classification_report
+    from emocli.train.face import MAX_ACCURACY_LOSS, face_probabilities, tune_prior_command
+    from emocli.face.model import FaceModel, adjust_prior
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", type=Path, help="the folder holding fer2013/")

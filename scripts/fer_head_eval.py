@@ -7,7 +7,7 @@ but its embedding may still carry what emo-cnn misses. This script measures a mu
 logistic regression on the standardised concatenation of emo-cnn's 256 ``fc2`` features (mirror
 views) and the MobileFaceNet's 512-d embedding (of the face warped to its template, upscaled),
 fitted on the part of FER2013/train that emo-cnn's training held out (face.json's holdout,
-rebuilt by :func:`emocli.training.heldout_part`: emo-cnn never trained on it, so its features
+rebuilt by :func:`emocli.train.face.heldout_part`: emo-cnn never trained on it, so its features
 there are those of unseen faces). C and the class weighting are chosen by stratified 5-fold
 CV on that part (mean of accuracy and UAR, since the issue's target asks for both);
 ``fer2013/val`` is scored once, after the choice. A head on emo-cnn's features alone separates
@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.experts import OnnxExpert
-from emocli.face_calibration import report
-from emocli.face_head_training import extract  # the face head's per-face features, cached per set
+from emocli.face.experts import OnnxExpert
+from emocli.train.calibration import report
+from emocli.train.head import extract  # the face head's per-face features, cached per set
 from emocli.labels import LABELS
 
 C_GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
@@ -61,9 +61,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from emocli.bundle import models_dir
-    from emocli.experts import RAFDB_FILE, YuNetLandmarks
-    from emocli.faces import YUNET_FILE
-    from emocli.training import heldout_part, training_images
+    from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
+    from emocli.face.detect import YUNET_FILE
+    from emocli.train.face import heldout_part, training_images
 
     meta = json.loads((args.bundle / "face.json").read_text())
     items, y_all, ho = heldout_part(args.data / "fer2013" / "train", meta)

@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 
 from emocli.bundle import read_json_document
-from emocli.datasets import parse_name
-from emocli.face_calibration import heldout_sets
-from emocli.face_head_training import HeadArgs, bundle_face_scores, load_cached
+from emocli.corpus.layouts import parse_name
+from emocli.train.calibration import heldout_sets
+from emocli.train.head import HeadArgs, bundle_face_scores, load_cached
 from emocli.fusion import FusionModel
 from emocli.labels import LABELS
-from emocli.metrics import classification_report
+from emocli.report.metrics import classification_report
 
 CACHE = HeadArgs.cache  # emo train-head's feature cache
 

@@ -1,7 +1,7 @@
 """Write the colour corpora's held-out halves as CSV manifests, and one exclude list of all of them.
 
 The halves are exactly those of ``emo calibrate-experts`` and ``scripts/face_head.py``
-(:func:`emocli.face_calibration.face_sets` and ``rafdb_halves``:
+(:func:`emocli.train.calibration.face_sets` and ``rafdb_halves``:
 15 % of affectnet/train, 30 % of sfew/Train, 15 % of rafdb/train, stratified with seed 0, each
 split into a calib and a test half with seed 1). A network trained on these corpora with
 ``emo train-video --exclude OUT/exclude.csv`` never sees them, in training or in the held-out part
@@ -21,7 +21,7 @@ import csv
 import sys
 from pathlib import Path
 
-from emocli.face_calibration import face_sets, rafdb_halves
+from emocli.train.calibration import face_sets, rafdb_halves
 from emocli.labels import LABELS
 
 HALVES = [f"{c}-{h}" for c in ("affectnet", "sfew", "rafdb") for h in ("calib", "test")]

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.experts import OnnxExpert, softmax
-from emocli.face_calibration import align_crops, face_sets, rafdb_halves, report
-from emocli.media import read_image
+from emocli.face.experts import OnnxExpert, softmax
+from emocli.train.calibration import align_crops, face_sets, rafdb_halves, report
+from emocli.media.ffmpeg import read_image
 
 VARIANTS = (("112 colour (as trained)", None, True), ("96 colour", 96, True), ("96 grey", 96, False),
             ("64 colour", 64, True), ("64 grey", 64, False), ("48 colour", 48, True), ("48 grey", 48, False))
@@ -56,8 +56,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from emocli.bundle import models_dir
-    from emocli.experts import RAFDB_FILE, YuNetLandmarks
-    from emocli.faces import YUNET_FILE
+    from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
+    from emocli.face.detect import YUNET_FILE
 
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     expert = OnnxExpert(args.bundle / RAFDB_FILE)

@@ -1,4 +1,4 @@
-"""Former script, now ``emo tune-views BUNDLE DATA [--write]`` (emocli.training.tune_views_command).
+"""Former script, now ``emo tune-views BUNDLE DATA [--write]`` (emocli.train.face.tune_views_command).
 
     python scripts/select_tta.py models/default ../shared/data/fer2013/train [--write]
 
@@ -7,7 +7,7 @@ kept so that the command recorded in older bundles' face.json still runs.
 
 import sys
 
-from emocli.cli import main
+from emocli.cli.app import main
 
 if __name__ == "__main__":
     sys.argv[1:1] = ["tune-views"]

@@ -14,7 +14,7 @@ speaker). Vectors come from scripts/voice_encoder_eval.py's cache.
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --savee-loso
     python scripts/speaker_norm_eval.py --cache runs/voice_encoder --variants
 
-``--clips-curve`` measures how many clips a speaker's statistics need (emocli.speaker.MIN_CLIPS)
+``--clips-curve`` measures how many clips a speaker's statistics need (emocli.voice.speaker.MIN_CLIPS)
 on the *training* speakers only: 4 speaker folds; the validation speakers' statistics come from k
 random clips of theirs (5 draws per k), every clip of theirs is then scored.
 ``--cross-corpus`` trains on every speaker of one corpus and tests on every speaker of another
@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from voice_encoder_eval import HELD_OUT, _features, extract, fit_predict, report  # noqa: E402
 
-from emocli.speaker import SpeakerStats, normalise_groups  # noqa: E402  emo's own per-speaker z-normalisation
+from emocli.voice.speaker import SpeakerStats, normalise_groups  # noqa: E402  emo's own per-speaker z-normalisation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,7 +112,7 @@ def clips_curve(args) -> None:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emocli.splits import speaker_folds
+    from emocli.corpus.splits import speaker_folds
     from emocli.labels import LABELS
     from voice_encoder_eval import C_GRID
 
@@ -176,7 +176,7 @@ def variants(args) -> None:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from emocli.splits import speaker_folds
+    from emocli.corpus.splits import speaker_folds
 
     items, X, _ = extract(args.data, args.cache, 1)
     y = np.array([it.label for it in items])

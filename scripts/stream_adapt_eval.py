@@ -2,7 +2,7 @@
 
 Each held-out speaker's clips (RAVDESS actors 02, 03, 15, 16 and EmoDB speakers 03, 08: never
 seen by the shipped voice models) are played as one stream, in 5 random orders: before each clip
-is scored, its vector joins the stream's running statistics (emocli.speaker.RunningStats,
+is scored, its vector joins the stream's running statistics (emocli.voice.speaker.RunningStats,
 weighted by its seconds); once WARMUP_SECONDS are in, the clip is scored with the bundle's
 speaker-normalised model against those statistics, else with the plain model. Nothing here is
 chosen on these speakers: the warm-up and half-life are the package's defaults.
@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def main() -> None:
-    from emocli.audio_model import VoiceModel
+    from emocli.voice.model import VoiceModel
     from emocli.bundle import DEFAULT_BUNDLE
-    from emocli.speaker import MODEL_NAME, WARMUP_SECONDS, RunningStats
+    from emocli.voice.speaker import MODEL_NAME, WARMUP_SECONDS, RunningStats
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -63,7 +63,7 @@ def main() -> None:
                         rows[name][0].append(y[idx[k]])
                         rows[name][1].append(pred)
     # per corpus, each held-out speaker normalised by all of their clips (as `evaluate --speaker-norm`)
-    from emocli.speaker import SpeakerStats
+    from emocli.voice.speaker import SpeakerStats
 
     for corpus in ("ravdess", "emodb"):
         spk = [h for h in HELD_OUT if h.startswith(corpus)]

@@ -6,7 +6,7 @@ trained its face parts; nothing is trained here. For every part it lists the fil
 bundle's ``training_items.npz`` (:mod:`emocli.fingerprints`), then rewrites the manifest:
 
 - ``face.emo-cnn``: fer2013/train without the held-out 10 % that face.json records (share, seed,
-  size; :func:`emocli.training.heldout_part` rebuilds it and checks the size);
+  size; :func:`emocli.train.face.heldout_part` rebuilds it and checks the size);
 - ``face.emo-cnn-holdout``: that FER2013 held-out part (it picked the epoch, the views and the
   prior adjustment);
 - ``face.calibration``: the calib halves of AffectNet, SFEW and RAF-DB (the experts' temperatures,
@@ -30,12 +30,12 @@ from pathlib import Path
 
 from emocli import fingerprints as fp
 from emocli.bundle import DEFAULT_BUNDLE, read_manifest_unchecked, write_manifest
-from emocli.datasets import load_corpus
-from emocli.training import heldout_part
+from emocli.corpus.layouts import load_corpus
+from emocli.train.face import heldout_part
 
 
 def face_parts(data: Path, bundle: Path) -> dict[str, list[Path]]:
-    from emocli.face_calibration import face_sets, rafdb_halves
+    from emocli.train.calibration import face_sets, rafdb_halves
 
     meta = json.loads((bundle / "face.json").read_text())
     items, _, ho = heldout_part(data / "fer2013" / "train", meta)

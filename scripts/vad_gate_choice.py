@@ -22,8 +22,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from emocli.bundle import DEFAULT_BUNDLE  # noqa: E402
-from emocli.media import load_audio  # noqa: E402
-from emocli.voice_activity import CHUNK, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD, speech_seconds  # noqa: E402
+from emocli.media.ffmpeg import load_audio  # noqa: E402
+from emocli.voice.activity import CHUNK, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD, speech_seconds  # noqa: E402
 
 
 def main() -> None:

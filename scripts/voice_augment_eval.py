@@ -29,8 +29,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emocli.labels import LABELS  # noqa: E402
-from emocli.metrics import classification_report  # noqa: E402
-from emocli.training import _voice_corpora, _voice_rows  # noqa: E402
+from emocli.report.metrics import classification_report  # noqa: E402
+from emocli.train.face import _voice_corpora, _voice_rows  # noqa: E402
 
 HELD_OUT = ["ravdess_02", "ravdess_03", "ravdess_15", "ravdess_16", "emodb_03", "emodb_08"]
 FEATURES = "whisper+rich"  # the shipped model's; --features rich is about ten times cheaper to compute
@@ -48,7 +48,7 @@ def altered_test_rows(items, features):
 
     One process and no cache: the levels are pinned in this process only, and a cached noise
     copy would not say its level."""
-    import emocli.audio_features as af
+    import emocli.voice.features as af
 
     # the test conditions are fixed levels: pin the drawn ranges to them while these copies are made
     saved = af.NOISE_SNR_DB, af.REVERB_RT60_S

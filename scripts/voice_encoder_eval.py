@@ -3,14 +3,14 @@
 Per clip of RAVDESS (calm dropped), EmoDB (boredom dropped) and SAVEE (DC, JE), computed once
 and cached in ``--cache`` (``runs/`` is git-ignored):
 
-* ``whisper``: :func:`emocli.voice_encoder.embed`, mean + std of Whisper tiny.en encoder frames
+* ``whisper``: :func:`emocli.voice.encoder.embed`, mean + std of Whisper tiny.en encoder frames
   over the active part of the clip (768 values);
-* ``rich``: :func:`emocli.audio_features.clip_statistics` (289 values, the shipped model's features);
+* ``rich``: :func:`emocli.voice.features.clip_statistics` (289 values, the shipped model's features);
 * ``whisper+rich``: both, concatenated (1057).
 
 Classifier: StandardScaler + LogisticRegression (balanced class weights); C chosen by
 speaker-grouped 4-fold cross-validation *on the training speakers only*
-(:func:`emocli.splits.speaker_folds`, 3 shuffles), scoring balanced accuracy (UAR).
+(:func:`emocli.corpus.splits.speaker_folds`, 3 shuffles), scoring balanced accuracy (UAR).
 
 Splits:
 
@@ -61,10 +61,10 @@ _ENCODER = None
 def _features(task: tuple[str, str]) -> tuple[str, dict | None, str | None]:
     """Worker: whisper and rich vectors of one clip, from the cache or computed (and cached)."""
     global _ENCODER
-    from emocli.audio_features import clip_statistics
+    from emocli.voice.features import clip_statistics
     from emocli.errors import EmoError
-    from emocli.media import SAMPLE_RATE, load_audio
-    from emocli.voice_encoder import ENCODER_SHA256, LiteWhisperEncoder, embed
+    from emocli.media.ffmpeg import SAMPLE_RATE, load_audio
+    from emocli.voice.encoder import ENCODER_SHA256, LiteWhisperEncoder, embed
 
     path, cache = task
     key = hashlib.sha1(f"{Path(path).resolve()}|{ENCODER_SHA256}|v{CACHE_VERSION}".encode()).hexdigest()
@@ -95,7 +95,7 @@ def extract(data: Path, cache: Path, workers: int):
     from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
 
-    from emocli.datasets import load_corpus
+    from emocli.corpus.layouts import load_corpus
 
     cache.mkdir(parents=True, exist_ok=True)
     items = [it for name in CORPORA for it in load_corpus(data / name, name, modality="audio")]
@@ -123,7 +123,7 @@ def fit_predict(Xtr, ytr, gtr, Xte, *, seed: int = 0):
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from emocli.splits import speaker_folds
+    from emocli.corpus.splits import speaker_folds
 
     rng = np.random.default_rng(seed)
     cv = [f for _ in range(3) for f in speaker_folds(np.asarray(gtr), 4, rng)]
@@ -134,7 +134,7 @@ def fit_predict(Xtr, ytr, gtr, Xte, *, seed: int = 0):
 
 
 def report(y_true, y_pred, labels) -> dict:
-    from emocli.metrics import classification_report
+    from emocli.report.metrics import classification_report
 
     idx = {lab: i for i, lab in enumerate(labels)}
     return classification_report([idx[v] for v in y_true], [idx[v] for v in y_pred], labels)
@@ -165,7 +165,7 @@ def main() -> None:
     g = np.array([it.speaker for it in items])
     corpus = np.array([it.speaker.split("_")[0] for it in items])
     if args.bundle is not None:
-        from emocli.audio_model import VoiceModel
+        from emocli.voice.model import VoiceModel
 
         model = VoiceModel.load(args.bundle)
         fs = model.settings_["feature_set"]

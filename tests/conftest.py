@@ -47,7 +47,7 @@ def pytest_unconfigure(config) -> None:
 
 
 def ffmpeg(*args: str) -> None:
-    from emocli.media import ffmpeg_exe
+    from emocli.media.ffmpeg import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y", *args], check=True)
 
@@ -105,7 +105,7 @@ def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True,
 
     directory.mkdir(parents=True, exist_ok=True)
     if face:
-        from emocli.video_model import FaceModel, build_emo_cnn
+        from emocli.face.model import FaceModel, build_emo_cnn
 
         keras.utils.set_random_seed(seed)
         fm = FaceModel()
@@ -120,7 +120,7 @@ def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True,
 
 def tiny_voice_model(seed: int = 0):
     """A VoiceModel fitted on random 'thesis68' features of 3 speakers."""
-    from emocli.audio_model import VoiceModel
+    from emocli.voice.model import VoiceModel
     from emocli.labels import LABELS
 
     r = np.random.default_rng(seed)

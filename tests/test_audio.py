@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emocli.audio_features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAMES, clip_feature_sets,
+from emocli.voice.features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAMES, clip_feature_sets,
                                    clip_statistics, feature_dimension, frame_statistics, n_frames, pitch_track,
                                    short_term_features, speed_perturb, window_features)
-from emocli.audio_model import VoiceModel
+from emocli.voice.model import VoiceModel
 from emocli.errors import ModelError, NoAudioError, NotFittedError
 from emocli.labels import LABELS
 
@@ -55,7 +55,7 @@ def test_clip_statistics_dimensions():
 
 def test_spectral_maps_reproduce_pyaudioanalysis_mfcc_and_chroma():
     """The matrices the vectorised features use give pyAudioAnalysis's own per-window functions."""
-    from emocli import audio_features as af
+    from emocli.voice import features as af
     from pyAudioAnalysis import ShortTermFeatures as stf
 
     fbank, dct, chroma = af._spectral_maps(SR, 800)
@@ -75,7 +75,7 @@ def test_features_equal_pyaudioanalysis_on_real_clips(name):
     """The vectorised features against pyAudioAnalysis's window-by-window feature_extraction (the reference)."""
     from pathlib import Path
 
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
     from pyAudioAnalysis import ShortTermFeatures as stf
 
     path = Path(__file__).resolve().parents[1] / name
@@ -89,7 +89,7 @@ def test_features_equal_pyaudioanalysis_on_real_clips(name):
 
 
 def test_blockwise_features_equal_pyaudioanalysis_feature_extraction(monkeypatch):
-    from emocli import audio_features as af
+    from emocli.voice import features as af
     from pyAudioAnalysis import ShortTermFeatures as stf
 
     t = np.arange(3 * SR) / SR
@@ -107,7 +107,7 @@ def test_feature_import_does_not_load_matplotlib_or_sklearn():
     import subprocess
     import sys
 
-    code = ("import sys; from emocli.audio_features import short_term_features as f; import numpy as np; "
+    code = ("import sys; from emocli.voice.features import short_term_features as f; import numpy as np; "
             "f(np.zeros(16000, np.float32), 16000); from emocli.quiet_imports import import_keras; import_keras(); "
             "print(sorted(m for m in ('matplotlib', 'sklearn', 'scipy.signal') if m in sys.modules)); "
             "from pyAudioAnalysis import ShortTermFeatures as stf; "
@@ -385,7 +385,7 @@ def test_train_audio_command_on_a_generated_emodb(tmp_path):
     """EmoDB naming (SSTTTEV.wav): anger = high tone, sad = low tone; speaker 03 held out."""
     from typer.testing import CliRunner
 
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     rng = np.random.default_rng(0)
     corpus = tmp_path / "emodb"
@@ -432,7 +432,7 @@ def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
     import shutil
 
     from emocli.files import sha256_file
-    from emocli.training import _voice_cache_key
+    from emocli.train.face import _voice_cache_key
 
     a = tmp_path / "a" / "03a01Wa.wav"
     a.parent.mkdir()
@@ -451,7 +451,7 @@ def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
 def test_noise_and_reverb_copies():
     """Pink noise lands at the asked SNR below the speech; reverberation keeps the length and
     smears energy into the silence after the speech; copies are reproducible from their seed."""
-    from emocli.audio_features import add_noise, add_reverb, perturb, speech_power
+    from emocli.voice.features import add_noise, add_reverb, perturb, speech_power
     from emocli.errors import ParameterError
 
     sr = 16000
@@ -479,7 +479,7 @@ def test_noise_and_reverb_copies():
 def test_train_audio_perturb_adds_copies_and_refuses_unknown_names(tmp_path):
     from typer.testing import CliRunner
 
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     rng = np.random.default_rng(0)
     corpus = tmp_path / "emodb"
@@ -517,7 +517,7 @@ def test_train_audio_into_a_bundle_keeps_its_feature_set_and_its_speaker_model_i
     voice_speaker.* disagreeing with the new plain model)."""
     from typer.testing import CliRunner
 
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     corpus = _tiny_emodb(tmp_path / "emodb")
     out = tmp_path / "bundle"

@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, ffmpeg, make_clip
-from emocli.cli import app
-from emocli.pipeline import Options, Pipeline
+from emocli.cli.app import app
+from emocli.pipeline.core import Options, Pipeline
 
 runner = CliRunner()
 
@@ -146,7 +146,7 @@ def test_variable_frame_rate(pipe, tmp_path):
 
 
 def test_rotation_metadata_is_applied(tmp_path):
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     rot = tmp_path / "rot.mp4"
     # stream copy keeps the display matrix (re-encoding would rotate the pixels instead)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from emocli.bundle import DEFAULT_BUNDLE, write_manifest
-from emocli.cli import app
+from emocli.cli.app import app
 
 runner = CliRunner()
 LABELS = json.loads((DEFAULT_BUNDLE / "manifest.json").read_text())["labels"]

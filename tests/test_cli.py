@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, make_clip
-from emocli.cli import app
+from emocli.cli.app import app
 from emocli.labels import LABELS
 
 runner = CliRunner()
@@ -334,7 +334,7 @@ def _edge_change(src, out, box) -> tuple[float, float]:
 def _frames(path):
     import numpy as np
 
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     info = media.probe(path)
     frames = np.concatenate([f for _, f in media.iter_frames(path, fps=None, info=info,
@@ -344,7 +344,7 @@ def _frames(path):
 
 @pytest.mark.parametrize("clip", sorted(EXAMPLES.glob("*.avi")), ids=lambda p: p.stem)
 def test_annotate_redraws_the_clip_with_its_boxes_and_sound(face_only_bundle, tmp_path, clip):
-    from emocli import faces
+    from emocli.face import detect as faces
 
     out = tmp_path / "annotated.mp4"
     r = runner.invoke(app, ["predict", str(clip), "--model", str(face_only_bundle), "--json", "--annotate", str(out)])
@@ -435,7 +435,7 @@ def test_annotate_an_audio_file_is_one_line(tiny_bundle, tmp_path):
 def test_scoring_options_reach_the_pipeline(command, monkeypatch, tmp_path):
     """predict, evaluate and extract declare the shared scoring options once (`scoring_options`): each command
     lists them in its help, in one place, and hands every value given on the command line to the pipeline."""
-    from emocli import cli
+    from emocli.cli import app as cli
 
     got = {}
 

@@ -9,9 +9,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, write_wav
-from emocli.cli import app
+from emocli.cli.app import app
 
-from emocli.datasets import detect_layout, load_corpus
+from emocli.corpus.layouts import detect_layout, load_corpus
 
 SCRIPT = Path(__file__).parents[1] / "scripts" / "fer2013_csv_to_folders.py"
 
@@ -44,9 +44,9 @@ def test_a_copy_of_the_shipped_bundle_takes_a_new_voice_model(tmp_path):
     import shutil
 
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
-    from emocli.pipeline import Pipeline
+    from emocli.pipeline.core import Pipeline
 
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
     # the shipped bundle's voice-activity gate scores speech only: the example clip's words
     # (0.45-1.4 s), with a tone per label that makes the classes separable

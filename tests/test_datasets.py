@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from emocli.datasets import (
+from emocli.corpus.layouts import (
     LAYOUTS,
     Item,
     afew,
@@ -28,7 +28,7 @@ from emocli.datasets import (
 )
 from emocli.errors import DatasetError, EmoError
 from emocli.labels import LABELS
-from emocli.media import IMAGE_EXTS
+from emocli.media.ffmpeg import IMAGE_EXTS
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -187,9 +187,9 @@ def test_ravdess_labels_speakers_and_calm_dropped(tmp_path):
 
 
 def test_corpora_and_predict_folders_know_the_same_media_files(tmp_path):
-    """One extension table (media.py): .opus, .aiff, .wmv and .ts are corpus files too, and a folder walk
+    """One extension table (media/ffmpeg.py): .opus, .aiff, .wmv and .ts are corpus files too, and a folder walk
     finds the same files whether a corpus reader or `emo predict FOLDER` walks it."""
-    from emocli.inputs import expand_inputs
+    from emocli.media.inputs import expand_inputs
 
     touch(tmp_path, "Actor_01/03-01-05-01-01-01-01.opus", "Actor_01/03-01-03-01-01-01-01.aiff",
           "Actor_02/01-01-04-01-01-01-02.wmv", "Actor_02/01-01-06-01-01-01-02.ts", "Actor_02/notes.txt",

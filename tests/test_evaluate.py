@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ffmpeg
-from emocli.cli import app
+from emocli.cli.app import app
 from emocli.errors import DatasetError
 from emocli.labels import LABELS
 
@@ -28,7 +28,7 @@ def ok(r):
 def test_face_sized_image_without_a_face_is_scored_as_a_crop(face_only_bundle, tmp_path):
     import cv2
 
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     rng = np.random.default_rng(1)
     small, big = tmp_path / "small.png", tmp_path / "big.png"
@@ -46,7 +46,7 @@ def test_face_sized_image_without_a_face_is_scored_as_a_crop(face_only_bundle, t
 # -- 5. the confusion plot ----------------------------------------------------------------------
 
 def _report(face: bool, voice: bool):
-    from emocli.evaluate import Evaluation
+    from emocli.runners.evaluate import Evaluation
 
     ev = Evaluation()
     rng = np.random.default_rng(0)
@@ -60,7 +60,7 @@ def _report(face: bool, voice: bool):
 def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp_path):
     import matplotlib.pyplot as plt
 
-    from emocli.evaluate import confusion_figure, plot_confusions
+    from emocli.runners.evaluate import confusion_figure, plot_confusions
 
     rep = _report(face, voice)
     fig = confusion_figure(rep)
@@ -79,7 +79,7 @@ def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp
 # -- 1. training splits -------------------------------------------------------------------------
 
 def test_training_split_defaults_to_train_and_refuses_eval_splits():
-    from emocli.training import training_split
+    from emocli.train.face import training_split
 
     items = [{"split": sp, "id": f"{sp}{i}"} for sp in ("Train", "Val") for i in range(3)]
     keep, split = training_split(items, None)
@@ -252,7 +252,7 @@ def test_evaluate_crops_items_predictions_null_recall_and_plot(crops, face_only_
 # -- metrics: one classification_report for training, evaluate and scripts ----------------------
 
 def test_classification_report_by_hand():
-    from emocli.metrics import classification_report
+    from emocli.report.metrics import classification_report
 
     labels = ["a", "b", "c"]
     # a: 2 of 3 right; b: 1 of 1; c: never true, predicted once
@@ -274,7 +274,7 @@ def test_items_a_gate_rejected_are_counted_as_left_out_of_that_modality():
     absent (an image) is not a failure."""
     from rich.console import Console
 
-    from emocli.evaluate import Evaluation, metrics_table
+    from emocli.runners.evaluate import Evaluation, metrics_table
 
     s = {lab: float(lab == "happy") for lab in LABELS}
     ev = Evaluation()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from emocli.errors import ModelError, ParameterError
-from emocli.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, HEAD_FILE, ExpertSet, FaceHead, align_face,
+from emocli.face.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, HEAD_FILE, ExpertSet, FaceHead, align_face,
                             fit_temperature, parse_experts, softmax, temper)
 from emocli.fusion import FusionModel
 from emocli.labels import LABELS
-from emocli.pipeline import pool_frames
+from emocli.pipeline.core import pool_frames
 
 from conftest import REPO
 
@@ -127,8 +127,8 @@ def test_fusion_rule_round_trips_and_is_checked(tmp_path):
 
 @pytest.fixture(scope="module")
 def frame_and_box(example_clip):
-    from emocli.faces import FaceTracker, faces_in_frames, get_detector
-    from emocli.media import iter_frames
+    from emocli.face.detect import FaceTracker, faces_in_frames, get_detector
+    from emocli.media.ffmpeg import iter_frames
 
     for _, frames in iter_frames(example_clip, fps=2.0):
         idx, _, boxes = faces_in_frames(frames[:1], detector=get_detector(), tracker=FaceTracker())
@@ -139,8 +139,8 @@ def frame_and_box(example_clip):
 
 def test_yunet_finds_five_landmarks_inside_the_chosen_face(frame_and_box):
     from emocli.bundle import models_dir
-    from emocli.experts import YuNetLandmarks
-    from emocli.faces import YUNET_FILE
+    from emocli.face.experts import YuNetLandmarks
+    from emocli.face.detect import YUNET_FILE
 
     frame, box = frame_and_box
     lm = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)(frame, (box.x0, box.y0, box.x1, box.y1))
@@ -175,7 +175,7 @@ def test_predict_reports_each_expert_and_can_use_one(example_clip):
 
 
 def test_a_bundle_without_experts_uses_its_own_network(tiny_bundle, clip):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     pipe = Pipeline(tiny_bundle, Options(detect=False, use_voice=False))
     assert pipe.experts_used == ("emo-cnn",) and pipe.expert_net is None
@@ -187,7 +187,7 @@ def test_a_bundle_without_experts_uses_its_own_network(tiny_bundle, clip):
 
 def test_experts_file_that_is_not_json_is_refused(tmp_path):
     from emocli.bundle import write_manifest
-    from emocli.pipeline import Pipeline
+    from emocli.pipeline.core import Pipeline
 
     bundle = tmp_path / "b"
     shutil.copytree(REPO / "models" / "default", bundle)
@@ -198,7 +198,7 @@ def test_experts_file_that_is_not_json_is_refused(tmp_path):
 
 
 def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     res = Pipeline(options=Options(keep_frames=True, use_voice=False, fps=2.0)).run(example_clip)
     n = res.frames_used
@@ -258,7 +258,7 @@ def test_a_missing_or_broken_face_head_is_refused_with_the_fix(tmp_path, rng):
 
 def test_a_face_head_of_the_wrong_width_is_refused_at_load(tmp_path, rng):
     from emocli.bundle import write_manifest
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     bundle = tmp_path / "b"
     shutil.copytree(REPO / "models" / "default", bundle)
@@ -274,14 +274,14 @@ def test_a_face_head_of_the_wrong_width_is_refused_at_load(tmp_path, rng):
 
 
 def test_voice_only_runs_do_not_need_the_face_experts(example_clip):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     res = Pipeline(options=Options(use_face=False)).run(example_clip)
     assert res.status == "ok" and res.modalities == ["voice"] and res.face_experts is None
 
 
 def test_which_faces_the_rafdb_network_scores(rng):
-    from emocli.experts import EXPERT_MIN_FACE, expert_applies
+    from emocli.face.experts import EXPERT_MIN_FACE, expert_applies
 
     colour = rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)
     grey = np.repeat(rng.integers(0, 255, (100, 100, 1), dtype=np.uint8), 3, axis=2)
@@ -297,9 +297,9 @@ def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
     """A folder of crops is scored in batches, with the experts and the head, like predict --no-detect."""
     import cv2
 
-    from emocli.datasets import load_corpus
-    from emocli.evaluate import evaluate_items
-    from emocli.pipeline import Options, Pipeline
+    from emocli.corpus.layouts import load_corpus
+    from emocli.runners.evaluate import evaluate_items
+    from emocli.pipeline.core import Options, Pipeline
 
     full, box = frame_and_box
     frame = np.ascontiguousarray(full[int(box.y0):int(box.y1), int(box.x0):int(box.x1)])
@@ -320,8 +320,8 @@ def test_experts_calibration_cache_rescores_for_another_network_or_views(tmp_pat
     """emo calibrate-experts' score cache answers only for the network and views that filled it."""
     import cv2
 
-    from emocli import face_calibration as script
-    from emocli.video_model import network_key
+    from emocli.train import calibration as script
+    from emocli.face.model import network_key
 
     images = []
     for k in range(3):
@@ -359,9 +359,9 @@ def test_face_head_cache_rescores_emo_cnn_for_another_network_and_keeps_the_expe
     another one it computes emo-cnn's features again and reuses the MobileFaceNet's outputs."""
     import cv2
 
-    from emocli import face_head_training as script
+    from emocli.train import head as script
     from emocli.errors import DatasetError
-    from emocli.video_model import FaceModel, network_key
+    from emocli.face.model import FaceModel, network_key
 
     images = []
     for k in range(3):
@@ -409,8 +409,8 @@ def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_hea
 
     from conftest import colour_corpora
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
-    from emocli.cli import app
-    from emocli.experts import ExpertSet
+    from emocli.cli.app import app
+    from emocli.face.experts import ExpertSet
 
     data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 6, "fer2013/val": 2})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
@@ -444,8 +444,8 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
 
     from conftest import colour_corpora
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
-    from emocli.cli import app
-    from emocli.pipeline import Options, Pipeline
+    from emocli.cli.app import app
+    from emocli.pipeline.core import Options, Pipeline
 
     data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")

@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from emocli import faces, media
+from emocli.face import detect as faces
+
+from emocli.media import ffmpeg as media
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import io
 import pytest
 
 from conftest import EXAMPLES
-from emocli.inputs import MAX_PATH_LINE, expand_inputs
+from emocli.media.inputs import MAX_PATH_LINE, expand_inputs
 
 CLIP = str(EXAMPLES / "1001_DFA_HAP_XX.avi")
 OTHER = str(EXAMPLES / "1001_DFA_SAD_XX.avi")
@@ -52,7 +52,7 @@ def test_a_line_with_control_characters_is_its_own_error():
 
 
 def test_media_bytes_are_still_media():
-    from emocli.media import LiveSource
+    from emocli.media.ffmpeg import LiveSource
 
     for clip in (CLIP, EXAMPLES.parent / "tests" / "data" / "ravdess_shouted_03-01-05-02-02-01-18.flac"):
         (name, src, problem), = entries(open(clip, "rb").read())
@@ -62,7 +62,7 @@ def test_media_bytes_are_still_media():
 def test_a_silent_wav_is_media_not_a_list(tmp_path):
     """Digital silence is mostly NUL bytes, which also separate `find -print0` paths: still media."""
     from conftest import write_wav
-    from emocli.media import LiveSource
+    from emocli.media.ffmpeg import LiveSource
 
     import numpy as np
 

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emocli.datasets import Item, parse_name
-from emocli.media import AUDIO_EXTS, VIDEO_EXTS
+from emocli.corpus.layouts import Item, parse_name
+from emocli.media.ffmpeg import AUDIO_EXTS, VIDEO_EXTS
 from emocli.errors import DatasetError
 from emocli.labels import _SYNONYMS, DROPPED, LABELS, normalize_label
 

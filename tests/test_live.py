@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, ffmpeg
-from emocli import media
-from emocli.cli import app
+from emocli.media import ffmpeg as media
+from emocli.cli.app import app
 from emocli.labels import LABELS
 
 runner = CliRunner()
@@ -255,7 +255,7 @@ def test_output_file_csv_and_timeline_plot(tiny_bundle, tmp_path):
 
     import matplotlib.image
 
-    from emocli.report import CSV_COLUMNS
+    from emocli.report.output import CSV_COLUMNS
 
     clip = str(EXAMPLES / "1001_DFA_HAP_XX.avi")
     out, png = tmp_path / "res" / "out.csv", tmp_path / "timeline.png"
@@ -344,7 +344,7 @@ def test_live_view_draws_a_bar_per_emotion_and_leaves_the_segment_lines():
 
     from rich.console import Console
 
-    from emocli.report import LiveView
+    from emocli.report.output import LiveView
 
     buf = io.StringIO()
     console = Console(file=buf, force_terminal=True, width=100, color_system=None)

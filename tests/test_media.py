@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from conftest import make_clip
-from emocli import media
+from emocli.media import ffmpeg as media
 from emocli.errors import MediaError, NoAudioError
 
 

@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, REPO, make_clip, write_wav
-from emocli.cli import app
+from emocli.cli.app import app
 
 runner = CliRunner()
 
@@ -191,7 +191,7 @@ def test_training_numbers_out_of_range_are_bad_usage(tmp_path, args):
 
 def test_options_refuse_non_finite_numbers():
     from emocli.errors import ParameterError
-    from emocli.pipeline import Options
+    from emocli.pipeline.core import Options
 
     for kw in ({"fps": float("inf")}, {"window": 1e308}, {"max_seconds": float("nan")}, {"batch_size": 0}):
         with pytest.raises(ParameterError, match="finite number"):
@@ -201,7 +201,7 @@ def test_options_refuse_non_finite_numbers():
 
 def test_a_network_with_non_finite_weights_is_not_saved(tmp_path):
     from emocli.errors import ModelError
-    from emocli.video_model import FaceModel
+    from emocli.face.model import FaceModel
 
     model = FaceModel.load(REPO / "models" / "default")
     w = model.network_.weights[0]
@@ -222,7 +222,7 @@ def test_evaluate_face_only_reports_no_voice_block(face_only_bundle, tmp_path):
     import cv2
 
     from conftest import EXAMPLES as EX
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     _, frames = next(media.iter_frames(EX / "1001_DFA_HAP_XX.avi", fps=5))
     (tmp_path / "happy").mkdir()
@@ -236,7 +236,7 @@ def test_evaluate_face_only_reports_no_voice_block(face_only_bundle, tmp_path):
 
 def test_non_finite_samples_are_named_and_the_finite_part_scored(tmp_path):
     """A float WAV with NaN and infinite samples: no numpy warning, a note naming the problem, the voice scored."""
-    from emocli.media import ffmpeg_exe, load_audio
+    from emocli.media.ffmpeg import ffmpeg_exe, load_audio
 
     x = load_audio(EXAMPLES / "1001_DFA_HAP_XX.avi", sr=16000)
     x[::7] = np.nan

@@ -7,7 +7,7 @@ import pytest
 from conftest import make_clip
 from emocli.errors import ParameterError
 from emocli.labels import LABELS
-from emocli.pipeline import Options, Pipeline
+from emocli.pipeline.core import Options, Pipeline
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_keep_frames_returns_per_frame_arrays(face_only_bundle, example_clip):
 def test_still_image_face_only(face_pipe, example_clip, tmp_path):
     import cv2
 
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     _, frames = next(media.iter_frames(example_clip, fps=5))
     img = tmp_path / "still.png"
@@ -87,8 +87,8 @@ def test_test_time_views(face_only_bundle, example_clip, tmp_path):
 
     import cv2
 
-    from emocli import media
-    from emocli.video_model import FaceModel
+    from emocli.media import ffmpeg as media
+    from emocli.face.model import FaceModel
 
     model = FaceModel.load(face_only_bundle)  # its own copy, in the Keras form, to check views against the network
     # Sharper scores: the random network's are all near 1/7, where a wrong view (averaged with 11 right ones)
@@ -156,7 +156,7 @@ def test_runtime_face_network_matches_keras_and_keeps_tensorflow_out(face_only_b
     import sys
 
     from emocli.errors import ModelError
-    from emocli.video_model import FaceModel, LiteNetwork
+    from emocli.face.model import FaceModel, LiteNetwork
 
     keras_form = FaceModel.load(face_only_bundle)
     lite_form = FaceModel.load(face_only_bundle, runtime=True)
@@ -170,7 +170,7 @@ def test_runtime_face_network_matches_keras_and_keeps_tensorflow_out(face_only_b
     with pytest.raises(ModelError, match="runtime=False"):
         lite_form.save(tmp_path / "again")
     # `emo predict` on a CPU runs BlazeFace and the face network on LiteRT: no TensorFlow
-    code = ("import sys; from emocli.pipeline import Pipeline; "
+    code = ("import sys; from emocli.pipeline.core import Pipeline; "
             f"r = Pipeline({str(face_only_bundle)!r}).run({str(example_clip)!r}); "
             "print(r.status, 'tensorflow' in sys.modules, 'sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
@@ -182,7 +182,7 @@ def test_damaged_runtime_face_network_is_refused(face_only_bundle, tmp_path):
     import shutil
 
     from emocli.errors import ModelError
-    from emocli.video_model import FaceModel
+    from emocli.face.model import FaceModel
 
     bundle = tmp_path / "b"
     shutil.copytree(face_only_bundle, bundle)
@@ -208,7 +208,7 @@ def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, exampl
     """A worker's faces beyond SPOOL_AFTER_BYTES wait in files under the run's spool, not in memory
     (--workers memory does not grow with a clip's length); complete() reads each back, deletes it,
     and gives the result the faces kept in memory give."""
-    from emocli import pipeline
+    from emocli.pipeline import core as pipeline
 
     pipe = Pipeline(tiny_bundle, Options(fps=5, window=1.0))
     kept = pipe.prepare(example_clip, spool=tmp_path)  # a 2-s clip: its faces fit in memory
@@ -230,7 +230,7 @@ def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, exampl
 
 
 def test_segment_bounds():
-    from emocli.pipeline import segment_bounds
+    from emocli.pipeline.core import segment_bounds
 
     assert segment_bounds(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0 + 1e-6)]
     # a sliver under min(1 s, window / 2) at the end joins the last segment

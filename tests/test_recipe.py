@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, colour_corpora, write_wav
 from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
-from emocli.cli import app
+from emocli.cli.app import app
 
 runner = CliRunner()
 
@@ -25,7 +25,7 @@ def ok(*args):
 
 def speech_corpus(root, rng):
     """EmoDB naming, four speakers: the example clip's words with a tone per emotion."""
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
     speech = load_audio(EXAMPLES / "1001_DFA_HAP_XX.avi")[3200:3200 + 24000]
     t = np.arange(len(speech)) / 16000

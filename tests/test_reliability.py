@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ffmpeg, make_clip
-from emocli.cli import app
+from emocli.cli.app import app
 
 runner = CliRunner()
 
@@ -42,7 +42,7 @@ def test_two_audio_tracks_use_the_default_one(tiny_bundle, tmp_path):
            "sine=frequency=500:sample_rate=16000:duration=1", "-i", str(video), "-map", "2:v", "-map", "0:a",
            "-map", "1:a", "-c:v", "copy", "-c:a", "pcm_s16le", "-disposition:a:0", "0", "-disposition:a:1", "default",
            str(two))
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     info = media.probe(two)
     assert (info.audio_streams, info.audio_stream) == (2, 1)
@@ -66,7 +66,7 @@ def test_mp3_cover_art_is_not_a_video(tiny_bundle, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipe(tiny_bundle):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     return Pipeline(tiny_bundle, Options())
 
@@ -96,7 +96,7 @@ def test_truncated_mp4_with_its_index_first_says_it_ended_early(pipe, tmp_path):
 
 
 def test_whole_videos_do_not_say_they_ended_early(tiny_bundle, tmp_path):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     clip = make_clip(tmp_path / "clip.avi", seconds=2.0)
     mkv = make_clip(tmp_path / "clip.mkv", seconds=1.3, rate=30)
@@ -155,7 +155,7 @@ def test_image_header_sizes():
     import cv2
     import numpy as np
 
-    from emocli.media import image_header_size
+    from emocli.media.ffmpeg import image_header_size
 
     import tempfile
 
@@ -288,7 +288,7 @@ def test_stdin_path_list_with_non_utf8_name_and_no_final_newline(tiny_bundle, tm
 
 
 def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bundle, tmp_path):
-    from emocli import extract
+    from emocli.runners import extract
     from emocli.files import atomic_path
 
     corpus = tmp_path / "afew" / "Val"
@@ -317,7 +317,7 @@ def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bund
 
 def test_window_with_audio_shorter_than_video_and_with_max_seconds(tiny_bundle, tmp_path):
     from conftest import EXAMPLES
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     short = tmp_path / "short_audio.avi"
     ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-f", "lavfi", "-i",
@@ -359,7 +359,7 @@ def test_symlink_loop_and_dangling_link_say_so(pipe, tmp_path):
 
 
 def test_ffmpeg_internals_are_cut_from_messages():
-    from emocli.media import _last_error_line
+    from emocli.media.ffmpeg import _last_error_line
 
     text = ("[vost#0:0/rawvideo @ 0x55d1c0] Error while opening encoder - maybe incorrect parameters\n"
             "[af#0:0 @ 0x55a19fc5f500] Terminating thread with return code -22 (Invalid argument)\n")
@@ -374,7 +374,8 @@ def test_bad_layout_is_bad_usage(tmp_path):
 
 
 def test_workers_are_capped_at_the_cpu_count_and_default_by_input_count(monkeypatch):
-    from emocli import bulk, quiet_imports
+    from emocli import quiet_imports
+    from emocli.runners import pool as bulk
 
     cpus = len(os.sched_getaffinity(0))
     assert bulk.worker_count(10_000, 3) == cpus and bulk.worker_count(1, 100) == 1
@@ -386,7 +387,7 @@ def test_workers_are_capped_at_the_cpu_count_and_default_by_input_count(monkeypa
 
 def test_digital_silence_is_no_speech(pipe, tmp_path):
     from conftest import EXAMPLES
-    from emocli.audio_features import SILENCE_DBFS, loudest_window_dbfs
+    from emocli.voice.features import SILENCE_DBFS, loudest_window_dbfs
     import numpy as np
 
     silent = tmp_path / "silence.wav"
@@ -411,7 +412,7 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
     import threading
     import time
 
-    from emocli import media
+    from emocli.media import ffmpeg as media
 
     monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
     fifo = tmp_path / "never.avi"
@@ -437,9 +438,9 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
 def test_media_bytes_on_a_stalled_stdin_pipe_are_given_up(tiny_bundle, monkeypatch):
     import time
 
-    from emocli import media
-    from emocli.inputs import expand_inputs
-    from emocli.pipeline import Pipeline
+    from emocli.media import ffmpeg as media
+    from emocli.media.inputs import expand_inputs
+    from emocli.pipeline.core import Pipeline
 
     monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
     r, w = os.pipe()

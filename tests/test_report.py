@@ -3,8 +3,8 @@
 from rich.console import Console
 
 from emocli.labels import LABELS
-from emocli.pipeline import Result
-from emocli.report import result_table, summary_table
+from emocli.pipeline.core import Result
+from emocli.report.output import result_table, summary_table
 
 
 def _scores(top: str, p: float = 0.6) -> dict[str, float]:
@@ -54,7 +54,7 @@ def test_summary_table_has_one_row_per_input():
 def test_progress_bar_counts_inputs_on_a_terminal_only():
     import io
 
-    from emocli.report import ProgressBar
+    from emocli.report.output import ProgressBar
 
     quiet = Console(file=io.StringIO(), force_terminal=False)
     bar = ProgressBar(quiet, 3)

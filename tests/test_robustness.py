@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import EXAMPLES
-from emocli import media
+from emocli.media import ffmpeg as media
 from emocli.bundle import verify_bundle, write_manifest
 from emocli.errors import MediaError, ModelError
 from emocli.labels import LABELS
@@ -114,7 +114,7 @@ def test_unlisted_file_is_refused(bundle_copy):
 def test_cli_refuses_tampered_bundle_with_one_line(bundle_copy):
     from typer.testing import CliRunner
 
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     (bundle_copy / "face.json").write_text("{}")
     r = CliRunner().invoke(app, ["predict", str(EXAMPLES / "1001_DFA_SAD_XX.avi"), "--model", str(bundle_copy)])
@@ -161,7 +161,7 @@ class Evil:
 def test_crafted_skops_file_does_not_run_code(bundle_copy, tmp_path):
     import skops.io as sio
 
-    from emocli.audio_model import VoiceModel
+    from emocli.voice.model import VoiceModel
     from emocli.fusion import load_skops
 
     marker = tmp_path / "marker"
@@ -179,7 +179,7 @@ def test_crafted_skops_file_does_not_run_code(bundle_copy, tmp_path):
 def test_crafted_keras_lambda_does_not_run_code(bundle_copy, tmp_path):
     import keras
 
-    from emocli.video_model import FaceModel
+    from emocli.face.model import FaceModel
 
     marker = tmp_path / "marker"
     inp = keras.Input((48, 48, 1))
@@ -222,16 +222,16 @@ def _finished(out):
 
 
 def _contents(out):
-    from emocli.extract import load_extracted
+    from emocli.runners.extract import load_extracted
 
     return {d["id"]: d for d in load_extracted(out)}
 
 
 @pytest.mark.slow
 def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, tmp_path):
-    from emocli.datasets import load_corpus
-    from emocli.extract import check_out_dir, run_extraction, settings_for
-    from emocli.pipeline import Options
+    from emocli.corpus.layouts import load_corpus
+    from emocli.runners.extract import check_out_dir, run_extraction, settings_for
+    from emocli.pipeline.core import Options
 
     # the uninterrupted run, in this process (what `emo extract` does, without another interpreter's start-up)
     ref = tmp_path / "ref"
@@ -269,7 +269,7 @@ def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, 
 
 
 def test_a_torn_temporary_file_left_by_a_kill_is_not_an_item(tmp_path):
-    from emocli.extract import ITEMS, SETTINGS, load_extracted, write_index
+    from emocli.runners.extract import ITEMS, SETTINGS, load_extracted, write_index
 
     (tmp_path / SETTINGS).write_text("{}")
     (tmp_path / ITEMS).mkdir()
@@ -279,7 +279,7 @@ def test_a_torn_temporary_file_left_by_a_kill_is_not_an_item(tmp_path):
 
 
 def test_two_extracts_into_one_folder_take_a_lock(small_corpus, tiny_bundle, tmp_path):
-    from emocli.extract import lock_out_dir
+    from emocli.runners.extract import lock_out_dir
 
     out = tmp_path / "feats"
     held = lock_out_dir(out)  # another run is writing here

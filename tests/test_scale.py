@@ -1,4 +1,4 @@
-"""Scale-out on Ray (emocli.scale): the same results as the local path, on a local Ray instance.
+"""Scale-out on Ray (emocli.runners.ray): the same results as the local path, on a local Ray instance.
 
 The Ray tests are slow (a Ray instance plus one TensorFlow process per actor) and are skipped
 when Ray is not installed (pip install -e '.[ray,test]'); run them with
@@ -17,8 +17,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES
-from emocli.cli import app
-from emocli.pipeline import Options
+from emocli.cli.app import app
+from emocli.pipeline.core import Options
 
 runner = CliRunner()
 CLIPS = ["ANG", "HAP", "SAD"]
@@ -26,7 +26,7 @@ CLIPS = ["ANG", "HAP", "SAD"]
 
 @pytest.fixture(scope="module")
 def ray_local():
-    """One local Ray instance (2 CPUs) for the module; emocli.scale uses it instead of starting its own."""
+    """One local Ray instance (2 CPUs) for the module; emocli.runners.ray uses it instead of starting its own."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     for attempt in range(3):
@@ -62,7 +62,7 @@ def _same_result(got, want):
 
 def test_without_ray_the_error_says_how_to_install(monkeypatch):
     from emocli.errors import EmoError
-    from emocli.scale import ray_predict
+    from emocli.runners.ray import ray_predict
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(EmoError, match=r"pip install 'emocli\[ray\]'"):
@@ -72,10 +72,10 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("shard_size", [1, 3])
 def test_ray_predict_equals_local_bulk(ray_local, tiny_bundle, inputs, shard_size):
-    from emocli.bulk import run_bulk
-    from emocli.inputs import expand_inputs
-    from emocli.pipeline import Pipeline
-    from emocli.scale import ray_predict
+    from emocli.runners.pool import run_bulk
+    from emocli.media.inputs import expand_inputs
+    from emocli.pipeline.core import Pipeline
+    from emocli.runners.ray import ray_predict
 
     want = list(run_bulk(Pipeline(tiny_bundle, Options()), expand_inputs(inputs)))
     got = list(ray_predict(tiny_bundle, Options(), expand_inputs(inputs), shard_size=shard_size))
@@ -118,8 +118,8 @@ def corpus(tmp_path):
 def _extract(fn, corpus, out, bundle, *, resume=False):
     """What `emo extract` does around run_extraction (or ray_extract): load, check the folder, run."""
     from emocli.bundle import verify_bundle
-    from emocli.datasets import load_corpus
-    from emocli.extract import check_out_dir, settings_for
+    from emocli.corpus.layouts import load_corpus
+    from emocli.runners.extract import check_out_dir, settings_for
 
     items = load_corpus(corpus, None)
     opts = Options(keep_frames=True)
@@ -129,8 +129,8 @@ def _extract(fn, corpus, out, bundle, *, resume=False):
 
 @pytest.mark.slow
 def test_ray_extract_writes_what_local_extract_writes(ray_local, tiny_bundle, corpus, tmp_path):
-    from emocli.extract import ITEMS, load_extracted, run_extraction
-    from emocli.scale import ray_extract
+    from emocli.runners.extract import ITEMS, load_extracted, run_extraction
+    from emocli.runners.ray import ray_extract
 
     items, want = _extract(run_extraction, corpus, tmp_path / "local", tiny_bundle)
     _, got = _extract(ray_extract, corpus, tmp_path / "ray", tiny_bundle)
@@ -160,8 +160,8 @@ def test_bulk_starts_its_worker_pool_only_for_a_file(monkeypatch, tiny_bundle, t
     """Workers are spawned at the first file: a run of inputs that are all errors (or all live
     streams) never starts them, and a file among them does."""
     from conftest import make_clip
-    from emocli import bulk
-    from emocli.pipeline import Pipeline
+    from emocli.runners import pool as bulk
+    from emocli.pipeline.core import Pipeline
 
     started = []
     real = bulk.process_pool

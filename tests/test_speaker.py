@@ -1,4 +1,4 @@
-"""Speaker-adaptive voice scoring (emocli.speaker): statistics, the trained pair of models, and
+"""Speaker-adaptive voice scoring (emocli.voice.speaker): statistics, the trained pair of models, and
 the commands that use them (train-audio --speaker-norm, evaluate --speaker-norm, predict --speaker-of)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_wav
-from emocli.cli import app
-from emocli.speaker import (MIN_CLIPS, RunningStats, SpeakerRule, SpeakerStats, normalise_groups,
+from emocli.cli.app import app
+from emocli.voice.speaker import (MIN_CLIPS, RunningStats, SpeakerRule, SpeakerStats, normalise_groups,
                             speaker_stats)
 
 SR = 16000
@@ -242,7 +242,7 @@ def test_speaker_model_of_other_features_is_refused(speaker_bundle, tmp_path):
     from emocli.bundle import write_manifest
     from emocli.errors import ModelError
     from emocli.labels import LABELS
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     _, _, out = speaker_bundle
     bad = tmp_path / "bundle"
@@ -267,7 +267,7 @@ def _alternating_voice(path, base: float, seconds: int, rng):
 @pytest.mark.parametrize("live", [False, True])
 def test_adapt_switches_windows_to_the_running_baseline_after_the_warm_up(speaker_bundle, tmp_path, monkeypatch,
                                                                           live):
-    from emocli import speaker
+    from emocli.voice import speaker
 
     _, _, out = speaker_bundle
     monkeypatch.setattr(speaker, "WARMUP_SECONDS", 2.5)

@@ -8,16 +8,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from emocli.cli import app
+from emocli.cli.app import app
 from emocli.labels import LABELS
 from emocli.errors import DatasetError
-from emocli.splits import grouped_holdout, speaker_folds, stratified_holdout
-from emocli.training import heldout_part, holdout_seed_of
+from emocli.corpus.splits import grouped_holdout, speaker_folds, stratified_holdout
+from emocli.train.face import heldout_part, holdout_seed_of
 
 
 
 def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
-    from emocli.video_model import FaceModel
+    from emocli.face.model import FaceModel
 
     out = tmp_path / "b"
     res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), "--epochs", "2", "--width", "4",
@@ -56,7 +56,7 @@ def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
 
 def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
     from emocli.errors import ModelError
-    from emocli.video_model import build_emo_cnn, with_precision
+    from emocli.face.model import build_emo_cnn, with_precision
 
     import keras
 
@@ -71,7 +71,7 @@ def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
 def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     import keras
 
-    from emocli.video_model import FaceModel, average_networks, build_emo_cnn
+    from emocli.face.model import FaceModel, average_networks, build_emo_cnn
 
     keras.utils.set_random_seed(1)
     a, b = build_emo_cnn(width=4), build_emo_cnn(width=4)
@@ -104,9 +104,9 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
     import keras
 
     from emocli.bundle import write_manifest
-    from emocli.training import heldout_part
-    from emocli.media import read_image
-    from emocli.video_model import FaceModel, Preprocessing, build_emo_cnn, prepare_faces
+    from emocli.train.face import heldout_part
+    from emocli.media.ffmpeg import read_image
+    from emocli.face.model import FaceModel, Preprocessing, build_emo_cnn, prepare_faces
 
     keras.utils.set_random_seed(seed)
     model = FaceModel(preprocessing=Preprocessing(flip_tta=False))
@@ -132,8 +132,8 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
 
 def test_tune_views_scores_each_candidate_and_writes_the_best(faces, tmp_path):
     from emocli.bundle import verify_bundle
-    from emocli.training import VIEW_CANDIDATES
-    from emocli.video_model import FaceModel
+    from emocli.train.face import VIEW_CANDIDATES
+    from emocli.face.model import FaceModel
 
     bundle = _heldout_bundle(tmp_path / "b", seed=1)
     res = CliRunner().invoke(app, ["tune-views", str(bundle), str(faces)])
@@ -166,7 +166,7 @@ def test_tune_views_refuses_another_folder_in_one_line(faces, tmp_path):
 
 
 def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
-    from emocli.video_model import FaceModel
+    from emocli.face.model import FaceModel
 
     a = _heldout_bundle(tmp_path / "a", seed=1, faces=faces, right={0, 1, 2, 3})
     b = _heldout_bundle(tmp_path / "b", seed=2, faces=faces, right={4, 5, 6})
@@ -203,7 +203,7 @@ def test_ensemble_refuses_bundles_with_different_held_out_parts(faces, tmp_path)
 
 
 def test_balance_weights():
-    from emocli.training import balance_weights
+    from emocli.train.face import balance_weights
 
     groups = np.array([0] * 90 + [1] * 10)
     assert np.allclose(balance_weights(groups, "none"), 1)
@@ -247,7 +247,7 @@ def test_prior_adjustment_rebalances_scores_and_is_read_from_face_json(tiny_bund
     import shutil
 
     from emocli.errors import ModelError
-    from emocli.video_model import FaceModel, adjust_prior
+    from emocli.face.model import FaceModel, adjust_prior
 
     p = np.array([[0.5, 0.05, 0.1, 0.15, 0.1, 0.05, 0.05]])
     prior = np.array([0.4, 0.02, 0.1, 0.2, 0.1, 0.1, 0.08])
@@ -310,7 +310,7 @@ def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(fa
 
     from rich.console import Console
 
-    import emocli.training as training
+    import emocli.train.face as training
 
     listed = sorted(faces.glob("*/[01].png"))  # two images of each class
     excl = tmp_path / "lists" / "excl.csv"
@@ -334,8 +334,8 @@ def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(fa
     assert len(x) + len(x_val) == 7 * 6  # 8 per class, 2 of them excluded
     assert len(x_val) == 7 * 2  # 25 % of the 6 left per class, rounded up (stratified)
     # no excluded image reached training or the held-out part
-    from emocli.media import read_image
-    from emocli.video_model import FaceModel, store_faces
+    from emocli.media.ffmpeg import read_image
+    from emocli.face.model import FaceModel, store_faces
 
     gone = store_faces([read_image(p) for p in listed], FaceModel.load(out).preprocessing)
     kept = {a.tobytes() for a in np.concatenate([x, x_val])}
@@ -365,7 +365,7 @@ def test_train_video_exclude_refuses_a_missing_empty_or_unmatched_list_in_one_li
 
 @pytest.mark.parametrize("size, channels", [(48, 1), (64, 3)])
 def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
-    from emocli.video_model import build_emo_cnn
+    from emocli.face.model import build_emo_cnn
 
     net = build_emo_cnn(width=4, size=size, channels=channels)
     assert tuple(net.inputs[0].shape[1:]) == (size, size, channels)
@@ -378,8 +378,8 @@ def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
 def test_tune_prior_chooses_the_logit_adjustment_on_the_holdout_and_writes_it(faces, tmp_path):
     """Issue 28, 5: the prior adjustment is an `emo` command (it was scripts/face_prior.py)."""
     from emocli.bundle import verify_bundle
-    from emocli.training import PRIOR_TAUS
-    from emocli.video_model import FaceModel
+    from emocli.train.face import PRIOR_TAUS
+    from emocli.face.model import FaceModel
 
     bundle = _heldout_bundle(tmp_path / "b", seed=1)
     res = CliRunner().invoke(app, ["tune-prior", str(bundle), str(faces)])

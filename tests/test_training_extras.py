@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from emocli.cli import app
+from emocli.cli.app import app
 
 
 def test_training_targets_mix_labels_and_soft_targets():
     from emocli.errors import ModelError
-    from emocli.training import training_targets
+    from emocli.train.face import training_targets
 
     y = np.array([0, 2, 1])
     soft = np.array([[0.2, 0.8, 0.0], [1 / 3, 1 / 3, 1 / 3], [0.0, 0.0, 1.0]], np.float32)
@@ -28,8 +28,8 @@ def test_training_targets_mix_labels_and_soft_targets():
 def test_train_video_distills_from_teachers_with_the_same_held_out_part(faces, tmp_path, monkeypatch):
     from rich.console import Console
 
-    import emocli.training as training
-    from emocli.video_model import FaceModel, finish_inputs
+    import emocli.train.face as training
+    from emocli.face.model import FaceModel, finish_inputs
 
     opts = dict(width=4, batch_size=16, holdout=0.25, holdout_seed=0)
     teachers = []
@@ -84,7 +84,7 @@ def test_refresh_batch_norm_sets_the_mean_of_batch_statistics_with_dropout_off()
     import keras
     from keras import layers
 
-    from emocli.video_model import refresh_batch_norm
+    from emocli.face.model import refresh_batch_norm
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 6, 1))
@@ -123,8 +123,8 @@ def test_refresh_batch_norm_sets_the_mean_of_batch_statistics_with_dropout_off()
 def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_faces(faces, tmp_path, monkeypatch):
     import keras
 
-    import emocli.video_model as vm
-    from emocli.video_model import FaceModel
+    import emocli.face.model as vm
+    from emocli.face.model import FaceModel
 
     bundle = tmp_path / "b"
     res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(bundle), "--epochs", "4", "--width", "4",
@@ -168,8 +168,8 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
 def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, tmp_path, monkeypatch):
     import keras
 
-    import emocli.video_model as vm
-    from emocli.video_model import FaceModel
+    import emocli.face.model as vm
+    from emocli.face.model import FaceModel
 
     args = ["--epochs", "3", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]
     out = tmp_path / "b"

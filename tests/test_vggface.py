@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 from emocli.errors import ModelError
-from emocli import vggface
+from emocli.face import vggface
 from emocli.quiet_imports import gpu_available
-from emocli.video_model import FaceModel, Preprocessing, prepare_faces
-from emocli.vggface import (
+from emocli.face.model import FaceModel, Preprocessing, prepare_faces
+from emocli.face.vggface import (
     CONV_LAYERS,
     WEIGHTS_ENV,
     build_keras_backbone,
@@ -323,7 +323,7 @@ def _tiny_keras_model(path: Path, *, rescaling: bool = False, channels: int = 3)
 
 
 def test_keras_backbone(tmp_path):
-    from emocli.training import _backbone_model
+    from emocli.train.face import _backbone_model
 
     path = _tiny_keras_model(tmp_path / "mine.keras")
     model, net = build_keras_backbone(path)
@@ -350,7 +350,7 @@ def test_keras_backbone(tmp_path):
 
 
 def test_backbone_spec_errors(monkeypatch, weight_files):
-    from emocli.training import _backbone_model
+    from emocli.train.face import _backbone_model
 
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
     with pytest.raises(ModelError, match=r"--weights PATH.*EMO_VGGFACE_WEIGHTS"):
@@ -364,7 +364,7 @@ def test_backbone_spec_errors(monkeypatch, weight_files):
 def test_train_video_has_weights_and_head_options():
     from typer.testing import CliRunner
 
-    from emocli.cli import app
+    from emocli.cli.app import app
 
     result = CliRunner().invoke(app, ["train-video", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
@@ -383,7 +383,7 @@ def test_vggface_bundle_round_trips_through_emo_predict(vggface_bundles, tmp_pat
 
     from conftest import EXAMPLES, tiny_voice_model
     from emocli.bundle import write_manifest
-    from emocli.cli import app
+    from emocli.cli.app import app
     from emocli.fusion import FusionModel
     from emocli.labels import LABELS
 

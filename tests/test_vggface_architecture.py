@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from emocli.errors import ModelError
-from emocli.video_model import Preprocessing, prepare_faces
-from emocli.vggface import (
+from emocli.face.model import Preprocessing, prepare_faces
+from emocli.face.vggface import (
     CONV_LAYERS,
     EXPECTED_SHAPES,
     VGGFACE_MEAN_BGR,

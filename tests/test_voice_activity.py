@@ -12,12 +12,12 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, REPO, ffmpeg, write_wav
 from emocli.bundle import DEFAULT_BUNDLE, verify_bundle, write_manifest
-from emocli.cli import app
+from emocli.cli.app import app
 from emocli.errors import ModelError
 from emocli.labels import LABELS
-from emocli.media import load_audio
-from emocli.audio_features import window_levels_dbfs
-from emocli.voice_activity import (CHUNK, LEVEL_DBFS, MIN_SPEECH_S, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD,
+from emocli.media.ffmpeg import load_audio
+from emocli.voice.features import window_levels_dbfs
+from emocli.voice.activity import (CHUNK, LEVEL_DBFS, MIN_SPEECH_S, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD,
                                    at_level, gate_reason, has_speech, speech_seconds)
 
 runner = CliRunner()
@@ -233,7 +233,7 @@ def test_a_quiet_voice_is_scored_through_the_pipeline(vad_bundle, tmp_path):
     """End to end: the example's voice 50 dB down (loudest 50 ms at about -70 dBFS) still gives voice scores."""
     x = load_audio(SPEECH, sr=SAMPLE_RATE)
     wav = write_wav(tmp_path / "quiet.wav", x * 10 ** (-50 / 20))
-    from emocli.pipeline import Pipeline
+    from emocli.pipeline.core import Pipeline
 
     res = Pipeline(vad_bundle).run(wav)
     assert res.status == "ok" and res.voice_scores is not None, res.notes

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emocli import voice_encoder as ve
+from emocli.voice import encoder as ve
 from emocli.errors import ModelError, ParameterError
 from emocli.files import sha256_file
 
@@ -142,7 +142,7 @@ def test_pooling_keeps_only_active_frames():
 
 
 def test_shipped_encoder_on_the_example_clip():
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
     path = ve.default_encoder_path()
     if not path.is_file():
@@ -163,7 +163,7 @@ def test_shipped_litert_encoder_equals_the_numpy_reference_pass():
     """The shipped LiteRT encoder against the frames the numpy pass (WhisperEncoder on the converted
     float16 weights) gave for the example's first 2 s, stored by scripts/convert_whisper_encoder.py
     --fixture; then again after a resize to another length and back."""
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
     ref = np.load(Path(__file__).parent / "data" / "whisper_reference.npz")
     enc = ve.LiteWhisperEncoder.load(sha256=ve.ENCODER_SHA256)
@@ -192,7 +192,7 @@ def test_encoder_file_problems_are_one_line_model_errors(tmp_path):
 
 
 def test_whisper_feature_sets_need_the_embedding():
-    from emocli.audio_features import clip_vector, feature_dimension, frame_statistics, settings
+    from emocli.voice.features import clip_vector, feature_dimension, frame_statistics, settings
 
     assert feature_dimension("whisper") == 768 and feature_dimension("whisper+rich") == 768 + 289
     frames = np.random.default_rng(0).random((36, 20))
@@ -213,8 +213,8 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     import json
     from typer.testing import CliRunner
 
-    from emocli.audio_model import VoiceModel
-    from emocli.cli import app
+    from emocli.voice.model import VoiceModel
+    from emocli.cli.app import app
 
     if not ve.default_encoder_path().is_file():
         pytest.skip("converted encoder not shipped in this checkout")
@@ -238,7 +238,7 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     model = VoiceModel.load(out, runtime=True)
 
     def score_audio(audio):  # the model's features of one clip, computed as training did, then scored
-        from emocli.audio_features import clip_feature_sets
+        from emocli.voice.features import clip_feature_sets
 
         st = model.settings_
         x = clip_feature_sets(audio, ve.SAMPLE_RATE, feature_sets=[st["feature_set"]], window=float(st["window_s"]),
@@ -247,11 +247,11 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
     p = score_audio(tone(300.0, 0.5))
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     # emo predict scores such a bundle from the same features training used
     wav = corpus / "08a01Wa.wav"
-    from emocli.media import load_audio
+    from emocli.media.ffmpeg import load_audio
 
     res = Pipeline(out, Options()).run(wav)
     assert res.status == "ok" and res.modalities == ["voice"]
@@ -265,7 +265,7 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
 
 def test_the_shipped_speech_encoder_model_scores_clips_and_segments(example_clip):
-    from emocli.pipeline import Options, Pipeline
+    from emocli.pipeline.core import Options, Pipeline
 
     pipe = Pipeline(options=Options(use_face=False, window=1.0))
     assert pipe.voice_settings["feature_set"] in ("whisper", "whisper+rich")

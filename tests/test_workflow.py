@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, ffmpeg
-from emocli.cli import app
+from emocli.cli.app import app
 
 runner = CliRunner()
 CLASSES = {"Happy": ("HAP", 300), "Sad": ("SAD", 700), "Angry": ("ANG", 1400)}  # face clip, tone in Hz

@@ -13,7 +13,7 @@ both public files were made:
 ``deepface`` files use the names Keras 2 gives the layers of an unnamed Sequential model
 (deepface's ``VGGFace.base_model``), with fc6/fc7/fc8 stored as convolutions.
 
-``with tiny_vggface():`` makes emocli.vggface build, check and load a tiny network of the same
+``with tiny_vggface():`` makes emocli.face.vggface build, check and load a tiny network of the same
 layout (layer names, pools, fc-as-convolution files) so that tests need not allocate 580 MB.
 
 Reuse: ``from vggface_helpers import make_vggface_bundle`` (pytest puts ``tests/`` on
@@ -29,8 +29,8 @@ from typing import Sequence
 
 import numpy as np
 
-from emocli import vggface
-from emocli.vggface import CONV_LAYERS, FC_LAYERS
+from emocli.face import vggface
+from emocli.face.vggface import CONV_LAYERS, FC_LAYERS
 
 # A VGG-shaped network small enough to build, train and write in well under a second:
 # the same 16 weighted layers, pools, names and fc-as-convolution layouts, small widths.
@@ -48,17 +48,17 @@ VGGFACE_LAYER_NAMES = (
     "flatten", "fc6", "fc6_relu", "fc6_dropout", "fc7", "fc7_relu", "fc7_dropout", "fc8", "fc8_softmax",
 )
 
-Weights = dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (kernel, bias), as built by emocli.vggface
+Weights = dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (kernel, bias), as built by emocli.face.vggface
 
 
 @contextmanager
 def tiny_vggface():
-    """Shrink the sizes in :mod:`emocli.vggface` (not its layer names or code) while the block runs.
+    """Shrink the sizes in :mod:`emocli.face.vggface` (not its layer names or code) while the block runs.
 
     Every function there reads these module constants when called, so ``build_vggface``,
     ``load_vggface_weights`` and ``build_vggface_emotion`` then build, check and load the
     tiny network exactly as they do the real one. ``setattr`` refuses a constant that no
-    longer exists, so a rename in ``emocli.vggface`` fails here rather than going unnoticed.
+    longer exists, so a rename in ``emocli.face.vggface`` fails here rather than going unnoticed.
     """
     import pytest
 
@@ -176,13 +176,13 @@ def make_vggface_bundle(directory: Path, weights_path: Path, *, head: str = "exp
     """Train a VGG-Face emotion model for one step on random faces and save it as a bundle.
 
     ``directory`` gets ``face.keras``, ``face.json`` and ``manifest.json``; returns the
-    trained :class:`~emocli.video_model.FaceModel`. ``weights_path`` is a (synthetic or
+    trained :class:`~emocli.face.model.FaceModel`. ``weights_path`` is a (synthetic or
     real) VGG-Face weight file: exp1 needs one with fc6.
     """
     from emocli.bundle import write_manifest
-    from emocli.training import TrainOptions, fit_face_model
-    from emocli.video_model import prepare_faces
-    from emocli.vggface import build_vggface_emotion
+    from emocli.train.face import TrainOptions, fit_face_model
+    from emocli.face.model import prepare_faces
+    from emocli.face.vggface import build_vggface_emotion
 
     model, net = build_vggface_emotion(weights_path, head=head, mixed_precision=False)
     faces = random_faces(n_train + n_val, seed=seed)

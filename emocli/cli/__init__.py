@@ -1,0 +1,1 @@
+"""The `emo` command line."""

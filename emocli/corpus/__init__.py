@@ -1,0 +1,1 @@
+"""Corpora on disk: their layouts, labels and speaker splits."""

@@ -1,0 +1,1 @@
+"""What people read: result lines and tables, metrics, annotated video and plots."""

@@ -1,0 +1,329 @@
+"""The face head: a linear layer on both face experts' features, fitted by ``emo train-head``.
+
+The face experts are averaged per frame with one temperature and one weight each
+(:mod:`emocli.train.calibration`): that cannot learn that the MobileFaceNet's embedding separates
+disgust from anger better than its own RAF-DB-trained last layer does on AffectNet, or that
+emo-cnn's features carry what the MobileFaceNet misses on film frames. This fits a multinomial
+logistic regression on the concatenation of the MobileFaceNet's 512-d embedding (of the aligned
+face) and emo-cnn's 256-d ``fc2`` features (mirror views, as video frames are scored), each
+standardised, over the *training* parts of AffectNet and SFEW (without the halves
+``emo calibrate-experts`` holds out) and RAF-DB (without a stratified 15 %, itself halved into
+calib and test). Class weights are 1/sqrt(n) per corpus x class. C and whether RAF-DB's training
+faces are used are chosen on the calib halves (mean UAR over the three corpora), the temperature
+too; the test halves are reported once and used for no choice.
+
+    emo train-head ../shared/data                          # extract (slow the first time), fit, report
+    emo train-head ../shared/data --write                  # ... and store the head in the bundle
+
+Features are cached per set (``--cache``, default ``runs/face_head``; resumable: chunks of 512
+faces) and keyed by the network that computed them (:func:`emocli.face.model.network_key`).
+``scripts/face_head.py`` keeps the experiments' options (``--baseline``, ``--sfew-only``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emocli.errors import DatasetError
+from emocli.face.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax
+# the same held-out parts as `emo calibrate-experts` (seed 0, halves seed 1)
+from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, face_sets, rafdb_halves, report,
+                               with_prior)
+from emocli.labels import LABELS
+from emocli.media.ffmpeg import read_image
+
+
+@dataclass
+class HeadArgs:
+    """What one run of the face head's fitting is given (the CLI's options; the script adds two)."""
+
+    data: Path
+    bundle: Path
+    cache: Path = Path("runs/face_head")
+    reuse_embeddings: Path | None = None
+    baseline: tuple[Path, Path] | None = None  # (bundle, its cache): its own face scores beside the new head's
+    extract_only: bool = False
+    write: bool = False
+    sfew_only: bool = False  # the thesis's experiment 1-2 analogue: SFEW Train alone, never written
+    json: Path | None = None
+
+
+CHUNK = 512
+
+
+EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
+
+
+def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], bool]:
+    """A cache file's arrays (its network key taken out) and whether ``key`` filled it."""
+    with np.load(path) as z:
+        out = dict(z)
+    return out, str(out.pop("network", "")) == key
+
+
+def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = Path("runs/face_head"),
+            reuse: Path | None = None) -> dict[str, np.ndarray]:
+    """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits.
+
+    With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs are read from it
+    and only emo-cnn runs.
+    """
+    from emocli.face.model import FaceModel, network_key, prepare_faces
+
+    final, key = cache / f"{name}.npz", network_key(bundle)
+    old = None
+    if final.is_file():
+        out, same = _read_cache(final, key)
+        if same:
+            return out
+        # another face network's features: keep the MobileFaceNet's outputs, score emo-cnn again
+        print(f"{final}: features of another face network; scoring emo-cnn again", file=sys.stderr)
+        old = {k: out[k] for k in EXPERT_KEYS}
+    cache.mkdir(parents=True, exist_ok=True)
+    if reuse is not None and old is None:
+        with np.load(reuse / f"{name}.npz") as z:
+            old = {k: z[k] for k in EXPERT_KEYS}
+        if len(old["raf"]) != len(paths):
+            raise DatasetError(f"{reuse / name}.npz holds {len(old['raf'])} faces, the set has {len(paths)}: "
+                             "not the same faces; drop --reuse-embeddings")
+    model = None
+    parts = []
+    t0, new = time.perf_counter(), 0
+    for k in range(0, len(paths), CHUNK):
+        part = cache / f"{name}.part{k // CHUNK:04d}.npz"
+        if part.is_file():
+            done_part, same = _read_cache(part, key)
+            if same:
+                parts.append(done_part)
+                continue
+        if model is None:
+            model = FaceModel.load(bundle, runtime=True)
+            model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
+        imgs = [read_image(p) for p in paths[k:k + CHUNK]]
+        feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
+        out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32)}
+        if old is not None:
+            out.update({key: v[k:k + CHUNK] for key, v in old.items()})
+        else:
+            aligned, found, applies = align_crops(imgs, landmarker)
+            emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
+            out.update(raf_emb=emb.astype(np.float16), raf=softmax(logits).astype(np.float32), found=np.array(found),
+                       applies=np.array(applies))
+        np.savez(part, **out, network=np.array(key))
+        parts.append(out)
+        done, new = min(k + CHUNK, len(paths)), new + len(imgs)
+        rate = (time.perf_counter() - t0) / new
+        print(f"{name}: {done}/{len(paths)} faces ({rate * 1000:.0f} ms each so far)", file=sys.stderr, flush=True)
+    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    np.savez(final, **out, network=np.array(key))
+    for part in cache.glob(f"{name}.part*.npz"):
+        part.unlink()
+    return out
+
+
+def run(args: HeadArgs) -> dict | None:
+    """Extract the features of every set (cached), fit and choose the head on the calib halves, report
+    the test halves, and with ``args.write`` store it in the bundle. Returns the report (None with
+    ``extract_only``)."""
+    from emocli.bundle import models_dir
+    from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
+    from emocli.face.detect import YUNET_FILE
+
+    missing = [sub for sub in (*HELDOUT, "rafdb/train") if not (Path(args.data) / sub).is_dir()]
+    if missing:
+        raise DatasetError(f"{args.data}: no {', '.join(missing)} folder(s); give the folder that holds affectnet/, "
+                           "sfew/ and rafdb/ (../shared/data)")
+    landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
+    expert = OnnxExpert(Path(args.bundle) / RAFDB_FILE)
+    sets = face_sets(Path(args.data))
+    empty = [name for name, (paths, _) in sets.items() if not len(paths)]
+    if empty:
+        raise DatasetError(f"{args.data}: no faces in {', '.join(empty)}; each corpus needs enough faces per class "
+                           "for a training part and calib and test halves")
+    order = ["affectnet-calib", "sfew-calib", "affectnet-test", "sfew-test", "sfew-train", "rafdb-heldout",
+             "affectnet-train", "rafdb-train"]
+    feats = {name: extract(name, sets[name][0], Path(args.bundle), landmarker, expert, cache=Path(args.cache),
+                           reuse=args.reuse_embeddings) for name in order}
+    if args.extract_only:
+        return None
+    rafdb_halves(sets, feats)
+    return fit_and_report(args, sets, feats)
+
+
+def design(f: dict[str, np.ndarray]) -> np.ndarray:
+    """The head's input for cached features: [MobileFaceNet embedding, emo-cnn fc2]."""
+    return np.hstack([f["raf_emb"].astype(np.float32), f["cnn_feat"].astype(np.float32)])
+
+
+def balance_weights(groups: list[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Sample weights 1/sqrt(n) per corpus x class, scaled to mean 1 (train-video's --balance sqrt)."""
+    w = []
+    for _, y in groups:
+        counts = np.bincount(y, minlength=len(LABELS)).astype(float)
+        w.append(1.0 / np.sqrt(np.maximum(counts[y], 1.0)))
+    w = np.concatenate(w)
+    return w / w.mean()
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float) -> FaceHead:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(0), x.std(0) + 1e-6
+    lr = LogisticRegression(C=c, max_iter=2000, tol=1e-4)
+    lr.fit((x - mean) / scale, y, sample_weight=w)
+    coef = np.zeros((len(LABELS), x.shape[1]), np.float32)
+    icpt = np.full(len(LABELS), -30.0, np.float32)  # a class no training face had is never predicted
+    coef[lr.classes_], icpt[lr.classes_] = lr.coef_, lr.intercept_
+    return FaceHead(mean=mean.astype(np.float32), scale=scale.astype(np.float32), coef=coef, intercept=icpt)
+
+
+def average_of_experts(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
+    """The shipped average of calibrated experts on these cached (mirror-view) scores, as predict computes it."""
+    from emocli.face.experts import EXPERTS_FILE, ExpertSet
+
+    es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
+    return combined(es, with_prior({"emo-cnn": f["cnn"], "rafdb": f["raf"], "applies": f["applies"]}, bundle))
+
+
+def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
+    """The bundle's face scores for cached features, as predict computes them: its head where both
+    experts score the face (every face of these corpora: all are 96 px or more, and the head
+    takes grey faces too), else the average of experts (colour faces only for the MobileFaceNet)."""
+    from emocli.face.experts import EXPERTS_FILE, ExpertSet
+
+    es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
+    if es.head_ is not None:
+        return es.head_.predict_proba(design(f))
+    return average_of_experts(f, bundle)
+
+
+def load_cached(name: str, bundle: Path, cache: Path = Path("runs/face_head")) -> dict[str, np.ndarray]:
+    """A set's cached features, only if ``bundle``'s face network computed them (else exit with the fix)."""
+    from emocli.face.model import network_key
+
+    path = cache / f"{name}.npz"
+    fix = f"run emo train-head DATA --model {bundle} --cache {cache}"
+    if not path.is_file():
+        raise DatasetError(f"{path}: no cached features; {fix}")
+    out, same = _read_cache(path, network_key(bundle))
+    if not same:
+        raise DatasetError(f"{path}: features of another face network than {bundle}'s; {fix}")
+    return out
+
+
+def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
+    """The ``--baseline`` bundle's face scores of the sets ``names``, from its own feature cache."""
+    if not args.baseline:
+        return {}
+    bundle, cache = args.baseline
+    feats = {}
+    for name in dict.fromkeys("rafdb-heldout" if n.startswith("rafdb-") else n for n in names):
+        feats[name] = load_cached(name, bundle, cache)
+    if "rafdb-heldout" in feats:
+        rafdb_halves({k: v for k, v in sets.items()}, feats)
+    return {n: bundle_face_scores(feats[n], bundle) for n in names}
+
+
+def fit_and_report(args, sets, feats) -> None:
+    calib = ["affectnet-calib", "sfew-calib", "rafdb-calib"]
+    variants = {"affectnet+sfew": ["affectnet-train", "sfew-train"],
+                "affectnet+sfew+rafdb": ["affectnet-train", "sfew-train", "rafdb-train"]}
+    if args.sfew_only:
+        calib, variants, args.write = ["sfew-calib"], {"sfew": ["sfew-train"]}, False
+    grid = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
+    curve, heads = {}, {}
+    for vname, parts in variants.items():
+        x = np.vstack([design(feats[n]) for n in parts])
+        y = np.concatenate([sets[n][1] for n in parts])
+        w = balance_weights([(n, sets[n][1]) for n in parts])
+        for c in grid:
+            t0 = time.perf_counter()
+            head = fit_head(x, y, w, c)
+            uars = {n: report(sets[n][1], head.predict_proba(design(feats[n])))["uar"] for n in calib}
+            curve[(vname, c)] = float(np.mean(list(uars.values())))
+            heads[(vname, c)] = head
+            print(f"{vname:22s} C={c:<6} calib UAR " + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items())
+                  + f" mean {curve[(vname, c)]:.3f}  ({time.perf_counter() - t0:.0f} s)",
+                  file=sys.stderr, flush=True)
+    best = max(curve, key=curve.get)
+    head = heads[best]
+    base = baseline_scores(args, sets, calib + ["affectnet-test", "sfew-test", "rafdb-test"])
+    if base:
+        uars = {n: report(sets[n][1], base[n])["uar"] for n in calib}
+        print(f"baseline {args.baseline[0]}: calib UAR " + " ".join(f"{n.split('-')[0]} {u:.3f}"
+                                                                   for n, u in uars.items())
+              + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
+    y_cal = np.concatenate([sets[n][1] for n in calib])
+    p_cal = np.vstack([head.predict_proba(design(feats[n])) for n in calib])
+    from emocli.face.experts import fit_temperature
+
+    head.temperature = fit_temperature(p_cal, y_cal)
+    print(f"chosen on the calib halves: {best[0]}, C={best[1]}; temperature {head.temperature:.2f}",
+          file=sys.stderr)
+    out = {"chosen": {"train_sets": variants[best[0]], "C": best[1], "temperature": head.temperature},
+           "calib_uar": {f"{v} C={c}": u for (v, c), u in curve.items()},
+           "calib": report(y_cal, head.predict_proba(np.vstack([design(feats[n]) for n in calib]))), "sets": {}}
+    for name in calib + ["affectnet-test", "sfew-test", "rafdb-test"]:
+        y = sets[name][1]
+        f = feats[name]
+        row = {"average": report(y, average_of_experts(f, args.bundle)),
+               "head": report(y, head.predict_proba(design(f)))}
+        if base:
+            row["baseline"] = report(y, base[name])
+        out["sets"][name] = row
+        print(f"{name:16s} n={len(y):5d}  average of experts {row['average']['accuracy']:.3f}/"
+              f"{row['average']['uar']:.3f}   head {row['head']['accuracy']:.3f}/{row['head']['uar']:.3f}"
+              "  (accuracy/UAR)")
+        if base:
+            print(f"{'':16s}          baseline {row['baseline']['accuracy']:.3f}/{row['baseline']['uar']:.3f}")
+        print("    recall  average " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["average"]["recall"].items()
+                                           if v is not None)
+              + "\n            head    " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["head"]["recall"].items()
+                                              if v is not None))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    if args.write:
+        write_head(args.bundle, head, out, sets, variants[best[0]], calib)
+    return out
+
+
+def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[str], calib: list[str]) -> None:
+    from emocli.bundle import read_manifest_unchecked, write_manifest
+    from emocli.files import atomic_write_text
+    from emocli.face.experts import EXPERTS_FILE, ExpertSet
+
+    es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
+    head.info = {"trained_on": {n: len(sets[n][1]) for n in train_sets},
+                 "chosen_on": {n: len(sets[n][1]) for n in calib},
+                 "C": out["chosen"]["C"], "balance": "1/sqrt(n) per corpus x class",
+                 "inputs": "MobileFaceNet embedding (512) + emo-cnn fc2 features, mirror views (256), standardised",
+                 "heldout": {**{k: {"share": v, "seed": 0, "halves_seed": 1} for k, v in HELDOUT.items()},
+                             "rafdb/train": {"share": RAFDB_HELDOUT, "seed": 0, "halves_seed": 1}},
+                 "test": {n: {k: out["sets"][n]["head"][k] for k in ("n", "accuracy", "uar")}
+                          for n in ("affectnet-test", "sfew-test", "rafdb-test")},
+                 "command": f"emo train-head DATA --model {bundle} --write"}
+    head.save(bundle / HEAD_FILE)
+    from emocli import fingerprints
+
+    fingerprints.write(bundle, {"face.head": [p for n in train_sets for p in sets[n][0]]})
+    fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
+    es.head_ = head
+    # what `emo fuse --method confusion` weighs the face against the voice with: the head's
+    # recall on the calib halves (the average's figures move to average_validation_*)
+    for key in ("validation_recall", "validation_accuracy", "validation_uar"):
+        if key in es.info_ and f"average_{key}" not in es.info_:  # a rerun keeps the average's own
+            es.info_[f"average_{key}"] = es.info_[key]
+    es.info_.update(validation_recall=out["calib"]["recall"], validation_accuracy=out["calib"]["accuracy"],
+                    validation_uar=out["calib"]["uar"])
+    atomic_write_text(bundle / EXPERTS_FILE, json.dumps(es.to_dict(), indent=2) + "\n")
+    man = read_manifest_unchecked(bundle)
+    write_manifest(bundle, labels=man["labels"], settings=man.get("settings"))
+    print(f"wrote {bundle / HEAD_FILE} and {bundle / EXPERTS_FILE}", file=sys.stderr)
+

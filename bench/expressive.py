@@ -45,7 +45,8 @@ from heldout_faces import heldout_faces, sample  # noqa: E402
 import emocli  # noqa: E402
 from emocli.labels import LABELS  # noqa: E402
 from emocli.media.ffmpeg import ffmpeg_exe, read_image  # noqa: E402
-from emocli.pipeline.core import Options, Pipeline  # noqa: E402
+from emocli.pipeline.core import Pipeline  # noqa: E402
+from emocli.pipeline.options import Options
 
 FRAME = 480
 FACE_WIDTH = 240

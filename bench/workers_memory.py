@@ -3,7 +3,7 @@
 With --workers, each worker decodes a clip and finds its faces (stage 1) and the main process
 scores them (stage 2). A worker used to hold every prepared face of a clip in memory and send
 them all at once, so memory grew with the clip's length; now the faces past
-``pipeline.SPOOL_AFTER_BYTES`` wait in files under the run's spool folder (issue 14, item 4).
+``emocli.pipeline.faces.SPOOL_AFTER_BYTES`` wait in files under the run's spool folder (issue 14, item 4).
 
 The clip is an example looped to ``--seconds``; the process tree's RSS is sampled every 0.2 s:
 the peak of its sum (main process and workers), of the main process and of the largest worker

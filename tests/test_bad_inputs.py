@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES, ffmpeg, make_clip
 from emocli.cli.app import app
-from emocli.pipeline.core import Options, Pipeline
+from emocli.pipeline.core import Pipeline
+from emocli.pipeline.options import Options
 
 runner = CliRunner()
 

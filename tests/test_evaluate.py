@@ -28,7 +28,8 @@ def ok(r):
 def test_face_sized_image_without_a_face_is_scored_as_a_crop(face_only_bundle, tmp_path):
     import cv2
 
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     rng = np.random.default_rng(1)
     small, big = tmp_path / "small.png", tmp_path / "big.png"

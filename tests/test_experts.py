@@ -13,7 +13,7 @@ from emocli.face.experts import (ARCFACE_TEMPLATE, CROP_LANDMARKS, EXPERT_SIZE, 
                             fit_temperature, parse_experts, softmax, temper)
 from emocli.fusion import FusionModel
 from emocli.labels import LABELS
-from emocli.pipeline.core import pool_frames
+from emocli.pipeline.faces import pool_frames
 
 from conftest import REPO
 
@@ -175,10 +175,11 @@ def test_predict_reports_each_expert_and_can_use_one(example_clip):
 
 
 def test_a_bundle_without_experts_uses_its_own_network(tiny_bundle, clip):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     pipe = Pipeline(tiny_bundle, Options(detect=False, use_voice=False))
-    assert pipe.experts_used == ("emo-cnn",) and pipe.expert_net is None
+    assert pipe.face.experts_used == ("emo-cnn",) and pipe.face.expert_net is None
     res = pipe.run(clip)
     assert res.status == "ok" and res.face_experts is None
     with pytest.raises(ModelError, match="has no rafdb"):
@@ -198,7 +199,8 @@ def test_experts_file_that_is_not_json_is_refused(tmp_path):
 
 
 def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     res = Pipeline(options=Options(keep_frames=True, use_voice=False, fps=2.0)).run(example_clip)
     n = res.frames_used
@@ -207,7 +209,7 @@ def test_kept_frames_carry_each_expert_and_the_embeddings(example_clip):
     for scores in res.expert_frame_scores.values():
         assert scores.shape == (n, 7) and np.allclose(scores.sum(1), 1, atol=1e-5)
     assert res.expert_features.shape == (n, 512) and np.isfinite(res.expert_features).all()
-    experts = Pipeline().experts
+    experts = Pipeline().face.experts
     if experts.head_ is not None:
         # the frame scores are the learned head on both experts' features
         x = np.hstack([res.expert_features, res.face_features])
@@ -258,7 +260,8 @@ def test_a_missing_or_broken_face_head_is_refused_with_the_fix(tmp_path, rng):
 
 def test_a_face_head_of_the_wrong_width_is_refused_at_load(tmp_path, rng):
     from emocli.bundle import write_manifest
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     bundle = tmp_path / "b"
     shutil.copytree(REPO / "models" / "default", bundle)
@@ -270,11 +273,12 @@ def test_a_face_head_of_the_wrong_width_is_refused_at_load(tmp_path, rng):
     with pytest.raises(ModelError, match=r"face_head.npz: the face head takes 10 inputs but the experts give 512 \+ 256"):
         Pipeline(bundle)
     # emo-cnn alone does not need the head
-    assert Pipeline(bundle, Options(face_experts="emo-cnn")).face_head is None
+    assert Pipeline(bundle, Options(face_experts="emo-cnn")).face.head is None
 
 
 def test_voice_only_runs_do_not_need_the_face_experts(example_clip):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     res = Pipeline(options=Options(use_face=False)).run(example_clip)
     assert res.status == "ok" and res.modalities == ["voice"] and res.face_experts is None
@@ -299,7 +303,8 @@ def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
 
     from emocli.corpus.layouts import load_corpus
     from emocli.runners.evaluate import evaluate_items
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     full, box = frame_and_box
     frame = np.ascontiguousarray(full[int(box.y0):int(box.y1), int(box.x0):int(box.x1)])
@@ -313,7 +318,7 @@ def test_evaluate_scores_face_crops_as_predict_does(tmp_path, frame_and_box):
     for it, row in zip(items, ev["items"]):
         res = pipe.run(it.path)
         assert row["face_scores"] == pytest.approx(res.face_scores, abs=1e-4), it.path.name
-    assert pipe.face_head is not None  # the shipped bundle has one: the colour and grey faces used it
+    assert pipe.face.head is not None  # the shipped bundle has one: the colour and grey faces used it
 
 
 def test_experts_calibration_cache_rescores_for_another_network_or_views(tmp_path, tiny_bundle, rng):
@@ -445,7 +450,8 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
     from conftest import colour_corpora
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
     from emocli.cli.app import app
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
@@ -461,6 +467,6 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
     info = json.loads((bundle / "experts.json").read_text())["head"]["info"]
     assert "emo train-head" in info["command"] and set(info["test"]) == {"affectnet-test", "sfew-test", "rafdb-test"}
     verify_bundle(bundle)
-    assert Pipeline(bundle, Options()).face_head is not None  # the new head loads, with the experts' widths
+    assert Pipeline(bundle, Options()).face.head is not None  # the new head loads, with the experts' widths
     r = runner.invoke(app, ["train-head", str(tmp_path / "nowhere"), "--model", str(bundle)])
     assert r.exit_code == 1 and "rafdb/train" in r.output and "Traceback" not in r.output

@@ -191,7 +191,7 @@ def test_training_numbers_out_of_range_are_bad_usage(tmp_path, args):
 
 def test_options_refuse_non_finite_numbers():
     from emocli.errors import ParameterError
-    from emocli.pipeline.core import Options
+    from emocli.pipeline.options import Options
 
     for kw in ({"fps": float("inf")}, {"window": 1e308}, {"max_seconds": float("nan")}, {"batch_size": 0}):
         with pytest.raises(ParameterError, match="finite number"):

@@ -7,7 +7,8 @@ import pytest
 from conftest import make_clip
 from emocli.errors import ParameterError
 from emocli.labels import LABELS
-from emocli.pipeline.core import Options, Pipeline
+from emocli.pipeline.core import Pipeline
+from emocli.pipeline.options import Options
 
 
 @pytest.fixture(scope="module")
@@ -208,14 +209,14 @@ def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, exampl
     """A worker's faces beyond SPOOL_AFTER_BYTES wait in files under the run's spool, not in memory
     (--workers memory does not grow with a clip's length); complete() reads each back, deletes it,
     and gives the result the faces kept in memory give."""
-    from emocli.pipeline import core as pipeline
+    from emocli.pipeline import faces as pipeline_faces
 
     pipe = Pipeline(tiny_bundle, Options(fps=5, window=1.0))
     kept = pipe.prepare(example_clip, spool=tmp_path)  # a 2-s clip: its faces fit in memory
     assert kept.faces.chunks and not any(isinstance(c, Path) for c in kept.faces.chunks)
     assert not any(tmp_path.iterdir())
     a = pipe.complete(kept)
-    monkeypatch.setattr(pipeline, "SPOOL_AFTER_BYTES", 0)  # every chunk goes to the spool
+    monkeypatch.setattr(pipeline_faces, "SPOOL_AFTER_BYTES", 0)  # every chunk goes to the spool
     prep = pipe.prepare(example_clip, spool=tmp_path)
     files = set(tmp_path.iterdir())
     assert files and set(prep.faces.chunks) == files  # every chunk is a file there
@@ -230,7 +231,7 @@ def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, exampl
 
 
 def test_segment_bounds():
-    from emocli.pipeline.core import segment_bounds
+    from emocli.pipeline.windows import segment_bounds
 
     assert segment_bounds(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0 + 1e-6)]
     # a sliver under min(1 s, window / 2) at the end joins the last segment

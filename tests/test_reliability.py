@@ -66,7 +66,8 @@ def test_mp3_cover_art_is_not_a_video(tiny_bundle, tmp_path):
 
 @pytest.fixture(scope="module")
 def pipe(tiny_bundle):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     return Pipeline(tiny_bundle, Options())
 
@@ -96,7 +97,8 @@ def test_truncated_mp4_with_its_index_first_says_it_ended_early(pipe, tmp_path):
 
 
 def test_whole_videos_do_not_say_they_ended_early(tiny_bundle, tmp_path):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     clip = make_clip(tmp_path / "clip.avi", seconds=2.0)
     mkv = make_clip(tmp_path / "clip.mkv", seconds=1.3, rate=30)
@@ -317,7 +319,8 @@ def test_extract_temporary_files_never_count_and_are_removed_on_resume(tiny_bund
 
 def test_window_with_audio_shorter_than_video_and_with_max_seconds(tiny_bundle, tmp_path):
     from conftest import EXAMPLES
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     short = tmp_path / "short_audio.avi"
     ffmpeg("-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-f", "lavfi", "-i",

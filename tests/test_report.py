@@ -3,7 +3,7 @@
 from rich.console import Console
 
 from emocli.labels import LABELS
-from emocli.pipeline.core import Result
+from emocli.pipeline.options import Result
 from emocli.report.output import result_table, summary_table
 
 

@@ -231,7 +231,7 @@ def _contents(out):
 def test_sigkill_then_resume_gives_identical_results(small_corpus, tiny_bundle, tmp_path):
     from emocli.corpus.layouts import load_corpus
     from emocli.runners.extract import check_out_dir, run_extraction, settings_for
-    from emocli.pipeline.core import Options
+    from emocli.pipeline.options import Options
 
     # the uninterrupted run, in this process (what `emo extract` does, without another interpreter's start-up)
     ref = tmp_path / "ref"

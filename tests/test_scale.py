@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import EXAMPLES
 from emocli.cli.app import app
-from emocli.pipeline.core import Options
+from emocli.pipeline.options import Options
 
 runner = CliRunner()
 CLIPS = ["ANG", "HAP", "SAD"]

@@ -242,7 +242,8 @@ def test_speaker_model_of_other_features_is_refused(speaker_bundle, tmp_path):
     from emocli.bundle import write_manifest
     from emocli.errors import ModelError
     from emocli.labels import LABELS
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     _, _, out = speaker_bundle
     bad = tmp_path / "bundle"
@@ -253,7 +254,7 @@ def test_speaker_model_of_other_features_is_refused(speaker_bundle, tmp_path):
     write_manifest(bad, labels=list(LABELS))
     pipe = Pipeline(bad, Options())
     with pytest.raises(ModelError, match="other voice features"):
-        pipe.speaker_model
+        pipe.voice.speaker_model
 
 
 # -- running statistics: --window segments and live streams (predict --adapt) ------------------

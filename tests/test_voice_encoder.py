@@ -247,9 +247,10 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
     p = score_audio(tone(300.0, 0.5))
     assert p.shape == (2,) and abs(p.sum() - 1) < 1e-9
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
 
     # emo predict scores such a bundle from the same features training used
+    from emocli.pipeline.options import Options
     wav = corpus / "08a01Wa.wav"
     from emocli.media.ffmpeg import load_audio
 
@@ -265,10 +266,11 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
 
 
 def test_the_shipped_speech_encoder_model_scores_clips_and_segments(example_clip):
-    from emocli.pipeline.core import Options, Pipeline
+    from emocli.pipeline.core import Pipeline
+    from emocli.pipeline.options import Options
 
     pipe = Pipeline(options=Options(use_face=False, window=1.0))
-    assert pipe.voice_settings["feature_set"] in ("whisper", "whisper+rich")
+    assert pipe.voice.settings["feature_set"] in ("whisper", "whisper+rich")
     res = pipe.run(example_clip)
     assert res.status == "ok" and res.modalities == ["voice"]
     assert sum(res.voice_scores.values()) == pytest.approx(1.0, abs=1e-4)

@@ -269,7 +269,7 @@ def _pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str"
                       tta: "TTA | str", face_experts: str, pooling: "Pooling | str",
                       modality: "Modality | str" = Modality.both, **more):
     """The pipeline's Options from the scoring options (``_SCORING``), the modality and ``more`` (the others)."""
-    from emocli.pipeline.core import Options
+    from emocli.pipeline.options import Options
 
     modality = Modality(modality)
     return Options(fps=fps or None, batch_size=batch_size, detector=Detector(detector).value, detect=detect,
@@ -724,11 +724,11 @@ def predict(
         # with Ray the workers load the face network; here only check the bundle
         pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
         adapting = "--speaker-of" if rule is not None else "--adapt" if adapt else None
-        if adapting and not pipe.has_speaker_model:
+        if adapting and not (pipe.has_voice and pipe.voice.has_speaker_model):
             raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
                        "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
         if adapting:
-            pipe.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
+            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
     except EmoError as exc:
         raise fail(str(exc)) from None
     out_console = None
@@ -1075,10 +1075,10 @@ def evaluate(
         opts = _pipeline_options(**scoring, modality=modality)
         pipe = Pipeline(model, opts)
         if speaker_norm:
-            if not pipe.has_speaker_model:
+            if not (pipe.has_voice and pipe.voice.has_speaker_model):
                 raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-norm; "
                            "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
-            pipe.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
+            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
             if not any(it.speaker for it in items):
                 raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
                            "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "

@@ -318,6 +318,13 @@ class _FFmpegRun:
             self.err.close()
 
 
+def media_seconds(info, max_seconds: float | None = None) -> float | None:
+    """Seconds of an input that are analysed: its duration, at most ``max_seconds`` (None when unknown)."""
+    if info.duration is None:
+        return max_seconds
+    return info.duration if max_seconds is None else min(info.duration, max_seconds)
+
+
 def check_frame_size(info: MediaInfo) -> None:
     """Refuse frames over :data:`MAX_PIXELS` from the header's size, before anything is decoded.
 

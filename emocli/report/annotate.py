@@ -162,7 +162,7 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
     """
     from emocli.files import atomic_path
     from emocli.media.ffmpeg import VideoWriter, frame_rate, iter_frames, probe
-    from emocli.pipeline.core import media_seconds
+    from emocli.media.ffmpeg import media_seconds
 
     source, target = Path(source), Path(target)
     info = probe(source)

@@ -47,7 +47,7 @@ class Evaluation:
             s = scores.get(m)
             rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
-                from emocli.pipeline.core import REJECTED_NOTES  # the notes the pipeline writes when it leaves one out
+                from emocli.pipeline.options import REJECTED_NOTES  # the notes the pipeline writes when it leaves one out
 
                 self.missing[m] += 1
                 self.rejected[m] += any(n.startswith(REJECTED_NOTES.get(m, ())) for n in notes)
@@ -276,7 +276,7 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
             except MediaError as exc:
                 ev.add_failed(it.label, file=str(it.path), error=str(exc))
         if crops:
-            scores = normalize(align(pipeline.score_face_crops(crops), fm.labels, ev.labels))
+            scores = normalize(align(pipeline.face.score_crops(crops), fm.labels, ev.labels))
             for it, s in zip(part, scores):
                 d = dict(zip(ev.labels, s))
                 ev.add(it.label, {"face": d, "voice": None, "fused": d}, file=str(it.path),

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from emocli.media.ffmpeg import LiveSource
-from emocli.pipeline.core import Options, Pipeline, Result
+from emocli.pipeline.core import Pipeline
+from emocli.pipeline.options import Options, Result
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -167,7 +168,7 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
         def start_pool():
             # started at the first file: a run of live streams alone never spawns workers
             nonlocal pool, spool
-            # the workers' face spool (pipeline.FaceChunks): removed when the pool is done, interrupted or not
+            # the workers' face spool (emocli.pipeline.faces.FaceChunks): removed when the pool is done, interrupted or not
             spool = stack.enter_context(tempfile.TemporaryDirectory(prefix="emo-faces-"))
             pool = stack.enter_context(process_pool(workers, bundle=pipe.bundle, options=pipe.options,
                                                     role="prepare"))

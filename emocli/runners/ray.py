@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from emocli.errors import EmoError
-from emocli.pipeline.core import Options, Result
+from emocli.pipeline.options import Options, Result
 
 QUEUE_PER_ACTOR = 2  # calls queued on one actor: the next clip is already there when one finishes
 WINDOW_PER_ACTOR = 4  # inputs in flight (running, queued or finished but not yet yielded) per actor

@@ -1,0 +1,239 @@
+"""The voice stage: a clip's or a window's audio gated for speech, turned into the voice model's
+features (pyAudioAnalysis statistics, the speech-encoder vector) and scored, with speaker adaptation.
+
+:meth:`VoiceStage.decode` and :meth:`VoiceStage.read` run no classifier (bulk workers call them);
+the SVM scores what they return.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emocli.errors import MediaError, ModelError, NoAudioError
+from emocli.fusion import align, normalize_present
+from emocli.media.ffmpeg import load_audio
+from emocli.pipeline.options import VAD_NOTE, Options, Result, short_message
+from emocli.voice import speaker
+from emocli.voice.activity import CHUNK, SAMPLE_RATE as VAD_RATE, VAD_FILE, SileroVAD, at_level, gate_reason, has_speech
+from emocli.voice.encoder import embed, shipped_encoder
+from emocli.voice.features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, clip_vector, frame_statistics,
+                                   loudest_window_dbfs, short_term_features, window_features, window_levels_dbfs)
+from emocli.voice.model import VoiceModel
+
+
+@dataclass
+class VoiceInput:
+    """A clip's voice, ready to score: window features and, for speech-encoder models, embeddings."""
+
+    frames: np.ndarray  # (34 or 36, m) per-window features (34 short-term [+ pitch + voicing])
+    embedding: np.ndarray | None = None  # (768,) the whole clip's speech-encoder vector
+    window_embeddings: list[np.ndarray | None] | None = None  # one per --window segment, in order
+    speech: np.ndarray | None = None  # (ceil(n / 512),) speech probability per 32 ms chunk; None without a VAD
+
+    def segment_has_speech(self, start: float, end: float, sr: int) -> bool:
+        """Whether the voice-activity gate passes the audio in [start, end) s (True without a VAD)."""
+        if self.speech is None:
+            return True
+        return has_speech(self.speech[int(start * sr) // CHUNK:-(-int(round(end * sr)) // CHUNK)])
+
+    def segment_embedding(self, start: float, window: float) -> np.ndarray | None:
+        """The speech-encoder vector of the segment starting at ``start`` s (None if it has none)."""
+        if self.window_embeddings is None:
+            return None
+        k = int(round(start / window))
+        return self.window_embeddings[k] if k < len(self.window_embeddings) else None
+
+
+class VoiceStage:
+    """The voice half of a pipeline: the bundle's voice model, its settings and speech gate, and the
+    speaker-normalised model when the bundle has one.
+
+    ``labels`` is the fusion's label order, the one every voice score leaves this stage in
+    (:meth:`to_fusion`).
+    """
+
+    def __init__(self, bundle: Path, files, options: Options, *, labels):
+        self.bundle, self.files, self.options, self.labels = bundle, files, options, list(labels)
+        self.model = VoiceModel.load(bundle, runtime=True)
+        self.settings = dict(self.model.settings_)  # VoiceModel.load checked every setting
+        self.sample_rate = int(self.settings["sample_rate"])
+        self._speaker_model = None
+        self.vad = None  # the bundle's voice-activity model (voice/activity.py); without it, the level gate only
+        if VAD_FILE in files and self.sample_rate == VAD_RATE:
+            self.vad = SileroVAD.load(bundle / VAD_FILE)
+
+    def decode(self, info, notes: list[str], *, audio: np.ndarray | None = None) -> "VoiceInput | None":
+        """Decode the audio (unless ``audio`` holds it already): window features (and, for speech-encoder
+        models, embeddings); None (with a note) if unusable.
+
+        Speech-encoder embeddings are computed here, while the audio is in memory: one for the
+        clip and, with ``--window``, one per window, so the audio is never kept.
+        """
+        sr = int(self.settings["sample_rate"])
+        try:
+            if audio is None:
+                audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
+            if info.audio_streams > 1:
+                notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+            return self.read(audio, notes, windows=True)
+        except NoAudioError as exc:
+            notes.append(f"voice unusable ({short_message(exc, info.path)})")
+        except MediaError as exc:
+            notes.append(f"audio undecodable ({short_message(exc, info.path)})")
+        return None
+
+    def read(self, audio: np.ndarray, notes: list[str], *, windows: bool,
+                     speech: np.ndarray | None = None) -> "VoiceInput | None":
+        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent
+        or, with the bundle's voice-activity model, holds too little speech (music, noise).
+
+        ``windows``: also one speech-encoder vector per ``--window`` segment. ``speech``: the
+        audio's speech probabilities when the caller ran the VAD (a stream carries its state).
+
+        Raises
+        ------
+        NoAudioError
+            If the audio is shorter than one analysis window.
+        """
+        st = self.settings
+        sr = int(st["sample_rate"])
+        audio = finite_audio(audio, notes)
+        if audio is None:
+            return None
+        if self.vad is not None:  # the gate: a level floor relative to the clip, and the VAD at one level
+
+            levels = window_levels_dbfs(audio, sr)
+            if speech is None:
+                speech, _ = self.vad.probabilities(at_level(audio, levels, sr=sr))
+            why = gate_reason(speech, levels)
+            if why is not None:
+                notes.append(f"{VAD_NOTE} {why}): voice not used")
+                return None
+        elif len(audio) >= int(float(st["window_s"]) * sr) and loudest_window_dbfs(audio, sr) < SILENCE_DBFS:
+            notes.append(f"no speech detected (the audio never rises above {SILENCE_DBFS:.0f} dBFS): "
+                         "voice not used")
+            return None
+        # sets without pitch statistics need only the 34 short-term features: skip the pitch track
+        features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
+        frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
+        vin = VoiceInput(frames, speech=speech)
+        if st["feature_set"] in ENCODER_SETS:
+            enc = shipped_encoder()
+            vin.embedding = embed(audio, sr, enc)
+            if windows and self.options.window:
+                n = int(float(self.options.window) * sr)
+                vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
+                                         else None for k in range(0, len(audio), n)]
+        return vin
+
+    def clip_scores(self, frames: np.ndarray, res: Result | None = None, *, embedding: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(voice model probabilities, the 68 thesis statistics) for window frames (34+, m).
+
+        ``embedding``: the speech-encoder vector of the same audio, for encoder feature sets.
+        """
+        feats, stats68 = self.vector(frames, embedding)
+        if res is not None:
+            res.voice_vector = feats
+            if self.options.keep_frames:
+                res.voice_features = feats
+        return self.model.predict_proba(feats[None])[0], stats68
+
+    def vector(self, frames: np.ndarray, embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(the voice model's feature vector, the 68 thesis statistics) of window frames (34+, m)."""
+        feats = clip_vector(self.settings["feature_set"], frames=frames, embedding=embedding)
+        return feats, frame_statistics(frames, feature_set="thesis68")  # the 68: feature-level fusion input
+
+    def window_scores(self, frames: np.ndarray, embedding: np.ndarray | None, adapter: "StreamAdapter | None",
+                      seconds: float) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A window's (voice probabilities, 68 statistics, adapted): with an ``adapter``, the window joins
+        the stream's running statistics and, once they are warm, is scored against them."""
+        feats, stats68 = self.vector(frames, embedding)
+        if adapter is not None:
+            probs = adapter.score(feats, seconds)
+            if probs is not None:
+                return probs, stats68, True
+        return self.model.predict_proba(feats[None])[0], stats68, False
+
+    def stream_adapter(self) -> "StreamAdapter | None":
+        """Running speaker statistics for one stream or clip's windows, when ``options.adapt`` asks for them."""
+        return StreamAdapter(self) if self.options.adapt else None
+
+    @property
+    def speaker_model(self):
+        """The bundle's speaker-normalised voice model (``train-audio --speaker-norm``), or None."""
+        if self._speaker_model is None and self.has_speaker_model:
+            self._speaker_model = VoiceModel.load(self.bundle, runtime=True, name=speaker.MODEL_NAME)
+            if (self._speaker_model.settings_ != self.model.settings_
+                    or self._speaker_model.labels != self.model.labels):
+                raise ModelError(f"{self.bundle}: {speaker.MODEL_NAME}.json was trained on other voice features or labels than "
+                                 "voice.json; retrain the bundle with `emo train-audio --speaker-norm`")
+        return self._speaker_model
+
+    @property
+    def has_speaker_model(self) -> bool:
+        return f"{speaker.MODEL_NAME}.npz" in self.files
+
+    def to_fusion(self, scores: np.ndarray, labels=None) -> np.ndarray:
+        """Voice scores (the voice model's order, or ``labels``) in the fusion's label order; NaN for
+        emotions the model lacks."""
+        return normalize_present(align(scores, self.model.labels if labels is None else labels, self.labels))
+
+
+class StreamAdapter:
+    """Speaker adaptation of one stream's (or clip's) windows, in order: their voice vectors feed
+    :class:`emocli.voice.speaker.RunningStats`; once it is warm, each window is scored with the bundle's
+    speaker-normalised model against it (the window itself included, as a corpus speaker's clips are)."""
+
+    def __init__(self, stage: VoiceStage):
+        self.model = stage.speaker_model if stage.has_speaker_model else None
+        self.stats = speaker.RunningStats(warmup=speaker.WARMUP_SECONDS)
+        self.windows = self.adapted = 0
+
+    def score(self, feats: np.ndarray, seconds: float) -> np.ndarray | None:
+        """Probabilities of the adapted model (voice model's label order), or None before the warm-up."""
+        self.windows += 1
+        if self.model is None:
+            return None
+        self.stats.update(feats, seconds)
+        if not self.stats.ready:
+            return None
+        self.adapted += 1
+        return self.model.predict_proba(self.stats.stats().normalise(feats)[None])[0]
+
+    def report(self, res: Result, *, what: str) -> None:
+        WARMUP_SECONDS = self.stats.warmup  # noqa: N806
+
+        res.adaptation_asked = True
+        if self.model is None:
+            res.notes.append("--adapt: the bundle has no speaker-normalised voice model (emo train-audio "
+                             "--speaker-norm): plain voice model")
+        elif self.adapted:
+            res.notes.append(f"--adapt: {self.adapted} of {self.windows} voiced window(s) scored against the "
+                             f"{what}'s own running voice baseline (after {WARMUP_SECONDS:g} s of voice)")
+            if what == "stream":  # the whole stream's voice is the mean of its windows', adapted ones included
+                res.adaptation = "speaker"
+        else:
+            res.notes.append(f"--adapt: under {WARMUP_SECONDS:g} s of voiced windows, none was adapted")
+
+
+def finite_audio(audio: np.ndarray, notes: list[str]) -> np.ndarray | None:
+    """Audio with its NaN and infinite samples (a damaged float WAV) filled in from their finite
+    neighbours, with a note; None (and a note) when fewer than half the samples are finite."""
+    audio = np.asarray(audio)
+    bad = ~np.isfinite(audio)
+    n = int(bad.sum())
+    if n == 0:
+        return audio
+    if n > len(audio) // 2:
+        notes.append(f"voice unusable ({n} of {len(audio)} audio samples are NaN or infinite: a damaged file)")
+        return None
+    idx = np.arange(len(audio))
+    fixed = audio.astype(np.float32, copy=True)
+    fixed[bad] = np.interp(idx[bad], idx[~bad], fixed[~bad])
+    notes.append(f"{n} of {len(audio)} audio samples were NaN or infinite (a damaged file): filled in from their "
+                 "neighbours")
+    return fixed

@@ -143,12 +143,15 @@ def test_window_emits_segments_then_the_clip(tiny_bundle, tmp_path):
     assert r.exit_code == 0, r.output
     out = lines(r.stdout)
     segs, clip = [o["segment"] for o in out[:-1]], out[-1]
-    assert clip["status"] == "ok" and len(segs) == 3
-    assert [s["start"] for s in segs] == [0.0, 2.0, 4.0]
+    # 6 s of audio and 31 frames at 5 fps: three windows, then the last frame's 0.2 s, as a stream of the
+    # same file closes them
+    assert clip["status"] == "ok" and len(segs) == 4
+    assert [s["start"] for s in segs] == [0.0, 2.0, 4.0, 6.0] and segs[-1]["end"] == pytest.approx(6.2)
     for s in segs:
         assert s["end"] > s["start"] and s["label"] in LABELS
         assert sum(s["scores"].values()) == pytest.approx(1.0, abs=1e-5)
-        assert s["face_scores"] is not None and s["voice_scores"] is not None
+        assert s["face_scores"] is not None and (s["voice_scores"] is not None) == (s is not segs[-1])
+    assert segs[-1]["notes"] == ["no audio: face alone"]
     assert sum(s["frames_used"] for s in segs) == clip["frames_used"]
 
 

@@ -230,11 +230,38 @@ def test_prepared_faces_wait_in_the_spool_and_score_the_same(tiny_bundle, exampl
     assert pipe.complete(prep).status == "error" and not any(tmp_path.iterdir())
 
 
-def test_segment_bounds():
-    from emocli.pipeline.windows import segment_bounds
+def test_window_edges_close_as_a_stream_does():
+    """Windows of a clip end where a stream's would: the last one where the media ends, without merging
+    a short last window into the one before (a stream cannot look ahead)."""
+    from emocli.pipeline.windows import window_edges
 
-    assert segment_bounds(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0 + 1e-6)]
-    # a sliver under min(1 s, window / 2) at the end joins the last segment
-    assert segment_bounds(4.3, 2.0) == [(0.0, 2.0), (2.0, 4.3 + 1e-6)]
-    assert segment_bounds(0.5, 2.0) == [(0.0, 0.5 + 1e-6)]
-    assert segment_bounds(0.0, 2.0) == [(0.0, 1e-6)]
+    assert window_edges(5.0, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 5.0)]
+    assert window_edges(4.0, 2.0) == [(0.0, 2.0), (2.0, 4.0)]
+    assert window_edges(4.3, 2.0) == [(0.0, 2.0), (2.0, 4.0), (4.0, 4.3)]
+    assert window_edges(0.5, 2.0) == [(0.0, 0.5)]
+    assert window_edges(1e-6, 2.0) == [(0.0, 1e-6)]  # a still image: one window with its face
+    assert window_edges(0.0, 2.0) == []
+
+
+def test_a_file_and_the_same_bytes_as_a_stream_give_the_same_result(tiny_bundle, tmp_path):
+    """One window closer: a 20-s clip's voice is the mean of its 10-s blocks whether it is read as a
+    file or as a stream, and its --window segments are the same."""
+    from conftest import EXAMPLES, ffmpeg
+
+    from emocli.media.ffmpeg import LiveSource
+
+    clip = tmp_path / "loop.avi"
+    ffmpeg("-stream_loop", "9", "-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-c", "copy", str(clip))
+    pipe = Pipeline(tiny_bundle, Options(window=3.0))
+    as_file = pipe.run(clip)
+    segments = []
+    with clip.open("rb") as fh:
+        as_stream = pipe.run_stream(LiveSource("<stdin>", stream=fh), on_segment=segments.append)
+    assert as_file.status == as_stream.status == "ok", (as_file.error, as_stream.error)
+    assert as_file.label == as_stream.label
+    for key in ("scores", "face_scores", "voice_scores"):
+        assert getattr(as_file, key) == pytest.approx(getattr(as_stream, key), abs=1e-5)
+    voice_notes = [[n for n in r.notes if n.startswith("voice:")] for r in (as_file, as_stream)]
+    assert voice_notes[0] == voice_notes[1] == ["voice: the mean of 2 10-s blocks' voice scores"]
+    assert [(s["start"], s["end"], s["label"], s["frames_used"]) for s in as_file.segments] == [
+        (s["start"], s["end"], s["label"], s["frames_used"]) for s in segments]

@@ -25,8 +25,8 @@ from emocli.media.ffmpeg import (SAMPLE_RATE, LiveDecode, MediaInfo, media_secon
                                  probe_live, spool_unseekable)
 from emocli.pipeline.faces import FaceAccumulator, FaceChunks, FaceStage, box_array
 from emocli.pipeline.options import STREAM_BLOCK, Options, Progress, Result, fail, scores_dict, zero_nan
-from emocli.pipeline.voice import VoiceInput, VoiceStage
-from emocli.pipeline.windows import LiveWindows, file_segments
+from emocli.pipeline.voice import VoiceBlock, VoiceInput, VoiceStage
+from emocli.pipeline.windows import EDGE, Closer, Timeline, window_edges
 
 
 @dataclass
@@ -40,7 +40,7 @@ class Prepared:
     display: str
     info: Any = None
     faces: FaceChunks | None = None  # the faces found, chunk by chunk
-    voice_frames: "VoiceInput | None" = None  # window features (and speech-encoder embeddings)
+    voice: VoiceInput | None = None  # the voice's blocks and windows, read (see voice.py)
     frames_seen: int = 0
     notes: list[str] = field(default_factory=list)
     error: str | None = None
@@ -140,9 +140,14 @@ class Pipeline:
             raise NoFaceError(f"{source.name}: nothing to score ({'; '.join(res.notes)}); check that the stream "
                               "carries video or audio the model bundle can score")
         sr = self.voice.sample_rate if self.has_voice else SAMPLE_RATE
-        live = LiveWindows(self, res, block=float(opt.window or STREAM_BLOCK), sr=sr, video=use_video,
-                            audio=use_audio, on_segment=on_segment if opt.window else None,
-                            on_frame=on_frame if opt.frames else None)
+        acc = self.face.accumulator(res)
+        windows = Closer(self, res, length=float(opt.window or STREAM_BLOCK), acc=acc if use_video else None,
+                         on_segment=on_segment if opt.window else None, on_frame=on_frame if opt.frames else None)
+        timelines = [Timeline(windows, sr=sr, video=use_video, audio=use_audio)]
+        blocks = windows  # the closer whose blocks make the stream's voice
+        if opt.window and use_audio:
+            blocks = Closer(self, res, length=STREAM_BLOCK)
+            timelines.append(Timeline(blocks, sr=sr, video=False, audio=True))
         tracker, linker = FaceTracker(min_face=opt.min_face), FaceLinker()
         dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
                          max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
@@ -154,31 +159,33 @@ class Pipeline:
                     _, crops, boxes, tracks, main = self.face.find([frame], tracker, linker)
                     if crops:
                         aligned, mask = self.face.aligned([frame] * len(crops), boxes, crops)
-                        live.acc.add(np.full(len(crops), item.time), prepare_faces(crops, self.face.pre), aligned,
-                                     mask, boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
-                                     tracks=tracks, main=main)
-                    live.video_time = item.time + dec.step
-                elif item.kind == "audio":
-                    live.add_audio(item.audio)
-                else:
-                    live.ended(item.what)
-                live.close_ready()
+                        acc.add(np.full(len(crops), item.time), prepare_faces(crops, self.face.pre), aligned, mask,
+                                boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
+                                tracks=tracks, main=main)
+                    timelines[0].video_time = item.time + dec.step
+                for line in timelines:
+                    if item.kind == "audio":
+                        line.add_audio(item.audio)
+                    elif item.kind != "video":
+                        line.ended(item.what)
+                    line.close_ready()
         dec.check(produced=res.frames_seen > 0 or dec.samples > 0)
-        live.close_all()
-        res.duration = round(live.covered, 3)
+        for line in timelines:
+            line.close_all()
+        covered = timelines[0].covered
+        res.duration = round(covered, 3)
         if stop is not None and stop.is_set():
-            res.notes.append(f"interrupted after {live.covered:.1f} s of the stream: the result covers what arrived")
+            res.notes.append(f"interrupted after {covered:.1f} s of the stream: the result covers what arrived")
         if dec.stalled or dec.watchdog_fired:
             res.notes.append(f"the stream stalled (nothing arrived for {dec.stall_timeout:.0f} s): scored what "
                              "arrived before")
         if use_video:
             self.face.frame_notes(res, res.frames_used)  # one main face per frame at most
             self.face.other_faces_note(linker, res)
-        face, voice, stats68 = live.totals()
-        res.notes.extend(live.stream_notes())
-        if live.adapter is not None:
-            live.adapter.report(res, what="stream")
-        self._fuse(source.name, res, live.acc, face, voice, stats68, has_video=info.has_video, still=False)
+        if opt.window and windows.adapter is not None:
+            windows.adapter.report(res, what="segments")
+        voice, stats68 = self._clip_voice(res, blocks, what="stream") if use_audio else (None, None)
+        self._fuse(source.name, res, acc, windows.face_total(), voice, stats68, has_video=info.has_video, still=False)
 
     def prepare(self, path: Path | str, *, display_name: str | None = None, spool: Path | None = None) -> Prepared:
         """Stage 1 (worker-safe): decode, find faces, make network inputs, voice frames.
@@ -191,7 +198,7 @@ class Pipeline:
         try:
             prep.info, audio = self._probe(prep.path)
             prep.faces = FaceChunks(spool)
-            prep.voice_frames = self._decode(prep.info, prep, prep.faces.add, audio=audio)
+            prep.voice = self._decode(prep.info, prep, prep.faces.add, audio=audio)
         except EmoError as exc:
             prep.error, prep.error_type = str(exc), type(exc).__name__
         prep.seconds = time.perf_counter() - t0
@@ -213,7 +220,7 @@ class Pipeline:
                         part = {k: None if v is None else v[i:i + b] for k, v in c.items()}
                         acc.add(part["times"], part["inputs"], part["aligned"], part["mask"],
                                 boxes=part["boxes"], tracks=part["tracks"], main=part["main"])
-                self._finish(prep.path, prep.info, res, acc, prep.voice_frames)
+                self._finish(prep.path, prep.info, res, acc, prep.voice)
         except EmoError as exc:
             fail(res, exc)
         finally:
@@ -261,12 +268,14 @@ class Pipeline:
             progress("voice", total or 0.0, total)
         return voice_frames
 
-    def _finish(self, path: Path, info, res: Result, acc: "FaceAccumulator", voice_frames) -> None:
-        """Turn per-frame face scores and voice frames into the clip's result (and segments)."""
-        face = acc.clip_scores()
+    def _finish(self, path: Path, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> None:
+        """Turn per-frame face scores and the voice's blocks into the clip's result (and segments)."""
         voice = stats68 = None
-        if voice_frames is not None:
-            voice, stats68 = self.voice.clip_scores(voice_frames.frames, res, embedding=voice_frames.embedding)
+        if vin is not None:
+            blocks = Closer(self, res, length=STREAM_BLOCK)
+            for k, block in enumerate(vin.blocks):
+                blocks.close(k * STREAM_BLOCK, (k + 1) * STREAM_BLOCK, block, last=k == len(vin.blocks) - 1)
+            voice, stats68 = self._clip_voice(res, blocks, what="clip")
         if info.has_video and not self.has_face:
             res.notes.append("face model not loaded")
         if not info.is_image:
@@ -274,25 +283,46 @@ class Pipeline:
                 res.notes.append("no audio track")
             elif not self.has_voice:
                 res.notes.append("voice model not loaded")
-        self._fuse(path, res, acc, face, voice, stats68, has_video=info.has_video, still=info.is_image)
+        self._fuse(path, res, acc, acc.clip_scores(), voice, stats68, has_video=info.has_video, still=info.is_image)
         if self.options.keep_frames:
             acc.keep(res)
-            if voice_frames is not None:
-                res.voice_stats68 = stats68
+            res.voice_stats68 = stats68
         if self.options.frames:
             res.frames = acc.take_frames()
-        if self.options.adapt and not self.options.window:
-            res.adaptation_asked = True
-            res.notes.append("--adapt adapts --window segments and live streams; this file's voice is scored as a "
-                             "whole with the plain model (bulk runs: --speaker-of)")
         if self.options.window:
-            adapter = self.voice.stream_adapter() if self.has_voice else None
-            times = np.concatenate(acc.times) if acc.times else np.zeros(0)
-            scores = np.concatenate(acc.scores) if acc.scores else np.zeros((0, len(self.fusion.labels)))
-            res.segments, notes = file_segments(self, times, scores, voice_frames, info.duration, adapter=adapter)
-            res.notes.extend(notes)
-            if adapter is not None:
-                adapter.report(res, what="segments")
+            res.segments = self._file_segments(info, res, acc, vin)
+
+    def _clip_voice(self, res: Result, blocks: Closer, *, what: str) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The clip's (or stream's) voice from the blocks ``blocks`` closed: (probabilities in the voice
+        model's order, 68 statistics), with the notes that say how it was made."""
+        voice, feats, stats68 = blocks.voice_total()
+        res.notes.extend(blocks.voice_notes())
+        res.voice_vector = feats
+        if self.options.keep_frames:
+            res.voice_features = feats
+        if blocks.adapter is not None:
+            blocks.adapter.report(res, what=what)
+        return voice, stats68
+
+    def _file_segments(self, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> list[dict]:
+        """A file's ``--window`` segments, closed as a stream's are (see windows.py)."""
+        length = float(self.options.window)
+        segments: list[dict] = []
+        faces = acc if info.has_video and self.has_face else None
+        closer = Closer(self, res, length=length, acc=faces, on_segment=segments.append)
+        # as far as a stream of the same file reaches: its last frame's step, or its audio's end
+        video = res.frames_seen / (self.options.fps or info.fps or 25.0) if not info.is_image else 0.0
+        last_face = max((float(t[-1]) + EDGE for t in acc.times if len(t)), default=0.0)
+        audio = sum(b.seconds for b in vin.blocks) if vin is not None else 0.0
+        edges = window_edges(max(video, audio, last_face), length)
+        for k, (start, end) in enumerate(edges):
+            block = None
+            if vin is not None:
+                block = vin.windows[k] if k < len(vin.windows) else VoiceBlock(0.0, missing="no audio")
+            closer.close(start, end, block, last=k == len(edges) - 1)
+        if closer.adapter is not None:
+            closer.adapter.report(res, what="segments")
+        return segments
 
     def _fuse(self, path, res: Result, acc: "FaceAccumulator", face, voice, stats68, *, has_video: bool,
               still: bool) -> None:

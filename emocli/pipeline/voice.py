@@ -7,7 +7,7 @@ the SVM scores what they return.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +15,9 @@ import numpy as np
 from emocli.errors import MediaError, ModelError, NoAudioError
 from emocli.fusion import align, normalize_present
 from emocli.media.ffmpeg import load_audio
-from emocli.pipeline.options import VAD_NOTE, Options, Result, short_message
+from emocli.pipeline.options import STREAM_BLOCK, VAD_NOTE, Options, Result, short_message
 from emocli.voice import speaker
-from emocli.voice.activity import CHUNK, SAMPLE_RATE as VAD_RATE, VAD_FILE, SileroVAD, at_level, gate_reason, has_speech
+from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, SileroVAD, at_level, gate_reason
 from emocli.voice.encoder import embed, shipped_encoder
 from emocli.voice.features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, clip_vector, frame_statistics,
                                    loudest_window_dbfs, short_term_features, window_features, window_levels_dbfs)
@@ -25,26 +25,67 @@ from emocli.voice.model import VoiceModel
 
 
 @dataclass
+class VoiceBlock:
+    """One stretch of a clip's or a stream's audio (a block of the clip's voice or a ``--window``
+    segment), read as a stream reads it: its window features and speech-encoder vector, or why
+    there are none."""
+
+    seconds: float  # its length: the weight of its scores in the clip's
+    frames: np.ndarray | None = None  # (34 or 36, m) per-window features (34 short-term [+ pitch + voicing])
+    embedding: np.ndarray | None = None  # (768,) its speech-encoder vector (encoder feature sets)
+    missing: str | None = None  # why frames is None: "no audio", "no speech" or "no speech (voice activity)"
+    notes: list[str] = field(default_factory=list)  # what reading it found (a clip of one block reports them)
+
+
+@dataclass
 class VoiceInput:
-    """A clip's voice, ready to score: window features and, for speech-encoder models, embeddings."""
+    """A clip's voice, cut as a stream's is: its :data:`STREAM_BLOCK`-second blocks (the clip's voice
+    is their mean, weighted by length) and, with ``--window``, its segments."""
 
-    frames: np.ndarray  # (34 or 36, m) per-window features (34 short-term [+ pitch + voicing])
-    embedding: np.ndarray | None = None  # (768,) the whole clip's speech-encoder vector
-    window_embeddings: list[np.ndarray | None] | None = None  # one per --window segment, in order
-    speech: np.ndarray | None = None  # (ceil(n / 512),) speech probability per 32 ms chunk; None without a VAD
+    blocks: list[VoiceBlock]
+    windows: list[VoiceBlock] | None = None
 
-    def segment_has_speech(self, start: float, end: float, sr: int) -> bool:
-        """Whether the voice-activity gate passes the audio in [start, end) s (True without a VAD)."""
-        if self.speech is None:
-            return True
-        return has_speech(self.speech[int(start * sr) // CHUNK:-(-int(round(end * sr)) // CHUNK)])
 
-    def segment_embedding(self, start: float, window: float) -> np.ndarray | None:
-        """The speech-encoder vector of the segment starting at ``start`` s (None if it has none)."""
-        if self.window_embeddings is None:
-            return None
-        k = int(round(start / window))
-        return self.window_embeddings[k] if k < len(self.window_embeddings) else None
+class BlockReader:
+    """Reads the consecutive stretches of one audio stream into :class:`VoiceBlock` s, the speech
+    gate's state carried from each to the next. Files and streams are cut and read alike, so the
+    same audio gives the same blocks either way."""
+
+    def __init__(self, stage: "VoiceStage"):
+        self.stage, self.vad_state = stage, None
+
+    def read(self, audio: np.ndarray) -> VoiceBlock:
+        stage, sr = self.stage, self.stage.sample_rate
+        block = VoiceBlock(seconds=len(audio) / sr)
+        if len(audio) < sr // 10:  # a tenth of a second at least
+            block.missing = "no audio"
+            block.notes.append(f"voice unusable (audio too short: {len(audio)} samples, under 0.1 s)")
+            return block
+        audio = finite_audio(audio, block.notes)
+        if audio is None:
+            block.missing = "no speech"
+            return block
+        speech = None
+        if stage.vad is not None:
+            speech, self.vad_state = stage.vad.probabilities(at_level(audio, sr=sr), state=self.vad_state)
+        try:
+            read = stage.features(audio, block.notes, speech=speech)
+        except NoAudioError as exc:
+            block.notes.append(f"voice unusable ({exc})")
+            read = None
+        if read is None:
+            vad = any(n.startswith(VAD_NOTE) for n in block.notes)
+            block.missing = "no speech (voice activity)" if vad else "no speech"
+        else:
+            block.frames, block.embedding = read
+        return block
+
+
+def cut(audio: np.ndarray, seconds: float, sr: int) -> list[np.ndarray]:
+    """``audio`` in consecutive pieces of ``seconds`` (the last as long as the audio goes), cut at the
+    samples a stream's windows are (round(k * seconds * sr))."""
+    edges = [round(k * seconds * sr) for k in range(int(np.ceil(len(audio) / (seconds * sr))) + 1)]
+    return [audio[a:b] for a, b in zip(edges[:-1], edges[1:]) if b > a] or [audio[:0]]
 
 
 class VoiceStage:
@@ -65,33 +106,41 @@ class VoiceStage:
         if VAD_FILE in files and self.sample_rate == VAD_RATE:
             self.vad = SileroVAD.load(bundle / VAD_FILE)
 
-    def decode(self, info, notes: list[str], *, audio: np.ndarray | None = None) -> "VoiceInput | None":
-        """Decode the audio (unless ``audio`` holds it already): window features (and, for speech-encoder
-        models, embeddings); None (with a note) if unusable.
-
-        Speech-encoder embeddings are computed here, while the audio is in memory: one for the
-        clip and, with ``--window``, one per window, so the audio is never kept.
-        """
-        sr = int(self.settings["sample_rate"])
+    def decode(self, info, notes: list[str], *, audio: np.ndarray | None = None) -> VoiceInput | None:
+        """Decode the audio (unless ``audio`` holds it already) and read it (:meth:`read`); None, with a
+        note, when it cannot be decoded."""
         try:
             if audio is None:
-                audio = load_audio(info.path, sr=sr, info=info, max_seconds=self.options.max_seconds)
-            if info.audio_streams > 1:
-                notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
-            return self.read(audio, notes, windows=True)
+                audio = load_audio(info.path, sr=self.sample_rate, info=info, max_seconds=self.options.max_seconds)
         except NoAudioError as exc:
             notes.append(f"voice unusable ({short_message(exc, info.path)})")
+            return None
         except MediaError as exc:
             notes.append(f"audio undecodable ({short_message(exc, info.path)})")
-        return None
+            return None
+        if info.audio_streams > 1:
+            notes.append(f"voice from audio stream {info.audio_stream + 1} of {info.audio_streams}")
+        return self.read(audio)
 
-    def read(self, audio: np.ndarray, notes: list[str], *, windows: bool,
-                     speech: np.ndarray | None = None) -> "VoiceInput | None":
-        """Window features (and embeddings) of decoded audio; None, with a note, when it is silent
-        or, with the bundle's voice-activity model, holds too little speech (music, noise).
+    def read(self, audio: np.ndarray) -> VoiceInput:
+        """A clip's decoded audio cut into blocks (and ``--window`` segments) and each read as a stream's
+        is (see :class:`BlockReader`); the features and speech-encoder vectors are made here, while
+        the audio is in memory, so it is never kept."""
+        sr = self.sample_rate
+        reader = BlockReader(self)
+        vin = VoiceInput([reader.read(x) for x in cut(audio, STREAM_BLOCK, sr)])
+        if self.options.window:
+            reader = BlockReader(self)
+            vin.windows = [reader.read(x) for x in cut(audio, float(self.options.window), sr)]
+        return vin
 
-        ``windows``: also one speech-encoder vector per ``--window`` segment. ``speech``: the
-        audio's speech probabilities when the caller ran the VAD (a stream carries its state).
+    def features(self, audio: np.ndarray, notes: list[str], *,
+                 speech: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """(window features, speech-encoder vector or None) of decoded audio; None, with a note, when it
+        is silent or, with the bundle's voice-activity model, holds too little speech (music, noise).
+
+        ``speech``: the audio's speech probabilities when the caller ran the VAD (a reader carries
+        its state from block to block).
 
         Raises
         ------
@@ -99,12 +148,11 @@ class VoiceStage:
             If the audio is shorter than one analysis window.
         """
         st = self.settings
-        sr = int(st["sample_rate"])
+        sr = self.sample_rate
         audio = finite_audio(audio, notes)
         if audio is None:
             return None
         if self.vad is not None:  # the gate: a level floor relative to the clip, and the VAD at one level
-
             levels = window_levels_dbfs(audio, sr)
             if speech is None:
                 speech, _ = self.vad.probabilities(at_level(audio, levels, sr=sr))
@@ -119,44 +167,25 @@ class VoiceStage:
         # sets without pitch statistics need only the 34 short-term features: skip the pitch track
         features = window_features if st["feature_set"] in NEEDS_PITCH else short_term_features
         frames = features(audio, sr, window=float(st["window_s"]), step=float(st["step_s"]))
-        vin = VoiceInput(frames, speech=speech)
-        if st["feature_set"] in ENCODER_SETS:
-            enc = shipped_encoder()
-            vin.embedding = embed(audio, sr, enc)
-            if windows and self.options.window:
-                n = int(float(self.options.window) * sr)
-                vin.window_embeddings = [embed(audio[k:k + n], sr, enc) if len(audio[k:k + n]) >= sr // 10
-                                         else None for k in range(0, len(audio), n)]
-        return vin
+        embedding = embed(audio, sr, shipped_encoder()) if st["feature_set"] in ENCODER_SETS else None
+        return frames, embedding
 
-    def clip_scores(self, frames: np.ndarray, res: Result | None = None, *, embedding: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """(voice model probabilities, the 68 thesis statistics) for window frames (34+, m).
-
-        ``embedding``: the speech-encoder vector of the same audio, for encoder feature sets.
-        """
-        feats, stats68 = self.vector(frames, embedding)
-        if res is not None:
-            res.voice_vector = feats
-            if self.options.keep_frames:
-                res.voice_features = feats
-        return self.model.predict_proba(feats[None])[0], stats68
+    def score(self, block: VoiceBlock, adapter: "StreamAdapter | None" = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+        """A block's (voice probabilities in the model's order, voice vector, 68 thesis statistics,
+        adapted): with an ``adapter``, the block joins its running statistics and, once they are warm,
+        is scored against them."""
+        feats, stats68 = self.vector(block.frames, block.embedding)
+        if adapter is not None:
+            probs = adapter.score(feats, block.seconds)
+            if probs is not None:
+                return probs, feats, stats68, True
+        return self.model.predict_proba(feats[None])[0], feats, stats68, False
 
     def vector(self, frames: np.ndarray, embedding: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """(the voice model's feature vector, the 68 thesis statistics) of window frames (34+, m)."""
         feats = clip_vector(self.settings["feature_set"], frames=frames, embedding=embedding)
         return feats, frame_statistics(frames, feature_set="thesis68")  # the 68: feature-level fusion input
-
-    def window_scores(self, frames: np.ndarray, embedding: np.ndarray | None, adapter: "StreamAdapter | None",
-                      seconds: float) -> tuple[np.ndarray, np.ndarray, bool]:
-        """A window's (voice probabilities, 68 statistics, adapted): with an ``adapter``, the window joins
-        the stream's running statistics and, once they are warm, is scored against them."""
-        feats, stats68 = self.vector(frames, embedding)
-        if adapter is not None:
-            probs = adapter.score(feats, seconds)
-            if probs is not None:
-                return probs, stats68, True
-        return self.model.predict_proba(feats[None])[0], stats68, False
 
     def stream_adapter(self) -> "StreamAdapter | None":
         """Running speaker statistics for one stream or clip's windows, when ``options.adapt`` asks for them."""
@@ -214,7 +243,7 @@ class StreamAdapter:
         elif self.adapted:
             res.notes.append(f"--adapt: {self.adapted} of {self.windows} voiced window(s) scored against the "
                              f"{what}'s own running voice baseline (after {WARMUP_SECONDS:g} s of voice)")
-            if what == "stream":  # the whole stream's voice is the mean of its windows', adapted ones included
+            if what in ("stream", "clip"):  # its voice is the mean of its blocks', adapted ones included
                 res.adaptation = "speaker"
         else:
             res.notes.append(f"--adapt: under {WARMUP_SECONDS:g} s of voiced windows, none was adapted")

@@ -23,7 +23,7 @@ from emocli.face.model import prepare_faces
 from emocli.fusion import FusionModel
 from emocli.media.ffmpeg import (SAMPLE_RATE, LiveDecode, MediaInfo, media_seconds, probe, probe_and_load_audio,
                                  probe_live, spool_unseekable)
-from emocli.pipeline.faces import FaceAccumulator, FaceChunks, FaceStage, box_array
+from emocli.pipeline.faces import FaceAccumulator, FaceBatch, FaceChunks, FaceStage, box_array
 from emocli.pipeline.options import STREAM_BLOCK, Options, Progress, Result, fail, scores_dict, zero_nan
 from emocli.pipeline.voice import VoiceBlock, VoiceInput, VoiceStage
 from emocli.pipeline.windows import EDGE, Closer, Timeline, window_edges
@@ -159,9 +159,9 @@ class Pipeline:
                     _, crops, boxes, tracks, main = self.face.find([frame], tracker, linker)
                     if crops:
                         aligned, mask = self.face.aligned([frame] * len(crops), boxes, crops)
-                        acc.add(np.full(len(crops), item.time), prepare_faces(crops, self.face.pre), aligned, mask,
-                                boxes=box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
-                                tracks=tracks, main=main)
+                        acc.add(FaceBatch(np.full(len(crops), item.time), prepare_faces(crops, self.face.pre), aligned,
+                                          mask, box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
+                                          tracks, main))
                     timelines[0].video_time = item.time + dec.step
                 for line in timelines:
                     if item.kind == "audio":
@@ -215,11 +215,9 @@ class Pipeline:
                 res.duration = prep.info.duration
                 acc = self.face.accumulator(res, still=prep.info.is_image)
                 b = self.options.batch_size
-                for c in prep.faces.drain():
-                    for i in range(0, len(c["inputs"]), b):
-                        part = {k: None if v is None else v[i:i + b] for k, v in c.items()}
-                        acc.add(part["times"], part["inputs"], part["aligned"], part["mask"],
-                                boxes=part["boxes"], tracks=part["tracks"], main=part["main"])
+                for batch in prep.faces.drain():
+                    for i in range(0, len(batch), b):
+                        acc.add(batch.select(slice(i, i + b)))
                 self._finish(prep.path, prep.info, res, acc, prep.voice)
         except EmoError as exc:
             fail(res, exc)
@@ -244,29 +242,27 @@ class Pipeline:
         info, audio = self._probe(path)
         res.duration = info.duration
         acc = self.face.accumulator(res, still=info.is_image)
-        voice_frames = self._decode(info, res, lambda t, x, a, m, b, k, mf: acc.add(t, x, a, m, boxes=b, tracks=k,
-                                                                                  main=mf), progress, audio=audio)
-        self._finish(path, info, res, acc, voice_frames)
+        vin = self._decode(info, res, acc.add, progress, audio=audio)
+        self._finish(path, info, res, acc, vin)
 
-    def _decode(self, info, rec, on_faces: Callable[..., None], progress: Progress | None = None, *,
-                audio: np.ndarray | None = None) -> "VoiceInput | None":
-        """Stage 1 of one input, shared by :meth:`run` and :meth:`prepare`: each chunk of faces
-        (see :meth:`_face_chunks`) goes to ``on_faces(times, inputs, aligned, mask, boxes, tracks,
-        main)`` as it is decoded; returns the voice frames (None without a voice to score).
-        ``rec`` (a Result or Prepared) receives ``frames_seen`` and notes; ``audio``: the samples
-        :meth:`_probe` already decoded, if it did."""
+    def _decode(self, info, rec, on_faces: Callable[[FaceBatch], None], progress: Progress | None = None, *,
+                audio: np.ndarray | None = None) -> VoiceInput | None:
+        """Stage 1 of one input, shared by :meth:`run` and :meth:`prepare`: each batch of faces (see
+        :meth:`FaceStage.chunks`) goes to ``on_faces`` as it is decoded; returns the voice, read
+        (None without a voice to score). ``rec`` (a Result or Prepared) receives ``frames_seen`` and
+        notes; ``audio``: the samples :meth:`_probe` already decoded, if it did."""
         if self.has_face and info.has_video:
-            for chunk in self.face.chunks(info, rec, progress):
-                on_faces(*chunk)
+            for batch in self.face.chunks(info, rec, progress):
+                on_faces(batch)
         if not (self.has_voice and info.has_audio and not info.is_image):
             return None
         total = media_seconds(info, self.options.max_seconds)
         if progress is not None:
             progress("voice", 0.0, total)
-        voice_frames = self.voice.decode(info, rec.notes, audio=audio)
+        vin = self.voice.decode(info, rec.notes, audio=audio)
         if progress is not None:
             progress("voice", total or 0.0, total)
-        return voice_frames
+        return vin
 
     def _finish(self, path: Path, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> None:
         """Turn per-frame face scores and the voice's blocks into the clip's result (and segments)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from dataclasses import dataclass, fields
 from typing import Any, Iterator
 
 import numpy as np
@@ -68,44 +69,67 @@ def pool_weights(scores: np.ndarray, *, method: str = "mean", labels=LABELS) -> 
 SPOOL_AFTER_BYTES = 32 * 2**20
 
 
+@dataclass
+class FaceBatch:
+    """Faces found in decoded frames, ready for the networks (n faces; see :meth:`FaceStage.chunks`)."""
+
+    times: np.ndarray  # (n,) seconds of their frames
+    inputs: np.ndarray  # (n, size, size, C) float32 network input
+    aligned: np.ndarray | None = None  # (n, 112, 112, 3) uint8 faces aligned for the rafdb expert, or None
+    mask: np.ndarray | None = None  # (n,) bool: the faces the rafdb expert scores (None with ``aligned``)
+    boxes: np.ndarray | None = None  # (n, 4) float32 x0, y0, x1, y1 in the input's pixels (NaN: no box)
+    tracks: np.ndarray | None = None  # (n,) int track ids with ``--faces all`` (-1: none)
+    main: np.ndarray | None = None  # (n,) bool: each frame's main face, with ``--faces all``
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The fields that hold arrays, by name."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+    def select(self, rows) -> "FaceBatch":
+        """The faces ``rows`` picks (a bool mask or a slice)."""
+        return FaceBatch(**{k: v[rows] for k, v in self.arrays().items()})
+
+    @classmethod
+    def concat(cls, batches: list["FaceBatch"]) -> "FaceBatch":
+        """One batch of several, in order; a field some of them lack is None."""
+        names = [f.name for f in fields(cls)]
+        return cls(**{k: (np.concatenate([getattr(b, k) for b in batches])
+                          if all(getattr(b, k) is not None for b in batches) else None) for k in names})
+
+
 class FaceChunks:
-    """Stage 1's faces of one input, in chunks as they were decoded.
+    """Stage 1's faces of one input, :class:`FaceBatch` by batch as they were decoded.
 
-    Each chunk holds, for its n faces: ``times`` (n,) seconds of their frames; ``inputs`` (n, size,
-    size, C) float32 network input; ``aligned`` (n, 112, 112, 3) uint8 aligned faces for the rafdb
-    expert and ``mask`` (n,) bool, the faces it scores (or both None); ``boxes`` (n, 4) float32 face
-    boxes in the input's pixels (NaN: no box); ``tracks`` (n,) int and ``main`` (n,) bool with
-    ``--faces all`` (else None). Chunks stay in memory up to :data:`SPOOL_AFTER_BYTES`, then go to
-    .npz files in ``spool`` (a folder the caller owns and removes); :meth:`drain` reads each back
-    and deletes it.
+    Batches stay in memory up to :data:`SPOOL_AFTER_BYTES`, then go to .npz files in ``spool`` (a
+    folder the caller owns and removes); :meth:`drain` reads each back and deletes it.
     """
-
-    FIELDS = ("times", "inputs", "aligned", "mask", "boxes", "tracks", "main")
 
     def __init__(self, spool: Path | None = None):
         self.spool, self.chunks, self.nbytes = spool, [], 0
 
-    def add(self, *arrays: np.ndarray | None) -> None:
-        chunk = dict(zip(self.FIELDS, arrays, strict=True))
-        size = sum(a.nbytes for a in arrays if a is not None)
+    def add(self, batch: FaceBatch) -> None:
+        size = sum(a.nbytes for a in batch.arrays().values())
         if self.spool is None or self.nbytes + size <= SPOOL_AFTER_BYTES:
-            self.chunks.append(chunk)
+            self.chunks.append(batch)
             self.nbytes += size
             return
         fd, name = tempfile.mkstemp(suffix=".npz", dir=self.spool)
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: v for k, v in chunk.items() if v is not None})
+            np.savez(f, **batch.arrays())
         self.chunks.append(Path(name))
 
-    def drain(self) -> Iterator[dict[str, np.ndarray | None]]:
-        """Each chunk in order; a chunk read back from the spool is deleted there."""
+    def drain(self) -> Iterator[FaceBatch]:
+        """Each batch in order; one read back from the spool is deleted there."""
         while self.chunks:
             chunk = self.chunks.pop(0)
             if isinstance(chunk, Path):
                 with np.load(chunk) as z:
-                    arrays = {k: (z[k] if k in z.files else None) for k in self.FIELDS}
+                    arrays = {k: z[k] for k in z.files}
                 chunk.unlink(missing_ok=True)
-                chunk = arrays
+                chunk = FaceBatch(**arrays)
             yield chunk
 
     def discard(self) -> None:
@@ -215,8 +239,8 @@ class FaceStage:
                                   f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
                                   "without --detect)")
             self.other_faces_note(linker, rec)
-            yield (np.zeros(len(crops)), prepare_faces(crops, self.pre),
-                   *self.aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
+            yield FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre),
+                            *self.aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
             return
         n_frames_found = 0
         step = 1.0 / (opt.fps or info.fps or 25.0)
@@ -231,8 +255,8 @@ class FaceStage:
                 if crops:
                     n_frames_found += len(set(idx))
                     aligned, mask = self.aligned([frames[i] for i in idx], boxes, crops)
-                    yield (np.asarray(ts)[idx], prepare_faces(crops, self.pre), aligned, mask,
-                           box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main)
+                    yield FaceBatch(np.asarray(ts)[idx], prepare_faces(crops, self.pre), aligned, mask,
+                                    box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main)
         except MediaError:
             if rec.frames_seen == 0:
                 raise
@@ -328,7 +352,7 @@ class FaceStage:
             return np.zeros((0, len(self.model.labels)), np.float32)
         acc = FaceAccumulator(self, Result(file=""), still=True)
         aligned, mask = self.aligned(crops, [None] * len(crops), crops)
-        acc.add(np.zeros(len(crops)), prepare_faces(crops, self.pre), aligned, mask)
+        acc.add(FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre), aligned, mask))
         acc.flush()
         return np.concatenate(acc.scores)
 
@@ -360,11 +384,7 @@ class FaceAccumulator:
         self.main = pool is None  # False for the ``others`` of a main accumulator
         self.pool = pool if pool is not None else TrackPool(stage) if stage.options.faces == "all" else None
         self.others: FaceAccumulator | None = None
-        self.pending_k: list[np.ndarray] = []
-        self.pending_t: list[np.ndarray] = []
-        self.pending: list[np.ndarray] = []
-        self.pending_a: list[np.ndarray] = []
-        self.pending_m: list[np.ndarray] = []
+        self.pending: list[FaceBatch] = []  # faces queued for the next network call
         self.expert_counts: dict[str, int] = {}
         self.n_pending = 0
         self.times: list[np.ndarray] = []
@@ -374,36 +394,25 @@ class FaceAccumulator:
         self.expert_frames: dict[str, list[np.ndarray]] = {}  # kept for `extract` only
         self.expert_features: list[np.ndarray] = []
         self.feat_sum = None
-        self.pending_b: list[np.ndarray] = []
         # --frames: (times, boxes, scores, track ids)
         self.frame_log: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
-    def add(self, times: np.ndarray, inputs: np.ndarray, aligned: np.ndarray | None = None,
-            mask: np.ndarray | None = None, *, boxes: np.ndarray | None = None, tracks: np.ndarray | None = None,
-            main: np.ndarray | None = None) -> None:
-        """Queue face inputs; ``aligned`` / ``mask``: the rafdb expert's faces and which it scores;
-        ``boxes``: (n, 4) face boxes, kept for ``--frames``; ``tracks`` / ``main`` (``--faces all``):
-        their track ids and which are their frame's main face (the others go to ``others``)."""
-        if main is not None and not main.all():
+    def add(self, batch: FaceBatch) -> None:
+        """Queue faces; with ``--faces all`` those that are not their frame's main face go to ``others``."""
+        n = len(batch)
+        batch.boxes = np.full((n, 4), np.nan, np.float32) if batch.boxes is None else batch.boxes
+        batch.tracks = np.full(n, -1, np.int64) if batch.tracks is None else batch.tracks
+        if batch.main is not None and not batch.main.all():
             if self.others is None:
                 self.others = FaceAccumulator(self.stage, Result(file=self.res.file), still=self.still, pool=self.pool)
-            rest = ~main
-            self.others.add(times[rest], inputs[rest], None if aligned is None else aligned[rest],
-                            None if mask is None else mask[rest], boxes=None if boxes is None else boxes[rest],
-                            tracks=tracks[rest])
-            times, inputs, tracks = times[main], inputs[main], tracks[main]
-            aligned, mask = (None, None) if aligned is None else (aligned[main], mask[main])
-            boxes = None if boxes is None else boxes[main]
-            if not len(times):
+            rest = batch.select(~batch.main)
+            rest.main = None
+            self.others.add(rest)
+            batch = batch.select(batch.main)
+            if not len(batch):
                 return
-        self.pending_t.append(times)
-        self.pending.append(inputs)
-        self.pending_b.append(np.full((len(times), 4), np.nan, np.float32) if boxes is None else boxes)
-        self.pending_k.append(np.full(len(times), -1, np.int64) if tracks is None else tracks)
-        if aligned is not None:
-            self.pending_a.append(aligned[mask])
-            self.pending_m.append(mask)
-        self.n_pending += len(inputs)
+        self.pending.append(batch)
+        self.n_pending += len(batch)
         if self.n_pending >= self.stage.options.batch_size:
             self.flush()
 
@@ -412,12 +421,11 @@ class FaceAccumulator:
             return
 
         stage = self.stage
-        x, t = np.concatenate(self.pending), np.concatenate(self.pending_t)
-        aligned = np.concatenate(self.pending_a) if self.pending_a else None
-        mask = np.concatenate(self.pending_m) if self.pending_m else np.zeros(len(x), bool)
-        boxes, tracks = np.concatenate(self.pending_b), np.concatenate(self.pending_k)
-        self.pending, self.pending_t, self.pending_a, self.pending_m, self.n_pending = [], [], [], [], 0
-        self.pending_b, self.pending_k = [], []
+        batch = FaceBatch.concat(self.pending)
+        self.pending, self.n_pending = [], 0
+        x, t, boxes, tracks = batch.inputs, batch.times, batch.boxes, batch.tracks
+        mask = batch.mask if batch.mask is not None else np.zeros(len(x), bool)
+        aligned = batch.aligned[mask] if batch.aligned is not None else None
         head = stage.head
         feats, cnn = self._score_cnn(x, mask if head is not None and stage.expert_net is not None else None)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere

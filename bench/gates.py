@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.voice.features import window_levels_dbfs
+from emocli.voice.levels import window_levels_dbfs
 from emocli.bundle import DEFAULT_BUNDLE
 from emocli.media.ffmpeg import load_audio
 from emocli.voice.activity import (LEVEL_DBFS, SAMPLE_RATE, VAD_FILE, SileroVAD, at_level, gate_reason, has_speech,

@@ -14,10 +14,9 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
+from typing import Callable, Iterator, TypeVar
 
-if TYPE_CHECKING:
-    from emocli.errors import OutputError
+from emocli.errors import EmoError, ModelError, OutputError
 
 T = TypeVar("T")
 
@@ -44,10 +43,8 @@ def is_special(path: Path | str) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def write_error(target: Path | str, exc: OSError) -> "OutputError":
+def write_error(target: Path | str, exc: OSError) -> OutputError:
     """An OSError met while writing ``target`` as one line naming it and the fix."""
-    from emocli.errors import OutputError
-
     fixes = {errno.ENOSPC: "free some disk space or write elsewhere",
              errno.EDQUOT: "free some disk space or write elsewhere",
              errno.EISDIR: "it is a folder: name a file in it",
@@ -80,8 +77,6 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
     disk, a folder given for a file, no permission) raises :class:`~emocli.errors.OutputError`
     naming ``target``.
     """
-    from emocli.errors import EmoError
-
     target = Path(target)
     if is_special(target):
         try:
@@ -204,7 +199,6 @@ def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missi
     """
     import numpy as np
 
-    from emocli.errors import ModelError
 
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found; {missing}")
@@ -245,7 +239,6 @@ def check_writable(path: Path, what: str, *, folder: bool = False) -> None:
     (or a file where a folder is), a path through a file, a folder that cannot be written to, a name too
     long. Devices, FIFOs and sockets pass as files (they are written directly), never as folders. Raises OutputError naming
     ``path`` and ``what`` (the option)."""
-    from emocli.errors import OutputError
 
     path = Path(path)
     if is_special(path):
@@ -289,8 +282,6 @@ def check_outputs(outputs: dict[str, Path | str | None], *, inputs=(),
     inputs too (an existing one of them is refused as an output). Two options naming the same file
     are refused. Raises OutputError.
     """
-    from emocli.errors import OutputError
-
     named = {opt: Path(p) for opt, p in outputs.items() if p is not None}
     dirs = {opt: Path(p) for opt, p in (folders or {}).items() if p is not None}
     seen: dict[object, str] = {}

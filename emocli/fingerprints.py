@@ -19,6 +19,9 @@ from typing import Iterable
 
 import numpy as np
 
+from emocli.errors import ModelError
+from emocli.files import atomic_path
+
 FINGERPRINTS_FILE = "training_items.npz"
 # what each part is, for reports: key in the .npz -> words
 PARTS = {
@@ -61,7 +64,6 @@ def read(bundle: Path | str) -> dict[str, np.ndarray]:
     path = Path(bundle) / FINGERPRINTS_FILE
     if not path.is_file():
         return {}
-    from emocli.errors import ModelError
 
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -95,8 +97,6 @@ def add(bundle: Path | str, part: str, paths: Iterable[Path | str]) -> int:
 
 
 def _store(bundle: Path | str, sets: dict[str, np.ndarray]) -> dict[str, int]:
-    from emocli.files import atomic_path
-
     with atomic_path(Path(bundle) / FINGERPRINTS_FILE) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **sets)

@@ -25,8 +25,10 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from emocli.choices import FUSE_RULES as RULES  # one list for the CLI and the library
+from emocli.bundle import check_skops_types
+from emocli.choices import FUSE_RULES as RULES
 from emocli.errors import ModelError, NotFittedError, ParameterError
+from emocli.files import atomic_path, atomic_write_text
 from emocli.labels import LABELS
 
 METHODS = ("equal", "confusion")
@@ -77,7 +79,6 @@ def normalize(p: np.ndarray) -> np.ndarray:
 @dataclass
 class FusionModel:
     """Per-emotion weighted sum of face and voice probabilities."""
-
     method: str = "confusion"
     labels: tuple[str, ...] = LABELS
     rule: str = "sum"  # "sum" (weighted sum, the thesis) or "product" (log-linear)
@@ -170,8 +171,6 @@ class FusionModel:
                 "estimator_labels": list(self.estimator_labels_), "info": self.info_}
 
     def save(self, directory: Path) -> None:
-        from emocli.files import atomic_write_text
-
         directory = Path(directory)
         if self.estimator_ is not None:
             save_skops(self.estimator_, directory / "fusion_feat.skops")
@@ -314,7 +313,6 @@ def load_skops(path: Path):
     """Load a fitted fusion estimator, refusing any type outside :data:`FUSION_TRUSTED_TYPES`."""
     import skops.io as sio
 
-    from emocli.bundle import check_skops_types
 
     fix = "rerun `emo fuse`"
     check_skops_types(path, FUSION_TRUSTED_TYPES, what="fusion model", fix=fix)
@@ -327,7 +325,6 @@ def load_skops(path: Path):
 def save_skops(obj, path: Path) -> None:
     import skops.io as sio
 
-    from emocli.files import atomic_path
 
     with atomic_path(Path(path), suffix=".skops") as tmp:
         sio.dump(obj, str(tmp))

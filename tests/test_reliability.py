@@ -377,20 +377,19 @@ def test_bad_layout_is_bad_usage(tmp_path):
 
 
 def test_workers_are_capped_at_the_cpu_count_and_default_by_input_count(monkeypatch):
-    from emocli import quiet_imports
     from emocli.runners import pool as bulk
 
     cpus = len(os.sched_getaffinity(0))
     assert bulk.worker_count(10_000, 3) == cpus and bulk.worker_count(1, 100) == 1
-    monkeypatch.setattr(quiet_imports, "available_cpus", lambda: 4)
+    monkeypatch.setattr(bulk, "available_cpus", lambda: 4)
     assert [bulk.worker_count(None, n) for n in (None, 1, 3, 4, 1000)] == [1, 1, 1, 4, 4]
-    monkeypatch.setattr(quiet_imports, "available_cpus", lambda: 1)
+    monkeypatch.setattr(bulk, "available_cpus", lambda: 1)
     assert bulk.worker_count(None, 1000) == 1
 
 
 def test_digital_silence_is_no_speech(pipe, tmp_path):
     from conftest import EXAMPLES
-    from emocli.voice.features import SILENCE_DBFS, loudest_window_dbfs
+    from emocli.voice.levels import SILENCE_DBFS, loudest_window_dbfs
     import numpy as np
 
     silent = tmp_path / "silence.wav"

@@ -124,6 +124,7 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
     import keras
 
     import emocli.face.model as vm
+    import emocli.train.face as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
     bundle = tmp_path / "b"
@@ -147,7 +148,7 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
         seen.append(np.concatenate(batches))
         return real(net, batches)
 
-    monkeypatch.setattr(vm, "refresh_batch_norm", spy)
+    monkeypatch.setattr(training, "refresh_batch_norm", spy)
     out = tmp_path / "bn"
     res = CliRunner().invoke(app, ["refresh-bn", str(bundle), str(faces), "--out", str(out), "--write"])
     assert res.exit_code == 0, res.output
@@ -158,7 +159,7 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
     assert "prior_adjustment" not in meta and meta["validation"]["n"] == 14
     assert FaceModel.load(out).predict_proba(np.zeros((2, 48, 48, 3), np.uint8)).shape == (2, 7)
     # no gain (statistics left as they are): refused in one line, nothing written
-    monkeypatch.setattr(vm, "refresh_batch_norm", lambda net, batches: 1)
+    monkeypatch.setattr(training, "refresh_batch_norm", lambda net, batches: 1)
     again = tmp_path / "bn2"
     res = CliRunner().invoke(app, ["refresh-bn", str(bundle), str(faces), "--out", str(again), "--write"])
     assert res.exit_code == 1 and "does not beat" in " ".join(res.output.split()), res.output
@@ -169,6 +170,7 @@ def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, t
     import keras
 
     import emocli.face.model as vm
+    import emocli.train.face as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
     args = ["--epochs", "3", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]
@@ -191,7 +193,7 @@ def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, t
                 layer.moving_mean.assign(np.full(layer.moving_mean.shape, 1e4, np.float32))
         return 8
 
-    monkeypatch.setattr(vm, "refresh_batch_norm", spoil)
+    monkeypatch.setattr(training, "refresh_batch_norm", spoil)
     spoiled = tmp_path / "spoiled"
     res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(spoiled), *args, "--refresh-bn"])
     assert res.exit_code == 0, res.output

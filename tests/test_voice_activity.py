@@ -16,7 +16,7 @@ from emocli.cli.app import app
 from emocli.errors import ModelError
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import load_audio
-from emocli.voice.features import window_levels_dbfs
+from emocli.voice.levels import window_levels_dbfs
 from emocli.voice.activity import (CHUNK, LEVEL_DBFS, MIN_SPEECH_S, SAMPLE_RATE, THRESHOLD, VAD_FILE, SileroVAD,
                                    at_level, gate_reason, has_speech, speech_seconds)
 

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from emocli.bundle import models_dir
 from emocli.choices import DEFAULT_DETECTOR, DETECTORS
 from emocli.errors import ModelError
+from emocli.quiet_imports import lite_interpreter
 
 BLAZEFACE_FULL = "face_detection_full_range_sparse.tflite"
 BLAZEFACE_INPUT = 192  # pixels, square input of the full-range model
@@ -46,7 +48,6 @@ TRACK_MAX_MISSED = 5  # sampled frames a track may miss (1 s at the default 5 fp
 @dataclass(frozen=True)
 class Detection:
     """A face box in pixel coordinates of the frame it was found in."""
-
     x0: float
     y0: float
     x1: float
@@ -83,8 +84,6 @@ def iou(a: Detection, b: Detection) -> float:
 
 def detector_weights(model_path: Path | str | None, file: str, what: str) -> Path:
     """``model_path``, or the shipped ``models/detectors/<file>``; ModelError naming it when it is missing."""
-    from emocli.bundle import models_dir
-
     path = Path(model_path) if model_path else models_dir() / "detectors" / file
     if not path.is_file():
         raise ModelError(f"{path}: {what} weights missing; reinstall emo (they ship in models/detectors)")
@@ -100,12 +99,9 @@ def _anchors() -> np.ndarray:
 
 class BlazeFaceDetector:
     """MediaPipe BlazeFace full-range (192x192 input, 2304 anchors) on RGB frames."""
-
     name = "blazeface"
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = MIN_CONFIDENCE):
-        from emocli.quiet_imports import lite_interpreter
-
         path = self.model_path = detector_weights(model_path, BLAZEFACE_FULL, "BlazeFace")
         self.min_confidence = min_confidence
         self._it = lite_interpreter(path)
@@ -170,7 +166,6 @@ class YuNetDetector:
     of about 10 px and more, so a 640-px side keeps faces down to ~2 % of the frame width);
     boxes and landmarks are mapped back to the frame's pixels.
     """
-
     name = "yunet"
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = YUNET_MIN_CONFIDENCE,
@@ -219,7 +214,6 @@ class YuNetDetector:
 
 class HaarDetector:
     """OpenCV's frontal-face Haar cascade: the thesis's detector, kept for comparison."""
-
     name = "haar"
 
     def __init__(self, *, min_neighbors: int = 5):
@@ -267,7 +261,6 @@ class FaceTracker:
     so far (a smoothed box). Faces that are tiny, or much smaller than the largest face in
     the frame, are treated as background and never kept.
     """
-
     min_face: int = MIN_FACE
     min_relative: float = MIN_RELATIVE
     smoothing: float = 0.6  # weight of the previous track box in the running average
@@ -307,7 +300,6 @@ class FaceLinker:
     track missing from more than ``max_missed`` sampled frames in a row ends: the same face
     seen later starts a new track. Track ids count from 0 in the order tracks start.
     """
-
     min_iou: float = TRACK_IOU
     max_missed: int = TRACK_MAX_MISSED
     n_tracks_: int = field(default=0, init=False)

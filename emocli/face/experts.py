@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from emocli.errors import ModelError, ParameterError
+from emocli.files import atomic_path
 
 RAFDB_FILE = "face_expert_rafdb.onnx"  # opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8
 RAFDB_LABELS = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")  # its 7 logits, in order
@@ -74,7 +75,6 @@ def align_face(image: np.ndarray, landmarks: np.ndarray, *, size: int = EXPERT_S
 
 class YuNetLandmarks:
     """Five facial landmarks near a given face box, from OpenCV's YuNet."""
-
     def __init__(self, model_path: Path, *, min_score: float = YUNET_MIN_SCORE):
         import cv2
 
@@ -117,7 +117,6 @@ class YuNetLandmarks:
 
 class OnnxExpert:
     """An ONNX facial-expression network in OpenCV's dnn module: aligned uint8 RGB faces -> probabilities."""
-
     def __init__(self, model_path: Path, *, labels: Sequence[str] = RAFDB_LABELS, size: int = EXPERT_SIZE):
         import cv2
 
@@ -209,7 +208,6 @@ class FaceHead:
     ``p = softmax(((x - mean) / scale) @ coef.T + intercept) / temperature)``; fitted by
     ``emo train-head`` on colour faces of AffectNet, SFEW and RAF-DB's training parts.
     """
-
     mean: np.ndarray
     scale: np.ndarray
     coef: np.ndarray  # (n_labels, n_inputs)
@@ -228,8 +226,6 @@ class FaceHead:
 
     def save(self, path: Path) -> None:
         """The arrays only (npz, no pickle); temperature and info live in experts.json."""
-        from emocli.files import atomic_path
-
         with atomic_path(Path(path), suffix=".npz") as tmp:
             np.savez(tmp, mean=self.mean, scale=self.scale, coef=self.coef, intercept=self.intercept)
 
@@ -266,7 +262,6 @@ class ExpertSet:
     ``sum_e w_e * temper(p_e, T_e)`` over the experts in use, renormalised. ``head_``, when
     the bundle has one, replaces that average for the frames both experts score.
     """
-
     names: tuple[str, ...] = EXPERT_NAMES
     temperatures_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})
     weights_: dict[str, float] = field(default_factory=lambda: {n: 1.0 for n in EXPERT_NAMES})

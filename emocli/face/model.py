@@ -33,8 +33,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emocli.bundle import read_json_document
 from emocli.errors import ModelError, NotFittedError, ParameterError
+from emocli.files import atomic_path, sha256_file
 from emocli.labels import LABELS
+from emocli.quiet_imports import import_keras, lite_interpreter, quiet_fd2
 
 FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
 RUNTIME_FILE = "face.tflite"  # the network as TensorFlow Lite: what `predict` runs on a CPU
@@ -51,7 +54,6 @@ AUG_SHIFT = 0.10  # +-10 % of the side
 @dataclass(frozen=True)
 class Preprocessing:
     """How a face crop becomes network input; stored in every bundle."""
-
     size: int = FACE_SIZE
     color: str = "gray"  # "gray" or "rgb"
     # Affine map applied to float pixels in [0, 255]: x * scale + offset (per channel mean
@@ -173,8 +175,6 @@ def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = 
     Input: float32 (N, size, size, channels), pixels in [0, 255] (grey: 1 channel, colour: 3).
     The blocks end in a flatten, so the first dense layer's input grows with ``size``.
     """
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     from keras import layers
 
@@ -196,8 +196,6 @@ def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), featu
     ``feature_layer`` names the backbone layer to take features from (default: the layer
     before its classifier, i.e. the last layer whose output is not a probability vector).
     """
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     from keras import layers
 
@@ -229,8 +227,6 @@ def _default_feature_layer(model) -> str:
 def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float = AUG_ZOOM,
               shift: float = AUG_SHIFT):
     """Random rotation (+-``rotation`` degrees), horizontal flip, zoom and shift, as in the thesis."""
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     from keras import layers
 
@@ -252,8 +248,6 @@ def average_networks(nets: Sequence, names: Sequence[str]):
     with the members' own softmax weights side by side gives both members' logits; a softmax
     per member and their mean give ``scores``.
     """
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     from keras import layers
 
@@ -291,8 +285,6 @@ def with_precision(net, policy: str):
     ``mixed_float16`` on GPUs); the softmax stays float32, and networks are always converted
     back to float32 before they are saved, so a bundle scores the same on every machine.
     """
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     if policy not in PRECISIONS:
         raise ModelError(f"unknown precision {policy!r}; use one of {', '.join(PRECISIONS)}")
@@ -338,8 +330,6 @@ def refresh_batch_norm(net, batches) -> int:
     at inference are neither. Frozen BatchNorm layers (``trainable=False``) are left as they are.
     Returns the number of layers refreshed.
     """
-    from emocli.quiet_imports import import_keras
-
     import itertools
 
     keras = import_keras()
@@ -375,7 +365,6 @@ def network_key(bundle: Path) -> str:
     """What a face network's cached scores depend on: the sha256 of its network file (face.tflite,
     else face.keras) and the bundle's preprocessing (input size, colour, test-time views).
     Scripts that cache scores store it and score again when it differs."""
-    from emocli.files import sha256_file
 
     bundle = Path(bundle)
     net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
@@ -384,8 +373,6 @@ def network_key(bundle: Path) -> str:
 
 def read_face_meta(directory: Path) -> dict:
     """``face.json`` of a bundle (backbone, labels, preprocessing), or a ModelError with the fix."""
-    from emocli.bundle import read_json_document
-
     path = Path(directory) / "face.json"
     meta = read_json_document(
         path, fmt=None, what="an emo face-model description",
@@ -414,7 +401,6 @@ class FaceModel:
     columns follow ``labels``. It loads, scores and saves; :func:`emocli.train.face.fit_face_model`
     trains it.
     """
-
     backbone: str = "emo-cnn"
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     labels: tuple[str, ...] = LABELS
@@ -532,8 +518,6 @@ class FaceModel:
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:
         """Write ``face.keras``, ``face.json`` and (see :func:`export_lite`) ``face.tflite`` atomically."""
-        from emocli.files import atomic_path
-
         self._check()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -592,7 +576,6 @@ class FaceModel:
             model.history_ = list(meta.get("history", []))
             model._set_prior(meta, meta_path)
             return model
-        from emocli.quiet_imports import import_keras
 
         keras = import_keras()
         try:
@@ -616,8 +599,6 @@ class FaceModel:
 
 def feature_network(net):
     """``net`` with two outputs: its fc2 features and its scores."""
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
     # A single input tensor (not a list), so calling it with one array matches its structure.
     return keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
@@ -629,8 +610,6 @@ def export_lite(net) -> bytes | None:
     None when the network is too large for the runtime form or does not convert; then
     prediction runs it with Keras.
     """
-    from emocli.quiet_imports import import_keras, quiet_fd2
-
     import_keras()
     import tensorflow as tf
 
@@ -660,9 +639,7 @@ class LiteNetwork:
     Runs on LiteRT (``ai_edge_litert``) when installed, else on TensorFlow's interpreter;
     the first keeps TensorFlow out of ``predict`` altogether (seconds of start-up).
     """
-
     def __init__(self, path: Path, n_labels: int):
-        from emocli.quiet_imports import lite_interpreter
 
         self.path = Path(path)
         self._it = lite_interpreter(self.path, num_threads=None)
@@ -695,8 +672,6 @@ class LiteNetwork:
 
 def _inference_copy(net):
     """The same network without optimizer state (a third of the file size, nothing to resume)."""
-    from emocli.quiet_imports import import_keras
-
     keras = import_keras()
 
     clean = keras.Model.from_config(net.get_config())

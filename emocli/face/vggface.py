@@ -46,7 +46,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from emocli.errors import ModelError
+from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, build_frozen_backbone_model,
+                               build_head)
 from emocli.labels import LABELS
+from emocli.quiet_imports import gpu_available
 
 VGGFACE_SIZE = 224  # pixels: the network's input side
 VGGFACE_CLASSES = 2622  # identities in the VGG-Face dataset: fc8's width
@@ -313,8 +316,6 @@ def _check_layer(name: str, file_name: str, datasets: list[Any], path: Path):
 
 def vggface_preprocessing():
     """How a face crop becomes VGG-Face input (see the module docstring)."""
-    from emocli.face.model import Preprocessing
-
     b, g, r = VGGFACE_MEAN_BGR
     return Preprocessing(size=VGGFACE_SIZE, color="rgb", scale=1.0, offset=(-r, -g, -b), channels="bgr")
 
@@ -354,8 +355,6 @@ def build_vggface_emotion(weights_path: str | os.PathLike | None = None, head: s
     import keras
     from keras import layers
 
-    from emocli.quiet_imports import gpu_available
-    from emocli.face.model import FEATURE_LAYER, SCORES_LAYER, FaceModel, build_head
 
     if head not in HEADS:
         raise ModelError(f"unknown VGG-Face head {head!r}; use exp1 (frozen fc6 + FC 256) or exp2 (FC 512-256)")
@@ -432,7 +431,6 @@ def build_keras_backbone(path: str | os.PathLike, feature_layer: str | None = No
     """
     import keras
 
-    from emocli.face.model import FaceModel, Preprocessing, build_frozen_backbone_model
 
     path = Path(path).expanduser()
     if not path.is_file():

@@ -19,8 +19,9 @@ from emocli.pipeline.options import STREAM_BLOCK, VAD_NOTE, Options, Result, sho
 from emocli.voice import speaker
 from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, SileroVAD, at_level, gate_reason
 from emocli.voice.encoder import embed, shipped_encoder
-from emocli.voice.features import (ENCODER_SETS, NEEDS_PITCH, SILENCE_DBFS, clip_vector, frame_statistics,
-                                   loudest_window_dbfs, short_term_features, window_features, window_levels_dbfs)
+from emocli.voice.features import (ENCODER_SETS, NEEDS_PITCH, clip_vector, frame_statistics, short_term_features,
+                                   window_features)
+from emocli.voice.levels import SILENCE_DBFS, loudest_window_dbfs, window_levels_dbfs
 from emocli.voice.model import VoiceModel
 
 

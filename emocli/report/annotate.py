@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as np
 
 from emocli.errors import MediaError
+from emocli.files import atomic_path
+from emocli.media.ffmpeg import VideoWriter, frame_rate, iter_frames, media_seconds, probe, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -35,7 +37,6 @@ class FrameResults:
     ``fusion``: the pipeline's :class:`~emocli.fusion.FusionModel`; ``step``: seconds between
     scored frames (how long a scored frame's drawing is held).
     """
-
     def __init__(self, res, fusion, *, step: float):
         self.res, self.fusion, self.step = res, fusion, step
         by_time: dict[float, list[dict[str, Any]]] = {}
@@ -160,10 +161,6 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
     MediaError
         If ``target`` is refused (see :func:`check_target`) or ffmpeg cannot write it.
     """
-    from emocli.files import atomic_path
-    from emocli.media.ffmpeg import VideoWriter, frame_rate, iter_frames, probe
-    from emocli.media.ffmpeg import media_seconds
-
     source, target = Path(source), Path(target)
     info = probe(source)
     if not info.has_video:
@@ -189,8 +186,6 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
 def _annotate_image(source: Path, target: Path, results: FrameResults) -> None:
     import cv2
 
-    from emocli.files import atomic_path
-    from emocli.media.ffmpeg import read_image
 
     img = draw_frame(read_image(source), *results.at(0.0))
     with atomic_path(target, suffix=target.suffix) as tmp:

@@ -8,6 +8,7 @@ import re
 import sys
 from typing import Any, Iterator, TextIO
 
+from emocli.files import atomic_path, atomic_write_text
 from emocli.labels import LABELS
 
 
@@ -235,7 +236,6 @@ class ProgressBar:
     leaves no line behind and never captures stdout; when stdout is the terminal too, write
     results inside :meth:`paused`, which takes the bar off the screen meanwhile.
     """
-
     def __init__(self, console, total: int | None, *, what: str = "predict", show: bool = True):
         self.progress = self.inputs = self.clip = None
         self.clip_name: tuple[str, str] | None = None
@@ -333,7 +333,6 @@ def write_submission(directory, res) -> None:
     """EmotiW layout: ``<directory>/<clip name without extension>.txt`` holding the predicted label."""
     from pathlib import Path
 
-    from emocli.files import atomic_write_text
 
     atomic_write_text(Path(directory) / submission_name(res), EMOTIW_NAMES[res.label] + "\n")
 
@@ -367,7 +366,6 @@ def plot_timeline(timeline: Timeline, path) -> int:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from emocli.files import atomic_path
 
     names = list(timeline.inputs)[:MAX_TIMELINE_PANELS]
     n = max(1, len(names))

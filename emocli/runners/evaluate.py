@@ -13,8 +13,17 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emocli.errors import DatasetError
+from emocli import fingerprints as fp
+from emocli.errors import DatasetError, MediaError
+from emocli.files import atomic_path
+from emocli.fusion import align, normalize
 from emocli.labels import LABELS
+from emocli.media.ffmpeg import IMAGE_EXTS, read_image
+from emocli.pipeline.options import REJECTED_NOTES
+from emocli.report.metrics import classification_report
+from emocli.runners.extract import item_id
+from emocli.runners.pool import run_bulk
+from emocli.voice.speaker import MIN_CLIPS, speaker_stats
 
 MODALITIES = ("face", "voice", "fused")
 
@@ -22,7 +31,6 @@ MODALITIES = ("face", "voice", "fused")
 @dataclass
 class Evaluation:
     """Predictions gathered over a corpus, with one record per item (``items``)."""
-
     labels: tuple[str, ...] = LABELS
     truth: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
     pred: dict[str, list[int]] = field(default_factory=lambda: {m: [] for m in MODALITIES})
@@ -47,7 +55,6 @@ class Evaluation:
             s = scores.get(m)
             rec[f"{m}_label"] = rec[f"{m}_scores"] = None
             if s is None:
-                from emocli.pipeline.options import REJECTED_NOTES  # the notes the pipeline writes when it leaves one out
 
                 self.missing[m] += 1
                 self.rejected[m] += any(n.startswith(REJECTED_NOTES.get(m, ())) for n in notes)
@@ -69,8 +76,6 @@ class Evaluation:
 
     def report(self) -> dict[str, Any]:
         """Metrics per modality; a class absent from the scored items has recall ``None`` (JSON null)."""
-        from emocli.report.metrics import classification_report
-
         out: dict[str, Any] = {"n_items": self.n_items, "n_failed": len(self.failed), "failed": self.failed,
                                "labels": list(self.labels), "modalities": list(self.reported)}
         for m in self.reported:
@@ -129,8 +134,6 @@ def training_overlap(bundle: Path, items, root: Path) -> tuple[dict[str, dict[st
     """
     import json
 
-    from emocli import fingerprints as fp
-    from emocli.runners.extract import item_id
 
     paths = [str(it.path) for it in items]
     out: dict[str, dict[str, Any]] = {}
@@ -158,7 +161,6 @@ def training_overlap(bundle: Path, items, root: Path) -> tuple[dict[str, dict[st
 def unseen_report(report: dict[str, Any], seen: dict[str, set[str]]) -> dict[str, Any]:
     """The report's metrics recomputed on the items the bundle has not seen: per modality, the items
     none of its parts saw (fused: neither modality's), with ``n_seen`` beside each block."""
-    from emocli.report.metrics import classification_report
 
     labels = report["labels"]
     out: dict[str, Any] = {}
@@ -206,7 +208,6 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
         return ev
     kept = []
     if workers > 1:  # decoding, detection and voice features in worker processes, results in item order
-        from emocli.runners.pool import run_bulk
 
         results = run_bulk(pipeline, ((str(it.path), Path(it.path), None) for it in items), workers=workers)
     else:
@@ -232,8 +233,6 @@ def _add_result(ev: Evaluation, it, res) -> None:
 
 def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
     """The items of ``plain`` again, each voice scored against its speaker's statistics."""
-    from emocli.voice.speaker import MIN_CLIPS, speaker_stats
-
     counts, stats = speaker_stats((it.speaker, res) for it, res in kept)
     ev = Evaluation(labels=plain.labels, reported=plain.reported)
     ev.n_items = plain.n_items
@@ -255,17 +254,11 @@ def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
 
 
 def _image_exts():
-    from emocli.media.ffmpeg import IMAGE_EXTS
-
     return IMAGE_EXTS
 
 
 def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512) -> None:
     """Images that already are face crops: read and score them in large batches, as predict would."""
-    from emocli.media.ffmpeg import read_image
-    from emocli.errors import MediaError
-    from emocli.fusion import align, normalize
-
     fm = pipeline.face_model
     for start in range(0, len(items), chunk):
         part, crops = [], []
@@ -373,7 +366,6 @@ def plot_confusions(report: dict[str, Any], path: Path) -> int:
     """Write :func:`confusion_figure` as a PNG; return its number of panels (matrices + the recall chart)."""
     import matplotlib.pyplot as plt
 
-    from emocli.files import atomic_path
 
     fig = confusion_figure(report)
     panels = len(shown_modalities(report)) + 1

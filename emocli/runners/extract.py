@@ -43,6 +43,9 @@ import numpy as np
 
 from emocli.errors import DatasetError
 from emocli.face.experts import EMBEDDING_SIZE
+from emocli.files import atomic_path, atomic_write_text
+from emocli.pipeline.core import Pipeline
+from emocli.runners.pool import process_pool, worker_pipeline
 
 ITEMS = "items"
 SETTINGS = "extract.json"
@@ -101,8 +104,6 @@ def lock_out_dir(out: Path):
 
 def check_out_dir(out: Path, settings: dict, *, resume: bool) -> None:
     """Refuse to mix runs: an existing output folder needs --resume and the same settings."""
-    from emocli.files import atomic_write_text
-
     out = Path(out)
     s_path = out / SETTINGS
     if s_path.is_file():
@@ -197,10 +198,7 @@ def process_item(item, iid: str, out: Path, pipe=None) -> dict[str, Any]:
 
     Without ``pipe``: the pipeline of this worker process (:func:`emocli.runners.pool.worker_pipeline`).
     """
-    from emocli.files import atomic_path, atomic_write_text
-
     if pipe is None:
-        from emocli.runners.pool import worker_pipeline
 
         pipe = worker_pipeline()
     res = pipe.run(item.path)
@@ -256,7 +254,6 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
     rows: list[dict[str, Any]] = []
     if workers <= 1 or len(todo) <= 1:
         if todo and pipe is None:
-            from emocli.pipeline.core import Pipeline
 
             pipe = Pipeline(bundle, options)
         for it, iid, o in todo:
@@ -265,7 +262,6 @@ def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, worke
             if progress:
                 progress(row)
     else:
-        from emocli.runners.pool import process_pool
 
         with process_pool(workers, bundle=bundle, options=options) as pool:
             for row in pool.map(_run_one, todo, chunksize=1):
@@ -302,8 +298,6 @@ def summary(n_items: int, skipped: int, rows: list[dict[str, Any]]) -> dict[str,
 
 def write_index(out: Path) -> Path:
     """Rebuild index.csv from the finished item files."""
-    from emocli.files import atomic_path
-
     out = Path(out)
     rows = []
     for p in item_files(out, ".npz"):

@@ -17,9 +17,12 @@ from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
+from emocli import quiet_imports
+from emocli.errors import VersionWarning
 from emocli.media.ffmpeg import LiveSource
 from emocli.pipeline.core import Pipeline
 from emocli.pipeline.options import Options, Result
+from emocli.quiet_imports import available_cpus
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -31,9 +34,7 @@ _LIMITS = None  # in a worker process: its thread-pool limits, kept for the proc
 def _init_worker(bundle: str | None, options: Options | None, role: str) -> None:
     import warnings
 
-    from emocli.errors import VersionWarning
 
-    from emocli import quiet_imports
 
     global _WORKER, _LIMITS
     quiet_imports.WORKER_PROCESS = True
@@ -100,8 +101,6 @@ def auto_workers(n_inputs: int | None) -> int:
     An unknown number (paths on stdin, streams) gets 1: with workers, the next inputs are read
     before a result is written, and a list typed or fed slowly on stdin would wait for them.
     """
-    from emocli.quiet_imports import available_cpus
-
     cpus = available_cpus()
     return cpus if cpus > 1 and n_inputs is not None and n_inputs >= AUTO_WORKERS_FROM else 1
 
@@ -109,7 +108,6 @@ def auto_workers(n_inputs: int | None) -> int:
 def worker_count(workers: int | None, n_inputs: int | None) -> int:
     """The worker processes a run uses: ``workers`` capped at the CPU count (more only adds memory
     and contention), or :func:`auto_workers` when it is None."""
-    from emocli.quiet_imports import available_cpus
 
     if workers is None:
         return auto_workers(n_inputs)

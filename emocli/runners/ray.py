@@ -28,8 +28,11 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from emocli.bundle import DEFAULT_BUNDLE
 from emocli.errors import EmoError
+from emocli.pipeline.core import Pipeline
 from emocli.pipeline.options import Options, Result
+from emocli.runners.extract import plan, process_item, summary, write_index
 
 QUEUE_PER_ACTOR = 2  # calls queued on one actor: the next clip is already there when one finishes
 WINDOW_PER_ACTOR = 4  # inputs in flight (running, queued or finished but not yet yielded) per actor
@@ -45,7 +48,6 @@ def _import_ray():
 
 class _Worker:
     """One Ray actor: a Pipeline loaded once, then run on clip after clip."""
-
     def __init__(self, bundle: str, options: Options, cwd: str):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         # An actor reserves one CPU and no GPU; Ray leaves the GPUs visible then, and every actor's
@@ -53,7 +55,6 @@ class _Worker:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         if os.path.isdir(cwd):  # relative input paths mean what they mean on the driver
             os.chdir(cwd)
-        from emocli.pipeline.core import Pipeline
 
         # A bad bundle is an expected failure: keep it and raise it from each call, where Ray
         # hands it to the driver as itself (an error in __init__ only arrives as text).
@@ -76,8 +77,6 @@ class _Worker:
         return [self.pipe.run(path, display_name=display) for display, path in shard]
 
     def extract(self, job: tuple[Any, str, str]) -> dict[str, Any]:
-        from emocli.runners.extract import process_item
-
         if self.error is not None:
             raise self.error
         item, iid, out = job
@@ -86,10 +85,8 @@ class _Worker:
 
 class _Cluster:
     """Connect to Ray (or start a local instance) and hand out pipeline actors lazily."""
-
     def __init__(self, bundle: Path | str | None, options: Options, *, address: str | None,
                  num_cpus: int | None, max_actors: int | None, n_jobs: int | None = None):
-        from emocli.bundle import DEFAULT_BUNDLE
 
         ray = self.ray = _import_ray()
         self.started = False
@@ -298,8 +295,6 @@ def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, opti
     EmoError
         Ray is not installed, the cluster cannot be reached, or a worker cannot load the bundle.
     """
-    from emocli.runners.extract import plan, summary, write_index
-
     _import_ray()
     out = Path(out).resolve()  # not recorded in any file; workers may start elsewhere
     todo, skipped = plan(items, root=root, out=str(out), retry_failed=retry_failed)

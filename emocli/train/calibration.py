@@ -24,14 +24,19 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.face.experts import (CROP_LANDMARKS, EXPERTS_FILE, ExpertSet, OnnxExpert, align_face, expert_applies,
-                      fit_temperature, softmax, temper)
+from emocli import fingerprints
+from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
+from emocli.corpus.splits import stratified_holdout
+from emocli.errors import DatasetError
+from emocli.face.detect import YUNET_FILE
+from emocli.face.experts import (CROP_LANDMARKS, EXPERTS_FILE, RAFDB_FILE, ExpertSet, OnnxExpert, YuNetLandmarks,
+                                 align_face, expert_applies, fit_temperature, softmax, temper)
+from emocli.face.model import FaceModel, adjust_prior, network_key, prepare_faces
+from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
-from emocli.corpus.splits import stratified_holdout
 from emocli.train.face import training_images
-from emocli.face.model import network_key
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
 CACHE = Path("runs/face_experts")  # the per-image score cache, relative to the working folder
@@ -88,7 +93,6 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert, ca
               log=print) -> dict[str, np.ndarray]:
     """emo-cnn's scores (the bundle's views, no prior) and the MobileFaceNet's of a set of face images,
     whether YuNet found landmarks, and whether the expert applies; cached per network in ``cache_dir``."""
-    from emocli.face.model import FaceModel, prepare_faces
 
     cache, key = cache_dir / f"{name}.npz", network_key(bundle)
     if cache.is_file():
@@ -139,8 +143,6 @@ def align_crops(imgs: list[np.ndarray], landmarker) -> tuple[list[np.ndarray], l
 
 def with_prior(s: dict[str, np.ndarray], bundle: Path) -> dict[str, np.ndarray]:
     """Cached scores with the bundle's emo-cnn prior adjustment applied (as ``predict`` applies it)."""
-    from emocli.face.model import FaceModel, adjust_prior
-
     fm = FaceModel.load(bundle, runtime=True)
     if not fm.prior_tau:
         return s
@@ -177,10 +179,6 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
     SFEW (:data:`HELDOUT`), report every held-out set, and with ``write`` store ``experts.json`` in
     ``bundle`` (its ``validation_recall`` is what ``emo fuse --method confusion`` weighs the face
     with) and refresh the manifest. Returns the report."""
-    from emocli.bundle import models_dir
-    from emocli.errors import DatasetError
-    from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
-    from emocli.face.detect import YUNET_FILE
 
     log = (lambda msg: console.print(msg, markup=False, highlight=False)) if console is not None else print
     data, bundle = Path(data), Path(bundle)
@@ -233,8 +231,6 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
     log(f"temperatures {temps}; weights {experts.weights_}; UAR by emo-cnn weight on calib: "
         + ", ".join(f"{w:.2f}:{u:.3f}" for w, u in curve.items()))
     if write:
-        from emocli.bundle import read_manifest_unchecked, write_manifest
-        from emocli.files import atomic_write_text
 
         old, kept = bundle / EXPERTS_FILE, None
         if old.is_file():  # a face head stays with the bundle
@@ -262,7 +258,6 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
                                    "(equal unless 2 points better)",
                          "command": f"emo calibrate-experts {data} --model {bundle} --write"}
         atomic_write_text(bundle / EXPERTS_FILE, json.dumps(experts.to_dict(), indent=2) + "\n")
-        from emocli import fingerprints
 
         fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
         man = read_manifest_unchecked(bundle)

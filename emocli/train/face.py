@@ -11,10 +11,31 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from emocli.errors import DatasetError, ModelError, ParameterError
-from emocli.choices import DEFAULT_FUSE_RULE
+from emocli import fingerprints
+from emocli.bundle import DEFAULT_BUNDLE, read_json_document, verify_bundle, write_manifest
+from emocli.choices import DEFAULT_FUSE_RULE, MIN_VALIDATION_PER_CLASS, MIN_VALIDATION_SPEAKERS
+from emocli.corpus.layouts import detect_layout, image_folder, load_corpus, read_csv_rows
+from emocli.corpus.splits import grouped_holdout, stratified_holdout
+from emocli.errors import DatasetError, EmoError, ModelError, ParameterError
+from emocli.face.experts import EXPERTS_FILE, ExpertSet
+from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, adjust_prior, augmenter,
+                               average_networks, build_emo_cnn, build_frozen_backbone_model, finish_inputs,
+                               prepare_faces, read_face_meta, refresh_batch_norm, store_faces, with_precision)
+from emocli.face.vggface import build_keras_backbone, build_vggface_emotion
+from emocli.files import atomic_path, atomic_write_text, sha256_file
+from emocli.fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
 from emocli.labels import LABELS
-from emocli.corpus.splits import stratified_holdout
+from emocli.media.ffmpeg import SAMPLE_RATE, load_audio, read_image
+from emocli.quiet_imports import import_keras
+from emocli.report.metrics import classification_report
+from emocli.runners.extract import SETTINGS, extraction_model, load_extracted, read_json_object
+from emocli.runners.pool import process_pool, worker_count
+from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
+from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
+from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,
+                                   feature_dimension, perturb, window_features)
+from emocli.voice.model import DEFAULT_C_GRID, VoiceModel
+from emocli.voice.speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
 
 def holdout_seed_of(meta: dict) -> int:
@@ -74,8 +95,6 @@ def training_images(data: Path) -> tuple[list, str | None]:
     All of them, or, when ``data`` holds split folders (train/val[/test]), those of its
     train (or training) split only; the note names the split used, None when there are none.
     """
-    from emocli.corpus.layouts import image_folder
-
     items = image_folder(data)
     splits = {it.split for it in items if it.split}
     if not splits:
@@ -100,9 +119,6 @@ def read_exclude(path: Path) -> tuple[set[Path], str]:
     DatasetError
         The file is missing, unreadable, not UTF-8 text, or lists no path.
     """
-    from emocli.corpus.layouts import read_csv_rows
-    from emocli.files import sha256_file
-
     path = Path(path)
     fix = "pass a file listing image paths, one per line or as the first column of a CSV"
     rows = read_csv_rows(path, what="exclude list", fix=fix)
@@ -142,8 +158,6 @@ VIEW_CANDIDATES = {"none": (False, 0.0, 0.0), "flip": (True, 0.0, 0.0), "flip+zo
 
 def _stored_batches(x: np.ndarray, pre, size: int):
     """Network input, ``size`` faces at a time, of faces stored by :func:`~emocli.face.model.store_faces`."""
-    from emocli.face.model import finish_inputs
-
     for i in range(0, len(x), size):
         yield np.asarray(finish_inputs(x[i:i + size], pre))
 
@@ -160,8 +174,6 @@ def _heldout_inputs(data: Path, meta: dict, pre, part=None) -> tuple[np.ndarray,
     held out of ``data`` (see :func:`heldout_part`; ``part``: its result, when already at hand)."""
     from dataclasses import replace
 
-    from emocli.media.ffmpeg import read_image
-    from emocli.face.model import prepare_faces
 
     items, y, ho = heldout_part(data, meta) if part is None else part
     x = prepare_faces([read_image(items[i].path) for i in ho], replace(pre, flip_tta=False, tta_zoom=0.0,
@@ -179,10 +191,6 @@ def tune_views_command(*, bundle: Path, data: Path, write: bool, console) -> dic
     """
     from dataclasses import replace
 
-    from emocli.bundle import write_manifest
-    from emocli.files import atomic_write_text
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import FaceModel, read_face_meta
 
     meta = read_face_meta(bundle)
     model = FaceModel.load(bundle)
@@ -210,8 +218,6 @@ def tune_views_command(*, bundle: Path, data: Path, write: bool, console) -> dic
 
 def face_probabilities(model, paths, *, chunk: int = 512) -> np.ndarray:
     """``model``'s probabilities (n, 7) of face image files, read ``chunk`` at a time (memory stays flat)."""
-    from emocli.media.ffmpeg import read_image
-
     return np.concatenate([model.predict_proba([read_image(p) for p in paths[k:k + chunk]], batch_size=128)
                            for k in range(0, len(paths), chunk)])
 
@@ -233,11 +239,6 @@ def tune_prior_command(*, bundle: Path, data: Path, write: bool, console,
     shares of the training folder. With ``write`` tau and the prior go into face.json
     (``prior_adjustment``, which every face score then applies) and the manifest is refreshed.
     """
-    from emocli.bundle import write_manifest
-    from emocli.files import atomic_write_text
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import FaceModel, adjust_prior, read_face_meta
-
     meta = read_face_meta(bundle)
     model = FaceModel.load(bundle, runtime=True)
     model.prior_tau = 0.0  # the network as trained, whatever the bundle applies now
@@ -281,10 +282,6 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
         The bundles' held-out parts differ; with ``write``, the average does not beat its best
         member (nothing is written), or the saved network does not score as the members' mean.
     """
-    from emocli.bundle import write_manifest
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import FaceModel, average_networks, read_face_meta
-
     meta_a, meta_b = read_face_meta(a), read_face_meta(b)
     for key, get in (("holdout", lambda m: m.get("holdout")), ("holdout seed", holdout_seed_of),
                      ("n_holdout", lambda m: m.get("n_holdout"))):
@@ -319,7 +316,6 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     # the held-out confusion of the ensemble itself: decision fusion derives its weights from it
     extra["validation"] = classification_report(y, (sa + sb).argmax(1), fa.labels)
     ens.save(out, extra=extra)
-    from emocli import fingerprints
 
     fingerprints.carry(out, a, b)  # what either member trained on
     write_manifest(out, labels=list(LABELS))
@@ -337,8 +333,6 @@ def refresh_trained_network(model, x_train: np.ndarray, x_val: np.ndarray, y_val
     training faces ``x_train`` (stored uint8, un-augmented), and keep them only if the held-out
     faces (``x_val``, ``y_val``) are scored better (the bundle's views); else restore the network.
     Updates ``model``'s held-out predictions and report when kept. Returns what was done."""
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import refresh_batch_norm
 
     pre = model.preprocessing
     before = float(np.mean(model.holdout_predictions_ == y_val))
@@ -382,11 +376,6 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
         ``write``, the refreshed network does not beat it on the held-out images (nothing is
         written).
     """
-    from emocli.bundle import write_manifest
-    from emocli.media.ffmpeg import read_image
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import FaceModel, read_face_meta, refresh_batch_norm, store_faces
-
     meta = read_face_meta(bundle)
     if isinstance(meta.get("trained_on"), list) or meta.get("exclude"):
         raise ModelError(f"{bundle}: trained on several folders or with --exclude, so its training faces cannot be "
@@ -426,7 +415,6 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
     extra["validation"] = classification_report(y_ho, after, model.labels)
     Path(out).mkdir(parents=True, exist_ok=True)
     model.save(out, extra=extra)
-    from emocli import fingerprints
 
     fingerprints.carry(out, bundle)  # the same network, trained on the same faces
     write_manifest(out, labels=list(LABELS))
@@ -441,12 +429,9 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
 
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
-    from emocli.face.model import FaceModel, Preprocessing, build_emo_cnn, build_frozen_backbone_model
-
     if backbone != "vggface" and (weights is not None or head is not None):
         raise ModelError("--weights and --head belong to --backbone vggface")
     if backbone == "vggface":
-        from emocli.face.vggface import build_vggface_emotion
 
         # Mixed precision only when TensorFlow sees a GPU, never on a CPU.
         return build_vggface_emotion(weights, head=head or "exp2")
@@ -473,7 +458,6 @@ def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, h
         pre = Preprocessing(size=int(net.inputs[0].shape[1]), color="gray", scale=2.0 / 255.0, offset=(-1.0,))
         return FaceModel(backbone="mini-xception", preprocessing=pre), build_frozen_backbone_model(net)
     if kind == "keras":
-        from emocli.face.vggface import build_keras_backbone
 
         file, sep, layer = path.rpartition("#")
         if not sep:
@@ -526,7 +510,6 @@ class TrainOptions:
     the BatchNorm statistics on the un-augmented training faces, kept if the held-out accuracy
     gains (:func:`refresh_trained_network`).
     """
-
     backbone: str = "emo-cnn"
     epochs: int = 30
     batch_size: int = 128
@@ -573,8 +556,6 @@ def teacher_scores(teachers: Sequence[Path], x: np.ndarray, pre, *, data_key: di
         A teacher's held-out part differs from the student's, or its input differs
         (size, colour, labels).
     """
-    from emocli.face.model import FaceModel, read_face_meta
-
     total = None
     for t in teachers:
         meta = read_face_meta(t)
@@ -641,10 +622,6 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
     Returns ``model``, with ``network_``, ``history_``, ``best_epoch_``, ``holdout_predictions_``,
     ``validation_`` and ``holdout_accuracy_`` set.
     """
-    from emocli.quiet_imports import import_keras
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import augmenter, build_emo_cnn, finish_inputs, with_precision
-
     keras = import_keras()
     import tensorflow as tf
 
@@ -738,11 +715,6 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     training samples (``balance`` over corpus x class). The held-out accuracy, UAR and per-class
     recall of each corpus are reported at the end and stored in face.json.
     """
-    from emocli.bundle import write_manifest
-    from emocli.media.ffmpeg import read_image
-    from emocli.report.metrics import classification_report
-    from emocli.face.model import store_faces
-
     o = options
     holdout, seed, limit, init, balance = o.holdout, o.seed, o.limit, o.init, o.balance
     epochs, batch_size = o.epochs, o.batch_size
@@ -791,7 +763,6 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
         raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
     model, net = _backbone_model(o.backbone, width=o.width, weights=o.weights, head=o.head)
     if init is not None:  # continue from a trained network: same backbone and preprocessing
-        from emocli.face.model import FaceModel
 
         start = FaceModel.load(init)
         model.backbone, model.preprocessing, net = start.backbone, start.preprocessing, start.network_
@@ -853,7 +824,6 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)
-    from emocli import fingerprints
 
     fingerprints.write(out, {"face.emo-cnn": [items[i].path for i in tr],
                              "face.emo-cnn-holdout": [items[i].path for i in ho]})
@@ -872,7 +842,6 @@ def _validation_recall(meta: dict) -> dict[str, float] | None:
 def _small_validation(what: str, n_speakers: int | None, counts: dict[str, int]) -> list[str]:
     """Why a validation is too small to weigh a model by: fewer than MIN_VALIDATION_SPEAKERS speakers
     (None: not known), or classes with fewer than MIN_VALIDATION_PER_CLASS items (``counts``)."""
-    from emocli.choices import MIN_VALIDATION_PER_CLASS, MIN_VALIDATION_SPEAKERS
 
     out = []
     if isinstance(n_speakers, int) and n_speakers < MIN_VALIDATION_SPEAKERS:
@@ -902,9 +871,6 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
     Warns (on ``console``) when the validation the weights come from is small: fewer than 3
     speakers, or a class with fewer than 50 items; such weights follow chance as much as skill.
     """
-    from emocli.bundle import read_json_document, verify_bundle, write_manifest
-    from emocli.fusion import FEATURE_METHODS, FusionModel, fusion_inputs, heldout_accuracy, pca_size
-
     manifest = verify_bundle(bundle)
     files = manifest.get("files", {})
     recalls, warnings = {}, []
@@ -930,7 +896,6 @@ def fuse_command(*, bundle: Path, method: str, features: Path | None, split: str
         if features is None:
             raise ModelError(f"--method {method} is fitted on extracted features: run `emo extract CORPUS --out DIR` "
                              "and pass --features DIR")
-        from emocli.runners.extract import load_extracted
 
         items = [d for d in load_extracted(features) if d["face_scores"].size and d["voice_scores"].size]
         if split is not None:
@@ -984,12 +949,6 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from emocli.quiet_imports import import_keras
-    from emocli.bundle import write_manifest
-    from emocli.runners.extract import extraction_model, load_extracted
-    from emocli.report.metrics import classification_report
-    from emocli.corpus.splits import grouped_holdout
-    from emocli.face.model import FEATURE_LAYER, SCORES_LAYER, FaceModel
 
     keras = import_keras()
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
@@ -1050,8 +1009,6 @@ def _retrained_softmax_is_default(out: Path, extra: dict) -> str | None:
     not its softmax), make the retrained softmax the default face score: experts.json's ``default``
     becomes emo-cnn alone, at temperature 1 (a logistic regression's probabilities), and face.json
     says so (``extra["default_score"]``). Returns the sentence for the command's last line."""
-    from emocli.face.experts import EXPERTS_FILE, ExpertSet
-    from emocli.files import atomic_write_text
 
     path = Path(out) / EXPERTS_FILE
     if not path.is_file():
@@ -1073,7 +1030,6 @@ def _retrained_softmax_is_default(out: Path, extra: dict) -> str | None:
 def _trained_items(features: Path, split: str | None, items: list[dict]) -> dict:
     """What a bundle records of the extracted items it was trained on: ``evaluate`` warns when it
     scores one of them (ids are :func:`emocli.runners.extract.item_id`: the path below the corpus root)."""
-    from emocli.runners.extract import SETTINGS, read_json_object
 
     dataset = read_json_object(Path(features) / SETTINGS).get("dataset")
     return {"trained_split": split, "trained_dataset": dataset, "trained_items": sorted(d["id"] for d in items)}
@@ -1083,9 +1039,6 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
                                  split: str | None = None, allow_eval_split: bool = False, vad: bool = True) -> dict:
     """Train the voice SVM on the voice features of an `emo extract` folder (no audio decoded again);
     with ``vad``, a bundle without a speech-activity gate gets the shipped one."""
-    from emocli.voice.model import VoiceModel
-    from emocli.bundle import write_manifest
-    from emocli.runners.extract import extraction_model, load_extracted
 
     check_voice_pair(out, speaker_norm=False)
     items, split = training_split(load_extracted(features), split, allow_eval_split=allow_eval_split,
@@ -1150,10 +1103,6 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
     """
     import zlib
 
-    from emocli.voice.features import perturb, window_features
-    from emocli.files import atomic_path, sha256_file
-    from emocli.errors import EmoError
-    from emocli.media.ffmpeg import load_audio
 
     path, speeds, window, step, sr, cache, *rest = task
     encoder = bool(rest and rest[0])  # also the pooled speech-encoder embedding (whisper feature sets)
@@ -1186,7 +1135,6 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
             if not encoder:
                 out.append(frames)
                 continue
-            from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
 
             emb = cached(Path(cache) / f"{key[:-4]}-enc{ENCODER_SHA256[:12]}.npz" if key else None,
                          lambda: embed(perturb(audio, sr, speed, seed=seed), sr, shipped_encoder()))
@@ -1197,8 +1145,6 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
 
 
 def _voice_corpus(root: Path, corpus: str | None) -> tuple[str, list]:
-    from emocli.corpus.layouts import detect_layout, load_corpus
-
     layout = corpus or detect_layout(root)
     items = load_corpus(root, layout, modality="audio")
     unnamed = [it.path for it in items if not it.speaker]
@@ -1251,7 +1197,6 @@ def _print_scores(console, title: str, sc: dict) -> None:
 @dataclass
 class VoiceRows:
     """The clip vectors of a train-audio run: one row per clip and speed (1.0 = as recorded)."""
-
     x: np.ndarray  # (n, d) clip vectors
     y: np.ndarray  # emotion names
     groups: np.ndarray  # speakers
@@ -1283,8 +1228,6 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
     reported and skipped."""
     from rich.markup import escape
 
-    from emocli.voice.features import ENCODER_SETS, STEP, WINDOW, clip_vector
-    from emocli.media.ffmpeg import SAMPLE_RATE
 
     t0 = time.time()
     cache_dir = None
@@ -1294,7 +1237,6 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
     speeds_train = (1.0, *(AUGMENT_SPEEDS if augment else ()), *perturbations)
     tasks = [(str(it.path), (1.0,) if it.speaker in held else speeds_train, WINDOW, STEP, SAMPLE_RATE,
               str(cache_dir) if cache_dir else None, feature_set in ENCODER_SETS) for it in items]
-    from emocli.runners.pool import worker_count
 
     workers = worker_count(workers, len(items))
     console.print(f"computing voice features of {len(tasks)} clips"
@@ -1307,7 +1249,6 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
         results = map(_voice_window_features, tasks)
         pool = None
     else:
-        from emocli.runners.pool import process_pool
 
         pool = process_pool(workers)
         results = pool.map(_voice_window_features, tasks, chunksize=8)
@@ -1351,9 +1292,6 @@ def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
     whether it copied them."""
     import shutil
 
-    from emocli.bundle import DEFAULT_BUNDLE
-    from emocli.files import atomic_path
-    from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 
     source = DEFAULT_BUNDLE / VAD_FILE
     if (out / VAD_FILE).is_file() or int(sample_rate) != VAD_RATE or not source.is_file():
@@ -1407,11 +1345,7 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
     speakers are reported normalised by their own clips' statistics. With ``vad``, a bundle
     without a speech-activity gate gets the shipped one (:func:`add_speech_gate`)."""
-    from emocli.voice.features import feature_dimension
-    from emocli.voice.model import DEFAULT_C_GRID, VoiceModel
-    from emocli.bundle import write_manifest
 
-    from emocli.voice.features import DEFAULT_FEATURE_SET, PERTURBATIONS
 
     check_voice_pair(out, speaker_norm=speaker_norm)
     if feature_set is None:
@@ -1467,7 +1401,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
 
     # -- the speaker-normalised model --------------------------------------------------------------
     if speaker_norm:
-        from emocli.voice.speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
         # a speed copy sounds like another speaker: it is normalised by its own statistics
         xs = normalise_groups(x, [f"{g}#{k}" for g, k in zip(groups, rows.copy)])
@@ -1485,7 +1418,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
         saved = f"voice.skops, voice.json and {MODEL_NAME}.*"
     if vad:
         add_speech_gate(out, model.sample_rate, console)
-    from emocli import fingerprints
 
     failed_paths = {str(p) for p, _ in rows.failed}
     fingerprints.write(out, {"voice.svm": [it.path for it in items if it.speaker not in held
@@ -1498,8 +1430,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
 def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
     """The plain voice model already in ``out`` when it was trained exactly as ``model`` would be
     (same corpora, clips, speakers held out, features and selection), else None."""
-    from emocli.voice.model import VoiceModel
-    from emocli.errors import ModelError
 
     path = Path(out) / "voice.json"
     if not path.is_file():
@@ -1518,8 +1448,6 @@ def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
 
 def _held_out_scores(model, x: np.ndarray, y: np.ndarray, held: list[str], console, title: str) -> dict:
     """Accuracy, UAR, recall and confusion of ``model`` on held-out rows (printed too)."""
-    from emocli.report.metrics import classification_report
-
     pred = model.predict(x)
     labels = model.labels
     known = np.isin(y, labels)

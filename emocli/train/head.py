@@ -30,19 +30,24 @@ from pathlib import Path
 
 import numpy as np
 
+from emocli import fingerprints
+from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
 from emocli.errors import DatasetError
-from emocli.face.experts import HEAD_FILE, FaceHead, OnnxExpert, softmax
-# the same held-out parts as `emo calibrate-experts` (seed 0, halves seed 1)
-from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, face_sets, rafdb_halves, report,
-                               with_prior)
+from emocli.face.detect import YUNET_FILE
+from emocli.face.experts import (EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, FaceHead, OnnxExpert, YuNetLandmarks,
+                                 fit_temperature, softmax)
+from emocli.face.model import FaceModel, network_key, prepare_faces
+from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
+from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, face_sets, rafdb_halves, report,
+                                      with_prior)
+# the same held-out parts as `emo calibrate-experts` (seed 0, halves seed 1)
 
 
 @dataclass
 class HeadArgs:
     """What one run of the face head's fitting is given (the CLI's options; the script adds two)."""
-
     data: Path
     bundle: Path
     cache: Path = Path("runs/face_head")
@@ -74,8 +79,6 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs are read from it
     and only emo-cnn runs.
     """
-    from emocli.face.model import FaceModel, network_key, prepare_faces
-
     final, key = cache / f"{name}.npz", network_key(bundle)
     old = None
     if final.is_file():
@@ -131,9 +134,6 @@ def run(args: HeadArgs) -> dict | None:
     """Extract the features of every set (cached), fit and choose the head on the calib halves, report
     the test halves, and with ``args.write`` store it in the bundle. Returns the report (None with
     ``extract_only``)."""
-    from emocli.bundle import models_dir
-    from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
-    from emocli.face.detect import YUNET_FILE
 
     missing = [sub for sub in (*HELDOUT, "rafdb/train") if not (Path(args.data) / sub).is_dir()]
     if missing:
@@ -185,8 +185,6 @@ def fit_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, c: float) -> FaceHead:
 
 def average_of_experts(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     """The shipped average of calibrated experts on these cached (mirror-view) scores, as predict computes it."""
-    from emocli.face.experts import EXPERTS_FILE, ExpertSet
-
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
     return combined(es, with_prior({"emo-cnn": f["cnn"], "rafdb": f["raf"], "applies": f["applies"]}, bundle))
 
@@ -195,7 +193,6 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
     """The bundle's face scores for cached features, as predict computes them: its head where both
     experts score the face (every face of these corpora: all are 96 px or more, and the head
     takes grey faces too), else the average of experts (colour faces only for the MobileFaceNet)."""
-    from emocli.face.experts import EXPERTS_FILE, ExpertSet
 
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
     if es.head_ is not None:
@@ -205,8 +202,6 @@ def bundle_face_scores(f: dict[str, np.ndarray], bundle: Path) -> np.ndarray:
 
 def load_cached(name: str, bundle: Path, cache: Path = Path("runs/face_head")) -> dict[str, np.ndarray]:
     """A set's cached features, only if ``bundle``'s face network computed them (else exit with the fix)."""
-    from emocli.face.model import network_key
-
     path = cache / f"{name}.npz"
     fix = f"run emo train-head DATA --model {bundle} --cache {cache}"
     if not path.is_file():
@@ -261,7 +256,6 @@ def fit_and_report(args, sets, feats) -> None:
               + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
     y_cal = np.concatenate([sets[n][1] for n in calib])
     p_cal = np.vstack([head.predict_proba(design(feats[n])) for n in calib])
-    from emocli.face.experts import fit_temperature
 
     head.temperature = fit_temperature(p_cal, y_cal)
     print(f"chosen on the calib halves: {best[0]}, C={best[1]}; temperature {head.temperature:.2f}",
@@ -295,10 +289,6 @@ def fit_and_report(args, sets, feats) -> None:
 
 
 def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[str], calib: list[str]) -> None:
-    from emocli.bundle import read_manifest_unchecked, write_manifest
-    from emocli.files import atomic_write_text
-    from emocli.face.experts import EXPERTS_FILE, ExpertSet
-
     es = ExpertSet.from_dict(json.loads((bundle / EXPERTS_FILE).read_text()), bundle / EXPERTS_FILE)
     head.info = {"trained_on": {n: len(sets[n][1]) for n in train_sets},
                  "chosen_on": {n: len(sets[n][1]) for n in calib},
@@ -310,7 +300,6 @@ def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[s
                           for n in ("affectnet-test", "sfew-test", "rafdb-test")},
                  "command": f"emo train-head DATA --model {bundle} --write"}
     head.save(bundle / HEAD_FILE)
-    from emocli import fingerprints
 
     fingerprints.write(bundle, {"face.head": [p for n in train_sets for p in sets[n][0]]})
     fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])

@@ -38,8 +38,9 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.voice.features import WINDOW as LEVEL_WINDOW, level_range_db, window_levels_dbfs
 from emocli.errors import ParameterError
+from emocli.files import load_npz_weights
+from emocli.voice.levels import LEVEL_WINDOW, level_range_db, window_levels_dbfs
 
 SAMPLE_RATE = 16000  # Hz: the only rate the 16 kHz model takes
 CHUNK = 512  # samples: 32 ms, one speech probability each
@@ -76,7 +77,6 @@ WEIGHT_NAMES = ("stft_conv.weight", "conv1.weight", "conv1.bias", "conv2.weight"
 @dataclass
 class VadState:
     """What the model carries from one chunk to the next: LSTM (h, c) and the last CONTEXT samples."""
-
     h: np.ndarray = field(default_factory=lambda: np.zeros(HIDDEN, np.float32))
     c: np.ndarray = field(default_factory=lambda: np.zeros(HIDDEN, np.float32))
     context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT, np.float32))
@@ -106,7 +106,6 @@ class SileroVAD:
     weights : the arrays named in :data:`WEIGHT_NAMES`, with the shapes of the wheel's
         ONNX model (PyTorch layouts: conv (out, in, k), LSTM gates stacked i, f, g, o)
     """
-
     def __init__(self, weights: dict[str, np.ndarray]):
         missing = [k for k in WEIGHT_NAMES if k not in weights]
         if missing:
@@ -136,8 +135,6 @@ class SileroVAD:
         ModelError
             If the file is missing or is not the VAD's weights.
         """
-        from emocli.files import load_npz_weights
-
         return load_npz_weights(Path(path), cls, what="voice-activity weights",
                                 missing="restore the bundle or rebuild them with scripts/convert_silero_vad.py",
                                 rebuild="rebuild them with scripts/convert_silero_vad.py")

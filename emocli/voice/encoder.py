@@ -17,7 +17,7 @@ Stages, as in openai/whisper (``audio.py``, ``model.py``):
    rate: one frame per 20 ms), positional embeddings, pre-LayerNorm transformer blocks, a
    final LayerNorm -> frames (T, 384).
 3. :func:`pool`: mean and standard deviation of the frames over the *active* part of the
-   clip (frames within :data:`emocli.voice.features.ACTIVE_DB` dB of the loudest one;
+   clip (frames within :data:`emocli.voice.levels.ACTIVE_DB` dB of the loudest one;
    padding never counts) -> one 768-value vector per clip (:func:`embed`).
 
 Window: whisper always encodes 30 s, mostly zero padding for a 2-4 s acted utterance, and
@@ -35,7 +35,11 @@ from pathlib import Path
 
 import numpy as np
 
-from emocli.errors import ParameterError
+from emocli.bundle import models_dir
+from emocli.errors import ModelError, NoAudioError, ParameterError
+from emocli.files import cached_sha256, load_npz_weights, save_hash_cache
+from emocli.quiet_imports import cpu_threads, lite_interpreter
+from emocli.voice.levels import ACTIVE_DB, MIN_ACTIVE
 
 SAMPLE_RATE = 16000  # Hz: whisper's input rate
 N_FFT = 400  # samples: 25 ms analysis window
@@ -54,8 +58,6 @@ ENCODER_SOURCE = "Whisper tiny.en encoder (OpenAI, MIT), from the CTranslate2 mo
 
 
 def default_encoder_path() -> Path:
-    from emocli.bundle import models_dir
-
     return models_dir() / "encoders" / ENCODER_FILE
 
 
@@ -176,9 +178,6 @@ def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndar
 
 def _check_sha256(path: Path, sha256: str | None) -> None:
     """Refuse an encoder file whose sha256 is not ``sha256`` (None: any file); hashes are remembered."""
-    from emocli.errors import ModelError
-    from emocli.files import cached_sha256, save_hash_cache
-
     if sha256 is not None and cached_sha256(path) != sha256:
         raise ModelError(f"{path}: sha256 differs from the one the voice model was trained with ({sha256[:12]}...); "
                          "restore that encoder file or retrain with `emo train-audio`")
@@ -190,7 +189,6 @@ class _Encoder:
 
     Subclasses set ``dim`` and ``n_positions`` and encode a log-mel spectrogram with ``__call__``.
     """
-
     dim: int
     n_positions: int
 
@@ -221,7 +219,6 @@ class _Encoder:
         long clip's frames need not all be held at once."""
         x = np.asarray(audio, np.float32).ravel()
         if len(x) < N_FFT:
-            from emocli.errors import NoAudioError
 
             raise NoAudioError(f"audio too short for the speech encoder: {len(x)} samples (needs {N_FFT})")
         piece = MAX_SECONDS * SAMPLE_RATE
@@ -249,7 +246,6 @@ class WhisperEncoder(_Encoder):
         ``layer_{i}.ffn.linear_0.{weight,bias}``, ``layer_{i}.ffn.linear_1.{weight,bias}``;
         ``layer_norm.{gamma,beta}``; ``num_heads`` (scalar)
     """
-
     def __init__(self, weights: dict[str, np.ndarray]):
         w = {k: np.asarray(v) for k, v in weights.items()}
         self.n_heads = int(w.pop("num_heads"))
@@ -269,8 +265,6 @@ class WhisperEncoder(_Encoder):
         ModelError
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
-        from emocli.files import load_npz_weights
-
         path = Path(path) if path is not None else default_encoder_path()
         if path.is_file():
             _check_sha256(path, sha256)
@@ -319,12 +313,9 @@ class LiteWhisperEncoder(_Encoder):
     padded to whole seconds, so a corpus needs a handful of sizes). One thread in a bulk worker
     process, one per CPU otherwise (:func:`emocli.quiet_imports.cpu_threads`).
     """
-
     n_positions = 1500  # whisper's positional embeddings: 30 s
 
     def __init__(self, path: Path | str):
-        from emocli.quiet_imports import cpu_threads, lite_interpreter
-
         self.path = Path(path)
         self._it = lite_interpreter(self.path, num_threads=cpu_threads())
         inp, out = self._it.get_input_details(), self._it.get_output_details()
@@ -343,8 +334,6 @@ class LiteWhisperEncoder(_Encoder):
         ModelError
             If the file is missing, damaged, not an encoder, or its hash differs.
         """
-        from emocli.errors import ModelError
-
         path = Path(path) if path is not None else default_encoder_path()
         if not path.is_file():
             raise ModelError(f"{path}: speech encoder not found; reinstall emo (it ships in models/encoders) or "
@@ -376,8 +365,7 @@ class LiteWhisperEncoder(_Encoder):
 def active_mask(audio: np.ndarray, n_frames: int, *, active_db: float | None = None) -> np.ndarray:
     """Boolean (n_frames,): encoder frames whose 20 ms of audio are within ``active_db`` dB of
     the loudest such frame. Frames past the end of the audio (padding) are never active; when
-    fewer than :data:`emocli.voice.features.MIN_ACTIVE` frames pass, every real frame counts."""
-    from emocli.voice.features import ACTIVE_DB, MIN_ACTIVE
+    fewer than :data:`emocli.voice.levels.MIN_ACTIVE` frames pass, every real frame counts."""
 
     active_db = ACTIVE_DB if active_db is None else active_db
     audio = np.asarray(audio).ravel()

@@ -40,12 +40,14 @@ import numpy as np
 
 from emocli.errors import NoAudioError, ParameterError
 from emocli.media.ffmpeg import SAMPLE_RATE
+from emocli.quiet_imports import stand_in_modules
+from emocli.voice import encoder as ve
+from emocli.voice.encoder import embed, shipped_encoder
+from emocli.voice.levels import ACTIVE_DB, MIN_ACTIVE
 
 WINDOW = 0.050  # seconds: analysis window, the thesis's setting (800 samples at 16 kHz)
 STEP = 0.025  # seconds: hop between windows, 50 % overlap (400 samples at 16 kHz)
 N_FEATURES = 34  # per window: 8 time/spectral + 13 MFCC + 12 chroma + chroma deviation
-ACTIVE_DB = 30.0  # dB: windows this much quieter than the clip's loudest window count as silence
-MIN_ACTIVE = 4  # windows: with fewer active windows than this, every window is used
 F0_MIN = 60.0  # Hz: lowest pitch searched (lag 267 samples at 16 kHz)
 F0_MAX = 500.0  # Hz: highest pitch searched (lag 32 samples at 16 kHz)
 VOICED = 0.6  # normalised autocorrelation at the pitch lag above which a window is voiced
@@ -118,61 +120,6 @@ def _validate_audio(audio: np.ndarray, sr: int, win: int) -> np.ndarray:
 
 
 AUDIO_BLOCK = 1 << 18  # samples per block when normalising (16 s at 16 kHz)
-SILENCE_DBFS = -50.0  # dB full scale: speech at any usable recording level has a 50 ms window louder than
-# this; digital silence (-inf) and an idle microphone's hiss (about -60 to -70) stay below. Features are
-# computed on peak-normalised audio, so without this check silence is amplified and classified. Bundles
-# with a voice-activity model use a floor relative to the clip instead (voice_activity.gate_reason),
-# which keeps whispered and far-off speech.
-
-
-def window_levels_dbfs(audio: np.ndarray, sr: int, *, window: float = WINDOW) -> np.ndarray:
-    """Level of each consecutive ``window``-second stretch (DC removed), in dB relative to full scale.
-
-    Returns float64 (n_windows,), ``-inf`` for digital silence; empty when the audio is shorter
-    than one window. Computed per block (memory per block, plus 8 bytes per window).
-    """
-    x = np.asarray(audio)
-    win = max(1, int(round(window * sr)))
-    n = len(x) // win
-    if n == 0:
-        return np.zeros(0)
-    total, count = 0.0, 0  # the mean of the finite samples (a NaN would make every level NaN), by blocks
-    for a in range(0, len(x), AUDIO_BLOCK):
-        b = x[a:a + AUDIO_BLOCK].astype(np.float64)
-        ok = np.isfinite(b)
-        total, count = total + float(b[ok].sum()), count + int(ok.sum())
-    mean = total / count if count else 0.0
-    out = np.empty(n)
-    per_block = max(1, AUDIO_BLOCK // win)
-    for a in range(0, n, per_block):
-        b = min(n, a + per_block)
-        w = x[a * win:b * win].astype(np.float64).reshape(b - a, win) - mean
-        w[~np.isfinite(w)] = 0.0
-        out[a:b] = np.sqrt(np.mean(w * w, axis=1))
-    with np.errstate(divide="ignore"):
-        return 20 * np.log10(out)
-
-
-def loudest_window_dbfs(audio: np.ndarray, sr: int, *, window: float = WINDOW) -> float:
-    """Level of the loudest ``window``-second stretch, in dB relative to full scale (float audio in [-1, 1]).
-
-    Returns ``-inf`` for digital silence or audio shorter than one window; memory per block.
-    """
-    levels = window_levels_dbfs(audio, sr, window=window)
-    return float(levels.max()) if len(levels) else float("-inf")
-
-
-def level_range_db(levels: np.ndarray, *, floor_share: float = 0.1) -> float:
-    """How far the loudest window stands above the clip's own floor (the level that ``floor_share`` of
-    its windows stay under), in dB: speech rises and falls by 14 dB and more (syllables, pauses),
-    a steady hiss, hum or tone by a few dB. 0 for digital silence or no window."""
-    levels = np.asarray(levels, np.float64)
-    if len(levels) == 0 or not np.isfinite(levels.max()):
-        return 0.0
-    floor = np.percentile(np.maximum(levels, levels.max() - 120.0), 100 * floor_share)
-    return float(levels.max() - floor)
-
-
 class _Normalised:
     """A validated signal as finite float64, DC removed, peak at 2**15 (or all zero), by blocks.
 
@@ -180,7 +127,6 @@ class _Normalised:
     demand, so long recordings cost memory per block, not per clip (10 minutes: 77 MB per
     float64 copy). Non-finite samples (a damaged stream) count as silence, not as a failure.
     """
-
     def __init__(self, audio: np.ndarray, sr: int, win: int):
         self.x = _validate_audio(audio, sr, win)
         self.mean = sum(float(r.sum()) for r in self._raw_blocks()) / len(self.x)
@@ -212,7 +158,6 @@ class _Normalised:
 
 def _lazy_function(module: str, name: str):
     """A function that imports ``module`` and calls its ``name`` on first use."""
-
     def call(*args, **kwargs):
         import importlib
 
@@ -235,7 +180,6 @@ def _short_term_features_module():
     import sys
     import types
 
-    from emocli.quiet_imports import stand_in_modules
 
     stubs: dict[str, types.ModuleType] = {}
     if "pyAudioAnalysis.ShortTermFeatures" not in sys.modules:
@@ -669,7 +613,6 @@ def clip_feature_sets(audio: np.ndarray, sr: int, *, feature_sets: Iterable[str]
     elif any(fs in _FRAME_SET for fs in sets):
         frames = short_term_features(audio, sr, window=window, step=step)
     if any(fs in ENCODER_SETS for fs in sets):
-        from emocli.voice.encoder import embed, shipped_encoder
 
         embedding = embed(_validate_audio(audio, sr, 2).astype(np.float32), sr, shipped_encoder())
     return {fs: clip_vector(fs, frames=frames, embedding=embedding) for fs in sets}
@@ -733,7 +676,6 @@ def settings(*, feature_set: str, window: float = WINDOW, step: float = STEP, sr
     if feature_set != "thesis68":
         out.update(active_db=ACTIVE_DB, f0_min_hz=F0_MIN, f0_max_hz=F0_MAX, voiced_threshold=VOICED)
     if feature_set in ENCODER_SETS:
-        from emocli.voice import encoder as ve
 
         out.update(encoder=ve.ENCODER_FILE, encoder_sha256=ve.ENCODER_SHA256, encoder_source=ve.ENCODER_SOURCE,
                    encoder_pooling="mean and std of the frames within active_db of the loudest; padding excluded",

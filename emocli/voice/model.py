@@ -32,8 +32,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emocli.bundle import check_skops_types, library_versions, read_json_document
+from emocli.corpus.splits import speaker_folds
 from emocli.errors import ModelError, NotFittedError, ParameterError
+from emocli.files import atomic_path, atomic_write_text
 from emocli.labels import LABELS
+from emocli.report.metrics import classification_report
+from emocli.voice.encoder import ENCODER_SHA256
+from emocli.voice.features import FEATURE_SETS, feature_dimension, settings
 
 WEIGHTS_FILE = "voice.skops"  # bundles made before 2026-12: read only where no RUNTIME_FILE is
 RUNTIME_FILE = "voice.npz"
@@ -78,7 +84,6 @@ class CompactSVM:
     turned into scikit-learn's one-vs-rest votes + confidences, then ``softmax(beta * d)``);
     a test checks the two agree.
     """
-
     KEYS = ("mean", "scale", "support_vectors", "dual_coef", "intercept", "n_support", "gamma", "beta")
 
     def __init__(self, arrays: dict[str, np.ndarray]):
@@ -180,7 +185,6 @@ class VoiceModel:
     validation predictions; validation_recall_ : its per-class recall; settings_ : feature
     settings (:func:`emocli.voice.features.settings`); estimator_ : the calibrated pipeline.
     """
-
     def __init__(self, *, feature_set: str = "rich", window: float = 0.050, step: float = 0.025,
                  sample_rate: int = 16000, C_grid: Sequence[float] = DEFAULT_C_GRID,
                  gamma_grid: Sequence[float] = DEFAULT_GAMMA_GRID, class_weight: str | None = "balanced",
@@ -237,9 +241,6 @@ class VoiceModel:
         """
         from sklearn.calibration import CalibratedClassifierCV
 
-        from emocli.voice.features import settings
-        from emocli.report.metrics import classification_report
-        from emocli.corpus.splits import speaker_folds
 
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
@@ -365,8 +366,6 @@ class VoiceModel:
     # -- persistence ---------------------------------------------------------------------
 
     def metadata(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        from emocli.bundle import library_versions
-
         self._check_fitted()
         return {
             "format": FORMAT,
@@ -395,8 +394,6 @@ class VoiceModel:
         ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json; ``name``
         replaces the file stem ``voice`` (the speaker-normalised model is ``voice_speaker``).
         """
-        from emocli.files import atomic_path, atomic_write_text
-
         if self.estimator_ is None:
             raise NotFittedError("fit the voice model before saving it")
         meta = self.metadata(extra)
@@ -420,7 +417,6 @@ class VoiceModel:
         import skops.io as sio
         from sklearn.calibration import CalibratedClassifierCV
 
-        from emocli.bundle import check_skops_types
 
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
@@ -451,8 +447,6 @@ class VoiceModel:
             If a file is missing or malformed, or ``voice.skops`` holds any type outside
             :data:`TRUSTED_TYPES` (a crafted file is refused before anything in it runs).
         """
-        from emocli.bundle import read_json_document
-
         directory = Path(directory)
         weights, runtime_file, meta_file = _files(name)
         meta_path, weights_path = directory / meta_file, directory / weights
@@ -496,7 +490,6 @@ class VoiceModel:
                 or getattr(est, "n_features_in_", None) != n_in):
             raise ModelError(f"{source}: does not match {meta_path} (classes or feature count differ); "
                              "the two files come from different trainings: retrain or restore both")
-        from emocli.voice.features import FEATURE_SETS, feature_dimension
 
         st = meta.get("features")
         try:
@@ -509,7 +502,6 @@ class VoiceModel:
             if not (0 < step <= window <= 10.0 and 8000 <= sr <= 192000):
                 raise ValueError(f"window {window} s, step {step} s, sample rate {sr} Hz out of range")
             if "encoder_sha256" in st:
-                from emocli.voice.encoder import ENCODER_SHA256
 
                 if st["encoder_sha256"] != ENCODER_SHA256:
                     raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "

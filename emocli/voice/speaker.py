@@ -34,7 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from emocli.corpus.layouts import read_csv_rows
 from emocli.errors import DatasetError, ParameterError
+from emocli.report.output import printable
 
 MODEL_NAME = "voice_speaker"  # file stem of the speaker-normalised voice model in a bundle
 # A speaker with fewer clips is scored with the plain model. Measured on the training speakers
@@ -51,7 +53,6 @@ _REL_FLOOR = 1e-3  # a feature's std is floored at this share of its mean's magn
 @dataclass(frozen=True)
 class SpeakerStats:
     """Mean and standard deviation of one speaker's feature vectors."""
-
     mean: np.ndarray
     std: np.ndarray
     n: float  # clips (or voiced seconds, for a stream) they were computed from
@@ -93,7 +94,6 @@ class RunningStats:
     a half-life of ``half_life`` voiced seconds, so a long stream follows a drifting baseline
     while memory stays constant. :attr:`ready` once ``warmup`` voiced seconds were seen.
     """
-
     def __init__(self, *, warmup: float = WARMUP_SECONDS, half_life: float = HALF_LIFE_SECONDS):
         if warmup < 0 or half_life <= 0:
             raise ParameterError("warmup must be >= 0 and half_life > 0")
@@ -135,7 +135,6 @@ class SpeakerRule:
     CSV's folder) when it ends in ``.csv``, otherwise a regular expression searched in the input's
     name: the speaker is its ``speaker`` group, else its first group, else the whole match.
     """
-
     def __init__(self, spec: str):
         self.spec = spec
         self.table: dict[str, str] | None = None
@@ -173,8 +172,6 @@ def _resolved(path: Path | None) -> str | None:
 
 
 def _read_speaker_csv(path: Path) -> dict[str, str]:
-    from emocli.corpus.layouts import read_csv_rows
-
     rows = read_csv_rows(path, what="speaker table",
                          fix="pass a UTF-8 CSV file with columns path,speaker (or a regular expression)")
     header = [h.strip().lower() for h in rows[0]] if rows else []
@@ -213,8 +210,6 @@ def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIP
     A result whose speaker is unknown, or has fewer than ``min_clips`` voiced results in the run,
     keeps the plain scores and a note says why.
     """
-    from emocli.report.output import printable
-
     done = list(results)
     who = [rule.speaker(res.file) if res.status == "ok" else None for res in done]
     counts, stats = speaker_stats(zip(who, done), min_clips=min_clips)

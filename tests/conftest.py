@@ -25,6 +25,7 @@ import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
+DATA = REPO / "tests" / "data"  # reference files the tests compare with
 SHARED = REPO.parent / "shared"
 
 

@@ -208,7 +208,7 @@ def short_term_features(audio: np.ndarray, sr: int, *, window: float = WINDOW, s
     pyAudioAnalysis's ``feature_extraction`` computes them window by window in Python; here
     each block of windows is computed at once with numpy (one FFT per block, the MFCC filter
     bank, the DCT and the chroma map as matrices taken from pyAudioAnalysis's own functions),
-    equal to pyAudioAnalysis's output to float32 precision (``tests/test_audio.py`` compares
+    equal to pyAudioAnalysis's output to float32 precision (``tests/voice/test_audio.py`` compares
     the two on generated and real clips). 60 s of audio: 1.1 s -> 0.1 s on one core.
 
     Parameters

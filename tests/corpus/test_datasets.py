@@ -29,8 +29,9 @@ from emocli.corpus.layouts import (
 from emocli.errors import DatasetError, EmoError
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS
+from conftest import REPO
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 def touch(root: Path, *names: str) -> list[Path]:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES, make_clip
+from conftest import EXAMPLES, REPO, make_clip
 from emocli.cli.app import app
 from emocli.labels import LABELS
 
@@ -191,9 +191,8 @@ def test_every_shipped_model_file_is_package_data():
     """A non-editable install copies only files that match pyproject's package-data globs."""
     import fnmatch
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
-    from pathlib import Path
 
-    root = Path(__file__).parents[1]
+    root = REPO
     globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["emocli.models"]
     shipped = [p.relative_to(root / "models").as_posix() for p in (root / "models").rglob("*")
                if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts]

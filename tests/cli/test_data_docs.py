@@ -3,17 +3,16 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES, write_wav
+from conftest import EXAMPLES, REPO, write_wav
 from emocli.cli.app import app
 
 from emocli.corpus.layouts import detect_layout, load_corpus
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "fer2013_csv_to_folders.py"
+SCRIPT = REPO / "scripts" / "fer2013_csv_to_folders.py"
 
 
 def test_three_rows_become_train_val_test_folders(tmp_path):

@@ -2,13 +2,12 @@
 -> extract -> train-video/train-audio on the extracted features -> fuse -> evaluate."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import EXAMPLES, ffmpeg
+from conftest import EXAMPLES, REPO, ffmpeg
 from emocli.cli.app import app
 
 runner = CliRunner()
@@ -82,7 +81,7 @@ def test_extract_train_fuse_evaluate(afew, tiny_bundle, tmp_path):
     r = ok(runner.invoke(app, ["fuse", str(bundle)]))
     fusion = json.loads((bundle / "fusion.json").read_text())
     assert (fusion["method"], fusion["rule"]) == ("equal", "product") and "warning" not in r.stderr
-    shipped = json.loads((Path(__file__).parents[1] / "models" / "default" / "fusion.json").read_text())
+    shipped = json.loads((REPO / "models" / "default" / "fusion.json").read_text())
     assert (shipped["method"], shipped["rule"]) == (fusion["method"], fusion["rule"])
 
 

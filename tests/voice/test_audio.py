@@ -16,7 +16,7 @@ from emocli.voice.model import VoiceModel
 from emocli.errors import ModelError, NoAudioError, NotFittedError
 from emocli.labels import LABELS
 
-from conftest import write_wav
+from conftest import REPO, write_wav
 
 SR = 16000
 
@@ -73,12 +73,11 @@ def test_spectral_maps_reproduce_pyaudioanalysis_mfcc_and_chroma():
                                   "tests/data/ravdess_shouted_03-01-05-02-02-01-18.flac"])
 def test_features_equal_pyaudioanalysis_on_real_clips(name):
     """The vectorised features against pyAudioAnalysis's window-by-window feature_extraction (the reference)."""
-    from pathlib import Path
 
     from emocli.media.ffmpeg import load_audio
     from pyAudioAnalysis import ShortTermFeatures as stf
 
-    path = Path(__file__).resolve().parents[1] / name
+    path = REPO / name
     if not path.exists():
         pytest.skip(f"{name} not in this checkout")
     x = load_audio(path)

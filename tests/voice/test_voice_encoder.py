@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,9 +11,9 @@ from emocli.voice import encoder as ve
 from emocli.errors import ModelError, ParameterError
 from emocli.files import sha256_file
 
-from conftest import write_wav
+from conftest import DATA, REPO, write_wav
 
-EXAMPLE = Path(__file__).parents[1] / "examples" / "1001_DFA_HAP_XX.avi"
+EXAMPLE = REPO / "examples" / "1001_DFA_HAP_XX.avi"
 
 
 def tiny_weights(*, dim: int = 16, heads: int = 2, layers: int = 2, positions: int = 60, seed: int = 0) -> dict:
@@ -165,7 +164,7 @@ def test_shipped_litert_encoder_equals_the_numpy_reference_pass():
     --fixture; then again after a resize to another length and back."""
     from emocli.media.ffmpeg import load_audio
 
-    ref = np.load(Path(__file__).parent / "data" / "whisper_reference.npz")
+    ref = np.load(DATA / "whisper_reference.npz")
     enc = ve.LiteWhisperEncoder.load(sha256=ve.ENCODER_SHA256)
     audio = load_audio(EXAMPLE.with_name(str(ref["clip"])))
     mel = ve.log_mel(audio[:int(ref["seconds"]) * ve.SAMPLE_RATE], n_frames=int(ref["seconds"]) * 100)
@@ -185,7 +184,7 @@ def test_encoder_file_problems_are_one_line_model_errors(tmp_path):
         ve.LiteWhisperEncoder.load(tmp_path / "torn.tflite")
     with pytest.raises(ModelError, match="sha256 differs"):
         ve.LiteWhisperEncoder.load(good, sha256="0" * 64)
-    face = Path(__file__).parents[1] / "models" / "default" / "face.tflite"
+    face = REPO / "models" / "default" / "face.tflite"
     if face.is_file():
         with pytest.raises(ModelError, match="not usable speech encoder"):
             ve.LiteWhisperEncoder.load(face)

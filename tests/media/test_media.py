@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import make_clip
+from conftest import DATA, make_clip
 from emocli.media import ffmpeg as media
 from emocli.errors import MediaError, NoAudioError
 
@@ -75,13 +75,12 @@ def test_probe_and_load_audio_in_one_run_equal_the_two_runs(tmp_path):
     """An audio file's description and samples from one ffmpeg run are what probe() and
     load_audio() give in two (whole, and cut by max_seconds)."""
     import subprocess
-    from pathlib import Path
 
     from conftest import write_wav
 
     rng = np.random.default_rng(0)
     wav = write_wav(tmp_path / "-dash voix.wav", 0.3 * rng.standard_normal(3 * 22050), sr=22050)
-    flac = Path(__file__).parent / "data" / "ravdess_shouted_03-01-05-02-02-01-18.flac"
+    flac = DATA / "ravdess_shouted_03-01-05-02-02-01-18.flac"
     mp3 = tmp_path / "clip.mp3"
     subprocess.run([media.ffmpeg_exe(), "-v", "error", "-i", str(wav), str(mp3)], check=True)
     for path in (wav, flac, mp3):

@@ -30,7 +30,7 @@ def heldout_faces(data: Path, heldout: Path, *, halves: str = "test") -> list[tu
     ``halves``: "test" (for figures) or "calib" (for choices) of RAF-DB, AffectNet and SFEW. FER2013's
     held-out faces have no such halves: they are in both.
     """
-    from emocli.train.face import heldout_part
+    from emocli.train.data import heldout_part
 
     out: list[tuple[Path, str, str]] = []
     meta = json.loads((DEFAULT_BUNDLE / "face.json").read_text())

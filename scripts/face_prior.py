@@ -33,7 +33,8 @@ def main() -> None:
     from emocli.corpus.layouts import load_corpus
     from emocli.labels import LABELS
     from emocli.report.metrics import classification_report
-    from emocli.train.face import MAX_ACCURACY_LOSS, face_probabilities, tune_prior_command
+    from emocli.train.data import face_probabilities
+    from emocli.train.tuning import MAX_ACCURACY_LOSS, tune_prior_command
     from emocli.face.model import FaceModel, adjust_prior
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -63,7 +63,7 @@ def main() -> None:
     from emocli.bundle import models_dir
     from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
     from emocli.face.detect import YUNET_FILE
-    from emocli.train.face import heldout_part, training_images
+    from emocli.train.data import heldout_part, training_images
 
     meta = json.loads((args.bundle / "face.json").read_text())
     items, y_all, ho = heldout_part(args.data / "fer2013" / "train", meta)

@@ -31,7 +31,7 @@ from pathlib import Path
 from emocli import fingerprints as fp
 from emocli.bundle import DEFAULT_BUNDLE, read_manifest_unchecked, write_manifest
 from emocli.corpus.layouts import load_corpus
-from emocli.train.face import heldout_part
+from emocli.train.data import heldout_part
 
 
 def face_parts(data: Path, bundle: Path) -> dict[str, list[Path]]:

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from emocli.labels import LABELS  # noqa: E402
 from emocli.report.metrics import classification_report  # noqa: E402
-from emocli.train.face import _voice_corpora, _voice_rows  # noqa: E402
+from emocli.train.voice import _voice_corpora, _voice_rows  # noqa: E402
 
 HELD_OUT = ["ravdess_02", "ravdess_03", "ravdess_15", "ravdess_16", "emodb_03", "emodb_08"]
 FEATURES = "whisper+rich"  # the shipped model's; --features rich is about ten times cheaper to compute

@@ -420,7 +420,7 @@ def train_audio(
                                            "classified; --no-vad leaves only the level gate.")] = True,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
-    from emocli.train.face import train_audio_command, train_audio_features_command
+    from emocli.train.voice import train_audio_command, train_audio_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
@@ -475,7 +475,7 @@ def fuse(
 ) -> None:
     """Set how face and voice are combined, and save it into the bundle."""
     from emocli.errors import EmoError
-    from emocli.train.face import fuse_command
+    from emocli.train.fusion import fuse_command
 
     try:
         fuse_command(bundle=model, method=method.value, features=features, split=split, seed=seed,
@@ -493,7 +493,7 @@ def tune_views(
                                                         "manifest.")] = False,
 ) -> None:
     """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
-    from emocli.train.face import tune_views_command
+    from emocli.train.tuning import tune_views_command
 
     try:
         tune_views_command(bundle=model, data=data, write=write, console=_stderr())
@@ -550,7 +550,7 @@ def tune_prior(
                                                      "stronger adjustment may cost.")] = 0.005,
 ) -> None:
     """Choose the face network's class-prior adjustment (logit adjustment) on held-out training images."""
-    from emocli.train.face import tune_prior_command
+    from emocli.train.tuning import tune_prior_command
 
     try:
         tune_prior_command(bundle=model, data=data, write=write, console=_stderr(),
@@ -591,7 +591,7 @@ def ensemble(
                                                         "held-out images.")] = False,
 ) -> None:
     """Average two face networks into one, if that helps on held-out training images."""
-    from emocli.train.face import ensemble_command
+    from emocli.train.tuning import ensemble_command
 
     try:
         ensemble_command(a=a, b=b, data=data, out=out, write=write, console=_stderr())
@@ -609,7 +609,7 @@ def refresh_bn(
                                                         "images.")] = False,
 ) -> None:
     """Re-estimate the face network's BatchNorm statistics on its un-augmented training faces."""
-    from emocli.train.face import refresh_bn_command
+    from emocli.train.tuning import refresh_bn_command
 
     try:
         refresh_bn_command(bundle=model, data=data, out=out, write=write, console=_stderr())

@@ -80,7 +80,7 @@ def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp
 # -- 1. training splits -------------------------------------------------------------------------
 
 def test_training_split_defaults_to_train_and_refuses_eval_splits():
-    from emocli.train.face import training_split
+    from emocli.train.data import training_split
 
     items = [{"split": sp, "id": f"{sp}{i}"} for sp in ("Train", "Val") for i in range(3)]
     keep, split = training_split(items, None)

@@ -12,7 +12,7 @@ from emocli.cli.app import app
 from emocli.labels import LABELS
 from emocli.errors import DatasetError
 from emocli.corpus.splits import grouped_holdout, speaker_folds, stratified_holdout
-from emocli.train.face import heldout_part, holdout_seed_of
+from emocli.train.data import heldout_part, holdout_seed_of
 
 
 
@@ -104,7 +104,7 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
     import keras
 
     from emocli.bundle import write_manifest
-    from emocli.train.face import heldout_part
+    from emocli.train.data import heldout_part
     from emocli.media.ffmpeg import read_image
     from emocli.face.model import FaceModel, Preprocessing, build_emo_cnn, prepare_faces
 
@@ -132,7 +132,7 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
 
 def test_tune_views_scores_each_candidate_and_writes_the_best(faces, tmp_path):
     from emocli.bundle import verify_bundle
-    from emocli.train.face import VIEW_CANDIDATES
+    from emocli.train.tuning import VIEW_CANDIDATES
     from emocli.face.model import FaceModel
 
     bundle = _heldout_bundle(tmp_path / "b", seed=1)
@@ -203,7 +203,7 @@ def test_ensemble_refuses_bundles_with_different_held_out_parts(faces, tmp_path)
 
 
 def test_balance_weights():
-    from emocli.train.face import balance_weights
+    from emocli.train.data import balance_weights
 
     groups = np.array([0] * 90 + [1] * 10)
     assert np.allclose(balance_weights(groups, "none"), 1)
@@ -378,7 +378,7 @@ def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
 def test_tune_prior_chooses_the_logit_adjustment_on_the_holdout_and_writes_it(faces, tmp_path):
     """Issue 28, 5: the prior adjustment is an `emo` command (it was scripts/face_prior.py)."""
     from emocli.bundle import verify_bundle
-    from emocli.train.face import PRIOR_TAUS
+    from emocli.train.tuning import PRIOR_TAUS
     from emocli.face.model import FaceModel
 
     bundle = _heldout_bundle(tmp_path / "b", seed=1)

@@ -124,7 +124,7 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
     import keras
 
     import emocli.face.model as vm
-    import emocli.train.face as training  # the module that calls refresh_batch_norm
+    import emocli.train.tuning as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
     bundle = tmp_path / "b"
@@ -169,7 +169,7 @@ def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_f
 def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, tmp_path, monkeypatch):
     import keras
 
-    import emocli.train.face as training  # the module that calls refresh_batch_norm
+    import emocli.train.tuning as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
     args = ["--epochs", "3", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]

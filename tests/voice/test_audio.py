@@ -431,7 +431,7 @@ def test_voice_cache_follows_the_clip_content_not_its_path_or_time(tmp_path):
     import shutil
 
     from emocli.files import sha256_file
-    from emocli.train.face import _voice_cache_key
+    from emocli.train.voice import _voice_cache_key
 
     a = tmp_path / "a" / "03a01Wa.wav"
     a.parent.mkdir()

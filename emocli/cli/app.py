@@ -916,7 +916,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
 def _annotate_source(inputs: list[str]) -> Path:
     """--annotate: the one input file it draws on; any other input is an error (exit 1) before anything runs."""
     from emocli.media.inputs import expand_inputs
-    from emocli.media.ffmpeg import LiveSource
+    from emocli.media.live import LiveSource
 
     what = "draws on one video (or image) file"
     if len(inputs) != 1:

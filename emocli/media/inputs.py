@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
 
-from emocli.media.ffmpeg import VIDEO_EXTS, LiveSource, is_capture_device, is_url, media_files
+from emocli.media.ffmpeg import VIDEO_EXTS, media_files
+from emocli.media.live import LiveSource, is_capture_device, is_url
 
 SNIFF_BYTES = 64 * 1024  # enough to tell a list of paths from a media container
 MAX_PATH_LINE = 64 * 1024  # bytes read at once from a list of paths (a longer "line" is not a path)

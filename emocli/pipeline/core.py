@@ -21,8 +21,8 @@ from emocli.face.detect import FaceLinker, FaceTracker
 from emocli.face.experts import EXPERT_MIN_FACE
 from emocli.face.model import prepare_faces
 from emocli.fusion import FusionModel
-from emocli.media.ffmpeg import (SAMPLE_RATE, LiveDecode, MediaInfo, media_seconds, probe, probe_and_load_audio,
-                                 probe_live, spool_unseekable)
+from emocli.media.ffmpeg import SAMPLE_RATE, MediaInfo, media_seconds, probe, probe_and_load_audio
+from emocli.media.live import LiveDecode, probe_live, spool_unseekable
 from emocli.pipeline.faces import FaceAccumulator, FaceBatch, FaceChunks, FaceStage, box_array
 from emocli.pipeline.options import STREAM_BLOCK, Options, Progress, Result, fail, scores_dict, zero_nan
 from emocli.pipeline.voice import VoiceBlock, VoiceInput, VoiceStage

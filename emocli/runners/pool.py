@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from emocli import quiet_imports
 from emocli.errors import VersionWarning
-from emocli.media.ffmpeg import LiveSource
+from emocli.media.live import LiveSource
 from emocli.pipeline.core import Pipeline
 from emocli.pipeline.options import Options, Result
 from emocli.quiet_imports import available_cpus

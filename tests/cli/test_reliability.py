@@ -362,12 +362,12 @@ def test_symlink_loop_and_dangling_link_say_so(pipe, tmp_path):
 
 
 def test_ffmpeg_internals_are_cut_from_messages():
-    from emocli.media.ffmpeg import _last_error_line
+    from emocli.media.ffmpeg import last_error_line
 
     text = ("[vost#0:0/rawvideo @ 0x55d1c0] Error while opening encoder - maybe incorrect parameters\n"
             "[af#0:0 @ 0x55a19fc5f500] Terminating thread with return code -22 (Invalid argument)\n")
-    assert _last_error_line(text) == "Error while opening encoder - maybe incorrect parameters"
-    assert _last_error_line(text.splitlines()[1]) == "Terminating thread with return code -22 (Invalid argument)"
+    assert last_error_line(text) == "Error while opening encoder - maybe incorrect parameters"
+    assert last_error_line(text.splitlines()[1]) == "Terminating thread with return code -22 (Invalid argument)"
 
 
 def test_bad_layout_is_bad_usage(tmp_path):
@@ -414,9 +414,10 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
     import threading
     import time
 
-    from emocli.media import ffmpeg as media
+    from emocli.media import ffmpeg as media, live
 
     monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
+    monkeypatch.setattr(live, "STALL_TIMEOUT", 1.0)
     fifo = tmp_path / "never.avi"
     os.mkfifo(fifo)
     wav = make_clip(tmp_path / "tone.wav", video=False, seconds=1.0)
@@ -440,17 +441,18 @@ def test_fifo_nobody_writes_to_is_given_up(tiny_bundle, tmp_path, monkeypatch):
 def test_media_bytes_on_a_stalled_stdin_pipe_are_given_up(tiny_bundle, monkeypatch):
     import time
 
-    from emocli.media import ffmpeg as media
+    from emocli.media import ffmpeg as media, live
     from emocli.media.inputs import expand_inputs
     from emocli.pipeline.core import Pipeline
 
     monkeypatch.setattr(media, "STALL_TIMEOUT", 1.0)
+    monkeypatch.setattr(live, "STALL_TIMEOUT", 1.0)
     r, w = os.pipe()
     os.write(w, b"RIFF\x00\x00\x00\x00WAVEfmt " + bytes(600))  # media bytes, then the writer stalls
     t0 = time.monotonic()
     with os.fdopen(r, "rb") as stdin:
         (display, src, problem), = list(expand_inputs(["-"], stdin=stdin))
-        assert display == "<stdin>" and isinstance(src, media.LiveSource) and problem is None
+        assert display == "<stdin>" and isinstance(src, live.LiveSource) and problem is None
         res = Pipeline(tiny_bundle).run_stream(src)
     os.close(w)
     assert time.monotonic() - t0 < 30

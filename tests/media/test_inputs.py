@@ -52,7 +52,7 @@ def test_a_line_with_control_characters_is_its_own_error():
 
 
 def test_media_bytes_are_still_media():
-    from emocli.media.ffmpeg import LiveSource
+    from emocli.media.live import LiveSource
 
     for clip in (CLIP, EXAMPLES.parent / "tests" / "data" / "ravdess_shouted_03-01-05-02-02-01-18.flac"):
         (name, src, problem), = entries(open(clip, "rb").read())
@@ -62,7 +62,7 @@ def test_media_bytes_are_still_media():
 def test_a_silent_wav_is_media_not_a_list(tmp_path):
     """Digital silence is mostly NUL bytes, which also separate `find -print0` paths: still media."""
     from conftest import write_wav
-    from emocli.media.ffmpeg import LiveSource
+    from emocli.media.live import LiveSource
 
     import numpy as np
 

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, ffmpeg
-from emocli.media import ffmpeg as media
+from emocli.media import ffmpeg as media, live
 from emocli.cli.app import app
 from emocli.labels import LABELS
 
@@ -192,11 +192,11 @@ def test_unreachable_url_and_missing_capture_device_are_one_line_errors(tiny_bun
 
 
 def test_input_options_reach_ffmpeg_and_bad_ones_are_bad_usage(tiny_bundle, tmp_path):
-    src = media.LiveSource("/dev/video0", url="/dev/video0")
+    src = live.LiveSource("/dev/video0", url="/dev/video0")
     assert src.ffmpeg_input()[-4:] == ["-f", "v4l2", "-i", "/dev/video0"]
-    src = media.LiveSource("/dev/video0", url="/dev/video0", input_options=("-f", "mjpeg", "-framerate", "30"))
+    src = live.LiveSource("/dev/video0", url="/dev/video0", input_options=("-f", "mjpeg", "-framerate", "30"))
     assert src.ffmpeg_input().count("-f") == 1 and "-framerate" in src.ffmpeg_input()
-    assert "-analyzeduration" in media.LiveSource("<stdin>", fd=0).ffmpeg_input()
+    assert "-analyzeduration" in live.LiveSource("<stdin>", fd=0).ffmpeg_input()
     # a raw stream with no container: readable only with its format given
     raw = tmp_path / "tone.raw"
     ffmpeg("-f", "lavfi", "-i", "sine=frequency=300:sample_rate=16000:duration=2", "-f", "s16le", "-ac", "1",
@@ -364,9 +364,9 @@ def test_piped_mp4_with_its_index_at_the_end_is_read_whole_and_a_faststart_one_s
     late, early = tmp_path / "late.mp4", tmp_path / "early.mp4"
     ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", str(late))  # ffmpeg writes moov after mdat by default
     ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", "-movflags", "+faststart", str(early))
-    assert media.index_after_data(late.read_bytes()[:4096]) is True
-    assert media.index_after_data(early.read_bytes()[:4096]) is False
-    assert media.index_after_data(b"RIFF....AVI ") is False and media.index_after_data(late.read_bytes()[:20]) is None
+    assert live.index_after_data(late.read_bytes()[:4096]) is True
+    assert live.index_after_data(early.read_bytes()[:4096]) is False
+    assert live.index_after_data(b"RIFF....AVI ") is False and live.index_after_data(late.read_bytes()[:20]) is None
     before = set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*")))
     results = {}
     for path in (late, early):

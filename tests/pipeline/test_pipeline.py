@@ -248,7 +248,7 @@ def test_a_file_and_the_same_bytes_as_a_stream_give_the_same_result(tiny_bundle,
     file or as a stream, and its --window segments are the same."""
     from conftest import EXAMPLES, ffmpeg
 
-    from emocli.media.ffmpeg import LiveSource
+    from emocli.media.live import LiveSource
 
     clip = tmp_path / "loop.avi"
     ffmpeg("-stream_loop", "9", "-i", str(EXAMPLES / "1001_DFA_HAP_XX.avi"), "-c", "copy", str(clip))

@@ -26,7 +26,8 @@ from emocli.media.ffmpeg import read_image
 from emocli.quiet_imports import import_keras
 from emocli.report.metrics import classification_report
 from emocli.runners.extract import extraction_model, load_extracted
-from emocli.train.data import balance_weights, corpus_name, holdout_seed_of, read_exclude, score_stored, trained_items, training_images, training_split
+from emocli.train.data import (balance_weights, corpus_name, holdout_seed_of, read_exclude, score_stored, trained_items,
+                               training_images, training_split)
 from emocli.train.tuning import refresh_trained_network
 
 

@@ -18,7 +18,8 @@ from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
-from emocli.train.data import face_probabilities, heldout_inputs, heldout_part, holdout_seed_of, score_stored, stored_batches
+from emocli.train.data import (face_probabilities, heldout_inputs, heldout_part, holdout_seed_of, score_stored,
+                               stored_batches)
 
 
 # name: (mirror, centre zoom, shift): the test-time views `emo tune-views` compares

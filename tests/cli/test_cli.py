@@ -437,7 +437,7 @@ def test_annotate_an_audio_file_is_one_line(tiny_bundle, tmp_path):
 def test_scoring_options_reach_the_pipeline(command, monkeypatch, tmp_path):
     """predict, evaluate and extract declare the shared scoring options once (`scoring_options`): each command
     lists them in its help, in one place, and hands every value given on the command line to the pipeline."""
-    from emocli.cli import app as cli
+    from emocli.cli import corpus, options, predict
 
     got = {}
 
@@ -445,16 +445,17 @@ def test_scoring_options_reach_the_pipeline(command, monkeypatch, tmp_path):
         got.update(kwargs)
         raise SystemExit(7)
 
-    monkeypatch.setattr(cli, "_pipeline_options", capture)
+    for module in (predict, corpus):  # where the commands call it
+        monkeypatch.setattr(module, "pipeline_options", capture)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "corpus" / "anger").mkdir(parents=True)
     cv2.imwrite(str(tmp_path / "corpus" / "anger" / "a.png"), np.zeros((48, 48), np.uint8))
     help_text = runner.invoke(app, [command[0], "--help"], env={"COLUMNS": "200"}).stdout
-    names = [re.search(rf"--{n.replace('_', '-')}\b", help_text) for n in cli._SCORING]
+    names = [re.search(rf"--{n.replace('_', '-')}\b", help_text) for n in options.SCORING]
     assert all(names) and [m.start() for m in names] == sorted(m.start() for m in names)
     r = runner.invoke(app, [*command, "--fps", "2", "--batch-size", "8", "--detector", "haar", "--no-detect",
                             "--tta", "none", "--face-experts", "emo-cnn", "--pooling", "expressive"])
     assert r.exit_code == 7, r.output
-    assert {k: getattr(v, "value", v) for k, v in got.items() if k in cli._SCORING} == {
+    assert {k: getattr(v, "value", v) for k, v in got.items() if k in options.SCORING} == {
         "fps": 2.0, "batch_size": 8, "detector": "haar", "detect": False, "tta": "none",
         "face_experts": "emo-cnn", "pooling": "expressive"}

@@ -1,0 +1,217 @@
+"""``emo evaluate`` and ``emo extract``: a labelled corpus scored against its labels, or its features
+extracted for training."""
+
+from __future__ import annotations
+
+import sys
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from emocli.cli.base import app, fail, stderr_console
+from emocli.cli.options import (WORKERS_DEFAULT, CorpusSplitOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt,
+                                RayAddressOpt, RayOpt, ScoringOpts, check_out_folder, pipeline_options, resolve_workers,
+                                scoring_options)
+
+
+
+
+@app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
+@scoring_options
+def evaluate(
+    dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
+                                                 "TESS, SAVEE, EmoDB) or a CSV manifest.")],
+    split: CorpusSplitOpt = None,
+    layout: LayoutOpt = None,
+    model: ModelOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
+                                                      "the modalities that ran and their per-class recall.")] = None,
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
+    predictions: Annotated[Optional[Path], typer.Option(help="Write one CSV row per item here: true label, face, "
+                                                             "voice and fused label and scores, notes.",
+                                                        show_default=False)] = None,
+    scoring: ScoringOpts = None,
+    modality: ModalityOpt = Modality.both,
+    speaker_norm: Annotated[bool, typer.Option(help="Also score each voice against its speaker's own mean and "
+                                                    "spread over the evaluated items (speakers named by the corpus "
+                                                    "layout or the manifest's speaker column; labels unused). The "
+                                                    "report's figures are then the adapted ones (\"adaptation\": "
+                                                    "\"speaker\"), the unadapted ones under \"plain\".")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
+                                                   "find faces and compute voice features in parallel, feeding one "
+                                                   f"model, capped at the CPU count [default: {WORKERS_DEFAULT}].")
+                       ] = None,
+) -> None:
+    """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
+    import json
+
+    from emocli.files import atomic_write_text
+    from emocli.corpus.layouts import load_corpus
+    from emocli.errors import EmoError
+    from emocli.runners.evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap
+    from emocli.pipeline.core import Pipeline
+
+    err = stderr_console()
+    try:
+        items = select_split(load_corpus(dataset, layout), split)
+        opts = pipeline_options(**scoring, modality=modality)
+        pipe = Pipeline(model, opts)
+        if speaker_norm:
+            if not (pipe.has_voice and pipe.voice.has_speaker_model):
+                raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-norm; "
+                           "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
+            if not any(it.speaker for it in items):
+                raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
+                           "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "
+                           "a speaker column")
+        from emocli.files import check_outputs
+        from emocli.media.ffmpeg import MEDIA_EXTS
+
+        check_outputs({"--report": report_path, "--predictions": predictions, "--plot": plot},
+                      inputs=[dataset, *(it.path for it in items)] if dataset.is_file() else [it.path for it in items],
+                      input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    from tqdm import tqdm
+
+    with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm,
+                            workers=resolve_workers(workers, len(items)))
+    report = ev.report()
+    from rich.markup import escape
+
+    try:
+        overlap, seen = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap,
+                   "unseen": None})
+    for mod in ("face", "voice"):
+        parts = [(name, o) for name, o in overlap.items() if o["modality"] == mod]
+        if not parts or mod not in report["modalities"]:
+            continue
+        what = ", ".join(f"{name} {o['n']}" for name, o in parts)
+        err.print(f"[yellow]warning:[/yellow] the bundle's {mod} model has seen {len(seen[mod])} of the {len(items)} "
+                  f"item(s) scored ({escape(what)}; e.g. {escape(parts[0][1]['files'][0])}): its figures on them "
+                  "measure memory, not generalisation; the figures on the unseen items are under \"unseen\"")
+    if any(seen.values()):
+        from emocli.runners.evaluate import unseen_report
+
+        report["unseen"] = unseen_report(report, seen)
+    from emocli.runners.evaluate import predictions_csv
+
+    written_ok = True
+    for path, write in ((report_path, lambda p: atomic_write_text(p, json.dumps(report, indent=2) + "\n")),
+                        (predictions, lambda p: atomic_write_text(p, predictions_csv(report))),
+                        (plot, lambda p: plot_confusions(report, p))):
+        if path is None:
+            continue
+        try:  # a full disk or a vanished folder: one line, and the report still reaches stdout
+            write(path)
+            err.print(f"wrote {path}", markup=False)
+        except EmoError as exc:
+            fail(str(exc))
+            written_ok = False
+    if json_out:
+        print(json.dumps(report))
+    else:
+        from rich.console import Console
+
+        from rich.markup import escape
+
+        title = escape(f"{dataset}" + (f" [{split}]" if split else ""))
+        if report["adaptation"]:
+            a = report["speaker_adaptation"]
+            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
+                          console=Console(),
+                          title=f"{title}: without speaker adaptation")
+            title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
+                      f"speaker(s) with >= {a['min_clips']} voiced clips)")
+        metrics_table(report, title=title, console=Console())
+        if report["unseen"]:
+            u = report["unseen"]
+            n = {m: u[m]["n_seen"] for m in report["modalities"]}
+            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **u},
+                          console=Console(), title=f"{title}: items the bundle has not seen (left out: "
+                          + ", ".join(f"{m} {k}" for m, k in n.items()) + ")")
+    if report["n_failed"] or not written_ok:
+        raise typer.Exit(1)
+
+
+@app.command("extract", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")
+@scoring_options
+def extract(
+    dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Output folder (items/*.npz + index.csv).")],
+    split: CorpusSplitOpt = None,
+    layout: LayoutOpt = None,
+    model: ModelOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Finish an interrupted extraction: skip finished items.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, redo items that failed.")] = False,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Parallel worker processes "
+                                                   f"[default: {WORKERS_DEFAULT}].")] = None,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    scoring: ScoringOpts = None,
+) -> None:
+    """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
+    from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
+    from emocli.corpus.layouts import load_corpus
+    from emocli.errors import EmoError
+    from emocli.runners.evaluate import select_split
+    from emocli.runners.extract import check_out_dir, lock_out_dir, settings_for
+
+    err = stderr_console()
+    bundle = model or DEFAULT_BUNDLE
+    opts = pipeline_options(**scoring, keep_frames=True)
+    lock = None  # the output folder's lock, held until this command ends
+    try:
+        items = select_split(load_corpus(dataset, layout), split)
+        manifest = verify_bundle(bundle)
+        lock = lock_out_dir(out)
+        check_out_dir(out, settings_for(dataset, layout, split, bundle, manifest, opts), resume=resume)
+    except EmoError as exc:
+        if lock is not None:
+            lock.close()
+        raise fail(str(exc)) from None
+    try:
+        _extract_locked(items, dataset=dataset, out=out, bundle=bundle, opts=opts, ray=ray, ray_address=ray_address,
+                        workers=workers, retry_failed=retry_failed, err=err)
+    finally:
+        lock.close()
+
+
+def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, workers, retry_failed, err) -> None:
+    """The extraction itself, once the output folder is locked and checked."""
+    import json
+
+    from emocli.errors import EmoError
+    from emocli.runners.extract import run_extraction
+    from tqdm import tqdm
+
+    root = dataset.parent if dataset.is_file() else dataset
+    with tqdm(total=len(items), desc="extract", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
+        try:
+            if ray or ray_address:
+                from emocli.runners.ray import ray_extract
+
+                summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
+                                      retry_failed=retry_failed, progress=lambda row: bar.update(1))
+            else:
+                summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,
+                                         workers=resolve_workers(workers, len(items)),
+                                         retry_failed=retry_failed, progress=lambda row: bar.update(1))
+        except EmoError as exc:
+            raise fail(str(exc)) from None
+    reasons = ", ".join(f"{k}: {v}" for k, v in summary["failed_by_reason"].items())
+    err.print(f"extract: {summary['items']} items: {summary['done']} done, {summary['skipped']} already finished, "
+              f"{summary['failed']} failed{f' ({reasons})' if reasons else ''}; "
+              f"{summary['face_only']} face only (no voice), {summary['voice_only']} voice only (no face)")
+    for f in summary["failures"][:10]:
+        err.print(f"  [red]failed[/red] {f['error']}")
+    print(json.dumps(summary))
+    if summary["failed"]:
+        raise typer.Exit(1)

@@ -1,0 +1,241 @@
+"""Options shared by the commands: choice lists (read from :mod:`emocli.choices` and the modules that
+own them), number and folder checks, and the scoring options of predict, evaluate and extract."""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES
+from emocli.cli.base import fail
+
+
+def check_layout(value: Optional[str]) -> Optional[str]:
+    """--layout/--corpus: an unknown name is bad usage (exit 2), found before any work starts."""
+    if value is None:
+        return None
+    from emocli.corpus.layouts import canonical_layout
+    from emocli.errors import DatasetError
+
+    try:
+        canonical_layout(value)
+    except DatasetError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def resolve_workers(workers: int | None, n_inputs: int | None) -> int:
+    """``--workers`` as given, capped at the CPU count, or its default for ``n_inputs`` inputs
+    (None: not known, e.g. paths on stdin): see :func:`emocli.runners.pool.worker_count`."""
+    from emocli.runners.pool import worker_count
+
+    return worker_count(workers, n_inputs)
+
+
+WORKERS_DEFAULT = "one per CPU for 4 or more inputs, else 1"
+
+
+SplitOpt = Annotated[Optional[str], typer.Option(
+    help="With --features: train on the extracted items of this split [default: the training split (Train) "
+         "when the items have splits, else all of them].", show_default=False)]
+AllowEvalSplitOpt = Annotated[bool, typer.Option(
+    "--allow-eval-split", help="Allow --split to name an evaluation split (Val, Test, ...).")]
+
+
+def number_in(lo: float, hi: float, *, lo_open: bool = False):
+    """An option callback: the value (or each of a list) must be a finite number in [lo, hi] (``lo_open``:
+    above lo), else bad usage naming the range; inf, 1e308 and nan never reach the pipeline or ffmpeg."""
+    import math
+
+    def check(value):
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is None:
+                continue
+            ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and v <= hi
+            if not ok:
+                raise typer.BadParameter(f"{v!r} is not a finite number {'above' if lo_open else 'from'} {lo:g} "
+                                         f"{'and at most' if lo_open else 'to'} {hi:g}")
+        return value
+
+    return check
+
+
+def _folder_option(option: str) -> Callable[[Optional[Path]], Optional[Path]]:
+    """A callback for an output FOLDER option: refused before any work (exit 1, one line) when it names
+    a file or a device, goes through a file, or cannot be written to."""
+    def check(value: Optional[Path]) -> Optional[Path]:
+        if value is not None:
+            from emocli.errors import OutputError
+            from emocli.files import check_writable
+
+            try:
+                check_writable(value, option, folder=True)
+            except OutputError as exc:
+                raise fail(str(exc)) from None
+        return value
+
+    return check
+
+
+check_out_folder = _folder_option("--out")
+check_cache_folder = _folder_option("--cache")
+
+
+def _choices(name: str, *values: str) -> type[Enum]:
+    """A str Enum for an option's fixed choices (member names: the values with - and + as _)."""
+    return Enum(name, [(re.sub(r"\W", "_", v), v) for v in values], type=str)
+
+
+Head = _choices("Head", "exp1", "exp2")
+Detector = _choices("Detector", *DETECTORS)
+Modality = _choices("Modality", "both", "face", "voice")
+TTA = _choices("TTA", "auto", "bundle", "spread", "mirror", "none")
+
+
+_TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror, zoom, shifts) for still images, and "
+             "spread for video frames (each frame one of the bundle's views and its mirror, in turn: the clip "
+             "averages them all at the cost of crop + mirror); or bundle, spread, mirror, none for every input.")
+
+
+Pooling = _choices("Pooling", "mean", "expressive")
+
+
+# Options shared by predict, evaluate and extract.
+def _check_experts(value: str) -> str:
+    """--face-experts: names no bundle could have are bad usage (exit 2); the bundle is checked later."""
+    from emocli.face.experts import EXPERT_NAMES, parse_experts
+
+    if not value.strip():
+        raise typer.BadParameter(f"unknown face expert(s) {value!r}; use all, or a comma list of "
+                                 f"{', '.join(EXPERT_NAMES)}")
+    try:
+        parse_experts(value, EXPERT_NAMES)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+FaceExpertsOpt = Annotated[str, typer.Option(
+    "--face-experts", callback=_check_experts,
+    help="Face networks that score each frame: all (those the bundle has: emo-cnn, the FER2013 network, and "
+         "rafdb, the RAF-DB MobileFaceNet, combined by the bundle's face head, else averaged; after `emo "
+         "train-video --features` into a bundle, its retrained emo-cnn alone) or a comma list, e.g. emo-cnn "
+         "(one network, no head).")]
+DetectOpt = Annotated[Optional[bool], typer.Option(
+    "--detect/--no-detect", show_default=False,
+    help="--no-detect: inputs are already face crops; --detect: always find faces. Default: find faces, and "
+         "score a still image whole when none is found and its shorter side is at most 160 px (a face crop; "
+         "notes says so).")]
+PoolingOpt = Annotated[Pooling, typer.Option(
+    help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
+         "far they are from neutral).")]
+ModelOpt = Annotated[Optional[Path], typer.Option(
+    "--model", "-m", help="Model bundle folder [default: the shipped models/default].", show_default=False)]
+FpsOpt = Annotated[float, typer.Option(callback=number_in(0.0, 1000.0),
+                                        help="Frames per second to score (0: every frame; at most 1000).")]
+BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
+DetectorOpt = Annotated[Detector, typer.Option(
+    help="Face detector: yunet (finds faces from 10 % to 90 % of the frame's width, turned or cut by its edge), "
+         "blazeface (MediaPipe's, misses close-ups), or haar (the thesis's).")]
+ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
+TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
+CorpusSplitOpt = Annotated[Optional[str], typer.Option(help="Only the items of this split (e.g. Val for AFEW).")]
+LayoutOpt = Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
+                                                  callback=check_layout)]
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding actor "
+                                                    "per CPU instead of --workers; every worker must see the inputs, "
+                                                    "the model and any output folder (shared filesystem). See "
+                                                    "docs/scale.md.")]
+RayAddressOpt = Annotated[Optional[str], typer.Option(
+    "--ray-address", help="Ray cluster to join (auto, ray://HOST:10001); implies --ray [default: a local Ray "
+                          "instance].", show_default=False)]
+
+
+def parse_input_options(value: Optional[str]) -> Optional[list[str]]:
+    """--input-options: split like a shell would; each word must be an ffmpeg option or its value."""
+    if value is None:
+        return None
+    import shlex
+
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise typer.BadParameter(f"cannot split {value!r} ({exc}); quote it like a shell command line") from None
+    if words and not words[0].startswith("-"):
+        raise typer.BadParameter(f"{value!r} does not start with an option; give ffmpeg input options such as "
+                                 "\"-f v4l2 -framerate 30\"")
+    if "-i" in words:
+        raise typer.BadParameter("leave -i out: the input is the argument of emo predict")
+    return words
+
+
+# The scoring options predict, evaluate and extract share, in help order: declared once here and added to
+# each command's signature by `scoring_options`.
+SCORING = {
+    "fps": (FpsOpt, 5.0),
+    "batch_size": (BatchSizeOpt, 64),
+    "detector": (DetectorOpt, Detector(DEFAULT_DETECTOR)),
+    "detect": (DetectOpt, None),
+    "tta": (TTAOpt, TTA.auto),
+    "face_experts": (FaceExpertsOpt, "all"),
+    "pooling": (PoolingOpt, Pooling.mean),
+}
+
+
+ScoringOpts = dict  # where a command's signature takes the shared scoring options (`scoring_options`)
+
+
+def scoring_options(command):
+    """Give COMMAND the shared scoring options (``SCORING``) in place of its ``scoring`` parameter.
+
+    Typer reads a command's options from its signature, so they are spliced into it there; the
+    command receives them as one dict, ``scoring``, for `pipeline_options`.
+    """
+    import functools
+    import inspect
+
+    signature = inspect.signature(command, eval_str=True)  # Typer needs the Annotated objects, not strings
+    params = []
+    for name, param in signature.parameters.items():
+        if name != "scoring":
+            params.append(param)
+            continue
+        params += [inspect.Parameter(option, param.kind, annotation=annotation, default=default)
+                   for option, (annotation, default) in SCORING.items()]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        scoring = {name: kwargs.pop(name, default) for name, (_, default) in SCORING.items()}
+        return command(*args, scoring=scoring, **kwargs)
+
+    wrapper.__signature__ = signature.replace(parameters=params)
+    return wrapper
+
+
+def pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str", detect: Optional[bool],
+                      tta: "TTA | str", face_experts: str, pooling: "Pooling | str",
+                      modality: "Modality | str" = Modality.both, **more):
+    """The pipeline's Options from the scoring options (``SCORING``), the modality and ``more`` (the others)."""
+    from emocli.pipeline.options import Options
+
+    modality = Modality(modality)
+    return Options(fps=fps or None, batch_size=batch_size, detector=Detector(detector).value, detect=detect,
+                   use_face=modality != Modality.voice, use_voice=modality != Modality.face, tta=TTA(tta).value,
+                   face_experts=face_experts, pooling=Pooling(pooling).value, **more)
+
+
+Balance = _choices("Balance", "none", "sqrt", "full")
+Precision = _choices("Precision", "float32", "mixed_bfloat16", "mixed_float16")
+
+
+VoiceFeatures = _choices("VoiceFeatures", "rich", "thesis68", "whisper", "whisper+rich")
+
+
+FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
+FaceMode = _choices("FaceMode", "main", "all")
+OutFormat = _choices("OutFormat", "table", "json", "csv")
+FuseRule = _choices("FuseRule", *FUSE_RULES)

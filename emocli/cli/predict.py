@@ -1,0 +1,434 @@
+"""``emo predict``: score files, folders, paths on stdin and live streams; results as a table, JSON
+lines or CSV, with timelines, annotated video and EmotiW submissions."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from emocli.cli.base import STREAM_STOP, Interrupted, app, broken_pipe, emit, fail, stderr_console
+from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, Modality, ModalityOpt, ModelOpt, OutFormat, RayAddressOpt,
+                                RayOpt, ScoringOpts, number_in, parse_input_options, pipeline_options, resolve_workers,
+                                scoring_options)
+
+
+
+
+@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
+@scoring_options
+def predict(
+    inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
+                                                     "paths (one per line) or media bytes from stdin.",
+                                                show_default=False)],
+    model: ModelOpt = None,
+    json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
+                                                     "[default: a table on a terminal, JSON lines otherwise].",
+                                                     show_default=False)] = None,
+    out_format: Annotated[Optional[OutFormat], typer.Option(
+        "--format", help="table, json (JSON lines) or csv (one header, then a row per segment and per result) "
+                         "[default: a table on a terminal, JSON lines otherwise; with -o FILE.csv, csv].",
+        show_default=False)] = None,
+    frames: Annotated[bool, typer.Option(
+        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x0, y0, x1, y1 in the "
+                         "input's pixels) and face scores; JSON or CSV only.")] = False,
+    plot: Annotated[Optional[Path], typer.Option(
+        help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
+             "windows without a face or a voice hatched), one panel per input, when the run ends.",
+        show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
+                               "written under a temporary name and renamed when the run ends (Ctrl-C too).",
+        show_default=False)] = None,
+    scoring: ScoringOpts = None,
+    modality: ModalityOpt = Modality.both,
+    max_seconds: Annotated[Optional[float], typer.Option(callback=number_in(0.1, 1e6), help="Analyse at most this many "
+                                                         "seconds of each input (0.1 to 1e6).")] = None,
+    window: Annotated[Optional[float], typer.Option(callback=number_in(0.5, 86400.0), help="Also score consecutive segments of this many "
+                                                               "seconds (JSON: lines with \"segment\").")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
+                                                   "find faces and compute voice features in parallel, feeding one "
+                                                   f"model [default: {WORKERS_DEFAULT}; 1 for paths on stdin].")] = None,
+    ray: RayOpt = False,
+    ray_address: RayAddressOpt = None,
+    submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
+                                                          "<clip>.txt per input holding its label (Angry, ..., Surprise).")
+                          ] = None,
+    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
+    speaker_of: Annotated[Optional[str], typer.Option(
+        "--speaker-of", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
+        "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
+        "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
+        "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
+        show_default=False)] = None,
+    adapt: Annotated[bool, typer.Option(
+        "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
+        "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
+        "in each segment line). For one person per stream.")] = False,
+    annotate: Annotated[Optional[Path], typer.Option(
+        help="Also write the input video again with each scored face's box and label and a bar chart of the "
+             "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
+             ".mkv; a still image: .png or .jpg). One input file.", show_default=False)] = None,
+    faces: Annotated[FaceMode, typer.Option(
+        help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
+             "also score every other face large enough, linked into tracks across frames, with a result per "
+             "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
+    ] = FaceMode.main,
+    input_options: Annotated[Optional[str], typer.Option(
+        "--input-options", callback=parse_input_options,
+        help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
+             "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)] = None,
+) -> None:
+    """Score the seven emotions in each input: face, voice and the two fused.
+
+    Live inputs (- with media bytes, FIFOs, URLs such as rtsp:// or https://, /dev/videoN) are
+    decoded in one pass as they arrive; with --window each segment is written as soon as its
+    window has closed. Ctrl-C ends a live stream and still writes its result (exit 130).
+
+    Exit code 0 when every input succeeded, 1 when any failed (each failure is still a
+    result line with "status": "error"), 2 for bad usage, 130 when interrupted.
+    """
+    from emocli.errors import EmoError
+    from emocli.pipeline.core import Pipeline
+
+    err = stderr_console()
+    live_opts = tuple(input_options or ())
+    fmt = _output_format(out_format, json_out, output)
+    as_json = fmt != "table"
+    if frames and not as_json:
+        raise typer.BadParameter("per-frame lines are for scripts: add --format csv, --json or -o FILE",
+                                 param_hint="--frames")
+    if plot is not None and not window:
+        raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
+                                 param_hint="--plot")
+    source = None if annotate is None else _annotate_source(inputs)
+    _check_predict_outputs(inputs, output=output, plot=plot, annotate=annotate, submission=submission)
+    opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
+                             frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
+    rule = None
+    if (speaker_of is not None or adapt) and modality == Modality.face:
+        raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
+                                 "cannot be used with --modality face")
+    if speaker_of is not None:
+        from emocli.voice.speaker import SpeakerRule
+
+        try:
+            rule = SpeakerRule(speaker_of)
+        except EmoError as exc:  # a CSV that cannot be read (before ValueError: it is one)
+            raise fail(str(exc)) from None
+        except ValueError as exc:  # a malformed regular expression: a usage error
+            raise typer.BadParameter(str(exc)) from None
+    try:
+        # with Ray the workers load the face network; here only check the bundle
+        pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
+        adapting = "--speaker-of" if rule is not None else "--adapt" if adapt else None
+        if adapting and not (pipe.has_voice and pipe.voice.has_speaker_model):
+            raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
+                       "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+        if adapting:
+            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    out_console = None
+    if not as_json:
+        from rich.console import Console
+
+        out_console = Console()
+        out_console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
+    from emocli.report.output import LineWriter, Timeline
+
+    sink = None if output is None else _OutputFile(output)
+    writer = LineWriter(fmt, sink.fh if sink is not None else None) if as_json else None
+    timeline = Timeline() if plot is not None else None
+    try:
+        _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
+                     ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
+                     timeline=timeline, rule=rule, annotate=None if source is None else (source, annotate),
+                     frames=frames)
+    finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
+        failed = False
+        if sink is not None:
+            try:
+                sink.close()
+                err.print(f"wrote {output}", markup=False)
+            except typer.Exit:  # its one line is printed
+                failed = True
+        if timeline is not None:
+            from emocli.report.output import plot_timeline
+
+            try:
+                plot_timeline(timeline, plot)
+                err.print(f"wrote {plot}", markup=False)
+            except EmoError as exc:
+                fail(str(exc))
+                failed = True
+        if failed:
+            raise typer.Exit(1)
+
+
+def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None:
+    """predict's outputs, before any work: none may be an input file (or an existing media file of an input
+    folder), two may not name one file, and each must be writable (exit 1 with one line otherwise)."""
+    from emocli.errors import OutputError
+    from emocli.files import check_outputs
+    from emocli.media.ffmpeg import MEDIA_EXTS
+
+    files = [Path(i) for i in inputs if i != "-" and Path(i).is_file()]
+    folders = [Path(i) for i in inputs if i != "-" and Path(i).is_dir()]
+    names = {"output": "-o", "plot": "--plot", "annotate": "--annotate"}
+    try:
+        check_outputs({names[k]: v for k, v in outputs.items() if k in names},
+                      folders={"--submission": outputs.get("submission")}, inputs=files, input_folders=folders,
+                      media_exts=MEDIA_EXTS)
+    except OutputError as exc:
+        raise fail(str(exc)) from None
+
+
+def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path]) -> str:
+    """table, json or csv, from --format, --json/--table and -o's file extension (bad usage when they clash)."""
+    if out_format is not None and json_out is not None and out_format != (OutFormat.json if json_out else OutFormat.table):
+        raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
+                                 "give one of them")
+    fmt = out_format.value if out_format is not None else None
+    if fmt is None and json_out is not None:
+        fmt = "json" if json_out else "table"
+    if output is not None:
+        if fmt == "table":
+            raise typer.BadParameter("a table is for the terminal: with -o use --format json or csv",
+                                     param_hint="--output")
+        return fmt or ("csv" if output.suffix.lower() == ".csv" else "json")
+    return fmt or ("table" if sys.stdout.isatty() else "json")
+
+
+class _OutputFile:
+    """-o FILE: results go to a temporary file beside it, renamed onto it when the run ends, however it ends,
+    so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
+
+    def __init__(self, target: Path):
+        from emocli.files import is_special, temporary_beside, write_error
+
+        self.target = target
+        self.tmp = None  # a device or FIFO (-o /dev/null) is written directly, never replaced
+        try:
+            if is_special(target):
+                self.fh = open(target, "w", encoding="utf-8", newline="")
+            else:
+                fd, self.tmp = temporary_beside(target)
+                self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise fail(str(write_error(target, exc))) from None
+
+    def close(self) -> None:
+        """Flush and rename into place; a failed write (a full disk) is one line naming the file, exit 1."""
+        from emocli.files import publish, write_error
+
+        try:
+            self.fh.close()
+            if self.tmp is not None:
+                publish(self.tmp, self.target)
+        except OSError as exc:
+            if self.tmp is not None and self.tmp.exists():
+                self.tmp.unlink()
+            raise fail(str(write_error(self.target, exc))) from None
+
+
+def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,
+                 fail_fast, timeline, rule=None, annotate=None, frames=False) -> None:
+    """The predict loop: inputs in, a line (or table) per segment and per result out.
+
+    ``annotate``: (input file, output file) of ``--annotate``, written once the result is out;
+    ``frames``: whether per-frame lines were asked for (``--annotate`` needs them either way).
+    """
+    from emocli.runners.pool import run_bulk
+    from emocli.errors import EmoError
+    from emocli.media.inputs import expand_inputs
+
+    as_json = writer is not None
+    view = None
+    from emocli.report.output import ProgressBar
+
+    # the number of inputs (folders walked once): the progress bar's total, and --workers' default
+    n_inputs = _count_inputs(inputs) if err.is_terminal or workers is None else None
+    total = n_inputs if err.is_terminal else None
+    # a live input's panel (LiveView) has the terminal to itself when the results go there
+    bar = ProgressBar(err, total, show=total is not None or not sys.stdout.isatty())
+    if ray or ray_address:
+        from emocli.media.inputs import files_only
+        from emocli.runners.ray import ray_predict
+
+        try:
+            results = ray_predict(pipe.bundle, opts, files_only(expand_inputs(inputs, input_options=live_opts),
+                                                                "is read on this machine: run it without --ray"),
+                                  address=ray_address)
+        except EmoError as exc:
+            bar.close()
+            raise fail(str(exc)) from None
+    else:
+        from emocli.report.output import LiveView, segment_line
+
+        view = LiveView(out_console) if out_console is not None and out_console.is_terminal else None
+
+        def on_segment(name: str, seg: dict) -> None:
+            if timeline is not None:
+                timeline.add(name, seg)
+            if as_json:
+                emit(writer.write, {"file": name, "segment": seg})
+            elif view is not None:
+                emit(view.segment, name, seg)
+            else:
+                emit(segment_line, seg, console=out_console)
+
+        def on_frame(name: str, frame: dict) -> None:
+            emit(writer.write, {"file": name, "frame": frame})
+
+        results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=resolve_workers(workers, n_inputs),
+                           on_segment=on_segment, on_frame=on_frame, stop=STREAM_STOP, on_progress=bar.media)
+    if rule is not None:
+        from emocli.voice.speaker import adapt_results
+
+        results = adapt_results(pipe, results, rule)
+    kept: list = []
+    if annotate is not None:
+        results = _keep_frames(results, kept, show=frames)
+    shown, written = [], {}
+    try:
+        failed = _print_results(results, bar=bar, err=err, writer=writer, out_console=out_console,
+                                submission=submission, fail_fast=fail_fast, shown=shown, written=written,
+                                timeline=timeline, view=view)
+    finally:
+        bar.close()
+        if view is not None:
+            view.stop()
+    if len(shown) > 1:  # a table run over several inputs ends with one line per input
+        from emocli.report.output import summary_table
+
+        emit(summary_table, shown, console=out_console)
+    if STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
+        raise Interrupted()
+    if annotate is not None and kept and kept[0].status == "ok":
+        _write_annotation(kept[0], *annotate, pipe=pipe, opts=opts, err=err)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _annotate_source(inputs: list[str]) -> Path:
+    """--annotate: the one input file it draws on; any other input is an error (exit 1) before anything runs."""
+    from emocli.media.inputs import expand_inputs
+    from emocli.media.live import LiveSource
+
+    what = "draws on one video (or image) file"
+    if len(inputs) != 1:
+        raise fail(f"--annotate {what}, and {len(inputs)} inputs were given; run `emo predict FILE --annotate "
+                   "OUT.mp4` once per file")
+    arg = inputs[0]
+    if arg == "-" or Path(arg).is_dir() or any(isinstance(src, LiveSource) for _, src, _ in expand_inputs([arg])):
+        raise fail(f"{'<stdin>' if arg == '-' else arg}: --annotate {what}, not a folder, stdin or a live stream; "
+                   "save the stream to a file first (ffmpeg -i URL -t 60 clip.mp4) and annotate that")
+    return Path(arg)
+
+
+def _keep_frames(results, kept: list, *, show: bool):
+    """Pass results on, keeping each in ``kept`` (its frame records feed --annotate); without --frames their
+    frame lines are not printed."""
+    import dataclasses
+
+    for res in results:
+        kept.append(res)
+        yield res if show else dataclasses.replace(res, frames=None)
+
+
+def _write_annotation(res, source: Path, target: Path, *, pipe, opts, err) -> None:
+    """--annotate: draw ``res`` on ``source`` into ``target``; a failure is one line and exit 1 (the result is
+    already out)."""
+    from emocli.report.annotate import annotate
+    from emocli.errors import EmoError
+    from emocli.report.output import ProgressBar
+
+    bar = ProgressBar(err, 1)
+    try:
+        annotate(source, target, res, pipe.fusion, fps=opts.fps, max_seconds=opts.max_seconds,
+                 progress=lambda done, total: bar.media(res.file, "annotate", done, total))
+    except EmoError as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise fail(f"{target}: cannot write the annotated video there ({exc.strerror or exc}); choose a folder "
+                   "you can write to") from None
+    finally:
+        bar.close()
+    err.print(f"wrote {target}", markup=False)
+
+
+def _count_inputs(inputs: list[str]) -> int | None:
+    """How many inputs a run has, when that is cheap to know (files and folders; not stdin or pipes)."""
+    from emocli.media.inputs import expand_inputs
+
+    paths = [Path(a) for a in inputs]
+    if any(a == "-" for a in inputs) or not all(p.is_file() or p.is_dir() for p in paths):
+        return None
+    return sum(1 for _ in expand_inputs(inputs))
+
+
+def _print_results(results, *, bar, err, writer, out_console, submission, fail_fast, shown, written,
+                   timeline=None, view=None) -> int:
+    """Write each result as it comes (JSON line, CSV row or table), its error on stderr; return how many failed."""
+    failed = 0
+    for res in results:
+        if view is not None:
+            view.stop()  # a live stream's panel gives way to its result table
+        bar.advance(res.file)
+        with bar.paused():
+            failed += _print_result(res, err=err, writer=writer, out_console=out_console, submission=submission,
+                                    shown=shown, written=written, timeline=timeline)
+        if failed and fail_fast:
+            break
+    return failed
+
+
+def _print_result(res, *, err, writer, out_console, submission, shown, written, timeline) -> int:
+    """One result's lines (or table), its error on stderr; 1 if it failed (or its submission file clashed)."""
+    from rich.markup import escape
+
+    from emocli.report.output import printable, result_table
+
+    failed = 0
+    if res.status != "ok":
+        failed += 1
+        err.print(f"[red]error:[/red] {escape(printable(res.error or ''))}")
+    if submission is not None and res.status == "ok":
+        from emocli.report.output import submission_name, write_submission
+
+        name = submission_name(res)
+        if name in written:  # two inputs of one name in different folders: never overwrite the first
+            failed += 1
+            err.print(f"[red]error:[/red] {escape(printable(res.file))}: its submission file {name} was already "
+                      f"written for {escape(printable(written[name]))}; rename one of them or run them "
+                      "separately (its result line is still printed)")
+        else:
+            from emocli.errors import EmoError
+
+            written[name] = res.file
+            try:
+                write_submission(submission, res)
+            except EmoError as exc:  # a full disk mid-run: said, and the result line still follows
+                failed += 1
+                err.print(f"[red]error:[/red] {escape(printable(str(exc)))} (its result line is still printed)")
+    if timeline is not None:
+        for seg in res.segments or []:
+            timeline.add(res.file, seg)
+    if writer is not None:
+        for frame in res.frames or []:
+            emit(writer.write, {"file": res.file, "frame": frame})
+        for seg in res.segments or []:
+            emit(writer.write, {"file": res.file, "segment": seg})
+        emit(writer.write, res.to_json())
+    else:
+        from emocli.report.output import segment_line
+
+        for seg in res.segments or []:
+            emit(segment_line, seg, console=out_console)
+        emit(result_table, res, console=out_console)
+        shown.append(res)
+    return failed

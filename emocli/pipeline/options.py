@@ -136,6 +136,35 @@ class Result:
     # frames_used, first, last); in JSON only then
     faces: list[dict[str, Any]] | None = None
 
+    def frames_table(self) -> list[dict[str, Any]]:
+        """One row per scored face frame: ``time`` (s), the face box ``x``, ``y``, ``w``, ``h`` in the
+        input's pixels (None without a box: a face crop taken whole), ``track`` and ``main`` with
+        ``--faces all``, and the frame's face score per emotion. Needs ``Options(frames=True)``
+        (:func:`emocli.load` sets it)."""
+        if self.frames is None:
+            raise ParameterError("this result has no frames: score with frames=True (emo predict --frames)")
+        rows = []
+        for f in self.frames:
+            box = f.get("box")
+            row = {"time": f["time"], "x": None, "y": None, "w": None, "h": None}
+            if box is not None:
+                x0, y0, x1, y1 = box
+                row.update(x=x0, y=y0, w=round(x1 - x0, 1), h=round(y1 - y0, 1))
+            if "track" in f:
+                row.update(track=f["track"], main=f["main"])
+            row.update(f["face_scores"] or {})
+            rows.append(row)
+        return rows
+
+    def to_pandas(self):
+        """:meth:`frames_table` as a pandas DataFrame (``pip install pandas``), one row per face frame."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ParameterError("to_pandas needs pandas: pip install pandas (frames_table() gives the same "
+                                 "rows as dicts)") from None
+        return pd.DataFrame(self.frames_table())
+
     def to_json(self) -> dict[str, Any]:
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in _NOT_JSON}
         if not self.adaptation_asked:

@@ -65,14 +65,24 @@ def gpu_available() -> bool:
     TensorFlow is imported only where an NVIDIA device exists; ``EMO_NO_GPU`` (any value) keeps
     such a machine on the CPU.
     """
+    return gpu_status()[0]
+
+
+def gpu_status() -> tuple[bool, str]:
+    """(whether a GPU is used, why or why not), by :func:`gpu_available`'s rule."""
     import glob
 
-    if os.environ.get("EMO_NO_GPU") or not glob.glob("/dev/nvidia[0-9]*"):
-        return False
+    if os.environ.get("EMO_NO_GPU"):
+        return False, "EMO_NO_GPU is set: the CPU is used"
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        return False, "no NVIDIA device (/dev/nvidia*): faces are scored on the CPU with LiteRT"
     import_keras()
     import tensorflow as tf
 
-    return bool(tf.config.list_physical_devices("GPU"))
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return False, "an NVIDIA device exists but TensorFlow sees no GPU (pip install 'emocli[gpu]')"
+    return True, f"TensorFlow uses {len(gpus)} GPU(s): {', '.join(g.name for g in gpus)}"
 
 
 WORKER_PROCESS = False  # set by emocli.runners.pool in its worker processes: one thread each

@@ -101,9 +101,9 @@ def test_failures_raise_what_the_command_line_reports(model, tmp_path):
 
 def test_to_pandas_is_the_frame_table(model):
     res = model.predict(CLIP)
-    try:
-        import pandas  # noqa: F401
-    except ImportError:
+    import importlib.util
+
+    if importlib.util.find_spec("pandas") is None:
         with pytest.raises(ParameterError, match="pip install pandas"):
             res.to_pandas()
         return

@@ -25,7 +25,7 @@ app = typer.Typer(
     name="emo",
     help="Audio-visual emotion recognition: face + voice, fused, from the command line.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
     # Plain help text: as Rich markup, "[default: ...]" vanished and 'emocli[ray]' became 'emocli'.
     rich_markup_mode=None,
@@ -43,7 +43,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def root(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Audio-visual emotion recognition: face + voice, fused, from the command line."""
 

@@ -13,3 +13,4 @@ DEFAULT_FUSE_RULE = "product"
 # fuse warns when the validation its weights come from is smaller than this
 MIN_VALIDATION_SPEAKERS = 3
 MIN_VALIDATION_PER_CLASS = 50
+TIMELINE_FORMATS = ("srt", "vtt", "tsv")  # predict --format: the --window segments as subtitles or a table

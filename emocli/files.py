@@ -199,7 +199,6 @@ def load_npz_weights(path: Path, build: Callable[[dict], T], *, what: str, missi
     """
     import numpy as np
 
-
     if not path.is_file():
         raise ModelError(f"{path}: {what} not found; {missing}")
     try:

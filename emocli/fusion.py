@@ -313,7 +313,6 @@ def load_skops(path: Path):
     """Load a fitted fusion estimator, refusing any type outside :data:`FUSION_TRUSTED_TYPES`."""
     import skops.io as sio
 
-
     fix = "rerun `emo fuse`"
     check_skops_types(path, FUSION_TRUSTED_TYPES, what="fusion model", fix=fix)
     try:
@@ -324,7 +323,6 @@ def load_skops(path: Path):
 
 def save_skops(obj, path: Path) -> None:
     import skops.io as sio
-
 
     with atomic_path(Path(path), suffix=".skops") as tmp:
         sio.dump(obj, str(tmp))

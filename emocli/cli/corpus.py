@@ -4,17 +4,15 @@ extracted for training."""
 from __future__ import annotations
 
 import sys
-
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from emocli.cli.base import app, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, CorpusSplitOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt,
                                 RayAddressOpt, RayOpt, ScoringOpts, check_out_folder, pipeline_options, resolve_workers,
                                 scoring_options)
-
-
 
 
 @app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")

@@ -10,7 +10,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES
+from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES, TIMELINE_FORMATS
 from emocli.cli.base import fail
 
 
@@ -237,5 +237,5 @@ VoiceFeatures = _choices("VoiceFeatures", "rich", "thesis68", "whisper", "whispe
 
 FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", "main", "all")
-OutFormat = _choices("OutFormat", "table", "json", "csv")
+OutFormat = _choices("OutFormat", "table", "json", "csv", *TIMELINE_FORMATS)
 FuseRule = _choices("FuseRule", *FUSE_RULES)

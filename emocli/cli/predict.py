@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import sys
-
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+
 from emocli.cli.base import STREAM_STOP, Interrupted, app, broken_pipe, emit, fail, stderr_console
+from emocli.choices import TIMELINE_FORMATS
 from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, Modality, ModalityOpt, ModelOpt, OutFormat, RayAddressOpt,
                                 RayOpt, ScoringOpts, number_in, parse_input_options, pipeline_options, resolve_workers,
                                 scoring_options)
-
-
 
 
 @app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
@@ -29,8 +28,10 @@ def predict(
                                                      "[default: a table on a terminal, JSON lines otherwise].",
                                                      show_default=False)] = None,
     out_format: Annotated[Optional[OutFormat], typer.Option(
-        "--format", help="table, json (JSON lines) or csv (one header, then a row per segment and per result) "
-                         "[default: a table on a terminal, JSON lines otherwise; with -o FILE.csv, csv].",
+        "--format", help="table, json (JSON lines), csv (one header, then a row per segment and per result), or "
+                         "a timeline of the --window segments: srt or vtt (subtitles: label, fused score, "
+                         "modalities) or tsv (start and end in ms, label, score, modalities) [default: a table on a "
+                         "terminal, JSON lines otherwise; with -o FILE, its extension].",
         show_default=False)] = None,
     frames: Annotated[bool, typer.Option(
         "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x0, y0, x1, y1 in the "
@@ -43,6 +44,10 @@ def predict(
         "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
                                "written under a temporary name and renamed when the run ends (Ctrl-C too).",
         show_default=False)] = None,
+    output_dir: Annotated[Optional[Path], typer.Option(
+        "--output-dir", help="Write each input's results to a file of its own in this folder, named after the "
+                             "input: clip.json (the result with its segments and frames), clip.csv, or clip.srt, "
+                             "clip.vtt, clip.tsv with --format.", show_default=False)] = None,
     scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
     max_seconds: Annotated[Optional[float], typer.Option(callback=number_in(0.1, 1e6), help="Analyse at most this many "
@@ -96,8 +101,18 @@ def predict(
 
     err = stderr_console()
     live_opts = tuple(input_options or ())
-    fmt = _output_format(out_format, json_out, output)
+    if output is not None and output_dir is not None:
+        raise typer.BadParameter("results go to one file (-o) or to a file per input (--output-dir), not both",
+                                 param_hint="--output-dir")
+    fmt = _output_format(out_format, json_out, output, output_dir)
     as_json = fmt != "table"
+    if fmt in TIMELINE_FORMATS:
+        if not window:
+            raise typer.BadParameter(f"--format {fmt} writes the --window segments: add --window SECONDS",
+                                     param_hint="--format")
+        if output_dir is None and (len(inputs) > 1 or any(Path(i).is_dir() for i in inputs)):
+            raise typer.BadParameter(f"--format {fmt} writes one input's timeline: give one input, or "
+                                     "--output-dir DIR for a file per input", param_hint="--format")
     if frames and not as_json:
         raise typer.BadParameter("per-frame lines are for scripts: add --format csv, --json or -o FILE",
                                  param_hint="--frames")
@@ -105,7 +120,8 @@ def predict(
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
     source = None if annotate is None else _annotate_source(inputs)
-    _check_predict_outputs(inputs, output=output, plot=plot, annotate=annotate, submission=submission)
+    _check_predict_outputs(inputs, output=output, plot=plot, annotate=annotate, submission=submission,
+                           output_dir=output_dir)
     opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
                              frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
     rule = None
@@ -138,10 +154,12 @@ def predict(
 
         out_console = Console()
         out_console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
-    from emocli.report.output import LineWriter, Timeline
+    from emocli.report.output import LineWriter, PerInputWriter, Timeline, TimelineWriter
 
     sink = None if output is None else _OutputFile(output)
-    writer = LineWriter(fmt, sink.fh if sink is not None else None) if as_json else None
+    fh = sink.fh if sink is not None else None
+    writer = (PerInputWriter(output_dir, fmt) if output_dir is not None else TimelineWriter(fmt, fh)
+              if fmt in TIMELINE_FORMATS else LineWriter(fmt, fh) if as_json else None)
     timeline = Timeline() if plot is not None else None
     try:
         _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
@@ -150,6 +168,16 @@ def predict(
                      frames=frames)
     finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
         failed = False
+        if output_dir is not None:
+            try:
+                writer.close()
+            except OSError as exc:
+                from emocli.files import write_error
+
+                fail(str(write_error(output_dir, exc)))
+                failed = True
+            if writer.written:
+                err.print(f"wrote {len(writer.written)} file(s) in {output_dir}", markup=False)
         if sink is not None:
             try:
                 sink.close()
@@ -181,25 +209,29 @@ def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None
     names = {"output": "-o", "plot": "--plot", "annotate": "--annotate"}
     try:
         check_outputs({names[k]: v for k, v in outputs.items() if k in names},
-                      folders={"--submission": outputs.get("submission")}, inputs=files, input_folders=folders,
+                      folders={"--submission": outputs.get("submission"), "--output-dir": outputs.get("output_dir")},
+                      inputs=files, input_folders=folders,
                       media_exts=MEDIA_EXTS)
     except OutputError as exc:
         raise fail(str(exc)) from None
 
 
-def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path]) -> str:
-    """table, json or csv, from --format, --json/--table and -o's file extension (bad usage when they clash)."""
+def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path],
+                   output_dir: Optional[Path] = None) -> str:
+    """table, json, csv or a timeline format, from --format, --json/--table and -o's file extension (bad usage
+    when they clash)."""
     if out_format is not None and json_out is not None and out_format != (OutFormat.json if json_out else OutFormat.table):
         raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
                                  "give one of them")
     fmt = out_format.value if out_format is not None else None
     if fmt is None and json_out is not None:
         fmt = "json" if json_out else "table"
-    if output is not None:
+    if output is not None or output_dir is not None:
         if fmt == "table":
-            raise typer.BadParameter("a table is for the terminal: with -o use --format json or csv",
-                                     param_hint="--output")
-        return fmt or ("csv" if output.suffix.lower() == ".csv" else "json")
+            raise typer.BadParameter("a table is for the terminal: to a file use --format json, csv, srt, vtt or tsv",
+                                     param_hint="--output" if output is not None else "--output-dir")
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        return fmt or (suffix if suffix in ("csv", *TIMELINE_FORMATS) else "json")
     return fmt or ("table" if sys.stdout.isatty() else "json")
 
 

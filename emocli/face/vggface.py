@@ -355,7 +355,6 @@ def build_vggface_emotion(weights_path: str | os.PathLike | None = None, head: s
     import keras
     from keras import layers
 
-
     if head not in HEADS:
         raise ModelError(f"unknown VGG-Face head {head!r}; use exp1 (frozen fc6 + FC 256) or exp2 (FC 512-256)")
     if labels is None:
@@ -430,7 +429,6 @@ def build_keras_backbone(path: str | os.PathLike, feature_layer: str | None = No
         not a square 1- or 3-channel image, an unknown ``feature_layer`` or ``input_range``.
     """
     import keras
-
 
     path = Path(path).expanduser()
     if not path.is_file():

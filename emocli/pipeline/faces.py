@@ -356,7 +356,6 @@ class FaceStage:
         acc.flush()
         return np.concatenate(acc.scores)
 
-
     def to_fusion(self, scores: np.ndarray) -> np.ndarray:
         """Face scores (model order) in the fusion's label order; NaN for emotions the face model lacks."""
         return normalize_present(align(scores, self.model.labels, self.labels))

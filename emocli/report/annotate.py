@@ -186,7 +186,6 @@ def annotate(source: Path, target: Path, res, fusion, *, fps: float | None, max_
 def _annotate_image(source: Path, target: Path, results: FrameResults) -> None:
     import cv2
 
-
     img = draw_frame(read_image(source), *results.at(0.0))
     with atomic_path(target, suffix=target.suffix) as tmp:
         if not cv2.imwrite(str(tmp), cv2.cvtColor(img, cv2.COLOR_RGB2BGR)):

@@ -8,6 +8,7 @@ import re
 import sys
 from typing import Any, Iterator, TextIO
 
+from emocli.choices import TIMELINE_FORMATS
 from emocli.files import atomic_path, atomic_write_text
 from emocli.labels import LABELS
 
@@ -94,6 +95,128 @@ class LineWriter:
             self.header = True
         w.writerow(csv_row(obj))
         out.flush()
+
+
+
+
+def timestamp(seconds: float, fmt: str) -> str:
+    """``HH:MM:SS,mmm`` (SRT) or ``HH:MM:SS.mmm`` (WebVTT) of a time in seconds."""
+    ms = int(round(seconds * 1000))
+    h, rest = divmod(ms, 3_600_000)
+    m, rest = divmod(rest, 60_000)
+    sec, ms = divmod(rest, 1000)
+    return f"{h:02d}:{m:02d}:{sec:02d}{',' if fmt == 'srt' else '.'}{ms:03d}"
+
+
+def segment_text(seg: dict[str, Any]) -> str:
+    """A segment as a subtitle says it: its label, fused score and the modalities that scored it
+    ("happy 0.62 (face + voice)"), or "nothing scored"."""
+    if seg.get("label") is None:
+        return "nothing scored"
+    used = [m for m in ("face", "voice") if seg.get(f"{m}_scores") is not None]
+    return f"{seg['label']} {seg['scores'][seg['label']]:.2f} ({' + '.join(used)})"
+
+
+class TimelineWriter:
+    """``--format srt|vtt|tsv``: an input's ``--window`` segments, cue by cue as they close (a live
+    stream's subtitles grow as it plays), as SRT, WebVTT or a tab-separated table (start and end in
+    milliseconds, as whisper writes them; then label, fused score, modalities). Same ``write(obj)``
+    as :class:`LineWriter`: frame and result lines are not part of a timeline and are skipped."""
+
+    TSV_HEADER = ("start", "end", "label", "score", "modalities")
+
+    def __init__(self, fmt: str, out: TextIO | None = None):
+        if fmt not in TIMELINE_FORMATS:
+            raise ValueError(f"timeline format must be one of {', '.join(TIMELINE_FORMATS)}, got {fmt!r}")
+        self.fmt, self.out, self.n = fmt, out, 0
+
+    def write(self, obj: dict[str, Any]) -> None:
+        seg = obj.get("segment")
+        if seg is None:
+            return
+        out = self.out or sys.stdout
+        if self.n == 0:
+            out.write({"vtt": "WEBVTT\n\n", "tsv": "\t".join(self.TSV_HEADER) + "\n", "srt": ""}[self.fmt])
+        self.n += 1
+        if self.fmt == "tsv":
+            used = "+".join(m for m in ("face", "voice") if seg.get(f"{m}_scores") is not None)
+            score = "" if seg.get("label") is None else f"{seg['scores'][seg['label']]:.4f}"
+            out.write(f"{round(seg['start'] * 1000)}\t{round(seg['end'] * 1000)}\t{seg.get('label') or ''}\t"
+                      f"{score}\t{used}\n")
+        else:
+            number = f"{self.n}\n" if self.fmt == "srt" else ""
+            out.write(f"{number}{timestamp(seg['start'], self.fmt)} --> {timestamp(seg['end'], self.fmt)}\n"
+                      f"{printable(segment_text(seg))}\n\n")
+        out.flush()
+
+
+class PerInputWriter:
+    """``--output-dir DIR``: each input's results in a file of its own, named after the input: ``clip.json``
+    (the result with its ``segments`` and ``frames``), ``clip.csv``, or the timeline ``clip.srt``,
+    ``clip.vtt``, ``clip.tsv``. Each is written under a temporary name and renamed when the input's
+    result comes (or, for an input cut short by Ctrl-C, when the run ends). Inputs with the same name
+    in different folders get ``clip-2.json`` and so on. Same ``write(obj)`` as :class:`LineWriter`."""
+
+    def __init__(self, folder, fmt: str):
+        from pathlib import Path
+
+        self.folder, self.fmt = Path(folder), fmt
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.current: tuple | None = None  # (input, target, temporary path, file, inner writer, JSON document)
+        self.taken: set[str] = set()
+        self.written: list = []
+
+    def write(self, obj: dict[str, Any]) -> None:
+        name = obj.get("file", "")
+        if self.current is None or self.current[0] != name:
+            self.close()
+            self._open(name)
+        _, _, _, fh, inner, doc = self.current
+        if inner is not None:
+            inner.write(obj)
+        elif "segment" in obj:
+            doc["segments"].append(obj["segment"])
+        elif "frame" in obj:
+            doc["frames"].append(obj["frame"])
+        else:
+            doc["result"] = obj
+        if "segment" not in obj and "frame" not in obj:  # the input's result: its file is complete
+            self.close()
+
+    def _open(self, name: str) -> None:
+        import os
+        from pathlib import Path
+
+        from emocli.files import temporary_beside
+
+        stem = re.sub(r"[^\w.-]+", "_", Path(name).stem if name not in ("<stdin>", "-") else "stdin") or "input"
+        ext = "." + self.fmt
+        base, k = stem, 1
+        while base + ext in self.taken:
+            k += 1
+            base = f"{stem}-{k}"
+        self.taken.add(base + ext)
+        target = self.folder / (base + ext)
+        fd, tmp = temporary_beside(target)
+        fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        inner = None if self.fmt == "json" else (LineWriter(self.fmt, fh) if self.fmt == "csv"
+                                                 else TimelineWriter(self.fmt, fh))
+        self.current = (name, target, tmp, fh, inner, {"result": {"file": name}, "segments": [], "frames": []})
+
+    def close(self) -> None:
+        """Finish the file being written (the run's end calls it too)."""
+        if self.current is None:
+            return
+        from emocli.files import publish
+
+        _, target, tmp, fh, inner, doc = self.current
+        self.current = None
+        if inner is None:  # the result, then its segments and frames (when there are)
+            out = dict(doc["result"], **{k: doc[k] for k in ("segments", "frames") if doc[k]})
+            fh.write(json.dumps(_printable_all(out), ensure_ascii=False, indent=1) + "\n")
+        fh.close()
+        publish(tmp, target)
+        self.written.append(target)
 
 
 def result_table(res, *, console) -> None:
@@ -333,7 +456,6 @@ def write_submission(directory, res) -> None:
     """EmotiW layout: ``<directory>/<clip name without extension>.txt`` holding the predicted label."""
     from pathlib import Path
 
-
     atomic_write_text(Path(directory) / submission_name(res), EMOTIW_NAMES[res.label] + "\n")
 
 
@@ -365,7 +487,6 @@ def plot_timeline(timeline: Timeline, path) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-
 
     names = list(timeline.inputs)[:MAX_TIMELINE_PANELS]
     n = max(1, len(names))

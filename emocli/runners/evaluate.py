@@ -134,7 +134,6 @@ def training_overlap(bundle: Path, items, root: Path) -> tuple[dict[str, dict[st
     """
     import json
 
-
     paths = [str(it.path) for it in items]
     out: dict[str, dict[str, Any]] = {}
     seen: dict[str, set[str]] = {"face": set(), "voice": set()}
@@ -365,7 +364,6 @@ def confusion_figure(report: dict[str, Any]):
 def plot_confusions(report: dict[str, Any], path: Path) -> int:
     """Write :func:`confusion_figure` as a PNG; return its number of panels (matrices + the recall chart)."""
     import matplotlib.pyplot as plt
-
 
     fig = confusion_figure(report)
     panels = len(shown_modalities(report)) + 1

@@ -34,8 +34,6 @@ _LIMITS = None  # in a worker process: its thread-pool limits, kept for the proc
 def _init_worker(bundle: str | None, options: Options | None, role: str) -> None:
     import warnings
 
-
-
     global _WORKER, _LIMITS
     quiet_imports.WORKER_PROCESS = True
     warnings.simplefilter("ignore", VersionWarning)  # the main process loaded the bundle and said so once

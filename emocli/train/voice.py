@@ -94,7 +94,6 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
     """
     import zlib
 
-
     path, speeds, window, step, sr, cache, *rest = task
     encoder = bool(rest and rest[0])  # also the pooled speech-encoder embedding (whisper feature sets)
     out, audio = [], None
@@ -282,7 +281,6 @@ def add_speech_gate(out: Path, sample_rate: int, console) -> bool:
     whether it copied them."""
     import shutil
 
-
     source = DEFAULT_BUNDLE / VAD_FILE
     if (out / VAD_FILE).is_file() or int(sample_rate) != VAD_RATE or not source.is_file():
         return False
@@ -335,7 +333,6 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
     speakers are reported normalised by their own clips' statistics. With ``vad``, a bundle
     without a speech-activity gate gets the shipped one (:func:`add_speech_gate`)."""
-
 
     check_voice_pair(out, speaker_norm=speaker_norm)
     if feature_set is None:

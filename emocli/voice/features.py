@@ -180,7 +180,6 @@ def _short_term_features_module():
     import sys
     import types
 
-
     stubs: dict[str, types.ModuleType] = {}
     if "pyAudioAnalysis.ShortTermFeatures" not in sys.modules:
         if "matplotlib" not in sys.modules:

@@ -241,7 +241,6 @@ class VoiceModel:
         """
         from sklearn.calibration import CalibratedClassifierCV
 
-
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
                                     sr=self.sample_rate)
@@ -416,7 +415,6 @@ class VoiceModel:
     def _load_skops(weights_path: Path, meta: dict):
         import skops.io as sio
         from sklearn.calibration import CalibratedClassifierCV
-
 
         if not weights_path.is_file():
             raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")

@@ -14,3 +14,4 @@ DEFAULT_FUSE_RULE = "product"
 MIN_VALIDATION_SPEAKERS = 3
 MIN_VALIDATION_PER_CLASS = 50
 TIMELINE_FORMATS = ("srt", "vtt", "tsv")  # predict --format: the --window segments as subtitles or a table
+LAYOUTS = ("afew", "images", "ravdess", "cremad", "tess", "savee", "emodb", "manifest")  # corpus layouts (--layout)

@@ -15,6 +15,7 @@ import threading
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand
 
 
 
@@ -31,6 +32,40 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+class EmoCommand(TyperCommand):
+    """A command whose usage line and argument list read as Unix tools write them: ``emo predict
+    [OPTIONS] INPUTS...`` and ``INPUTS...`` in the Arguments list (Typer 0.29 writes ``{inputs}...``
+    and ``inputs... <list[str]>``). Built on click's public ``collect_usage_pieces`` and
+    ``format_options``."""
+
+    def collect_usage_pieces(self, ctx) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for p in self.get_params(ctx):
+            if p.param_type_name == "argument":
+                pieces.append(_argument_name(p) if p.required else f"[{_argument_name(p)}]")
+        return pieces
+
+    def format_options(self, ctx, formatter) -> None:
+        args, opts = [], []
+        for p in self.get_params(ctx):
+            record = p.get_help_record(ctx)
+            if record is None:
+                continue
+            if p.param_type_name == "argument":
+                args.append((_argument_name(p), record[1]))
+            else:
+                opts.append(record)
+        for title, rows in (("Arguments", args), ("Options", opts)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def _argument_name(p) -> str:
+    name = p.metavar or p.name.upper()
+    return name + ("..." if p.nargs != 1 and not name.endswith("...") else "")
 
 
 def _version(value: bool) -> None:

@@ -9,13 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from emocli.cli.base import app, fail, stderr_console
+from emocli.cli.base import EmoCommand, app, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, CorpusSplitOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt,
                                 RayAddressOpt, RayOpt, ScoringOpts, check_out_folder, pipeline_options, resolve_workers,
                                 scoring_options)
 
 
-@app.command("evaluate", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
+@app.command("evaluate", cls=EmoCommand, short_help="Score a labelled corpus: accuracy, UAR, confusions.", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
 @scoring_options
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
@@ -139,7 +139,7 @@ def evaluate(
         raise typer.Exit(1)
 
 
-@app.command("extract", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")
+@app.command("extract", cls=EmoCommand, short_help="Extract a corpus's face and voice features once.", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")
 @scoring_options
 def extract(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder or CSV manifest (see `emo evaluate`).")],

@@ -8,11 +8,11 @@ from typing import Annotated
 
 import typer
 
-from emocli.cli.base import app, emo_errors, fail
+from emocli.cli.base import EmoCommand, app, emo_errors, fail
 from emocli.cli.options import ModelOpt
 
 
-@app.command("info", epilog="\b\nExamples:\n  emo info\n  emo info --model runs/bundle --json | jq '.files[].sha256'")
+@app.command("info", cls=EmoCommand, short_help="Show the bundle, models, ffmpeg and GPU a run uses.", epilog="\b\nExamples:\n  emo info\n  emo info --model runs/bundle --json | jq '.files[].sha256'")
 def info(
     model: ModelOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="One JSON object on stdout (the default when stdout is "

@@ -10,7 +10,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES, TIMELINE_FORMATS
+from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES, LAYOUTS, TIMELINE_FORMATS
 from emocli.cli.base import fail
 
 
@@ -145,7 +145,7 @@ ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or onl
 TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
 CorpusSplitOpt = Annotated[Optional[str], typer.Option(help="Only the items of this split (e.g. Val for AFEW).")]
 LayoutOpt = Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
-                                                  callback=check_layout)]
+                                                  callback=check_layout, metavar=f"<{'|'.join(LAYOUTS)}>")]
 RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding actor "
                                                     "per CPU instead of --workers; every worker must see the inputs, "
                                                     "the model and any output folder (shared filesystem). See "

@@ -10,14 +10,14 @@ from typing import Annotated, Optional
 
 import typer
 
-from emocli.cli.base import STREAM_STOP, Interrupted, app, broken_pipe, emit, fail, stderr_console
+from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
 from emocli.choices import TIMELINE_FORMATS
 from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, Modality, ModalityOpt, ModelOpt, OutFormat, RayAddressOpt,
                                 RayOpt, ScoringOpts, number_in, parse_input_options, pipeline_options, resolve_workers,
                                 scoring_options)
 
 
-@app.command("predict", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
+@app.command("predict", cls=EmoCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 @scoring_options
 def predict(
     inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "

@@ -10,13 +10,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE
-from emocli.cli.base import app, emo_errors, fail, stderr_console
+from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
+from emocli.cli.base import EmoCommand, app, emo_errors, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, Precision,
                                 SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder, number_in)
 
 
-@app.command("train-video", epilog="\b\nExamples:\n  emo train-video ../shared/data/fer2013/train --out runs/face --epochs 30\n  emo train-video fer2013/train rafdb/train affectnet/train --holdout 0.1 --balance sqrt --init models/default --out runs/multi\n  emo train-video --features runs/afew_feats --split Train --out runs/afew_head\n")
+@app.command("train-video", cls=EmoCommand, short_help="Train the face network on face images.", epilog="\b\nExamples:\n  emo train-video ../shared/data/fer2013/train --out runs/face --epochs 30\n  emo train-video fer2013/train rafdb/train affectnet/train --holdout 0.1 --balance sqrt --init models/default --out runs/multi\n  emo train-video --features runs/afew_feats --split Train --out runs/afew_head\n")
 def train_video(
     data: Annotated[Optional[list[Path]], typer.Argument(
         help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
@@ -109,7 +109,7 @@ def train_video(
         raise fail(str(exc)) from None
 
 
-@app.command("train-audio", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
+@app.command("train-audio", cls=EmoCommand, short_help="Train the voice model on speech corpora.", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
 def train_audio(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
                                                               "from the file names) or CSV manifests with a speaker "
@@ -119,9 +119,11 @@ def train_audio(
     features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; fit the SVM on "
                                                           "its voice features (no audio decoded again).",
                                                      show_default=False)] = None,
-    corpus: Annotated[Optional[str], typer.Option(callback=check_layout, help="Layout of every DATA folder (ravdess, emodb, cremad, tess, "
-                                                       "savee, manifest) instead of detecting it.",
+    layout: Annotated[Optional[str], typer.Option(callback=check_layout, metavar=f"<{'|'.join(LAYOUTS)}>",
+                                                  help="Layout of every DATA folder instead of detecting it.",
                                                   show_default=False)] = None,
+    corpus: Annotated[Optional[str], typer.Option("--corpus", callback=check_layout, hidden=True,
+                                                  help="Former name of --layout, kept for one release.")] = None,
     test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
                                                     "at the end (ravdess_02 or Actor_02, emodb_03).")] = "",
     feature_set: Annotated[Optional[VoiceFeatures], typer.Option(
@@ -167,7 +169,7 @@ def train_audio(
             train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=stderr_console(),
                                          split=split, allow_eval_split=allow_eval_split, vad=vad)
             return
-        train_audio_command(data=data, out=out, corpus=corpus,
+        train_audio_command(data=data, out=out, corpus=layout or corpus,
                             test_speakers=[s for s in test_speakers.split(",") if s.strip()],
                             feature_set=None if feature_set is None else feature_set.value, balanced=balanced,
                             augment=augment, repeats=repeats,
@@ -178,7 +180,7 @@ def train_audio(
         raise fail(str(exc)) from None
 
 
-@app.command("fuse", epilog="\b\nExamples:\n  emo fuse runs/bundle --method confusion --rule product\n  emo fuse runs/bundle --method feature-svm --features runs/afew_feats --split Train\n")
+@app.command("fuse", cls=EmoCommand, short_help="Set how face and voice scores are fused.", epilog="\b\nExamples:\n  emo fuse runs/bundle --method confusion --rule product\n  emo fuse runs/bundle --method feature-svm --features runs/afew_feats --split Train\n")
 def fuse(
     model: Annotated[Path, typer.Argument(help="Bundle folder holding a face and a voice model.")],
     method: Annotated[FuseMethod, typer.Option(help="equal (0.5/0.5), confusion (per-emotion weights from "
@@ -204,7 +206,7 @@ def fuse(
         raise fail(str(exc)) from None
 
 
-@app.command("tune-views", epilog="\b\nExamples:\n  emo tune-views runs/face ../shared/data/fer2013/train\n  emo tune-views runs/face ../shared/data/fer2013/train --write\n")
+@app.command("tune-views", cls=EmoCommand, short_help="Choose the face network's test-time views.", epilog="\b\nExamples:\n  emo tune-views runs/face ../shared/data/fer2013/train\n  emo tune-views runs/face ../shared/data/fer2013/train --write\n")
 def tune_views(
     model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
@@ -234,7 +236,7 @@ def _or_shipped(model: Optional[Path]) -> Path:
     return DEFAULT_BUNDLE
 
 
-@app.command("train-head", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --model mybundle --write\n")
+@app.command("train-head", cls=EmoCommand, short_help="Fit the face head on both face experts.", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --model mybundle --write\n")
 def train_head(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
                                               "(../shared/data): their training parts train the head, the halves "
@@ -259,7 +261,7 @@ def train_head(
         raise fail(str(exc)) from None
 
 
-@app.command("tune-prior", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")
+@app.command("tune-prior", cls=EmoCommand, short_help="Choose the face network's class-prior adjustment.", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")
 def tune_prior(
     model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
@@ -279,7 +281,7 @@ def tune_prior(
         raise fail(str(exc)) from None
 
 
-@app.command("calibrate-experts", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --model mybundle --write\n")
+@app.command("calibrate-experts", cls=EmoCommand, short_help="Fit the face experts' temperatures and weights.", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --model mybundle --write\n")
 def calibrate_experts(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
@@ -300,7 +302,7 @@ def calibrate_experts(
         raise fail(str(exc)) from None
 
 
-@app.command("ensemble", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
+@app.command("ensemble", cls=EmoCommand, short_help="Average two face networks, if that helps.", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
 def ensemble(
     a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],
     b: Annotated[Path, typer.Argument(help="Second face bundle, trained on DATA with the same held-out part.")],
@@ -319,7 +321,7 @@ def ensemble(
         raise fail(str(exc)) from None
 
 
-@app.command("refresh-bn", epilog="\b\nExamples:\n  emo refresh-bn runs/face ../shared/data/fer2013/train --out runs/face_bn --write\n")
+@app.command("refresh-bn", cls=EmoCommand, short_help="Re-estimate the face network's BatchNorm statistics.", epilog="\b\nExamples:\n  emo refresh-bn runs/face ../shared/data/fer2013/train --out runs/face_bn --write\n")
 def refresh_bn(
     model: Annotated[Path, typer.Argument(help="Face bundle trained by `emo train-video` on DATA.")],
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on.")],

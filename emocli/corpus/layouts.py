@@ -24,7 +24,7 @@ from emocli.errors import DatasetError
 from emocli.labels import normalize_label
 from emocli.media.ffmpeg import AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, is_hidden, media_files
 
-# Layout names accepted by load_corpus / ``--layout``, with the naming each one expects.
+# Layout names accepted by load_corpus / ``--layout`` (emocli.choices.LAYOUTS), with the naming each one expects.
 LAYOUTS: dict[str, str] = {
     "afew": "AFEW/EmotiW videos: <root>/{Train,Val}/<Emotion>/*.avi",
     "images": "folder-per-class images (FER2013, SFEW, JAFFE-style): <root>/[<split>/]<emotion>/*.jpg",

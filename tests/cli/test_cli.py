@@ -459,3 +459,21 @@ def test_scoring_options_reach_the_pipeline(command, monkeypatch, tmp_path):
     assert {k: getattr(v, "value", v) for k, v in got.items() if k in options.SCORING} == {
         "fps": 2.0, "batch_size": 8, "detector": "haar", "detect": False, "tta": "none",
         "face_experts": "emo-cnn", "pooling": "expressive"}
+
+
+def test_one_layout_option_with_the_former_spelling_hidden(tmp_path):
+    """evaluate, extract and train-audio all take --layout; train-audio's former --corpus still works, unlisted."""
+    help_text = runner.invoke(app, ["train-audio", "--help"], terminal_width=200).stdout
+    assert "--layout <afew|images|ravdess|cremad|tess|savee|emodb|manifest>" in help_text and "--corpus" not in help_text
+    for option in ("--layout", "--corpus"):
+        r = runner.invoke(app, ["train-audio", str(tmp_path), "--out", str(tmp_path / "b"), option, "nonesuch"])
+        assert r.exit_code == 2 and "nonesuch" in r.output
+
+
+def test_usage_lines_and_command_list_read_as_unix_tools_write_them():
+    r = runner.invoke(app, ["predict", "--help"], terminal_width=100)
+    assert r.stdout.startswith("Usage: emo predict [OPTIONS] INPUTS...\n")
+    assert "<list[str]>" not in r.stdout and "{" not in r.stdout.splitlines()[0]
+    listing = runner.invoke(app, ["--help"], terminal_width=80).stdout
+    commands = listing.split("Commands:")[1].strip().splitlines()
+    assert commands[0].split()[0] == "predict" and not any(line.endswith("...") for line in commands)

@@ -457,3 +457,11 @@ def test_parse_name_reads_only_the_name():
 
 def test_dataset_errors_are_emo_errors_and_value_errors():
     assert issubclass(DatasetError, EmoError) and issubclass(DatasetError, ValueError)
+
+
+def test_layout_choices_are_written_once():
+    """--layout's choice list (emocli.choices, read by the command line without numpy) is the corpus module's."""
+    from emocli.choices import LAYOUTS as CHOICES
+    from emocli.corpus.layouts import LAYOUTS
+
+    assert tuple(LAYOUTS) == CHOICES

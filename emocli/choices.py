@@ -15,3 +15,19 @@ MIN_VALIDATION_SPEAKERS = 3
 MIN_VALIDATION_PER_CLASS = 50
 TIMELINE_FORMATS = ("srt", "vtt", "tsv")  # predict --format: the --window segments as subtitles or a table
 LAYOUTS = ("afew", "images", "ravdess", "cremad", "tess", "savee", "emodb", "manifest")  # corpus layouts (--layout)
+
+# The face stage (pipeline.Options: the command line's defaults are these)
+DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
+DEFAULT_BATCH = 64  # face crops per network call
+VIEWS = ("bundle", "spread", "mirror", "none")  # test-time views of a face (FaceModel.score_inputs)
+TTA_CHOICES = ("auto", *VIEWS)  # --tta: auto = the bundle's views for still images, spread for video frames
+POOLINGS = ("mean", "expressive")  # --pooling: how frame scores make a clip's face score
+FACE_MODES = ("main", "all")  # --faces
+MODALITIES = ("both", "face", "voice")  # --modality
+OUTPUT_FORMATS = ("table", "json", "csv", *TIMELINE_FORMATS)  # predict --format
+
+# Training
+FEATURE_SETS = ("thesis68", "rich", "whisper", "whisper+rich")  # voice features (train-audio --feature-set)
+BALANCES = ("none", "sqrt", "full")  # train-video --balance
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # train-video --precision
+HEADS = ("exp1", "exp2")  # VGG-Face transfer heads (train-video --head)

@@ -10,7 +10,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from emocli.choices import DEFAULT_DETECTOR, DETECTORS, FUSE_METHODS, FUSE_RULES, LAYOUTS, TIMELINE_FORMATS
+from emocli.choices import (BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS, FACE_MODES, FEATURE_SETS,
+                            FUSE_METHODS, FUSE_RULES, HEADS, LAYOUTS, MODALITIES, OUTPUT_FORMATS, POOLINGS, PRECISIONS,
+                            TTA_CHOICES)
 from emocli.cli.base import fail
 
 
@@ -90,10 +92,10 @@ def _choices(name: str, *values: str) -> type[Enum]:
     return Enum(name, [(re.sub(r"\W", "_", v), v) for v in values], type=str)
 
 
-Head = _choices("Head", "exp1", "exp2")
+Head = _choices("Head", *HEADS)
 Detector = _choices("Detector", *DETECTORS)
-Modality = _choices("Modality", "both", "face", "voice")
-TTA = _choices("TTA", "auto", "bundle", "spread", "mirror", "none")
+Modality = _choices("Modality", *MODALITIES)
+TTA = _choices("TTA", *TTA_CHOICES)
 
 
 _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror, zoom, shifts) for still images, and "
@@ -101,7 +103,7 @@ _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror, zoom,
              "averages them all at the cost of crop + mirror); or bundle, spread, mirror, none for every input.")
 
 
-Pooling = _choices("Pooling", "mean", "expressive")
+Pooling = _choices("Pooling", *POOLINGS)
 
 
 # Options shared by predict, evaluate and extract.
@@ -176,8 +178,8 @@ def parse_input_options(value: Optional[str]) -> Optional[list[str]]:
 # The scoring options predict, evaluate and extract share, in help order: declared once here and added to
 # each command's signature by `scoring_options`.
 SCORING = {
-    "fps": (FpsOpt, 5.0),
-    "batch_size": (BatchSizeOpt, 64),
+    "fps": (FpsOpt, DEFAULT_FPS),
+    "batch_size": (BatchSizeOpt, DEFAULT_BATCH),
     "detector": (DetectorOpt, Detector(DEFAULT_DETECTOR)),
     "detect": (DetectOpt, None),
     "tta": (TTAOpt, TTA.auto),
@@ -228,14 +230,14 @@ def pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str",
                    face_experts=face_experts, pooling=Pooling(pooling).value, **more)
 
 
-Balance = _choices("Balance", "none", "sqrt", "full")
-Precision = _choices("Precision", "float32", "mixed_bfloat16", "mixed_float16")
+Balance = _choices("Balance", *BALANCES)
+Precision = _choices("Precision", *PRECISIONS)
 
 
-VoiceFeatures = _choices("VoiceFeatures", "rich", "thesis68", "whisper", "whisper+rich")
+VoiceFeatures = _choices("VoiceFeatures", *FEATURE_SETS)
 
 
 FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
-FaceMode = _choices("FaceMode", "main", "all")
-OutFormat = _choices("OutFormat", "table", "json", "csv", *TIMELINE_FORMATS)
+FaceMode = _choices("FaceMode", *FACE_MODES)
+OutFormat = _choices("OutFormat", *OUTPUT_FORMATS)
 FuseRule = _choices("FuseRule", *FUSE_RULES)

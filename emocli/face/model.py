@@ -33,6 +33,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emocli.choices import PRECISIONS, VIEWS
 from emocli.bundle import read_json_document
 from emocli.errors import ModelError, NotFittedError, ParameterError
 from emocli.files import atomic_path, sha256_file
@@ -274,8 +275,6 @@ def average_networks(nets: Sequence, names: Sequence[str]):
     return model
 
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-VIEW_CHOICES = ("bundle", "spread", "mirror", "none")  # test-time views, see FaceModel.score_inputs
 
 
 def with_precision(net, policy: str):
@@ -449,8 +448,8 @@ class FaceModel:
         Returns ``scores`` (N, n_labels) float32, or ``(features, scores)`` when asked.
         """
         self._check()
-        if views not in VIEW_CHOICES:
-            raise ParameterError(f"views must be one of {', '.join(VIEW_CHOICES)}, got {views!r}")
+        if views not in VIEWS:
+            raise ParameterError(f"views must be one of {', '.join(VIEWS)}, got {views!r}")
         net = self._feature_net()
         feats, scores = [], []
         for start in range(0, len(x), batch_size):

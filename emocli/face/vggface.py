@@ -45,6 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from emocli.choices import HEADS
 from emocli.errors import ModelError
 from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, build_frozen_backbone_model,
                                build_head)
@@ -55,7 +56,7 @@ VGGFACE_SIZE = 224  # pixels: the network's input side
 VGGFACE_CLASSES = 2622  # identities in the VGG-Face dataset: fc8's width
 VGGFACE_MEAN_BGR = (93.5940, 104.7624, 129.1863)  # mean training pixel, B, G, R (0-255)
 WEIGHTS_ENV = "EMO_VGGFACE_WEIGHTS"
-HEADS = ("exp1", "exp2")
+
 FC_DROPOUT = 0.5  # VGG-Face's dropout after fc6 and fc7
 
 # (filters, convolutions) per block; every convolution is 3x3, stride 1, "same", ReLU,

@@ -16,6 +16,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from emocli.choices import POOLINGS
 from emocli.bundle import models_dir, read_json_document
 from emocli.errors import MediaError, ModelError, NoFaceError, ParameterError
 from emocli.face.detect import YUNET_FILE, FaceLinker, FaceTracker, every_face_in_frames, faces_in_frames, get_detector
@@ -34,7 +35,6 @@ _ENDED_EARLY = "video stream ended early (damaged file): scored the frames decod
 # detector finds no face in it (FER2013 is 48 px, RAF-DB 100, AffectNet 96, SFEW 143): detectors
 # miss faces that fill the whole image.
 CROP_MAX_SIDE = 160
-POOLINGS = ("mean", "expressive")
 NEUTRAL_FLOOR = 0.05  # the least weight a frame gets under "expressive" pooling
 
 

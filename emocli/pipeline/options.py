@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from emocli.choices import DEFAULT_DETECTOR
+from emocli.choices import DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS, FACE_MODES, POOLINGS, TTA_CHOICES
 from emocli.errors import EmoError, ParameterError
 from emocli.labels import LABELS
 
@@ -21,8 +21,6 @@ NO_FACE_NOTE = "no face found"  # how the note of a video, stream or image witho
 # found, audio that would not decode), as opposed to absent (an image has no voice): evaluate counts them.
 REJECTED_NOTES = {"face": (NO_FACE_NOTE,), "voice": ("no speech detected", "voice unusable", "audio undecodable")}
 
-DEFAULT_FPS = 5.0  # frames per second scored: expressions change over ~0.2 s, frames closer are near-duplicates
-DEFAULT_BATCH = 64  # face crops per network call
 # A still image whose shorter side is at most this many pixels is taken for a face crop when the
 # detector finds no face in it (FER2013 is 48 px, RAF-DB 100, AffectNet 96, SFEW 143): detectors
 # miss faces that fill the whole image.
@@ -80,6 +78,10 @@ class Options:
         limits = {"fps": (0.0, 1000.0), "window": (0.0, 86400.0), "max_seconds": (0.0, 1e6),
                   "margin": (0.0, 1.0), "batch_size": (1, 1 << 20), "min_face": (1, 1 << 16),
                   "max_side": (16, 1 << 16)}
+        for name, choices in (("detector", DETECTORS), ("tta", TTA_CHOICES), ("pooling", POOLINGS),
+                              ("faces", FACE_MODES)):
+            if getattr(self, name) not in choices:
+                raise ParameterError(f"Options.{name} must be one of {', '.join(choices)}, got {getattr(self, name)!r}")
         for name, (lo, hi) in limits.items():
             v = getattr(self, name)
             if v is None or isinstance(v, bool):
@@ -90,7 +92,6 @@ class Options:
                                      f"{'and at most' if strict else 'to'} {hi:g}, got {v!r}")
 
 
-FACE_MODES = ("main", "all")
 
 
 @dataclass

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emocli.choices import BALANCES
 from emocli.corpus.layouts import image_folder, read_csv_rows
 from emocli.corpus.splits import stratified_holdout
 from emocli.errors import DatasetError, ModelError
@@ -159,7 +160,6 @@ def face_probabilities(model, paths, *, chunk: int = 512) -> np.ndarray:
                            for k in range(0, len(paths), chunk)])
 
 
-BALANCES = ("none", "sqrt", "full")
 
 
 def balance_weights(groups: np.ndarray, how: str = "none") -> np.ndarray:

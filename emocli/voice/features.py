@@ -38,6 +38,7 @@ from typing import Iterable
 
 import numpy as np
 
+from emocli.choices import FEATURE_SETS
 from emocli.errors import NoAudioError, ParameterError
 from emocli.media.ffmpeg import SAMPLE_RATE
 from emocli.quiet_imports import stand_in_modules
@@ -68,7 +69,6 @@ WINDOW_FEATURE_NAMES: tuple[str, ...] = (*FEATURE_NAMES, "f0_hz", "voicing")
 RICH_PERCENTILES = (10.0, 50.0, 90.0)  # percent
 PITCH_PERCENTILES = (5.0, 25.0, 50.0, 75.0, 95.0)  # percent, of log2 f0 over voiced windows
 N_PITCH_STATS = 17
-FEATURE_SETS: tuple[str, ...] = ("thesis68", "rich", "whisper", "whisper+rich")
 DEFAULT_FEATURE_SET = "rich"
 NEEDS_PITCH = frozenset({"rich", "whisper+rich"})  # sets whose statistics include the pitch track
 # Sets that hold the pooled Whisper-encoder embedding (emocli.voice.encoder), first when combined.

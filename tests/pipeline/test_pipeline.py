@@ -265,3 +265,15 @@ def test_a_file_and_the_same_bytes_as_a_stream_give_the_same_result(tiny_bundle,
     assert voice_notes[0] == voice_notes[1] == ["voice: the mean of 2 10-s blocks' voice scores"]
     assert [(s["start"], s["end"], s["label"], s["frames_used"]) for s in as_file.segments] == [
         (s["start"], s["end"], s["label"], s["frames_used"]) for s in segments]
+
+
+def test_options_refuse_choices_the_command_line_would_refuse():
+    """Options check their choices from the lists the command line reads (emocli.choices), so the Python API
+    refuses what `emo predict` refuses, with the choices named."""
+    from emocli.choices import FACE_MODES, POOLINGS, TTA_CHOICES
+
+    for name, good in (("faces", FACE_MODES), ("pooling", POOLINGS), ("tta", TTA_CHOICES), ("detector", ("yunet",))):
+        for value in good:
+            Options(**{name: value})
+        with pytest.raises(ParameterError, match=rf"Options\.{name} must be one of"):
+            Options(**{name: "nonesuch"})

@@ -25,8 +25,8 @@ from emocli.media.ffmpeg import SAMPLE_RATE, MediaInfo, media_seconds, probe, pr
 from emocli.media.live import LiveDecode, probe_live, spool_unseekable
 from emocli.pipeline.faces import FaceAccumulator, FaceBatch, FaceChunks, FaceStage, box_array
 from emocli.pipeline.options import STREAM_BLOCK, Options, Progress, Result, fail, scores_dict, zero_nan
-from emocli.pipeline.voice import VoiceBlock, VoiceInput, VoiceStage
-from emocli.pipeline.windows import EDGE, Closer, Timeline, window_edges
+from emocli.pipeline.voice import VoiceInput, VoiceStage
+from emocli.pipeline.windows import Closer, Timeline, clip_voice, file_segments, file_voice
 
 
 @dataclass
@@ -184,7 +184,7 @@ class Pipeline:
             self.face.other_faces_note(linker, res)
         if opt.window and windows.adapter is not None:
             windows.adapter.report(res, what="segments")
-        voice, stats68 = self._clip_voice(res, blocks, what="stream") if use_audio else (None, None)
+        voice, stats68 = clip_voice(self, res, blocks, what="stream") if use_audio else (None, None)
         self._fuse(source.name, res, acc, windows.face_total(), voice, stats68, has_video=info.has_video, still=False)
 
     def prepare(self, path: Path | str, *, display_name: str | None = None, spool: Path | None = None) -> Prepared:
@@ -266,12 +266,7 @@ class Pipeline:
 
     def _finish(self, path: Path, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> None:
         """Turn per-frame face scores and the voice's blocks into the clip's result (and segments)."""
-        voice = stats68 = None
-        if vin is not None:
-            blocks = Closer(self, res, length=STREAM_BLOCK)
-            for k, block in enumerate(vin.blocks):
-                blocks.close(k * STREAM_BLOCK, (k + 1) * STREAM_BLOCK, block, last=k == len(vin.blocks) - 1)
-            voice, stats68 = self._clip_voice(res, blocks, what="clip")
+        voice, stats68 = file_voice(self, res, vin) if vin is not None else (None, None)
         if info.has_video and not self.has_face:
             res.notes.append("face model not loaded")
         if not info.is_image:
@@ -286,39 +281,7 @@ class Pipeline:
         if self.options.frames:
             res.frames = acc.take_frames()
         if self.options.window:
-            res.segments = self._file_segments(info, res, acc, vin)
-
-    def _clip_voice(self, res: Result, blocks: Closer, *, what: str) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The clip's (or stream's) voice from the blocks ``blocks`` closed: (probabilities in the voice
-        model's order, 68 statistics), with the notes that say how it was made."""
-        voice, feats, stats68 = blocks.voice_total()
-        res.notes.extend(blocks.voice_notes())
-        res.voice_vector = feats
-        if self.options.keep_frames:
-            res.voice_features = feats
-        if blocks.adapter is not None:
-            blocks.adapter.report(res, what=what)
-        return voice, stats68
-
-    def _file_segments(self, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> list[dict]:
-        """A file's ``--window`` segments, closed as a stream's are (see windows.py)."""
-        length = float(self.options.window)
-        segments: list[dict] = []
-        faces = acc if info.has_video and self.has_face else None
-        closer = Closer(self, res, length=length, acc=faces, on_segment=segments.append)
-        # as far as a stream of the same file reaches: its last frame's step, or its audio's end
-        video = res.frames_seen / (self.options.fps or info.fps or 25.0) if not info.is_image else 0.0
-        last_face = max((float(t[-1]) + EDGE for t in acc.times if len(t)), default=0.0)
-        audio = sum(b.seconds for b in vin.blocks) if vin is not None else 0.0
-        edges = window_edges(max(video, audio, last_face), length)
-        for k, (start, end) in enumerate(edges):
-            block = None
-            if vin is not None:
-                block = vin.windows[k] if k < len(vin.windows) else VoiceBlock(0.0, missing="no audio")
-            closer.close(start, end, block, last=k == len(edges) - 1)
-        if closer.adapter is not None:
-            closer.adapter.report(res, what="segments")
-        return segments
+            res.segments = file_segments(self, info, res, acc, vin)
 
     def _fuse(self, path, res: Result, acc: "FaceAccumulator", face, voice, stats68, *, has_video: bool,
               still: bool) -> None:

@@ -22,8 +22,8 @@ import numpy as np
 
 from emocli.fusion import normalize
 from emocli.pipeline.faces import FaceAccumulator, pool_frames, pool_weights
-from emocli.pipeline.options import LIVE_MAX_LAG, Result, scores_dict, zero_nan
-from emocli.pipeline.voice import BlockReader, VoiceBlock
+from emocli.pipeline.options import LIVE_MAX_LAG, STREAM_BLOCK, Result, scores_dict, zero_nan
+from emocli.pipeline.voice import BlockReader, VoiceBlock, VoiceInput
 
 if TYPE_CHECKING:
     from emocli.pipeline.core import Pipeline
@@ -153,6 +153,49 @@ class Closer:
         quiet = self.heard - self.voiced
         return [f"voice: the mean of {self.voiced} {self.length:g}-s blocks' voice scores"
                 + (f" ({quiet} more without speech)" if quiet else "")]
+
+
+def clip_voice(pipe: Pipeline, res: Result, blocks: Closer, *, what: str
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The clip's (or stream's) voice from the blocks ``blocks`` closed: (probabilities in the voice
+    model's order, 68 statistics), with the notes that say how it was made."""
+    voice, feats, stats68 = blocks.voice_total()
+    res.notes.extend(blocks.voice_notes())
+    res.voice_vector = feats
+    if pipe.options.keep_frames:
+        res.voice_features = feats
+    if blocks.adapter is not None:
+        blocks.adapter.report(res, what=what)
+    return voice, stats68
+
+
+def file_voice(pipe: Pipeline, res: Result, vin: VoiceInput) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A file's voice, block by block as a stream's (see :func:`clip_voice`)."""
+    blocks = Closer(pipe, res, length=STREAM_BLOCK)
+    for k, block in enumerate(vin.blocks):
+        blocks.close(k * STREAM_BLOCK, (k + 1) * STREAM_BLOCK, block, last=k == len(vin.blocks) - 1)
+    return clip_voice(pipe, res, blocks, what="clip")
+
+
+def file_segments(pipe: Pipeline, info, res: Result, acc: FaceAccumulator, vin: VoiceInput | None) -> list[dict]:
+    """A file's ``--window`` segments, closed as a stream's are (see windows.py)."""
+    length = float(pipe.options.window)
+    segments: list[dict] = []
+    faces = acc if info.has_video and pipe.has_face else None
+    closer = Closer(pipe, res, length=length, acc=faces, on_segment=segments.append)
+    # as far as a stream of the same file reaches: its last frame's step, or its audio's end
+    video = res.frames_seen / (pipe.options.fps or info.fps or 25.0) if not info.is_image else 0.0
+    last_face = max((float(t[-1]) + EDGE for t in acc.times if len(t)), default=0.0)
+    audio = sum(b.seconds for b in vin.blocks) if vin is not None else 0.0
+    edges = window_edges(max(video, audio, last_face), length)
+    for k, (start, end) in enumerate(edges):
+        block = None
+        if vin is not None:
+            block = vin.windows[k] if k < len(vin.windows) else VoiceBlock(0.0, missing="no audio")
+        closer.close(start, end, block, last=k == len(edges) - 1)
+    if closer.adapter is not None:
+        closer.adapter.report(res, what="segments")
+    return segments
 
 
 class Timeline:

@@ -154,7 +154,7 @@ def train_audio(
                                            "classified; --no-vad leaves only the level gate.")] = True,
 ) -> None:
     """Train the voice model (StandardScaler + RBF SVM) on speech corpora, validated by speaker."""
-    from emocli.train.voice import train_audio_command, train_audio_features_command
+    from emocli.train.voice import VoiceTrainOptions, train_audio_command, train_audio_features_command
 
     if (not data) == (features is None):
         raise typer.BadParameter("pass either DATA (corpus folders) or --features DIR")
@@ -169,13 +169,12 @@ def train_audio(
             train_audio_features_command(features=features, out=out, balanced=balanced, seed=seed, console=stderr_console(),
                                          split=split, allow_eval_split=allow_eval_split, vad=vad)
             return
-        train_audio_command(data=data, out=out, corpus=layout or corpus,
-                            test_speakers=[s for s in test_speakers.split(",") if s.strip()],
-                            feature_set=None if feature_set is None else feature_set.value, balanced=balanced,
-                            augment=augment, repeats=repeats,
-                            seed=seed, workers=workers, cache=cache, console=stderr_console(),
-                            speaker_norm=speaker_norm, vad=vad,
-                            perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
+        options = VoiceTrainOptions(
+            layout=layout or corpus, test_speakers=tuple(s for s in test_speakers.split(",") if s.strip()),
+            feature_set=None if feature_set is None else feature_set.value, balanced=balanced, augment=augment,
+            repeats=repeats, seed=seed, workers=workers, cache=cache, speaker_norm=speaker_norm, vad=vad,
+            perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
+        train_audio_command(data=data, out=out, options=options, console=stderr_console())
     except emo_errors() as exc:
         raise fail(str(exc)) from None
 

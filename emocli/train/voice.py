@@ -315,12 +315,36 @@ def check_voice_pair(out: Path, *, speaker_norm: bool) -> None:
                          f"add --speaker-norm to retrain both, or delete {Path(out) / 'voice_speaker.*'} first")
 
 
-def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test_speakers: list[str],
-                        feature_set: str | None, balanced: bool, augment: bool, repeats: int, seed: int, workers: int | None,
-                        cache: Path | None, console, c_grid: tuple[float, ...] | None = None,
-                        speaker_norm: bool = False, perturbations: tuple[str, ...] = (), vad: bool = True) -> dict:
-    """Extract voice features of one or more corpora, fit a :class:`VoiceModel` on the speakers not
-    held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
+@dataclass(frozen=True)
+class VoiceTrainOptions:
+    """How ``emo train-audio`` trains a voice model (the command line's options; voice.json records them).
+
+    ``layout``: the corpora's layout (None: detected); ``test_speakers``: speakers held out and
+    reported; ``feature_set``: None keeps the bundle's own (else the default); ``balanced``:
+    class weights; ``augment``: 0.9x/1.1x speed copies; ``repeats`` and ``seed``: the speaker-grouped
+    search for C and gamma (``c_grid``: its C values, None for the default grid); ``workers`` and
+    ``cache``: feature extraction; ``speaker_norm``: also the speaker-normalised model;
+    ``perturbations``: noise or reverb copies; ``vad``: copy the speech gate into the bundle.
+    """
+
+    layout: str | None = None
+    test_speakers: tuple[str, ...] = ()
+    feature_set: str | None = None
+    balanced: bool = True
+    augment: bool = True
+    repeats: int = 3
+    seed: int = 0
+    workers: int | None = None
+    cache: Path | None = None
+    c_grid: tuple[float, ...] | None = None
+    speaker_norm: bool = False
+    perturbations: tuple[str, ...] = ()
+    vad: bool = True
+
+
+def train_audio_command(*, data: list[Path], out: Path, options: VoiceTrainOptions, console) -> dict:
+    """Extract voice features of one or more corpora (``data``), fit a :class:`VoiceModel` on the speakers
+    not held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
 
     With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
     (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
@@ -334,6 +358,10 @@ def train_audio_command(*, data: list[Path], out: Path, corpus: str | None, test
     speakers are reported normalised by their own clips' statistics. With ``vad``, a bundle
     without a speech-activity gate gets the shipped one (:func:`add_speech_gate`)."""
 
+    o = options
+    corpus, test_speakers, feature_set, balanced = o.layout, list(o.test_speakers), o.feature_set, o.balanced
+    augment, repeats, seed, workers, cache, c_grid = o.augment, o.repeats, o.seed, o.workers, o.cache, o.c_grid
+    speaker_norm, perturbations, vad = o.speaker_norm, o.perturbations, o.vad
     check_voice_pair(out, speaker_norm=speaker_norm)
     if feature_set is None:
         kept = bundle_feature_set(out)

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Iterator, TextIO
 
 from emocli.choices import TIMELINE_FORMATS
-from emocli.files import atomic_path, atomic_write_text
+from emocli.files import atomic_path, atomic_write_text, publish, temporary_beside
 from emocli.labels import LABELS
 
 
@@ -187,8 +187,6 @@ class PerInputWriter:
         import os
         from pathlib import Path
 
-        from emocli.files import temporary_beside
-
         stem = re.sub(r"[^\w.-]+", "_", Path(name).stem if name not in ("<stdin>", "-") else "stdin") or "input"
         ext = "." + self.fmt
         base, k = stem, 1
@@ -207,8 +205,6 @@ class PerInputWriter:
         """Finish the file being written (the run's end calls it too)."""
         if self.current is None:
             return
-        from emocli.files import publish
-
         _, target, tmp, fh, inner, doc = self.current
         self.current = None
         if inner is None:  # the result, then its segments and frames (when there are)

@@ -34,7 +34,7 @@ def predict(
                          "terminal, JSON lines otherwise; with -o FILE, its extension].",
         show_default=False)] = None,
     frames: Annotated[bool, typer.Option(
-        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x0, y0, x1, y1 in the "
+        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x, y, w, h in the "
                          "input's pixels) and face scores; JSON or CSV only.")] = False,
     plot: Annotated[Optional[Path], typer.Option(
         help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "

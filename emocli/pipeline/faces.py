@@ -506,7 +506,8 @@ class FaceAccumulator:
             now = t < before
             for ti, b, p, k in zip(t[now], boxes[now], scores[now], tracks[now]):
                 out.append({"time": round(float(ti), 3),
-                            "box": None if np.isnan(b[0]) else [round(float(v), 1) for v in b],
+                            "box": None if np.isnan(b[0]) else [round(float(v), 1) for v in
+                                                                (b[0], b[1], b[2] - b[0], b[3] - b[1])],
                             "face_scores": scores_dict(zero_nan(stage.to_fusion(p)),
                                                     stage.labels)})
                 if k >= 0:

@@ -149,8 +149,7 @@ class Result:
             box = f.get("box")
             row = {"time": f["time"], "x": None, "y": None, "w": None, "h": None}
             if box is not None:
-                x0, y0, x1, y1 = box
-                row.update(x=x0, y=y0, w=round(x1 - x0, 1), h=round(y1 - y0, 1))
+                row.update(zip("xywh", box))
             if "track" in f:
                 row.update(track=f["track"], main=f["main"])
             row.update(f["face_scores"] or {})

@@ -77,7 +77,7 @@ def draw_frame(frame: np.ndarray, faces: list[dict[str, Any]], scores: dict[str,
                what: str = "fused") -> np.ndarray:
     """A copy of ``frame`` (uint8 RGB (H, W, 3)) with each face's box and face label, and ``scores`` as
     bars in the top-left corner (titled ``what``). Face records are ``Result.frames`` entries: ``box``
-    (x0, y0, x1, y1 in the frame's pixels, or None), ``face_scores``, and with ``--faces all``
+    (x, y, w, h in the frame's pixels, or None), ``face_scores``, and with ``--faces all``
     ``track`` and ``main``."""
     import cv2
 
@@ -88,7 +88,8 @@ def draw_frame(frame: np.ndarray, faces: list[dict[str, Any]], scores: dict[str,
     for f in faces:
         if f.get("box") is None:
             continue
-        x0, y0, x1, y1 = (int(round(v)) for v in f["box"])
+        bx, by, bw, bh = f["box"]
+        x0, y0, x1, y1 = (int(round(v)) for v in (bx, by, bx + bw, by + bh))
         colour = MAIN_COLOUR if f.get("main", True) else OTHER_COLOUR
         cv2.rectangle(out, (x0, y0), (x1, y1), colour, max(2, round(2 * scale)))
         label = max(f["face_scores"], key=f["face_scores"].get)

@@ -45,34 +45,43 @@ def json_line(obj: dict[str, Any], out: TextIO | None = None) -> None:
     out.flush()
 
 
-CSV_COLUMNS = ("file", "kind", "start", "end", "status", "label", "modalities", "frames_used", "box", *LABELS,
-               *(f"face_{lab}" for lab in LABELS), *(f"voice_{lab}" for lab in LABELS), "notes", "error")
+CSV_COLUMNS = ("file", "kind", "start", "end", "status", "label", "modalities", "frames_used", "track", "box",
+               *LABELS, *(f"face_{lab}" for lab in LABELS), *(f"voice_{lab}" for lab in LABELS), "notes", "error")
 
 
-def csv_row(obj: dict[str, Any]) -> list[Any]:
-    """One CSV row (:data:`CSV_COLUMNS`) for a result line, a ``{"file", "segment"}`` or a ``{"file", "frame"}`` line.
+def _box_cell(box) -> str:
+    return " ".join(f"{v:g}" for v in box) if box else ""
 
-    The unnamed emotion columns are the fused scores; absent values are empty cells. A frame's
-    start and end are its time; its box is "x0 y0 x1 y1".
+
+def csv_rows(obj: dict[str, Any]) -> list[list[Any]]:
+    """The CSV rows (:data:`CSV_COLUMNS`) of a result line, a ``{"file", "segment"}`` or a ``{"file", "frame"}`` line.
+
+    The unnamed emotion columns are the fused scores; absent values are empty cells. A frame's start
+    and end are its time; boxes are "x y w h". A result with ``--faces all`` is followed by a
+    ``face`` row per track (its first and last time, box, face scores; notes say which is the main
+    face), and its frames carry their ``track``.
     """
-    seg = obj.get("segment")
-    frame = obj.get("frame")
+    seg, frame, file = obj.get("segment"), obj.get("frame"), printable(obj["file"])
+    blank = [""] * len(LABELS)
     if frame is not None:
-        box = " ".join(f"{v:g}" for v in frame["box"]) if frame.get("box") else ""
-        return [printable(obj["file"]), "frame", frame["time"], frame["time"], "ok", "", "face", 1, box,
-                *[""] * len(LABELS), *(frame["face_scores"].get(lab, "") for lab in LABELS), *[""] * len(LABELS),
-                "", ""]
+        return [[file, "frame", frame["time"], frame["time"], "ok", "", "face", 1, frame.get("track", ""),
+                 _box_cell(frame.get("box")), *blank, *(frame["face_scores"].get(lab, "") for lab in LABELS),
+                 *blank, "main" if frame.get("main") else "", ""]]
     d = seg if seg is not None else obj
     mods = d.get("modalities") or [m for m in ("face", "voice") if d.get(f"{m}_scores")]
 
-    def scores(key):
-        v = d.get(key) or {}
+    def scores(key, src=d):
+        v = src.get(key) or {}
         return [v.get(lab, "") for lab in LABELS]
 
-    return [printable(obj["file"]), "segment" if seg is not None else "result", d.get("start", ""),
-            d.get("end", d.get("duration", "")), d.get("status", "ok"), d.get("label") or "", "+".join(mods),
-            d.get("frames_used", ""), "", *scores("scores"), *scores("face_scores"), *scores("voice_scores"),
-            printable("; ".join(d.get("notes") or [])), printable(d.get("error") or "")]
+    rows = [[file, "segment" if seg is not None else "result", d.get("start", ""),
+             d.get("end", d.get("duration", "")), d.get("status", "ok"), d.get("label") or "", "+".join(mods),
+             d.get("frames_used", ""), "", "", *scores("scores"), *scores("face_scores"), *scores("voice_scores"),
+             printable("; ".join(d.get("notes") or [])), printable(d.get("error") or "")]]
+    for t in (obj.get("faces") or []) if seg is None else []:
+        rows.append([file, "face", t["first"], t["last"], "ok", t["label"], "face", t["frames_used"], t["track"],
+                     _box_cell(t.get("box")), *blank, *scores("scores", t), *blank, "main" if t["main"] else "", ""])
+    return rows
 
 
 class LineWriter:
@@ -93,7 +102,7 @@ class LineWriter:
         if not self.header:
             w.writerow(CSV_COLUMNS)
             self.header = True
-        w.writerow(csv_row(obj))
+        w.writerows(csv_rows(obj))
         out.flush()
 
 

@@ -321,8 +321,8 @@ def test_frames_lines_for_a_file_a_stream_and_in_csv(tiny_bundle):
     frames = [o["frame"] for o in out if "frame" in o]
     assert len(frames) == out[-1]["frames_used"] == 11 and [f["time"] for f in frames][:3] == [0.0, 0.2, 0.4]
     for f in frames:  # a box inside the 480x360 picture, and face scores that sum to 1
-        x0, y0, x1, y1 = f["box"]
-        assert 0 <= x0 < x1 <= 480 and 0 <= y0 < y1 <= 360
+        x, y, w, h = f["box"]  # one box format everywhere: x, y, w, h (as faces[].box)
+        assert 0 <= x and x + w <= 480 and 0 <= y and y + h <= 360 and w > 0 and h > 0
         assert sum(f["face_scores"].values()) == pytest.approx(1.0, abs=1e-4)
     # a stream: each window's frames come just before its segment line
     r = runner.invoke(app, ["predict", "-", "--model", str(tiny_bundle), "--window", "1", "--frames", "--json"],

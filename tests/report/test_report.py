@@ -70,3 +70,25 @@ def test_progress_bar_counts_inputs_on_a_terminal_only():
     shown = term.file.getvalue()
     bar.close()
     assert "2/3" in shown and "ETA" in shown and "b.avi" in shown
+
+
+def test_csv_has_a_row_per_face_track_and_a_track_column():
+    """--faces all --format csv: the result row, then a 'face' row per track; frames say their track; every box
+    is 'x y w h' (the JSON's [x, y, w, h])."""
+    from emocli.report.output import CSV_COLUMNS, csv_rows
+
+    scores = {lab: 1 / 7 for lab in LABELS}
+    faces = [{"track": 0, "main": True, "box": [10.0, 20.0, 30.0, 40.0], "label": "happy", "scores": scores,
+              "frames_used": 5, "first": 0.0, "last": 0.8},
+             {"track": 1, "main": False, "box": [100.0, 20.0, 30.0, 41.0], "label": "sad", "scores": scores,
+              "frames_used": 4, "first": 0.2, "last": 0.8}]
+    result = {"file": "two.mp4", "status": "ok", "label": "happy", "scores": scores, "face_scores": scores,
+              "modalities": ["face"], "frames_used": 5, "duration": 1.0, "notes": [], "faces": faces}
+    rows = [dict(zip(CSV_COLUMNS, r)) for r in csv_rows(result)]
+    assert [r["kind"] for r in rows] == ["result", "face", "face"]
+    assert [(r["track"], r["box"], r["label"], r["notes"]) for r in rows[1:]] == [
+        (0, "10 20 30 40", "happy", "main"), (1, "100 20 30 41", "sad", "")]
+    frame = {"file": "two.mp4", "frame": {"time": 0.2, "box": [100.0, 20.0, 30.0, 41.0], "face_scores": scores,
+                                          "track": 1, "main": False}}
+    (row,) = [dict(zip(CSV_COLUMNS, r)) for r in csv_rows(frame)]
+    assert (row["kind"], row["track"], row["box"]) == ("frame", 1, "100 20 30 41")

@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from emocli import __version__, models
+from emocli import __version__
 from emocli.errors import ModelError, VersionWarning
 from emocli.files import atomic_write_text, cached_sha256, save_hash_cache, sha256_file
 
@@ -47,6 +47,7 @@ RESTORE = {"voice_vad.npz": "restore it from emo's models/default, or rebuild it
 def models_dir() -> Path:
     """Where the shipped models live: ``models/`` of the source tree, installed as ``emocli.models``."""
     try:
+        from emocli import models  # the installed package data; absent in a source checkout
 
         return Path(models.__file__).resolve().parent
     except ImportError:  # running from a source checkout that was never installed

@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from emocli.cli.base import EmoCommand, app, fail, stderr_console
-from emocli.cli.options import (WORKERS_DEFAULT, CorpusSplitOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt,
-                                RayAddressOpt, RayOpt, ScoringOpts, check_out_folder, pipeline_options, resolve_workers,
-                                scoring_options)
+from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, LayoutOpt, Modality,
+                                ModalityOpt, ModelOpt, RayAddressOpt, RayOpt, ScoringOpts, check_out_folder,
+                                output_format, pipeline_options, resolve_workers, scoring_options)
 
 
 @app.command("evaluate", cls=EmoCommand, short_help="Score a labelled corpus: accuracy, UAR, confusions.", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
@@ -23,7 +23,16 @@ def evaluate(
     split: CorpusSplitOpt = None,
     layout: LayoutOpt = None,
     model: ModelOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the report as one JSON object on stdout.")] = False,
+    json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="The report as one JSON object, or "
+                                                     "Rich tables [default: tables on a terminal, JSON otherwise].",
+                                                     show_default=False)] = None,
+    out_format: Annotated[Optional[EvalFormat], typer.Option(
+        "--format", help="table, json (the report) or csv (a row per item: true label, face, voice and fused "
+                         "labels and scores) [default: tables on a terminal, JSON otherwise; with -o FILE, its "
+                         "extension].", show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", "-o", help="Write the results (--format json or csv) to this file instead of stdout.",
+        show_default=False)] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a PNG here: row-normalised confusion matrices of "
                                                       "the modalities that ran and their per-class recall.")] = None,
     report_path: Annotated[Optional[Path], typer.Option("--report", help="Also write the JSON report to this file.")] = None,
@@ -52,6 +61,7 @@ def evaluate(
     from emocli.pipeline.core import Pipeline
 
     err = stderr_console()
+    fmt = output_format(out_format, json_out, output, formats=EVALUATE_FORMATS)
     try:
         items = select_split(load_corpus(dataset, layout), split)
         opts = pipeline_options(**scoring, modality=modality)
@@ -68,7 +78,7 @@ def evaluate(
         from emocli.files import check_outputs
         from emocli.media.ffmpeg import MEDIA_EXTS
 
-        check_outputs({"--report": report_path, "--predictions": predictions, "--plot": plot},
+        check_outputs({"-o": output, "--report": report_path, "--predictions": predictions, "--plot": plot},
                       inputs=[dataset, *(it.path for it in items)] if dataset.is_file() else [it.path for it in items],
                       input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
     except EmoError as exc:
@@ -102,7 +112,10 @@ def evaluate(
     from emocli.runners.evaluate import predictions_csv
 
     written_ok = True
-    for path, write in ((report_path, lambda p: atomic_write_text(p, json.dumps(report, indent=2) + "\n")),
+    results = {"json": lambda p: atomic_write_text(p, json.dumps(report) + "\n"),
+               "csv": lambda p: atomic_write_text(p, predictions_csv(report))}.get(fmt)
+    for path, write in ((output, results),
+                        (report_path, lambda p: atomic_write_text(p, json.dumps(report, indent=2) + "\n")),
                         (predictions, lambda p: atomic_write_text(p, predictions_csv(report))),
                         (plot, lambda p: plot_confusions(report, p))):
         if path is None:
@@ -113,8 +126,12 @@ def evaluate(
         except EmoError as exc:
             fail(str(exc))
             written_ok = False
-    if json_out:
+    if output is not None:
+        pass  # written above
+    elif fmt == "json":
         print(json.dumps(report))
+    elif fmt == "csv":
+        sys.stdout.write(predictions_csv(report))
     else:
         from rich.console import Console
 

@@ -4,6 +4,7 @@ own them), number and folder checks, and the scoring options of predict, evaluat
 from __future__ import annotations
 
 import re
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -240,4 +241,30 @@ VoiceFeatures = _choices("VoiceFeatures", *FEATURE_SETS)
 FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", *FACE_MODES)
 OutFormat = _choices("OutFormat", *OUTPUT_FORMATS)
+EVALUATE_FORMATS = ("table", "json", "csv")  # evaluate: the report, or a row per item
+EvalFormat = _choices("EvalFormat", *EVALUATE_FORMATS)
 FuseRule = _choices("FuseRule", *FUSE_RULES)
+
+
+def output_format(out_format: "Enum | None", json_out: Optional[bool], output: Optional[Path],
+                  output_dir: Optional[Path] = None, *, formats: tuple[str, ...] = OUTPUT_FORMATS) -> str:
+    """table, json, csv or a timeline format, from --format, --json/--table and -o's file extension (bad usage
+    when they clash). One rule for every command that writes results (predict, evaluate); ``formats``: the
+    ones the command writes."""
+    if out_format is not None and json_out is not None and out_format.value != ("json" if json_out else "table"):
+        raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
+                                 "give one of them")
+    fmt = out_format.value if out_format is not None else None
+    if fmt is None and json_out is not None:
+        fmt = "json" if json_out else "table"
+    if output is not None or output_dir is not None:
+        if fmt == "table":
+            raise typer.BadParameter("a table is for the terminal: to a file use --format "
+                                     + ", ".join(f for f in formats if f != "table"),
+                                     param_hint="--output" if output is not None else "--output-dir")
+        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
+        fmt = fmt or (suffix if suffix in formats and suffix != "table" else "json")
+    fmt = fmt or ("table" if sys.stdout.isatty() else "json")
+    if fmt not in formats:
+        raise typer.BadParameter(f"this command writes {', '.join(formats)}, not {fmt}", param_hint="--format")
+    return fmt

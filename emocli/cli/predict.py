@@ -13,8 +13,8 @@ import typer
 from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
 from emocli.choices import TIMELINE_FORMATS
 from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, Modality, ModalityOpt, ModelOpt, OutFormat, RayAddressOpt,
-                                RayOpt, ScoringOpts, number_in, parse_input_options, pipeline_options, resolve_workers,
-                                scoring_options)
+                                RayOpt, ScoringOpts, number_in, output_format, parse_input_options, pipeline_options,
+                                resolve_workers, scoring_options)
 
 
 @app.command("predict", cls=EmoCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
@@ -104,7 +104,7 @@ def predict(
     if output is not None and output_dir is not None:
         raise typer.BadParameter("results go to one file (-o) or to a file per input (--output-dir), not both",
                                  param_hint="--output-dir")
-    fmt = _output_format(out_format, json_out, output, output_dir)
+    fmt = output_format(out_format, json_out, output, output_dir)
     as_json = fmt != "table"
     if fmt in TIMELINE_FORMATS:
         if not window:
@@ -214,25 +214,6 @@ def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None
                       media_exts=MEDIA_EXTS)
     except OutputError as exc:
         raise fail(str(exc)) from None
-
-
-def _output_format(out_format: "OutFormat | None", json_out: Optional[bool], output: Optional[Path],
-                   output_dir: Optional[Path] = None) -> str:
-    """table, json, csv or a timeline format, from --format, --json/--table and -o's file extension (bad usage
-    when they clash)."""
-    if out_format is not None and json_out is not None and out_format != (OutFormat.json if json_out else OutFormat.table):
-        raise typer.BadParameter(f"--format {out_format.value} contradicts --{'json' if json_out else 'table'}; "
-                                 "give one of them")
-    fmt = out_format.value if out_format is not None else None
-    if fmt is None and json_out is not None:
-        fmt = "json" if json_out else "table"
-    if output is not None or output_dir is not None:
-        if fmt == "table":
-            raise typer.BadParameter("a table is for the terminal: to a file use --format json, csv, srt, vtt or tsv",
-                                     param_hint="--output" if output is not None else "--output-dir")
-        suffix = output.suffix.lower().lstrip(".") if output is not None else ""
-        return fmt or (suffix if suffix in ("csv", *TIMELINE_FORMATS) else "json")
-    return fmt or ("table" if sys.stdout.isatty() else "json")
 
 
 class _OutputFile:

@@ -135,7 +135,7 @@ def spool_unseekable(src: LiveSource) -> Path | None:
         Past :data:`MAX_SPOOL_BYTES`, or when the pipe stalls.
     """
     if not src.fed:
-        return None
+        return _spool_url(src) if src.url is not None and src.url.lower().startswith(("http://", "https://")) else None
     reader = src.reader()
     head = bytearray(src.head)
     while (verdict := index_after_data(bytes(head))) is None and len(head) < _BOX_SCAN:
@@ -163,6 +163,33 @@ def spool_unseekable(src: LiveSource) -> Path | None:
     finally:
         reader.close()
     return Path(tmp)
+
+
+def _spool_url(src: LiveSource) -> Path | None:
+    """An http(s) URL of an MP4/MOV whose index comes after its media data: fetched whole into a temporary
+    file (a server without Range requests, such as ``python -m http.server``, leaves ffmpeg no way to
+    reach the index). None for anything else, or when the URL cannot be read here (ffmpeg then opens it
+    and reports what it finds)."""
+    import urllib.request
+
+    try:
+        response = urllib.request.urlopen(src.url, timeout=PROBE_TIMEOUT)
+    except (OSError, ValueError):
+        return None
+    try:
+        head, verdict = b"", None
+        while verdict is None and len(head) < _BOX_SCAN:
+            block = response.read(1 << 12)
+            if not block:
+                break
+            head += block
+            verdict = index_after_data(head)
+        return spool_unseekable(LiveSource(src.name, stream=response, head=head)) if verdict else None
+    except OSError as exc:
+        raise MediaError(f"{src.name}: the download broke off ({exc}); try again, or fetch the file and pass "
+                         "its path") from None
+    finally:
+        response.close()
 
 
 def probe_live(src: LiveSource, *, timeout: float = PROBE_TIMEOUT) -> tuple[MediaInfo, bytes, "StallingReader | None"]:

@@ -379,3 +379,33 @@ def test_piped_mp4_with_its_index_at_the_end_is_read_whole_and_a_faststart_one_s
     assert any("index after its media data" in n for n in results["late.mp4"]["notes"])
     assert not any("index after" in n for n in results["early.mp4"]["notes"])
     assert set(glob.glob(os.path.join(tempfile.gettempdir(), "emo-stdin-*"))) == before  # the copy is removed
+
+
+def test_an_mp4_over_http_without_range_requests_is_scored_like_the_file(tiny_bundle, tmp_path):
+    """python -m http.server answers no Range request: an MP4 whose index follows its media data cannot be
+    decoded from it as it arrives, so emo fetches it whole (a note says so); a +faststart one streams."""
+    import functools
+    import http.server
+    import threading
+
+    clip = str(EXAMPLES / "1001_DFA_SAD_XX.avi")
+    ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", str(tmp_path / "late.mp4"))
+    ffmpeg("-i", clip, "-c:v", "mpeg4", "-c:a", "aac", "-movflags", "+faststart", str(tmp_path / "early.mp4"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        as_file = lines(runner.invoke(app, ["predict", str(tmp_path / "late.mp4"), "--model", str(tiny_bundle),
+                                            "--json"]).stdout)[-1]
+        late = runner.invoke(app, ["predict", f"{base}/late.mp4", "--model", str(tiny_bundle), "--json"])
+        early = runner.invoke(app, ["predict", f"{base}/early.mp4", "--model", str(tiny_bundle), "--json"])
+    finally:
+        server.shutdown()
+    assert late.exit_code == 0, late.output
+    res = lines(late.stdout)[-1]
+    assert res["status"] == "ok" and res["label"] == as_file["label"] and res["scores"] == as_file["scores"]
+    assert any("+faststart" in n for n in res["notes"])
+    assert early.exit_code == 0, early.output
+    assert not any("+faststart" in n for n in lines(early.stdout)[-1]["notes"])

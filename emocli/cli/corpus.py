@@ -3,6 +3,7 @@ extracted for training."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -83,11 +84,14 @@ def evaluate(
                       input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
     except EmoError as exc:
         raise fail(str(exc)) from None
-    from tqdm import tqdm
+    from emocli.report.output import ProgressBar
 
-    with tqdm(total=len(items), desc="evaluate", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
-        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i - bar.n), speaker_norm=speaker_norm,
+    bar = ProgressBar(err, len(items), what="evaluate")
+    try:
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i), speaker_norm=speaker_norm,
                             workers=resolve_workers(workers, len(items)))
+    finally:
+        bar.close()
     report = ev.report()
     from rich.markup import escape
 
@@ -205,20 +209,21 @@ def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, work
 
     from emocli.errors import EmoError
     from emocli.runners.extract import run_extraction
-    from tqdm import tqdm
+    from emocli.report.output import ProgressBar
 
     root = dataset.parent if dataset.is_file() else dataset
-    with tqdm(total=len(items), desc="extract", unit="item", file=sys.stderr, disable=not err.is_terminal) as bar:
+    bar = ProgressBar(err, len(items), what="extract")
+    with contextlib.closing(bar):
         try:
             if ray or ray_address:
                 from emocli.runners.ray import ray_extract
 
                 summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
-                                      retry_failed=retry_failed, progress=lambda row: bar.update(1))
+                                      retry_failed=retry_failed, progress=lambda row: bar.advance())
             else:
                 summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,
                                          workers=resolve_workers(workers, len(items)),
-                                         retry_failed=retry_failed, progress=lambda row: bar.update(1))
+                                         retry_failed=retry_failed, progress=lambda row: bar.advance())
         except EmoError as exc:
             raise fail(str(exc)) from None
     reasons = ", ".join(f"{k}: {v}" for k, v in summary["failed_by_reason"].items())

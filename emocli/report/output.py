@@ -356,7 +356,8 @@ class LiveView:
 
 
 class ProgressBar:
-    """Progress on stderr while ``predict`` runs, only when stderr is a terminal.
+    """Progress on stderr while a long step runs (predict, evaluate, extract, train-audio's features), only
+    when stderr is a terminal: one bar for every command (count, total, elapsed time, ETA).
 
     Two kinds of line: inputs done of the total (a bulk run; a count alone when the total is
     not cheap to know) and, for the clip being scored, seconds of media done of its duration,
@@ -377,7 +378,7 @@ class ProgressBar:
                                  TextColumn("{task.fields[amount]}"), TimeElapsedColumn(),
                                  TextColumn("{task.fields[eta]}"), TimeRemainingColumn(), console=console,
                                  transient=True, redirect_stdout=False, redirect_stderr=False)
-        if total != 1:
+        if total != 1 or what != "predict":
             self.inputs = self.progress.add_task(what, total=total, amount=self._count(0, total),
                                                  eta="ETA" if total else "")
         self.progress.start()
@@ -396,6 +397,12 @@ class ProgressBar:
             task = self.progress.tasks[self.inputs]
             self.progress.update(self.inputs, advance=1, description=printable(name)[-40:] or self.what,
                                  amount=self._count(int(task.completed) + 1, task.total))
+
+    def update(self, done: int) -> None:
+        """``done`` inputs are done (a runner that reports counts rather than each input)."""
+        if self.progress is not None and self.inputs is not None:
+            task = self.progress.tasks[self.inputs]
+            self.progress.update(self.inputs, completed=done, amount=self._count(done, task.total))
 
     def media(self, name: str, what: str, done: float, total: float | None) -> None:
         """``done`` seconds of the clip ``name``'s ``total`` (None: unknown) went through the pass ``what``."""

@@ -18,6 +18,7 @@ from emocli.files import atomic_path, sha256_file
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import SAMPLE_RATE, load_audio
 from emocli.report.metrics import classification_report
+from emocli.report.output import ProgressBar
 from emocli.runners.extract import extraction_model, load_extracted
 from emocli.runners.pool import process_pool, worker_count
 from emocli.train.data import trained_items, training_split
@@ -241,14 +242,17 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
 
         pool = process_pool(workers)
         results = pool.map(_voice_window_features, tasks, chunksize=8)
+    bar = ProgressBar(console, len(tasks), what="voice features")
     try:
         for path, _speeds, frames, err in results:
+            bar.advance()
             if frames is None:
                 failed.append((path, err))
                 console.print(f"[yellow]skipped[/yellow] {escape(err)}")
             else:
                 frames_of[path] = frames
     finally:
+        bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     seconds = time.time() - t0

@@ -92,3 +92,24 @@ def test_csv_has_a_row_per_face_track_and_a_track_column():
                                           "track": 1, "main": False}}
     (row,) = [dict(zip(CSV_COLUMNS, r)) for r in csv_rows(frame)]
     assert (row["kind"], row["track"], row["box"]) == ("frame", 1, "100 20 30 41")
+
+
+def test_one_progress_bar_for_every_long_step():
+    """predict, evaluate, extract and train-audio's features share report.output.ProgressBar: count, total, ETA,
+    on a terminal only."""
+    import io
+
+    from emocli.report.output import ProgressBar
+
+    buf = io.StringIO()
+    bar = ProgressBar(Console(file=buf, force_terminal=True, width=120), 3, what="voice features")
+    bar.advance()
+    bar.update(2)
+    bar.progress.refresh()
+    bar.close()
+    assert "voice features" in buf.getvalue() and "2/3" in buf.getvalue()
+    quiet = io.StringIO()
+    silent = ProgressBar(Console(file=quiet, force_terminal=False), 3, what="evaluate")
+    silent.advance()
+    silent.close()
+    assert quiet.getvalue() == "" and silent.progress is None

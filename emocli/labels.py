@@ -9,6 +9,16 @@ from __future__ import annotations
 from emocli.errors import DatasetError
 
 LABELS: tuple[str, ...] = ("anger", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+# One fixed colour per emotion, used by every picture emo draws (the --plot timeline, the --annotate
+# panel, the confusion plots, the live view), so that a colour means the same emotion everywhere.
+EMOTION_COLOURS: dict[str, str] = {"anger": "#d62728", "disgust": "#6b8e23", "fear": "#9467bd", "happy": "#ffbf00",
+                                   "neutral": "#8c8c8c", "sad": "#1f77b4", "surprise": "#17becf"}
+
+
+def emotion_rgb(label: str) -> tuple[int, int, int]:
+    """An emotion's colour (:data:`EMOTION_COLOURS`) as 0-255 RGB; grey for a label outside the seven."""
+    h = EMOTION_COLOURS.get(label, "#b0b0b0").lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 # Synonyms and abbreviations used by AFEW, FER2013, RAVDESS, CREMA-D, TESS, SAVEE, EmoDB, JAFFE.
 _SYNONYMS: dict[str, str] = {

@@ -26,9 +26,8 @@ from emocli.media.ffmpeg import VideoWriter, frame_rate, iter_frames, media_seco
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAIN_COLOUR = (60, 220, 60)  # RGB: the main face's box, and the top emotion's bar
+MAIN_COLOUR = (60, 220, 60)  # RGB: the main face's box
 OTHER_COLOUR = (255, 170, 40)  # other faces' boxes (--faces all)
-BAR_COLOUR = (90, 170, 255)
 
 
 class FrameResults:
@@ -75,28 +74,33 @@ class FrameResults:
 
 def draw_frame(frame: np.ndarray, faces: list[dict[str, Any]], scores: dict[str, float] | None,
                what: str = "fused") -> np.ndarray:
-    """A copy of ``frame`` (uint8 RGB (H, W, 3)) with each face's box and face label, and ``scores`` as
-    bars in the top-left corner (titled ``what``). Face records are ``Result.frames`` entries: ``box``
-    (x, y, w, h in the frame's pixels, or None), ``face_scores``, and with ``--faces all``
-    ``track`` and ``main``."""
+    """A copy of ``frame`` (uint8 RGB (H, W, 3)) with each face's box and face score, and ``scores`` as bars
+    on a panel (titled ``what``) in the corner that covers the faces least. Face records are
+    ``Result.frames`` entries: ``box`` (x, y, w, h in the frame's pixels, or None), ``face_scores``,
+    and with ``--faces all`` ``track`` and ``main``. Text and panel scale with the frame (readable on
+    a 144-px-high image); bars take each emotion's colour (:data:`emocli.labels.EMOTION_COLOURS`)."""
     import cv2
 
     out = np.ascontiguousarray(frame, np.uint8).copy()
     h, w = out.shape[:2]
-    scale = max(0.35, min(h, w) / 480)
-    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 1.5))
+    scale = max(0.4, min(h, w) / 480)
+    font, size, thick = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, 0.42 * scale), max(1, round(scale * 1.5))
+    boxes = []
     for f in faces:
         if f.get("box") is None:
             continue
         bx, by, bw, bh = f["box"]
         x0, y0, x1, y1 = (int(round(v)) for v in (bx, by, bx + bw, by + bh))
+        boxes.append((x0, y0, x1, y1))
         colour = MAIN_COLOUR if f.get("main", True) else OTHER_COLOUR
-        cv2.rectangle(out, (x0, y0), (x1, y1), colour, max(2, round(2 * scale)))
+        line = max(2, round(2 * scale))
+        cv2.rectangle(out, (x0, y0), (x1, y1), (0, 0, 0), line + 2)  # a dark outline: the box shows on any background
+        cv2.rectangle(out, (x0, y0), (x1, y1), colour, line)
         label = max(f["face_scores"], key=f["face_scores"].get)
-        text = (f"#{f['track']} " if "track" in f else "") + f"{label} {f['face_scores'][label]:.2f}"
-        _label(out, text, (x0, y0), colour, font, 0.5 * scale, thick)
+        text = (f"#{f['track']} " if "track" in f else "") + f"face: {label} {f['face_scores'][label]:.2f}"
+        _label(out, text, (x0, y0), colour, font, max(0.3, 0.5 * scale), thick)
     if scores:
-        _bars(out, scores, what, font, 0.42 * scale, thick, scale)
+        _bars(out, scores, what, font, size, thick, scale, boxes)
     return out
 
 
@@ -111,25 +115,46 @@ def _label(img: np.ndarray, text: str, corner: tuple[int, int], colour, font, si
     cv2.putText(img, text, (x + 2, top + th + 2), font, size, (0, 0, 0), thick, cv2.LINE_AA)
 
 
-def _bars(img: np.ndarray, scores: dict[str, float], what: str, font, size: float, thick: int, scale: float) -> None:
-    """A bar per emotion on a darkened panel in the top-left corner; the top emotion's bar stands out."""
+def panel_corner(shape: tuple[int, ...], size: tuple[int, int], boxes) -> tuple[int, int]:
+    """The top-left pixel (x, y) of a ``size`` (width, height) panel in the corner of an image of ``shape``
+    that overlaps the face ``boxes`` (x0, y0, x1, y1) least; top-left first when several do not overlap."""
+    h, w = shape[:2]
+    pw, ph = size
+    best = None
+    for x, y in ((0, 0), (w - pw, 0), (0, h - ph), (w - pw, h - ph)):
+        cover = sum(max(0, min(x + pw, x1) - max(x, x0)) * max(0, min(y + ph, y1) - max(y, y0))
+                    for x0, y0, x1, y1 in boxes)
+        if best is None or cover < best[0]:
+            best = (cover, (max(0, x), max(0, y)))
+    return best[1]
+
+
+def _bars(img: np.ndarray, scores: dict[str, float], what: str, font, size: float, thick: int, scale: float,
+          boxes) -> None:
+    """A bar per emotion, in its colour, on a darkened panel where the faces are not; the top emotion's
+    name and value in white, the others in grey."""
     import cv2
 
-    row, bar_w, pad = int(round(18 * scale)), int(round(90 * scale)), int(round(6 * scale))
+    from emocli.labels import emotion_rgb
+
+    th = cv2.getTextSize("Ag", font, size, thick)[0][1]
+    row, pad = max(int(round(18 * scale)), th + 5), max(2, int(round(6 * scale)))
+    bar_w = int(round(90 * scale))
     name_w = max(cv2.getTextSize(lab, font, size, thick)[0][0] for lab in scores)
     value_w = cv2.getTextSize("0.00", font, size, thick)[0][0]
     pw, ph = min(img.shape[1], pad * 4 + name_w + bar_w + value_w), min(img.shape[0], row * (len(scores) + 1) + pad * 2)
-    panel = img[:ph, :pw]
-    panel[:] = (panel * 0.35).astype(np.uint8)  # darkened, not hidden
+    px, py = panel_corner(img.shape, (pw, ph), boxes)
+    panel = img[py:py + ph, px:px + pw]
+    panel[:] = (panel * 0.3).astype(np.uint8)  # darkened, not hidden
     top = max(scores, key=scores.get)
-    cv2.putText(img, what, (pad, pad + row - 5), font, size, (255, 255, 255), thick, cv2.LINE_AA)
+    cv2.putText(img, what, (px + pad, py + pad + row - 5), font, size, (255, 255, 255), thick, cv2.LINE_AA)
     for i, (lab, v) in enumerate(scores.items(), start=1):
-        y = pad + row * (i + 1) - 5
-        colour = MAIN_COLOUR if lab == top else BAR_COLOUR
-        cv2.putText(img, lab, (pad, y), font, size, (255, 255, 255), thick, cv2.LINE_AA)
-        x = pad * 2 + name_w
-        cv2.rectangle(img, (x, y - row + 6), (x + max(1, int(round(v * bar_w))), y), colour, -1)
-        cv2.putText(img, f"{v:.2f}", (x + bar_w + pad, y), font, size, (255, 255, 255), thick, cv2.LINE_AA)
+        y = py + pad + row * (i + 1) - 5
+        text = (255, 255, 255) if lab == top else (190, 190, 190)
+        cv2.putText(img, lab, (px + pad, y), font, size, text, thick, cv2.LINE_AA)
+        x = px + pad * 2 + name_w
+        cv2.rectangle(img, (x, y - row + 6), (x + max(1, int(round(v * bar_w))), y), emotion_rgb(lab), -1)
+        cv2.putText(img, f"{v:.2f}", (x + bar_w + pad, y), font, size, text, thick, cv2.LINE_AA)
 
 
 def check_target(source: Path, target: Path, *, image: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Iterator, TextIO
 
 from emocli.choices import TIMELINE_FORMATS
 from emocli.files import atomic_path, atomic_write_text, publish, temporary_beside
-from emocli.labels import LABELS
+from emocli.labels import EMOTION_COLOURS, LABELS
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -489,9 +489,9 @@ MAX_TIMELINE_PANELS = 12  # inputs drawn in one --plot figure; later ones are le
 
 
 def plot_timeline(timeline: Timeline, path) -> int:
-    """Write a PNG: per input, the fused scores over time as stacked areas (one colour per emotion),
-    segment boundaries as thin lines, and windows missing the face or the voice shaded. Returns the
-    number of inputs drawn."""
+    """Write a PNG: per input, the fused scores over time as stacked areas (each emotion in its own colour,
+    :data:`emocli.labels.EMOTION_COLOURS`), ticks and thin lines on the window edges, each window's label
+    above it, and windows missing the face or the voice hatched. Returns the number of inputs drawn."""
     from pathlib import Path
 
     import matplotlib
@@ -503,7 +503,7 @@ def plot_timeline(timeline: Timeline, path) -> int:
     names = list(timeline.inputs)[:MAX_TIMELINE_PANELS]
     n = max(1, len(names))
     fig, axes = plt.subplots(n, 1, figsize=(11, 2.6 * n + 0.6), squeeze=False, layout="constrained")
-    colours = plt.get_cmap("tab10").colors
+    colours = [EMOTION_COLOURS[lab] for lab in LABELS]
     for ax, name in zip(axes[:, 0], names):
         segs = timeline.inputs[name]
         starts = np.array([s[0] for s in segs])
@@ -512,7 +512,7 @@ def plot_timeline(timeline: Timeline, path) -> int:
         # a step drawing: each segment's scores held over its span
         x = np.c_[starts, ends].ravel()
         y = np.repeat(scores, 2, axis=0).T
-        ax.stackplot(x, y, labels=LABELS, colors=colours[:len(LABELS)], alpha=0.85, linewidth=0)
+        ax.stackplot(x, y, labels=LABELS, colors=colours, alpha=0.85, linewidth=0)
         for (a, b, _, face, voice) in segs:
             ax.axvline(a, color="white", linewidth=0.6)
             if not (face and voice):
@@ -520,13 +520,26 @@ def plot_timeline(timeline: Timeline, path) -> int:
                 ax.axvspan(a, b, facecolor="none", edgecolor="0.25", hatch="//", linewidth=0, label=what)
         ax.set_xlim(starts.min() if len(starts) else 0, ends.max() if len(ends) else 1)
         ax.set_ylim(0, 1)
+        edges, span = sorted({*starts.tolist(), *ends.tolist()}), (ends.max() - starts.min()) if len(segs) else 1.0
+        ticks = []
+        for e in edges:  # ticks on window edges, none closer than 3% of the span to the one before
+            if not ticks or e - ticks[-1] >= 0.03 * span:
+                ticks.append(e)
+        ax.set_xticks(ticks)
+        ax.tick_params(axis="x", labelsize=7)
+        if len(segs) <= 40:  # each window's label above it
+            for (a, b, sc, face, voice) in segs:
+                if face or voice:
+                    lab = LABELS[int(np.nanargmax(sc))]
+                    ax.text((a + b) / 2, 1.01, lab, ha="center", va="bottom", fontsize=7, color="0.15",
+                            transform=ax.get_xaxis_transform(), clip_on=False)
         ax.set_ylabel("fused score")
-        ax.set_title(printable(name), loc="left", fontsize=10)
+        ax.set_title(printable(name), loc="left", fontsize=10, pad=14)
         handles, labels = ax.get_legend_handles_labels()
         seen = dict(zip(labels, handles))  # one legend entry per emotion / gap kind
         ax.legend(seen.values(), seen.keys(), loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
                   frameon=False)
-    axes[-1, 0].set_xlabel("stream time (s)")
+    axes[-1, 0].set_xlabel("time (s)")
     if not names:
         axes[0, 0].text(0.5, 0.5, "no segments", ha="center", va="center", transform=axes[0, 0].transAxes)
     with atomic_path(Path(path), suffix=".png") as tmp:

@@ -1,5 +1,6 @@
 """Rich tables of predict: header at the terminal's width, winners marked, a summary for several inputs."""
 
+import numpy as np
 from rich.console import Console
 
 from emocli.labels import LABELS
@@ -113,3 +114,43 @@ def test_one_progress_bar_for_every_long_step():
     silent.advance()
     silent.close()
     assert quiet.getvalue() == "" and silent.progress is None
+
+
+def test_annotate_panel_goes_where_no_face_is_and_fits_a_small_frame():
+    """The score panel takes the corner that covers the faces least (it hid the main face's label when fixed
+    top-left), and on a 181x144 image it fits inside the frame; the box label says it is the face's score."""
+    import numpy as np
+
+    from emocli.report.annotate import draw_frame, panel_corner
+
+    scores = {lab: 1 / 7 for lab in LABELS}
+    frame = np.full((360, 480, 3), 200, np.uint8)
+    face = {"box": [10.0, 10.0, 150.0, 150.0], "face_scores": dict(scores, happy=0.5)}
+    assert panel_corner(frame.shape, (120, 100), [(10, 10, 160, 160)]) != (0, 0)
+    out = draw_frame(frame, [face], scores)
+    inside = out[40:140, 40:140]  # inside the face box, away from its outline and label
+    assert (inside == 200).all()  # not darkened by the panel
+    corners = [out[5:20, -20:-5], out[-20:-5, 5:20], out[-20:-5, -20:-5]]
+    assert any(c.mean() < 100 for c in corners)  # the panel darkened one of the other corners
+    small = np.full((144, 181, 3), 200, np.uint8)
+    out = draw_frame(small, [], scores)
+    dark = out.mean(axis=2) < 100
+    assert dark.any() and dark.sum() < dark.size  # a panel, inside the frame, not the whole frame
+
+
+def test_every_picture_uses_the_emotion_colours(tmp_path):
+    """The timeline's areas are drawn in emocli.labels.EMOTION_COLOURS (the annotate bars use them too)."""
+    import matplotlib.image
+
+    from emocli.labels import EMOTION_COLOURS, emotion_rgb
+    from emocli.report.output import Timeline, plot_timeline
+
+    assert list(EMOTION_COLOURS) == list(LABELS)
+    tl = Timeline()
+    only_sad = {lab: float(lab == "sad") for lab in LABELS}
+    tl.add("clip", {"start": 0.0, "end": 2.0, "scores": only_sad, "face_scores": only_sad, "voice_scores": only_sad})
+    plot_timeline(tl, tmp_path / "t.png")
+    img = (matplotlib.image.imread(tmp_path / "t.png")[..., :3] * 255).round()
+    want = np.array(emotion_rgb("sad")) * 0.85 + 255 * 0.15  # alpha 0.85 on white
+    h, w = img.shape[:2]
+    assert np.abs(img[h // 2, w // 3] - want).max() <= 3

@@ -313,8 +313,10 @@ def shown_modalities(report: dict[str, Any]) -> list[str]:
 
 
 def confusion_figure(report: dict[str, Any]):
-    """A matplotlib figure: one row-normalised confusion matrix per modality that ran (percent of the
-    true class, counts in small print, one shared colour bar), then per-class recall of each as bars."""
+    """A matplotlib figure laid out as a grid of two columns, readable at 100% zoom: one row-normalised
+    confusion matrix per modality that ran (percent of the true class, counts below it, one shared
+    colour bar), then per-class recall of each as bars with their values; the title says whether
+    the voice was speaker-adapted."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -323,8 +325,12 @@ def confusion_figure(report: dict[str, Any]):
     labels = report["labels"]
     shown = shown_modalities(report)
     n = len(shown) + 1
-    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.9), squeeze=False, layout="constrained")
-    axes = axes[0]
+    cols = 1 if n == 1 else 2
+    rows_n = -(-n // cols)
+    fig, grid = plt.subplots(rows_n, cols, figsize=(5.2 * cols, 4.9 * rows_n), squeeze=False, layout="constrained")
+    axes = grid.ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
     im = None
     for ax, m in zip(axes, shown):
         cm = np.asarray(report[m]["confusion"], float)
@@ -336,28 +342,34 @@ def confusion_figure(report: dict[str, Any]):
                 if not rows[i, 0]:
                     continue
                 color = "white" if norm[i, j] > 0.5 else "black"
-                ax.text(j, i - 0.12, f"{100 * norm[i, j]:.0f}", ha="center", va="center", fontsize=8, color=color)
-                ax.text(j, i + 0.25, f"{int(cm[i, j])}", ha="center", va="center", fontsize=5.5, color=color)
-        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(labels)), labels, fontsize=8)
+                ax.text(j, i - 0.13, f"{100 * norm[i, j]:.0f}%", ha="center", va="center", fontsize=9, color=color)
+                ax.text(j, i + 0.25, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7.5, color=color)
+        ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=9)
+        ax.set_yticks(range(len(labels)), labels, fontsize=9)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})",
-                     fontsize=9)
-    bars = axes[-1]
+                     fontsize=10)
+    bars = axes[n - 1]
     x = np.arange(len(labels))
     width = 0.8 / max(1, len(shown))
     for k, m in enumerate(shown):
         rec = [np.nan if report[m]["recall"][lab] is None else report[m]["recall"][lab] for lab in labels]
-        bars.bar(x + (k - (len(shown) - 1) / 2) * width, rec, width, label=m)
-    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=8)
-    bars.set_ylim(0, 1)
+        drawn = bars.bar(x + (k - (len(shown) - 1) / 2) * width, rec, width, label=m)
+        bars.bar_label(drawn, fmt="%.2f", fontsize=7, padding=1, rotation=90 if len(shown) > 1 else 0)
+    bars.set_xticks(x, labels, rotation=45, ha="right", fontsize=9)
+    bars.set_ylim(0, 1.18)  # room for the values above bars near 1.0
+    bars.set_yticks(np.linspace(0, 1, 6))
     bars.set_ylabel("recall")
-    bars.set_title("per-class recall" if shown else "no item was scored", fontsize=9)
-    if shown:
-        bars.legend(fontsize=8)
+    bars.set_title("per-class recall" if shown else "no item was scored", fontsize=10)
+    if shown:  # below the chart, never over a bar
+        bars.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=len(shown), frameon=False)
     if im is not None:
-        fig.colorbar(im, ax=list(axes[:len(shown)]), fraction=0.025, pad=0.01, label="% of the true class")
+        fig.colorbar(im, ax=list(axes[:len(shown)]), fraction=0.03, pad=0.02, label="% of the true class")
+    adapted = report.get("adaptation") == "speaker"
+    fig.suptitle(f"{report.get('dataset') or ''}{' [' + report['split'] + ']' if report.get('split') else ''}: "
+                 + ("speaker-adapted voice" if adapted else "plain voice model" if "voice" in shown else "face"),
+                 fontsize=11)
     return fig
 
 

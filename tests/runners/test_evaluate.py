@@ -71,8 +71,18 @@ def test_confusion_figure_draws_the_modalities_that_ran(face, voice, panels, tmp
     assert len(images) == panels - 1 and len(bars) == 1 and len(colorbars) == 1
     titles = [ax.get_title().split(":")[0] for ax in images]
     assert titles == [m for m, on in (("face", face), ("voice", voice), ("fused", face and voice)) if on]
-    # percent of the true class in large print, counts in small
-    assert any(t.get_text().isdigit() and t.get_fontsize() < 7 for t in images[0].texts)
+    # percent of the true class, counts below in smaller print, both readable at 100% zoom (>= 7 pt)
+    percents = [t for t in images[0].texts if t.get_text().endswith("%")]
+    counts = [t for t in images[0].texts if t.get_text().isdigit()]
+    assert percents and counts and min(t.get_fontsize() for t in counts) >= 7
+    assert max(t.get_fontsize() for t in counts) < min(t.get_fontsize() for t in percents)
+    # the recall chart shows its values, and its legend sits below it, not over a bar
+    assert len(bars[0].texts) >= len(LABELS) * (panels - 2 if panels > 2 else 1)
+    legend = bars[0].get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().y0 < bars[0].get_window_extent().y0
+    # a grid of two columns (four panels: 2 x 2, not one row 2200 px wide)
+    assert fig.get_size_inches()[0] <= 2 * 5.2 + 1e-6
+    assert "plain voice model" in fig.get_suptitle() or not voice
     plt.close(fig)
     assert plot_confusions(rep, tmp_path / "cm.png") == panels
 
@@ -247,7 +257,7 @@ def test_evaluate_crops_items_predictions_null_recall_and_plot(crops, face_only_
     assert rows[0]["voice_label"] == "" and float(rows[0][f"face_{rows[0]['face_label']}"]) > 0
     assert f"wrote {pred}" in r.stderr and f"wrote {plot}" in r.stderr
     w, h = Image.open(plot).size
-    assert w == 2 * 5.0 * 110 and abs(h - 4.9 * 110) <= 1  # face matrix + recall chart; no "fused" copy of face
+    assert w == 2 * 5.2 * 110 and abs(h - 4.9 * 110) <= 1  # face matrix + recall chart; no "fused" copy of face
 
 
 # -- metrics: one classification_report for training, evaluate and scripts ----------------------

@@ -37,8 +37,19 @@ app = typer.Typer(
 class EmoCommand(TyperCommand):
     """A command whose usage line and argument list read as Unix tools write them: ``emo predict
     [OPTIONS] INPUTS...`` and ``INPUTS...`` in the Arguments list (Typer 0.29 writes ``{inputs}...``
-    and ``inputs... <list[str]>``). Built on click's public ``collect_usage_pieces`` and
+    and ``inputs... <list[str]>``). ``-o`` is listed only where it names a results file; as the short
+    form of ``--out DIR`` (bundles, feature folders) it still works for one release, unlisted. Built on click's public ``collect_usage_pieces`` and
     ``format_options``."""
+
+    def parse_args(self, ctx, args):
+        """A bad choice reads "'both' is not one of 'main', 'all'." (Typer 0.29 passes pydantic's "Value
+        error, " prefix through)."""
+        try:
+            return super().parse_args(ctx, args)
+        except typer.BadParameter as exc:
+            if exc.message.startswith("Value error, "):
+                exc.message = exc.message[len("Value error, "):]
+            raise
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -55,6 +66,8 @@ class EmoCommand(TyperCommand):
                 continue
             if p.param_type_name == "argument":
                 args.append((_argument_name(p), record[1]))
+            elif "--out" in p.opts and "-o" in p.opts:  # -o is for result files; as --out DIR it stays, unlisted
+                opts.append((record[0].replace("-o, ", "", 1), record[1]))
             else:
                 opts.append(record)
         for title, rows in (("Arguments", args), ("Options", opts)):

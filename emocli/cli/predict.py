@@ -76,7 +76,8 @@ def predict(
     annotate: Annotated[Optional[Path], typer.Option(
         help="Also write the input video again with each scored face's box and label and a bar chart of the "
              "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
-             ".mkv; a still image: .png or .jpg). One input file.", show_default=False)] = None,
+             ".mkv; a still image: .png or .jpg). One input file; with --output-dir, give the kind (mp4, mov "
+             "or mkv) and every input gets DIR/<name>.annotated.<kind> (stills .png).", show_default=False)] = None,
     faces: Annotated[FaceMode, typer.Option(
         help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
              "also score every other face large enough, linked into tracks across frames, with a result per "
@@ -119,9 +120,19 @@ def predict(
     if plot is not None and not window:
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
-    source = None if annotate is None else _annotate_source(inputs)
-    _check_predict_outputs(inputs, output=output, plot=plot, annotate=annotate, submission=submission,
-                           output_dir=output_dir)
+    bulk_annotate = annotate is not None and output_dir is not None
+    if bulk_annotate:
+        kind = str(annotate).lower().lstrip(".")
+        if kind not in ("mp4", "mov", "mkv"):
+            raise typer.BadParameter("with --output-dir, --annotate gives the kind of file: mp4, mov or mkv",
+                                     param_hint="--annotate")
+        if any(i == "-" for i in inputs):
+            raise fail("--annotate draws on files, not stdin or a live stream; save the stream to a file first")
+        source = ("bulk", kind)
+    else:
+        source = None if annotate is None else _annotate_source(inputs)
+    _check_predict_outputs(inputs, output=output, plot=plot, annotate=None if bulk_annotate else annotate,
+                           submission=submission, output_dir=output_dir)
     opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
                              frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
     rule = None
@@ -164,7 +175,8 @@ def predict(
     try:
         _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
                      ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
-                     timeline=timeline, rule=rule, annotate=None if source is None else (source, annotate),
+                     timeline=timeline, rule=rule,
+                     annotate=None if source is None else (source, output_dir if bulk_annotate else annotate),
                      frames=frames)
     finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
         failed = False
@@ -321,7 +333,9 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         emit(summary_table, shown, console=out_console)
     if STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
         raise Interrupted()
-    if annotate is not None and kept and kept[0].status == "ok":
+    if annotate is not None and isinstance(annotate[0], tuple):  # --output-dir: every input's own annotation
+        failed |= _write_annotations(kept, annotate[1], annotate[0][1], pipe=pipe, opts=opts, err=err)
+    elif annotate is not None and kept and kept[0].status == "ok":
         _write_annotation(kept[0], *annotate, pipe=pipe, opts=opts, err=err)
     if failed:
         raise typer.Exit(1)
@@ -351,6 +365,30 @@ def _keep_frames(results, kept: list, *, show: bool):
     for res in results:
         kept.append(res)
         yield res if show else dataclasses.replace(res, frames=None)
+
+
+def _write_annotations(kept: list, folder: Path, kind: str, *, pipe, opts, err) -> bool:
+    """--annotate KIND --output-dir DIR: each scored input file drawn on into DIR/<name>.annotated.<kind>
+    (a still image: .png), names made unique as --output-dir's results are. A failure is one line
+    and the run goes on; returns whether any failed."""
+    from emocli.media.ffmpeg import IMAGE_EXTS
+
+    taken: set[str] = set()
+    failed = False
+    for res in kept:
+        source = Path(res.file)
+        if res.status != "ok" or not source.is_file():
+            continue
+        ext = ".png" if source.suffix.lower() in IMAGE_EXTS else "." + kind
+        stem, k = source.stem, 1
+        while (name := f"{stem}{'' if k == 1 else f'-{k}'}.annotated{ext}") in taken:
+            k += 1
+        taken.add(name)
+        try:
+            _write_annotation(res, source, folder / name, pipe=pipe, opts=opts, err=err)
+        except typer.Exit:  # its one line is printed
+            failed = True
+    return failed
 
 
 def _write_annotation(res, source: Path, target: Path, *, pipe, opts, err) -> None:

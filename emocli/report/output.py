@@ -350,7 +350,7 @@ class LiveView:
                     continue
                 v = float(scores.get(lab, 0.0))
                 bar = "\u2588" * int(round(v * cls.BAR))
-                row.append(f"[{'green' if col == 'fused' else 'cyan'}]{bar}[/] {v:.2f}")
+                row.append(f"[{EMOTION_COLOURS.get(lab, 'white')}]{bar}[/] {v:.2f}")  # the emotion's own colour
             table.add_row(*row)
         return table
 

@@ -98,3 +98,26 @@ def test_output_dir_that_is_a_file_is_one_line(tmp_path):
     f.write_text("x")
     r = runner.invoke(app, ["predict", CLIP, "--output-dir", str(f)])
     assert r.exit_code == 1 and "--output-dir" in r.output and f.read_text() == "x"
+
+
+def test_output_dir_annotates_every_input(tmp_path):
+    """--annotate mp4 --output-dir DIR: each input drawn on into DIR/<name>.annotated.mp4, beside its results."""
+    import subprocess
+
+    from emocli.media.ffmpeg import ffmpeg_exe, probe
+
+    clips = [str(EXAMPLES / f"1001_DFA_{e}_XX.avi") for e in ("ANG", "SAD")]
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["predict", *clips, "--window", "1", "--format", "vtt", "--annotate", "mp4",
+                            "--output-dir", str(out)])
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["1001_DFA_ANG_XX.annotated.mp4", "1001_DFA_ANG_XX.vtt", "1001_DFA_SAD_XX.annotated.mp4",
+                     "1001_DFA_SAD_XX.vtt"]
+    for clip in clips:
+        src, drawn = probe(clip), probe(out / (clip.rsplit("/", 1)[1][:-4] + ".annotated.mp4"))
+        assert drawn.has_video and drawn.has_audio and (drawn.width, drawn.height) == (src.width, src.height)
+    assert subprocess.run([ffmpeg_exe(), "-v", "error", "-i", str(out / "1001_DFA_ANG_XX.annotated.mp4"), "-f",
+                           "null", "-"], capture_output=True).returncode == 0
+    r = runner.invoke(app, ["predict", clips[0], "--annotate", "gif", "--output-dir", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "mp4, mov or mkv" in r.output

@@ -17,7 +17,7 @@ from emocli import fingerprints as fp
 from emocli.errors import DatasetError, MediaError
 from emocli.files import atomic_path
 from emocli.fusion import align, normalize
-from emocli.labels import LABELS
+from emocli.labels import EMOTION_COLOURS, LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS, read_image
 from emocli.pipeline.options import REJECTED_NOTES
 from emocli.report.metrics import classification_report
@@ -321,6 +321,7 @@ def confusion_figure(report: dict[str, Any]):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     labels = report["labels"]
     shown = shown_modalities(report)
@@ -346,6 +347,10 @@ def confusion_figure(report: dict[str, Any]):
                 ax.text(j, i + 0.25, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7.5, color=color)
         ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right", fontsize=9)
         ax.set_yticks(range(len(labels)), labels, fontsize=9)
+        for k, lab in enumerate(labels):  # each emotion's colour (as in every picture emo draws) along both axes
+            colour = EMOTION_COLOURS.get(lab, "0.7")
+            ax.add_patch(Rectangle((k - 0.5, len(labels) - 0.5), 1, 0.18, color=colour, clip_on=False))
+            ax.add_patch(Rectangle((-0.68, k - 0.5), 0.18, 1, color=colour, clip_on=False))
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{m}: acc {report[m]['accuracy']:.3f}, UAR {report[m]['uar']:.3f} (n={report[m]['n']})",

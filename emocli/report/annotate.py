@@ -22,6 +22,7 @@ import numpy as np
 
 from emocli.errors import MediaError
 from emocli.files import atomic_path
+from emocli.labels import emotion_rgb
 from emocli.media.ffmpeg import VideoWriter, frame_rate, iter_frames, media_seconds, probe, read_image
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
@@ -134,8 +135,6 @@ def _bars(img: np.ndarray, scores: dict[str, float], what: str, font, size: floa
     """A bar per emotion, in its colour, on a darkened panel where the faces are not; the top emotion's
     name and value in white, the others in grey."""
     import cv2
-
-    from emocli.labels import emotion_rgb
 
     th = cv2.getTextSize("Ag", font, size, thick)[0][1]
     row, pad = max(int(round(18 * scale)), th + 5), max(2, int(round(6 * scale)))

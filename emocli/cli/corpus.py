@@ -11,8 +11,8 @@ from typing import Annotated, Optional
 import typer
 
 from emocli.cli.base import EmoCommand, app, fail, stderr_console
-from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, LayoutOpt, Modality,
-                                ModalityOpt, ModelOpt, RayAddressOpt, RayOpt, ScoringOpts, check_out_folder,
+from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, JsonTableOpt, LayoutOpt,
+                                Modality, ModalityOpt, ModelOpt, RayAddressOpt, RayOpt, ScoringOpts, check_out_folder,
                                 output_format, pipeline_options, resolve_workers, scoring_options)
 
 
@@ -24,9 +24,7 @@ def evaluate(
     split: CorpusSplitOpt = None,
     layout: LayoutOpt = None,
     model: ModelOpt = None,
-    json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="The report as one JSON object, or "
-                                                     "Rich tables [default: tables on a terminal, JSON otherwise].",
-                                                     show_default=False)] = None,
+    json_out: JsonTableOpt = None,
     out_format: Annotated[Optional[EvalFormat], typer.Option(
         "--format", help="table, json (the report) or csv (a row per item: true label, face, voice and fused "
                          "labels and scores) [default: tables on a terminal, JSON otherwise; with -o FILE, its "

@@ -242,6 +242,10 @@ FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", *FACE_MODES)
 OutFormat = _choices("OutFormat", *OUTPUT_FORMATS)
 EVALUATE_FORMATS = ("table", "json", "csv")  # evaluate: the report, or a row per item
+# The output options of the commands that write results (predict, evaluate): one declaration each
+JsonTableOpt = Annotated[Optional[bool], typer.Option(
+    "--json/--table", help="JSON or Rich tables, as --format json or table [default: tables on a terminal, JSON "
+                           "otherwise].", show_default=False)]
 EvalFormat = _choices("EvalFormat", *EVALUATE_FORMATS)
 FuseRule = _choices("FuseRule", *FUSE_RULES)
 

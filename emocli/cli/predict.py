@@ -12,9 +12,9 @@ import typer
 
 from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
 from emocli.choices import TIMELINE_FORMATS
-from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, Modality, ModalityOpt, ModelOpt, OutFormat, RayAddressOpt,
-                                RayOpt, ScoringOpts, number_in, output_format, parse_input_options, pipeline_options,
-                                resolve_workers, scoring_options)
+from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, JsonTableOpt, Modality, ModalityOpt, ModelOpt, OutFormat,
+                                RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format, parse_input_options,
+                                pipeline_options, resolve_workers, scoring_options)
 
 
 @app.command("predict", cls=EmoCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
@@ -24,9 +24,7 @@ def predict(
                                                      "paths (one per line) or media bytes from stdin.",
                                                 show_default=False)],
     model: ModelOpt = None,
-    json_out: Annotated[Optional[bool], typer.Option("--json/--table", help="JSON lines or Rich tables "
-                                                     "[default: a table on a terminal, JSON lines otherwise].",
-                                                     show_default=False)] = None,
+    json_out: JsonTableOpt = None,
     out_format: Annotated[Optional[OutFormat], typer.Option(
         "--format", help="table, json (JSON lines), csv (one header, then a row per segment and per result), or "
                          "a timeline of the --window segments: srt or vtt (subtitles: label, fused score, "

@@ -43,6 +43,7 @@ WORKERS_DEFAULT = "one per CPU for 4 or more inputs, else 1"
 
 
 SplitOpt = Annotated[Optional[str], typer.Option(
+    metavar="<split>",
     help="With --features: train on the extracted items of this split [default: the training split (Train) "
          "when the items have splits, else all of them].", show_default=False)]
 AllowEvalSplitOpt = Annotated[bool, typer.Option(
@@ -123,7 +124,7 @@ def _check_experts(value: str) -> str:
 
 
 FaceExpertsOpt = Annotated[str, typer.Option(
-    "--face-experts", callback=_check_experts,
+    "--face-experts", metavar="<experts>", callback=_check_experts,
     help="Face networks that score each frame: all (those the bundle has: emo-cnn, the FER2013 network, and "
          "rafdb, the RAF-DB MobileFaceNet, combined by the bundle's face head, else averaged; after `emo "
          "train-video --features` into a bundle, its retrained emo-cnn alone) or a comma list, e.g. emo-cnn "
@@ -146,7 +147,8 @@ DetectorOpt = Annotated[Detector, typer.Option(
          "blazeface (MediaPipe's, misses close-ups), or haar (the thesis's).")]
 ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
 TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
-CorpusSplitOpt = Annotated[Optional[str], typer.Option(help="Only the items of this split (e.g. Val for AFEW).")]
+CorpusSplitOpt = Annotated[Optional[str], typer.Option(metavar="<split>",
+                                                       help="Only the items of this split (e.g. Val for AFEW).")]
 LayoutOpt = Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",
                                                   callback=check_layout, metavar=f"<{'|'.join(LAYOUTS)}>")]
 RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'emocli[ray]'): one model-holding actor "
@@ -154,7 +156,7 @@ RayOpt = Annotated[bool, typer.Option("--ray", help="Run on Ray (pip install 'em
                                                     "the model and any output folder (shared filesystem). See "
                                                     "docs/scale.md.")]
 RayAddressOpt = Annotated[Optional[str], typer.Option(
-    "--ray-address", help="Ray cluster to join (auto, ray://HOST:10001); implies --ray [default: a local Ray "
+    "--ray-address", metavar="<address>", help="Ray cluster to join (auto, ray://HOST:10001); implies --ray [default: a local Ray "
                           "instance].", show_default=False)]
 
 

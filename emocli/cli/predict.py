@@ -62,7 +62,7 @@ def predict(
                           ] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
     speaker_of: Annotated[Optional[str], typer.Option(
-        "--speaker-of", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
+        "--speaker-of", metavar="<regex|csv>", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
         "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
         "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
         "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
@@ -82,7 +82,7 @@ def predict(
              "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
     ] = FaceMode.main,
     input_options: Annotated[Optional[str], typer.Option(
-        "--input-options", callback=parse_input_options,
+        "--input-options", metavar="<options>", callback=parse_input_options,
         help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
              "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)] = None,
 ) -> None:

@@ -23,14 +23,15 @@ def train_video(
              "network, each with its own held-out part.", show_default=False)] = None,
     out: Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Bundle folder to write face.keras/face.json into.",
                                       show_default=False)] = ...,
-    backbone: Annotated[str, typer.Option(help="emo-cnn (default, trained end to end), mini-xception:PATH, "
+    backbone: Annotated[str, typer.Option(metavar="<backbone>", help="emo-cnn (default, trained end to end), mini-xception:PATH, "
                                                "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
                                                "(frozen backbone + retrained head).")] = "emo-cnn",
     epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
     lr: Annotated[float, typer.Option(callback=number_in(0.0, 1.0, lo_open=True),
                                       help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
-    holdout: Annotated[list[float], typer.Option(callback=number_in(0.01, 0.5), help="Share of each corpus held out to pick the "
+    holdout: Annotated[list[float], typer.Option(callback=number_in(0.01, 0.5), metavar="<share>",
+                                                 help="Share of each corpus held out to pick the "
                                                                          "best epoch: once for all, or once per "
                                                                          "DATA folder in order.")] = [0.1],
     balance: Annotated[Balance, typer.Option(help="Sample weights over corpus x class: none, sqrt (1/sqrt(count)) "
@@ -63,7 +64,8 @@ def train_video(
                                                          "column is the path) kept out of training and of the "
                                                          "held-out part: a test set kept unseen.",
                                                     show_default=False)] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option(help="Knowledge distillation: a face bundle trained on the "
+    teacher: Annotated[Optional[list[Path]], typer.Option(metavar="<bundle>",
+                                                          help="Knowledge distillation: a face bundle trained on the "
                                                                "same DATA with the same held-out split; repeat for "
                                                                "an ensemble. Its averaged scores join the labels as "
                                                                "training targets.", show_default=False)] = None,
@@ -124,7 +126,7 @@ def train_audio(
                                                   show_default=False)] = None,
     corpus: Annotated[Optional[str], typer.Option("--corpus", callback=check_layout, hidden=True,
                                                   help="Former name of --layout, kept for one release.")] = None,
-    test_speakers: Annotated[str, typer.Option(help="Comma-separated speakers held out of training and reported "
+    test_speakers: Annotated[str, typer.Option(metavar="<speakers>", help="Comma-separated speakers held out of training and reported "
                                                     "at the end (ravdess_02 or Actor_02, emodb_03).")] = "",
     feature_set: Annotated[Optional[VoiceFeatures], typer.Option(
         show_default=False, help="rich: 289 statistics incl. pitch; thesis68: mean and std of the 34 pyAudioAnalysis "
@@ -134,7 +136,7 @@ def train_audio(
     balanced: Annotated[bool, typer.Option(help="Weight classes inversely to their frequency.")] = True,
     augment: Annotated[bool, typer.Option(help="Also train on 0.9x and 1.1x speed copies of every training clip.")]
     = True,
-    perturb: Annotated[str, typer.Option(help="Also train on one more copy of every training clip per name: noise "
+    perturb: Annotated[str, typer.Option(metavar="<names>", help="Also train on one more copy of every training clip per name: noise "
                                               "(pink noise 10-20 dB below the speech), reverb (a synthetic room, "
                                               "RT60 0.3-0.9 s); comma list, e.g. noise,reverb.")] = "",
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of the speaker-grouped 4-fold search for C and gamma.")] = 3,
@@ -188,7 +190,8 @@ def fuse(
                                                     "68 voice statistics -> PCA 68 -> SVM or dense 14 + softmax).")
                       ] = FuseMethod(DEFAULT_FUSE_METHOD),
     features: Annotated[Optional[Path], typer.Option(help="`emo extract` output to fit learned/feature methods on.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Fit on this split of the extracted items only.")] = None,
+    split: Annotated[Optional[str], typer.Option(metavar="<split>",
+                                                 help="Fit on this split of the extracted items only.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     rule: Annotated[FuseRule, typer.Option(help="How the weighted scores combine: sum (the thesis's weighted sum) "
                                                 "or product (log-linear: a weighted product of the two calibrated "

@@ -86,3 +86,11 @@ def test_o_for_a_folder_still_works_unlisted(tmp_path):
 def test_a_bad_choice_names_the_choices_plainly():
     r = runner.invoke(app, ["predict", "x.avi", "--faces", "both"])
     assert r.exit_code == 2 and "'both' is not one of 'main', 'all'" in r.output and "Value error" not in r.output
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate", "extract", "train-video", "train-audio", "fuse",
+                                     "tune-views", "train-head", "tune-prior", "calibrate-experts", "ensemble",
+                                     "refresh-bn", "info"])
+def test_help_shows_no_python_types(command):
+    text = runner.invoke(app, [command, "--help"], terminal_width=200).stdout
+    assert "<list[" not in text and "<str>" not in text and not text.splitlines()[0].count("{")

@@ -244,28 +244,9 @@ class VoiceModel:
         self._check_params()
         feature_settings = settings(feature_set=self.feature_set, window=self.window, step=self.step,
                                     sr=self.sample_rate)
-        X = np.asarray(X, dtype=np.float64)
-        y = np.asarray([str(v) for v in y])
-        groups = np.asarray([str(g) for g in groups])
-        if X.ndim != 2 or len(X) != len(y) or len(y) != len(groups):
-            raise ParameterError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
-                             f"{len(y)} labels, {len(groups)} speakers")
-        if X.shape[1] != feature_settings["dimension"]:
-            raise ParameterError(f"X has {X.shape[1]} columns but feature set {self.feature_set!r} has "
-                             f"{feature_settings['dimension']}")
-        if not np.isfinite(X).all():
-            raise ParameterError("X has non-finite values; voice features must be finite")
-        unknown = sorted(set(y) - set(LABELS))
-        if unknown:
-            raise ParameterError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
-        labels = [lab for lab in LABELS if lab in set(y)]
-        if len(labels) < 2:
-            raise ModelError(f"the voice model needs at least two emotions to learn from, got {labels}")
-        yi = np.array([labels.index(v) for v in y])
+        X, groups, labels, yi, real = _fit_inputs(X, y, groups, augmented, self.feature_set,
+                                                  feature_settings["dimension"])
         k = len(labels)
-        real = np.ones(len(y), bool) if augmented is None else ~np.asarray(augmented, bool)
-        if real.shape != yi.shape or not real.any():
-            raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
         gamma_unit = 1.0 / X.shape[1]
 
         # Each repeat's out-of-fold predictions are pooled, then scored (not GridSearchCV's mean of
@@ -273,26 +254,7 @@ class VoiceModel:
         # other settings, so README's train-audio command would stop reproducing the shipped models).
         rng = np.random.default_rng(self.seed)
         splits = [speaker_folds(groups, self.n_folds, rng) for _ in range(self.n_repeats)]
-        grid = []
-        for C in self.C_grid:
-            for gm in self.gamma_grid:
-                preds = []
-                for folds in splits:
-                    pred = np.empty_like(yi)
-                    for tr, va in folds:
-                        va = va[real[va]]
-                        if len(va):
-                            pred[va] = self._fit_idx(self._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
-                    preds.append(pred[real])
-                sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
-                grid.append({"C": float(C), "gamma_x": float(gm),
-                             "accuracy": float(np.mean([s["accuracy"] for s in sc])),
-                             "uar": float(np.mean([s["uar"] for s in sc])),
-                             "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
-                             "pred": np.concatenate(preds)})
-                if progress:
-                    progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
-                             f"UAR {grid[-1]['uar']:.3f}")
+        grid = _validation_grid(self, X, yi, labels, splits, real, gamma_unit, progress)
         best = max(grid, key=lambda g: (round(g[self.scoring], 6), round(g["accuracy" if self.scoring == "uar"
                                                                             else "uar"], 6), -g["C"]))
         self.C_ = best["C"]
@@ -326,11 +288,6 @@ class VoiceModel:
         self.estimator_ = cal.fit(X, yi)
         return self
 
-    @staticmethod
-    def _fit_idx(est, X, yi, tr):
-        if len(np.unique(yi[tr])) < 2:
-            raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
-        return est.fit(X[tr], yi[tr])
 
     # -- prediction ----------------------------------------------------------------------
 
@@ -411,26 +368,6 @@ class VoiceModel:
         atomic_write_text(directory / meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (directory / weights).unlink(missing_ok=True)
 
-    @staticmethod
-    def _load_skops(weights_path: Path, meta: dict):
-        import skops.io as sio
-        from sklearn.calibration import CalibratedClassifierCV
-
-        if not weights_path.is_file():
-            raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
-        check_skops_types(weights_path, TRUSTED_TYPES, what="voice model",
-                          fix="Restore the bundle or retrain with `emo train-audio`")
-        try:
-            est = sio.load(weights_path, trusted=TRUSTED_TYPES)
-        except Exception as exc:
-            saved = (meta.get("versions") or {}).get("scikit-learn", "?")
-            raise ModelError(f"{weights_path}: could not be loaded ({type(exc).__name__}: {exc}); it was saved with "
-                             f"scikit-learn {saved}: install that version or retrain with `emo train-audio`") from None
-        if not isinstance(est, CalibratedClassifierCV):
-            raise ModelError(f"{weights_path}: holds a {type(est).__name__}, not an emo voice model; "
-                             "restore the bundle or retrain with `emo train-audio`")
-        return est
-
     @classmethod
     def load(cls, directory: Path | str, *, runtime: bool = False, name: str = "voice") -> "VoiceModel":
         """Load a model written by :meth:`save` (with the same ``name``).
@@ -447,66 +384,10 @@ class VoiceModel:
         """
         directory = Path(directory)
         weights, runtime_file, meta_file = _files(name)
-        meta_path, weights_path = directory / meta_file, directory / weights
-        meta = read_json_document(
-            meta_path, fmt=FORMAT, what="an emo voice-model description",
-            missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
-            invalid="not valid JSON ({exc}); restore the bundle or retrain")
-        version = meta.get("format_version", 0)
-        if not isinstance(version, int) or isinstance(version, bool):
-            raise ModelError(f"{meta_path}: 'format_version' must be a whole number, got {version!r}; restore the "
-                             "bundle or retrain with `emo train-audio`")
-        if version > FORMAT_VERSION:
-            raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
-                             f"understands ({FORMAT_VERSION}); upgrade emo")
-        labels = meta.get("labels")
-        if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
-                or len(set(labels)) != len(labels)):
-            raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
-        n_in = meta.get("n_features")
-        if not (isinstance(n_in, int) and not isinstance(n_in, bool) and 0 < n_in < 1 << 20):
-            raise ModelError(f"{meta_path}: 'n_features' must be a positive whole number, got {n_in!r}; restore the "
-                             "bundle or retrain with `emo train-audio`")
-        compact_path = directory / runtime_file
-        if compact_path.is_file():
-            try:
-                with np.load(compact_path, allow_pickle=False) as z:
-                    arrays = {key: z[key] for key in CompactSVM.KEYS}
-                bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
-                if bad:
-                    raise ValueError(f"non-finite values in {', '.join(bad)}")
-                est = CompactSVM(arrays)
-            except Exception as exc:  # zip, key, shape, dtype or value problems
-                raise ModelError(f"{compact_path}: not a usable compact voice model ({type(exc).__name__}: {exc}); "
-                                 "restore the bundle or retrain with `emo train-audio`") from None
-            source = compact_path
-        else:
-            est = cls._load_skops(weights_path, meta)
-            source = weights_path
-        classes = getattr(est, "classes_", None)
-        if (classes is None or list(np.asarray(classes).astype(int)) != list(range(len(labels)))
-                or getattr(est, "n_features_in_", None) != n_in):
-            raise ModelError(f"{source}: does not match {meta_path} (classes or feature count differ); "
-                             "the two files come from different trainings: retrain or restore both")
-
-        st = meta.get("features")
-        try:
-            if st["feature_set"] not in FEATURE_SETS:
-                raise ValueError(f"unknown feature set {st['feature_set']!r} (this emo knows {', '.join(FEATURE_SETS)})")
-            if feature_dimension(st["feature_set"]) != n_in:
-                raise ValueError(f"feature set {st['feature_set']!r} has {feature_dimension(st['feature_set'])} "
-                                 f"values, the model expects {n_in}")
-            window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
-            if not (0 < step <= window <= 10.0 and 8000 <= sr <= 192000):
-                raise ValueError(f"window {window} s, step {step} s, sample rate {sr} Hz out of range")
-            if "encoder_sha256" in st:
-
-                if st["encoder_sha256"] != ENCODER_SHA256:
-                    raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "
-                                     f"{str(st['encoder_sha256'])[:12]}..., this emo ships {ENCODER_SHA256[:12]}...")
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise ModelError(f"{meta_path}: unusable feature settings ({exc}); retrain with `emo train-audio` "
-                             "or upgrade emo") from None
+        meta_path = directory / meta_file
+        meta, labels, n_in = _read_meta(meta_path)
+        est = _read_estimator(directory / runtime_file, directory / weights, meta, meta_path, labels, n_in)
+        st, (window, step, sr) = _feature_settings(meta, meta_path, n_in)
         try:
             return cls._from_meta(meta, st, est, labels, n_in, window=window, step=step, sr=sr)
         except (AttributeError, KeyError, TypeError, ValueError, OverflowError) as exc:
@@ -538,3 +419,154 @@ class VoiceModel:
         model.n_speakers_ = int(sel.get("n_speakers", 0))
         model.metadata_ = meta
         return model
+
+
+def _read_meta(meta_path: Path) -> tuple[dict, list, int]:
+    """voice.json (or voice_speaker.json): its document, labels and feature count, each checked."""
+    meta = read_json_document(
+        meta_path, fmt=FORMAT, what="an emo voice-model description",
+        missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
+        invalid="not valid JSON ({exc}); restore the bundle or retrain")
+    version = meta.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelError(f"{meta_path}: 'format_version' must be a whole number, got {version!r}; restore the "
+                         "bundle or retrain with `emo train-audio`")
+    if version > FORMAT_VERSION:
+        raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
+                         f"understands ({FORMAT_VERSION}); upgrade emo")
+    labels = meta.get("labels")
+    if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
+            or len(set(labels)) != len(labels)):
+        raise ModelError(f"{meta_path}: 'labels' must list at least two distinct names of {', '.join(LABELS)}")
+    n_in = meta.get("n_features")
+    if not (isinstance(n_in, int) and not isinstance(n_in, bool) and 0 < n_in < 1 << 20):
+        raise ModelError(f"{meta_path}: 'n_features' must be a positive whole number, got {n_in!r}; restore the "
+                         "bundle or retrain with `emo train-audio`")
+    return meta, labels, n_in
+
+
+def _read_estimator(compact_path: Path, weights_path: Path, meta: dict, meta_path: Path, labels: list, n_in: int):
+    """The SVM from voice.npz (numpy alone), else from a former bundle's voice.skops; checked against voice.json."""
+    if compact_path.is_file():
+        try:
+            with np.load(compact_path, allow_pickle=False) as z:
+                arrays = {key: z[key] for key in CompactSVM.KEYS}
+            bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+            if bad:
+                raise ValueError(f"non-finite values in {', '.join(bad)}")
+            est = CompactSVM(arrays)
+        except Exception as exc:  # zip, key, shape, dtype or value problems
+            raise ModelError(f"{compact_path}: not a usable compact voice model ({type(exc).__name__}: {exc}); "
+                             "restore the bundle or retrain with `emo train-audio`") from None
+        source = compact_path
+    else:
+        est = _load_skops(weights_path, meta)
+        source = weights_path
+    classes = getattr(est, "classes_", None)
+    if (classes is None or list(np.asarray(classes).astype(int)) != list(range(len(labels)))
+            or getattr(est, "n_features_in_", None) != n_in):
+        raise ModelError(f"{source}: does not match {meta_path} (classes or feature count differ); "
+                         "the two files come from different trainings: retrain or restore both")
+    return est
+
+
+def _feature_settings(meta: dict, meta_path: Path, n_in: int) -> tuple[dict, tuple[float, float, int]]:
+    """voice.json's feature settings and (window, step, sample rate), checked against this emo."""
+    st = meta.get("features")
+    try:
+        if st["feature_set"] not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {st['feature_set']!r} (this emo knows {', '.join(FEATURE_SETS)})")
+        if feature_dimension(st["feature_set"]) != n_in:
+            raise ValueError(f"feature set {st['feature_set']!r} has {feature_dimension(st['feature_set'])} "
+                             f"values, the model expects {n_in}")
+        window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
+        if not (0 < step <= window <= 10.0 and 8000 <= sr <= 192000):
+            raise ValueError(f"window {window} s, step {step} s, sample rate {sr} Hz out of range")
+        if "encoder_sha256" in st and st["encoder_sha256"] != ENCODER_SHA256:
+            raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "
+                             f"{str(st['encoder_sha256'])[:12]}..., this emo ships {ENCODER_SHA256[:12]}...")
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise ModelError(f"{meta_path}: unusable feature settings ({exc}); retrain with `emo train-audio` "
+                         "or upgrade emo") from None
+    return st, (window, step, sr)
+
+
+def _load_skops(weights_path: Path, meta: dict):
+    """A voice model saved before 2026-12 as voice.skops (scikit-learn), its types checked first."""
+    import skops.io as sio
+    from sklearn.calibration import CalibratedClassifierCV
+
+    if not weights_path.is_file():
+        raise ModelError(f"{weights_path}: not found; restore the bundle or retrain with `emo train-audio`")
+    check_skops_types(weights_path, TRUSTED_TYPES, what="voice model",
+                      fix="Restore the bundle or retrain with `emo train-audio`")
+    try:
+        est = sio.load(weights_path, trusted=TRUSTED_TYPES)
+    except Exception as exc:
+        saved = (meta.get("versions") or {}).get("scikit-learn", "?")
+        raise ModelError(f"{weights_path}: could not be loaded ({type(exc).__name__}: {exc}); it was saved with "
+                         f"scikit-learn {saved}: install that version or retrain with `emo train-audio`") from None
+    if not isinstance(est, CalibratedClassifierCV):
+        raise ModelError(f"{weights_path}: holds a {type(est).__name__}, not an emo voice model; "
+                         "restore the bundle or retrain with `emo train-audio`")
+    return est
+
+
+def _fit_idx(est, X, yi, tr):
+    if len(np.unique(yi[tr])) < 2:
+        raise ModelError("a speaker-grouped training fold has a single emotion; add more speakers")
+    return est.fit(X[tr], yi[tr])
+
+
+def _validation_grid(model: VoiceModel, X: np.ndarray, yi: np.ndarray, labels: list, splits, real: np.ndarray,
+                     gamma_unit: float, progress) -> list[dict]:
+    """Every (C, gamma) of ``model``'s grids scored on the speaker-grouped ``splits``: each repeat's
+    out-of-fold predictions of the real recordings are pooled, then scored (accuracy, UAR, their spread,
+    and the predictions, for the winner's validation report)."""
+    grid = []
+    for C in model.C_grid:
+        for gm in model.gamma_grid:
+            preds = []
+            for folds in splits:
+                pred = np.empty_like(yi)
+                for tr, va in folds:
+                    va = va[real[va]]
+                    if len(va):
+                        pred[va] = _fit_idx(model._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
+                preds.append(pred[real])
+            sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
+            grid.append({"C": float(C), "gamma_x": float(gm),
+                         "accuracy": float(np.mean([s["accuracy"] for s in sc])),
+                         "uar": float(np.mean([s["uar"] for s in sc])),
+                         "accuracy_sd": float(np.std([s["accuracy"] for s in sc])),
+                         "pred": np.concatenate(preds)})
+            if progress:
+                progress(f"C {C:g}, gamma {gm:g}/d: validation accuracy {grid[-1]['accuracy']:.3f}, "
+                         f"UAR {grid[-1]['uar']:.3f}")
+    return grid
+
+
+def _fit_inputs(X, y, groups, augmented, feature_set: str, dimension: int):
+    """:meth:`VoiceModel.fit`'s inputs, checked: (X float64, groups, the labels present in LABELS order,
+    each row's label index, which rows are real recordings)."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray([str(v) for v in y])
+    groups = np.asarray([str(g) for g in groups])
+    if X.ndim != 2 or len(X) != len(y) or len(y) != len(groups):
+        raise ParameterError(f"X must be (n, d) with one label and one speaker per row; got X {X.shape}, "
+                             f"{len(y)} labels, {len(groups)} speakers")
+    if X.shape[1] != dimension:
+        raise ParameterError(f"X has {X.shape[1]} columns but feature set {feature_set!r} has {dimension}")
+    if not np.isfinite(X).all():
+        raise ParameterError("X has non-finite values; voice features must be finite")
+    unknown = sorted(set(y) - set(LABELS))
+    if unknown:
+        raise ParameterError(f"unknown labels {unknown}; use {', '.join(LABELS)}")
+    labels = [lab for lab in LABELS if lab in set(y)]
+    if len(labels) < 2:
+        raise ModelError(f"the voice model needs at least two emotions to learn from, got {labels}")
+    yi = np.array([labels.index(v) for v in y])
+    real = np.ones(len(y), bool) if augmented is None else ~np.asarray(augmented, bool)
+    if real.shape != yi.shape or not real.any():
+        raise ParameterError("augmented must have one flag per row, and some rows must be real recordings")
+    return X, groups, labels, yi, real

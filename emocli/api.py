@@ -89,8 +89,10 @@ def _array_file(x: np.ndarray, folder: Path, *, sr: int | None) -> Path:
     if x.ndim == 1:
         if sr is None:
             raise errors.ParameterError("an audio array needs its sample rate: predict(audio, sr=16000)")
+        from scipy.io import wavfile
+
         path = folder / "audio.wav"
-        _write_wav(path, np.asarray(x, np.float32), int(sr))
+        wavfile.write(path, int(sr), np.asarray(x, np.float32))  # 32-bit float WAV: read back without loss
         return path
     if x.ndim in (2, 3) and (x.ndim == 2 or x.shape[2] in (1, 3)) and x.dtype == np.uint8:
         path = folder / "image.png"
@@ -100,16 +102,6 @@ def _array_file(x: np.ndarray, folder: Path, *, sr: int | None) -> Path:
         return path
     raise errors.ParameterError(f"an array input is an image uint8 (H, W, 3) RGB or (H, W), or audio float (n,); "
                                 f"got {x.dtype} {x.shape}")
-
-
-def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
-    """A mono 32-bit float WAV (format 3), which ffmpeg reads without loss."""
-    data = audio.astype("<f4").tobytes()
-    header = (b"RIFF" + (36 + len(data)).to_bytes(4, "little") + b"WAVEfmt " + (16).to_bytes(4, "little")
-              + (3).to_bytes(2, "little") + (1).to_bytes(2, "little") + sr.to_bytes(4, "little")
-              + (sr * 4).to_bytes(4, "little") + (4).to_bytes(2, "little") + (32).to_bytes(2, "little")
-              + b"data" + len(data).to_bytes(4, "little"))
-    path.write_bytes(header + data)
 
 
 __all__ = ["Analyzer", "load", "predict", "SAMPLE_RATE"]

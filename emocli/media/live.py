@@ -105,6 +105,8 @@ def index_after_data(head: bytes) -> bool | None:
     """Whether an MP4/MOV/3GP file (ISO base media) keeps its index (``moov``) after its media data
     (``mdat``): ffmpeg cannot decode such a file from a pipe. False for other formats; None when
     ``head`` is too short to tell."""
+    if len(head) < 8:
+        return None
     if head[4:8] != b"ftyp":
         return False
     i = 0
@@ -176,15 +178,10 @@ def _spool_url(src: LiveSource) -> Path | None:
         response = urllib.request.urlopen(src.url, timeout=PROBE_TIMEOUT)
     except (OSError, ValueError):
         return None
-    try:
-        head, verdict = b"", None
-        while verdict is None and len(head) < _BOX_SCAN:
-            block = response.read(1 << 12)
-            if not block:
-                break
-            head += block
-            verdict = index_after_data(head)
-        return spool_unseekable(LiveSource(src.name, stream=response, head=head)) if verdict else None
+    try:  # read as a pipe is: the first boxes say whether it must be fetched whole
+        return spool_unseekable(LiveSource(src.name, stream=response))
+    except MediaError:  # too large to fetch: its own message
+        raise
     except OSError as exc:
         raise MediaError(f"{src.name}: the download broke off ({exc}); try again, or fetch the file and pass "
                          "its path") from None

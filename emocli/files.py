@@ -103,6 +103,35 @@ def atomic_path(target: Path, *, suffix: str = "") -> Iterator[Path]:
             tmp_path.unlink()
 
 
+class OutputFile:
+    """A results file kept open for a run (``predict -o``, a file per input): written under a temporary
+    name beside ``target`` and renamed onto it by :meth:`close`, however the run ends, so a reader
+    never sees a torn file. A device or FIFO (``-o /dev/null``) is written directly, never replaced.
+    Failures raise :class:`OutputError` naming ``target``."""
+
+    def __init__(self, target: Path | str):
+        self.target, self.tmp = Path(target), None
+        try:
+            if is_special(self.target):
+                self.fh = open(self.target, "w", encoding="utf-8", newline="")
+            else:
+                fd, self.tmp = temporary_beside(self.target)
+                self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        except OSError as exc:
+            raise write_error(self.target, exc) from None
+
+    def close(self) -> None:
+        """Flush and rename into place (a failed write, such as a full disk, leaves no temporary file)."""
+        try:
+            self.fh.close()
+            if self.tmp is not None:
+                publish(self.tmp, self.target)
+        except OSError as exc:
+            if self.tmp is not None and self.tmp.exists():
+                self.tmp.unlink()
+            raise write_error(self.target, exc) from None
+
+
 def atomic_write_text(target: Path, text: str) -> None:
     with atomic_path(target) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:

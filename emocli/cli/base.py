@@ -17,6 +17,8 @@ from typing import Annotated
 import typer
 from typer.core import TyperCommand
 
+from emocli.errors import OutputError
+
 
 
 
@@ -162,6 +164,8 @@ def emit(write, *args, **kwargs) -> None:
         write(*args, **kwargs)
     except BrokenPipeError:
         raise _PipeClosed() from None
+    except OutputError as exc:  # a results file of its own (--output-dir) that cannot be written: it names it
+        raise _StdoutFailed(str(exc)) from None
     except OSError as exc:
         raise _StdoutFailed(f"cannot write the results to stdout ({exc.strerror or exc}); "
                             "free some disk space or send the output elsewhere") from None

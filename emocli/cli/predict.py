@@ -3,7 +3,6 @@ lines or CSV, with timelines, annotated video and EmotiW submissions."""
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -165,7 +164,13 @@ def predict(
         out_console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
     from emocli.report.output import LineWriter, PerInputWriter, Timeline, TimelineWriter
 
-    sink = None if output is None else _OutputFile(output)
+    from emocli.errors import OutputError
+    from emocli.files import OutputFile
+
+    try:
+        sink = None if output is None else OutputFile(output)
+    except OutputError as exc:
+        raise fail(str(exc)) from None
     fh = sink.fh if sink is not None else None
     writer = (PerInputWriter(output_dir, fmt) if output_dir is not None else TimelineWriter(fmt, fh)
               if fmt in TIMELINE_FORMATS else LineWriter(fmt, fh) if as_json else None)
@@ -181,10 +186,8 @@ def predict(
         if output_dir is not None:
             try:
                 writer.close()
-            except OSError as exc:
-                from emocli.files import write_error
-
-                fail(str(write_error(output_dir, exc)))
+            except OutputError as exc:  # names the file
+                fail(str(exc))
                 failed = True
             if writer.written:
                 err.print(f"wrote {len(writer.written)} file(s) in {output_dir}", markup=False)
@@ -192,7 +195,8 @@ def predict(
             try:
                 sink.close()
                 err.print(f"wrote {output}", markup=False)
-            except typer.Exit:  # its one line is printed
+            except OutputError as exc:  # a failed write (a full disk): one line naming the file
+                fail(str(exc))
                 failed = True
         if timeline is not None:
             from emocli.report.output import plot_timeline
@@ -224,38 +228,6 @@ def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None
                       media_exts=MEDIA_EXTS)
     except OutputError as exc:
         raise fail(str(exc)) from None
-
-
-class _OutputFile:
-    """-o FILE: results go to a temporary file beside it, renamed onto it when the run ends, however it ends,
-    so a reader never sees a torn file and nothing computed is lost (Ctrl-C on a live stream included)."""
-
-    def __init__(self, target: Path):
-        from emocli.files import is_special, temporary_beside, write_error
-
-        self.target = target
-        self.tmp = None  # a device or FIFO (-o /dev/null) is written directly, never replaced
-        try:
-            if is_special(target):
-                self.fh = open(target, "w", encoding="utf-8", newline="")
-            else:
-                fd, self.tmp = temporary_beside(target)
-                self.fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        except OSError as exc:
-            raise fail(str(write_error(target, exc))) from None
-
-    def close(self) -> None:
-        """Flush and rename into place; a failed write (a full disk) is one line naming the file, exit 1."""
-        from emocli.files import publish, write_error
-
-        try:
-            self.fh.close()
-            if self.tmp is not None:
-                publish(self.tmp, self.target)
-        except OSError as exc:
-            if self.tmp is not None and self.tmp.exists():
-                self.tmp.unlink()
-            raise fail(str(write_error(self.target, exc))) from None
 
 
 def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray, ray_address, workers, submission,

@@ -9,7 +9,7 @@ import sys
 from typing import Any, Iterator, TextIO
 
 from emocli.choices import TIMELINE_FORMATS
-from emocli.files import atomic_path, atomic_write_text, publish, temporary_beside
+from emocli.files import OutputFile, atomic_path, atomic_write_text
 from emocli.labels import EMOTION_COLOURS, LABELS
 
 
@@ -171,7 +171,7 @@ class PerInputWriter:
 
         self.folder, self.fmt = Path(folder), fmt
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.current: tuple | None = None  # (input, target, temporary path, file, inner writer, JSON document)
+        self.current: tuple | None = None  # (input, its OutputFile, inner writer, JSON document)
         self.taken: set[str] = set()
         self.written: list = []
 
@@ -180,7 +180,7 @@ class PerInputWriter:
         if self.current is None or self.current[0] != name:
             self.close()
             self._open(name)
-        _, _, _, fh, inner, doc = self.current
+        _, _, inner, doc = self.current
         if inner is not None:
             inner.write(obj)
         elif "segment" in obj:
@@ -193,7 +193,6 @@ class PerInputWriter:
             self.close()
 
     def _open(self, name: str) -> None:
-        import os
         from pathlib import Path
 
         stem = re.sub(r"[^\w.-]+", "_", Path(name).stem if name not in ("<stdin>", "-") else "stdin") or "input"
@@ -203,25 +202,22 @@ class PerInputWriter:
             k += 1
             base = f"{stem}-{k}"
         self.taken.add(base + ext)
-        target = self.folder / (base + ext)
-        fd, tmp = temporary_beside(target)
-        fh = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        inner = None if self.fmt == "json" else (LineWriter(self.fmt, fh) if self.fmt == "csv"
-                                                 else TimelineWriter(self.fmt, fh))
-        self.current = (name, target, tmp, fh, inner, {"result": {"file": name}, "segments": [], "frames": []})
+        out = OutputFile(self.folder / (base + ext))
+        inner = None if self.fmt == "json" else (LineWriter(self.fmt, out.fh) if self.fmt == "csv"
+                                                 else TimelineWriter(self.fmt, out.fh))
+        self.current = (name, out, inner, {"result": {"file": name}, "segments": [], "frames": []})
 
     def close(self) -> None:
         """Finish the file being written (the run's end calls it too)."""
         if self.current is None:
             return
-        _, target, tmp, fh, inner, doc = self.current
+        _, out, inner, doc = self.current
         self.current = None
         if inner is None:  # the result, then its segments and frames (when there are)
-            out = dict(doc["result"], **{k: doc[k] for k in ("segments", "frames") if doc[k]})
-            fh.write(json.dumps(_printable_all(out), ensure_ascii=False, indent=1) + "\n")
-        fh.close()
-        publish(tmp, target)
-        self.written.append(target)
+            result = dict(doc["result"], **{k: doc[k] for k in ("segments", "frames") if doc[k]})
+            out.fh.write(json.dumps(_printable_all(result), ensure_ascii=False, indent=1) + "\n")
+        out.close()
+        self.written.append(out.target)
 
 
 def result_table(res, *, console) -> None:

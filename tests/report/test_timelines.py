@@ -121,3 +121,19 @@ def test_output_dir_annotates_every_input(tmp_path):
                            "null", "-"], capture_output=True).returncode == 0
     r = runner.invoke(app, ["predict", clips[0], "--annotate", "gif", "--output-dir", str(tmp_path / "x")])
     assert r.exit_code == 2 and "mp4, mov or mkv" in r.output
+
+
+def test_output_dir_file_that_cannot_be_written_is_one_line(tmp_path):
+    """A results file of --output-dir that cannot be written (a folder is in its place) is one line naming it,
+    exit 1, no temporary file left (it used to read 'cannot write the results to stdout')."""
+    out = tmp_path / "out"
+    (out / "1001_DFA_ANG_XX.json").mkdir(parents=True)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    emo = Path(sys.executable).parent / "emo"  # through main(), which turns the failure into its line
+    r = subprocess.run([str(emo), "predict", CLIP.replace("HAP", "ANG"), "--output-dir", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "1001_DFA_ANG_XX.json" in r.stderr and "stdout" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and [p.name for p in out.iterdir()] == ["1001_DFA_ANG_XX.json"]

@@ -162,6 +162,16 @@ def read_manifest_unchecked(directory: Path) -> dict:
         invalid="manifest is not valid JSON ({exc}); restore the bundle from its source")
 
 
+def check_format_version(doc: dict, path: Path, *, what: str, newest: int, fix: str) -> None:
+    """A document's ``format_version``: a whole number (``fix`` says what to do otherwise) no newer than
+    ``newest``, the one this emo reads (else: upgrade emo). Raises ModelError naming ``path``."""
+    version = doc.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ModelError(f"{path}: 'format_version' must be a whole number, got {version!r}; {fix}")
+    if version > newest:
+        raise ModelError(f"{path}: {what} format {version} is newer than this emo understands ({newest}); upgrade emo")
+
+
 def verify_bundle(directory: Path) -> dict:
     """Check format version and every file's sha256; return the manifest.
 
@@ -175,13 +185,8 @@ def verify_bundle(directory: Path) -> dict:
         raise ModelError(f"{directory}: model bundle folder not found; pass --model with a folder made by "
                          "`emo train-video`/`emo train-audio`, or reinstall emo to restore models/default")
     manifest = read_manifest_unchecked(directory)
-    version = manifest.get("format_version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ModelError(f"{directory / MANIFEST}: 'format_version' must be a whole number, got {version!r}; restore "
-                         "the bundle from its source")
-    if version > FORMAT_VERSION:
-        raise ModelError(f"{directory}: bundle format {manifest.get('format_version')} is newer than this emo "
-                         f"understands ({FORMAT_VERSION}); upgrade emo")
+    check_format_version(manifest, directory / MANIFEST, what="bundle", newest=FORMAT_VERSION,
+                         fix="restore the bundle from its source")
     files = manifest.get("files", {})
     if not isinstance(files, dict):
         raise ModelError(f"{directory / MANIFEST}: 'files' must map file names to sha256")

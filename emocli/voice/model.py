@@ -32,10 +32,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from emocli.bundle import check_skops_types, library_versions, read_json_document
+from emocli.bundle import check_format_version, check_skops_types, library_versions, read_json_document
 from emocli.corpus.splits import speaker_folds
 from emocli.errors import ModelError, NotFittedError, ParameterError
-from emocli.files import atomic_path, atomic_write_text
+from emocli.files import atomic_path, atomic_write_text, load_npz_weights
 from emocli.labels import LABELS
 from emocli.report.metrics import classification_report
 from emocli.voice.encoder import ENCODER_SHA256
@@ -427,13 +427,8 @@ def _read_meta(meta_path: Path) -> tuple[dict, list, int]:
         meta_path, fmt=FORMAT, what="an emo voice-model description",
         missing="not found; this bundle has no voice model (train one with `emo train-audio CORPUS --out DIR`)",
         invalid="not valid JSON ({exc}); restore the bundle or retrain")
-    version = meta.get("format_version", 0)
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ModelError(f"{meta_path}: 'format_version' must be a whole number, got {version!r}; restore the "
-                         "bundle or retrain with `emo train-audio`")
-    if version > FORMAT_VERSION:
-        raise ModelError(f"{meta_path}: voice-model format {meta.get('format_version')} is newer than this emo "
-                         f"understands ({FORMAT_VERSION}); upgrade emo")
+    check_format_version(meta, meta_path, what="voice-model", newest=FORMAT_VERSION,
+                         fix="restore the bundle or retrain with `emo train-audio`")
     labels = meta.get("labels")
     if (not isinstance(labels, list) or len(labels) < 2 or any(lab not in LABELS for lab in labels)
             or len(set(labels)) != len(labels)):
@@ -448,16 +443,9 @@ def _read_meta(meta_path: Path) -> tuple[dict, list, int]:
 def _read_estimator(compact_path: Path, weights_path: Path, meta: dict, meta_path: Path, labels: list, n_in: int):
     """The SVM from voice.npz (numpy alone), else from a former bundle's voice.skops; checked against voice.json."""
     if compact_path.is_file():
-        try:
-            with np.load(compact_path, allow_pickle=False) as z:
-                arrays = {key: z[key] for key in CompactSVM.KEYS}
-            bad = [k for k, v in arrays.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
-            if bad:
-                raise ValueError(f"non-finite values in {', '.join(bad)}")
-            est = CompactSVM(arrays)
-        except Exception as exc:  # zip, key, shape, dtype or value problems
-            raise ModelError(f"{compact_path}: not a usable compact voice model ({type(exc).__name__}: {exc}); "
-                             "restore the bundle or retrain with `emo train-audio`") from None
+        est = load_npz_weights(compact_path, lambda a: CompactSVM({key: a[key] for key in CompactSVM.KEYS}),
+                               what="compact voice model", missing="retrain with `emo train-audio`",
+                               rebuild="restore the bundle or retrain with `emo train-audio`")
         source = compact_path
     else:
         est = _load_skops(weights_path, meta)

@@ -16,74 +16,91 @@ from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, JsonTableOpt, Modalit
                                 pipeline_options, resolve_workers, scoring_options)
 
 
+InputsArg = Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
+    "paths (one per line) or media bytes from stdin.",
+    show_default=False)]
+OutFormatOpt = Annotated[Optional[OutFormat], typer.Option(
+    "--format", help="table, json (JSON lines), csv (one header, then a row per segment and per result), or "
+    "a timeline of the --window segments: srt or vtt (subtitles: label, fused score, "
+    "modalities) or tsv (start and end in ms, label, score, modalities) [default: a table on a "
+    "terminal, JSON lines otherwise; with -o FILE, its extension].",
+    show_default=False)]
+FramesOpt = Annotated[bool, typer.Option(
+    "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x, y, w, h in the "
+    "input's pixels) and face scores; JSON or CSV only.")]
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
+    "windows without a face or a voice hatched), one panel per input, when the run ends.",
+    show_default=False)]
+OutputOpt = Annotated[Optional[Path], typer.Option(
+    "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
+    "written under a temporary name and renamed when the run ends (Ctrl-C too).",
+    show_default=False)]
+OutputDirOpt = Annotated[Optional[Path], typer.Option(
+    "--output-dir", help="Write each input's results to a file of its own in this folder, named after the "
+    "input: clip.json (the result with its segments and frames), clip.csv, or clip.srt, "
+    "clip.vtt, clip.tsv with --format.", show_default=False)]
+MaxSecondsOpt = Annotated[Optional[float], typer.Option(callback=number_in(0.1, 1e6), help="Analyse at most this many "
+    "seconds of each input (0.1 to 1e6).")]
+WindowOpt = Annotated[Optional[float], typer.Option(callback=number_in(0.5, 86400.0), help="Also score consecutive segments of this many "
+    "seconds (JSON: lines with \"segment\").")]
+WorkersOpt = Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
+    "find faces and compute voice features in parallel, feeding one "
+    f"model [default: {WORKERS_DEFAULT}; 1 for paths on stdin].")]
+SubmissionOpt = Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
+    "<clip>.txt per input holding its label (Angry, ..., Surprise).")
+]
+FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")]
+SpeakerOfOpt = Annotated[Optional[str], typer.Option(
+    "--speaker-of", metavar="<regex|csv>", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
+    "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
+    "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
+    "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
+    show_default=False)]
+AdaptOpt = Annotated[bool, typer.Option(
+    "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
+    "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
+    "in each segment line). For one person per stream.")]
+AnnotateOpt = Annotated[Optional[Path], typer.Option(
+    help="Also write the input video again with each scored face's box and label and a bar chart of the "
+    "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
+    ".mkv; a still image: .png or .jpg). One input file; with --output-dir, give the kind (mp4, mov "
+    "or mkv) and every input gets DIR/<name>.annotated.<kind> (stills .png).", show_default=False)]
+FacesOpt = Annotated[FaceMode, typer.Option(
+    help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
+    "also score every other face large enough, linked into tracks across frames, with a result per "
+    "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
+]
+InputOptionsOpt = Annotated[Optional[str], typer.Option(
+    "--input-options", metavar="<options>", callback=parse_input_options,
+    help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
+    "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)]
+
 @app.command("predict", cls=EmoCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 @scoring_options
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
-                                                     "paths (one per line) or media bytes from stdin.",
-                                                show_default=False)],
+    inputs: InputsArg,
     model: ModelOpt = None,
     json_out: JsonTableOpt = None,
-    out_format: Annotated[Optional[OutFormat], typer.Option(
-        "--format", help="table, json (JSON lines), csv (one header, then a row per segment and per result), or "
-                         "a timeline of the --window segments: srt or vtt (subtitles: label, fused score, "
-                         "modalities) or tsv (start and end in ms, label, score, modalities) [default: a table on a "
-                         "terminal, JSON lines otherwise; with -o FILE, its extension].",
-        show_default=False)] = None,
-    frames: Annotated[bool, typer.Option(
-        "--frames", help="Also write a line (CSV row) per scored frame: time, face box (x, y, w, h in the "
-                         "input's pixels) and face scores; JSON or CSV only.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(
-        help="With --window: write a PNG of the fused scores over time (stacked, one colour per emotion; "
-             "windows without a face or a voice hatched), one panel per input, when the run ends.",
-        show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option(
-        "--output", "-o", help="Write the results (JSON lines or CSV) to this file instead of stdout; it is "
-                               "written under a temporary name and renamed when the run ends (Ctrl-C too).",
-        show_default=False)] = None,
-    output_dir: Annotated[Optional[Path], typer.Option(
-        "--output-dir", help="Write each input's results to a file of its own in this folder, named after the "
-                             "input: clip.json (the result with its segments and frames), clip.csv, or clip.srt, "
-                             "clip.vtt, clip.tsv with --format.", show_default=False)] = None,
+    out_format: OutFormatOpt = None,
+    frames: FramesOpt = False,
+    plot: PlotOpt = None,
+    output: OutputOpt = None,
+    output_dir: OutputDirOpt = None,
     scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
-    max_seconds: Annotated[Optional[float], typer.Option(callback=number_in(0.1, 1e6), help="Analyse at most this many "
-                                                         "seconds of each input (0.1 to 1e6).")] = None,
-    window: Annotated[Optional[float], typer.Option(callback=number_in(0.5, 86400.0), help="Also score consecutive segments of this many "
-                                                               "seconds (JSON: lines with \"segment\").")] = None,
-    workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
-                                                   "find faces and compute voice features in parallel, feeding one "
-                                                   f"model [default: {WORKERS_DEFAULT}; 1 for paths on stdin].")] = None,
+    max_seconds: MaxSecondsOpt = None,
+    window: WindowOpt = None,
+    workers: WorkersOpt = None,
     ray: RayOpt = False,
     ray_address: RayAddressOpt = None,
-    submission: Annotated[Optional[Path], typer.Option(help="Also write the EmotiW submission layout here: one "
-                                                          "<clip>.txt per input holding its label (Angry, ..., Surprise).")
-                          ] = None,
-    fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")] = False,
-    speaker_of: Annotated[Optional[str], typer.Option(
-        "--speaker-of", metavar="<regex|csv>", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
-        "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
-        "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
-        "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
-        show_default=False)] = None,
-    adapt: Annotated[bool, typer.Option(
-        "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
-        "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
-        "in each segment line). For one person per stream.")] = False,
-    annotate: Annotated[Optional[Path], typer.Option(
-        help="Also write the input video again with each scored face's box and label and a bar chart of the "
-             "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
-             ".mkv; a still image: .png or .jpg). One input file; with --output-dir, give the kind (mp4, mov "
-             "or mkv) and every input gets DIR/<name>.annotated.<kind> (stills .png).", show_default=False)] = None,
-    faces: Annotated[FaceMode, typer.Option(
-        help="main: score the main speaker's face in each frame (a note counts the other faces seen); all: "
-             "also score every other face large enough, linked into tracks across frames, with a result per "
-             "track (JSON \"faces\"; a table column each). The fused result stays the main face's.")
-    ] = FaceMode.main,
-    input_options: Annotated[Optional[str], typer.Option(
-        "--input-options", metavar="<options>", callback=parse_input_options,
-        help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
-             "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)] = None,
+    submission: SubmissionOpt = None,
+    fail_fast: FailFastOpt = False,
+    speaker_of: SpeakerOfOpt = None,
+    adapt: AdaptOpt = False,
+    annotate: AnnotateOpt = None,
+    faces: FacesOpt = FaceMode.main,
+    input_options: InputOptionsOpt = None,
 ) -> None:
     """Score the seven emotions in each input: face, voice and the two fused.
 
@@ -94,16 +111,35 @@ def predict(
     Exit code 0 when every input succeeded, 1 when any failed (each failure is still a
     result line with "status": "error"), 2 for bad usage, 130 when interrupted.
     """
-    from emocli.errors import EmoError
-    from emocli.pipeline.core import Pipeline
-
     err = stderr_console()
-    live_opts = tuple(input_options or ())
     if output is not None and output_dir is not None:
         raise typer.BadParameter("results go to one file (-o) or to a file per input (--output-dir), not both",
                                  param_hint="--output-dir")
     fmt = output_format(out_format, json_out, output, output_dir)
-    as_json = fmt != "table"
+    _check_predict_usage(inputs, fmt=fmt, window=window, output_dir=output_dir, frames=frames, plot=plot)
+    source, bulk_annotate = _annotation_target(inputs, annotate, output_dir)
+    _check_predict_outputs(inputs, output=output, plot=plot, annotate=None if bulk_annotate else annotate,
+                           submission=submission, output_dir=output_dir)
+    opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
+                             frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
+    rule = _speaker_rule(speaker_of, adapt=adapt, modality=modality)
+    pipe = _load_pipeline(model, opts, prepare_only=bool(ray or ray_address),
+                          adapting="--speaker-of" if rule is not None else "--adapt" if adapt else None)
+    outputs = _Outputs.open(fmt, output=output, output_dir=output_dir, plot=plot, err=err)
+    try:
+        _predict_run(pipe, opts, inputs, live_opts=tuple(input_options or ()), writer=outputs.writer,
+                     out_console=outputs.console, err=err, ray=ray, ray_address=ray_address, workers=workers,
+                     submission=submission, fail_fast=fail_fast, timeline=outputs.timeline, rule=rule,
+                     annotate=None if source is None else (source, output_dir if bulk_annotate else annotate),
+                     frames=frames)
+    finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
+        if not outputs.close():
+            raise typer.Exit(1)
+
+
+def _check_predict_usage(inputs: list[str], *, fmt: str, window: Optional[float], output_dir: Optional[Path],
+                         frames: bool, plot: Optional[Path]) -> None:
+    """Options that need one another (exit 2, before anything runs)."""
     if fmt in TIMELINE_FORMATS:
         if not window:
             raise typer.BadParameter(f"--format {fmt} writes the --window segments: add --window SECONDS",
@@ -111,104 +147,127 @@ def predict(
         if output_dir is None and (len(inputs) > 1 or any(Path(i).is_dir() for i in inputs)):
             raise typer.BadParameter(f"--format {fmt} writes one input's timeline: give one input, or "
                                      "--output-dir DIR for a file per input", param_hint="--format")
-    if frames and not as_json:
+    if frames and fmt == "table":
         raise typer.BadParameter("per-frame lines are for scripts: add --format csv, --json or -o FILE",
                                  param_hint="--frames")
     if plot is not None and not window:
         raise typer.BadParameter("the timeline is drawn from the segments: add --window SECONDS",
                                  param_hint="--plot")
-    bulk_annotate = annotate is not None and output_dir is not None
-    if bulk_annotate:
-        kind = str(annotate).lower().lstrip(".")
-        if kind not in ("mp4", "mov", "mkv"):
-            raise typer.BadParameter("with --output-dir, --annotate gives the kind of file: mp4, mov or mkv",
-                                     param_hint="--annotate")
-        if any(i == "-" for i in inputs):
-            raise fail("--annotate draws on files, not stdin or a live stream; save the stream to a file first")
-        source = ("bulk", kind)
-    else:
-        source = None if annotate is None else _annotate_source(inputs)
-    _check_predict_outputs(inputs, output=output, plot=plot, annotate=None if bulk_annotate else annotate,
-                           submission=submission, output_dir=output_dir)
-    opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
-                             frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
-    rule = None
+
+
+def _annotation_target(inputs: list[str], annotate: Optional[Path], output_dir: Optional[Path]):
+    """--annotate's source and whether it is the bulk form: (None, False) without it, (the one input file,
+    False) for ``--annotate OUT``, (("bulk", kind), True) for ``--annotate KIND --output-dir DIR``."""
+    if annotate is None:
+        return None, False
+    if output_dir is None:
+        return _annotate_source(inputs), False
+    kind = str(annotate).lower().lstrip(".")
+    if kind not in ("mp4", "mov", "mkv"):
+        raise typer.BadParameter("with --output-dir, --annotate gives the kind of file: mp4, mov or mkv",
+                                 param_hint="--annotate")
+    if any(i == "-" for i in inputs):
+        raise fail("--annotate draws on files, not stdin or a live stream; save the stream to a file first")
+    return ("bulk", kind), True
+
+
+def _speaker_rule(speaker_of: Optional[str], *, adapt: bool, modality: Modality):
+    """--speaker-of's :class:`~emocli.voice.speaker.SpeakerRule` (None without it)."""
     if (speaker_of is not None or adapt) and modality == Modality.face:
         raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
                                  "cannot be used with --modality face")
-    if speaker_of is not None:
-        from emocli.voice.speaker import SpeakerRule
+    if speaker_of is None:
+        return None
+    from emocli.errors import EmoError
+    from emocli.voice.speaker import SpeakerRule
 
-        try:
-            rule = SpeakerRule(speaker_of)
-        except EmoError as exc:  # a CSV that cannot be read (before ValueError: it is one)
-            raise fail(str(exc)) from None
-        except ValueError as exc:  # a malformed regular expression: a usage error
-            raise typer.BadParameter(str(exc)) from None
     try:
-        # with Ray the workers load the face network; here only check the bundle
-        pipe = Pipeline(model, opts, role="prepare" if ray or ray_address else "full")
-        adapting = "--speaker-of" if rule is not None else "--adapt" if adapt else None
+        return SpeakerRule(speaker_of)
+    except EmoError as exc:  # a CSV that cannot be read (before ValueError: it is one)
+        raise fail(str(exc)) from None
+    except ValueError as exc:  # a malformed regular expression: a usage error
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _load_pipeline(model, opts, *, prepare_only: bool, adapting: Optional[str]):
+    """The bundle's pipeline (with Ray the workers load the face network: here only check the bundle);
+    a bundle that cannot serve the run is one line, exit 1, before any input is decoded."""
+    from emocli.errors import EmoError
+    from emocli.pipeline.core import Pipeline
+
+    try:
+        pipe = Pipeline(model, opts, role="prepare" if prepare_only else "full")
         if adapting and not (pipe.has_voice and pipe.voice.has_speaker_model):
             raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
                        "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
         if adapting:
-            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any input is decoded
+            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here
     except EmoError as exc:
         raise fail(str(exc)) from None
-    out_console = None
-    if not as_json:
-        from rich.console import Console
+    return pipe
 
-        out_console = Console()
-        out_console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
-    from emocli.report.output import LineWriter, PerInputWriter, Timeline, TimelineWriter
 
-    from emocli.errors import OutputError
-    from emocli.files import OutputFile
+class _Outputs:
+    """Where predict's results go: a results file (-o), a file per input (--output-dir), the timeline
+    for --plot, or the terminal. :meth:`close` keeps whatever was computed, however the run ended."""
 
-    try:
-        sink = None if output is None else OutputFile(output)
-    except OutputError as exc:
-        raise fail(str(exc)) from None
-    fh = sink.fh if sink is not None else None
-    writer = (PerInputWriter(output_dir, fmt) if output_dir is not None else TimelineWriter(fmt, fh)
-              if fmt in TIMELINE_FORMATS else LineWriter(fmt, fh) if as_json else None)
-    timeline = Timeline() if plot is not None else None
-    try:
-        _predict_run(pipe, opts, inputs, live_opts=live_opts, writer=writer, out_console=out_console, err=err,
-                     ray=ray, ray_address=ray_address, workers=workers, submission=submission, fail_fast=fail_fast,
-                     timeline=timeline, rule=rule,
-                     annotate=None if source is None else (source, output_dir if bulk_annotate else annotate),
-                     frames=frames)
-    finally:  # however the run ends (Ctrl-C, a failed input), what was computed is kept
-        failed = False
-        if output_dir is not None:
+    def __init__(self, fmt, *, output, output_dir, plot, err, sink, console):
+        from emocli.report.output import LineWriter, PerInputWriter, Timeline, TimelineWriter
+
+        self.output, self.output_dir, self.plot, self.err, self.sink, self.console = (
+            output, output_dir, plot, err, sink, console)
+        fh = sink.fh if sink is not None else None
+        self.writer = (PerInputWriter(output_dir, fmt) if output_dir is not None else TimelineWriter(fmt, fh)
+                       if fmt in TIMELINE_FORMATS else LineWriter(fmt, fh) if fmt != "table" else None)
+        self.timeline = Timeline() if plot is not None else None
+
+    @classmethod
+    def open(cls, fmt: str, *, output, output_dir, plot, err) -> "_Outputs":
+        from emocli.errors import OutputError
+        from emocli.files import OutputFile
+
+        console = None
+        if fmt == "table":
+            from rich.console import Console
+
+            console = Console()
+            console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
+        try:
+            sink = None if output is None else OutputFile(output)
+        except OutputError as exc:
+            raise fail(str(exc)) from None
+        return cls(fmt, output=output, output_dir=output_dir, plot=plot, err=err, sink=sink, console=console)
+
+    def close(self) -> bool:
+        """Write out and rename the files; False when one could not be written (each failure one line)."""
+        from emocli.errors import EmoError, OutputError
+
+        ok = True
+        if self.output_dir is not None:
             try:
-                writer.close()
+                self.writer.close()
             except OutputError as exc:  # names the file
                 fail(str(exc))
-                failed = True
-            if writer.written:
-                err.print(f"wrote {len(writer.written)} file(s) in {output_dir}", markup=False)
-        if sink is not None:
+                ok = False
+            if self.writer.written:
+                self.err.print(f"wrote {len(self.writer.written)} file(s) in {self.output_dir}", markup=False)
+        if self.sink is not None:
             try:
-                sink.close()
-                err.print(f"wrote {output}", markup=False)
+                self.sink.close()
+                self.err.print(f"wrote {self.output}", markup=False)
             except OutputError as exc:  # a failed write (a full disk): one line naming the file
                 fail(str(exc))
-                failed = True
-        if timeline is not None:
+                ok = False
+        if self.timeline is not None:
             from emocli.report.output import plot_timeline
 
             try:
-                plot_timeline(timeline, plot)
-                err.print(f"wrote {plot}", markup=False)
+                plot_timeline(self.timeline, self.plot)
+                self.err.print(f"wrote {self.plot}", markup=False)
             except EmoError as exc:
                 fail(str(exc))
-                failed = True
-        if failed:
-            raise typer.Exit(1)
+                ok = False
+        return ok
 
 
 def _check_predict_outputs(inputs: list[str], **outputs: Optional[Path]) -> None:

@@ -51,19 +51,44 @@ def evaluate(
                        ] = None,
 ) -> None:
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
-    import json
-
-    from emocli.files import atomic_write_text
-    from emocli.corpus.layouts import load_corpus
-    from emocli.errors import EmoError
-    from emocli.runners.evaluate import evaluate_items, metrics_table, plot_confusions, select_split, training_overlap
-    from emocli.pipeline.core import Pipeline
-
     err = stderr_console()
     fmt = output_format(out_format, json_out, output, formats=EVALUATE_FORMATS)
+    items, pipe = _evaluate_setup(dataset, split=split, layout=layout, model=model,
+                                  opts=pipeline_options(**scoring, modality=modality), speaker_norm=speaker_norm,
+                                  outputs={"-o": output, "--report": report_path, "--predictions": predictions,
+                                           "--plot": plot})
+    from emocli.report.output import ProgressBar
+    from emocli.runners.evaluate import evaluate_items
+
+    bar = ProgressBar(err, len(items), what="evaluate")
+    try:
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i), speaker_norm=speaker_norm,
+                            workers=resolve_workers(workers, len(items)))
+    finally:
+        bar.close()
+    report = ev.report()
+    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle)})
+    _add_training_overlap(report, pipe, items, dataset, err=err)
+    written_ok = _write_evaluate_files(report, fmt, output=output, report_path=report_path, predictions=predictions,
+                                       plot=plot, err=err)
+    if output is None:
+        _print_evaluate(report, fmt, title=f"{dataset}" + (f" [{split}]" if split else ""))
+    if report["n_failed"] or not written_ok:
+        raise typer.Exit(1)
+
+
+def _evaluate_setup(dataset: Path, *, split, layout, model, opts, speaker_norm: bool, outputs: dict):
+    """The items to score and the pipeline; a corpus, bundle or output that cannot serve the run is one
+    line, exit 1, before any item is scored."""
+    from emocli.corpus.layouts import load_corpus
+    from emocli.errors import EmoError
+    from emocli.files import check_outputs
+    from emocli.media.ffmpeg import MEDIA_EXTS
+    from emocli.pipeline.core import Pipeline
+    from emocli.runners.evaluate import select_split
+
     try:
         items = select_split(load_corpus(dataset, layout), split)
-        opts = pipeline_options(**scoring, modality=modality)
         pipe = Pipeline(model, opts)
         if speaker_norm:
             if not (pipe.has_voice and pipe.voice.has_speaker_model):
@@ -74,31 +99,27 @@ def evaluate(
                 raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
                            "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "
                            "a speaker column")
-        from emocli.files import check_outputs
-        from emocli.media.ffmpeg import MEDIA_EXTS
-
-        check_outputs({"-o": output, "--report": report_path, "--predictions": predictions, "--plot": plot},
-                      inputs=[dataset, *(it.path for it in items)] if dataset.is_file() else [it.path for it in items],
+        paths = [it.path for it in items]
+        check_outputs(outputs, inputs=[dataset, *paths] if dataset.is_file() else paths,
                       input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
     except EmoError as exc:
         raise fail(str(exc)) from None
-    from emocli.report.output import ProgressBar
+    return items, pipe
 
-    bar = ProgressBar(err, len(items), what="evaluate")
-    try:
-        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i), speaker_norm=speaker_norm,
-                            workers=resolve_workers(workers, len(items)))
-    finally:
-        bar.close()
-    report = ev.report()
+
+def _add_training_overlap(report: dict, pipe, items, dataset: Path, *, err) -> None:
+    """``training_overlap`` and ``unseen`` in the report: the items the bundle's models were trained on, and
+    the figures without them; a warning names them."""
     from rich.markup import escape
+
+    from emocli.errors import EmoError
+    from emocli.runners.evaluate import training_overlap, unseen_report
 
     try:
         overlap, seen = training_overlap(pipe.bundle, items, dataset.parent if dataset.is_file() else dataset)
     except EmoError as exc:
         raise fail(str(exc)) from None
-    report.update({"dataset": str(dataset), "split": split, "model": str(pipe.bundle), "training_overlap": overlap,
-                   "unseen": None})
+    report.update({"training_overlap": overlap, "unseen": None})
     for mod in ("face", "voice"):
         parts = [(name, o) for name, o in overlap.items() if o["modality"] == mod]
         if not parts or mod not in report["modalities"]:
@@ -108,12 +129,18 @@ def evaluate(
                   f"item(s) scored ({escape(what)}; e.g. {escape(parts[0][1]['files'][0])}): its figures on them "
                   "measure memory, not generalisation; the figures on the unseen items are under \"unseen\"")
     if any(seen.values()):
-        from emocli.runners.evaluate import unseen_report
-
         report["unseen"] = unseen_report(report, seen)
-    from emocli.runners.evaluate import predictions_csv
 
-    written_ok = True
+
+def _write_evaluate_files(report: dict, fmt: str, *, output, report_path, predictions, plot, err) -> bool:
+    """The files asked for; False when one could not be written (one line each; the others are still written)."""
+    import json
+
+    from emocli.errors import EmoError
+    from emocli.files import atomic_write_text
+    from emocli.runners.evaluate import plot_confusions, predictions_csv
+
+    ok = True
     results = {"json": lambda p: atomic_write_text(p, json.dumps(report) + "\n"),
                "csv": lambda p: atomic_write_text(p, predictions_csv(report))}.get(fmt)
     for path, write in ((output, results),
@@ -127,35 +154,41 @@ def evaluate(
             err.print(f"wrote {path}", markup=False)
         except EmoError as exc:
             fail(str(exc))
-            written_ok = False
-    if output is not None:
-        pass  # written above
-    elif fmt == "json":
+            ok = False
+    return ok
+
+
+def _print_evaluate(report: dict, fmt: str, *, title: str) -> None:
+    """The report on stdout: JSON, a CSV row per item, or tables (plain and adapted, unseen items)."""
+    if fmt == "json":
+        import json
+
         print(json.dumps(report))
-    elif fmt == "csv":
+        return
+    if fmt == "csv":
+        from emocli.runners.evaluate import predictions_csv
+
         sys.stdout.write(predictions_csv(report))
-    else:
-        from rich.console import Console
+        return
+    from rich.console import Console
+    from rich.markup import escape
 
-        from rich.markup import escape
+    from emocli.runners.evaluate import metrics_table
 
-        title = escape(f"{dataset}" + (f" [{split}]" if split else ""))
-        if report["adaptation"]:
-            a = report["speaker_adaptation"]
-            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
-                          console=Console(),
-                          title=f"{title}: without speaker adaptation")
-            title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
-                      f"speaker(s) with >= {a['min_clips']} voiced clips)")
-        metrics_table(report, title=title, console=Console())
-        if report["unseen"]:
-            u = report["unseen"]
-            n = {m: u[m]["n_seen"] for m in report["modalities"]}
-            metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **u},
-                          console=Console(), title=f"{title}: items the bundle has not seen (left out: "
-                          + ", ".join(f"{m} {k}" for m, k in n.items()) + ")")
-    if report["n_failed"] or not written_ok:
-        raise typer.Exit(1)
+    title = escape(title)
+    if report["adaptation"]:
+        a = report["speaker_adaptation"]
+        metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
+                      console=Console(), title=f"{title}: without speaker adaptation")
+        title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
+                  f"speaker(s) with >= {a['min_clips']} voiced clips)")
+    metrics_table(report, title=title, console=Console())
+    if report["unseen"]:
+        u = report["unseen"]
+        n = {m: u[m]["n_seen"] for m in report["modalities"]}
+        metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **u},
+                      console=Console(), title=f"{title}: items the bundle has not seen (left out: "
+                      + ", ".join(f"{m} {k}" for m, k in n.items()) + ")")
 
 
 @app.command("extract", cls=EmoCommand, short_help="Extract a corpus's face and voice features once.", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")

@@ -208,55 +208,54 @@ def probe_live(src: LiveSource, *, timeout: float = PROBE_TIMEOUT) -> tuple[Medi
     """
     base = [ffmpeg_exe(), "-hide_banner"]
     if not src.fed:
-        try:
-            res = subprocess.run([*base, "-nostdin", *src.ffmpeg_input()], capture_output=True, timeout=timeout,
-                                 stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise MediaError(f"{src.name}: no stream description after {timeout:.0f} s; check the address and "
-                             "that something is sending") from None
-        text = res.stderr.decode("utf-8", "replace")
-        if not STREAM_LINE.findall(text):
-            raise MediaError(f"{src.name}: cannot open the stream ({last_error_line(text)}); check the address, "
-                             "that the server or device is up, and --input-options")
-        return describe(text, src.name), b"", None
+        return _probe_address(src, base, timeout), b"", None
     reader = src.reader()
+    try:
+        head, text = _probe_piped(src, reader, base, timeout)
+    except BaseException:
+        reader.close()
+        raise
+    if not head:
+        reader.close()
+        raise MediaError(f"{src.name}: no data arrived (the stream is empty); pipe media bytes into it")
+    if not STREAM_LINE.findall(text):
+        reader.close()
+        raise MediaError(f"{src.name}: not a readable video or audio stream ({last_error_line(text)}); check what "
+                         "is piped in, or give its format with --input-options \"-f FORMAT\"")
+    return describe(text, src.name), bytes(head), reader
+
+
+def _probe_address(src: LiveSource, base: list[str], timeout: float) -> MediaInfo:
+    """An address (URL, device, FIFO) described by an ffmpeg of its own."""
+    try:
+        res = subprocess.run([*base, "-nostdin", *src.ffmpeg_input()], capture_output=True, timeout=timeout,
+                             stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise MediaError(f"{src.name}: no stream description after {timeout:.0f} s; check the address and "
+                         "that something is sending") from None
+    text = res.stderr.decode("utf-8", "replace")
+    if not STREAM_LINE.findall(text):
+        raise MediaError(f"{src.name}: cannot open the stream ({last_error_line(text)}); check the address, "
+                         "that the server or device is up, and --input-options")
+    return describe(text, src.name)
+
+
+def _probe_piped(src: LiveSource, reader, base: list[str], timeout: float) -> tuple[bytearray, str]:
+    """A piped input's first bytes fed to a describing ffmpeg until it has seen enough: (the bytes read,
+    ffmpeg's description)."""
     head = bytearray(src.head)
     err = tempfile.TemporaryFile()
     proc = subprocess.Popen([*base, *src.ffmpeg_input()], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=err)
     try:
-        sent = 0
-        ended = False
-        while proc.poll() is None:
-            if sent < len(head):
-                try:
-                    proc.stdin.write(head[sent:])
-                    proc.stdin.flush()
-                except BrokenPipeError:  # ffmpeg has seen enough
-                    break
-                sent = len(head)
-                continue
-            if ended:
-                break
-            block = reader.read(1 << 16)
-            if not block:
-                ended = True
-                proc.stdin.close()
-                continue
-            head += block
-            if len(head) > LIVE_PROBE_BYTES:
-                raise MediaError(f"{src.name}: ffmpeg found no stream in the first {LIVE_PROBE_BYTES >> 20} MiB; "
-                                 "the input is not media, or give its format with --input-options \"-f FORMAT\"")
+        _feed_probe(src, proc, head, reader)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             raise MediaError(f"{src.name}: ffmpeg took over {timeout:.0f} s to describe the stream; the input is "
                              "damaged or not media") from None
         err.seek(0)
-        text = err.read().decode("utf-8", "replace")
-    except BaseException:
-        reader.close()
-        raise
+        return head, err.read().decode("utf-8", "replace")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -267,14 +266,33 @@ def probe_live(src: LiveSource, *, timeout: float = PROBE_TIMEOUT) -> tuple[Medi
             except BrokenPipeError:
                 pass
         err.close()
-    if not head:
-        reader.close()
-        raise MediaError(f"{src.name}: no data arrived (the stream is empty); pipe media bytes into it")
-    if not STREAM_LINE.findall(text):
-        reader.close()
-        raise MediaError(f"{src.name}: not a readable video or audio stream ({last_error_line(text)}); check what "
-                         "is piped in, or give its format with --input-options \"-f FORMAT\"")
-    return describe(text, src.name), bytes(head), reader
+
+
+def _feed_probe(src: LiveSource, proc: subprocess.Popen, head: bytearray, reader) -> None:
+    """Feed ``head``, then what ``reader`` brings (kept in ``head``), to the describing ffmpeg until it
+    exits or the input ends; more than :data:`LIVE_PROBE_BYTES` without a description is an error."""
+    sent = 0
+    ended = False
+    while proc.poll() is None:
+        if sent < len(head):
+            try:
+                proc.stdin.write(head[sent:])
+                proc.stdin.flush()
+            except BrokenPipeError:  # ffmpeg has seen enough
+                break
+            sent = len(head)
+            continue
+        if ended:
+            break
+        block = reader.read(1 << 16)
+        if not block:
+            ended = True
+            proc.stdin.close()
+            continue
+        head += block
+        if len(head) > LIVE_PROBE_BYTES:
+            raise MediaError(f"{src.name}: ffmpeg found no stream in the first {LIVE_PROBE_BYTES >> 20} MiB; "
+                             "the input is not media, or give its format with --input-options \"-f FORMAT\"")
 
 
 @dataclass
@@ -290,6 +308,21 @@ class LiveItem:
     what: str = ""
 
 
+@dataclass(frozen=True)
+class DecodeSettings:
+    """What a live decode delivers: frames sampled at ``fps`` (None: every frame) and downscaled to
+    ``max_side``, audio mono at ``sr`` Hz, at most ``max_seconds`` of either, and which of the two; a
+    piped input that sends nothing for ``stall_timeout`` s (None: :data:`STALL_TIMEOUT`) has ended."""
+
+    fps: float | None = 5.0
+    max_side: int = MAX_SIDE
+    sr: int = SAMPLE_RATE
+    max_seconds: float | None = None
+    video: bool = True
+    audio: bool = True
+    stall_timeout: float | None = None
+
+
 class LiveDecode:
     """One ffmpeg process decoding a live input once: frames on its stdout, audio on a second pipe.
 
@@ -303,18 +336,18 @@ class LiveDecode:
     for the stall timeout ends the input (what was decoded is still scored, ``stalled`` says so).
     """
 
-    def __init__(self, src: LiveSource, info: MediaInfo, *, head: bytes = b"", reader: StallingReader | None = None,
-                 fps: float | None = 5.0, max_side: int = MAX_SIDE, sr: int = SAMPLE_RATE,
-                 max_seconds: float | None = None, video: bool = True, audio: bool = True,
-                 stall_timeout: float | None = None):
+    def __init__(self, src: LiveSource, info: MediaInfo, settings: "DecodeSettings | None" = None, *,
+                 head: bytes = b"", reader: StallingReader | None = None):
         import queue
         import threading
 
+        st = settings or DecodeSettings()
+        fps, max_side, sr, max_seconds = st.fps, st.max_side, st.sr, st.max_seconds
         self.src, self.info, self.head, self.reader = src, info, head, reader
         self.sr = sr
-        self.video, self.audio = video and info.has_video, audio and info.has_audio
+        self.video, self.audio = st.video and info.has_video, st.audio and info.has_audio
         self.step = 1.0 / fps if fps else 1.0 / (info.fps or 25.0)
-        self.stall_timeout = STALL_TIMEOUT if stall_timeout is None else stall_timeout
+        self.stall_timeout = STALL_TIMEOUT if st.stall_timeout is None else st.stall_timeout
         self.queue: queue.Queue = queue.Queue(maxsize=LIVE_QUEUE)
         self.closing = threading.Event()
         self.stalled = False

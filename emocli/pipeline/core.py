@@ -22,7 +22,7 @@ from emocli.face.experts import EXPERT_MIN_FACE
 from emocli.face.model import prepare_faces
 from emocli.fusion import FusionModel
 from emocli.media.ffmpeg import SAMPLE_RATE, MediaInfo, media_seconds, probe, probe_and_load_audio
-from emocli.media.live import LiveDecode, probe_live, spool_unseekable
+from emocli.media.live import DecodeSettings, LiveDecode, probe_live, spool_unseekable
 from emocli.pipeline.faces import FaceAccumulator, FaceBatch, FaceChunks, FaceStage, box_array
 from emocli.pipeline.options import STREAM_BLOCK, Options, Progress, Result, fail, scores_dict, zero_nan
 from emocli.pipeline.voice import VoiceInput, VoiceStage
@@ -149,8 +149,9 @@ class Pipeline:
             blocks = Closer(self, res, length=STREAM_BLOCK)
             timelines.append(Timeline(blocks, sr=sr, video=False, audio=True))
         tracker, linker = FaceTracker(min_face=opt.min_face), FaceLinker()
-        dec = LiveDecode(source, info, head=head, reader=reader, fps=opt.fps, max_side=opt.max_side, sr=sr,
-                         max_seconds=opt.max_seconds, video=use_video, audio=use_audio)
+        dec = LiveDecode(source, info, DecodeSettings(fps=opt.fps, max_side=opt.max_side, sr=sr,
+                                                      max_seconds=opt.max_seconds, video=use_video, audio=use_audio),
+                         head=head, reader=reader)
         with dec:
             for item in dec.items(stop):
                 if item.kind == "video":

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
@@ -126,31 +127,57 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
     Files read in this process report their passes to ``on_progress(name, what, done, total)``
     (see :meth:`Pipeline.run`).
     """
-    def live(display: str, src: LiveSource) -> Result:
-        if stop is not None:
-            stop.live = True
+    hooks = _Hooks(on_segment, on_frame, on_progress, stop)
+    if workers <= 1:
+        yield from _run_serial(pipe, inputs, hooks)
+    else:
+        yield from _run_pooled(pipe, inputs, hooks, workers)
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """run_bulk's callbacks and its stop event (see :func:`run_bulk`)."""
+    on_segment: Callable[[str, dict], None] | None
+    on_frame: Callable[[str, dict], None] | None
+    on_progress: Callable[[str, str, float, float | None], None] | None
+    stop: threading.Event | None
+
+    def stopped(self) -> bool:
+        return self.stop is not None and self.stop.is_set()
+
+    def live(self, pipe: Pipeline, display: str, src: LiveSource) -> Result:
+        """A live input read in this process, one pass."""
+        if self.stop is not None:
+            self.stop.live = True
+        on_segment, on_frame = self.on_segment, self.on_frame
         try:
-            return pipe.run_stream(src, stop=stop,
+            return pipe.run_stream(src, stop=self.stop,
                                    on_segment=None if on_segment is None else lambda seg: on_segment(display, seg),
                                    on_frame=None if on_frame is None else lambda f: on_frame(display, f))
         finally:
-            if stop is not None:
-                stop.live = False
+            if self.stop is not None:
+                self.stop.live = False
 
-    if workers <= 1:
-        for display, path, problem in inputs:
-            if problem:
-                res = Result(file=display, status="error", error=problem)
-            elif isinstance(path, LiveSource):
-                res = live(display, path)
-            else:
-                res = pipe.run(path, display_name=display, progress=None if on_progress is None else
-                               lambda what, done, total: on_progress(display, what, done, total))
-            yield res
-            if stop is not None and stop.is_set():
-                return
-        return
 
+def _run_serial(pipe: Pipeline, inputs, hooks: _Hooks) -> Iterator[Result]:
+    """Every input scored in this process, in order."""
+    on_progress = hooks.on_progress
+    for display, path, problem in inputs:
+        if problem:
+            res = Result(file=display, status="error", error=problem)
+        elif isinstance(path, LiveSource):
+            res = hooks.live(pipe, display, path)
+        else:
+            res = pipe.run(path, display_name=display, progress=None if on_progress is None else
+                           lambda what, done, total, d=display: on_progress(d, what, done, total))
+        yield res
+        if hooks.stopped():
+            return
+
+
+def _run_pooled(pipe: Pipeline, inputs, hooks: _Hooks, workers: int) -> Iterator[Result]:
+    """Files prepared by ``workers`` processes (2 per worker in flight) and completed here, in order;
+    live inputs read here."""
     import contextlib
     import tempfile
 
@@ -193,10 +220,10 @@ def run_bulk(pipe: Pipeline, inputs: Iterable[tuple[str, "Path | LiveSource | No
             if problem:
                 res = Result(file=display, status="error", error=problem)
             elif isinstance(path, LiveSource):
-                res = live(display, path)
+                res = hooks.live(pipe, display, path)
             else:
                 res = pipe.complete(fut.result())
             yield res
-            if stop is not None and stop.is_set():
+            if hooks.stopped():
                 return
             submit_next()  # after the result is out: the next input may still be on its way (paths on stdin)

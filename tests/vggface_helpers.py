@@ -180,7 +180,7 @@ def make_vggface_bundle(directory: Path, weights_path: Path, *, head: str = "exp
     real) VGG-Face weight file: exp1 needs one with fc6.
     """
     from emocli.bundle import write_manifest
-    from emocli.train.face import TrainOptions, fit_face_model
+    from emocli.train.face import TrainOptions, FaceTrainingSet, fit_face_model
     from emocli.face.model import prepare_faces
     from emocli.face.vggface import build_vggface_emotion
 
@@ -188,7 +188,7 @@ def make_vggface_bundle(directory: Path, weights_path: Path, *, head: str = "exp
     faces = random_faces(n_train + n_val, seed=seed)
     x = prepare_faces(faces, model.preprocessing)
     y = np.arange(len(faces)) % len(model.labels)
-    fit_face_model(model, x[:n_train], y[:n_train], x_val=x[n_train:], y_val=y[n_train:],
+    fit_face_model(model, FaceTrainingSet(x[:n_train], y[:n_train], x[n_train:], y[n_train:]),
                    options=TrainOptions(epochs=1, batch_size=n_train, seed=seed), initial_network=net)
     model.save(directory)
     write_manifest(directory, labels=list(model.labels))

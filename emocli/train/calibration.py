@@ -199,10 +199,29 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
     scores = {name: with_prior(s, bundle) for name, s in scores.items()}
 
     calib = [n for n in sets if n.endswith("-calib")]
+    experts, temps, curve = _fit_experts(sets, scores, calib)
+    out = {"temperatures": temps, "weights": experts.weights_, "weight_curve_uar": curve, "sets": {}}
+    for name, (paths, y) in sets.items():
+        out["sets"][name] = row = _set_row(y, scores[name], experts, temps)
+        log(f"{name:16s} n={len(y):5d}  emo-cnn {row['emo-cnn']['accuracy']:.3f}/{row['emo-cnn']['uar']:.3f}  "
+            f"rafdb {row['rafdb']['accuracy']:.3f}/{row['rafdb']['uar']:.3f}  "
+            f"combined {row['combined']['accuracy']:.3f}/{row['combined']['uar']:.3f}  (accuracy/UAR; rafdb "
+            f"applies to {row['rafdb_applies']:.0%})")
+    log(f"temperatures {temps}; weights {experts.weights_}; UAR by emo-cnn weight on calib: "
+        + ", ".join(f"{w:.2f}:{u:.3f}" for w, u in curve.items()))
+    if write:
+        _write_experts(bundle, experts, sets, scores, calib, command=f"emo calibrate-experts {data} --model {bundle} --write")
+        log(f"wrote {bundle / EXPERTS_FILE}")
+    return out
+
+
+def _fit_experts(sets: dict, scores: dict, calib: list[str]) -> tuple[ExpertSet, dict, dict]:
+    """Each expert's temperature (NLL on the calib halves) and the emo-cnn weight (rafdb 1 - w) maximising
+    UAR on the calibration halves, averaged over the corpora so the larger one does not decide alone;
+    equal weights unless the calibration halves clearly prefer others (2 UAR points).
+    Returns (experts, temperatures, UAR by weight)."""
     y_cal = np.concatenate([sets[n][1] for n in calib])
     temps = {e: fit_temperature(np.concatenate([scores[n][e] for n in calib]), y_cal) for e in ("emo-cnn", "rafdb")}
-    # the emo-cnn weight w (rafdb 1 - w) maximising UAR on the calibration halves, averaged
-    # over the two corpora so the larger one does not decide alone
     grid = np.round(np.arange(0.0, 1.01, 0.05), 2)
 
     def uar_at(w: float) -> float:
@@ -212,55 +231,51 @@ def calibrate_experts(data: Path, bundle: Path, *, cache: Path = CACHE, write: b
     curve = {float(w): uar_at(w) for w in grid}
     w_best = max(curve, key=curve.get)
     experts = ExpertSet(temperatures_=temps, weights_={"emo-cnn": 0.5, "rafdb": 0.5})
-    # equal weights unless the calibration halves clearly prefer others (2 UAR points)
     if curve[w_best] - curve[0.5] >= 0.02:
         experts.weights_ = {"emo-cnn": w_best, "rafdb": round(1 - w_best, 2)}
-    out = {"temperatures": temps, "weights": experts.weights_, "weight_curve_uar": curve, "sets": {}}
-    for name, (paths, y) in sets.items():
-        s = scores[name]
-        row = {"yunet_found": float(np.mean(s["yunet_found"])), "rafdb_applies": float(np.mean(s["applies"]))}
-        for e in ("emo-cnn", "rafdb"):
-            row[e] = report(y, s[e])
-            row[e]["nll"] = float(-np.log(np.clip(temper(s[e], temps[e])[np.arange(len(y)), y], 1e-12, None)).mean())
-        row["combined"] = report(y, combined(experts, s))
-        out["sets"][name] = row
-        log(f"{name:16s} n={len(y):5d}  emo-cnn {row['emo-cnn']['accuracy']:.3f}/{row['emo-cnn']['uar']:.3f}  "
-            f"rafdb {row['rafdb']['accuracy']:.3f}/{row['rafdb']['uar']:.3f}  "
-            f"combined {row['combined']['accuracy']:.3f}/{row['combined']['uar']:.3f}  (accuracy/UAR; rafdb "
-            f"applies to {row['rafdb_applies']:.0%})")
-    log(f"temperatures {temps}; weights {experts.weights_}; UAR by emo-cnn weight on calib: "
-        + ", ".join(f"{w:.2f}:{u:.3f}" for w, u in curve.items()))
-    if write:
+    return experts, temps, curve
 
-        old, kept = bundle / EXPERTS_FILE, None
-        if old.is_file():  # a face head stays with the bundle
-            kept = ExpertSet.from_dict(json.loads(old.read_text()), old)
-            experts.head_, experts.default_ = kept.head_, kept.default_
-        combined_calib = report(y_cal, np.concatenate([combined(experts, scores[n]) for n in calib]))
-        # what `emo fuse --method confusion` weighs the face against the voice with: the head's recall
-        # where the bundle has a head (it scores the faces), else the average's
-        average = {"validation_recall": combined_calib["recall"], "validation_accuracy": combined_calib["accuracy"],
-                   "validation_uar": combined_calib["uar"]}
-        if experts.head_ is not None and kept is not None and "validation_recall" in kept.info_:
-            validation = {**{k: kept.info_[k] for k in average if k in kept.info_},
-                          **{f"average_{k}": v for k, v in average.items()}}
-        else:
-            validation = average
-        experts.info_ = {"calibrated_on": {n: len(sets[n][1]) for n in calib}, **validation,
-                         "rafdb": {"source": "opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8"
-                                             ".onnx (sha256 f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a"
-                                             "6f69a1ed), dequantized to float32 by scripts/dequantize_onnx.py",
-                                   "trained_on": "RAF-DB basic (training part)",
-                                   "licence": "Apache-2.0 (LICENSE.face_expert_rafdb.Apache-2.0.txt)",
-                                   "alignment": "YuNet 5 landmarks -> ArcFace 112x112 template"},
-                         "heldout": {k: {"share": v, "seed": 0, "halves_seed": 1} for k, v in HELDOUT.items()},
-                         "method": "temperature by NLL; weight by mean UAR over the corpora's calib halves "
-                                   "(equal unless 2 points better)",
-                         "command": f"emo calibrate-experts {data} --model {bundle} --write"}
-        atomic_write_text(bundle / EXPERTS_FILE, json.dumps(experts.to_dict(), indent=2) + "\n")
 
-        fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
-        man = read_manifest_unchecked(bundle)
-        write_manifest(bundle, labels=man["labels"], settings=man.get("settings"))
-        log(f"wrote {bundle / EXPERTS_FILE}")
-    return out
+def _set_row(y: np.ndarray, s: dict, experts: ExpertSet, temps: dict) -> dict:
+    """One held-out set's figures: each expert's and the combination's, with the experts' NLL."""
+    row = {"yunet_found": float(np.mean(s["yunet_found"])), "rafdb_applies": float(np.mean(s["applies"]))}
+    for e in ("emo-cnn", "rafdb"):
+        row[e] = report(y, s[e])
+        row[e]["nll"] = float(-np.log(np.clip(temper(s[e], temps[e])[np.arange(len(y)), y], 1e-12, None)).mean())
+    row["combined"] = report(y, combined(experts, s))
+    return row
+
+
+def _write_experts(bundle: Path, experts: ExpertSet, sets: dict, scores: dict, calib: list[str], *,
+                   command: str) -> None:
+    """``experts.json`` in ``bundle`` (a face head it had stays), its fingerprints and the manifest."""
+    y_cal = np.concatenate([sets[n][1] for n in calib])
+    old, kept = bundle / EXPERTS_FILE, None
+    if old.is_file():  # a face head stays with the bundle
+        kept = ExpertSet.from_dict(json.loads(old.read_text()), old)
+        experts.head_, experts.default_ = kept.head_, kept.default_
+    combined_calib = report(y_cal, np.concatenate([combined(experts, scores[n]) for n in calib]))
+    # what `emo fuse --method confusion` weighs the face against the voice with: the head's recall
+    # where the bundle has a head (it scores the faces), else the average's
+    average = {"validation_recall": combined_calib["recall"], "validation_accuracy": combined_calib["accuracy"],
+               "validation_uar": combined_calib["uar"]}
+    if experts.head_ is not None and kept is not None and "validation_recall" in kept.info_:
+        validation = {**{k: kept.info_[k] for k in average if k in kept.info_},
+                      **{f"average_{k}": v for k, v in average.items()}}
+    else:
+        validation = average
+    experts.info_ = {"calibrated_on": {n: len(sets[n][1]) for n in calib}, **validation,
+                     "rafdb": {"source": "opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8"
+                                         ".onnx (sha256 f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a"
+                                         "6f69a1ed), dequantized to float32 by scripts/dequantize_onnx.py",
+                               "trained_on": "RAF-DB basic (training part)",
+                               "licence": "Apache-2.0 (LICENSE.face_expert_rafdb.Apache-2.0.txt)",
+                               "alignment": "YuNet 5 landmarks -> ArcFace 112x112 template"},
+                     "heldout": {k: {"share": v, "seed": 0, "halves_seed": 1} for k, v in HELDOUT.items()},
+                     "method": "temperature by NLL; weight by mean UAR over the corpora's calib halves "
+                               "(equal unless 2 points better)",
+                     "command": command}
+    atomic_write_text(bundle / EXPERTS_FILE, json.dumps(experts.to_dict(), indent=2) + "\n")
+    fingerprints.add(bundle, "face.calibration", [p for n in calib for p in sets[n][0]])
+    man = read_manifest_unchecked(bundle)
+    write_manifest(bundle, labels=man["labels"], settings=man.get("settings"))

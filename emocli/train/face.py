@@ -178,46 +178,55 @@ def training_targets(y: np.ndarray, n_classes: int, soft: np.ndarray | None = No
     return ((1.0 - distill) * onehot + distill * soft).astype(np.float32)
 
 
-def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_val: np.ndarray,
-                   options: TrainOptions = TrainOptions(), checkpoint_dir: Path | None = None,
-                   on_epoch: Callable[[int, dict[str, float]], None] | None = None, initial_network=None,
-                   sample_weight: tuple[np.ndarray, np.ndarray] | None = None,
-                   soft_targets: np.ndarray | None = None):
-    """Train the :class:`~emocli.face.model.FaceModel` ``model`` on faces ``x`` and integer labels ``y``.
+@dataclass
+class FaceTrainingSet:
+    """What :func:`fit_face_model` learns from: faces ``x`` and integer labels ``y``, a held-out part of the
+    *training* data (``x_val``, ``y_val``) that selects the best epoch, optional sample weights
+    (training weights, held-out weights; class or corpus balance) and optional soft targets
+    (N, n_classes) for distillation."""
 
-    ``x`` is either network input (float32, see :func:`~emocli.face.model.prepare_faces`) or
+    x: np.ndarray
+    y: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    sample_weight: tuple[np.ndarray, np.ndarray] | None = None
+    soft_targets: np.ndarray | None = None
+
+
+def fit_face_model(model, data: FaceTrainingSet, *, options: TrainOptions = TrainOptions(),
+                   checkpoint_dir: Path | None = None, on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+                   initial_network=None):
+    """Train the :class:`~emocli.face.model.FaceModel` ``model`` on ``data``.
+
+    ``data.x`` is either network input (float32, see :func:`~emocli.face.model.prepare_faces`) or
     compact uint8 copies (see :func:`~emocli.face.model.store_faces`), which are turned into
     network input batch by batch.
 
-    ``x_val``/``y_val`` (a held-out part of the *training* data) select the best epoch;
-    the test split is never looked at. With ``checkpoint_dir`` the best network so far
-    is saved there after every epoch, so a killed run keeps its best model.
-    ``options`` gives the epochs, batch size, learning rate, label smoothing, seed, precision
-    and augmentation. ``sample_weight`` (training weights, held-out weights) weighs the loss and
-    the held-out accuracy that picks the best epoch (class or corpus balance). ``soft_targets``
-    (N, n_classes), e.g. from :func:`teacher_scores`, are mixed into the training targets with
-    weight ``options.distill``: (1 - distill) * one-hot + distill * soft (the held-out targets stay
-    one-hot).
+    The held-out part selects the best epoch; the test split is never looked at. With
+    ``checkpoint_dir`` the best network so far is saved there after every epoch, so a killed run
+    keeps its best model. ``options`` gives the epochs, batch size, learning rate, label smoothing,
+    seed, precision and augmentation. ``data.sample_weight`` weighs the loss and the held-out
+    accuracy that picks the best epoch. ``data.soft_targets``, e.g. from :func:`teacher_scores`, are
+    mixed into the training targets with weight ``options.distill``: (1 - distill) * one-hot +
+    distill * soft (the held-out targets stay one-hot).
 
     Returns ``model``, with ``network_``, ``history_``, ``best_epoch_``, ``holdout_predictions_``,
     ``validation_`` and ``holdout_accuracy_`` set.
     """
     keras = import_keras()
-    import tensorflow as tf
 
     epochs, batch_size, seed = options.epochs, options.batch_size, options.seed
     keras.utils.set_random_seed(seed)
-    n_classes = len(model.labels)
     if initial_network is not None:
         net = initial_network
     elif model.backbone == "emo-cnn":
-        net = build_emo_cnn(n_classes=n_classes, size=model.preprocessing.size)
+        net = build_emo_cnn(n_classes=len(model.labels), size=model.preprocessing.size)
     else:
         raise ModelError(f"training needs an initial network for backbone {model.backbone!r}")
     mixed = options.precision != "float32"
     if mixed:
         net = with_precision(net, options.precision)
-    steps = math.ceil(len(x) / batch_size)
+    steps = math.ceil(len(data.x) / batch_size)
     warmup = steps  # one epoch of linear warm-up, then cosine decay
     schedule = keras.optimizers.schedules.CosineDecay(
         options.learning_rate / 10, decay_steps=max(1, steps * epochs - warmup),
@@ -225,19 +234,45 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
     net.compile(optimizer=keras.optimizers.Adam(schedule),
                 loss=keras.losses.CategoricalCrossentropy(label_smoothing=options.label_smoothing),
                 metrics=["accuracy"])
-    aug = augmenter(seed, **(options.augmentation or {}))
-    y1 = training_targets(y, n_classes, soft_targets, options.distill)
-    yv1 = keras.utils.to_categorical(y_val, n_classes).astype("float32")
+    train, val = _face_datasets(model, data, options)
+    best = _best_epoch_tracker(keras, model, net, mixed=mixed, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)
+    net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[best])
+    if "weights" in best.best:
+        net.set_weights(best.best["weights"])
+    model.network_ = with_precision(net, "float32") if mixed else net
+    model.best_epoch_ = int(best.best.get("epoch", epochs))
+    # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
+    # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
+    if data.x_val.dtype == np.uint8:
+        pred = score_stored(model, data.x_val, model.preprocessing).argmax(1)
+    else:
+        pred = model.score_inputs(data.x_val).argmax(1)
+    model.holdout_predictions_ = pred
+    model.validation_ = classification_report(data.y_val, pred, model.labels)
+    model.holdout_accuracy_ = model.validation_["accuracy"]
+    return model
+
+
+def _face_datasets(model, data: FaceTrainingSet, options: TrainOptions):
+    """The tf.data pipelines of :func:`fit_face_model`: (input, one-hot[, weight]) elements, the training
+    ones shuffled and augmented, stored uint8 faces turned into network input batch by batch."""
+    import tensorflow as tf
+
+    keras = import_keras()
+    n_classes = len(model.labels)
+    aug = augmenter(options.seed, **(options.augmentation or {}))
+    y1 = training_targets(data.y, n_classes, data.soft_targets, options.distill)
+    yv1 = keras.utils.to_categorical(data.y_val, n_classes).astype("float32")
     pre = model.preprocessing
-    stored = x.dtype == np.uint8
+    stored = data.x.dtype == np.uint8
 
     def finish(a):  # a def, not two lambdas on one line: AutoGraph cannot read those and warns at every run
         return finish_inputs(a, pre) if stored else a
 
-    # (input, one-hot[, weight]) elements: the optional weight passes through untouched
-    tr_elems, val_elems = (x, y1), (x_val, yv1)
-    if sample_weight is not None:
-        w_tr, w_val = (np.asarray(v, np.float32) for v in sample_weight)
+    # the optional weight passes through untouched
+    tr_elems, val_elems = (data.x, y1), (data.x_val, yv1)
+    if data.sample_weight is not None:
+        w_tr, w_val = (np.asarray(v, np.float32) for v in data.sample_weight)
         tr_elems, val_elems = tr_elems + (w_tr,), val_elems + (w_val,)
 
     def train_map(a, *rest):
@@ -247,22 +282,28 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
         return (finish(a), *rest)
 
     train = (tf.data.Dataset.from_tensor_slices(tr_elems)
-             .shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-             .batch(batch_size)
+             .shuffle(len(data.x), seed=options.seed, reshuffle_each_iteration=True)
+             .batch(options.batch_size)
              .map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
              .prefetch(2))
     val = tf.data.Dataset.from_tensor_slices(val_elems).batch(256).map(val_map)
+    return train, val
 
-    best = {"val_accuracy": -1.0}
+
+def _best_epoch_tracker(keras, model, net, *, mixed: bool, checkpoint_dir: Path | None, on_epoch):
+    """A Keras callback that appends each epoch's logs to ``model.history_``, keeps the weights of the
+    best held-out accuracy (``.best``), checkpoints them and reports each epoch to ``on_epoch``."""
 
     class _Track(keras.callbacks.Callback):
+        best = {"val_accuracy": -1.0}
+
         def on_epoch_end(self, epoch, logs=None):
             logs = {k: float(v) for k, v in (logs or {}).items()}
             logs["epoch"] = epoch + 1
             model.history_.append(logs)
-            if logs.get("val_accuracy", 0.0) > best["val_accuracy"]:
-                best.update(logs)
-                best["weights"] = [w.copy() for w in net.get_weights()]
+            if logs.get("val_accuracy", 0.0) > self.best["val_accuracy"]:
+                self.best.update(logs)
+                self.best["weights"] = [w.copy() for w in net.get_weights()]
                 if checkpoint_dir is not None:
                     model.network_ = with_precision(net, "float32") if mixed else net
                     model.save(checkpoint_dir, extra={"best_epoch": epoch + 1, "holdout_accuracy": logs["val_accuracy"]},
@@ -270,21 +311,80 @@ def fit_face_model(model, x: np.ndarray, y: np.ndarray, *, x_val: np.ndarray, y_
             if on_epoch is not None:
                 on_epoch(epoch + 1, logs)
 
-    net.fit(train, validation_data=val, epochs=epochs, verbose=0, shuffle=False, callbacks=[_Track()])
-    if "weights" in best:
-        net.set_weights(best["weights"])
-    model.network_ = with_precision(net, "float32") if mixed else net
-    model.best_epoch_ = int(best.get("epoch", epochs))
-    # The held-out confusion matrix, scored as at inference (with flip TTA): per-class
-    # recall from it gives the per-emotion decision-fusion weights (the thesis's method).
-    if stored:
-        pred = score_stored(model, x_val, pre).argmax(1)
-    else:
-        pred = model.score_inputs(x_val).argmax(1)
-    model.holdout_predictions_ = pred
-    model.validation_ = classification_report(y_val, pred, model.labels)
-    model.holdout_accuracy_ = model.validation_["accuracy"]
-    return model
+    tracker = _Track()
+    tracker.best = {"val_accuracy": -1.0}  # the instance's own, not the class's
+    return tracker
+
+
+def _training_faces(folders: list[Path], shares: list[float], names: list[str], o: TrainOptions,
+                    holdout_seed: int, console):
+    """The images of every training folder, less ``--exclude``'s, each folder split into a training and a
+    stratified held-out part: (items, labels, corpus index, training rows, held-out rows, the exclusion's
+    record for face.json or None)."""
+    excluded, exclude_sha = read_exclude(o.exclude) if o.exclude is not None else (set(), None)
+    n_excluded = {}
+    items, y, corpus, tr, ho = [], [], [], [], []
+    for k, (folder, share) in enumerate(zip(folders, shares)):
+        its, note = training_images(folder)
+        if note:
+            console.print(f"{folder}: {note}")
+        if excluded:  # before --limit and the split: neither training nor the held-out part sees them
+            keep = [it for it in its if Path(it.path).resolve() not in excluded]
+            n_excluded[names[k]] = len(its) - len(keep)
+            its = keep
+        if o.limit is not None:
+            its = [its[i] for i in np.random.default_rng(o.seed).permutation(len(its))[:o.limit]]
+        yk = np.array([LABELS.index(it.label) for it in its], int)
+        trk, hok = stratified_holdout(yk, share, holdout_seed)
+        tr.append(trk + len(items))
+        ho.append(hok + len(items))
+        items += its
+        y.append(yk)
+        corpus += [k] * len(its)
+    exclusion = None
+    if excluded:
+        where = folders[0] if len(folders) == 1 else ", ".join(map(str, folders))
+        if not sum(n_excluded.values()):
+            raise DatasetError(f"{o.exclude}: none of its {len(excluded)} paths is an image of {where}; list the "
+                               "images' paths (relative ones are resolved against the list's folder)")
+        console.print(f"excluded {sum(n_excluded.values())} of the {len(excluded)} images listed in {o.exclude} ("
+                      + ", ".join(f"{n} {c}" for n, c in n_excluded.items()) + ")")
+        exclusion = {"file": str(o.exclude), "sha256": exclude_sha, "n_listed": len(excluded),
+                     "n_excluded": int(sum(n_excluded.values())), "per_corpus": n_excluded}
+    return items, np.concatenate(y), np.array(corpus), np.concatenate(tr), np.concatenate(ho), exclusion
+
+
+def _teacher_targets(o: TrainOptions, x, model, *, key: dict, y, split, console):
+    """``--teacher``: the teachers' scores of the training faces as soft targets, and the distillation's
+    record for face.json; (None, None) without teachers. ``key`` names the data for the teachers' cache;
+    ``split``: (training rows, held-out rows)."""
+    if not o.teachers:
+        return None, None
+    tr, ho = split
+    console.print(f"  scoring the faces with {len(o.teachers)} teacher(s) (mirror views) ...")
+    scores = teacher_scores(o.teachers, x, model.preprocessing, data_key=key, console=console)
+    soft, t_ho = scores[tr], scores[ho]  # training targets; the teachers' own held-out figure
+    t_acc = float(np.mean(t_ho.argmax(1) == y[ho]))
+    console.print(f"  teachers' held-out accuracy {t_acc:.3f}; their agreement with the training labels "
+                  f"{np.mean(soft.argmax(1) == y[tr]):.3f}; distill weight {o.distill}")
+    return soft, {"teachers": [str(t) for t in o.teachers], "weight": o.distill, "views": "mirror",
+                  "teacher_holdout_accuracy": t_acc}
+
+
+def _per_corpus_report(model, y, corpus, split, *, folders: dict, shares, console) -> dict:
+    """Each training folder's held-out accuracy, UAR and recall (printed, and for face.json); ``folders``:
+    name -> folder, in corpus-index order; ``split``: (training rows, held-out rows)."""
+    per_corpus = {}
+    tr, ho = split
+    pred = model.holdout_predictions_
+    for k, (name, folder) in enumerate(folders.items()):
+        sel = corpus[ho] == k
+        rep = classification_report(y[ho][sel], pred[sel], model.labels)
+        per_corpus[name] = {"folder": str(folder), "holdout": shares[k], "n_train": int((corpus[tr] == k).sum()),
+                            **{key: rep[key] for key in ("n", "accuracy", "uar", "recall", "confusion")}}
+        console.print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, UAR {rep['uar']:.3f} (n={rep['n']}); "
+                      "recall " + ", ".join(f"{lab} {r:.2f}" for lab, r in rep["recall"].items()))
+    return per_corpus
 
 
 def train_video_command(*, data: Path | Sequence[Path], out: Path, options: TrainOptions, console) -> None:
@@ -296,7 +396,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     recall of each corpus are reported at the end and stored in face.json.
     """
     o = options
-    holdout, seed, limit, init, balance = o.holdout, o.seed, o.limit, o.init, o.balance
+    holdout, seed, init, balance = o.holdout, o.seed, o.init, o.balance
     epochs, batch_size = o.epochs, o.batch_size
     folders = [Path(data)] if isinstance(data, (str, Path)) else [Path(d) for d in data]
     shares = [float(holdout)] * len(folders) if isinstance(holdout, (int, float)) else [float(h) for h in holdout]
@@ -309,35 +409,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     if len(set(names)) != len(names):
         names = [f"{n}{i}" for i, n in enumerate(names)]
     holdout_seed = seed if o.holdout_seed is None else o.holdout_seed
-    excluded, exclude_sha = read_exclude(o.exclude) if o.exclude is not None else (set(), None)
-    n_excluded = {}
-    items, y, corpus, tr, ho = [], [], [], [], []
-    for k, (folder, share) in enumerate(zip(folders, shares)):
-        its, note = training_images(folder)
-        if note:
-            console.print(f"{folder}: {note}")
-        if excluded:  # before --limit and the split: neither training nor the held-out part sees them
-            keep = [it for it in its if Path(it.path).resolve() not in excluded]
-            n_excluded[names[k]] = len(its) - len(keep)
-            its = keep
-        if limit is not None:
-            its = [its[i] for i in np.random.default_rng(seed).permutation(len(its))[:limit]]
-        yk = np.array([LABELS.index(it.label) for it in its], int)
-        trk, hok = stratified_holdout(yk, share, holdout_seed)
-        tr.append(trk + len(items))
-        ho.append(hok + len(items))
-        items += its
-        y.append(yk)
-        corpus += [k] * len(its)
-    y, corpus = np.concatenate(y), np.array(corpus)
-    tr, ho = np.concatenate(tr), np.concatenate(ho)
+    items, y, corpus, tr, ho, exclusion = _training_faces(folders, shares, names, o, holdout_seed, console)
     where = folders[0] if len(folders) == 1 else ", ".join(map(str, folders))
-    if excluded:
-        if not sum(n_excluded.values()):
-            raise DatasetError(f"{o.exclude}: none of its {len(excluded)} paths is an image of {where}; list the "
-                               "images' paths (relative ones are resolved against the list's folder)")
-        console.print(f"excluded {sum(n_excluded.values())} of the {len(excluded)} images listed in {o.exclude} ("
-                      + ", ".join(f"{n} {c}" for n, c in n_excluded.items()) + ")")
     missing = [lab for i, lab in enumerate(LABELS) if not np.any(y == i)]
     if missing:
         raise DatasetError(f"{where}: no training images for {', '.join(missing)}; every emotion needs examples")
@@ -361,31 +434,15 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
                       f"held-out acc {logs['val_accuracy']:.3f} ({time.time() - t0:.0f} s)")
 
     sw = None if balance == "none" else (w[tr], w[ho])
-    soft, distillation = None, None
-    if o.teachers:
-        key = {"holdout": shares[0] if len(set(shares)) == 1 else shares,
-               "holdout_seed": holdout_seed, "n_holdout": int(len(ho)),
-               "trained_on": _resolved([str(f) for f in folders]), "exclude": exclude_sha}
-        console.print(f"  scoring the faces with {len(o.teachers)} teacher(s) (mirror views) ...")
-        scores = teacher_scores(o.teachers, x, model.preprocessing, data_key=key, console=console)
-        soft, t_ho = scores[tr], scores[ho]  # training targets; the teachers' own held-out figure
-        t_acc = float(np.mean(t_ho.argmax(1) == y[ho]))
-        console.print(f"  teachers' held-out accuracy {t_acc:.3f}; their agreement with the training labels "
-                      f"{np.mean(soft.argmax(1) == y[tr]):.3f}; distill weight {o.distill}")
-        distillation = {"teachers": [str(t) for t in o.teachers], "weight": o.distill, "views": "mirror",
-                        "teacher_holdout_accuracy": t_acc}
-    fit_face_model(model, x[tr], y[tr], x_val=x[ho], y_val=y[ho], options=o, checkpoint_dir=out, on_epoch=on_epoch,
-                   initial_network=net, sample_weight=sw, soft_targets=soft)
+    key = {"holdout": shares[0] if len(set(shares)) == 1 else shares,
+           "holdout_seed": holdout_seed, "n_holdout": int(len(ho)),
+           "trained_on": _resolved([str(f) for f in folders]), "exclude": exclusion["sha256"] if exclusion else None}
+    soft, distillation = _teacher_targets(o, x, model, key=key, y=y, split=(tr, ho), console=console)
+    fit_face_model(model, FaceTrainingSet(x[tr], y[tr], x[ho], y[ho], sample_weight=sw, soft_targets=soft),
+                   options=o, checkpoint_dir=out, on_epoch=on_epoch, initial_network=net)
     refreshed = refresh_trained_network(model, x[tr], x[ho], y[ho], console=console) if o.refresh_bn else None
-    per_corpus = {}
-    pred = model.holdout_predictions_
-    for k, name in enumerate(names):
-        sel = corpus[ho] == k
-        rep = classification_report(y[ho][sel], pred[sel], model.labels)
-        per_corpus[name] = {"folder": str(folders[k]), "holdout": shares[k], "n_train": int((corpus[tr] == k).sum()),
-                            **{key: rep[key] for key in ("n", "accuracy", "uar", "recall", "confusion")}}
-        console.print(f"  {name}: held-out accuracy {rep['accuracy']:.3f}, UAR {rep['uar']:.3f} (n={rep['n']}); "
-                      "recall " + ", ".join(f"{lab} {r:.2f}" for lab, r in rep["recall"].items()))
+    per_corpus = _per_corpus_report(model, y, corpus, (tr, ho), folders=dict(zip(names, folders)), shares=shares,
+                                    console=console)
     extra = {"best_epoch": model.best_epoch_, "holdout_accuracy": model.holdout_accuracy_,
              "validation": model.validation_, "holdout": shares[0] if len(set(shares)) == 1 else shares,
              "trained_on": str(folders[0]) if len(folders) == 1 else [str(f) for f in folders],
@@ -394,13 +451,9 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
              "holdout_seed": holdout_seed, "width": o.width,
              "init": str(init) if init else None, "precision": o.precision,
              "augmentation": o.augmentation, "balance": balance}
-    if distillation is not None:
-        extra["distillation"] = distillation
-    if refreshed is not None:
-        extra["batchnorm_refresh"] = refreshed
-    if excluded:
-        extra["exclude"] = {"file": str(o.exclude), "sha256": exclude_sha, "n_listed": len(excluded),
-                            "n_excluded": int(sum(n_excluded.values())), "per_corpus": n_excluded}
+    for key, value in (("distillation", distillation), ("batchnorm_refresh", refreshed), ("exclude", exclusion)):
+        if value is not None:
+            extra[key] = value
     if len(folders) > 1:
         extra["validation_per_corpus"] = per_corpus
     model.save(out, extra=extra)

@@ -322,9 +322,9 @@ def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(fa
     seen = []
     real = training.fit_face_model
 
-    def spy(model, x, y, *, x_val, y_val, **kw):
-        seen.append((x, x_val))
-        return real(model, x, y, x_val=x_val, y_val=y_val, **kw)
+    def spy(model, data, **kw):
+        seen.append((data.x, data.x_val))
+        return real(model, data, **kw)
 
     monkeypatch.setattr(training, "fit_face_model", spy)
     out = tmp_path / "b"

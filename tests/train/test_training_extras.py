@@ -41,9 +41,9 @@ def test_train_video_distills_from_teachers_with_the_same_held_out_part(faces, t
     seen = []
     real = training.fit_face_model
 
-    def spy(model, x, y, *, x_val, y_val, soft_targets=None, **kw):
-        seen.append((x, soft_targets))
-        return real(model, x, y, x_val=x_val, y_val=y_val, soft_targets=soft_targets, **kw)
+    def spy(model, data, **kw):
+        seen.append((data.x, data.soft_targets))
+        return real(model, data, **kw)
 
     monkeypatch.setattr(training, "fit_face_model", spy)
     out = tmp_path / "student"

@@ -121,7 +121,7 @@ def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True,
 
 def tiny_voice_model(seed: int = 0):
     """A VoiceModel fitted on random 'thesis68' features of 3 speakers."""
-    from emocli.voice.model import VoiceModel
+    from emocli.voice.model import Selection, VoiceModel
     from emocli.labels import LABELS
 
     r = np.random.default_rng(seed)
@@ -130,8 +130,8 @@ def tiny_voice_model(seed: int = 0):
     y = np.array([LABELS[i % 7] for i in range(n)])
     x[np.arange(n), np.arange(n) % 7] += 3.0  # make the classes separable
     groups = np.array([f"s{i % 3}" for i in range(n)])
-    return VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(1.0,), n_repeats=1,
-                      n_folds=3).fit(x, y, groups)
+    return VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0,), gamma_grid=(1.0,), n_repeats=1,
+                                                               n_folds=3)).fit(x, y, groups)
 
 
 def build_once(name: str, tmp_path_factory, build) -> Path:

@@ -247,9 +247,10 @@ def _extract_locked(items, *, dataset, out, bundle, opts, ray, ray_address, work
     with contextlib.closing(bar):
         try:
             if ray or ray_address:
-                from emocli.runners.ray import ray_extract
+                from emocli.runners.ray import RayCluster, ray_extract
 
-                summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts, address=ray_address,
+                summary = ray_extract(items, root=root, out=out, bundle=bundle, options=opts,
+                                      cluster=RayCluster(address=ray_address),
                                       retry_failed=retry_failed, progress=lambda row: bar.advance())
             else:
                 summary = run_extraction(items, root=root, out=out, bundle=bundle, options=opts,

@@ -311,12 +311,12 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
     bar = ProgressBar(err, total, show=total is not None or not sys.stdout.isatty())
     if ray or ray_address:
         from emocli.media.inputs import files_only
-        from emocli.runners.ray import ray_predict
+        from emocli.runners.ray import RayCluster, ray_predict
 
         try:
             results = ray_predict(pipe.bundle, opts, files_only(expand_inputs(inputs, input_options=live_opts),
                                                                 "is read on this machine: run it without --ray"),
-                                  address=ray_address)
+                                  cluster=RayCluster(address=ray_address))
         except EmoError as exc:
             bar.close()
             raise fail(str(exc)) from None

@@ -246,16 +246,14 @@ def _run_one(args) -> dict[str, Any]:
 
 
 def run_extraction(items, *, root: Path, out: Path, bundle: Path, options, workers: int = 1,
-                   retry_failed: bool = False, pipe=None,
+                   retry_failed: bool = False,
                    progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Process every unfinished item; return a summary (done, skipped, failed by reason)."""
     out = Path(out)
     todo, skipped = plan(items, root=root, out=out, retry_failed=retry_failed)
     rows: list[dict[str, Any]] = []
     if workers <= 1 or len(todo) <= 1:
-        if todo and pipe is None:
-
-            pipe = Pipeline(bundle, options)
+        pipe = Pipeline(bundle, options) if todo else None
         for it, iid, o in todo:
             row = process_item(it, iid, o, pipe)
             rows.append(row)

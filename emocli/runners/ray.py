@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -83,10 +84,20 @@ class _Worker:
         return process_item(item, iid, Path(out), self.pipe)
 
 
+@dataclass(frozen=True)
+class RayCluster:
+    """Where a Ray run goes: ``address`` of a running cluster ("auto", "ray://host:10001"; None starts a
+    local instance with ``num_cpus`` CPUs, default all), and at most ``max_actors`` pipeline actors
+    (default: one per CPU the cluster has)."""
+    address: str | None = None
+    num_cpus: int | None = None
+    max_actors: int | None = None
+
+
 class _Cluster:
     """Connect to Ray (or start a local instance) and hand out pipeline actors lazily."""
-    def __init__(self, bundle: Path | str | None, options: Options, *, address: str | None,
-                 num_cpus: int | None, max_actors: int | None, n_jobs: int | None = None):
+    def __init__(self, bundle: Path | str | None, options: Options, spec: RayCluster, *, n_jobs: int | None = None):
+        address, num_cpus, max_actors = spec.address, spec.num_cpus, spec.max_actors
 
         ray = self.ray = _import_ray()
         self.started = False
@@ -205,9 +216,8 @@ class _Cluster:
 
 
 def ray_predict(pipe_bundle: Path | str | None, options: Options,
-                inputs: Iterable[tuple[str, Path | None, str | None]], *, address: str | None = None,
-                shard_size: int = 1, num_cpus: int | None = None,
-                max_actors: int | None = None) -> Iterator[Result]:
+                inputs: Iterable[tuple[str, Path | None, str | None]], *, cluster: RayCluster = RayCluster(),
+                shard_size: int = 1) -> Iterator[Result]:
     """Bulk predict on Ray: one :class:`Result` per input, in input order.
 
     The Ray counterpart of :func:`emocli.runners.pool.run_bulk`, with the same inputs (``(display
@@ -225,16 +235,12 @@ def ray_predict(pipe_bundle: Path | str | None, options: Options,
     inputs
         ``(display, path, problem)`` triples; a ``problem`` becomes an error result without
         being sent to a worker.
-    address
-        ``None``: start a local Ray instance (or use the one this process already joined);
-        ``"auto"`` or ``"ray://host:10001"``: join that cluster.
+    cluster
+        Where it runs (:class:`RayCluster`): no address starts a local Ray instance (or uses the
+        one this process already joined); ``"auto"`` or ``"ray://host:10001"`` joins that cluster.
     shard_size
         Inputs per Ray call (1: one call per clip; larger shards cut scheduling overhead
         for many short clips).
-    num_cpus
-        CPUs of a local instance (default: all of this machine's).
-    max_actors
-        Pipelines to load at most (default: one per CPU of the cluster).
 
     Raises
     ------
@@ -244,7 +250,7 @@ def ray_predict(pipe_bundle: Path | str | None, options: Options,
     """
     if shard_size < 1:
         raise EmoError(f"shard_size must be at least 1, got {shard_size}")
-    cluster = _Cluster(pipe_bundle, options, address=address, num_cpus=num_cpus, max_actors=max_actors)
+    cluster = _Cluster(pipe_bundle, options, cluster)
     try:
         cluster.ready()
     except BaseException:
@@ -280,15 +286,14 @@ def _gather_predictions(cluster: _Cluster, inputs, shard_size: int) -> Iterator[
 
 
 def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, options: Options,
-                address: str | None = None, retry_failed: bool = False, num_cpus: int | None = None,
-                max_actors: int | None = None,
+                cluster: RayCluster = RayCluster(), retry_failed: bool = False,
                 progress: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """``emo extract`` on Ray: the same files and the same summary as :func:`emocli.runners.extract.run_extraction`.
 
     One Ray call per unfinished item, on actors that each hold one loaded pipeline. ``out``
     must be writable from every worker (shared filesystem); files are written atomically by
     the workers, so a run killed at any moment is resumable locally or on Ray alike.
-    ``address``, ``num_cpus`` and ``max_actors`` are as for :func:`ray_predict`.
+    ``cluster``: where it runs (:class:`RayCluster`).
 
     Raises
     ------
@@ -300,7 +305,7 @@ def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, opti
     todo, skipped = plan(items, root=root, out=str(out), retry_failed=retry_failed)
     rows: list[dict[str, Any]] = []
     if todo:
-        cluster = _Cluster(bundle, options, address=address, num_cpus=num_cpus, max_actors=max_actors,
+        cluster = _Cluster(bundle, options, cluster,
                            n_jobs=len(todo))
         try:
             for _, row, err in cluster.ordered("extract", ((None, job) for job in todo)):

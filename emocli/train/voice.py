@@ -26,7 +26,7 @@ from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
 from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,
                                    feature_dimension, perturb, window_features)
-from emocli.voice.model import DEFAULT_C_GRID, VoiceModel
+from emocli.voice.model import DEFAULT_C_GRID, Frames, Selection, VoiceModel
 from emocli.voice.speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
 
@@ -49,9 +49,10 @@ def train_audio_features_command(*, features: Path, out: Path, balanced: bool, s
     y = [d["label"] for d in items]
     groups = [d["speaker"] or d["id"] for d in items]
     method = "speaker" if all(d["speaker"] for d in items) else "clip (no speaker ids: random)"
-    model = VoiceModel(feature_set=st["feature_set"], window=float(st["window_s"]), step=float(st["step_s"]),
-                       sample_rate=int(st["sample_rate"]), class_weight="balanced" if balanced else None,
-                       seed=seed, n_folds=min(5, len(set(groups))))
+    model = VoiceModel(feature_set=st["feature_set"],
+                       frames=Frames(float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])),
+                       class_weight="balanced" if balanced else None,
+                       selection=Selection(seed=seed, n_folds=min(5, len(set(groups)))))
     model.fit(x, y, groups)
     extra = {"trained_on_features": str(features), "n_clips": len(items), "grouping": method,
              "n_speakers": len({d["speaker"] for d in items}) if all(d["speaker"] for d in items) else None,
@@ -386,8 +387,8 @@ def train_audio_command(*, data: list[Path], out: Path, options: VoiceTrainOptio
         raise DatasetError("fewer than 2 training speakers are left; hold out fewer --test-speakers")
 
     def new_model() -> VoiceModel:
-        return VoiceModel(feature_set=feature_set, C_grid=tuple(c_grid or DEFAULT_C_GRID),
-                          class_weight="balanced" if balanced else None, n_repeats=repeats, seed=seed)
+        return VoiceModel(feature_set=feature_set, class_weight="balanced" if balanced else None,
+                          selection=Selection(C_grid=tuple(c_grid or DEFAULT_C_GRID), n_repeats=repeats, seed=seed))
 
     # -- the plain model ---------------------------------------------------------------------------
     model = new_model()

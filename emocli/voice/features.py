@@ -34,7 +34,7 @@ same clip at any non-zero gain give the same features.
 from __future__ import annotations
 
 import functools
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 
@@ -350,20 +350,33 @@ def pitch_track(audio: np.ndarray, sr: int, *, window: float = WINDOW, step: flo
         raise ParameterError(f"a {window * 1000:.0f} ms window is too short to track pitch between {fmin:g} and "
                          f"{fmax:g} Hz; use a window of at least {(lag_max + 2 * lag_min) / sr * 1000:.0f} ms")
     n = 1 + (len(norm) - win) // hop
+    grid = _PitchGrid(win, hop, span, lag_min, lag_max, sr, fmin, fmax)
     # Windows are independent: work through them in blocks so memory stays bounded on long
     # recordings (10 minutes at once took ~1.5 GB; a block of PITCH_BLOCK windows ~30 MB).
     out = np.empty((2, n), np.float32)
     for start in range(0, n, PITCH_BLOCK):
         idx = np.arange(start, min(n, start + PITCH_BLOCK))
         x = norm.block(start * hop, (idx[-1]) * hop + win) / _INT16_SCALE
-        out[:, idx] = _pitch_block(x, idx - start, win=win, hop=hop, span=span, lag_min=lag_min,
-                                   lag_max=lag_max, sr=sr, fmin=fmin, fmax=fmax)
+        out[:, idx] = _pitch_block(x, idx - start, grid)
     return out
 
 
-def _pitch_block(x: np.ndarray, idx: np.ndarray, *, win: int, hop: int, span: int, lag_min: int, lag_max: int,
-                 sr: int, fmin: float, fmax: float) -> np.ndarray:
+class _PitchGrid(NamedTuple):
+    """The pitch tracker's analysis: window and hop (samples), samples correlated at every lag, the lags
+    searched (samples), the sample rate and the pitch range (Hz)."""
+    win: int
+    hop: int
+    span: int
+    lag_min: int
+    lag_max: int
+    sr: int
+    fmin: float
+    fmax: float
+
+
+def _pitch_block(x: np.ndarray, idx: np.ndarray, grid: _PitchGrid) -> np.ndarray:
     """Pitch and voicing (2, len(idx)) of the windows ``idx`` of the normalised signal ``x``."""
+    win, hop, span, lag_min, lag_max, sr, fmin, fmax = grid
     n = len(idx)
     frames = x[np.arange(win)[None, :] + hop * idx[:, None]]
     frames = frames - frames.mean(axis=1, keepdims=True)

@@ -27,6 +27,7 @@ has no ``.npz``, and a new save removes it (52.7 MB for the shipped bundle's two
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -162,21 +163,38 @@ class CompactSVM:
         return e / e.sum(axis=1, keepdims=True)
 
 
+@dataclass(frozen=True)
+class Frames:
+    """The short-term analysis the clip statistics were computed with: window and hop in seconds, and
+    the sample rate (Hz) the audio was decoded at."""
+    window: float = 0.050
+    step: float = 0.025
+    sample_rate: int = 16000
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How :meth:`VoiceModel.fit` chooses C and gamma: every pair of ``C_grid`` (SVM C values) and
+    ``gamma_grid`` (RBF gammas as multiples of ``1 / n_features``), scored on ``n_folds`` speaker-grouped
+    folds, ``n_repeats`` times with a new shuffle (``seed``), by ``scoring``: ``"uar"`` (unweighted
+    average recall) or ``"accuracy"``."""
+    C_grid: Sequence[float] = DEFAULT_C_GRID
+    gamma_grid: Sequence[float] = DEFAULT_GAMMA_GRID
+    n_repeats: int = 3
+    n_folds: int = DEFAULT_FOLDS
+    scoring: str = "uar"
+    seed: int = 0
+
+
 class VoiceModel:
     """StandardScaler + RBF SVM on clip statistics, tuned on speaker-grouped splits.
 
     Parameters
     ----------
     feature_set : which clip statistics ``X`` holds (:data:`emocli.voice.features.FEATURE_SETS`)
-    window, step : analysis window and hop in seconds the features were computed with
-    sample_rate : Hz the audio was decoded at
-    C_grid : candidate SVM C values
-    gamma_grid : candidate RBF gammas, as multiples of ``1 / n_features``
+    frames : the analysis window, hop and sample rate the features were computed with (:class:`Frames`)
     class_weight : ``"balanced"`` (weights inversely proportional to class frequency) or None
-    n_repeats : times the speaker-grouped cross-validation is repeated with a new shuffle
-    n_folds : speaker folds per repeat
-    scoring : ``"uar"`` (unweighted average recall) or ``"accuracy"``: what C and gamma maximise
-    seed : random seed of the speaker shuffles
+    selection : how C and gamma are chosen (:class:`Selection`)
 
     Attributes (after ``fit``)
     --------------------------
@@ -185,21 +203,16 @@ class VoiceModel:
     validation predictions; validation_recall_ : its per-class recall; settings_ : feature
     settings (:func:`emocli.voice.features.settings`); estimator_ : the calibrated pipeline.
     """
-    def __init__(self, *, feature_set: str = "rich", window: float = 0.050, step: float = 0.025,
-                 sample_rate: int = 16000, C_grid: Sequence[float] = DEFAULT_C_GRID,
-                 gamma_grid: Sequence[float] = DEFAULT_GAMMA_GRID, class_weight: str | None = "balanced",
-                 n_repeats: int = 3, n_folds: int = DEFAULT_FOLDS, scoring: str = "uar", seed: int = 0):
+    def __init__(self, *, feature_set: str = "rich", frames: Frames = Frames(), class_weight: str | None = "balanced",
+                 selection: Selection = Selection()):
         self.feature_set = feature_set
-        self.window = window
-        self.step = step
-        self.sample_rate = sample_rate
-        self.C_grid = C_grid
-        self.gamma_grid = gamma_grid
+        self.frames = frames
         self.class_weight = class_weight
-        self.n_repeats = n_repeats
-        self.n_folds = n_folds
-        self.scoring = scoring
-        self.seed = seed
+        self.selection = selection
+        self.window, self.step, self.sample_rate = frames.window, frames.step, frames.sample_rate
+        self.C_grid, self.gamma_grid = selection.C_grid, selection.gamma_grid
+        self.n_repeats, self.n_folds = selection.n_repeats, selection.n_folds
+        self.scoring, self.seed = selection.scoring, selection.seed
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -400,12 +413,12 @@ class VoiceModel:
         """The model object around a loaded estimator, from voice.json's settings (raises on malformed values)."""
         svm = meta.get("svm", {})
         sel = meta.get("selection", {})
-        model = cls(feature_set=st["feature_set"], window=window, step=step, sample_rate=sr,
-                    C_grid=tuple(sel.get("C_grid", DEFAULT_C_GRID)),
-                    gamma_grid=tuple(sel.get("gamma_grid_x", DEFAULT_GAMMA_GRID)),
-                    class_weight=svm.get("class_weight"), n_repeats=int(sel.get("repeats", 3)),
-                    n_folds=int(sel.get("folds", DEFAULT_FOLDS)), scoring=sel.get("scoring", "uar"),
-                    seed=int(sel.get("seed", 0)))
+        model = cls(feature_set=st["feature_set"], frames=Frames(window, step, sr), class_weight=svm.get("class_weight"),
+                    selection=Selection(C_grid=tuple(sel.get("C_grid", DEFAULT_C_GRID)),
+                                        gamma_grid=tuple(sel.get("gamma_grid_x", DEFAULT_GAMMA_GRID)),
+                                        n_repeats=int(sel.get("repeats", 3)),
+                                        n_folds=int(sel.get("folds", DEFAULT_FOLDS)),
+                                        scoring=sel.get("scoring", "uar"), seed=int(sel.get("seed", 0))))
         model.settings_ = dict(st)
         model.estimator_ = est
         model.labels_ = list(labels)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from emocli.voice.features import (FEATURE_NAMES, N_FEATURES, WINDOW_FEATURE_NAMES, clip_feature_sets,
                                    clip_statistics, feature_dimension, frame_statistics, n_frames, pitch_track,
                                    short_term_features, speed_perturb, window_features)
-from emocli.voice.model import VoiceModel
+from emocli.voice.model import Selection, VoiceModel
 from emocli.errors import ModelError, NoAudioError, NotFittedError
 from emocli.labels import LABELS
 
@@ -227,7 +227,7 @@ def random_features(rng, labels=LABELS, speakers=4, per=3, dim=68):
 @pytest.fixture(scope="module")
 def fitted():
     x, y, g = random_features(np.random.default_rng(0))
-    return VoiceModel(feature_set="thesis68", C_grid=(1.0, 10.0), gamma_grid=(0.5,), n_repeats=2).fit(x, y, g), x, y
+    return VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0, 10.0), gamma_grid=(0.5,), n_repeats=2)).fit(x, y, g), x, y
 
 
 def test_fit_contract_and_probabilities(fitted):
@@ -247,7 +247,7 @@ def test_fit_contract_and_probabilities(fitted):
 def test_columns_follow_label_order_of_present_classes(rng):
     labels = ("surprise", "anger", "sad")  # given out of order
     x, y, g = random_features(rng, labels=labels, speakers=3)
-    model = VoiceModel(feature_set="thesis68", C_grid=(3.0,), gamma_grid=(0.5,), n_repeats=1).fit(x, y, g)
+    model = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(3.0,), gamma_grid=(0.5,), n_repeats=1)).fit(x, y, g)
     assert model.labels == ["anger", "sad", "surprise"]
     p = model.predict_proba(x)
     for lab in labels:
@@ -258,7 +258,7 @@ def test_augmented_rows_are_trained_on_but_never_scored(rng):
     x, y, g = random_features(rng, speakers=3, per=2)
     aug = np.zeros(len(y), bool)
     aug[::2] = True
-    model = VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1)
+    model = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1))
     model.fit(x, y, g, augmented=aug)
     assert model.validation_["clips"] == model.validation_["n"] == int((~aug).sum())
 
@@ -344,7 +344,7 @@ def test_compact_runtime_form_of_a_two_emotion_model_scores_like_scikit_learn(tm
     (it once scored every two-emotion model inverted)."""
     x, y, g = random_features(np.random.default_rng(3))
     keep = np.isin(y, ["anger", "sad"])
-    model = VoiceModel(feature_set="thesis68", C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1).fit(
+    model = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0,), gamma_grid=(0.5,), n_repeats=1)).fit(
         x[keep], y[keep], g[keep])
     model.save(tmp_path)
     compact = VoiceModel.load(tmp_path)

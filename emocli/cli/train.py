@@ -16,65 +16,91 @@ from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, Fus
                                 SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder, number_in)
 
 
+_TrainVideoData = Annotated[Optional[list[Path]], typer.Argument(
+    help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
+    "network, each with its own held-out part.", show_default=False)]
+_TrainVideoOut = Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Bundle folder to write face.keras/face.json into.",
+    show_default=False)]
+_TrainVideoBackbone = Annotated[str, typer.Option(metavar="<backbone>", help="emo-cnn (default, trained end to end), mini-xception:PATH, "
+    "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
+    "(frozen backbone + retrained head).")]
+_TrainVideoEpochs = Annotated[int, typer.Option(min=1, help="Training epochs.")]
+_TrainVideoBatchSize = Annotated[int, typer.Option(min=1, help="Images per training step.")]
+_TrainVideoLr = Annotated[float, typer.Option(callback=number_in(0.0, 1.0, lo_open=True),
+    help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")]
+_TrainVideoHoldout = Annotated[list[float], typer.Option(callback=number_in(0.01, 0.5), metavar="<share>",
+    help="Share of each corpus held out to pick the "
+    "best epoch: once for all, or once per "
+    "DATA folder in order.")]
+_TrainVideoBalance = Annotated[Balance, typer.Option(help="Sample weights over corpus x class: none, sqrt (1/sqrt(count)) "
+    "or full (1/count); they also weigh the held-out accuracy.")
+]
+_TrainVideoWidth = Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")]
+_TrainVideoSeed = Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")]
+_TrainVideoHoldoutSeed = Annotated[Optional[int], typer.Option(help="Seed of the held-out split alone (default: --seed); keep "
+    "it fixed across runs that will be compared or averaged.",
+    show_default=False)]
+_TrainVideoLimit = Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training images (quick runs).")]
+_TrainVideoFeatures = Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
+    "softmax on its fc2 features (no media decoded again).")]
+_TrainVideoInit = Annotated[Optional[Path], typer.Option(help="Start from the face network of this bundle (fine-tuning or "
+    "a warm restart) instead of new weights.")]
+_TrainVideoWeights = Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
+    "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
+    show_default=False)]
+_TrainVideoHead = Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
+    "blocks + FC 512-256; default: exp2.", show_default=False)]
+_TrainVideoRotation = Annotated[float, typer.Option(callback=number_in(0, 180), help="Augmentation: largest random rotation, degrees "
+    "(the thesis's 30 by default).")]
+_TrainVideoZoom = Annotated[float, typer.Option(callback=number_in(0, 0.9), help="Augmentation: largest random zoom, as a share.")]
+_TrainVideoShift = Annotated[float, typer.Option(callback=number_in(0, 0.9), help="Augmentation: largest random shift, as a share of "
+    "the side.")]
+_TrainVideoPrecision = Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
+    "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
+    "only; saved networks are always float32).")]
+_TrainVideoExclude = Annotated[Optional[Path], typer.Option(help="A file of image paths (one per line, or a CSV whose first "
+    "column is the path) kept out of training and of the "
+    "held-out part: a test set kept unseen.",
+    show_default=False)]
+_TrainVideoTeacher = Annotated[Optional[list[Path]], typer.Option(metavar="<bundle>",
+    help="Knowledge distillation: a face bundle trained on the "
+    "same DATA with the same held-out split; repeat for "
+    "an ensemble. Its averaged scores join the labels as "
+    "training targets.", show_default=False)]
+_TrainVideoDistill = Annotated[float, typer.Option(callback=number_in(0.0, 1.0), help="With --teacher: the teachers' share of the "
+    "training targets (the labels' is the rest).")]
+_TrainVideoRefreshBn = Annotated[bool, typer.Option("--refresh-bn", help="After training, re-estimate the BatchNorm "
+    "statistics on the un-augmented training faces; "
+    "kept if the held-out accuracy gains (see `emo "
+    "refresh-bn`).")]
+
+
 @app.command("train-video", cls=EmoCommand, short_help="Train the face network on face images.", epilog="\b\nExamples:\n  emo train-video ../shared/data/fer2013/train --out runs/face --epochs 30\n  emo train-video fer2013/train rafdb/train affectnet/train --holdout 0.1 --balance sqrt --init models/default --out runs/multi\n  emo train-video --features runs/afew_feats --split Train --out runs/afew_head\n")
 def train_video(
-    data: Annotated[Optional[list[Path]], typer.Argument(
-        help="Folders of face images, one sub-folder per emotion (FER2013 layout); several corpora train one "
-             "network, each with its own held-out part.", show_default=False)] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Bundle folder to write face.keras/face.json into.",
-                                      show_default=False)] = ...,
-    backbone: Annotated[str, typer.Option(metavar="<backbone>", help="emo-cnn (default, trained end to end), mini-xception:PATH, "
-                                               "vggface (needs --weights) or keras:PATH.keras, keras:PATH.keras#LAYER "
-                                               "(frozen backbone + retrained head).")] = "emo-cnn",
-    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 30,
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per training step.")] = 128,
-    lr: Annotated[float, typer.Option(callback=number_in(0.0, 1.0, lo_open=True),
-                                      help="Peak Adam learning rate (cosine decay after 1 warm-up epoch).")] = 1e-3,
-    holdout: Annotated[list[float], typer.Option(callback=number_in(0.01, 0.5), metavar="<share>",
-                                                 help="Share of each corpus held out to pick the "
-                                                                         "best epoch: once for all, or once per "
-                                                                         "DATA folder in order.")] = [0.1],
-    balance: Annotated[Balance, typer.Option(help="Sample weights over corpus x class: none, sqrt (1/sqrt(count)) "
-                                                  "or full (1/count); they also weigh the held-out accuracy.")
-                       ] = Balance.none,
-    width: Annotated[int, typer.Option(min=4, help="emo-cnn: filters in the first block (doubles per block).")] = 32,
-    seed: Annotated[int, typer.Option(help="Random seed (split, init, augmentation).")] = 0,
-    holdout_seed: Annotated[Optional[int], typer.Option(help="Seed of the held-out split alone (default: --seed); keep "
-                                                             "it fixed across runs that will be compared or averaged.",
-                                                        show_default=False)] = None,
-    limit: Annotated[Optional[int], typer.Option(min=1, help="Use at most this many training images (quick runs).")] = None,
-    features: Annotated[Optional[Path], typer.Option(help="Instead of DATA: an `emo extract` folder; retrain only the "
-                                                          "softmax on its fc2 features (no media decoded again).")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Start from the face network of this bundle (fine-tuning or "
-                                                      "a warm restart) instead of new weights.")] = None,
-    weights: Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
-                                                         "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
-                                                    show_default=False)] = None,
-    head: Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
-                                                      "blocks + FC 512-256; default: exp2.", show_default=False)] = None,
-    rotation: Annotated[float, typer.Option(callback=number_in(0, 180), help="Augmentation: largest random rotation, degrees "
-                                                                 "(the thesis's 30 by default).")] = 30.0,
-    zoom: Annotated[float, typer.Option(callback=number_in(0, 0.9), help="Augmentation: largest random zoom, as a share.")] = 0.15,
-    shift: Annotated[float, typer.Option(callback=number_in(0, 0.9), help="Augmentation: largest random shift, as a share of "
-                                                              "the side.")] = 0.10,
-    precision: Annotated[Precision, typer.Option(help="Training arithmetic: mixed_bfloat16 about doubles speed on "
-                                                      "CPUs with AVX512-BF16/AMX, mixed_float16 on GPUs (emo-cnn "
-                                                      "only; saved networks are always float32).")] = "float32",
-    exclude: Annotated[Optional[Path], typer.Option(help="A file of image paths (one per line, or a CSV whose first "
-                                                         "column is the path) kept out of training and of the "
-                                                         "held-out part: a test set kept unseen.",
-                                                    show_default=False)] = None,
-    teacher: Annotated[Optional[list[Path]], typer.Option(metavar="<bundle>",
-                                                          help="Knowledge distillation: a face bundle trained on the "
-                                                               "same DATA with the same held-out split; repeat for "
-                                                               "an ensemble. Its averaged scores join the labels as "
-                                                               "training targets.", show_default=False)] = None,
-    distill: Annotated[float, typer.Option(callback=number_in(0.0, 1.0), help="With --teacher: the teachers' share of the "
-                                                                  "training targets (the labels' is the rest).")] = 0.5,
-    refresh_bn: Annotated[bool, typer.Option("--refresh-bn", help="After training, re-estimate the BatchNorm "
-                                                                   "statistics on the un-augmented training faces; "
-                                                                   "kept if the held-out accuracy gains (see `emo "
-                                                                   "refresh-bn`).")] = False,
+    data: _TrainVideoData = None,
+    out: _TrainVideoOut = ...,
+    backbone: _TrainVideoBackbone = "emo-cnn",
+    epochs: _TrainVideoEpochs = 30,
+    batch_size: _TrainVideoBatchSize = 128,
+    lr: _TrainVideoLr = 1e-3,
+    holdout: _TrainVideoHoldout = [0.1],
+    balance: _TrainVideoBalance = Balance.none,
+    width: _TrainVideoWidth = 32,
+    seed: _TrainVideoSeed = 0,
+    holdout_seed: _TrainVideoHoldoutSeed = None,
+    limit: _TrainVideoLimit = None,
+    features: _TrainVideoFeatures = None,
+    init: _TrainVideoInit = None,
+    weights: _TrainVideoWeights = None,
+    head: _TrainVideoHead = None,
+    rotation: _TrainVideoRotation = 30.0,
+    zoom: _TrainVideoZoom = 0.15,
+    shift: _TrainVideoShift = 0.10,
+    precision: _TrainVideoPrecision = "float32",
+    exclude: _TrainVideoExclude = None,
+    teacher: _TrainVideoTeacher = None,
+    distill: _TrainVideoDistill = 0.5,
+    refresh_bn: _TrainVideoRefreshBn = False,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
 ) -> None:

@@ -23,6 +23,9 @@ VIEWS = ("bundle", "spread", "mirror", "none")  # test-time views of a face (Fac
 TTA_CHOICES = ("auto", *VIEWS)  # --tta: auto = the bundle's views for still images, spread for video frames
 POOLINGS = ("mean", "expressive")  # --pooling: how frame scores make a clip's face score
 FACE_MODES = ("main", "all")  # --faces
+# voice adaptation (--adapt): each voice against the baseline of its speaker (named by --speaker-of or the
+# corpus), of the whole run (speakers unknown), or of its own stream so far (--window segments, live)
+ADAPT_MODES = ("speaker", "run", "stream")
 MODALITIES = ("both", "face", "voice")  # --modality
 OUTPUT_FORMATS = ("table", "json", "csv", *TIMELINE_FORMATS)  # predict --format
 

@@ -77,13 +77,18 @@ def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
             "top_share": shares[top], "top_class": top, "recall": recall, "shares": shares}
 
 
-def fit_predict(x_tr, y_tr, w_tr, x_te, *, C: float, gamma_x: float) -> np.ndarray:
+def fit_predict(x_tr, y_tr, w_tr, x_te, *, C: float, gamma_x: float, classifier: str = "svm") -> np.ndarray:
+    from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    clf = make_pipeline(StandardScaler(), SVC(C=C, kernel="rbf", gamma=gamma_x / x_tr.shape[1]))
-    clf.fit(x_tr, y_tr, svc__sample_weight=w_tr)
+    if classifier == "svm":
+        clf = make_pipeline(StandardScaler(), SVC(C=C, kernel="rbf", gamma=gamma_x / x_tr.shape[1]))
+        clf.fit(x_tr, y_tr, svc__sample_weight=w_tr)
+    else:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+        clf.fit(x_tr, y_tr, logisticregression__sample_weight=w_tr)
     return clf.predict(x_te)
 
 
@@ -102,6 +107,7 @@ def weights(y: np.ndarray, corpus: np.ndarray, balance: str) -> np.ndarray:
 def loco(args) -> None:
     z = np.load(args.rows)
     x, y, spk, corpus, copy, held = z["x"], z["y"], z["speaker"], z["corpus"], z["copy"], z["held"]
+    x = {"all": x, "whisper": x[:, :768], "rich": x[:, 768:]}[args.columns]
     keep = ~np.isin(spk, held) & np.isin(copy, ("1.0", *args.copies))
     if args.corpora:
         keep &= np.isin(corpus, args.corpora)
@@ -109,13 +115,21 @@ def loco(args) -> None:
     real = copy == "1.0"
     if args.adapt != "none":
         # a copy (speed, noise, reverb) is a recording condition of its own: normalised by its own statistics
-        group = {"corpus": corpus, "speaker": spk}[args.adapt]
-        x = normalise(x, np.char.add(np.char.add(group.astype(str), "#"), copy.astype(str)), np.ones(len(x), bool))
+        def by(kind):
+            group = {"corpus": corpus, "speaker": spk}[kind]
+            return normalise(x, np.char.add(np.char.add(group.astype(str), "#"), copy.astype(str)),
+                             np.ones(len(x), bool))
+
+        x_test = by(args.adapt)
+        x = by(args.train_adapt or args.adapt)
+    else:
+        x_test = x
     table = {}
     corpora = args.only or [str(c) for c in dict.fromkeys(corpus)]
     for c in corpora:
         tr, te = (corpus != c), (corpus == c) & real
-        pred = fit_predict(x[tr], y[tr], weights(y[tr], corpus[tr], args.balance), x[te], C=args.C, gamma_x=args.gamma)
+        pred = fit_predict(x[tr], y[tr], weights(y[tr], corpus[tr], args.balance), x_test[te], C=args.C,
+                           gamma_x=args.gamma, classifier=args.classifier)
         table[c] = scores(y[te], pred)
         r = table[c]
         print(f"{c:10s} n={r['n']:5d} acc {r['accuracy']:.3f} UAR {r['uar']:.3f} top {r['top_class']} {r['top_share']:.2f}",
@@ -159,10 +173,14 @@ def main(argv=None) -> None:
     lo = sub.add_parser("loco")
     lo.add_argument("rows")
     lo.add_argument("--adapt", choices=("none", "corpus", "speaker"), default="none")
+    lo.add_argument("--train-adapt", choices=("corpus", "speaker"), help="normalisation of the training rows "
+                    "(default: --adapt's)")
     lo.add_argument("--balance", choices=("class", "corpus-class"), default="class")
     lo.add_argument("--copies", nargs="*", default=[], help="training copies: 0.9 1.1 noise reverb")
     lo.add_argument("--C", type=float, default=10.0)
     lo.add_argument("--gamma", type=float, default=0.5, help="gamma x n_features")
+    lo.add_argument("--columns", choices=("all", "whisper", "rich"), default="all")
+    lo.add_argument("--classifier", choices=("svm", "logreg"), default="svm")
     lo.add_argument("--only", nargs="*", help="corpora to leave out (default: each)")
     lo.add_argument("--corpora", nargs="*", help="corpora to use at all (default: all)")
     lo.add_argument("--out")

@@ -43,9 +43,20 @@ class EmoCommand(TyperCommand):
     form of ``--out DIR`` (bundles, feature folders) it still works for one release, unlisted. Built on click's public ``collect_usage_pieces`` and
     ``format_options``."""
 
+    # options that took no value in the previous release: (option, the value its bare form stands for,
+    # the values it takes now); kept working for one release
+    bare_options: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
     def parse_args(self, ctx, args):
         """A bad choice reads "'both' is not one of 'main', 'all'." (Typer 0.29 passes pydantic's "Value
-        error, " prefix through)."""
+        error, " prefix through). An option of :attr:`bare_options` given without a value gets its old
+        meaning."""
+        args = list(args)
+        end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
+        for name, value, values in self.bare_options:
+            for i in reversed([i for i, a in enumerate(args[:end]) if a == name]):
+                if i + 1 >= len(args) or args[i + 1] not in values:
+                    args.insert(i + 1, value)
         try:
             return super().parse_args(ctx, args)
         except typer.BadParameter as exc:

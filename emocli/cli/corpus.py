@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from emocli.cli.base import EmoCommand, app, fail, stderr_console
-from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, JsonTableOpt, LayoutOpt,
+from emocli.cli.options import (EVALUATE_FORMATS, AdaptCorpus, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, JsonTableOpt, LayoutOpt,
                                 Modality, ModalityOpt, ModelOpt, RayAddressOpt, RayOpt, ScoringOpts, check_out_folder,
                                 output_format, pipeline_options, resolve_workers, scoring_options)
 
@@ -40,11 +40,14 @@ def evaluate(
                                                         show_default=False)] = None,
     scoring: ScoringOpts = None,
     modality: ModalityOpt = Modality.both,
-    speaker_norm: Annotated[bool, typer.Option(help="Also score each voice against its speaker's own mean and "
-                                                    "spread over the evaluated items (speakers named by the corpus "
-                                                    "layout or the manifest's speaker column; labels unused). The "
-                                                    "report's figures are then the adapted ones (\"adaptation\": "
-                                                    "\"speaker\"), the unadapted ones under \"plain\".")] = False,
+    adapt: Annotated[Optional[AdaptCorpus], typer.Option(
+        "--adapt", help="Also score each voice against a baseline of the evaluated items (labels unused): "
+        "speaker: its speaker's own mean and spread (speakers named by the corpus layout or the manifest's "
+        "speaker column); run: the mean and spread of all the items (speakers unknown; the corpus's recording "
+        "conditions). The report's figures are then the adapted ones (\"adaptation\"), the unadapted ones "
+        "under \"plain\".", show_default=False)] = None,
+    speaker_norm: Annotated[bool, typer.Option("--speaker-norm", hidden=True,
+                                               help="Old spelling of --adapt speaker.")] = False,
     workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
                                                    "find faces and compute voice features in parallel, feeding one "
                                                    f"model, capped at the CPU count [default: {WORKERS_DEFAULT}].")
@@ -53,8 +56,11 @@ def evaluate(
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     err = stderr_console()
     fmt = output_format(out_format, json_out, output, formats=EVALUATE_FORMATS)
+    adapt_kind = "speaker" if speaker_norm else adapt.value if adapt is not None else None
+    if adapt_kind and modality == Modality.face:
+        raise typer.BadParameter(f"--adapt {adapt_kind} adapts the voice; it cannot be used with --modality face")
     items, pipe = _evaluate_setup(dataset, split=split, layout=layout, model=model,
-                                  opts=pipeline_options(**scoring, modality=modality), speaker_norm=speaker_norm,
+                                  opts=pipeline_options(**scoring, modality=modality), adapt=adapt_kind,
                                   outputs={"-o": output, "--report": report_path, "--predictions": predictions,
                                            "--plot": plot})
     from emocli.report.output import ProgressBar
@@ -62,7 +68,7 @@ def evaluate(
 
     bar = ProgressBar(err, len(items), what="evaluate")
     try:
-        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i), speaker_norm=speaker_norm,
+        ev = evaluate_items(items, pipe, progress=lambda i, n: bar.update(i), adapt=adapt_kind,
                             workers=resolve_workers(workers, len(items)))
     finally:
         bar.close()
@@ -77,7 +83,7 @@ def evaluate(
         raise typer.Exit(1)
 
 
-def _evaluate_setup(dataset: Path, *, split, layout, model, opts, speaker_norm: bool, outputs: dict):
+def _evaluate_setup(dataset: Path, *, split, layout, model, opts, adapt: str | None, outputs: dict):
     """The items to score and the pipeline; a corpus, bundle or output that cannot serve the run is one
     line, exit 1, before any item is scored."""
     from emocli.corpus.layouts import load_corpus
@@ -90,15 +96,15 @@ def _evaluate_setup(dataset: Path, *, split, layout, model, opts, speaker_norm: 
     try:
         items = select_split(load_corpus(dataset, layout), split)
         pipe = Pipeline(model, opts)
-        if speaker_norm:
+        if adapt:
             if not (pipe.has_voice and pipe.voice.has_speaker_model):
-                raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --speaker-norm; "
+                raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --adapt {adapt}; "
                            "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
             pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
-            if not any(it.speaker for it in items):
-                raise fail(f"{dataset}: no item names its speaker, so --speaker-norm has nothing to adapt to; use a "
-                           "corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a manifest with "
-                           "a speaker column")
+            if adapt == "speaker" and not any(it.speaker for it in items):
+                raise fail(f"{dataset}: no item names its speaker, so --adapt speaker has nothing to adapt to; use "
+                           "--adapt run, a corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a "
+                           "manifest with a speaker column")
         paths = [it.path for it in items]
         check_outputs(outputs, inputs=[dataset, *paths] if dataset.is_file() else paths,
                       input_folders=[dataset] if dataset.is_dir() else [], media_exts=MEDIA_EXTS)
@@ -176,12 +182,14 @@ def _print_evaluate(report: dict, fmt: str, *, title: str) -> None:
     from emocli.runners.evaluate import metrics_table
 
     title = escape(title)
-    if report["adaptation"]:
-        a = report["speaker_adaptation"]
+    kind = report["adaptation"]
+    if kind:
+        a = report[f"{kind}_adaptation"]
         metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
-                      console=Console(), title=f"{title}: without speaker adaptation")
+                      console=Console(), title=f"{title}: without adaptation")
         title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
-                  f"speaker(s) with >= {a['min_clips']} voiced clips)")
+                  f"speaker(s) with >= {a['min_clips']} voiced clips)" if kind == "speaker" else
+                  f": run-adapted voice ({a['n_adapted']} item(s) scored against the baseline of all of them)")
     metrics_table(report, title=title, console=Console())
     if report["unseen"]:
         u = report["unseen"]

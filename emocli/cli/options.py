@@ -11,7 +11,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from emocli.choices import (BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS, FACE_MODES, FEATURE_SETS,
+from emocli.choices import (ADAPT_MODES, BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS, FACE_MODES, FEATURE_SETS,
                             FUSE_METHODS, FUSE_RULES, HEADS, LAYOUTS, MODALITIES, OUTPUT_FORMATS, POOLINGS, PRECISIONS,
                             TTA_CHOICES)
 from emocli.cli.base import fail
@@ -242,6 +242,8 @@ VoiceFeatures = _choices("VoiceFeatures", *FEATURE_SETS)
 
 FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", *FACE_MODES)
+AdaptMode = _choices("AdaptMode", *ADAPT_MODES)  # predict --adapt
+AdaptCorpus = _choices("AdaptCorpus", *(m for m in ADAPT_MODES if m != "stream"))  # evaluate --adapt
 OutFormat = _choices("OutFormat", *OUTPUT_FORMATS)
 EVALUATE_FORMATS = ("table", "json", "csv")  # evaluate: the report, or a row per item
 # The output options of the commands that write results (predict, evaluate): one declaration each

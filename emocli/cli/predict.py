@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
-from emocli.choices import TIMELINE_FORMATS
-from emocli.cli.options import (WORKERS_DEFAULT, FaceMode, JsonTableOpt, Modality, ModalityOpt, ModelOpt, OutFormat,
+from emocli.choices import ADAPT_MODES, TIMELINE_FORMATS
+from emocli.cli.options import (WORKERS_DEFAULT, AdaptMode, FaceMode, JsonTableOpt, Modality, ModalityOpt, ModelOpt, OutFormat,
                                 RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format, parse_input_options,
                                 pipeline_options, resolve_workers, scoring_options)
 
@@ -52,15 +52,18 @@ SubmissionOpt = Annotated[Optional[Path], typer.Option(help="Also write the Emot
 ]
 FailFastOpt = Annotated[bool, typer.Option("--fail-fast", help="Stop at the first input that fails.")]
 SpeakerOfOpt = Annotated[Optional[str], typer.Option(
-    "--speaker-of", metavar="<regex|csv>", help="Speaker-adaptive voice scoring for a bulk run: a REGEX that finds the speaker in each "
-    "input's name (its 'speaker' group, else group 1, else the match; e.g. '(\\d{4})_' for CREMA-D) or a CSV "
-    "file with path,speaker columns. Each voice is scored against its speaker's own mean and spread over the "
-    "run (speakers with at least 6 clips). Results come when every input is scored, in input order.",
+    "--speaker-of", metavar="<regex|csv>", help="Who speaks in each input, for --adapt speaker (implied): a REGEX "
+    "that finds the speaker in each input's name (its 'speaker' group, else group 1, else the match; e.g. "
+    "'(\\d{4})_' for CREMA-D) or a CSV file with path,speaker columns. Each voice is scored against its "
+    "speaker's own mean and spread over the run (speakers with at least 6 clips).",
     show_default=False)]
-AdaptOpt = Annotated[bool, typer.Option(
-    "--adapt", help="Speaker-adaptive voice scoring of --window segments and live streams: once 20 s of voiced "
-    "windows are in, each window's voice is scored against the stream's running mean and spread (\"adapted\" "
-    "in each segment line). For one person per stream.")]
+AdaptOpt = Annotated[Optional[AdaptMode], typer.Option(
+    "--adapt", help="Score each voice against a baseline heard in this run (labels unused; \"adaptation\" in "
+    "each result says which was used): speaker: its speaker's clips (needs --speaker-of; 6 or more); run: all "
+    "the run's clips, speakers unknown (6 or more voiced clips, else the plain model); stream: each --window "
+    "segment and live window against its stream's running baseline, once 20 s of voice are in (one person "
+    "per stream). speaker and run give results when every input is scored, in input order.",
+    show_default=False)]
 AnnotateOpt = Annotated[Optional[Path], typer.Option(
     help="Also write the input video again with each scored face's box and label and a bar chart of the "
     "fused scores, held from each scored frame to the next; same size, rate and sound (.mp4, .mov or "
@@ -76,7 +79,11 @@ InputOptionsOpt = Annotated[Optional[str], typer.Option(
     help="ffmpeg input options for live inputs (pipes, URLs, devices), e.g. \"-f v4l2 -framerate 30 "
     "-video_size 640x480\" for a webcam (/dev/videoN gets -f v4l2 by itself).", show_default=False)]
 
-@app.command("predict", cls=EmoCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
+class PredictCommand(EmoCommand):
+    bare_options = (("--adapt", "stream", ADAPT_MODES),)  # the previous release's --adapt flag: streams
+
+
+@app.command("predict", cls=PredictCommand, short_help="Score the emotions of videos, images, audio, streams.", epilog="\b\nExamples:\n  emo predict clip.avi\n  emo predict clips/ --json > results.jsonl\n  find corpus -name '*.avi' | emo predict - --workers 2 > results.jsonl\n  emo predict interview.mp4 --window 2 --face-experts emo-cnn\n  ffmpeg -re -i talk.mp4 -f mpegts - | emo predict - --window 2\n  emo predict rtsp://camera.local/stream --window 2 -o live.csv --plot timeline.png\n")
 @scoring_options
 def predict(
     inputs: InputsArg,
@@ -97,7 +104,7 @@ def predict(
     submission: SubmissionOpt = None,
     fail_fast: FailFastOpt = False,
     speaker_of: SpeakerOfOpt = None,
-    adapt: AdaptOpt = False,
+    adapt: AdaptOpt = None,
     annotate: AnnotateOpt = None,
     faces: FacesOpt = FaceMode.main,
     input_options: InputOptionsOpt = None,
@@ -120,11 +127,13 @@ def predict(
     source, bulk_annotate = _annotation_target(inputs, annotate, output_dir)
     _check_predict_outputs(inputs, output=output, plot=plot, annotate=None if bulk_annotate else annotate,
                            submission=submission, output_dir=output_dir)
+    mode = _adapt_mode(adapt, speaker_of, modality)
     opts = pipeline_options(**scoring, modality=modality, max_seconds=max_seconds, window=window,
-                             frames=frames or source is not None, adapt=adapt, faces=FaceMode(faces).value)
-    rule = _speaker_rule(speaker_of, adapt=adapt, modality=modality)
+                             frames=frames or source is not None, adapt=mode == "stream",
+                             faces=FaceMode(faces).value)
+    rule = _adapt_rule(mode, speaker_of)
     pipe = _load_pipeline(model, opts, prepare_only=bool(ray or ray_address),
-                          adapting="--speaker-of" if rule is not None else "--adapt" if adapt else None)
+                          adapting=f"--adapt {mode}" if mode else None)
     outputs = _Outputs.open(fmt, output=output, output_dir=output_dir, plot=plot, err=err)
     try:
         _predict_run(pipe, opts, inputs, live_opts=tuple(input_options or ()), writer=outputs.writer,
@@ -171,16 +180,31 @@ def _annotation_target(inputs: list[str], annotate: Optional[Path], output_dir: 
     return ("bulk", kind), True
 
 
-def _speaker_rule(speaker_of: Optional[str], *, adapt: bool, modality: Modality):
-    """--speaker-of's :class:`~emocli.voice.speaker.SpeakerRule` (None without it)."""
-    if (speaker_of is not None or adapt) and modality == Modality.face:
-        raise typer.BadParameter(f"{'--speaker-of' if speaker_of is not None else '--adapt'} adapts the voice; it "
+def _adapt_mode(adapt, speaker_of: Optional[str], modality: Modality) -> Optional[str]:
+    """--adapt's mode: --speaker-of alone means speaker; None without either (usage errors: exit 2)."""
+    mode = adapt.value if adapt is not None else "speaker" if speaker_of is not None else None
+    if mode and modality == Modality.face:
+        raise typer.BadParameter(f"{'--speaker-of' if adapt is None else '--adapt'} adapts the voice; it "
                                  "cannot be used with --modality face")
-    if speaker_of is None:
-        return None
-    from emocli.errors import EmoError
-    from emocli.voice.speaker import SpeakerRule
+    if mode == "speaker" and speaker_of is None:
+        raise typer.BadParameter("--adapt speaker needs --speaker-of REGEX|FILE.csv to tell who speaks in each "
+                                 "input (or --adapt run when the speakers are unknown)", param_hint="--adapt")
+    if speaker_of is not None and mode != "speaker":
+        raise typer.BadParameter(f"--speaker-of names the speakers of --adapt speaker, not of --adapt {mode}",
+                                 param_hint="--speaker-of")
+    return mode
 
+
+def _adapt_rule(mode: Optional[str], speaker_of: Optional[str]):
+    """Who shares a baseline in a bulk run: the :class:`~emocli.voice.speaker.SpeakerRule` of --speaker-of,
+    the whole run (:class:`~emocli.voice.speaker.RunRule`), or None (no adaptation, or streams')."""
+    from emocli.errors import EmoError
+    from emocli.voice.speaker import RunRule, SpeakerRule
+
+    if mode == "run":
+        return RunRule()
+    if mode != "speaker":
+        return None
     try:
         return SpeakerRule(speaker_of)
     except EmoError as exc:  # a CSV that cannot be read (before ValueError: it is one)

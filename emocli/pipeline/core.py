@@ -317,11 +317,12 @@ class Pipeline:
         elif res.modalities == ["voice"] and has_video:
             res.notes.append("voice only")
 
-    def adapt(self, res: Result, stats, *, speaker: str | None = None) -> bool:
+    def adapt(self, res: Result, stats, *, speaker: str | None = None, kind: str = "speaker") -> bool:
         """Rescore ``res``'s voice with the speaker-normalised model and fuse again.
 
-        ``stats``: the speaker's :class:`emocli.voice.speaker.SpeakerStats` (or None: the result keeps
-        its plain scores, and ``res.adaptation`` stays None). Returns whether it was adapted.
+        ``stats``: the :class:`emocli.voice.speaker.SpeakerStats` of the result's group, its speaker's
+        (``kind`` "speaker") or its run's ("run"); None: the result keeps its plain scores, and
+        ``res.adaptation`` stays None. Returns whether it was adapted.
         """
         res.adaptation_asked = True
         res.speaker = speaker
@@ -337,6 +338,6 @@ class Pipeline:
         res.voice_scores = scores_dict(zero_nan(voice_a), labels)
         res.scores = scores_dict(fused, labels)
         res.label = labels[int(np.argmax(fused))]
-        res.adaptation = "speaker"
+        res.adaptation = kind
         return True
 

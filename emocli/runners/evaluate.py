@@ -23,7 +23,7 @@ from emocli.pipeline.options import REJECTED_NOTES
 from emocli.report.metrics import classification_report
 from emocli.runners.extract import item_id
 from emocli.runners.pool import run_bulk
-from emocli.voice.speaker import MIN_CLIPS, speaker_stats
+from emocli.voice.speaker import MIN_CLIPS, RUN_GROUP, speaker_stats
 
 MODALITIES = ("face", "voice", "fused")
 
@@ -89,8 +89,8 @@ class Evaluation:
         out["items"] = self.items
         out["adaptation"] = None
         if self.adaptation is not None:
-            out["adaptation"] = "speaker"
-            out["speaker_adaptation"] = self.adaptation
+            out["adaptation"] = self.adaptation["kind"]
+            out[f"{self.adaptation['kind']}_adaptation"] = self.adaptation  # speaker_adaptation, run_adaptation
             plain = self.plain.report()
             out["plain"] = {m: plain[m] for m in self.reported}
         return out
@@ -189,13 +189,14 @@ def select_split(items, split: str | None):
 
 
 def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None,
-                   speaker_norm: bool = False, workers: int = 1) -> Evaluation:
+                   adapt: str | None = None, workers: int = 1) -> Evaluation:
     """Run the pipeline over labelled items. Face-crop image corpora are scored in batches; ``workers``
     processes decode, find faces and compute voice features for the others (results in item order).
 
-    With ``speaker_norm``, the returned evaluation is the speaker-adapted one (every voice scored
-    against its speaker's statistics over the evaluated items, see :mod:`emocli.voice.speaker`), and
-    ``.plain`` holds the same items scored without adaptation.
+    With ``adapt`` "speaker", the returned evaluation is the speaker-adapted one (every voice scored
+    against its speaker's statistics over the evaluated items, see :mod:`emocli.voice.speaker`); with
+    "run", against the statistics of all the evaluated items (speakers unknown); ``.plain`` holds the
+    same items scored without adaptation.
     """
     opts = pipeline.options
     ev = Evaluation(labels=pipeline.fusion.labels,
@@ -213,12 +214,12 @@ def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | No
         results = (pipeline.run(it.path) for it in items)
     for i, (it, res) in enumerate(zip(items, results)):
         _add_result(ev, it, res)
-        if speaker_norm:
+        if adapt:
             kept.append((it, res))
         if progress:
             progress(i + 1, len(items))
-    if speaker_norm:
-        return _speaker_adapted(kept, pipeline, ev)
+    if adapt:
+        return _adapted(kept, pipeline, ev, kind=adapt)
     return ev
 
 
@@ -230,25 +231,28 @@ def _add_result(ev: Evaluation, it, res) -> None:
                file=str(it.path), notes=res.notes)
 
 
-def _speaker_adapted(kept, pipeline, plain: Evaluation) -> Evaluation:
-    """The items of ``plain`` again, each voice scored against its speaker's statistics."""
-    counts, stats = speaker_stats((it.speaker, res) for it, res in kept)
+def _adapted(kept, pipeline, plain: Evaluation, *, kind: str) -> Evaluation:
+    """The items of ``plain`` again, each voice scored against its speaker's statistics (``kind``
+    "speaker") or those of all the items ("run")."""
+    group = (lambda it: it.speaker) if kind == "speaker" else (lambda it: RUN_GROUP)
+    counts, stats = speaker_stats((group(it), res) for it, res in kept)
     ev = Evaluation(labels=plain.labels, reported=plain.reported)
     ev.n_items = plain.n_items
     n_adapted = 0
     for it, res in kept:
         if res.status == "ok":
-            if pipeline.adapt(res, stats.get(it.speaker), speaker=it.speaker):
+            g = group(it)
+            if pipeline.adapt(res, stats.get(g), speaker=it.speaker if kind == "speaker" else None, kind=kind):
                 n_adapted += 1
             elif res.voice_vector is not None:
-                res.notes.append("speaker unknown" if it.speaker is None else
-                                 f"speaker has {counts.get(it.speaker, 0)} voiced clip(s), adaptation "
-                                 f"needs {MIN_CLIPS}: plain voice model")
+                res.notes.append("speaker unknown" if g is None else
+                                 f"{'speaker' if kind == 'speaker' else 'the run'} has {counts.get(g, 0)} voiced "
+                                 f"clip(s), adaptation needs {MIN_CLIPS}: plain voice model")
         _add_result(ev, it, res)
     ev.plain = plain
-    ev.adaptation = {"kind": "speaker", "min_clips": MIN_CLIPS, "n_adapted": n_adapted,
-                     "speakers": counts,
-                     "speakers_adapted": sorted(stats)}
+    ev.adaptation = {"kind": kind, "min_clips": MIN_CLIPS, "n_adapted": n_adapted,
+                     "speakers": counts if kind == "speaker" else {},
+                     "speakers_adapted": sorted(stats) if kind == "speaker" else []}
     return ev
 
 
@@ -371,9 +375,9 @@ def confusion_figure(report: dict[str, Any]):
         bars.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncols=len(shown), frameon=False)
     if im is not None:
         fig.colorbar(im, ax=list(axes[:len(shown)]), fraction=0.03, pad=0.02, label="% of the true class")
-    adapted = report.get("adaptation") == "speaker"
+    adapted = report.get("adaptation")
     fig.suptitle(f"{report.get('dataset') or ''}{' [' + report['split'] + ']' if report.get('split') else ''}: "
-                 + ("speaker-adapted voice" if adapted else "plain voice model" if "voice" in shown else "face"),
+                 + (f"{adapted}-adapted voice" if adapted else "plain voice model" if "voice" in shown else "face"),
                  fontsize=11)
     return fig
 

@@ -203,13 +203,29 @@ def speaker_stats(pairs, *, min_clips: int = MIN_CLIPS) -> tuple[dict[str, int],
     return counts, {who: SpeakerStats.of(np.stack(v)) for who, v in vectors.items() if len(v) >= min_clips}
 
 
-def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIPS):
-    """Two passes over a bulk run: gather every result, then rescore each voice with its speaker's
-    statistics (:meth:`emocli.pipeline.core.Pipeline.adapt`); yields the results in input order.
+class RunRule:
+    """``--adapt run``: every input of a bulk run shares one baseline (the speakers are unknown; the run's
+    clips stand for the recording conditions, as a corpus does)."""
+    spec = "run"
+    kind = "run"
 
-    A result whose speaker is unknown, or has fewer than ``min_clips`` voiced results in the run,
+    def speaker(self, name: str, path: Path | None = None) -> str:
+        return RUN_GROUP
+
+
+RUN_GROUP = "(run)"  # the one group of --adapt run
+
+
+def adapt_results(pipe, results, rule: "SpeakerRule | RunRule", *, min_clips: int = MIN_CLIPS):
+    """Two passes over a bulk run: gather every result, then rescore each voice against its group's
+    statistics (:meth:`emocli.pipeline.core.Pipeline.adapt`); yields the results in input order.
+    The group is the speaker :class:`SpeakerRule` finds in the input's name, or the whole run
+    (:class:`RunRule`).
+
+    A result whose group is unknown, or has fewer than ``min_clips`` voiced results in the run,
     keeps the plain scores and a note says why.
     """
+    kind = getattr(rule, "kind", "speaker")
     done = list(results)
     who = [rule.speaker(res.file) if res.status == "ok" else None for res in done]
     counts, stats = speaker_stats(zip(who, done), min_clips=min_clips)
@@ -217,18 +233,25 @@ def adapt_results(pipe, results, rule: SpeakerRule, *, min_clips: int = MIN_CLIP
         if res.status != "ok":
             yield res
             continue
-        if pipe.adapt(res, stats.get(w), speaker=w):
-            res.notes.append(f"voice scored against speaker {printable(w)}'s own baseline "
-                             f"({counts[w]} clips)")
-        elif res.voice_scores is None:
-            res.notes.append("no voice: speaker adaptation not applied")
-        elif res.voice_vector is None:
-            res.notes.append("a live stream's voice is scored window by window: --speaker-of does not apply to it "
-                             "(use --adapt)")
-        elif w is None:
-            res.notes.append(f"no speaker found in the name by --speaker-of {printable(rule.spec)}: "
-                             "plain voice model")
+        if pipe.adapt(res, stats.get(w), speaker=None if kind == "run" else w, kind=kind):
+            res.notes.append(f"voice scored against the run's baseline ({counts[w]} clips)" if kind == "run" else
+                             f"voice scored against speaker {printable(w)}'s own baseline ({counts[w]} clips)")
         else:
-            res.notes.append(f"speaker {printable(w)} has {counts.get(w, 0)} voiced clip(s) in this run; "
-                             f"speaker adaptation needs {min_clips}: plain voice model")
+            res.notes.append(_plain_note(res, w, kind=kind, spec=rule.spec, count=counts.get(w, 0),
+                                         min_clips=min_clips))
         yield res
+
+
+def _plain_note(res, who: str | None, *, kind: str, spec: str, count: int, min_clips: int) -> str:
+    """Why a result of an adapted run kept the plain voice model."""
+    if res.voice_scores is None:
+        return f"no voice: {kind} adaptation not applied"
+    if res.voice_vector is None:
+        return (f"a live stream's voice is scored window by window: --adapt {kind} does not apply to it "
+                "(use --adapt stream)")
+    if who is None:
+        return f"no speaker found in the name by --speaker-of {printable(spec)}: plain voice model"
+    if kind == "run":
+        return f"the run has {count} voiced clip(s); run adaptation needs {min_clips}: plain voice model"
+    return (f"speaker {printable(who)} has {count} voiced clip(s) in this run; speaker adaptation needs "
+            f"{min_clips}: plain voice model")

@@ -73,7 +73,7 @@ def main() -> None:
     from sklearn.svm import SVC
 
     console = _Quiet()
-    items, _, held = _voice_corpora([args.data / "ravdess", args.data / "emodb"], None, HELD_OUT, console)
+    items, _, held, _ = _voice_corpora([args.data / "ravdess", args.data / "emodb"], None, HELD_OUT, console)
     rows = _voice_rows(items, held, feature_set=args.features, augment=True, workers=args.workers, cache=args.cache,
                        console=console, perturbations=("noise", "reverb"))
     test_items = [it for it in items if it.speaker in held]

@@ -160,6 +160,27 @@ def shipped(args) -> None:
         Path(args.out).write_text(json.dumps({"model": args.model, "table": table}, indent=1))
 
 
+def heldout(args) -> None:
+    """Fit on the training speakers of --corpora (recordings and --copies), score the held-out speakers
+    of each corpus (the shipped model's test speakers), plain or adapted by their speaker or corpus."""
+    z = np.load(args.rows)
+    x, y, spk, corpus, copy, held = z["x"], z["y"], z["speaker"], z["corpus"], z["copy"], z["held"]
+    use = np.isin(corpus, args.corpora) if args.corpora else np.ones(len(x), bool)
+    test = np.isin(spk, held) & (copy == "1.0")
+    train = use & ~np.isin(spk, held) & np.isin(copy, ("1.0", *args.copies))
+    if args.adapt != "none":
+        group = {"corpus": corpus, "speaker": spk}[args.adapt]
+        # held-out speakers form a group of their own within their corpus (the run being scored)
+        g = np.char.add(np.char.add(group.astype(str), np.where(test, "|held", "")), np.char.add("#", copy.astype(str)))
+        x = normalise(x, g, np.ones(len(x), bool))
+    pred = fit_predict(x[train], y[train], weights(y[train], corpus[train], args.balance), x[test], C=args.C,
+                       gamma_x=args.gamma)
+    for c in dict.fromkeys(corpus[test]):
+        sel = corpus[test] == c
+        r = scores(y[test][sel], pred[sel])
+        print(f"{c:10s} n={r['n']:4d} acc {r['accuracy']:.3f} UAR {r['uar']:.3f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -184,12 +205,20 @@ def main(argv=None) -> None:
     lo.add_argument("--only", nargs="*", help="corpora to leave out (default: each)")
     lo.add_argument("--corpora", nargs="*", help="corpora to use at all (default: all)")
     lo.add_argument("--out")
+    ho = sub.add_parser("heldout")
+    ho.add_argument("rows")
+    ho.add_argument("--corpora", nargs="*")
+    ho.add_argument("--copies", nargs="*", default=[])
+    ho.add_argument("--adapt", choices=("none", "corpus", "speaker"), default="none")
+    ho.add_argument("--balance", choices=("class", "corpus-class"), default="class")
+    ho.add_argument("--C", type=float, default=10.0)
+    ho.add_argument("--gamma", type=float, default=0.5)
     sh = sub.add_parser("shipped")
     sh.add_argument("rows")
     sh.add_argument("--model", default="models/default")
     sh.add_argument("--out")
     args = ap.parse_args(argv)
-    {"extract": extract, "loco": loco, "shipped": shipped}[args.cmd](args)
+    {"extract": extract, "loco": loco, "shipped": shipped, "heldout": heldout}[args.cmd](args)
 
 
 if __name__ == "__main__":

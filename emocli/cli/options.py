@@ -17,6 +17,19 @@ from emocli.choices import (ADAPT_MODES, BALANCES, DEFAULT_BATCH, DEFAULT_DETECT
 from emocli.cli.base import fail
 
 
+def number_list(value: Optional[str]) -> Optional[tuple[float, ...]]:
+    """A comma list of positive numbers ("3,10"), or None."""
+    if value is None:
+        return None
+    try:
+        out = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        out = ()
+    if not out or any(not (v > 0 and v < float("inf")) for v in out):
+        raise typer.BadParameter(f"{value!r} is not a comma list of positive numbers, e.g. 3,10")
+    return out
+
+
 def check_layout(value: Optional[str]) -> Optional[str]:
     """--layout/--corpus: an unknown name is bad usage (exit 2), found before any work starts."""
     if value is None:
@@ -243,6 +256,7 @@ VoiceFeatures = _choices("VoiceFeatures", *FEATURE_SETS)
 FuseMethod = _choices("FuseMethod", *FUSE_METHODS)
 FaceMode = _choices("FaceMode", *FACE_MODES)
 AdaptMode = _choices("AdaptMode", *ADAPT_MODES)  # predict --adapt
+SelectBy = _choices("SelectBy", "speaker", "corpus")  # train-audio --select-by
 AdaptCorpus = _choices("AdaptCorpus", *(m for m in ADAPT_MODES if m != "stream"))  # evaluate --adapt
 OutFormat = _choices("OutFormat", *OUTPUT_FORMATS)
 EVALUATE_FORMATS = ("table", "json", "csv")  # evaluate: the report, or a row per item

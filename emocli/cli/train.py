@@ -13,7 +13,8 @@ import typer
 from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
 from emocli.cli.base import EmoCommand, app, emo_errors, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, Precision,
-                                SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder, number_in)
+                                SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder, number_in,
+                                number_list)
 
 
 _TrainVideoData = Annotated[Optional[list[Path]], typer.Argument(
@@ -166,6 +167,16 @@ def train_audio(
                                               "(pink noise 10-20 dB below the speech), reverb (a synthetic room, "
                                               "RT60 0.3-0.9 s); comma list, e.g. noise,reverb.")] = "",
     repeats: Annotated[int, typer.Option(min=1, help="Repeats of the speaker-grouped 4-fold search for C and gamma.")] = 3,
+    select_by: Annotated[SelectBy, typer.Option(
+        help="How C and gamma are chosen: speaker (speaker-grouped folds) or corpus (leave each DATA corpus out "
+             "in turn, trained on the others: rewards what holds on corpora unlike the training ones; voice.json "
+             "then holds the left-out table).")] = SelectBy.speaker,
+    c_grid: Annotated[Optional[str], typer.Option(metavar="<values>", callback=number_list,
+                                                  help="SVM C values searched, comma list [default: 1,3,10,30,100].",
+                                                  show_default=False)] = None,
+    gamma_grid: Annotated[Optional[str], typer.Option(metavar="<values>", callback=number_list,
+                                                      help="RBF gammas searched, as multiples of 1/features, comma "
+                                                           "list [default: 0.1,0.25,0.5].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Random seed of the speaker shuffles.")] = 0,
     workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help=f"Processes computing features "
                                                    f"[default: {WORKERS_DEFAULT}].")] = None,
@@ -201,6 +212,7 @@ def train_audio(
             layout=layout or corpus, test_speakers=tuple(s for s in test_speakers.split(",") if s.strip()),
             feature_set=None if feature_set is None else feature_set.value, balanced=balanced, augment=augment,
             repeats=repeats, seed=seed, workers=workers, cache=cache, speaker_norm=speaker_norm, vad=vad,
+            c_grid=c_grid, gamma_grid=gamma_grid, select_by=select_by.value,
             perturbations=tuple(p.strip() for p in perturb.split(",") if p.strip()))
         train_audio_command(data=data, out=out, options=options, console=stderr_console())
     except emo_errors() as exc:

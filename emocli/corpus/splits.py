@@ -46,6 +46,14 @@ def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) ->
     return [(idx[sample_fold != f], idx[sample_fold == f]) for f in range(n_folds)]
 
 
+def group_folds(groups: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One fold per group (e.g. per corpus: leave one corpus out), in order of first appearance:
+    (train indices, validation indices) pairs."""
+    groups = np.asarray(groups)
+    idx = np.arange(len(groups))
+    return [(idx[groups != g], idx[groups == g]) for g in dict.fromkeys(groups.tolist())]
+
+
 def grouped_holdout(groups: np.ndarray, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices (train, held-out): ``share`` of the groups (clips or speakers), chosen with ``seed``,
     held out whole; at least one group when there are two or more."""

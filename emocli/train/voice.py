@@ -26,7 +26,7 @@ from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
 from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,
                                    feature_dimension, perturb, window_features)
-from emocli.voice.model import DEFAULT_C_GRID, Frames, Selection, VoiceModel
+from emocli.voice.model import DEFAULT_C_GRID, DEFAULT_GAMMA_GRID, Frames, Selection, VoiceModel
 from emocli.voice.speaker import MIN_CLIPS, MODEL_NAME, normalise_groups
 
 
@@ -192,25 +192,35 @@ class VoiceRows:
     x: np.ndarray  # (n, d) clip vectors
     y: np.ndarray  # emotion names
     groups: np.ndarray  # speakers
+    path: np.ndarray  # the clip of each row
     copy: np.ndarray  # 0 for the recording, k > 0 for its k-th speed-perturbed copy
     failed: list[tuple[str, str]]  # (path, error) of the clips that could not be used
     seconds: float  # extraction time
+
+    corpus: np.ndarray | None = None  # the corpus (folder or manifest) of each row, where known
 
     @property
     def augmented(self) -> np.ndarray:
         return self.copy > 0
 
 
+def corpus_names(data: list[Path]) -> list[str]:
+    """A name per corpus folder or manifest (the folder's name; a manifest's folder's), unique."""
+    names = [(Path(r).parent if Path(r).suffix.lower() == ".csv" else Path(r)).resolve().name for r in data]
+    return [f"{n}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
 def _voice_corpora(data: list[Path], corpus: str | None, test_speakers: list[str], console):
-    """Read each corpus folder's clips; (items, {folder: layout}, held-out speakers)."""
-    items, layouts = [], {}
-    for root in data:
+    """Read each corpus folder's clips; (items, {folder: layout}, held-out speakers, {item path: corpus name})."""
+    items, layouts, corpus_of = [], {}, {}
+    for root, name in zip(data, corpus_names(data)):
         layout, found = _voice_corpus(Path(root), corpus)
         layouts[str(root)] = layout
         items.extend(found)
+        corpus_of.update({str(it.path): name for it in found})
         console.print(f"{root}: {layout}, {len(found)} clips of {len({it.speaker for it in found})} speakers")
     held = _resolve_speakers(test_speakers, {it.speaker for it in items})
-    return items, layouts, held
+    return items, layouts, held, corpus_of
 
 
 def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, workers: int | None, cache: Path | None,
@@ -266,6 +276,7 @@ def _voice_rows(items, held: list[str], *, feature_set: str, augment: bool, work
 
     return VoiceRows(x=np.stack([vector(frames_of[str(it.path)][k]) for it, k in rows]),
                      y=np.array([it.label for it, _ in rows]), groups=np.array([it.speaker for it, _ in rows]),
+                     path=np.array([str(it.path) for it, _ in rows]),
                      copy=np.array([k for _, k in rows]), failed=failed, seconds=seconds)
 
 
@@ -274,6 +285,7 @@ def _fit_voice(model, rows: VoiceRows, train: np.ndarray, console, *, x: np.ndar
     x = rows.x if x is None else x
     t1 = time.time()
     model.fit(x[train], rows.y[train], rows.groups[train], augmented=rows.augmented[train],
+              corpora=None if rows.corpus is None else rows.corpus[train],
               progress=lambda msg: console.print("  " + msg))
     console.print(f"  {time.time() - t1:.0f} s; chosen C {model.C_:g}, gamma {model.gamma_x_:g}/d = "
                   f"{model.gamma_:.2e}")
@@ -328,7 +340,9 @@ class VoiceTrainOptions:
     reported; ``feature_set``: None keeps the bundle's own (else the default); ``balanced``:
     class weights; ``augment``: 0.9x/1.1x speed copies; ``repeats`` and ``seed``: the speaker-grouped
     search for C and gamma (``c_grid``: its C values, None for the default grid); ``workers`` and
-    ``cache``: feature extraction; ``speaker_norm``: also the speaker-normalised model;
+    ``cache``: feature extraction; ``gamma_grid``: the gammas searched (None: the default);
+    ``select_by``: "speaker" folds or "corpus" (leave one corpus out); ``speaker_norm``: also the
+    speaker-normalised model;
     ``perturbations``: noise or reverb copies; ``vad``: copy the speech gate into the bundle.
     """
 
@@ -342,6 +356,8 @@ class VoiceTrainOptions:
     workers: int | None = None
     cache: Path | None = None
     c_grid: tuple[float, ...] | None = None
+    gamma_grid: tuple[float, ...] | None = None
+    select_by: str = "speaker"
     speaker_norm: bool = False
     perturbations: tuple[str, ...] = ()
     vad: bool = True
@@ -349,102 +365,130 @@ class VoiceTrainOptions:
 
 def train_audio_command(*, data: list[Path], out: Path, options: VoiceTrainOptions, console) -> dict:
     """Extract voice features of one or more corpora (``data``), fit a :class:`VoiceModel` on the speakers
-    not held out, report the held-out speakers, and save voice.skops / voice.json into ``out``.
+    not held out, report the held-out speakers, and save voice.npz / voice.json into ``out``.
 
     With ``augment``, every training clip also contributes 0.9x and 1.1x speed copies
     (:data:`AUGMENT_SPEEDS`); they are trained on but never scored, and held-out speakers are
     never augmented. ``perturbations`` (names of :data:`emocli.voice.features.PERTURBATIONS`) add
     one copy each of every training clip: pink noise at 10-20 dB below the speech, or a
-    synthetic room's reverberation (RT60 0.3-0.9 s).
+    synthetic room's reverberation (RT60 0.3-0.9 s). ``select_by`` "corpus" chooses C and gamma by
+    leaving each corpus out in turn; voice.json's validation then holds the left-out table.
 
     With ``speaker_norm``, a second model is fitted on features z-normalised per speaker
     (:mod:`emocli.voice.speaker`; each speed copy of a speaker counts as a speaker of its own, its
     statistics from its own clips) and saved beside the plain one as voice_speaker.*; held-out
     speakers are reported normalised by their own clips' statistics. With ``vad``, a bundle
     without a speech-activity gate gets the shipped one (:func:`add_speech_gate`)."""
-
     o = options
-    corpus, test_speakers, feature_set, balanced = o.layout, list(o.test_speakers), o.feature_set, o.balanced
-    augment, repeats, seed, workers, cache, c_grid = o.augment, o.repeats, o.seed, o.workers, o.cache, o.c_grid
-    speaker_norm, perturbations, vad = o.speaker_norm, o.perturbations, o.vad
-    check_voice_pair(out, speaker_norm=speaker_norm)
-    if feature_set is None:
-        kept = bundle_feature_set(out)
-        feature_set = kept or DEFAULT_FEATURE_SET
-        console.print(f"feature set {feature_set}" + (f" (the one {out}/voice.json was trained on; --feature-set "
-                                                      "changes it)" if kept else " (the default)"))
-    feature_dimension(feature_set)  # unknown names fail before any work
-    unknown = sorted(set(perturbations) - set(PERTURBATIONS))
-    if unknown:
-        raise ParameterError(f"unknown perturbation(s) {', '.join(unknown)}; use {', '.join(PERTURBATIONS)}")
-    items, layouts, held = _voice_corpora(data, corpus, test_speakers, console)
-    rows = _voice_rows(items, held, feature_set=feature_set, augment=augment, workers=workers, cache=cache,
-                       console=console, perturbations=tuple(perturbations))
-    x, y, groups, augmented = rows.x, rows.y, rows.groups, rows.augmented
-    test = np.isin(groups, held)
-    train = ~test
-    if len(np.unique(groups[train])) < 2:
+    check_voice_pair(out, speaker_norm=o.speaker_norm)
+    feature_set = _feature_set_for(out, o, console)
+    items, layouts, held, corpus_of = _voice_corpora(data, o.layout, list(o.test_speakers), console)
+    if o.select_by == "corpus" and len(set(corpus_of.values())) < 2:
+        raise DatasetError("--select-by corpus leaves each corpus out in turn: give two corpora or more")
+    rows = _voice_rows(items, held, feature_set=feature_set, augment=o.augment, workers=o.workers, cache=o.cache,
+                       console=console, perturbations=tuple(o.perturbations))
+    rows.corpus = np.array([corpus_of[p] for p in rows.path])
+    train = ~np.isin(rows.groups, held)
+    if len(np.unique(rows.groups[train])) < 2:
         raise DatasetError("fewer than 2 training speakers are left; hold out fewer --test-speakers")
 
     def new_model() -> VoiceModel:
-        return VoiceModel(feature_set=feature_set, class_weight="balanced" if balanced else None,
-                          selection=Selection(C_grid=tuple(c_grid or DEFAULT_C_GRID), n_repeats=repeats, seed=seed))
+        return VoiceModel(feature_set=feature_set, class_weight="balanced" if o.balanced else None,
+                          selection=Selection(C_grid=tuple(o.c_grid or DEFAULT_C_GRID),
+                                              gamma_grid=tuple(o.gamma_grid or DEFAULT_GAMMA_GRID),
+                                              n_repeats=o.repeats, seed=o.seed, by=o.select_by))
 
-    # -- the plain model ---------------------------------------------------------------------------
-    model = new_model()
-    n_real = int((train & ~augmented).sum())
-    trained_on = {"corpora": layouts, "n_clips": n_real, "speakers": sorted(set(groups[train])),
-                  "augment_speeds": list(AUGMENT_SPEEDS) if augment else []}
-    if perturbations:
-        trained_on["perturbations"] = list(perturbations)
-    reused = _same_plain_model(out, model, trained_on, held) if speaker_norm else None
-    if reused is not None:
-        model = reused
-        console.print(f"{out}/voice.json: a plain model trained on the same clips, features and selection is there; "
-                      "kept as it is (only the speaker-normalised model is fitted)")
-    else:
-        console.print(f"choosing C and gamma on {repeats} x {model.n_folds}-fold speaker-grouped splits of "
-                      f"{n_real} clips" + (f" (+ {int(augmented.sum())} augmented)" if augment else "")
-                      + f", {len(np.unique(groups[train]))} speakers ({feature_set}, {x.shape[1]} features) ...")
-        _fit_voice(model, rows, train, console)
-        _print_scores(console, "validation (speaker-grouped)", model.validation_)
-
+    trained_on = {"corpora": layouts, "n_clips": int((train & ~rows.augmented).sum()),
+                  "speakers": sorted(set(rows.groups[train])),
+                  "augment_speeds": list(AUGMENT_SPEEDS) if o.augment else []}
+    if o.perturbations:
+        trained_on["perturbations"] = list(o.perturbations)
     extra: dict = {"trained_on": trained_on, "held_out_speakers": held, "extraction_seconds": round(rows.seconds, 1),
                    "skipped_files": [{"path": p, "error": e} for p, e in rows.failed]}
-    saved = "voice.skops and voice.json"
-    if reused is None:
-        if test.any():
-            extra["test"] = _held_out_scores(model, x[test], y[test], held, console, "held-out speakers")
-        model.save(out, extra=extra)
-    else:
-        saved = "voice.* (kept)"
-
-    # -- the speaker-normalised model --------------------------------------------------------------
-    if speaker_norm:
-
-        # a speed copy sounds like another speaker: it is normalised by its own statistics
-        xs = normalise_groups(x, [f"{g}#{k}" for g, k in zip(groups, rows.copy)])
-        sp = new_model()
-        console.print("speaker-normalised model: features z-normalised with each speaker's own mean and std ...")
-        _fit_voice(sp, rows, train, console, x=xs)
-        _print_scores(console, "speaker-normalised validation (speaker-grouped)", sp.validation_)
-        sp_extra = {**{k: v for k, v in extra.items() if k != "test"},
-                    "adaptation": {"kind": "speaker", "normalisation": "z-score of each feature with the speaker's "
-                                   "own mean and std over their clips (labels unused)", "min_clips": MIN_CLIPS}}
-        if test.any():
-            sp_extra["test"] = _held_out_scores(sp, xs[test], y[test], held, console,
-                                                "held-out speakers, speaker-normalised")
-        sp.save(out, extra=sp_extra, name=MODEL_NAME)
-        saved = f"voice.skops, voice.json and {MODEL_NAME}.*"
-    if vad:
+    model, saved = _plain_voice_model(new_model(), rows, out=out, extra=extra, held=held,
+                                      speaker_norm=o.speaker_norm, console=console)
+    if o.speaker_norm:
+        _speaker_voice_model(new_model(), rows, out=out, extra=extra, held=held, console=console)
+        saved = f"voice.npz, voice.json and {MODEL_NAME}.*"
+    if o.vad:
         add_speech_gate(out, model.sample_rate, console)
-
     failed_paths = {str(p) for p, _ in rows.failed}
     fingerprints.write(out, {"voice.svm": [it.path for it in items if it.speaker not in held
                                            and str(it.path) not in failed_paths]}, replace=("voice",))
     write_manifest(out, labels=list(LABELS))
     console.print(f"saved {out}/{saved}")
     return model.metadata(extra)
+
+
+def _feature_set_for(out: Path, o: VoiceTrainOptions, console) -> str:
+    """The feature set to train with (the bundle's own unless given), checked with the perturbations."""
+    feature_set = o.feature_set
+    if feature_set is None:
+        kept = bundle_feature_set(out)
+        feature_set = kept or DEFAULT_FEATURE_SET
+        console.print(f"feature set {feature_set}" + (f" (the one {out}/voice.json was trained on; --feature-set "
+                                                      "changes it)" if kept else " (the default)"))
+    feature_dimension(feature_set)  # unknown names fail before any work
+    unknown = sorted(set(o.perturbations) - set(PERTURBATIONS))
+    if unknown:
+        raise ParameterError(f"unknown perturbation(s) {', '.join(unknown)}; use {', '.join(PERTURBATIONS)}")
+    return feature_set
+
+
+def _plain_voice_model(model: VoiceModel, rows: VoiceRows, *, out: Path, extra: dict, held: list[str],
+                       speaker_norm: bool, console) -> tuple[VoiceModel, str]:
+    """The plain model fitted on the speakers not ``held`` out, reported and saved (or, when only the
+    speaker-normalised model is new, the bundle's own kept): (model, what was saved)."""
+    test = np.isin(rows.groups, held)
+    train = ~test
+    reused = _same_plain_model(out, model, extra["trained_on"], held) if speaker_norm else None
+    if reused is not None:
+        console.print(f"{out}/voice.json: a plain model trained on the same clips, features and selection is there; "
+                      "kept as it is (only the speaker-normalised model is fitted)")
+        return reused, "voice.* (kept)"
+    n_real = extra["trained_on"]["n_clips"]
+    how = ("leaving each corpus out in turn" if model.select_by == "corpus" else
+           f"{model.n_repeats} x {model.n_folds}-fold speaker-grouped splits")
+    console.print(f"choosing C and gamma on {how} of {n_real} clips"
+                  + (f" (+ {int(rows.augmented[train].sum())} augmented)" if rows.augmented[train].any() else "")
+                  + f", {len(np.unique(rows.groups[train]))} speakers ({model.feature_set}, {rows.x.shape[1]} "
+                  "features) ...")
+    _fit_voice(model, rows, train, console)
+    _print_scores(console, f"validation ({model.select_by}-grouped)", model.validation_)
+    _print_left_out(console, model.validation_)
+    model_extra = dict(extra)
+    if test.any():
+        model_extra["test"] = _held_out_scores(model, rows.x[test], rows.y[test], held, console, "held-out speakers")
+    model.save(out, extra=model_extra)
+    return model, "voice.npz and voice.json"
+
+
+def _speaker_voice_model(sp: VoiceModel, rows: VoiceRows, *, out: Path, extra: dict, held: list[str],
+                         console) -> None:
+    """The speaker-normalised model (voice_speaker.*) fitted on the speakers not ``held`` out, reported
+    and saved."""
+    test = np.isin(rows.groups, held)
+    train = ~test
+    # a speed copy sounds like another speaker: it is normalised by its own statistics
+    xs = normalise_groups(rows.x, [f"{g}#{k}" for g, k in zip(rows.groups, rows.copy)])
+    console.print("speaker-normalised model: features z-normalised with each speaker's own mean and std ...")
+    _fit_voice(sp, rows, train, console, x=xs)
+    _print_scores(console, f"speaker-normalised validation ({sp.select_by}-grouped)", sp.validation_)
+    _print_left_out(console, sp.validation_)
+    sp_extra = {**extra, "adaptation": {"kind": "speaker", "normalisation": "z-score of each feature with the "
+                                        "speaker's own mean and std over their clips (labels unused)",
+                                        "min_clips": MIN_CLIPS}}
+    if test.any():
+        sp_extra["test"] = _held_out_scores(sp, xs[test], rows.y[test], held, console,
+                                            "held-out speakers, speaker-normalised")
+    sp.save(out, extra=sp_extra, name=MODEL_NAME)
+
+
+def _print_left_out(console, validation: dict) -> None:
+    """The leave-one-corpus-out table of a selection by corpus (nothing otherwise)."""
+    for name, r in validation.get("per_corpus", {}).items():
+        console.print(f"  left out {name}: {r['n']} clips, accuracy {r['accuracy']:.3f}, UAR {r['uar']:.3f}, "
+                      f"largest prediction share {r['top_share']:.2f} ({r['top_class']})")
 
 
 def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):

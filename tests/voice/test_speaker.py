@@ -353,3 +353,32 @@ def test_adapt_needs_a_speaker_model_and_the_voice(tiny_bundle, speaker_bundle, 
     r = runner.invoke(app, ["predict", clip, "--model", str(out), "--adapt", "--json"])
     assert r.exit_code == 0 and "under 20 s of voiced windows, none was adapted" in " ".join(
         json.loads(r.stdout)["notes"])
+
+
+def test_train_audio_select_by_corpus_reports_the_left_out_table(tmp_path):
+    """--select-by corpus: C and gamma chosen by leaving each corpus out in turn; voice.json keeps each
+    left-out corpus's accuracy, UAR and largest prediction share."""
+    root = _speakers_corpus(tmp_path / "clips", TRAIN_BASES, seed=1)
+    clips = sorted(root.glob("*.wav"))
+    manifests = []
+    for k, part in enumerate((("09", "10", "11"), ("12", "13", "14"))):
+        folder = tmp_path / f"corpus{'ab'[k]}"
+        folder.mkdir()
+        rows = [f"{c},{'anger' if c.name[5] == 'W' else 'sad'},{c.name[:2]}" for c in clips if c.name[:2] in part]
+        (folder / "manifest.csv").write_text("path,label,speaker\n" + "\n".join(rows) + "\n")
+        manifests.append(str(folder / "manifest.csv"))
+    out = tmp_path / "bundle"
+    base = ["train-audio", *manifests, "--out", str(out), "--feature-set", "thesis68", "--no-augment", "--workers", "1",
+            "--c-grid", "1,10", "--gamma-grid", "0.5", "--no-vad"]
+    r = runner.invoke(app, [*base, "--select-by", "corpus"])
+    assert r.exit_code == 0, r.output
+    meta = json.loads((out / "voice.json").read_text())
+    assert meta["selection"]["by"] == "corpus" and meta["selection"]["C_grid"] == [1.0, 10.0]
+    table = meta["validation"]["per_corpus"]
+    assert set(table) == {"corpusa", "corpusb"} and all(t["n"] == 18 for t in table.values())
+    assert all(0.0 <= t["accuracy"] <= 1.0 and t["top_share"] >= 0.5 for t in table.values())  # two emotions
+    assert "left out corpusa: 18 clips" in r.output
+    r = runner.invoke(app, [*base[:2], *base[3:], "--select-by", "corpus"])
+    assert r.exit_code == 1 and "give two corpora or more" in r.output
+    r = runner.invoke(app, [*base, "--c-grid", "3,x"])
+    assert r.exit_code == 2 and "not a comma list of positive numbers" in r.output

@@ -309,8 +309,10 @@ class VoiceModel:
             raise ModelError("no speaker-grouped split leaves every emotion on the training side; add speakers "
                              "who act every emotion")
         self.calibration_folds_ = len(cal_folds)
+        from emocli.quiet_imports import available_cpus
+
         cal = CalibratedClassifierCV(self._svm(self.C_, self.gamma_), method="temperature", cv=cal_folds,
-                                     ensemble=False)
+                                     ensemble=False, n_jobs=available_cpus() if len(X) >= PARALLEL_FROM else None)
         self.estimator_ = cal.fit(X, yi)
         return self
 
@@ -534,21 +536,42 @@ def _fit_idx(est, X, yi, tr):
     return est.fit(X[tr], yi[tr])
 
 
+PARALLEL_FROM = 2000  # rows from which the grid's fits run in worker processes, one per CPU
+
+
+def _fold_predictions(model: VoiceModel, X: np.ndarray, yi: np.ndarray, tasks: list, gamma_unit: float) -> list:
+    """Each task's (C, gamma multiple, training rows, validation rows) validation predictions. On a large
+    training set the fits run in worker processes (libsvm fits on one core); small ones here."""
+    from emocli.quiet_imports import available_cpus
+
+    jobs = min(available_cpus(), len(tasks)) if len(X) >= PARALLEL_FROM else 1
+    if jobs <= 1:
+        return [_fit_predict(X, yi, tr, va, model._svm(C, gm * gamma_unit)) for C, gm, tr, va in tasks]
+    from joblib import Parallel, delayed
+
+    return Parallel(n_jobs=jobs, backend="loky")(
+        delayed(_fit_predict)(X, yi, tr, va, model._svm(C, gm * gamma_unit)) for C, gm, tr, va in tasks)
+
+
+def _fit_predict(X, yi, tr, va, est) -> np.ndarray:
+    return _fit_idx(est, X, yi, tr).predict(X[va]) if len(va) else np.empty(0, yi.dtype)
+
+
 def _validation_grid(model: VoiceModel, X: np.ndarray, yi: np.ndarray, labels: list, splits, real: np.ndarray,
                      gamma_unit: float, progress) -> list[dict]:
-    """Every (C, gamma) of ``model``'s grids scored on the speaker-grouped ``splits``: each repeat's
-    out-of-fold predictions of the real recordings are pooled, then scored (accuracy, UAR, their spread,
-    and the predictions, for the winner's validation report)."""
+    """Every (C, gamma) of ``model``'s grids scored on the grouped ``splits``: each repeat's out-of-fold
+    predictions of the real recordings are pooled, then scored (accuracy, UAR, their spread, and the
+    predictions, for the winner's validation report)."""
     grid = []
     for C in model.C_grid:
         for gm in model.gamma_grid:
+            folds = [(tr, va[real[va]]) for repeat in splits for tr, va in repeat]
+            got = iter(_fold_predictions(model, X, yi, [(C, gm, tr, va) for tr, va in folds], gamma_unit))
             preds = []
-            for folds in splits:
+            for repeat in splits:
                 pred = np.empty_like(yi)
-                for tr, va in folds:
-                    va = va[real[va]]
-                    if len(va):
-                        pred[va] = _fit_idx(model._svm(C, gm * gamma_unit), X, yi, tr).predict(X[va])
+                for tr, va in repeat:
+                    pred[va[real[va]]] = next(got)
                 preds.append(pred[real])
             sc = [classification_report(yi[real], p, labels, absent=None) for p in preds]
             grid.append({"C": float(C), "gamma_x": float(gm),

@@ -537,3 +537,21 @@ def test_train_audio_into_a_bundle_keeps_its_feature_set_and_its_speaker_model_i
     fresh = tmp_path / "fresh"
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(fresh), *common])
     assert res.exit_code == 0 and "feature set rich (the default)" in res.output
+
+
+def test_fits_in_worker_processes_choose_what_fits_here_choose(fitted, monkeypatch):
+    """A large training set's grid runs in worker processes; the folds' predictions, the choice and the
+    calibrated model are the same as when every fit runs here."""
+    import emocli.voice.model as voice_model
+
+    model, x, y = fitted
+    g = np.array([f"s{i % 6}" for i in range(len(x))])
+    monkeypatch.setattr(voice_model, "PARALLEL_FROM", 0)
+    monkeypatch.setattr("emocli.quiet_imports.available_cpus", lambda: 2)
+    again = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0, 10.0), gamma_grid=(0.5,),
+                                                                    n_repeats=2)).fit(x, y, g)
+    monkeypatch.setattr(voice_model, "PARALLEL_FROM", 10 ** 9)
+    here = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0, 10.0), gamma_grid=(0.5,),
+                                                                   n_repeats=2)).fit(x, y, g)
+    assert again.grid_ == here.grid_ and again.C_ == here.C_
+    np.testing.assert_allclose(again.predict_proba(x), here.predict_proba(x), rtol=1e-9, atol=1e-12)

@@ -46,13 +46,15 @@ class EmoCommand(TyperCommand):
     # options that took no value in the previous release: (option, the value its bare form stands for,
     # the values it takes now); kept working for one release
     bare_options: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    # option names of the previous release, read for one release but not listed: old -> new
+    aliases = {"--model": "--bundle", "-m": "--bundle", "--tta": "--views"}
 
     def parse_args(self, ctx, args):
         """A bad choice reads "'both' is not one of 'main', 'all'." (Typer 0.29 passes pydantic's "Value
-        error, " prefix through). An option of :attr:`bare_options` given without a value gets its old
-        meaning."""
-        args = list(args)
+        error, " prefix through). The previous release's option names (:attr:`aliases`) are read as
+        today's, and an option of :attr:`bare_options` given without a value gets its old meaning."""
         end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
+        args = [self._current_name(a) for a in args[:end]] + list(args[end:])
         for name, value, values in self.bare_options:
             for i in reversed([i for i, a in enumerate(args[:end]) if a == name]):
                 if i + 1 >= len(args) or args[i + 1] not in values:
@@ -63,6 +65,10 @@ class EmoCommand(TyperCommand):
             if exc.message.startswith("Value error, "):
                 exc.message = exc.message[len("Value error, "):]
             raise
+
+    def _current_name(self, arg: str) -> str:
+        name, eq, value = arg.partition("=")
+        return self.aliases[name] + eq + value if name in self.aliases and name.startswith("-") else arg
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

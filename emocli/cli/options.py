@@ -115,7 +115,8 @@ TTA = _choices("TTA", *TTA_CHOICES)
 
 _TTA_HELP = ("Test-time views per face: auto = the bundle's views (mirror, zoom, shifts) for still images, and "
              "spread for video frames (each frame one of the bundle's views and its mirror, in turn: the clip "
-             "averages them all at the cost of crop + mirror); or bundle, spread, mirror, none for every input.")
+             "averages them all at the cost of crop + mirror); or bundle, spread, mirror, none for every input "
+             "(--tta is its former name).")
 
 
 Pooling = _choices("Pooling", *POOLINGS)
@@ -151,7 +152,8 @@ PoolingOpt = Annotated[Pooling, typer.Option(
     help="Frame scores -> clip face score: mean (the thesis's average) or expressive (frames weighted by how "
          "far they are from neutral).")]
 ModelOpt = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", help="Model bundle folder [default: the shipped models/default].", show_default=False)]
+    "--bundle", metavar="<bundle>", help="Model bundle folder [default: the shipped models/default]; --model and -m "
+    "are its former names.", show_default=False)]
 FpsOpt = Annotated[float, typer.Option(callback=number_in(0.0, 1000.0),
                                         help="Frames per second to score (0: every frame; at most 1000).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
@@ -159,7 +161,7 @@ DetectorOpt = Annotated[Detector, typer.Option(
     help="Face detector: yunet (finds faces from 10 % to 90 % of the frame's width, turned or cut by its edge), "
          "blazeface (MediaPipe's, misses close-ups), or haar (the thesis's).")]
 ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
-TTAOpt = Annotated[TTA, typer.Option(help=_TTA_HELP)]
+TTAOpt = Annotated[TTA, typer.Option("--views", help=_TTA_HELP)]
 CorpusSplitOpt = Annotated[Optional[str], typer.Option(metavar="<split>",
                                                        help="Only the items of this split (e.g. Val for AFEW).")]
 LayoutOpt = Annotated[Optional[str], typer.Option(help="Corpus layout [default: detected from the naming].",

@@ -264,7 +264,8 @@ def tune_views(
 
 
 ExpertsBundleOpt = Annotated[Optional[Path], typer.Option(
-    "--model", "-m", show_default=False, help="Bundle with both face experts [default: the shipped bundle].")]
+    "--bundle", metavar="<bundle>", show_default=False, help="Bundle with both face experts [default: the shipped "
+    "bundle].")]
 
 
 def _or_shipped(model: Optional[Path]) -> Path:

@@ -344,7 +344,7 @@ def test_help_keeps_square_brackets_and_every_default(command):
     text = " ".join(r.output.split())
     if command != "evaluate":
         assert "pip install 'emocli[ray]'" in text
-    for option in ("--model", "--fps", "--batch-size", "--detector", "--tta"):
+    for option in ("--bundle", "--fps", "--batch-size", "--detector", "--views"):
         part = text.split(option, 1)[1]
         nxt = re.search(r" --?[a-z]", part[20:])
         assert "[default:" in part[: 20 + (nxt.start() if nxt else len(part))], (option, part[:300])

@@ -6,6 +6,7 @@ import io
 import json
 import re
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -94,3 +95,21 @@ def test_a_bad_choice_names_the_choices_plainly():
 def test_help_shows_no_python_types(command):
     text = runner.invoke(app, [command, "--help"], terminal_width=200).stdout
     assert "<list[" not in text and "<str>" not in text and not text.splitlines()[0].count("{")
+
+
+def test_former_option_names_still_work_unlisted(tiny_bundle, tmp_path):
+    """--model/-m (now --bundle) and --tta (now --views) are read for one release, and not listed."""
+    from conftest import write_wav
+
+    clip = tmp_path / "a.wav"
+    write_wav(clip, (0.3 * np.sin(np.arange(16000) * 0.05)).astype(np.float32))
+    outs = []
+    for args in (["--bundle", str(tiny_bundle), "--views", "none"], ["--model", str(tiny_bundle), "--tta", "none"],
+                 [f"--model={tiny_bundle}", "--tta=none"], ["-m", str(tiny_bundle), "--views=none"]):
+        r = runner.invoke(app, ["predict", str(clip), "--json", *args])
+        assert r.exit_code == 0, (args, r.output)
+        outs.append({k: v for k, v in json.loads(r.stdout).items() if k != "seconds"})
+    assert all(o == outs[0] for o in outs)
+    text = runner.invoke(app, ["predict", "--help"]).output
+    assert "--bundle" in text and "--views" in text
+    assert not re.search(r"^\s+(--model|-m|--tta)\b", text, re.M)

@@ -59,7 +59,7 @@ def align(scores: np.ndarray, labels: Sequence[str], target: Sequence[str]) -> n
     return out
 
 
-def normalize_present(p: np.ndarray) -> np.ndarray:
+def normalise_present(p: np.ndarray) -> np.ndarray:
     """Like :func:`normalize` over the non-NaN entries; NaN entries stay NaN."""
     p = np.asarray(p, np.float64)
     present = ~np.isnan(p)

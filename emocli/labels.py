@@ -37,7 +37,7 @@ _SYNONYMS: dict[str, str] = {
 DROPPED: frozenset[str] = frozenset({"calm", "boredom", "bored", "contempt", "none", "other"})
 
 
-def normalize_label(name: str, *, source: str = "") -> str | None:
+def normalise_label(name: str, *, source: str = "") -> str | None:
     """Map a corpus label to one of :data:`LABELS`.
 
     Returns ``None`` for labels that are deliberately dropped (calm, boredom, ...).

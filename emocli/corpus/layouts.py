@@ -5,7 +5,7 @@ empty files that follows the real naming reads exactly like the real corpus.
 
 Labels are mapped by *name*: each corpus's code (RAVDESS ``05``, CREMA-D ``ANG``, EmoDB ``W``,
 SAVEE ``sa``) is first turned into the English word its documentation gives, then passed to
-:func:`emocli.labels.normalize_label`. Classes that are not one of the seven (calm, boredom) are
+:func:`emocli.labels.normalise_label`. Classes that are not one of the seven (calm, boredom) are
 dropped on purpose; an unknown label is a :class:`~emocli.errors.DatasetError` naming the file.
 
 Speaker ids are prefixed with the corpus name (``ravdess_02``, ``cremad_1001``, ``emodb_03``,
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emocli.errors import DatasetError
-from emocli.labels import normalize_label
+from emocli.labels import normalise_label
 from emocli.media.ffmpeg import AUDIO_EXTS, IMAGE_EXTS, MEDIA_EXTS, VIDEO_EXTS, is_hidden, media_files
 
 # Layout names accepted by load_corpus / ``--layout`` (emocli.choices.LAYOUTS), with the naming each one expects.
@@ -166,7 +166,7 @@ def _class_folders(root: Path, exts: frozenset[str], split: str | None) -> tuple
     found: list[_Found] = []
     dropped = 0
     for sub in _subdirs(root):
-        label = normalize_label(sub.name, source=str(sub))
+        label = normalise_label(sub.name, source=str(sub))
         files = _files_in(sub, exts)
         if label is None:
             dropped += len(files)
@@ -253,7 +253,7 @@ def afew(root: Path, *, modality: str = "all") -> list[Item]:
 
 
 def _label(name: str, path: Path) -> str | None:
-    return normalize_label(name, source=str(path))
+    return normalise_label(name, source=str(path))
 
 
 def _ravdess(path: Path) -> _Found | None:
@@ -497,7 +497,7 @@ def manifest(path: Path, *, modality: str = "all") -> list[Item]:
     """A CSV manifest with a header row ``path,label[,split][,speaker]`` (other columns are ignored).
 
     Relative paths are resolved against the CSV's folder; any file extension is accepted. Labels go
-    through :func:`~emocli.labels.normalize_label`; rows of dropped classes are skipped. Speaker ids
+    through :func:`~emocli.labels.normalise_label`; rows of dropped classes are skipped. Speaker ids
     are kept as written.
 
     Raises
@@ -531,7 +531,7 @@ def manifest(path: Path, *, modality: str = "all") -> list[Item]:
                 if not file.is_file():
                     raise DatasetError(f"{where}: file {cell['path']} not found (relative paths are resolved "
                                        f"against {path.parent})")
-                label = normalize_label(cell["label"], source=f"{where} ({cell['path']})")
+                label = normalise_label(cell["label"], source=f"{where} ({cell['path']})")
                 if label is None:
                     dropped += 1
                     continue
@@ -573,7 +573,7 @@ def canonical_layout(layout: str) -> str:
 
 def _is_emotion_name(name: str) -> bool:
     try:
-        normalize_label(name)
+        normalise_label(name)
     except DatasetError:
         return False
     return True

@@ -24,7 +24,7 @@ from emocli.face.experts import (CROP_LANDMARKS, EMBEDDING_SIZE, EXPERT_SIZE, EX
                                  ExpertSet, OnnxExpert, align_face, expert_applies, get_landmarker, parse_experts,
                                  softmax)
 from emocli.face.model import FaceModel, Preprocessing, prepare_faces, read_face_meta
-from emocli.fusion import align, normalize_present
+from emocli.fusion import align, normalise_present
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import check_frame_size, ended_early, iter_frames, media_seconds, read_image
 from emocli.pipeline.options import NO_FACE_NOTE, Options, Progress, Result, scores_dict, zero_nan
@@ -358,7 +358,7 @@ class FaceStage:
 
     def to_fusion(self, scores: np.ndarray) -> np.ndarray:
         """Face scores (model order) in the fusion's label order; NaN for emotions the face model lacks."""
-        return normalize_present(align(scores, self.model.labels, self.labels))
+        return normalise_present(align(scores, self.model.labels, self.labels))
 
     def accumulator(self, res: Result, *, still: bool = False) -> "FaceAccumulator":
         """A new accumulator that scores this stage's faces into ``res``."""

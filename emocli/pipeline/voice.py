@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from emocli.errors import MediaError, ModelError, NoAudioError
-from emocli.fusion import align, normalize_present
+from emocli.fusion import align, normalise_present
 from emocli.media.ffmpeg import load_audio
 from emocli.pipeline.options import STREAM_BLOCK, VAD_NOTE, Options, Result, short_message
 from emocli.voice import speaker
@@ -210,7 +210,7 @@ class VoiceStage:
     def to_fusion(self, scores: np.ndarray, labels=None) -> np.ndarray:
         """Voice scores (the voice model's order, or ``labels``) in the fusion's label order; NaN for
         emotions the model lacks."""
-        return normalize_present(align(scores, self.model.labels if labels is None else labels, self.labels))
+        return normalise_present(align(scores, self.model.labels if labels is None else labels, self.labels))
 
 
 class StreamAdapter:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from emocli.corpus.layouts import Item, parse_name
 from emocli.media.ffmpeg import AUDIO_EXTS, VIDEO_EXTS
 from emocli.errors import DatasetError
-from emocli.labels import _SYNONYMS, DROPPED, LABELS, normalize_label
+from emocli.labels import _SYNONYMS, DROPPED, LABELS, normalise_label
 
 # Local settings, not a global profile: other test modules keep their own.
 SETTINGS = settings(max_examples=150, deadline=None)
@@ -121,7 +121,7 @@ def test_emodb_letters_round_trip(speaker, text, emotion, version, ext):
         assert item == Item(path, EMODB[emotion], f"emodb_{speaker}")
 
 
-# AFEW, SFEW, FER2013 and JAFFE-style folders are labelled by folder name through normalize_label.
+# AFEW, SFEW, FER2013 and JAFFE-style folders are labelled by folder name through normalise_label.
 FOLDER_NAMES = {"Angry": "anger", "Disgust": "disgust", "Fear": "fear", "Happy": "happy", "Neutral": "neutral",
                 "Sad": "sad", "Surprise": "surprise", "angry": "anger", "surprised": "surprise", "fearful": "fear",
                 "happiness": "happy", "sadness": "sad", "pleasant surprise": "surprise"}
@@ -130,39 +130,39 @@ FOLDER_NAMES = {"Angry": "anger", "Disgust": "disgust", "Fear": "fear", "Happy":
 @SETTINGS
 @given(data=st.data(), name=st.sampled_from(sorted(FOLDER_NAMES)))
 def test_folder_names_round_trip_in_any_case(data, name):
-    assert normalize_label(data.draw(random_case(name)), source="f") == FOLDER_NAMES[name]
+    assert normalise_label(data.draw(random_case(name)), source="f") == FOLDER_NAMES[name]
 
 
 # ------------------------------------------------------------------------------------------------
-# normalize_label itself
+# normalise_label itself
 
 
 @SETTINGS
 @given(data=st.data(), key=st.sampled_from(sorted(_SYNONYMS) + sorted(DROPPED)))
-def test_normalize_label_is_case_insensitive(data, key):
+def test_normalise_label_is_case_insensitive(data, key):
     variant = data.draw(random_case(key))
     padded = data.draw(st.sampled_from(["", " ", "\t"])) + variant + data.draw(st.sampled_from(["", " ", "\n"]))
-    assert normalize_label(padded) == normalize_label(key)
+    assert normalise_label(padded) == normalise_label(key)
 
 
 @pytest.mark.parametrize("label", LABELS)
-def test_normalize_label_is_identity_on_labels(label):
-    assert normalize_label(label) == label
-    assert normalize_label(normalize_label(label.upper())) == label
+def test_normalise_label_is_identity_on_labels(label):
+    assert normalise_label(label) == label
+    assert normalise_label(normalise_label(label.upper())) == label
 
 
 @SETTINGS
 @given(key=st.sampled_from(sorted(_SYNONYMS)))
-def test_normalize_label_is_idempotent(key):
-    once = normalize_label(key)
-    assert once in LABELS and normalize_label(once) == once
+def test_normalise_label_is_idempotent(key):
+    once = normalise_label(key)
+    assert once in LABELS and normalise_label(once) == once
 
 
 @settings(max_examples=300, deadline=None)
 @given(junk=st.text(max_size=20) | st.sampled_from(sorted(_SYNONYMS)).map(lambda s: s + "x"))
 def test_junk_maps_to_a_label_none_or_a_dataset_error(junk):
     try:
-        result = normalize_label(junk, source="junk.csv")
+        result = normalise_label(junk, source="junk.csv")
     except DatasetError as err:
         assert "junk.csv" in str(err)
     else:

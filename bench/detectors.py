@@ -78,14 +78,14 @@ def face_free(n: int, seed: int = 0) -> list[np.ndarray]:
             img = rng.integers(0, 256, (FRAME, FRAME, 3)).astype(np.uint8)
             g = int(rng.choice([1, 3, 9, 21, 41]))
             img = cv2.GaussianBlur(img, (g, g), 0) if g > 1 else img
-            img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
+            img = cv2.normalise(img, None, 0, 255, cv2.NORM_MINMAX)
         elif kind == 1:  # texture: sum of random sinusoids
             y, x = np.mgrid[0:FRAME, 0:FRAME].astype(np.float32)
             img = np.zeros((FRAME, FRAME, 3), np.float32)
             for _ in range(6):
                 f, th, ph = rng.uniform(0.01, 0.2), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
                 img += np.sin(f * (x * np.cos(th) + y * np.sin(th)) + ph)[..., None] * rng.uniform(0, 1, 3)
-            img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+            img = cv2.normalise(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
         elif kind == 2:  # stripes
             period = int(rng.integers(4, 80))
             y, x = np.mgrid[0:FRAME, 0:FRAME]

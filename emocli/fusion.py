@@ -60,15 +60,15 @@ def align(scores: np.ndarray, labels: Sequence[str], target: Sequence[str]) -> n
 
 
 def normalise_present(p: np.ndarray) -> np.ndarray:
-    """Like :func:`normalize` over the non-NaN entries; NaN entries stay NaN."""
+    """Like :func:`normalise` over the non-NaN entries; NaN entries stay NaN."""
     p = np.asarray(p, np.float64)
     present = ~np.isnan(p)
     out = np.full(p.shape, np.nan)
-    out[present] = normalize(p[present])
+    out[present] = normalise(p[present])
     return out
 
 
-def normalize(p: np.ndarray) -> np.ndarray:
+def normalise(p: np.ndarray) -> np.ndarray:
     """Clip to [0, inf), replace non-finite values, and rescale rows to sum to 1."""
     p = np.nan_to_num(np.asarray(p, np.float64), nan=0.0, posinf=0.0, neginf=0.0).clip(0, None)
     s = p.sum(-1, keepdims=True)
@@ -109,7 +109,7 @@ class FusionModel:
             full = np.zeros(len(self.labels))
             for lab, v in zip(self.estimator_labels_, p):
                 full[self.labels.index(lab)] = v
-            return normalize(full)
+            return normalise(full)
         return self.fuse(face, voice)
 
     def fit(self, face_recall: Mapping[str, float] | None = None,
@@ -148,9 +148,9 @@ class FusionModel:
         if face is None and voice is None:
             raise ParameterError("nothing to fuse: both face and voice scores are missing")
         if face is None:
-            return normalize(voice)
+            return normalise(voice)
         if voice is None:
-            return normalize(face)
+            return normalise(face)
         face, voice = np.asarray(face, np.float64), np.asarray(voice, np.float64)
         # an emotion one model was never trained on (NaN) is decided by the other model alone
         wf = np.where(np.isnan(face), 0.0, np.where(np.isnan(voice), 1.0, wf))
@@ -158,8 +158,8 @@ class FusionModel:
             lf = np.log(np.clip(np.nan_to_num(face, nan=1.0), PRODUCT_FLOOR, None))
             lv = np.log(np.clip(np.nan_to_num(voice, nan=1.0), PRODUCT_FLOOR, None))
             z = 2.0 * (wf * lf + (1.0 - wf) * lv)
-            return normalize(np.exp(z - z.max(-1, keepdims=True)))
-        return normalize(wf * np.nan_to_num(face) + (1.0 - wf) * np.nan_to_num(voice))
+            return normalise(np.exp(z - z.max(-1, keepdims=True)))
+        return normalise(wf * np.nan_to_num(face) + (1.0 - wf) * np.nan_to_num(voice))
 
     # -- persistence -------------------------------------------------------------------
     def to_dict(self) -> dict:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from emocli.fusion import normalize
+from emocli.fusion import normalise
 from emocli.pipeline.faces import FaceAccumulator, pool_frames, pool_weights
 from emocli.pipeline.options import LIVE_MAX_LAG, STREAM_BLOCK, Result, scores_dict, zero_nan
 from emocli.pipeline.voice import BlockReader, VoiceBlock, VoiceInput
@@ -80,7 +80,7 @@ class Closer:
         if face is not None or voice_p is not None:
             fused = pipe.fusion.fuse(face, voice_p)
             seg["label"] = labels[int(np.argmax(fused))]
-            seg["scores"] = scores_dict(normalize(fused), labels)
+            seg["scores"] = scores_dict(normalise(fused), labels)
         if notes:
             used = "face" if face is not None else "voice" if voice_p is not None else None
             both = self.acc is not None and voice is not None

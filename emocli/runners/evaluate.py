@@ -16,7 +16,7 @@ import numpy as np
 from emocli import fingerprints as fp
 from emocli.errors import DatasetError, MediaError
 from emocli.files import atomic_path
-from emocli.fusion import align, normalize
+from emocli.fusion import align, normalise
 from emocli.labels import EMOTION_COLOURS, LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS, read_image
 from emocli.pipeline.options import REJECTED_NOTES
@@ -272,7 +272,7 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
             except MediaError as exc:
                 ev.add_failed(it.label, file=str(it.path), error=str(exc))
         if crops:
-            scores = normalize(align(pipeline.face.score_crops(crops), fm.labels, ev.labels))
+            scores = normalise(align(pipeline.face.score_crops(crops), fm.labels, ev.labels))
             for it, s in zip(part, scores):
                 d = dict(zip(ev.labels, s))
                 ev.add(it.label, {"face": d, "voice": None, "fused": d}, file=str(it.path),

@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from emocli.errors import ModelError
-from emocli.fusion import FusionModel, align, normalize
+from emocli.fusion import FusionModel, align, normalise
 from emocli.labels import LABELS
 
 probs = arrays(np.float64, (7,), elements=st.floats(0, 1e3, allow_nan=False))
@@ -78,7 +78,7 @@ def test_fused_is_a_probability_vector(face, voice, w):
 
 @given(p=probs)
 def test_normalize_preserves_order_of_labels(p):
-    out = normalize(p)
+    out = normalise(p)
     assert out.sum() == pytest.approx(1.0)
     if p.sum() > 0:
         # dividing by the sum keeps the order but may round near-ties to one value

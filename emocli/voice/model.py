@@ -118,10 +118,13 @@ class CompactSVM:
                     "gamma": np.float64(svm._gamma), "beta": np.float64(cal.beta_)})
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The arrays ``voice.npz`` stores: support vectors in float32 (half the file: the shipped
-        model's 3,023 x 1,057 are 12.8 MB instead of 25.6; scores move by ~1e-7), the rest as fitted."""
+        """The arrays ``voice.npz`` stores: support vectors (standardised values) in float16 (a quarter
+        of float64: the shipped model's 8,936 x 1,057 are 18.9 MB instead of 75.5; on the held-out
+        speakers the probabilities move by at most 7e-5 and no label changes), float32 where a value
+        is beyond float16's range; the rest as fitted."""
         out = {key: np.asarray(getattr(self, key)) for key in self.KEYS}
-        out["support_vectors"] = out["support_vectors"].astype(np.float32)
+        sv = out["support_vectors"]
+        out["support_vectors"] = sv.astype(np.float16 if np.abs(sv).max(initial=0.0) < 6e4 else np.float32)
         return out
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

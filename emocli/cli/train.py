@@ -246,21 +246,34 @@ def fuse(
         raise fail(str(exc)) from None
 
 
+_FaceBundleArg = Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")]
+_TrainedOnArg = Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is "
+                                                    "rebuilt from face.json).")]
+_NewBundleOpt = Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder,
+                                             help="Bundle folder to write the new network into.", show_default=False)]
+_SaveIfBetterOpt = Annotated[bool, typer.Option("--write", help="Save the new network when it beats the bundle(s) it "
+                                                                "came from on the held-out images.")]
+
+
+def _run(command, *args, **kwargs):
+    """Run a training command; an :class:`~emocli.errors.EmoError` from it is one line, exit 1."""
+    try:
+        return command(*args, **kwargs)
+    except emo_errors() as exc:
+        raise fail(str(exc)) from None
+
+
 @app.command("tune-views", cls=EmoCommand, short_help="Choose the face network's test-time views.", epilog="\b\nExamples:\n  emo tune-views runs/face ../shared/data/fer2013/train\n  emo tune-views runs/face ../shared/data/fer2013/train --write\n")
 def tune_views(
-    model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
-    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
-                                              "from face.json).")],
+    model: _FaceBundleArg,
+    data: _TrainedOnArg,
     write: Annotated[bool, typer.Option("--write", help="Store the best views in face.json and refresh the "
                                                         "manifest.")] = False,
 ) -> None:
     """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
     from emocli.train.tuning import tune_views_command
 
-    try:
-        tune_views_command(bundle=model, data=data, write=write, console=stderr_console())
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(tune_views_command, bundle=model, data=data, write=write, console=stderr_console())
 
 
 ExpertsBundleOpt = Annotated[Optional[Path], typer.Option(
@@ -277,7 +290,7 @@ def _or_shipped(model: Optional[Path]) -> Path:
     return DEFAULT_BUNDLE
 
 
-@app.command("train-head", cls=EmoCommand, short_help="Fit the face head on both face experts.", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --model mybundle --write\n")
+@app.command("train-head", cls=EmoCommand, short_help="Fit the face head on both face experts.", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --bundle mybundle --write\n")
 def train_head(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
                                               "(../shared/data): their training parts train the head, the halves "
@@ -295,16 +308,13 @@ def train_head(
     """Fit the face head (a softmax layer on both face experts' features) on colour face corpora."""
     from emocli.train.head import HeadArgs, run
 
-    try:
-        run(HeadArgs(data=data, bundle=_or_shipped(model), cache=cache, reuse_embeddings=reuse_embeddings,
-                     write=write))
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(run, HeadArgs(data=data, bundle=_or_shipped(model), cache=cache, reuse_embeddings=reuse_embeddings,
+                       write=write))
 
 
 @app.command("tune-prior", cls=EmoCommand, short_help="Choose the face network's class-prior adjustment.", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")
 def tune_prior(
-    model: Annotated[Path, typer.Argument(help="Face bundle made by `emo train-video`.")],
+    model: _FaceBundleArg,
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
                                               "from face.json; its class shares are the prior).")],
     write: Annotated[bool, typer.Option("--write", help="Store the chosen adjustment in face.json and refresh the "
@@ -315,14 +325,11 @@ def tune_prior(
     """Choose the face network's class-prior adjustment (logit adjustment) on held-out training images."""
     from emocli.train.tuning import tune_prior_command
 
-    try:
-        tune_prior_command(bundle=model, data=data, write=write, console=stderr_console(),
-                           max_accuracy_loss=max_accuracy_loss)
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(tune_prior_command, bundle=model, data=data, write=write, console=stderr_console(),
+         max_accuracy_loss=max_accuracy_loss)
 
 
-@app.command("calibrate-experts", cls=EmoCommand, short_help="Fit the face experts' temperatures and weights.", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --model mybundle --write\n")
+@app.command("calibrate-experts", cls=EmoCommand, short_help="Fit the face experts' temperatures and weights.", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --bundle mybundle --write\n")
 def calibrate_experts(
     data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
@@ -337,10 +344,7 @@ def calibrate_experts(
     """Fit the face experts' temperatures and weights on held-out faces new to both networks."""
     from emocli.train.calibration import calibrate_experts as run
 
-    try:
-        run(data, _or_shipped(model), cache=cache, write=write, console=stderr_console())
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(run, data, _or_shipped(model), cache=cache, write=write, console=stderr_console())
 
 
 @app.command("ensemble", cls=EmoCommand, short_help="Average two face networks, if that helps.", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")
@@ -348,33 +352,23 @@ def ensemble(
     a: Annotated[Path, typer.Argument(help="First face bundle (its views and face.json are kept).")],
     b: Annotated[Path, typer.Argument(help="Second face bundle, trained on DATA with the same held-out part.")],
     data: Annotated[Path, typer.Argument(help="The folder both bundles were trained on.")],
-    out: Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Bundle folder to write the averaged network into.",
-                                      show_default=False)] = ...,
-    write: Annotated[bool, typer.Option("--write", help="Save the average when it beats both members on the "
-                                                        "held-out images.")] = False,
+    out: _NewBundleOpt = ...,
+    write: _SaveIfBetterOpt = False,
 ) -> None:
     """Average two face networks into one, if that helps on held-out training images."""
     from emocli.train.tuning import ensemble_command
 
-    try:
-        ensemble_command(a=a, b=b, data=data, out=out, write=write, console=stderr_console())
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(ensemble_command, a=a, b=b, data=data, out=out, write=write, console=stderr_console())
 
 
 @app.command("refresh-bn", cls=EmoCommand, short_help="Re-estimate the face network's BatchNorm statistics.", epilog="\b\nExamples:\n  emo refresh-bn runs/face ../shared/data/fer2013/train --out runs/face_bn --write\n")
 def refresh_bn(
-    model: Annotated[Path, typer.Argument(help="Face bundle trained by `emo train-video` on DATA.")],
-    data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on.")],
-    out: Annotated[Path, typer.Option("--out", "-o", callback=check_out_folder, help="Bundle folder to write the refreshed network into.",
-                                      show_default=False)] = ...,
-    write: Annotated[bool, typer.Option("--write", help="Save it when it beats the bundle on the held-out "
-                                                        "images.")] = False,
+    model: _FaceBundleArg,
+    data: _TrainedOnArg,
+    out: _NewBundleOpt = ...,
+    write: _SaveIfBetterOpt = False,
 ) -> None:
     """Re-estimate the face network's BatchNorm statistics on its un-augmented training faces."""
     from emocli.train.tuning import refresh_bn_command
 
-    try:
-        refresh_bn_command(bundle=model, data=data, out=out, write=write, console=stderr_console())
-    except emo_errors() as exc:
-        raise fail(str(exc)) from None
+    _run(refresh_bn_command, bundle=model, data=data, out=out, write=write, console=stderr_console())

@@ -9,9 +9,11 @@ that bundles already record by their seed (``heldout_part`` rebuilds them).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from emocli.errors import ModelError
+from emocli.errors import DatasetError, ModelError
 
 
 def speaker_folds(groups: np.ndarray, n_folds: int, rng: np.random.Generator) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -75,3 +77,28 @@ def stratified_holdout(y: np.ndarray, share: float, seed: int) -> tuple[np.ndarr
         hold_idx.append(idx[:k])
         train_idx.append(idx[k:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(hold_idx))
+
+
+def split_of(item) -> str | None:
+    """The split of a corpus Item or of an extracted item (a dict)."""
+    return item.get("split") if isinstance(item, dict) else item.split
+
+
+def items_of_split(items: list, split: str | None, *, where: Path | str = "") -> list:
+    """The items of one split (case-insensitive); all of them when ``split`` is None. The one split
+    picker of ``emo evaluate``, ``emo extract`` and the training commands.
+
+    Raises
+    ------
+    DatasetError
+        No item is in ``split`` (the message lists the splits there are).
+    """
+    if split is None:
+        return list(items)
+    keep = [it for it in items if (split_of(it) or "").lower() == split.lower()]
+    if not keep:
+        have = sorted({sp for sp in (split_of(it) for it in items) if sp})
+        raise DatasetError(f"{str(where) + ': ' if str(where) else ''}no items in split {split!r}; the corpus has "
+                           f"splits: {', '.join(have) or '(none)'}")
+    return keep
+

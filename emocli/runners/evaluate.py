@@ -14,8 +14,9 @@ from typing import Any, Callable
 import numpy as np
 
 from emocli import fingerprints as fp
-from emocli.errors import DatasetError, MediaError
+from emocli.errors import MediaError
 from emocli.files import atomic_path
+from emocli.corpus.splits import items_of_split
 from emocli.fusion import align, normalise
 from emocli.labels import EMOTION_COLOURS, LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS, read_image
@@ -178,14 +179,9 @@ def unseen_report(report: dict[str, Any], seen: dict[str, set[str]]) -> dict[str
 
 
 def select_split(items, split: str | None):
-    """Keep the items of one split (case-insensitive); all of them when ``split`` is None."""
-    if split is None:
-        return items
-    keep = [it for it in items if it.split and it.split.lower() == split.lower()]
-    if not keep:
-        have = sorted({it.split for it in items if it.split}) or ["(none)"]
-        raise DatasetError(f"no items in split {split!r}; the corpus has splits: {', '.join(have)}")
-    return keep
+    """Keep the items of one split (case-insensitive); all of them when ``split`` is None
+    (:func:`emocli.corpus.splits.items_of_split`)."""
+    return items_of_split(items, split)
 
 
 def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None,

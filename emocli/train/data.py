@@ -9,7 +9,7 @@ import numpy as np
 
 from emocli.choices import BALANCES
 from emocli.corpus.layouts import image_folder, read_csv_rows
-from emocli.corpus.splits import stratified_holdout
+from emocli.corpus.splits import items_of_split, split_of, stratified_holdout
 from emocli.errors import DatasetError, ModelError
 from emocli.face.model import finish_inputs, prepare_faces
 from emocli.files import sha256_file
@@ -44,7 +44,7 @@ def training_split(items: list, split: str | None, *, allow_eval_split: bool = F
         No item in ``split``; splits but none named train (and no ``split``); an evaluation split
         without ``allow_eval_split``.
     """
-    have = sorted({it_split for it_split in (_split_of(it) for it in items) if it_split})
+    have = sorted({it_split for it_split in (split_of(it) for it in items) if it_split})
     if split is None:
         if not have:
             return items, None
@@ -57,16 +57,7 @@ def training_split(items: list, split: str | None, *, allow_eval_split: bool = F
         raise DatasetError(f"{where}: refusing to train on split {split!r}, which is for measuring (a model "
                            "evaluated on clips it was trained on reports nothing); pass --allow-eval-split "
                            "if that is what you want")
-    keep = [it for it in items if (_split_of(it) or "").lower() == split.lower()]
-    if not keep:
-        raise DatasetError(f"{where}: no items in split {split!r}; the items have splits: "
-                           f"{', '.join(have) or '(none)'}")
-    return keep, split
-
-
-def _split_of(item) -> str | None:
-    """The split of a corpus Item or of an extracted item (a dict)."""
-    return item.get("split") if isinstance(item, dict) else item.split
+    return items_of_split(items, split, where=where), split
 
 
 def training_images(data: Path) -> tuple[list, str | None]:

@@ -47,7 +47,7 @@ class EmoCommand(TyperCommand):
     # the values it takes now); kept working for one release
     bare_options: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     # option names of the previous release, read for one release but not listed: old -> new
-    aliases = {"--model": "--bundle", "-m": "--bundle", "--tta": "--views"}
+    aliases = {"--model": "--bundle", "-m": "--bundle", "--tta": "--views", "--head": "--transfer"}
 
     def parse_args(self, ctx, args):
         """A bad choice reads "'both' is not one of 'main', 'all'." (Typer 0.29 passes pydantic's "Value

@@ -49,8 +49,9 @@ _TrainVideoInit = Annotated[Optional[Path], typer.Option(help="Start from the fa
 _TrainVideoWeights = Annotated[Optional[Path], typer.Option(help="vggface: VGG-Face weight file (.h5 of keras-vggface or "
     "deepface; see docs/vggface.md); default: $EMO_VGGFACE_WEIGHTS.",
     show_default=False)]
-_TrainVideoHead = Annotated[Optional[Head], typer.Option(help="vggface: exp1 = frozen fc6 + FC 256; exp2 = frozen conv "
-    "blocks + FC 512-256; default: exp2.", show_default=False)]
+_TrainVideoHead = Annotated[Optional[Head], typer.Option("--transfer", help="vggface: the thesis's transfer "
+    "experiment: exp1 = frozen fc6 + FC 256; exp2 = frozen conv blocks + FC 512-256; default: exp2 (--head is its "
+    "former name).", show_default=False)]
 _TrainVideoRotation = Annotated[float, typer.Option(callback=number_in(0, 180), help="Augmentation: largest random rotation, degrees "
     "(the thesis's 30 by default).")]
 _TrainVideoZoom = Annotated[float, typer.Option(callback=number_in(0, 0.9), help="Augmentation: largest random zoom, as a share.")]

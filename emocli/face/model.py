@@ -158,7 +158,7 @@ def finish_inputs(x, pre: Preprocessing):
 # Networks
 
 
-def build_head(x, *, n_classes: int, dropout: float = 0.4):
+def build_classifier(x, *, n_classes: int, dropout: float = 0.4):
     """The thesis's best head: FC 512 -> FC 256 -> softmax."""
     from keras import layers
 
@@ -188,7 +188,7 @@ def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = 
             x = layers.ReLU(name=f"block{b}_relu{c}")(x)
         x = layers.MaxPooling2D(name=f"block{b}_pool")(x)
     x = layers.Flatten(name="flatten")(x)
-    return keras.Model(inp, build_head(x, n_classes=n_classes), name="emo_cnn")
+    return keras.Model(inp, build_classifier(x, n_classes=n_classes), name="emo_cnn")
 
 
 def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), feature_layer: str | None = None):
@@ -213,7 +213,7 @@ def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), featu
     x = trunk(inp, training=False)
     if len(x.shape) > 2:
         x = layers.Flatten(name="flatten")(x) if math.prod(x.shape[1:]) <= 8192 else layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, build_head(x, n_classes=n_classes), name="frozen_backbone")
+    return keras.Model(inp, build_classifier(x, n_classes=n_classes), name="frozen_backbone")
 
 
 def _default_feature_layer(model) -> str:

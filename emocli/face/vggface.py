@@ -48,7 +48,7 @@ import numpy as np
 from emocli.choices import HEADS
 from emocli.errors import ModelError
 from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, build_frozen_backbone_model,
-                               build_head)
+                               build_classifier)
 from emocli.labels import LABELS
 from emocli.quiet_imports import gpu_available
 
@@ -214,7 +214,7 @@ def load_vggface_weights(model, path: str | os.PathLike) -> str:
                 arrays[name] = _check_layer(name, *mapping[name], path)
         for name, layer in targets.items():
             if name not in arrays:
-                hint = (" (a _notop file holds only the convolutions: use the full file, or --head exp2)"
+                hint = (" (a _notop file holds only the convolutions: use the full file, or --transfer exp2)"
                         if name in FC_LAYERS else "")
                 raise ModelError(f"{path}: no weights for layer {name}{hint}")
             want = tuple(tuple(int(d) for d in w.shape) for w in layer.weights)
@@ -383,7 +383,7 @@ def build_vggface_emotion(weights_path: str | os.PathLike | None = None, head: s
             out = layers.Dense(n_classes, activation="softmax", name=SCORES_LAYER, dtype="float32")(x)
         else:
             x = layers.Flatten(name="flatten")(x)
-            out = build_head(x, n_classes=n_classes)
+            out = build_classifier(x, n_classes=n_classes)
         net = keras.Model(vgg.input, out, name=f"vggface_{head}")
     finally:
         keras.config.set_dtype_policy(previous)

@@ -34,7 +34,7 @@ from emocli.train.tuning import refresh_trained_network
 def _backbone_model(backbone: str, *, width: int, weights: Path | None = None, head: str | None = None):
     """Return (FaceModel, initial network or None) for a ``--backbone`` spec."""
     if backbone != "vggface" and (weights is not None or head is not None):
-        raise ModelError("--weights and --head belong to --backbone vggface")
+        raise ModelError("--weights and --transfer belong to --backbone vggface")
     if backbone == "vggface":
 
         # Mixed precision only when TensorFlow sees a GPU, never on a CPU.

@@ -368,7 +368,7 @@ def test_train_video_has_weights_and_head_options():
 
     result = CliRunner().invoke(app, ["train-video", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
-    assert "--weights" in result.output and "--head" in result.output
+    assert "--weights" in result.output and "--transfer" in result.output
     result = CliRunner().invoke(app, ["train-video", "data", "--out", "o", "--head", "exp9"])
     assert result.exit_code == 2
 

@@ -99,7 +99,7 @@ def _evaluate_setup(dataset: Path, *, split, layout, model, opts, adapt: str | N
         if adapt:
             if not (pipe.has_voice and pipe.voice.has_speaker_model):
                 raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --adapt {adapt}; "
-                           "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+                           "retrain it with `emo train-audio ... --adapted-model`, or use the shipped bundle")
             pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
             if adapt == "speaker" and not any(it.speaker for it in items):
                 raise fail(f"{dataset}: no item names its speaker, so --adapt speaker has nothing to adapt to; use "

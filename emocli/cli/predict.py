@@ -223,7 +223,7 @@ def _load_pipeline(model, opts, *, prepare_only: bool, adapting: Optional[str]):
         pipe = Pipeline(model, opts, role="prepare" if prepare_only else "full")
         if adapting and not (pipe.has_voice and pipe.voice.has_speaker_model):
             raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
-                       "retrain it with `emo train-audio ... --speaker-norm`, or use the shipped bundle")
+                       "retrain it with `emo train-audio ... --adapted-model`, or use the shipped bundle")
         if adapting:
             pipe.voice.speaker_model  # a damaged voice_speaker.* fails here
     except EmoError as exc:

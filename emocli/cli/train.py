@@ -139,7 +139,11 @@ def train_video(
         raise fail(str(exc)) from None
 
 
-@app.command("train-audio", cls=EmoCommand, short_help="Train the voice model on speech corpora.", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
+class TrainAudioCommand(EmoCommand):
+    aliases = {**EmoCommand.aliases, "--speaker-norm": "--adapted-model", "--no-speaker-norm": "--no-adapted-model"}
+
+
+@app.command("train-audio", cls=TrainAudioCommand, short_help="Train the voice model on speech corpora.", epilog="\b\nExamples:\n  emo train-audio ravdess emodb --out runs/voice --test-speakers ravdess_02,emodb_03\n  emo train-audio ravdess emodb --feature-set whisper+rich --cache runs/voice_cache --out runs/voice\n")
 def train_audio(
     data: Annotated[Optional[list[Path]], typer.Argument(help="Corpus folders (RAVDESS, EmoDB, ...; layout detected "
                                                               "from the file names) or CSV manifests with a speaker "
@@ -186,9 +190,10 @@ def train_audio(
                                                   show_default=False)] = None,
     split: SplitOpt = None,
     allow_eval_split: AllowEvalSplitOpt = False,
-    speaker_norm: Annotated[bool, typer.Option(help="Also train a model on features z-normalised per speaker "
-                                                    "(voice_speaker.*), used where emo knows the speaker: evaluate "
-                                                    "--speaker-norm, predict --speaker-of, long streams.")] = False,
+    speaker_norm: Annotated[bool, typer.Option(
+        "--adapted-model/--no-adapted-model", help="Also train the adapted voice model (voice_speaker.*: the same SVM "
+        "on features z-normalised per speaker) that --adapt speaker|run|stream scores with (--speaker-norm is its "
+        "former name).")] = False,
     vad: Annotated[bool, typer.Option(help="Give a bundle without a speech-activity gate emo's (Silero VAD, copied "
                                            "from the shipped bundle), so music, noise and silence are not "
                                            "classified; --no-vad leaves only the level gate.")] = True,
@@ -201,7 +206,7 @@ def train_audio(
     if features is None and (split is not None or allow_eval_split):
         raise typer.BadParameter("--split belongs to --features (held-out speakers: --test-speakers)")
     if features is not None and speaker_norm:
-        raise typer.BadParameter("--speaker-norm needs corpus folders (DATA), whose file names say who speaks")
+        raise typer.BadParameter("--adapted-model needs corpus folders (DATA), whose file names say who speaks")
     if features is not None and perturb.strip():
         raise typer.BadParameter("--perturb needs corpus folders (DATA): it alters the audio before features")
     try:

@@ -66,7 +66,7 @@ class Options:
     pooling: str = "mean"
     # Speaker adaptation of --window segments and live streams (speaker.py): once WARMUP_SECONDS
     # of voiced windows are in, each window's voice is scored with the bundle's speaker-normalised
-    # model against the stream's running statistics. Needs a bundle trained with --speaker-norm.
+    # model against the stream's running statistics. Needs a bundle trained with --adapted-model.
     adapt: bool = False
     # Faces scored per frame: "main" (the main speaker's; other faces are only counted, in a note) or
     # "all" (every face large enough, linked into tracks and reported per track in Result.faces;

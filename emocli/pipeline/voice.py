@@ -194,13 +194,13 @@ class VoiceStage:
 
     @property
     def speaker_model(self):
-        """The bundle's speaker-normalised voice model (``train-audio --speaker-norm``), or None."""
+        """The bundle's speaker-normalised voice model (``train-audio --adapted-model``), or None."""
         if self._speaker_model is None and self.has_speaker_model:
             self._speaker_model = VoiceModel.load(self.bundle, runtime=True, name=speaker.MODEL_NAME)
             if (self._speaker_model.settings_ != self.model.settings_
                     or self._speaker_model.labels != self.model.labels):
                 raise ModelError(f"{self.bundle}: {speaker.MODEL_NAME}.json was trained on other voice features or labels than "
-                                 "voice.json; retrain the bundle with `emo train-audio --speaker-norm`")
+                                 "voice.json; retrain the bundle with `emo train-audio --adapted-model`")
         return self._speaker_model
 
     @property
@@ -240,7 +240,7 @@ class StreamAdapter:
         res.adaptation_asked = True
         if self.model is None:
             res.notes.append("--adapt: the bundle has no speaker-normalised voice model (emo train-audio "
-                             "--speaker-norm): plain voice model")
+                             "--adapted-model): plain voice model")
         elif self.adapted:
             res.notes.append(f"--adapt: {self.adapted} of {self.windows} voiced window(s) scored against the "
                              f"{what}'s own running voice baseline (after {WARMUP_SECONDS:g} s of voice)")

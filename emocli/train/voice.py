@@ -329,7 +329,7 @@ def check_voice_pair(out: Path, *, speaker_norm: bool) -> None:
     if stale:
         raise ModelError(f"{out}: holds a speaker-adapted voice model ({', '.join(stale)}) made with the plain one; "
                          "retraining only the plain model would leave the two disagreeing in features and clips: "
-                         f"add --speaker-norm to retrain both, or delete {Path(out) / 'voice_speaker.*'} first")
+                         f"add --adapted-model to retrain both, or delete {Path(out) / 'voice_speaker.*'} first")
 
 
 @dataclass(frozen=True)

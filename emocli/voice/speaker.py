@@ -7,11 +7,11 @@ normalization scheme for automatic emotion detection from speech", IEEE TAC 2013
 feature vector is z-normalised with the mean and standard deviation of *its own speaker's* clips.
 The labels are never used, so the statistics can come from the data being scored.
 
-A bundle trained with ``emo train-audio --speaker-norm`` holds, beside the plain voice model, one
+A bundle trained with ``emo train-audio --adapted-model`` holds, beside the plain voice model, one
 trained on features normalised this way (``voice_speaker.*``). Where emo knows who speaks, it
 scores with that model:
 
-- ``emo evaluate --speaker-norm``: corpora whose layout names the speaker (RAVDESS, CREMA-D,
+- ``emo evaluate --adapt speaker``: corpora whose layout names the speaker (RAVDESS, CREMA-D,
   EmoDB, SAVEE, TESS, a CSV manifest's ``speaker`` column); statistics from every clip of that
   speaker in the evaluated set.
 - ``emo predict --speaker-of REGEX|FILE.csv``: bulk runs; the speaker is read from each input's

@@ -57,7 +57,7 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     ok("train-head", data, "--model", b, "--cache", tmp_path / "c2", "--write")
     # the voice (with its speaker-adapted twin and the speech gate) and the fusion rule
     ok("train-audio", voices, "--out", b, "--test-speakers", "emodb_03", "--feature-set", "thesis68",
-       "--no-augment", "--repeats", 1, "--workers", 1, "--speaker-norm")
+       "--no-augment", "--repeats", 1, "--workers", 1, "--adapted-model")
     ok("fuse", b)
 
     manifest = verify_bundle(b)

@@ -535,7 +535,7 @@ def test_train_audio_into_a_bundle_keeps_its_feature_set_and_its_speaker_model_i
     assert res.exit_code == 0, res.output
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), *common])
-    assert res.exit_code == 1 and "voice_speaker" in res.output and "--speaker-norm" in res.output
+    assert res.exit_code == 1 and "voice_speaker" in res.output and "--adapted-model" in res.output
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing touched
     res = CliRunner().invoke(app, ["train-audio", str(corpus), "--out", str(out), "--speaker-norm", *common])
     assert res.exit_code == 0, res.output

@@ -1,5 +1,5 @@
 """Speaker-adaptive voice scoring (emocli.voice.speaker): statistics, the trained pair of models, and
-the commands that use them (train-audio --speaker-norm, evaluate --speaker-norm, predict --speaker-of)."""
+the commands that use them (train-audio --adapted-model, evaluate and predict --adapt, predict --speaker-of)."""
 
 from __future__ import annotations
 
@@ -140,7 +140,7 @@ def speaker_bundle(tmp_path_factory):
     out = root / "bundle"
     r = runner.invoke(app, ["train-audio", str(corpus), "--out", str(out), "--test-speakers", "03,08",
                             "--feature-set", "thesis68", "--no-augment", "--repeats", "1", "--workers", "1",
-                            "--speaker-norm", "--cache", str(root / "cache"), "--no-vad"])  # voices are tones
+                            "--adapted-model", "--cache", str(root / "cache"), "--no-vad"])  # voices are tones
     assert r.exit_code == 0, r.output
     return root, corpus, out
 
@@ -275,7 +275,7 @@ def test_speaker_options_refuse_bad_input_with_one_line(speaker_bundle, tiny_bun
     r = runner.invoke(app, ["predict", clip, "--model", str(out), "--speaker-of", str(tmp_path / "who.csv")])
     assert r.exit_code == 1 and "who.csv: speaker table not found" in r.output
     r = runner.invoke(app, ["predict", clip, "--model", str(tiny_bundle), "--speaker-of", "(x)"])
-    assert r.exit_code == 1 and "no speaker-normalised voice model" in r.output and "--speaker-norm" in r.output
+    assert r.exit_code == 1 and "no speaker-normalised voice model" in r.output and "--adapted-model" in r.output
     r = runner.invoke(app, ["predict", clip, "--model", str(out), "--speaker-of", "(x)", "--modality", "face"])
     assert r.exit_code == 2
     r = runner.invoke(app, ["evaluate", str(corpus), "--model", str(tiny_bundle), "--speaker-norm"])
@@ -286,7 +286,7 @@ def test_speaker_options_refuse_bad_input_with_one_line(speaker_bundle, tiny_bun
     assert r.exit_code == 1 and "no item names its speaker" in r.output
     r = runner.invoke(app, ["train-audio", "--features", str(tmp_path), "--out", str(tmp_path / "b"),
                             "--speaker-norm"])
-    assert r.exit_code == 2 and "--speaker-norm needs corpus folders" in r.output
+    assert r.exit_code == 2 and "--adapted-model needs corpus folders" in r.output
 
 
 def test_speaker_model_of_other_features_is_refused(speaker_bundle, tmp_path):

@@ -504,7 +504,8 @@ def _same_plain_model(out: Path, model, trained_on: dict, held: list[str]):
         same = (meta["trained_on"] == json.loads(json.dumps(trained_on)) and meta["held_out_speakers"] == held
                 and meta["features"]["feature_set"] == model.feature_set and sel["repeats"] == model.n_repeats
                 and sel["seed"] == model.seed and sel["C_grid"] == [float(c) for c in model.C_grid]
-                and svm["class_weight"] == model.class_weight)
+                and sel["gamma_grid_x"] == [float(g) for g in model.gamma_grid]
+                and sel.get("by", "speaker") == model.select_by and svm["class_weight"] == model.class_weight)
         return VoiceModel.load(out) if same else None
     except (OSError, ValueError, KeyError, TypeError, ModelError):
         return None

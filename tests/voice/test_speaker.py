@@ -175,6 +175,11 @@ def test_train_audio_speaker_norm_keeps_a_matching_plain_model(speaker_bundle, t
     r = runner.invoke(app, args)
     assert r.exit_code == 0, r.output
     assert "kept as it is" not in r.output and json.loads((again / "voice.json").read_text())["selection"]["repeats"] == 2
+    # other gammas are another selection too: fitted again, not kept
+    r = runner.invoke(app, [*args, "--gamma-grid", "0.25"])
+    assert r.exit_code == 0, r.output
+    assert "kept as it is" not in r.output
+    assert json.loads((again / "voice.json").read_text())["selection"]["gamma_grid_x"] == [0.25]
 
 
 def test_evaluate_speaker_norm_reports_adapted_and_plain_figures(speaker_bundle, tmp_path):

@@ -46,15 +46,18 @@ class EmoCommand(TyperCommand):
     # options that took no value in the previous release: (option, the value its bare form stands for,
     # the values it takes now); kept working for one release
     bare_options: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
-    # option names of the previous release, read for one release but not listed: old -> new
-    aliases = {"--model": "--bundle", "-m": "--bundle", "--tta": "--views", "--head": "--transfer"}
+    # option names of the previous release, read for one release but not listed: old -> new name, or
+    # old flag -> the option and value it stands for now
+    aliases: dict[str, str | tuple[str, ...]] = {"--model": "--bundle", "-m": "--bundle", "--tta": "--views",
+                                                 "--head": "--transfer"}
 
     def parse_args(self, ctx, args):
         """A bad choice reads "'both' is not one of 'main', 'all'." (Typer 0.29 passes pydantic's "Value
         error, " prefix through). The previous release's option names (:attr:`aliases`) are read as
         today's, and an option of :attr:`bare_options` given without a value gets its old meaning."""
         end = args.index("--") if "--" in args else len(args)  # after "--" every word is an argument
-        args = [self._current_name(a) for a in args[:end]] + list(args[end:])
+        args = [word for a in args[:end] for word in self._current_words(a)] + list(args[end:])
+        end = args.index("--") if "--" in args else len(args)
         for name, value, values in self.bare_options:
             for i in reversed([i for i, a in enumerate(args[:end]) if a == name]):
                 if i + 1 >= len(args) or args[i + 1] not in values:
@@ -66,9 +69,12 @@ class EmoCommand(TyperCommand):
                 exc.message = exc.message[len("Value error, "):]
             raise
 
-    def _current_name(self, arg: str) -> str:
+    def _current_words(self, arg: str) -> list[str]:
         name, eq, value = arg.partition("=")
-        return self.aliases[name] + eq + value if name in self.aliases and name.startswith("-") else arg
+        new = self.aliases.get(name) if name.startswith("-") else None
+        if new is None:
+            return [arg]
+        return [new + eq + value] if isinstance(new, str) else list(new)
 
     def collect_usage_pieces(self, ctx) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

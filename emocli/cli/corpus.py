@@ -11,12 +11,17 @@ from typing import Annotated, Optional
 import typer
 
 from emocli.cli.base import EmoCommand, app, fail, stderr_console
-from emocli.cli.options import (EVALUATE_FORMATS, AdaptCorpus, WORKERS_DEFAULT, CorpusSplitOpt, EvalFormat, JsonTableOpt, LayoutOpt,
-                                Modality, ModalityOpt, ModelOpt, RayAddressOpt, RayOpt, ScoringOpts, check_out_folder,
-                                output_format, pipeline_options, resolve_workers, scoring_options)
+from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, AdaptCorpus, CorpusSplitOpt, EvalFormat,
+                                JsonTableOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt, RayAddressOpt, RayOpt,
+                                ScoringOpts, check_out_folder, output_format, pipeline_options, resolve_workers,
+                                scoring_options)
 
 
-@app.command("evaluate", cls=EmoCommand, short_help="Score a labelled corpus: accuracy, UAR, confusions.", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
+class EvaluateCommand(EmoCommand):
+    aliases = {**EmoCommand.aliases, "--speaker-norm": ("--adapt", "speaker")}  # the previous release's flag
+
+
+@app.command("evaluate", cls=EvaluateCommand, short_help="Score a labelled corpus: accuracy, UAR, confusions.", epilog="\b\nExamples:\n  emo evaluate AFEW --split Val --plot cm.png --predictions val.csv\n  emo evaluate ../shared/data/fer2013/val --no-detect --modality face --json\n")
 @scoring_options
 def evaluate(
     dataset: Annotated[Path, typer.Argument(help="Labelled corpus folder (AFEW, image folders, RAVDESS, CREMA-D, "
@@ -46,8 +51,6 @@ def evaluate(
         "speaker column); run: the mean and spread of all the items (speakers unknown; the corpus's recording "
         "conditions). The report's figures are then the adapted ones (\"adaptation\"), the unadapted ones "
         "under \"plain\".", show_default=False)] = None,
-    speaker_norm: Annotated[bool, typer.Option("--speaker-norm", hidden=True,
-                                               help="Old spelling of --adapt speaker.")] = False,
     workers: Annotated[Optional[int], typer.Option(min=1, show_default=False, help="Worker processes that decode, "
                                                    "find faces and compute voice features in parallel, feeding one "
                                                    f"model, capped at the CPU count [default: {WORKERS_DEFAULT}].")
@@ -56,7 +59,7 @@ def evaluate(
     """Accuracy, UAR, macro-F1, per-class recall and confusion matrices for face, voice and fused."""
     err = stderr_console()
     fmt = output_format(out_format, json_out, output, formats=EVALUATE_FORMATS)
-    adapt_kind = "speaker" if speaker_norm else adapt.value if adapt is not None else None
+    adapt_kind = adapt.value if adapt is not None else None
     if adapt_kind and modality == Modality.face:
         raise typer.BadParameter(f"--adapt {adapt_kind} adapts the voice; it cannot be used with --modality face")
     items, pipe = _evaluate_setup(dataset, split=split, layout=layout, model=model,

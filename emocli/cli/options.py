@@ -11,9 +11,9 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-from emocli.choices import (ADAPT_MODES, BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS, FACE_MODES, FEATURE_SETS,
-                            FUSE_METHODS, FUSE_RULES, HEADS, LAYOUTS, MODALITIES, OUTPUT_FORMATS, POOLINGS, PRECISIONS,
-                            TTA_CHOICES)
+from emocli.choices import (ADAPT_MODES, BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS,
+                            FACE_MODES, FEATURE_SETS, FUSE_METHODS, FUSE_RULES, HEADS, LAYOUTS, MODALITIES,
+                            OUTPUT_FORMATS, POOLINGS, PRECISIONS, TTA_CHOICES)
 from emocli.cli.base import fail
 
 

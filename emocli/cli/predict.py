@@ -11,8 +11,8 @@ import typer
 
 from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
 from emocli.choices import ADAPT_MODES, TIMELINE_FORMATS
-from emocli.cli.options import (WORKERS_DEFAULT, AdaptMode, FaceMode, JsonTableOpt, Modality, ModalityOpt, ModelOpt, OutFormat,
-                                RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format, parse_input_options,
+from emocli.cli.options import (WORKERS_DEFAULT, AdaptMode, FaceMode, JsonTableOpt, Modality, ModalityOpt,
+                                ModelOpt, OutFormat, RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format, parse_input_options,
                                 pipeline_options, resolve_workers, scoring_options)
 
 
@@ -124,7 +124,8 @@ def predict(
                                  param_hint="--output-dir")
     fmt = output_format(out_format, json_out, output, output_dir)
     _check_predict_usage(inputs, fmt=fmt, window=window, output_dir=output_dir, frames=frames, plot=plot)
-    source, bulk_annotate = _annotation_target(inputs, annotate, output_dir)
+    source = _annotation_target(inputs, annotate, output_dir)
+    bulk_annotate = isinstance(source, tuple)
     _check_predict_outputs(inputs, output=output, plot=plot, annotate=None if bulk_annotate else annotate,
                            submission=submission, output_dir=output_dir)
     mode = _adapt_mode(adapt, speaker_of, modality)
@@ -165,19 +166,19 @@ def _check_predict_usage(inputs: list[str], *, fmt: str, window: Optional[float]
 
 
 def _annotation_target(inputs: list[str], annotate: Optional[Path], output_dir: Optional[Path]):
-    """--annotate's source and whether it is the bulk form: (None, False) without it, (the one input file,
-    False) for ``--annotate OUT``, (("bulk", kind), True) for ``--annotate KIND --output-dir DIR``."""
+    """--annotate's source: None without it, the one input file for ``--annotate OUT``, ("bulk", kind)
+    for ``--annotate KIND --output-dir DIR``."""
     if annotate is None:
-        return None, False
+        return None
     if output_dir is None:
-        return _annotate_source(inputs), False
+        return _annotate_source(inputs)
     kind = str(annotate).lower().lstrip(".")
     if kind not in ("mp4", "mov", "mkv"):
         raise typer.BadParameter("with --output-dir, --annotate gives the kind of file: mp4, mov or mkv",
                                  param_hint="--annotate")
     if any(i == "-" for i in inputs):
         raise fail("--annotate draws on files, not stdin or a live stream; save the stream to a file first")
-    return ("bulk", kind), True
+    return ("bulk", kind)
 
 
 def _adapt_mode(adapt, speaker_of: Optional[str], modality: Modality) -> Optional[str]:

@@ -26,7 +26,7 @@ from emocli.media.ffmpeg import read_image
 from emocli.quiet_imports import import_keras
 from emocli.report.metrics import classification_report
 from emocli.runners.extract import extraction_model, load_extracted
-from emocli.train.data import (balance_weights, corpus_name, holdout_seed_of, read_exclude, score_stored, trained_items,
+from emocli.train.data import (balance_weights, corpus_names, holdout_seed_of, read_exclude, score_stored, trained_items,
                                training_images, training_split)
 from emocli.train.tuning import refresh_trained_network
 
@@ -405,9 +405,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     if len(shares) != len(folders):
         raise DatasetError(f"--holdout was given {len(shares)} times for {len(folders)} folders; give it once, or "
                            "once per folder in the same order")
-    names = [corpus_name(f) for f in folders]
-    if len(set(names)) != len(names):
-        names = [f"{n}{i}" for i, n in enumerate(names)]
+    names = corpus_names(folders)
     holdout_seed = seed if o.holdout_seed is None else o.holdout_seed
     items, y, corpus, tr, ho, exclusion = _training_faces(folders, shares, names, o, holdout_seed, console)
     where = folders[0] if len(folders) == 1 else ", ".join(map(str, folders))

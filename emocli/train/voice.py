@@ -21,7 +21,7 @@ from emocli.report.metrics import classification_report
 from emocli.report.output import ProgressBar
 from emocli.runners.extract import extraction_model, load_extracted
 from emocli.runners.pool import process_pool, worker_count
-from emocli.train.data import trained_items, training_split
+from emocli.train.data import corpus_names, trained_items, training_split
 from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
 from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,
@@ -202,12 +202,6 @@ class VoiceRows:
     @property
     def augmented(self) -> np.ndarray:
         return self.copy > 0
-
-
-def corpus_names(data: list[Path]) -> list[str]:
-    """A name per corpus folder or manifest (the folder's name; a manifest's folder's), unique."""
-    names = [(Path(r).parent if Path(r).suffix.lower() == ".csv" else Path(r)).resolve().name for r in data]
-    return [f"{n}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
 
 
 def _voice_corpora(data: list[Path], corpus: str | None, test_speakers: list[str], console):

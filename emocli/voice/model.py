@@ -38,6 +38,7 @@ from emocli.corpus.splits import group_folds, speaker_folds
 from emocli.errors import ModelError, NotFittedError, ParameterError
 from emocli.files import atomic_path, atomic_write_text, load_npz_weights
 from emocli.labels import LABELS
+from emocli.quiet_imports import available_cpus
 from emocli.report.metrics import classification_report
 from emocli.voice.encoder import ENCODER_SHA256
 from emocli.voice.features import FEATURE_SETS, feature_dimension, settings
@@ -312,8 +313,6 @@ class VoiceModel:
             raise ModelError("no speaker-grouped split leaves every emotion on the training side; add speakers "
                              "who act every emotion")
         self.calibration_folds_ = len(cal_folds)
-        from emocli.quiet_imports import available_cpus
-
         cal = CalibratedClassifierCV(self._svm(self.C_, self.gamma_), method="temperature", cv=cal_folds,
                                      ensemble=False, n_jobs=available_cpus() if len(X) >= PARALLEL_FROM else None)
         self.estimator_ = cal.fit(X, yi)
@@ -545,8 +544,6 @@ PARALLEL_FROM = 2000  # rows from which the grid's fits run in worker processes,
 def _fold_predictions(model: VoiceModel, X: np.ndarray, yi: np.ndarray, tasks: list, gamma_unit: float) -> list:
     """Each task's (C, gamma multiple, training rows, validation rows) validation predictions. On a large
     training set the fits run in worker processes (libsvm fits on one core); small ones here."""
-    from emocli.quiet_imports import available_cpus
-
     jobs = min(available_cpus(), len(tasks)) if len(X) >= PARALLEL_FROM else 1
     if jobs <= 1:
         return [_fit_predict(X, yi, tr, va, model._svm(C, gm * gamma_unit)) for C, gm, tr, va in tasks]

@@ -135,6 +135,8 @@ class SpeakerRule:
     CSV's folder) when it ends in ``.csv``, otherwise a regular expression searched in the input's
     name: the speaker is its ``speaker`` group, else its first group, else the whole match.
     """
+    kind = "speaker"  # the adaptation it gives (RunRule's is "run")
+
     def __init__(self, spec: str):
         self.spec = spec
         self.table: dict[str, str] | None = None
@@ -225,7 +227,7 @@ def adapt_results(pipe, results, rule: "SpeakerRule | RunRule", *, min_clips: in
     A result whose group is unknown, or has fewer than ``min_clips`` voiced results in the run,
     keeps the plain scores and a note says why.
     """
-    kind = getattr(rule, "kind", "speaker")
+    kind = rule.kind
     done = list(results)
     who = [rule.speaker(res.file) if res.status == "ok" else None for res in done]
     counts, stats = speaker_stats(zip(who, done), min_clips=min_clips)

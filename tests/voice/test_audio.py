@@ -555,7 +555,7 @@ def test_fits_in_worker_processes_choose_what_fits_here_choose(fitted, monkeypat
     model, x, y = fitted
     g = np.array([f"s{i % 6}" for i in range(len(x))])
     monkeypatch.setattr(voice_model, "PARALLEL_FROM", 0)
-    monkeypatch.setattr("emocli.quiet_imports.available_cpus", lambda: 2)
+    monkeypatch.setattr(voice_model, "available_cpus", lambda: 2)
     again = VoiceModel(feature_set="thesis68", selection=Selection(C_grid=(1.0, 10.0), gamma_grid=(0.5,),
                                                                     n_repeats=2)).fit(x, y, g)
     monkeypatch.setattr(voice_model, "PARALLEL_FROM", 10 ** 9)

@@ -6,7 +6,10 @@ tiny.en converted to CTranslate2 with float16 weights) holds
 CTranslate2's binary format (version 6; no ctranslate2 import), keeps the ``encoder/*``
 variables, runs them through emo's numpy forward pass (:class:`emocli.voice.encoder.WhisperEncoder`,
 the reference), builds the same graph in TensorFlow with a variable number of frames, converts it
-to a float32 LiteRT model (``.tflite``, what emo runs: :class:`emocli.voice.encoder.LiteWhisperEncoder`)
+to a LiteRT model (``.tflite``, what emo runs: :class:`emocli.voice.encoder.LiteWhisperEncoder`) that
+stores the weights as they come, in float16, and computes in float32 (LiteRT widens each weight once,
+when the model loads: the same values, so the same frames as a float32 file of twice the size; ``--weights
+float32`` writes that file)
 and writes it with Whisper's MIT licence beside it. It prints the sha256 (put it in
 ``emocli.voice.encoder.ENCODER_SHA256``), then compares the LiteRT model with the numpy pass on
 real clips (2 s, 4 s and a full 30 s window) and stops if they differ by more than float32
@@ -166,9 +169,10 @@ def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(fh, arrays[key], allow_pickle=False)
 
 
-def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """The encoder as a float32 LiteRT model taking (1, n_mel, 80) log-mel frames, any n_mel up to
-    3000: the graph of :meth:`emocli.voice.encoder.WhisperEncoder.__call__` in TensorFlow ops."""
+def tflite_bytes(arrays: dict[str, np.ndarray], weights: str = "float16") -> bytes:
+    """The encoder as a LiteRT model taking (1, n_mel, 80) log-mel frames, any n_mel up to 3000: the
+    graph of :meth:`emocli.voice.encoder.WhisperEncoder.__call__` in TensorFlow ops, computed in float32,
+    its weights stored in ``weights`` (float16 loses nothing: the source weights are float16)."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -187,7 +191,10 @@ def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     def layer_norm(x, p):
         mu = tf.reduce_mean(x, -1, keepdims=True)
         var = tf.reduce_mean(tf.square(x - mu), -1, keepdims=True)
-        return (x - mu) * tf.math.rsqrt(var + LN_EPS) * const(p + ".gamma") + const(p + ".beta")
+        # the shift is added as a tensor of x's (dynamic) shape, which the converter cannot fold into the
+        # next layer's bias: folded, the bias would be a product float16 cannot hold (see tflite_bytes)
+        shift = tf.broadcast_to(const(p + ".beta"), tf.shape(x))
+        return (x - mu) * tf.math.rsqrt(var + LN_EPS) * const(p + ".gamma") + shift
 
     def gelu(x):
         return 0.5 * x * (1.0 + tf.math.erf(x * np.float32(1 / np.sqrt(2))))
@@ -220,6 +227,13 @@ def tflite_bytes(arrays: dict[str, np.ndarray]) -> bytes:
 
     module = Encoder()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([module.__call__.get_concrete_function()], module)
+    if weights == "float16":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.target_spec.supported_types = [tf.float16]
+        # keep the layer norms' scale out of the next layer's weights (the shift: layer_norm): folded, they
+        # are products that float16 cannot hold exactly (frames off by 2e-2); apart, every stored weight is
+        # a source value
+        converter._experimental_disable_fuse_mul_and_fc = True
     return converter.convert()
 
 
@@ -262,6 +276,9 @@ def main() -> None:
     ap.add_argument("--check", action="store_true", help="compare with CTranslate2's Whisper.encode on a clip")
     ap.add_argument("--reference-python", default=sys.executable, help="a Python with ctranslate2 installed")
     ap.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
+    ap.add_argument("--weights", choices=("float16", "float32"), default="float16",
+                    help="how the .tflite stores the weights (it computes in float32 either way); float32 is the "
+                         "form emo shipped until 2026-12-06, twice the size")
     ap.add_argument("--npz", type=Path, help="also write the float16 weights here (emo's earlier form)")
     ap.add_argument("--fixture", type=Path, help="write the numpy pass's frames of the example's first 2 s here "
                                                 "(tests/data/whisper_reference.npz)")
@@ -282,7 +299,7 @@ def main() -> None:
     if args.npz:
         save_npz(args.npz, arrays)
         print(f"wrote {args.npz} ({args.npz.stat().st_size / 1e6:.1f} MB)")
-    args.out.write_bytes(tflite_bytes(arrays))
+    args.out.write_bytes(tflite_bytes(arrays, args.weights))
     digest = sha256(args.out)
     source_digest = hashlib.sha256(model_bin).hexdigest()
     licence = args.out.with_name(args.out.stem + ".LICENSE.txt")

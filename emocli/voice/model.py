@@ -40,7 +40,7 @@ from emocli.files import atomic_path, atomic_write_text, load_npz_weights
 from emocli.labels import LABELS
 from emocli.quiet_imports import available_cpus
 from emocli.report.metrics import classification_report
-from emocli.voice.encoder import ENCODER_SHA256
+from emocli.voice.encoder import ENCODER_SHA256, SAME_ENCODER_SHA256
 from emocli.voice.features import FEATURE_SETS, feature_dimension, settings
 
 WEIGHTS_FILE = "voice.skops"  # bundles made before 2026-12: read only where no RUNTIME_FILE is
@@ -502,7 +502,7 @@ def _feature_settings(meta: dict, meta_path: Path, n_in: int) -> tuple[dict, tup
         window, step, sr = float(st["window_s"]), float(st["step_s"]), int(st["sample_rate"])
         if not (0 < step <= window <= 10.0 and 8000 <= sr <= 192000):
             raise ValueError(f"window {window} s, step {step} s, sample rate {sr} Hz out of range")
-        if "encoder_sha256" in st and st["encoder_sha256"] != ENCODER_SHA256:
+        if "encoder_sha256" in st and st["encoder_sha256"] not in SAME_ENCODER_SHA256:
             raise ValueError(f"trained on speech encoder {st.get('encoder')} with sha256 "
                              f"{str(st['encoder_sha256'])[:12]}..., this emo ships {ENCODER_SHA256[:12]}...")
     except (KeyError, TypeError, ValueError, OverflowError) as exc:

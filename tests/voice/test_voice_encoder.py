@@ -258,10 +258,27 @@ def test_train_audio_with_whisper_features_records_the_encoder(tmp_path):
     direct = score_audio(load_audio(wav, sr=ve.SAMPLE_RATE))
     got = [res.voice_scores[lab] for lab in model.labels]
     assert np.allclose(got, direct, atol=1e-5)
+    # a model trained on the float32 file of the same weights (shipped until 2026-12-06) reads these frames
+    former = next(iter(ve.SAME_ENCODER_SHA256 - {ve.ENCODER_SHA256}))
+    meta["features"]["encoder_sha256"] = former
+    (out / "voice.json").write_text(json.dumps(meta))
+    assert VoiceModel.load(out, runtime=True).settings_["encoder_sha256"] == former
     meta["features"]["encoder_sha256"] = "0" * 64
     (out / "voice.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="speech encoder"):
         VoiceModel.load(out, runtime=True)
+
+
+def test_shipped_encoder_stores_its_weights_in_float16():
+    """The shipped file keeps Whisper's 8.2 M weights in float16, as the source has them (half the
+    float32 file's size). Had the converter folded a layer norm into the next layer, float16 would
+    round the products: the frames test above (5e-4) catches that (they were off by 2.3e-2)."""
+    from emocli.quiet_imports import lite_interpreter
+
+    interp = lite_interpreter(str(ve.default_encoder_path()))
+    consts = [t for t in interp.get_tensor_details() if t["dtype"] == np.float16]
+    assert sum(int(np.prod(t["shape"])) for t in consts) > 8_000_000
+    assert ve.default_encoder_path().stat().st_size < 17_000_000
 
 
 def test_the_shipped_speech_encoder_model_scores_clips_and_segments(example_clip):

@@ -15,6 +15,7 @@ Speaker ids are prefixed with the corpus name (``ravdess_02``, ``cremad_1001``, 
 from __future__ import annotations
 
 import csv
+import os
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
@@ -683,3 +684,18 @@ def load_corpus(root: Path, layout: str | None = None, *, modality: str = "all")
                                "pass the path of the CSV itself")
         root = manifests[0]
     return _READERS[name](root, modality=modality)
+
+
+def corpus_name(folder: Path) -> str:
+    """A short name for a training folder: ``affectnet`` for ``.../affectnet/train``; a CSV manifest is
+    named after its folder (``nemo`` for ``.../nemo/manifest.csv``)."""
+    folder = Path(os.path.abspath(folder))
+    if folder.suffix.lower() == ".csv":
+        folder = folder.parent
+    return folder.parent.name if folder.name.lower() in ("train", "training") else folder.name
+
+
+def corpus_names(folders) -> list[str]:
+    """:func:`corpus_name` of each training folder; when two would share a name, each gets its index."""
+    names = [corpus_name(f) for f in folders]
+    return names if len(set(names)) == len(names) else [f"{n}{i}" for i, n in enumerate(names)]

@@ -13,6 +13,7 @@ from typing import Any
 from emocli import __version__
 from emocli.bundle import models_dir, verify_bundle
 from emocli.choices import DEFAULT_DETECTOR
+from emocli.corpus.layouts import corpus_names
 from emocli.files import cached_sha256
 from emocli.media.ffmpeg import ffmpeg_exe
 from emocli.quiet_imports import gpu_status
@@ -70,7 +71,8 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
         corpora = on.get("corpora")
         speakers = on.get("speakers")
         if corpora:
-            names = ", ".join(corpora.values() if isinstance(corpora, dict) else corpora)
+            # the record maps each training folder or manifest to its layout; show the corpora's names
+            names = ", ".join(corpus_names(corpora) if isinstance(corpora, dict) else corpora)
             return f"{names} ({on.get('n_clips', '?')} clips, {len(speakers) if speakers else '?'} speakers)"
         return None
     if name == "face_head.npz" and counts.get("face.head"):

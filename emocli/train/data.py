@@ -3,7 +3,6 @@ and face scores of stored or listed images."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -167,21 +166,6 @@ def balance_weights(groups: np.ndarray, how: str = "none") -> np.ndarray:
     power = {"none": 0.0, "sqrt": 0.5, "full": 1.0}[how]
     w = counts[inverse].astype(np.float64) ** -power
     return (w / w.mean()).astype(np.float32)
-
-
-def corpus_name(folder: Path) -> str:
-    """A short name for a training folder: ``affectnet`` for ``.../affectnet/train``; a CSV manifest is
-    named after its folder (``nemo`` for ``.../nemo/manifest.csv``)."""
-    folder = Path(os.path.abspath(folder))
-    if folder.suffix.lower() == ".csv":
-        folder = folder.parent
-    return folder.parent.name if folder.name.lower() in ("train", "training") else folder.name
-
-
-def corpus_names(folders) -> list[str]:
-    """:func:`corpus_name` of each training folder; when two would share a name, each gets its index."""
-    names = [corpus_name(f) for f in folders]
-    return names if len(set(names)) == len(names) else [f"{n}{i}" for i, n in enumerate(names)]
 
 
 def trained_items(features: Path, split: str | None, items: list[dict]) -> dict:

@@ -14,6 +14,7 @@ import numpy as np
 
 from emocli import fingerprints
 from emocli.bundle import write_manifest
+from emocli.corpus.layouts import corpus_names
 from emocli.corpus.splits import grouped_holdout, stratified_holdout
 from emocli.errors import DatasetError, ModelError, ParameterError
 from emocli.face.experts import EXPERTS_FILE, ExpertSet
@@ -26,7 +27,7 @@ from emocli.media.ffmpeg import read_image
 from emocli.quiet_imports import import_keras
 from emocli.report.metrics import classification_report
 from emocli.runners.extract import extraction_model, load_extracted
-from emocli.train.data import (balance_weights, corpus_names, holdout_seed_of, read_exclude, score_stored, trained_items,
+from emocli.train.data import (balance_weights, holdout_seed_of, read_exclude, score_stored, trained_items,
                                training_images, training_split)
 from emocli.train.tuning import refresh_trained_network
 

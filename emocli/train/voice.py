@@ -12,7 +12,7 @@ import numpy as np
 
 from emocli import fingerprints
 from emocli.bundle import DEFAULT_BUNDLE, write_manifest
-from emocli.corpus.layouts import detect_layout, load_corpus
+from emocli.corpus.layouts import corpus_names, detect_layout, load_corpus
 from emocli.errors import DatasetError, EmoError, ModelError, ParameterError
 from emocli.files import atomic_path, sha256_file
 from emocli.labels import LABELS
@@ -21,7 +21,7 @@ from emocli.report.metrics import classification_report
 from emocli.report.output import ProgressBar
 from emocli.runners.extract import extraction_model, load_extracted
 from emocli.runners.pool import process_pool, worker_count
-from emocli.train.data import corpus_names, trained_items, training_split
+from emocli.train.data import trained_items, training_split
 from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
 from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
 from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,

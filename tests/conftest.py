@@ -36,6 +36,23 @@ def pytest_xdist_auto_num_workers(config) -> int:
     return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
 
 
+@pytest.fixture(autouse=True)
+def keras_eager(request):
+    """Keras runs each test's training and scoring steps eagerly. The tests train on a few dozen
+    faces for an epoch or two, where tracing the steps into graphs (1-5 s per command) cost more than
+    the training: the distillation test took 16 s in graph mode and 8 s eagerly. Tests marked
+    ``graph`` keep graph mode, the way `emo` runs (the shipped recipe's test does), and so do the
+    `emo` processes tests start."""
+    if request.node.get_closest_marker("graph"):
+        yield
+        return
+    import tensorflow as tf
+
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config) -> None:
     """An xdist worker ends at once when its session is over (its results were sent to the

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from conftest import EXAMPLES, colour_corpora, write_wav
@@ -38,6 +39,7 @@ def speech_corpus(root, rng):
     return root
 
 
+@pytest.mark.graph
 def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     rng = np.random.default_rng(0)
     data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14,

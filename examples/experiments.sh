@@ -26,9 +26,9 @@ EMODB_TEST=emodb_03,emodb_08                                 # 1 male + 1 female
 # against emo's default network trained end to end (the shipped model).
 emo train-video "$SHARED/data/fer2013/train" --backbone "mini-xception:$SHARED/weights/emotion_model.hdf5" \
     --epochs 5 --out "$OUT/exp2_minixception_head" 2> "$OUT/exp2_minixception_head.log"
-emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --model "$OUT/exp2_minixception_head" \
+emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --bundle "$OUT/exp2_minixception_head" \
     --report "$OUT/exp2_minixception_head.json" > /dev/null
-emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --model models/default \
+emo evaluate "$SHARED/data/fer2013/val" --no-detect --modality face --bundle models/default \
     --report "$OUT/exp_default_face.json" > /dev/null
 
 # Experiments 3-6: voice on RAVDESS, EmoDB and both, classes balanced or not; the thesis's 68
@@ -61,7 +61,7 @@ with open(out / "ravdess_heldout.csv", "w", newline="") as fh:
     csv.writer(fh).writerows([("path", "label", "split", "speaker"), *rows])
 PY
 for fs in thesis68 rich; do
-  emo evaluate "$OUT/ravdess_heldout.csv" --modality voice --model "$OUT/voice_${fs}_both_balanced" \
+  emo evaluate "$OUT/ravdess_heldout.csv" --modality voice --bundle "$OUT/voice_${fs}_both_balanced" \
       --report "$OUT/voice_${fs}_both_balanced_on_ravdess_heldout.json" > /dev/null
 done
 
@@ -75,6 +75,6 @@ for method in equal confusion; do
   B="$OUT/fusion_$method"
   rm -rf "$B" && cp -r models/default "$B"
   emo fuse "$B" --method "$method"
-  emo evaluate "$CREMA" --layout cremad --model "$B" --report "$OUT/exp_fusion_$method.json" > /dev/null || true
+  emo evaluate "$CREMA" --layout cremad --bundle "$B" --report "$OUT/exp_fusion_$method.json" > /dev/null || true
 done
 python scripts/experiments_table.py "$OUT"

@@ -261,6 +261,16 @@ _SaveIfBetterOpt = Annotated[bool, typer.Option("--write", help="Save the new ne
                                                                 "came from on the held-out images.")]
 
 
+def _write_opt(what: str):
+    """``--write`` of a tuning command: ``what`` it stores, then the manifest's refresh."""
+    return Annotated[bool, typer.Option("--write", help=f"Store {what} and refresh the manifest.")]
+
+
+def _cache_opt(what: str):
+    """``--cache`` of a command that scores faces with the bundle's networks: ``what`` it keeps."""
+    return Annotated[Path, typer.Option(callback=check_cache_folder, help=f"{what}, keyed by the bundle's face network.")]
+
+
 def _run(command, *args, **kwargs):
     """Run a training command; an :class:`~emocli.errors.EmoError` from it is one line, exit 1."""
     try:
@@ -273,8 +283,7 @@ def _run(command, *args, **kwargs):
 def tune_views(
     model: _FaceBundleArg,
     data: _TrainedOnArg,
-    write: Annotated[bool, typer.Option("--write", help="Store the best views in face.json and refresh the "
-                                                        "manifest.")] = False,
+    write: _write_opt("the best views in face.json") = False,
 ) -> None:
     """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
     from emocli.train.tuning import tune_views_command
@@ -302,14 +311,11 @@ def train_head(
                                               "(../shared/data): their training parts train the head, the halves "
                                               "`emo calibrate-experts` holds out choose C and the temperature.")],
     model: ExpertsBundleOpt = None,
-    cache: Annotated[Path, typer.Option(callback=check_cache_folder,
-                                        help="Feature cache, keyed by the bundle's face network (resumable).")] = Path(
-        "runs/face_head"),
+    cache: _cache_opt("Feature cache (resumable)") = Path("runs/face_head"),
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
                                                                   "folder (the same faces): only emo-cnn runs.",
                                                              show_default=False)] = None,
-    write: Annotated[bool, typer.Option("--write", help="Store the head (face_head.npz, named in experts.json) and "
-                                                        "refresh the manifest.")] = False,
+    write: _write_opt("the head (face_head.npz, named in experts.json)") = False,
 ) -> None:
     """Fit the face head (a softmax layer on both face experts' features) on colour face corpora."""
     from emocli.train.head import HeadArgs, run
@@ -323,8 +329,7 @@ def tune_prior(
     model: _FaceBundleArg,
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
                                               "from face.json; its class shares are the prior).")],
-    write: Annotated[bool, typer.Option("--write", help="Store the chosen adjustment in face.json and refresh the "
-                                                        "manifest.")] = False,
+    write: _write_opt("the chosen adjustment in face.json") = False,
     max_accuracy_loss: Annotated[float, typer.Option(callback=number_in(0.0, 1.0), help="Held-out accuracy a "
                                                      "stronger adjustment may cost.")] = 0.005,
 ) -> None:
@@ -341,11 +346,8 @@ def calibrate_experts(
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
                                               "network trained on, is held out and halved into calib and test.")],
     model: ExpertsBundleOpt = None,
-    cache: Annotated[Path, typer.Option(callback=check_cache_folder,
-                                        help="Per-image score cache, keyed by the bundle's face network.")] = Path(
-        "runs/face_experts"),
-    write: Annotated[bool, typer.Option("--write", help="Store the temperatures and weights in experts.json and "
-                                                        "refresh the manifest.")] = False,
+    cache: _cache_opt("Per-image score cache") = Path("runs/face_experts"),
+    write: _write_opt("the temperatures and weights in experts.json") = False,
 ) -> None:
     """Fit the face experts' temperatures and weights on held-out faces new to both networks."""
     from emocli.train.calibration import calibrate_experts as run

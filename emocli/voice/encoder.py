@@ -180,6 +180,9 @@ def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int) -> np.ndar
     return cols @ w.transpose(2, 1, 0).reshape(k * w.shape[1], w.shape[0]) + b
 
 
+_MISSING = "reinstall emo (it ships in models/encoders) or rebuild it with scripts/convert_whisper_encoder.py"
+
+
 def _check_sha256(path: Path, sha256: str | None) -> None:
     """Refuse an encoder file whose sha256 is not ``sha256`` (None: any file); hashes are remembered."""
     if sha256 is not None and cached_sha256(path) != sha256:
@@ -195,6 +198,26 @@ class _Encoder:
     """
     dim: int
     n_positions: int
+
+    @classmethod
+    def load(cls, path: Path | str | None = None, *, sha256: str | None = None):
+        """Open a converted encoder file (default: the shipped one): :class:`WhisperEncoder` reads an
+        ``.npz``, :class:`LiteWhisperEncoder` a ``.tflite``. With ``sha256``, refuse a file whose hash differs.
+
+        Raises
+        ------
+        ModelError
+            If the file is missing, damaged, not an encoder, or its hash differs.
+        """
+        path = Path(path) if path is not None else default_encoder_path()
+        if not path.is_file():
+            raise ModelError(f"{path}: speech encoder not found; {_MISSING}")
+        _check_sha256(path, sha256)
+        return cls._open(path)
+
+    @classmethod
+    def _open(cls, path: Path) -> "_Encoder":
+        raise NotImplementedError
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -261,20 +284,9 @@ class WhisperEncoder(_Encoder):
             raise ParameterError(f"inconsistent encoder: width {self.dim}, {self.n_heads} heads, {self.n_layers} layers")
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, sha256: str | None = None) -> "WhisperEncoder":
-        """Read a converted ``.npz`` (no pickle); with ``sha256``, refuse a file whose hash differs.
-
-        Raises
-        ------
-        ModelError
-            If the file is missing, damaged, not an encoder, or its hash differs.
-        """
-        path = Path(path) if path is not None else default_encoder_path()
-        if path.is_file():
-            _check_sha256(path, sha256)
-        return load_npz_weights(path, cls, what="speech-encoder weights",
-                                missing="reinstall emo (it ships in models/encoders) or rebuild it with "
-                                        "scripts/convert_whisper_encoder.py",
+    def _open(cls, path: Path) -> "WhisperEncoder":
+        """Read a converted ``.npz`` (no pickle)."""
+        return load_npz_weights(path, cls, what="speech-encoder weights", missing=_MISSING,
                                 rebuild="rebuild it with scripts/convert_whisper_encoder.py")
 
     def __call__(self, mel: np.ndarray) -> np.ndarray:
@@ -330,19 +342,8 @@ class LiteWhisperEncoder(_Encoder):
         self._length = None
 
     @classmethod
-    def load(cls, path: Path | str | None = None, *, sha256: str | None = None) -> "LiteWhisperEncoder":
-        """Open a converted ``.tflite``; with ``sha256``, refuse a file whose hash differs.
-
-        Raises
-        ------
-        ModelError
-            If the file is missing, damaged, not an encoder, or its hash differs.
-        """
-        path = Path(path) if path is not None else default_encoder_path()
-        if not path.is_file():
-            raise ModelError(f"{path}: speech encoder not found; reinstall emo (it ships in models/encoders) or "
-                             "rebuild it with scripts/convert_whisper_encoder.py")
-        _check_sha256(path, sha256)
+    def _open(cls, path: Path) -> "LiteWhisperEncoder":
+        """Open a converted ``.tflite``."""
         try:
             return cls(path)
         except Exception as exc:  # LiteRT's errors for a torn or foreign file

@@ -271,6 +271,14 @@ def _cache_opt(what: str):
     return Annotated[Path, typer.Option(callback=check_cache_folder, help=f"{what}, keyed by the bundle's face network.")]
 
 
+_ViewsWrite = _write_opt("the best views in face.json")
+_HeadCache = _cache_opt("Feature cache (resumable)")
+_HeadWrite = _write_opt("the head (face_head.npz, named in experts.json)")
+_PriorWrite = _write_opt("the chosen adjustment in face.json")
+_ExpertsCache = _cache_opt("Per-image score cache")
+_ExpertsWrite = _write_opt("the temperatures and weights in experts.json")
+
+
 def _run(command, *args, **kwargs):
     """Run a training command; an :class:`~emocli.errors.EmoError` from it is one line, exit 1."""
     try:
@@ -283,7 +291,7 @@ def _run(command, *args, **kwargs):
 def tune_views(
     model: _FaceBundleArg,
     data: _TrainedOnArg,
-    write: _write_opt("the best views in face.json") = False,
+    write: _ViewsWrite = False,
 ) -> None:
     """Choose the face model's test-time views (mirror, zoom, shifts) on held-out training images."""
     from emocli.train.tuning import tune_views_command
@@ -311,11 +319,11 @@ def train_head(
                                               "(../shared/data): their training parts train the head, the halves "
                                               "`emo calibrate-experts` holds out choose C and the temperature.")],
     model: ExpertsBundleOpt = None,
-    cache: _cache_opt("Feature cache (resumable)") = Path("runs/face_head"),
+    cache: _HeadCache = Path("runs/face_head"),
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
                                                                   "folder (the same faces): only emo-cnn runs.",
                                                              show_default=False)] = None,
-    write: _write_opt("the head (face_head.npz, named in experts.json)") = False,
+    write: _HeadWrite = False,
 ) -> None:
     """Fit the face head (a softmax layer on both face experts' features) on colour face corpora."""
     from emocli.train.head import HeadArgs, run
@@ -329,7 +337,7 @@ def tune_prior(
     model: _FaceBundleArg,
     data: Annotated[Path, typer.Argument(help="The folder the bundle was trained on (its held-out part is rebuilt "
                                               "from face.json; its class shares are the prior).")],
-    write: _write_opt("the chosen adjustment in face.json") = False,
+    write: _PriorWrite = False,
     max_accuracy_loss: Annotated[float, typer.Option(callback=number_in(0.0, 1.0), help="Held-out accuracy a "
                                                      "stronger adjustment may cost.")] = 0.005,
 ) -> None:
@@ -346,8 +354,8 @@ def calibrate_experts(
                                               "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
                                               "network trained on, is held out and halved into calib and test.")],
     model: ExpertsBundleOpt = None,
-    cache: _cache_opt("Per-image score cache") = Path("runs/face_experts"),
-    write: _write_opt("the temperatures and weights in experts.json") = False,
+    cache: _ExpertsCache = Path("runs/face_experts"),
+    write: _ExpertsWrite = False,
 ) -> None:
     """Fit the face experts' temperatures and weights on held-out faces new to both networks."""
     from emocli.train.calibration import calibrate_experts as run

@@ -271,6 +271,13 @@ def _cache_opt(what: str):
     return Annotated[Path, typer.Option(callback=check_cache_folder, help=f"{what}, keyed by the bundle's face network.")]
 
 
+_HeadData = Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
+                                                 "(../shared/data): their training parts train the head, the halves "
+                                                 "`emo calibrate-experts` holds out choose C and the temperature.")]
+_ExpertsData = Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
+                                                    "(../shared/data): a fixed share of AffectNet and SFEW, which "
+                                                    "neither network trained on, is held out and halved into calib "
+                                                    "and test.")]
 _ViewsWrite = _write_opt("the best views in face.json")
 _HeadCache = _cache_opt("Feature cache (resumable)")
 _HeadWrite = _write_opt("the head (face_head.npz, named in experts.json)")
@@ -315,9 +322,7 @@ def _or_shipped(model: Optional[Path]) -> Path:
 
 @app.command("train-head", cls=EmoCommand, short_help="Fit the face head on both face experts.", epilog="\b\nExamples:\n  emo train-head ../shared/data\n  emo train-head ../shared/data --bundle mybundle --write\n")
 def train_head(
-    data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
-                                              "(../shared/data): their training parts train the head, the halves "
-                                              "`emo calibrate-experts` holds out choose C and the temperature.")],
+    data: _HeadData,
     model: ExpertsBundleOpt = None,
     cache: _HeadCache = Path("runs/face_head"),
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
@@ -350,9 +355,7 @@ def tune_prior(
 
 @app.command("calibrate-experts", cls=EmoCommand, short_help="Fit the face experts' temperatures and weights.", epilog="\b\nExamples:\n  emo calibrate-experts ../shared/data\n  emo calibrate-experts ../shared/data --bundle mybundle --write\n")
 def calibrate_experts(
-    data: Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and fer2013/val "
-                                              "(../shared/data): a fixed share of AffectNet and SFEW, which neither "
-                                              "network trained on, is held out and halved into calib and test.")],
+    data: _ExpertsData,
     model: ExpertsBundleOpt = None,
     cache: _ExpertsCache = Path("runs/face_experts"),
     write: _ExpertsWrite = False,

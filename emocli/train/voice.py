@@ -23,7 +23,7 @@ from emocli.runners.extract import extraction_model, load_extracted
 from emocli.runners.pool import process_pool, worker_count
 from emocli.train.data import trained_items, training_split
 from emocli.voice.activity import SAMPLE_RATE as VAD_RATE, VAD_FILE, VAD_LICENSE
-from emocli.voice.encoder import ENCODER_SHA256, embed, shipped_encoder
+from emocli.voice.encoder import ENCODER_CACHE_ID, embed, shipped_encoder
 from emocli.voice.features import (DEFAULT_FEATURE_SET, ENCODER_SETS, PERTURBATIONS, STEP, WINDOW, clip_vector,
                                    feature_dimension, perturb, window_features)
 from emocli.voice.model import DEFAULT_C_GRID, DEFAULT_GAMMA_GRID, Frames, Selection, VoiceModel
@@ -128,7 +128,7 @@ def _voice_window_features(task: tuple) -> tuple[str, tuple, list | None, str | 
                 out.append(frames)
                 continue
 
-            emb = cached(Path(cache) / f"{key[:-4]}-enc{ENCODER_SHA256[:12]}.npz" if key else None,
+            emb = cached(Path(cache) / f"{key[:-4]}-enc{ENCODER_CACHE_ID}.npz" if key else None,
                          lambda: embed(perturb(audio, sr, speed, seed=seed), sr, shipped_encoder()))
             out.append((frames, emb))
     except (EmoError, OSError) as exc:

@@ -1,4 +1,4 @@
-"""Files emo reads back (issue 32, items 6-8): a bundle member, an extracted item or a backbone that
+"""Files emo reads back: a bundle member, an extracted item or a backbone that
 is damaged, even under a manifest re-hashed to match, is one line naming it and the fix, never a
 traceback."""
 

@@ -1,4 +1,4 @@
-"""Outputs never destroy anything, and every number a user can give is checked (issue 32).
+"""Outputs never destroy anything, and every number a user can give is checked.
 
 Each test is a class of cases: an output that is an input, a device, two outputs on one file,
 an output path that cannot be written, numbers out of range, conflicting output flags, damaged

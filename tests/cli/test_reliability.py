@@ -1,4 +1,4 @@
-"""Issue 13, reliability round 2: every input gets its line, every failure its one-line error."""
+"""Reliability of bulk runs: every input gets its line, every failure its one-line error."""
 
 import json
 import os

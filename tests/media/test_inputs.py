@@ -1,4 +1,4 @@
-"""Lists of paths on stdin, as shells and tools write them (issue 32, item 9)."""
+"""Lists of paths on stdin, as shells and tools write them."""
 
 from __future__ import annotations
 

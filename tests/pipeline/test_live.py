@@ -1,4 +1,4 @@
-"""Issue 12, streaming for real: live inputs decoded in one pass, segments written as their windows close."""
+"""Streaming for real: live inputs decoded in one pass, segments written as their windows close."""
 
 import contextlib
 import functools

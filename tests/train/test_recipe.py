@@ -1,4 +1,4 @@
-"""Issue 28, 5: the shipped bundle's recipe (README, "Rebuild the shipped bundle") run with `emo`
+"""The shipped bundle's recipe (README, "Rebuild the shipped bundle") run with `emo`
 commands only, on tiny generated corpora: every trained part is written, the bundle is complete,
 verifies and scores a real clip."""
 

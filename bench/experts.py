@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from trees import use_own_models  # bench/ is this script's folder, first on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +63,7 @@ def main() -> None:
     if args.before_tree is not None:
         name = f"before-tree {args.before_tree.name}"
         tree = args.before_tree.resolve()
+        use_own_models(tree)  # its speech encoder and detectors too, not only its bundle
         variants = {name: ["--model", str(tree / "models" / "default")], **variants}
         trees = {name: tree, **trees}
     run(emo + [str(clips[0])])  # warm the file cache

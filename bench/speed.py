@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from trees import use_own_models  # bench/ is this script's folder, first on sys.path
+
 REPO = Path(__file__).resolve().parent.parent
 CLIP = REPO / "examples" / "1001_DFA_HAP_XX.avi"
 FER_PYTHON = REPO / "bench" / ".venv" / "bin" / "python"
@@ -198,6 +200,7 @@ def main() -> None:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=args.before_tree, capture_output=True,
                              text=True).stdout.strip()
         trees[f"before ({rev})"] = args.before_tree.resolve()
+        use_own_models(args.before_tree)
     load0 = os.getloadavg()[0]
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
           f"load average at start {load0:.2f}\n")

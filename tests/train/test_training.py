@@ -4,16 +4,13 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from emocli.cli.app import app
 from emocli.labels import LABELS
 from emocli.errors import DatasetError
-from emocli.corpus.splits import grouped_holdout, speaker_folds, stratified_holdout
+from emocli.corpus.splits import stratified_holdout
 from emocli.train.data import heldout_part, holdout_seed_of
-
 
 
 def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
@@ -269,39 +266,6 @@ def test_prior_adjustment_rebalances_scores_and_is_read_from_face_json(tiny_bund
     (bundle / "face.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=r"face\.json: unusable prior_adjustment"):
         FaceModel.load(bundle, runtime=True)
-
-
-# -- splits ---------------------------------------------------------------------------------------
-
-@given(seed=st.integers(0, 10_000), n_speakers=st.integers(2, 12), n_folds=st.integers(2, 6))
-@settings(max_examples=30, deadline=None)
-def test_speaker_folds_never_split_a_speaker(seed, n_speakers, n_folds):
-    rng = np.random.default_rng(seed)
-    groups = np.array([f"s{i}" for i in rng.integers(0, n_speakers, 60)])
-    folds = speaker_folds(groups, n_folds, rng)
-    seen = np.concatenate([va for _, va in folds])
-    assert sorted(seen.tolist()) == list(range(60))  # a partition
-    for tr, va in folds:
-        assert not set(groups[tr]) & set(groups[va])
-
-
-@given(sizes=st.lists(st.integers(1, 12), min_size=2, max_size=12), share=st.floats(0.05, 0.95),
-       seed=st.integers(0, 2**32 - 1))
-@settings(max_examples=60, deadline=None)
-def test_grouped_holdout_never_puts_a_group_on_both_sides(sizes, share, seed):
-    groups = np.array([f"x_{s}" for s, n in enumerate(sizes) for _ in range(n)])
-    tr, ho = grouped_holdout(groups, share, seed)
-    assert sorted([*tr, *ho]) == list(range(len(groups)))  # a partition
-    assert len(ho) and not set(groups[tr]) & set(groups[ho])
-    np.testing.assert_array_equal(ho, grouped_holdout(groups, share, seed)[1])  # the seed decides
-
-
-def test_speaker_folds_are_pinned():
-    """The shipped voice model's C and gamma were chosen on these folds: a rewrite (GroupKFold deals
-    speakers largest first, unshuffled) would change which clips validate which, and the selection."""
-    groups = np.repeat(["a", "b", "c", "d", "e", "f"], [5, 1, 3, 2, 4, 2])
-    folds = speaker_folds(groups, 4, np.random.default_rng(7))
-    assert [va.tolist() for _, va in folds] == [[5, 9, 10, 15, 16], [6, 7, 8], [0, 1, 2, 3, 4], [11, 12, 13, 14]]
 
 
 def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(faces, tmp_path, monkeypatch):

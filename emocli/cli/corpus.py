@@ -13,8 +13,8 @@ import typer
 from emocli.cli.base import EmoCommand, app, fail, stderr_console
 from emocli.cli.options import (EVALUATE_FORMATS, WORKERS_DEFAULT, AdaptCorpus, CorpusSplitOpt, EvalFormat,
                                 JsonTableOpt, LayoutOpt, Modality, ModalityOpt, ModelOpt, RayAddressOpt, RayOpt,
-                                ScoringOpts, check_out_folder, output_format, pipeline_options, resolve_workers,
-                                scoring_options)
+                                ScoringOpts, check_out_folder, output_format, pipeline_options, require_adapted_model,
+                                resolve_workers, scoring_options)
 
 
 class EvaluateCommand(EmoCommand):
@@ -90,20 +90,17 @@ def _evaluate_setup(dataset: Path, *, split, layout, model, opts, adapt: str | N
     """The items to score and the pipeline; a corpus, bundle or output that cannot serve the run is one
     line, exit 1, before any item is scored."""
     from emocli.corpus.layouts import load_corpus
+    from emocli.corpus.splits import items_of_split
     from emocli.errors import EmoError
     from emocli.files import check_outputs
     from emocli.media.ffmpeg import MEDIA_EXTS
     from emocli.pipeline.core import Pipeline
-    from emocli.runners.evaluate import select_split
 
     try:
-        items = select_split(load_corpus(dataset, layout), split)
+        items = items_of_split(load_corpus(dataset, layout), split)
         pipe = Pipeline(model, opts)
         if adapt:
-            if not (pipe.has_voice and pipe.voice.has_speaker_model):
-                raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for --adapt {adapt}; "
-                           "retrain it with `emo train-audio ... --adapted-model`, or use the shipped bundle")
-            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here, before any item is scored
+            require_adapted_model(pipe, f"--adapt {adapt}")
             if adapt == "speaker" and not any(it.speaker for it in items):
                 raise fail(f"{dataset}: no item names its speaker, so --adapt speaker has nothing to adapt to; use "
                            "--adapt run, a corpus layout with speakers (RAVDESS, CREMA-D, EmoDB, SAVEE, TESS) or a "
@@ -221,8 +218,8 @@ def extract(
     """Extract face features (fc2), per-frame face scores and voice statistics for every item."""
     from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
     from emocli.corpus.layouts import load_corpus
+    from emocli.corpus.splits import items_of_split
     from emocli.errors import EmoError
-    from emocli.runners.evaluate import select_split
     from emocli.runners.extract import check_out_dir, lock_out_dir, settings_for
 
     err = stderr_console()
@@ -230,7 +227,7 @@ def extract(
     opts = pipeline_options(**scoring, keep_frames=True)
     lock = None  # the output folder's lock, held until this command ends
     try:
-        items = select_split(load_corpus(dataset, layout), split)
+        items = items_of_split(load_corpus(dataset, layout), split)
         manifest = verify_bundle(bundle)
         lock = lock_out_dir(out)
         check_out_dir(out, settings_for(dataset, layout, split, bundle, manifest, opts), resume=resume)

@@ -30,6 +30,15 @@ def number_list(value: Optional[str]) -> Optional[tuple[float, ...]]:
     return out
 
 
+def require_adapted_model(pipe, flag: str) -> None:
+    """Refuse, in one line (exit 1), a bundle without the adapted voice model ``flag`` scores with (``emo
+    train-audio --adapted-model``); load it now, so a damaged voice_speaker.* fails before any input is scored."""
+    if not (pipe.has_voice and pipe.voice.has_speaker_model):
+        raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {flag}; "
+                   "retrain it with `emo train-audio ... --adapted-model`, or use the shipped bundle")
+    pipe.voice.speaker_model
+
+
 def check_layout(value: Optional[str]) -> Optional[str]:
     """--layout/--corpus: an unknown name is bad usage (exit 2), found before any work starts."""
     if value is None:

@@ -12,8 +12,9 @@ import typer
 from emocli.cli.base import STREAM_STOP, EmoCommand, Interrupted, app, broken_pipe, emit, fail, stderr_console
 from emocli.choices import ADAPT_MODES, TIMELINE_FORMATS
 from emocli.cli.options import (WORKERS_DEFAULT, AdaptMode, FaceMode, JsonTableOpt, Modality, ModalityOpt,
-                                ModelOpt, OutFormat, RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format, parse_input_options,
-                                pipeline_options, resolve_workers, scoring_options)
+                                ModelOpt, OutFormat, RayAddressOpt, RayOpt, ScoringOpts, number_in, output_format,
+                                parse_input_options, pipeline_options, require_adapted_model, resolve_workers,
+                                scoring_options)
 
 
 InputsArg = Annotated[list[str], typer.Argument(help="Video, image or audio files, folders, or - to read "
@@ -222,11 +223,8 @@ def _load_pipeline(model, opts, *, prepare_only: bool, adapting: Optional[str]):
 
     try:
         pipe = Pipeline(model, opts, role="prepare" if prepare_only else "full")
-        if adapting and not (pipe.has_voice and pipe.voice.has_speaker_model):
-            raise fail(f"{pipe.bundle}: this bundle has no speaker-normalised voice model for {adapting}; "
-                       "retrain it with `emo train-audio ... --adapted-model`, or use the shipped bundle")
         if adapting:
-            pipe.voice.speaker_model  # a damaged voice_speaker.* fails here
+            require_adapted_model(pipe, adapting)
     except EmoError as exc:
         raise fail(str(exc)) from None
     return pipe

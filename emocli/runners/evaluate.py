@@ -16,7 +16,6 @@ import numpy as np
 from emocli import fingerprints as fp
 from emocli.errors import MediaError
 from emocli.files import atomic_path
-from emocli.corpus.splits import items_of_split
 from emocli.fusion import align, normalise
 from emocli.labels import EMOTION_COLOURS, LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS, read_image
@@ -176,12 +175,6 @@ def unseen_report(report: dict[str, Any], seen: dict[str, set[str]]) -> dict[str
         rep["n_seen"] = sum(1 for it in report["items"] if it["file"] in skip)
         out[m] = rep
     return out
-
-
-def select_split(items, split: str | None):
-    """Keep the items of one split (case-insensitive); all of them when ``split`` is None
-    (:func:`emocli.corpus.splits.items_of_split`)."""
-    return items_of_split(items, split)
 
 
 def evaluate_items(items, pipeline, *, progress: Callable[[int, int], None] | None = None,

@@ -29,31 +29,25 @@ COPIES = ("1.0", "0.9", "1.1", "noise", "reverb")
 def extract(args) -> None:
     from rich.console import Console
 
-    from emocli.corpus.layouts import load_corpus
+    from emocli.corpus.layouts import corpus_names, load_corpus
     from emocli.train.voice import _resolve_speakers, _voice_rows
 
     console = Console(stderr=True)
     items, corpus_of = [], {}
-    for root in args.corpora:
+    for root, name in zip(args.corpora, corpus_names(args.corpora)):  # train-audio's names (nemo for nemo/x.csv)
         found = load_corpus(Path(root), None, modality="audio")
-        name = Path(root).parent.name if Path(root).suffix == ".csv" else Path(root).name
-        for it in found:
-            corpus_of[str(it.path)] = name
+        corpus_of.update({str(it.path): name for it in found})
         items += found
         console.print(f"{root}: {name}, {len(found)} clips, {len({it.speaker for it in found})} speakers")
     held = _resolve_speakers(args.test_speakers.split(","), {it.speaker for it in items}) if args.test_speakers else []
     rows = _voice_rows(items, held, feature_set="whisper+rich", augment=args.copies, workers=args.workers,
                        cache=args.cache, console=console,
                        perturbations=("noise", "reverb") if args.copies else ())
-    kept = [it for it in items if str(it.path) not in {p for p, _ in rows.failed}]
-    path_rows = [str(it.path) for it in kept for _ in range(1 if it.speaker in held or not args.copies
-                                                                else len(COPIES))]
-    assert len(path_rows) == len(rows.x), (len(path_rows), len(rows.x))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out, x=rows.x.astype(np.float32), y=rows.y, speaker=rows.groups,
-                        copy=np.array([COPIES[k] for k in rows.copy]), path=np.array(path_rows),
-                        corpus=np.array([corpus_of[p] for p in path_rows]), held=np.array(held))
+                        copy=np.array([COPIES[k] for k in rows.copy]), path=rows.path,
+                        corpus=np.array([corpus_of[p] for p in rows.path]), held=np.array(held))
     console.print(f"wrote {out}: {len(rows.x)} rows, {rows.seconds:.0f} s")
 
 

@@ -13,8 +13,8 @@ import typer
 from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
 from emocli.cli.base import EmoCommand, app, emo_errors, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, Precision,
-                                SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder, number_in,
-                                number_list)
+                                SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder,
+                                number_in, number_list)
 
 
 _TrainVideoData = Annotated[Optional[list[Path]], typer.Argument(

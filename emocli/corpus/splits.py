@@ -101,4 +101,3 @@ def items_of_split(items: list, split: str | None, *, where: Path | str = "") ->
         raise DatasetError(f"{str(where) + ': ' if str(where) else ''}no items in split {split!r}; the corpus has "
                            f"splits: {', '.join(have) or '(none)'}")
     return keep
-

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -250,13 +250,13 @@ def ray_predict(pipe_bundle: Path | str | None, options: Options,
     """
     if shard_size < 1:
         raise EmoError(f"shard_size must be at least 1, got {shard_size}")
-    cluster = _Cluster(pipe_bundle, options, cluster)
+    actors = _Cluster(pipe_bundle, options, cluster)
     try:
-        cluster.ready()
+        actors.ready()
     except BaseException:
-        cluster.close()
+        actors.close()
         raise
-    return _gather_predictions(cluster, inputs, shard_size)
+    return _gather_predictions(actors, inputs, shard_size)
 
 
 def _gather_predictions(cluster: _Cluster, inputs, shard_size: int) -> Iterator[Result]:
@@ -305,16 +305,15 @@ def ray_extract(items, *, root: Path, out: Path, bundle: Path | str | None, opti
     todo, skipped = plan(items, root=root, out=str(out), retry_failed=retry_failed)
     rows: list[dict[str, Any]] = []
     if todo:
-        cluster = _Cluster(bundle, options, cluster,
-                           n_jobs=len(todo))
+        actors = _Cluster(bundle, options, cluster, n_jobs=len(todo))
         try:
-            for _, row, err in cluster.ordered("extract", ((None, job) for job in todo)):
+            for _, row, err in actors.ordered("extract", ((None, job) for job in todo)):
                 if err is not None:
                     raise err  # as locally: a pipeline that cannot load stops the run (finished items stay)
                 rows.append(row)
                 if progress:
                     progress(row)
         finally:
-            cluster.close()
+            actors.close()
     write_index(out)
     return summary(len(items), skipped, rows)

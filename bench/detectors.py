@@ -13,7 +13,9 @@ centre and its width is 35-160 % of the face image's. False positives: detection
 24 px (emo's smallest face) on generated face-free frames (noise at several grains, textures,
 stripes, checkerboards, gradients, random shapes) and on the sides of the example clips' frames
 (a real room, no face). Milliseconds per 480x480 frame, one thread
-of work as ``emo predict`` gives it (the process's own threads). Also printed: where each
+of work as ``emo predict`` gives it (the process's own threads): frames with a face, face-free
+frames one by one (as images: every second look taken), and face-free frames as one video
+(second looks rationed, :func:`emocli.face.detect.detect_in_frame`). Also printed: where each
 detector's box sits on the face image (width, centre offset), which ``faces.CROP_FRAMING``
 turns into the crop the networks learned from::
 
@@ -35,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from heldout_faces import heldout_faces, sample  # noqa: E402
 
-from emocli.face.detect import BlazeFaceDetector, HaarDetector, YuNetDetector  # noqa: E402
+from emocli.face.detect import (BlazeFaceDetector, FaceTracker, HaarDetector, YuNetDetector,  # noqa: E402
+                                detect_in_frame)
 from emocli.media.ffmpeg import read_image  # noqa: E402
 
 FRAME = 480
@@ -78,14 +81,14 @@ def face_free(n: int, seed: int = 0) -> list[np.ndarray]:
             img = rng.integers(0, 256, (FRAME, FRAME, 3)).astype(np.uint8)
             g = int(rng.choice([1, 3, 9, 21, 41]))
             img = cv2.GaussianBlur(img, (g, g), 0) if g > 1 else img
-            img = cv2.normalise(img, None, 0, 255, cv2.NORM_MINMAX)
+            img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX)
         elif kind == 1:  # texture: sum of random sinusoids
             y, x = np.mgrid[0:FRAME, 0:FRAME].astype(np.float32)
             img = np.zeros((FRAME, FRAME, 3), np.float32)
             for _ in range(6):
                 f, th, ph = rng.uniform(0.01, 0.2), rng.uniform(0, np.pi), rng.uniform(0, 2 * np.pi)
                 img += np.sin(f * (x * np.cos(th) + y * np.sin(th)) + ph)[..., None] * rng.uniform(0, 1, 3)
-            img = cv2.normalise(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+            img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
         elif kind == 2:  # stripes
             period = int(rng.integers(4, 80))
             y, x = np.mgrid[0:FRAME, 0:FRAME]
@@ -138,6 +141,16 @@ def found(dets, cx: float, cy: float, fw: float):
     return None
 
 
+def make_detector(name: str, makers: dict):
+    """``yunet@0.5``: YuNet with another confidence threshold; ``yunet~0.75~1.5``: YuNet looking again at
+    these sizes where it found nothing; else one of ``makers``."""
+    if name.startswith("yunet@"):
+        return YuNetDetector(min_confidence=float(name[6:]), retry_scales=())
+    if name.startswith("yunet~"):
+        return YuNetDetector(retry_scales=tuple(float(f) for f in name.split("~")[1:]))
+    return makers[name]()
+
+
 def conditions() -> list[tuple[str, dict]]:
     """(condition name, render keywords), in the table's column order."""
     out = [(f"size {int(s * 100)}%", {"width": s}) for s in SIZES]
@@ -153,13 +166,16 @@ def main() -> None:
     ap.add_argument("--per-label", type=int, default=30, help="faces per emotion (spread over the four corpora)")
     ap.add_argument("--halves", choices=("test", "calib"), default="test", help="calib: for choices (a threshold)")
     ap.add_argument("--face-free", type=int, default=300, help="generated frames with no face")
-    ap.add_argument("--detectors", default="yunet,yunet320,blazeface,haar",
-                    help="comma list: yunet, yunet320 (YuNet at 320 px), yunet@T (threshold T), blazeface, haar")
+    ap.add_argument("--detectors", default="yunet,yunet1,blazeface,haar",
+                    help="comma list: yunet (the default), yunet1 (one pass, no second look), yunet320 (one pass at "
+                         "320 px), yunet@T (one pass, threshold T), yunet~F~G (a frame with no face looked at again at "
+                         "F, then G times the size), blazeface, haar")
     args = ap.parse_args()
     cv2.setNumThreads(1)
     faces = sample(heldout_faces(args.data, args.heldout, halves=args.halves), args.per_label)
     images = [read_image(p) for p, _, _ in faces]
-    makers = {"yunet": lambda: YuNetDetector(), "yunet320": lambda: YuNetDetector(side=320),
+    makers = {"yunet": lambda: YuNetDetector(), "yunet320": lambda: YuNetDetector(side=320, retry_scales=()),
+              "yunet1": lambda: YuNetDetector(retry_scales=()),
               "blazeface": lambda: BlazeFaceDetector(), "haar": lambda: HaarDetector()}
     conds = conditions()
     rng = np.random.default_rng(1)
@@ -171,7 +187,7 @@ def main() -> None:
     rows, geometry = [], {}
     for name in args.detectors.split(","):
         # "yunet@0.5": YuNet with another confidence threshold
-        det = YuNetDetector(min_confidence=float(name[6:])) if name.startswith("yunet@") else makers[name]()
+        det = make_detector(name, makers)
         hits = {c: 0 for c, _ in conds}
         geo = {}
         t_total, n_frames = 0.0, 0
@@ -193,20 +209,27 @@ def main() -> None:
                     if cname == f"size {int(MID * 100)}%":
                         geo.setdefault(corpus, []).append((d.width / fw, (d.center[0] - cx) / fw,
                                                            (d.center[1] - cy) / fw, d.height / fw))
-        fp = sum(sum(1 for d in det(f) if min(d.width, d.height) >= 24) for f in frames_free)
-        fp_frames = sum(1 for f in frames_free if any(min(d.width, d.height) >= 24 for d in det(f)))
-        rows.append((name, hits, fp, fp_frames, 1000 * t_total / n_frames))
+        t0 = time.perf_counter()
+        free = [[d for d in det(f) if min(d.width, d.height) >= 24] for f in frames_free]
+        ms_free = 1000 * (time.perf_counter() - t0) / len(frames_free)
+        fp, fp_frames = sum(map(len, free)), sum(1 for d in free if d)
+        tracker, t0 = FaceTracker(), time.perf_counter()  # the same frames as one video: second looks rationed
+        for f in frames_free:
+            detect_in_frame(det, f, tracker)
+        ms_video = 1000 * (time.perf_counter() - t0) / len(frames_free)
+        rows.append((name, hits, fp, fp_frames, 1000 * t_total / n_frames, ms_free, ms_video))
         geometry[name] = geo
         print(f"{name}: done", file=sys.stderr, flush=True)
     n = len(images)
     print(f"\n{n} held-out faces ({args.per_label} per emotion; FER2013, RAF-DB, AffectNet, SFEW), "
           f"{len(frames_free)} face-free frames, {FRAME}x{FRAME}\n")
-    print("| detector | " + " | ".join(c for c, _ in conds) + " | all | false positives (frames) | ms/frame |")
-    print("|---" * (len(conds) + 5) + "|")
-    for name, hits, fp, fp_frames, ms in rows:
+    print("| detector | " + " | ".join(c for c, _ in conds)
+          + " | all | false positives (frames) | ms/frame with a face | ms/face-free frame | ... in a video |")
+    print("|---" * (len(conds) + 7) + "|")
+    for name, hits, fp, fp_frames, ms, ms_free, ms_video in rows:
         allr = sum(hits.values()) / (n * len(conds))
         print(f"| {name} | " + " | ".join(f"{hits[c] / n:.3f}" for c, _ in conds)
-              + f" | {allr:.3f} | {fp} ({fp_frames}) | {ms:.1f} |")
+              + f" | {allr:.3f} | {fp} ({fp_frames}) | {ms:.1f} | {ms_free:.1f} | {ms_video:.1f} |")
     print("\nbox on the face image at 35 % (median width / face width, centre dx, dy in face widths, height):")
     for name, geo in geometry.items():
         for corpus, g in sorted(geo.items()):

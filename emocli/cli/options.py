@@ -167,7 +167,8 @@ FpsOpt = Annotated[float, typer.Option(callback=number_in(0.0, 1000.0),
                                         help="Frames per second to score (0: every frame; at most 1000).")]
 BatchSizeOpt = Annotated[int, typer.Option(min=1, help="Face crops per network call.")]
 DetectorOpt = Annotated[Detector, typer.Option(
-    help="Face detector: yunet (finds faces from 10 % to 90 % of the frame's width, turned or cut by its edge), "
+    help="Face detector: yunet (finds faces from 10 % to 90 % of the frame's width, turned or cut by its edge; "
+         "a frame with no face is looked at again at two other sizes), "
          "blazeface (MediaPipe's, misses close-ups), or haar (the thesis's).")]
 ModalityOpt = Annotated[Modality, typer.Option(help="Use both modalities, or only the face or the voice.")]
 TTAOpt = Annotated[TTA, typer.Option("--views", help=_TTA_HELP)]

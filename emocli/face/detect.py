@@ -1,9 +1,9 @@
 """Find the main speaker's face in each frame and crop it.
 
 The thesis's OpenCV Haar detector found walls, clothes and background faces, and its
-frame scores were averaged with the real ones. emo's default is BlazeFace full-range
-(MediaPipe's detector, a small CNN that also returns a confidence), and it keeps at most
-one face per frame: the main speaker, chosen for being large, confident and consistent
+frame scores were averaged with the real ones. emo's default is YuNet (opencv_zoo's detector, a
+small CNN that also returns a confidence and five landmarks; BlazeFace full-range and the Haar
+cascade are kept as choices), and it keeps at most one face per frame: the main speaker, chosen for being large, confident and consistent
 with the face kept in the previous frames. Frames with no acceptable face are dropped,
 never scored. The other faces large enough to score are linked into tracks across frames
 (:class:`FaceLinker`): counted by default, cropped and scored too with ``--faces all``.
@@ -37,11 +37,20 @@ YUNET_FILE = "face_detection_yunet_2023mar.onnx"  # detection here, and the land
 # streamed as MPEG-TS, holds a "face" of scattered squares that YuNet scores 0.58. opencv_zoo's demo uses 0.9.
 YUNET_MIN_CONFIDENCE = 0.6
 YUNET_DETECT_SIDE = 640  # pixels: frames are resized to at most this longer side for YuNet
+# a frame where YuNet finds no face is looked at again at 0.75, then 1.5 times the size: faces that fill the
+# frame, and small or turned ones, score over the threshold at another size (bench/detectors.py on the calib
+# halves: recall 0.931 -> 0.963, faces of 10 % of the frame 0.757 -> 0.895, of 90 % 0.919 -> 0.981; no false
+# positive on 440 face-free frames); a face-free frame costs the three passes
+YUNET_RETRY_SCALES: tuple[float, ...] = (0.75, 1.5)
 YUNET_BOX_SCALE = 1.0  # the square box's side, in YuNet box widths
 MIN_FACE = 24  # pixels: smaller faces are too blurred to score (FER2013 crops are 48 px)
 MIN_RELATIVE = 0.35  # faces narrower than this share of the frame's largest face are background
 CROP_MARGIN = 0.1  # the square crop is the face box grown by 10 % per side: FER2013-like framing
 TRACK_IOU = 0.3  # a face continues a track when its box overlaps the track's last box by this much (IoU)
+# on a stretch of frames with no face, the detector's second look (YuNetDetector.second_look) is taken on one
+# sampled frame in this many (once a second at the default 5 fps), and on every frame while it finds a face:
+# a face-free frame then costs about 2 first passes on average instead of 6 (bench/detectors.py)
+SECOND_LOOK_EVERY = 5
 TRACK_MAX_MISSED = 5  # sampled frames a track may miss (1 s at the default 5 fps) before it ends
 
 
@@ -169,32 +178,69 @@ class YuNetDetector:
     name = "yunet"
 
     def __init__(self, model_path: Path | None = None, *, min_confidence: float = YUNET_MIN_CONFIDENCE,
-                 side: int = YUNET_DETECT_SIDE):
-        import cv2
-
-        path = self.model_path = detector_weights(model_path, YUNET_FILE, "YuNet")
+                 side: int = YUNET_DETECT_SIDE, retry_scales: tuple[float, ...] = YUNET_RETRY_SCALES):
+        self.model_path = detector_weights(model_path, YUNET_FILE, "YuNet")
         self.min_confidence = min_confidence
         self.side = int(side)
-        try:
-            self._net = cv2.FaceDetectorYN.create(str(path), "", (self.side, self.side), min_confidence, NMS_IOU, 50)
-        except cv2.error:
-            raise ModelError(f"{path}: not a usable YuNet model; reinstall emo (it ships in models/detectors)") from None
-        self._size: tuple[int, int] | None = None
+        self.retry_scales = tuple(float(f) for f in retry_scales)
+        # one network per size looked at: each keeps its input size (changing it re-plans the network,
+        # which cost more than a pass at 480 px)
+        self._nets: dict[float, list] = {}
+        self._net_for(1.0)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
-        """Faces in one uint8 RGB frame (H, W, 3) or grey frame (H, W), most confident first."""
+        """Faces in one uint8 RGB frame (H, W, 3) or grey frame (H, W), most confident first.
+
+        A frame where nothing is found is looked at again at each of ``retry_scales`` (times the
+        first pass's size) until a face is: a face that fills its part of the frame, or a turned
+        one, can score under the threshold at one size and over it at another. Video frames go
+        through :func:`detect_in_frame`, which rations the second look on face-free stretches.
+        """
+        return self.first_pass(frame) or self.second_look(frame)
+
+    def first_pass(self, frame: np.ndarray) -> list[Detection]:
+        """Faces found at the first size only."""
+        return self._look(frame, (1.0,))
+
+    def second_look(self, frame: np.ndarray) -> list[Detection]:
+        """Faces found at the other sizes (``retry_scales``), the first size that finds any."""
+        return self._look(frame, self.retry_scales)
+
+    def _look(self, frame: np.ndarray, factors: tuple[float, ...]) -> list[Detection]:
+        img = frame if frame.ndim == 3 else _rgb(frame)
+        base = min(1.0, self.side / max(frame.shape[:2]))
+        for factor in factors:
+            out = self._detect(img, base * factor, factor)
+            if out:
+                return out
+        return []
+
+    def _net_for(self, factor: float) -> list:
+        """[YuNet network, its input size] for the pass at ``factor`` times the first pass's size."""
         import cv2
 
-        h, w = frame.shape[:2]
-        scale = min(1.0, self.side / max(h, w))
+        if factor not in self._nets:
+            try:
+                net = cv2.FaceDetectorYN.create(str(self.model_path), "", (self.side, self.side), self.min_confidence,
+                                                NMS_IOU, 50)
+            except cv2.error:
+                raise ModelError(f"{self.model_path}: not a usable YuNet model; reinstall emo (it ships in "
+                                 "models/detectors)") from None
+            self._nets[factor] = [net, None]
+        return self._nets[factor]
+
+    def _detect(self, img: np.ndarray, scale: float, scale_factor: float = 1.0) -> list[Detection]:
+        import cv2
+
+        h, w = img.shape[:2]
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-        img = frame if frame.ndim == 3 else cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
-        if scale < 1.0:
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-        if self._size != (nw, nh):
-            self._net.setInputSize((nw, nh))
-            self._size = (nw, nh)
-        _, faces = self._net.detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if (nw, nh) != (w, h):
+            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+        net = self._net_for(scale_factor)
+        if net[1] != (nw, nh):
+            net[0].setInputSize((nw, nh))
+            net[1] = (nw, nh)
+        _, faces = net[0].detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if faces is None:
             return []
         out = []
@@ -210,6 +256,12 @@ class YuNetDetector:
             out.append(Detection(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2, float(f[14]),
                                  landmarks=tuple((float(a), float(b)) for a, b in pts)))
         return out
+
+
+def _rgb(grey: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
 class HaarDetector:
@@ -265,6 +317,9 @@ class FaceTracker:
     min_relative: float = MIN_RELATIVE
     smoothing: float = 0.6  # weight of the previous track box in the running average
     track_: Detection | None = field(default=None, init=False)
+    # frames since the detector's last second look, and whether that look found a face
+    since_look_: int = field(default=SECOND_LOOK_EVERY, init=False)
+    look_found_: bool = field(default=False, init=False)
 
     def choose(self, dets: list[Detection], frame_shape: tuple[int, ...]) -> Detection | None:
         dets = [d for d in dets if min(d.width, d.height) >= self.min_face]
@@ -363,6 +418,23 @@ def crop_face(frame: np.ndarray, det: Detection, *, margin: float = CROP_MARGIN)
     return np.ascontiguousarray(frame[y0:y0 + size, x0:x0 + size])
 
 
+def detect_in_frame(detector, frame: np.ndarray, tracker: FaceTracker) -> list[Detection]:
+    """The faces of one video frame. A detector with a second look (YuNet at other sizes) takes it on a
+    frame where its first pass finds none, if that look found a face on the frame before, or once in
+    ``SECOND_LOOK_EVERY`` frames otherwise; the tracker keeps the count for its video."""
+    if not hasattr(detector, "second_look"):
+        return detector(frame)
+    dets = detector.first_pass(frame)
+    if dets:
+        return dets
+    tracker.since_look_ += 1
+    if not (tracker.look_found_ or tracker.since_look_ >= SECOND_LOOK_EVERY):
+        return []
+    dets = detector.second_look(frame)
+    tracker.since_look_, tracker.look_found_ = 0, bool(dets)
+    return dets
+
+
 def faces_in_frames(frames: np.ndarray, *, detector, tracker: FaceTracker, margin: float = CROP_MARGIN,
                     linker: FaceLinker | None = None) -> tuple[list[int], list[np.ndarray], list[Detection]]:
     """Detect, choose and crop the main face in each frame of a chunk.
@@ -373,7 +445,7 @@ def faces_in_frames(frames: np.ndarray, *, detector, tracker: FaceTracker, margi
     """
     idx, crops, boxes = [], [], []
     for i, frame in enumerate(frames):
-        dets = detector(frame)
+        dets = detect_in_frame(detector, frame, tracker)
         det = tracker.choose(dets, frame.shape)
         if linker is not None:
             linker.add(dets, det, min_face=tracker.min_face)
@@ -394,7 +466,7 @@ def every_face_in_frames(frames: np.ndarray, *, detector, tracker: FaceTracker, 
     """
     idx, crops, boxes, tracks, main = [], [], [], [], []
     for i, frame in enumerate(frames):
-        dets = detector(frame)
+        dets = detect_in_frame(detector, frame, tracker)
         chosen = tracker.choose(dets, frame.shape)
         faces, ids = linker.add(dets, chosen, min_face=tracker.min_face)
         for det, k in zip(faces, ids):

@@ -69,6 +69,52 @@ def test_default_detector_finds_close_ups_tilted_and_border_faces(face_frame):
         assert abs(dets[0].width - dets[0].height) < 1e-6  # square, as crop_face expects
 
 
+def test_a_face_missed_at_the_frames_size_is_found_by_the_second_look(face_frame):
+    """Issue 27: a small turned face (40 px wide, 30 degrees) that the first pass misses is found at
+    another size; the box and landmarks are in the frame's pixels, on the face."""
+    frame = _on_grey(_face_only(face_frame), width=40, angle=30)
+    assert faces.YuNetDetector(retry_scales=())(frame) == []
+    det = faces.get_detector("yunet")
+    assert det.retry_scales == faces.YUNET_RETRY_SCALES and det.first_pass(frame) == []
+    dets = det(frame)
+    assert dets and dets == det.second_look(frame)
+    d = dets[0]
+    assert abs(d.center[0] - 240) < 10 and abs(d.center[1] - 240) < 10 and 15 < d.width < 40
+    assert all(abs(x - 240) < 25 and abs(y - 240) < 25 for x, y in d.landmarks)
+    # the same frame as a video: found in every frame
+    idx, crops, _ = faces.faces_in_frames(np.stack([frame] * 3), detector=det, tracker=faces.FaceTracker(min_face=16))
+    assert idx == [0, 1, 2] and len(crops) == 3
+
+
+class _CountingDetector:
+    """A detector whose first pass never finds a face and whose second look finds one on given frames."""
+
+    def __init__(self, found_on=()):
+        self.found_on, self.looked = set(found_on), []
+
+    def first_pass(self, frame):
+        return []
+
+    def second_look(self, frame):
+        k = int(frame[0, 0, 0])
+        self.looked.append(k)
+        return [faces.Detection(10, 10, 60, 60, 0.9)] if k in self.found_on else []
+
+
+def test_second_looks_are_rationed_on_face_free_frames_and_kept_while_they_find_the_face():
+    frames = np.zeros((23, 8, 8, 3), np.uint8)
+    frames[:, 0, 0, 0] = np.arange(23)
+    det = _CountingDetector()
+    faces.faces_in_frames(frames, detector=det, tracker=faces.FaceTracker(min_face=10))
+    every = faces.SECOND_LOOK_EVERY
+    assert det.looked == list(range(0, 23, every))  # the first frame, then one in SECOND_LOOK_EVERY
+    det = _CountingDetector(found_on=range(5, 9))
+    idx, _, _ = faces.faces_in_frames(frames, detector=det, tracker=faces.FaceTracker(min_face=10))
+    assert idx == [5, 6, 7, 8]
+    # found on frame 5: looked again on every frame while it found the face, then rationed again
+    assert det.looked == [0, 5, 6, 7, 8, 9] + list(range(9 + every, 23, every))
+
+
 def test_yunet_box_frames_the_face_like_blazeface(face_frame):
     """The square YuNet box sits on the face as BlazeFace's does (same centre, similar size), so the crop
     the networks see is framed as before."""

@@ -1,8 +1,8 @@
 """Faces and voices as users send them: held-out still faces shown as video, with a held-out voice.
 
 Each clip (issue 27's construction): a 480x480 mid-grey frame with one held-out face image
-(``heldout_faces.py``: the reported half of FER2013's held-out training faces, the RAF-DB,
-AffectNet and SFEW test halves; ``--halves calib`` takes the calib halves instead, for choices) scaled to 240 px wide in
+(``heldout_faces.py``: FER2013's held-out training faces, the RAF-DB, AffectNet and SFEW test
+halves; ``--halves calib`` takes the calib halves instead, for choices) scaled to 240 px wide in
 the centre, looped as MJPEG at 25 fps for the length of an utterance of the same emotion by a
 held-out speaker (RAVDESS actors 02, 03, 15, 16 and EmoDB speakers 03 and 08: the voice model's
 held-out speakers; EmoDB has no surprise), that utterance as the sound. ``--per-label`` clips per
@@ -142,9 +142,8 @@ def main() -> None:
 
         faces_module.YUNET_BOX_SCALE = args.yunet_box_scale
     print(f"emocli from {Path(emocli.__file__).parent}; {len(clips)} clips ({args.halves} halves)", file=sys.stderr)
-    bundle = {"bundle": args.bundle} if args.bundle else {}
-    video = Pipeline(**bundle, options=options(detector=args.detector, tta=args.tta))
-    image = Pipeline(**bundle, options=options(detect=False, use_voice=False))
+    video = Pipeline(args.bundle, options=options(detector=args.detector, tta=args.tta))
+    image = Pipeline(args.bundle, options=options(detect=False, use_voice=False))
     recs = []
     t0 = time.perf_counter()
     for c in clips:

@@ -5,8 +5,9 @@ face head (every face of 64 px and more), which learned from sharp faces only, a
 clip against 0.66 as images (emo-cnn alone). This fits the head as ``emo train-head`` does, on the
 training parts alone, on the training parts plus one low-detail copy of each face (the image
 brought down to 48 px wide and back up, bicubic, as a 48-px face magnified in a video; every other
-copy grey), and on the training parts plus half of FER2013's magnified held-out faces; chooses C on the calib halves as ``emo train-head`` does (mean UAR of the three corpora's
-calib halves as they are), and reports:
+copy grey), and on the training parts plus half of FER2013's magnified held-out faces; chooses C
+on the calib halves as ``emo train-head`` does (mean UAR of the three corpora's calib halves as
+they are), and reports:
 
 - the calib and test halves as they are (what the head is shipped for);
 - FER2013's held-out training faces magnified five times (48 -> 240 px, bicubic, grey), the faces

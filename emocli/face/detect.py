@@ -3,10 +3,11 @@
 The thesis's OpenCV Haar detector found walls, clothes and background faces, and its
 frame scores were averaged with the real ones. emo's default is YuNet (opencv_zoo's detector, a
 small CNN that also returns a confidence and five landmarks; BlazeFace full-range and the Haar
-cascade are kept as choices), and it keeps at most one face per frame: the main speaker, chosen for being large, confident and consistent
-with the face kept in the previous frames. Frames with no acceptable face are dropped,
-never scored. The other faces large enough to score are linked into tracks across frames
-(:class:`FaceLinker`): counted by default, cropped and scored too with ``--faces all``.
+cascade are kept as choices), and it keeps at most one face per frame: the main speaker, chosen
+for being large, confident and consistent with the face kept in the previous frames. Frames with
+no acceptable face are dropped, never scored. The other faces large enough to score are linked
+into tracks across frames (:class:`FaceLinker`): counted by default, cropped and scored too with
+``--faces all``.
 
 Pure functions on arrays: nothing here opens media files or prints.
 """
@@ -40,7 +41,7 @@ YUNET_DETECT_SIDE = 640  # pixels: frames are resized to at most this longer sid
 # a frame where YuNet finds no face is looked at again at 0.75, then 1.5 times the size: faces that fill the
 # frame, and small or turned ones, score over the threshold at another size (bench/detectors.py on the calib
 # halves: recall 0.931 -> 0.963, faces of 10 % of the frame 0.757 -> 0.895, of 90 % 0.919 -> 0.981; no false
-# positive on 440 face-free frames); a face-free frame costs the three passes
+# positive on 440 face-free frames); a face-free image costs the three passes (video: SECOND_LOOK_EVERY)
 YUNET_RETRY_SCALES: tuple[float, ...] = (0.75, 1.5)
 YUNET_BOX_SCALE = 1.0  # the square box's side, in YuNet box widths
 MIN_FACE = 24  # pixels: smaller faces are too blurred to score (FER2013 crops are 48 px)
@@ -183,9 +184,9 @@ class YuNetDetector:
         self.min_confidence = min_confidence
         self.side = int(side)
         self.retry_scales = tuple(float(f) for f in retry_scales)
-        # one network per size looked at: each keeps its input size (changing it re-plans the network,
-        # which cost more than a pass at 480 px)
-        self._nets: dict[float, list] = {}
+        # one network per size looked at, with the input size it is set to: changing a network's input
+        # size re-plans it, and alternating sizes on one network cost a third more per frame
+        self._nets: dict[float, _SizedNet] = {}
         self._net_for(1.0)
 
     def __call__(self, frame: np.ndarray) -> list[Detection]:
@@ -215,8 +216,8 @@ class YuNetDetector:
                 return out
         return []
 
-    def _net_for(self, factor: float) -> list:
-        """[YuNet network, its input size] for the pass at ``factor`` times the first pass's size."""
+    def _net_for(self, factor: float) -> "_SizedNet":
+        """The YuNet network for the pass at ``factor`` times the first pass's size."""
         import cv2
 
         if factor not in self._nets:
@@ -226,7 +227,7 @@ class YuNetDetector:
             except cv2.error:
                 raise ModelError(f"{self.model_path}: not a usable YuNet model; reinstall emo (it ships in "
                                  "models/detectors)") from None
-            self._nets[factor] = [net, None]
+            self._nets[factor] = _SizedNet(net)
         return self._nets[factor]
 
     def _detect(self, img: np.ndarray, scale: float, scale_factor: float = 1.0) -> list[Detection]:
@@ -237,10 +238,10 @@ class YuNetDetector:
         if (nw, nh) != (w, h):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
         net = self._net_for(scale_factor)
-        if net[1] != (nw, nh):
-            net[0].setInputSize((nw, nh))
-            net[1] = (nw, nh)
-        _, faces = net[0].detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        if net.size != (nw, nh):
+            net.net.setInputSize((nw, nh))
+            net.size = (nw, nh)
+        _, faces = net.net.detect(cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if faces is None:
             return []
         out = []
@@ -256,6 +257,13 @@ class YuNetDetector:
             out.append(Detection(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2, float(f[14]),
                                  landmarks=tuple((float(a), float(b)) for a, b in pts)))
         return out
+
+
+@dataclass
+class _SizedNet:
+    """A YuNet network (OpenCV's FaceDetectorYN) and the input size it is set to."""
+    net: object
+    size: tuple[int, int] | None = None
 
 
 def _rgb(grey: np.ndarray) -> np.ndarray:

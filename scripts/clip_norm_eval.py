@@ -43,7 +43,6 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
 
 from voice_encoder_eval import CORPORA, HELD_OUT, cached_run_parser, fit_predict, report  # noqa: E402
 

@@ -209,9 +209,8 @@ class YuNetDetector:
 
     def _look(self, frame: np.ndarray, factors: tuple[float, ...]) -> list[Detection]:
         img = frame if frame.ndim == 3 else _rgb(frame)
-        base = min(1.0, self.side / max(frame.shape[:2]))
         for factor in factors:
-            out = self._detect(img, base * factor, factor)
+            out = self._detect(img, factor)
             if out:
                 return out
         return []
@@ -230,14 +229,17 @@ class YuNetDetector:
             self._nets[factor] = _SizedNet(net)
         return self._nets[factor]
 
-    def _detect(self, img: np.ndarray, scale: float, scale_factor: float = 1.0) -> list[Detection]:
+    def _detect(self, img: np.ndarray, factor: float) -> list[Detection]:
+        """Faces YuNet finds in ``img`` shown at ``factor`` times the first pass's size (the frame resized
+        so that its longer side is at most ``side``)."""
         import cv2
 
         h, w = img.shape[:2]
+        scale = min(1.0, self.side / max(h, w)) * factor
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         if (nw, nh) != (w, h):
             img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
-        net = self._net_for(scale_factor)
+        net = self._net_for(factor)
         if net.size != (nw, nh):
             net.net.setInputSize((nw, nh))
             net.size = (nw, nh)

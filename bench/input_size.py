@@ -48,7 +48,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from emocli.labels import LABELS
-    from emocli.face.model import LiteNetwork, build_emo_cnn, export_lite, feature_network
+    from emocli.face.lite import LiteNetwork, export_lite
+    from emocli.face.networks import build_emo_cnn, feature_network
 
     rng = np.random.default_rng(0)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load average at start "

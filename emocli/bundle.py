@@ -4,7 +4,9 @@ Layout (any part may be absent; ``predict`` uses what is there)::
 
     BUNDLE/
       manifest.json     labels, library versions, sha256 of every file below
-      face.keras        face network (Keras 3 format, loaded with safe_mode=True)
+      face.tflite       face network as LiteRT runs it (emo-cnn: with face_bn.npz, its only form)
+      face_bn.npz       the BatchNorm arrays face.tflite folds away: with it, the Keras network is rebuilt
+      face.keras        face networks face.tflite cannot rebuild (Keras 3 format, loaded with safe_mode=True)
       face.json         backbone, preprocessing, training history
       voice.npz         StandardScaler + SVM + temperature as plain arrays (audio_model.CompactSVM)
       voice.json        feature settings, labels, C chosen, held-out speakers and scores
@@ -37,7 +39,7 @@ from emocli.files import atomic_write_text, cached_sha256, save_hash_cache, sha2
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
-MODEL_FILES = ("face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
+MODEL_FILES = ("face.keras", "face.tflite", "face_bn.npz", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
                "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
                "voice_speaker.json", "fusion.json", "fusion_feat.skops", "voice_vad.npz", "training_items.npz")
 # How to restore a file that is not trained by emo (the default: restore the bundle or retrain it)

@@ -123,7 +123,8 @@ def build_tiny_bundle(directory: Path, *, face: bool = True, voice: bool = True,
 
     directory.mkdir(parents=True, exist_ok=True)
     if face:
-        from emocli.face.model import FaceModel, build_emo_cnn
+        from emocli.face.model import FaceModel
+        from emocli.face.networks import build_emo_cnn
 
         keras.utils.set_random_seed(seed)
         fm = FaceModel()

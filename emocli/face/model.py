@@ -21,35 +21,23 @@ TensorFlow is imported inside functions so that ``emo --help`` stays instant.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
-import math
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from emocli.choices import PRECISIONS, VIEWS
 from emocli.bundle import read_json_document
+from emocli.choices import VIEWS
 from emocli.errors import ModelError, NotFittedError, ParameterError
+from emocli.face.lite import (KERAS_FILE, NORM_FILE, RUNTIME_FILE, LiteNetwork, export_lite, keras_from_lite,
+                              write_single_form)
+from emocli.face.networks import FACE_SIZE, FEATURE_LAYER, feature_network, inference_copy
 from emocli.files import atomic_path, sha256_file
 from emocli.labels import LABELS
-from emocli.quiet_imports import import_keras, lite_interpreter, quiet_fd2
-
-FACE_SIZE = 48  # pixels: FER2013's crop size, the default network's input side
-RUNTIME_FILE = "face.tflite"  # the network as TensorFlow Lite: what `predict` runs on a CPU
-RUNTIME_MAX_PARAMS = 20_000_000  # larger networks (VGG-Face) are run by Keras only
-FEATURE_LAYER = "fc2"  # 256-unit layer whose activations feed feature-level fusion
-SCORES_LAYER = "scores"
-
-# Augmentation, as in the thesis: rotation, horizontal flips, zoom and shifts.
-AUG_ROTATION_DEG = 30.0
-AUG_ZOOM = 0.15  # +-15 %
-AUG_SHIFT = 0.10  # +-10 % of the side
+from emocli.quiet_imports import import_keras
 
 
 @dataclass(frozen=True)
@@ -155,153 +143,6 @@ def finish_inputs(x, pre: Preprocessing):
 
 
 # --------------------------------------------------------------------------------------
-# Networks
-
-
-def build_classifier(x, *, n_classes: int, dropout: float = 0.4):
-    """The thesis's best head: FC 512 -> FC 256 -> softmax."""
-    from keras import layers
-
-    x = layers.Dropout(dropout, name="head_dropout0")(x)
-    x = layers.Dense(512, activation="relu", name="fc1")(x)
-    x = layers.Dropout(dropout, name="head_dropout1")(x)
-    x = layers.Dense(256, activation="relu", name=FEATURE_LAYER)(x)
-    x = layers.Dropout(dropout / 2, name="head_dropout2")(x)
-    return layers.Dense(n_classes, activation="softmax", name=SCORES_LAYER, dtype="float32")(x)
-
-
-def build_emo_cnn(*, n_classes: int = len(LABELS), width: int = 32, size: int = FACE_SIZE, channels: int = 1):
-    """emo's default face network: VGG-style blocks + the thesis's head.
-
-    Input: float32 (N, size, size, channels), pixels in [0, 255] (grey: 1 channel, colour: 3).
-    The blocks end in a flatten, so the first dense layer's input grows with ``size``.
-    """
-    keras = import_keras()
-    from keras import layers
-
-    inp = keras.Input((size, size, channels), name="face")
-    x = layers.Rescaling(1.0 / 255.0, name="rescale")(inp)
-    for b, filters in enumerate((width, 2 * width, 4 * width, 8 * width), start=1):
-        for c in (1, 2):
-            x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}")(x)
-            x = layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
-            x = layers.ReLU(name=f"block{b}_relu{c}")(x)
-        x = layers.MaxPooling2D(name=f"block{b}_pool")(x)
-    x = layers.Flatten(name="flatten")(x)
-    return keras.Model(inp, build_classifier(x, n_classes=n_classes), name="emo_cnn")
-
-
-def build_frozen_backbone_model(backbone, *, n_classes: int = len(LABELS), feature_layer: str | None = None):
-    """Freeze ``backbone`` (a Keras model) and put the thesis's head on top.
-
-    ``feature_layer`` names the backbone layer to take features from (default: the layer
-    before its classifier, i.e. the last layer whose output is not a probability vector).
-    """
-    keras = import_keras()
-    from keras import layers
-
-    if feature_layer is None:
-        feature_layer = _default_feature_layer(backbone)
-    try:
-        feat = backbone.get_layer(feature_layer).output
-    except ValueError as exc:
-        names = ", ".join(layer.name for layer in backbone.layers[-6:])
-        raise ModelError(f"backbone has no layer {feature_layer!r}; its last layers are: {names}") from exc
-    trunk = keras.Model(backbone.inputs, feat, name="backbone")
-    trunk.trainable = False
-    inp = keras.Input(backbone.inputs[0].shape[1:], name="face")
-    x = trunk(inp, training=False)
-    if len(x.shape) > 2:
-        x = layers.Flatten(name="flatten")(x) if math.prod(x.shape[1:]) <= 8192 else layers.GlobalAveragePooling2D(name="gap")(x)
-    return keras.Model(inp, build_classifier(x, n_classes=n_classes), name="frozen_backbone")
-
-
-def _default_feature_layer(model) -> str:
-    layers_ = model.layers
-    for layer in reversed(layers_[:-1]):
-        if "activation" in type(layer).__name__.lower() or "softmax" in layer.name:
-            continue
-        return layer.name
-    raise ModelError("could not find a feature layer in the backbone; pass one explicitly")
-
-
-def augmenter(seed: int = 0, *, rotation: float = AUG_ROTATION_DEG, zoom: float = AUG_ZOOM,
-              shift: float = AUG_SHIFT):
-    """Random rotation (+-``rotation`` degrees), horizontal flip, zoom and shift, as in the thesis."""
-    keras = import_keras()
-    from keras import layers
-
-    steps = [layers.RandomFlip("horizontal", seed=seed)]
-    if rotation > 0:
-        steps.append(layers.RandomRotation(rotation / 360.0, fill_mode="reflect", seed=seed + 1))
-    if zoom > 0:
-        steps.append(layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2))
-    if shift > 0:
-        steps.append(layers.RandomTranslation(shift, shift, fill_mode="reflect", seed=seed + 3))
-    return keras.Sequential(steps, name="augment")
-
-
-def average_networks(nets: Sequence, names: Sequence[str]):
-    """One functional model whose scores are the mean of the members' scores.
-
-    Built from standard layers only (it loads in Keras safe mode): each member up to its fc2
-    features; ``fc2`` = their concatenation (the ensemble's feature-fusion input); one Dense
-    with the members' own softmax weights side by side gives both members' logits; a softmax
-    per member and their mean give ``scores``.
-    """
-    keras = import_keras()
-    from keras import layers
-
-    inp = keras.Input(nets[0].inputs[0].shape[1:], name="face")
-    feats, kernels, biases = [], [], []
-    for net, name in zip(nets, names):
-        member = keras.Model(net.inputs[0], net.get_layer(FEATURE_LAYER).output, name=name)
-        feats.append(member(inp))
-        w, b = net.get_layer(SCORES_LAYER).get_weights()
-        kernels.append(w)
-        biases.append(b)
-    k, n = len(nets), kernels[0].shape[1]
-    fc2 = layers.Concatenate(name=FEATURE_LAYER)(feats)
-    logits = layers.Dense(k * n, name="member_logits")(fc2)
-    probs = layers.Softmax(axis=-1, name="member_scores")(layers.Reshape((k, n), name="per_member")(logits))
-    out = layers.GlobalAveragePooling1D(name=SCORES_LAYER, dtype="float32")(probs)
-    model = keras.Model(inp, out, name="emo_cnn_ensemble")
-    kernel = np.zeros((sum(w.shape[0] for w in kernels), k * n), np.float32)
-    row = 0
-    for i, w in enumerate(kernels):  # block-diagonal: member i's features -> member i's logits
-        kernel[row:row + w.shape[0], i * n:(i + 1) * n] = w
-        row += w.shape[0]
-    model.get_layer("member_logits").set_weights([kernel, np.concatenate(biases)])
-    return model
-
-
-
-
-def with_precision(net, policy: str):
-    """A copy of the (flat, functional) network ``net`` whose layers compute in ``policy``.
-
-    Training in ``mixed_bfloat16`` doubles throughput on CPUs with AVX512-BF16/AMX (and
-    ``mixed_float16`` on GPUs); the softmax stays float32, and networks are always converted
-    back to float32 before they are saved, so a bundle scores the same on every machine.
-    """
-    keras = import_keras()
-    if policy not in PRECISIONS:
-        raise ModelError(f"unknown precision {policy!r}; use one of {', '.join(PRECISIONS)}")
-
-    def clone(layer):
-        cfg = layer.get_config()
-        if isinstance(layer, keras.Model):
-            raise ModelError("mixed precision needs a flat network (emo-cnn); this backbone nests a model")
-        if layer.name != SCORES_LAYER and "dtype" in cfg:
-            cfg["dtype"] = policy
-        return layer.__class__.from_config(cfg)
-
-    new = keras.models.clone_model(net, clone_function=clone)
-    new.set_weights(net.get_weights())
-    return new
-
-
-# --------------------------------------------------------------------------------------
 # The model object
 
 
@@ -309,56 +150,6 @@ def adjust_prior(p: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
     """Logit adjustment of probabilities ``p`` (N, k): ``p / prior ** tau``, rows renormalised."""
     q = np.asarray(p, np.float64) / np.asarray(prior, np.float64) ** float(tau)
     return q / np.maximum(q.sum(axis=-1, keepdims=True), 1e-30)
-
-
-def _all_layers(net):
-    """The layers of a Keras model, nested models' layers included."""
-    for layer in net.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
-
-
-def refresh_batch_norm(net, batches) -> int:
-    """Re-estimate ``net``'s BatchNorm moving statistics on ``batches`` (an iterable of network
-    input), in place: each trainable BatchNorm layer's moving mean and variance become the plain
-    mean of its batch statistics over all batches (SWA's ``update_bn``). Dropout is off meanwhile.
-
-    A network trained with augmentation keeps statistics of augmented faces (rotated, zoomed,
-    shifted, with filled borders) averaged with a momentum over the last steps of training; faces
-    at inference are neither. Frozen BatchNorm layers (``trainable=False``) are left as they are.
-    Returns the number of layers refreshed.
-    """
-    import itertools
-
-    keras = import_keras()
-    layers = list(_all_layers(net))
-    bns = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
-    drops = [(layer, layer.rate) for layer in layers if isinstance(layer, keras.layers.Dropout)]
-    if not bns:
-        return 0
-    batches = iter(batches)
-    first = next(batches, None)
-    if first is None:  # before any statistic is reset: the network stays as it was
-        raise ParameterError("no faces to estimate the BatchNorm statistics on")
-    momenta = [bn.momentum for bn in bns]
-    try:
-        for drop, _ in drops:
-            drop.rate = 0.0
-        for bn in bns:
-            bn.moving_mean.assign(np.zeros(bn.moving_mean.shape, bn.moving_mean.dtype))
-            bn.moving_variance.assign(np.ones(bn.moving_variance.shape, bn.moving_variance.dtype))
-        for k, batch in enumerate(itertools.chain([first], batches)):
-            for bn in bns:
-                bn.momentum = k / (k + 1)  # a running mean: batch k gets weight 1 / (k + 1)
-            net(np.asarray(batch, np.float32), training=True)
-    finally:
-        for bn, m in zip(bns, momenta):
-            bn.momentum = m
-        for drop, rate in drops:
-            drop.rate = rate
-    return len(bns)
-
 
 def network_key(bundle: Path) -> str:
     """What a face network's cached scores depend on: the sha256 of its network file (face.tflite,
@@ -516,7 +307,9 @@ class FaceModel:
 
     # -- persistence -------------------------------------------------------------------
     def save(self, directory: Path, *, extra: dict[str, Any] | None = None, runtime_form: bool = True) -> None:
-        """Write ``face.keras``, ``face.json`` and (see :func:`export_lite`) ``face.tflite`` atomically."""
+        """Write the network once, atomically, with ``face.json``: emo-cnn as ``face.tflite`` and
+        ``face_bn.npz`` (see :mod:`emocli.face.lite`), other networks as ``face.keras`` (and
+        ``face.tflite`` too when they convert). ``runtime_form=False`` writes ``face.keras`` alone."""
         self._check()
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -527,14 +320,19 @@ class FaceModel:
         if bad:  # training diverged (a learning rate too high, a NaN in the data): nothing is written
             raise ModelError(f"{directory}: not saved: the face network has non-finite weights ({bad[0]} and "
                              f"{len(bad) - 1} more); training diverged: lower --lr or check the images")
-        with atomic_path(directory / "face.keras", suffix=".keras") as tmp:
-            _inference_copy(self.network_).save(tmp)
-        lite = export_lite(self.network_) if runtime_form else None
+        net = inference_copy(self.network_)
+        lite = export_lite(net) if runtime_form else None
         if lite is not None:
             with atomic_path(directory / RUNTIME_FILE, suffix=".tflite") as tmp:
                 tmp.write_bytes(lite)
-        elif (directory / RUNTIME_FILE).exists():
-            (directory / RUNTIME_FILE).unlink()  # never leave a runtime form of another network
+        else:  # never leave a runtime form of another network
+            (directory / RUNTIME_FILE).unlink(missing_ok=True)
+        if lite is not None and write_single_form(directory, net):
+            (directory / KERAS_FILE).unlink(missing_ok=True)
+        else:
+            with atomic_path(directory / KERAS_FILE, suffix=".keras") as tmp:
+                net.save(tmp)
+            (directory / NORM_FILE).unlink(missing_ok=True)
         meta = {"backbone": self.backbone, "labels": list(self.labels),
                 "preprocessing": self.preprocessing.to_dict(),
                 "feature_layer": FEATURE_LAYER, "history": self.history_, **(extra or {})}
@@ -550,129 +348,50 @@ class FaceModel:
 
     @classmethod
     def load(cls, directory: Path, *, runtime: bool = False) -> "FaceModel":
-        """Load ``face.keras`` + ``face.json`` with Keras safe mode (no code runs on load).
-
-        ``runtime=True`` loads ``face.tflite`` instead when the bundle has one (see
-        :class:`LiteNetwork`): scores and features as the Keras network gives them, without
-        importing TensorFlow when LiteRT is installed; such a model cannot be trained or saved.
+        """Load the network and ``face.json``: with ``runtime=True`` as ``face.tflite`` when the bundle
+        has one (:class:`~emocli.face.lite.LiteNetwork`: scores and features as Keras gives them,
+        without TensorFlow; it cannot be trained or saved), else as a Keras network, read from
+        ``face.keras`` with Keras safe mode (no code runs on load) or rebuilt from ``face.tflite``
+        and ``face_bn.npz``.
         """
         directory = Path(directory)
-        meta_path, net_path = directory / "face.json", directory / "face.keras"
-        for p in (meta_path, net_path):
+        meta_path, keras_path = directory / "face.json", directory / KERAS_FILE
+        lite_path, norm_path = directory / RUNTIME_FILE, directory / NORM_FILE
+        for p in (meta_path, keras_path if not lite_path.is_file() else lite_path):
             if not p.is_file():
-                raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another --model")
+                raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another "
+                                 "--bundle")
         meta = read_face_meta(directory)
-        parts = {"backbone": meta["backbone"], "preprocessing": Preprocessing.from_dict(meta["preprocessing"]),
-                 "labels": tuple(meta["labels"])}
-        lite_path = directory / RUNTIME_FILE
+        model = cls(backbone=meta["backbone"], preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+                    labels=tuple(meta["labels"]))
+        model.history_ = list(meta.get("history", []))
+        model._set_prior(meta, meta_path)
         if runtime and lite_path.is_file():
-            model = cls(**parts)
             try:
                 model.network_ = LiteNetwork(lite_path, len(model.labels))
             except Exception as exc:  # flatbuffer, shape or interpreter errors
                 raise ModelError(f"{lite_path}: cannot load the face network's runtime form ({type(exc).__name__}: "
                                  f"{exc}); restore the bundle, or re-save it with `emo train-video`") from None
-            model.history_ = list(meta.get("history", []))
-            model._set_prior(meta, meta_path)
             return model
-
-        keras = import_keras()
-        try:
-            net = keras.saving.load_model(net_path, compile=False, safe_mode=True)
-        except Exception as exc:  # keras raises many types for bad files
-            raise ModelError(f"{net_path}: cannot load face network ({exc.__class__.__name__}: {exc}); "
-                             "the file is corrupt or was not written by emo") from exc
-        model = cls(**parts)
-        model.network_ = net
-        model.history_ = list(meta.get("history", []))
-        model._set_prior(meta, meta_path)
+        if keras_path.is_file():
+            model.network_ = _load_keras(keras_path)
+        elif norm_path.is_file():
+            model.network_ = keras_from_lite(lite_path, norm_path, len(model.labels))
+        else:
+            raise ModelError(f"{norm_path}: missing; this bundle's face network is only in its runtime form "
+                             "(face.tflite), which scores but cannot be trained or run by Keras; restore the bundle "
+                             "or retrain with `emo train-video`")
+        net = model.network_
         if int(net.output.shape[-1]) != len(model.labels):
-            raise ModelError(f"{net_path}: network has {net.output.shape[-1]} outputs but face.json lists "
-                             f"{len(model.labels)} labels; the bundle is inconsistent")
+            raise ModelError(f"{directory}: the face network has {net.output.shape[-1]} outputs but face.json "
+                             f"lists {len(model.labels)} labels; the bundle is inconsistent")
         return model
 
 
-# --------------------------------------------------------------------------------------
-# The runtime form: the same network as TensorFlow Lite, run by LiteRT without TensorFlow
-
-
-def feature_network(net):
-    """``net`` with two outputs: its fc2 features and its scores."""
+def _load_keras(path: Path):
     keras = import_keras()
-    # A single input tensor (not a list), so calling it with one array matches its structure.
-    return keras.Model(net.inputs[0], [net.get_layer(FEATURE_LAYER).output, net.outputs[0]])
-
-
-def export_lite(net) -> bytes | None:
-    """``net`` with two outputs (fc2 features, scores) as a float32 TensorFlow Lite model.
-
-    None when the network is too large for the runtime form or does not convert; then
-    prediction runs it with Keras.
-    """
-    import_keras()
-    import tensorflow as tf
-
-    if net.count_params() > RUNTIME_MAX_PARAMS:
-        return None
-    feat = feature_network(net)
-    spec = tf.TensorSpec([None, *feat.input_shape[1:]], tf.float32)
-    serve = tf.function(lambda x: feat(x, training=False), input_signature=[spec], autograph=False)
     try:
-        # the converter prints its SavedModel signature to stdout, which is for results only
-        with quiet_fd2(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            try:
-                # the network's graph with its weights frozen in: the same numbers as from_keras_model,
-                # without writing a SavedModel first (0.15 s instead of 0.8 s for a small network).
-                # TensorFlow calls this path deprecated; where it has gone, from_keras_model serves.
-                return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()]).convert()
-            except Exception:
-                return tf.lite.TFLiteConverter.from_keras_model(feat).convert()
-    except Exception:  # an op TensorFlow Lite lacks: the Keras form still works
-        return None
-
-
-class LiteNetwork:
-    """A ``face.tflite`` network, called like the Keras feature network: ``(features, scores)``.
-
-    Runs on LiteRT (``ai_edge_litert``) when installed, else on TensorFlow's interpreter;
-    the first keeps TensorFlow out of ``predict`` altogether (seconds of start-up).
-    """
-    def __init__(self, path: Path, n_labels: int):
-
-        self.path = Path(path)
-        self._it = lite_interpreter(self.path, num_threads=None)
-        inp = self._it.get_input_details()
-        outs = self._it.get_output_details()
-        if len(inp) != 1 or len(outs) != 2:
-            raise ModelError(f"expected 1 input and 2 outputs, found {len(inp)} and {len(outs)}")
-        self._in = inp[0]["index"]
-        self.input_shape = tuple(int(v) for v in inp[0]["shape"][1:])
-        dims = [int(o["shape"][-1]) for o in outs]
-        if n_labels not in dims:
-            raise ModelError(f"no output has {n_labels} scores (outputs {dims})")
-        k = dims.index(n_labels)
-        self._scores, self._feats = outs[k]["index"], outs[1 - k]["index"]
-        self.n_features = dims[1 - k]
-        self._batch = None
-
-    def __call__(self, x: np.ndarray, training: bool = False):
-        x = np.ascontiguousarray(x, np.float32)
-        if x.shape[1:] != self.input_shape:
-            raise ParameterError(f"{self.path}: input must be (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
-        if self._batch != len(x):
-            self._it.resize_tensor_input(self._in, list(x.shape))
-            self._it.allocate_tensors()
-            self._batch = len(x)
-        self._it.set_tensor(self._in, x)
-        self._it.invoke()
-        return self._it.get_tensor(self._feats).copy(), self._it.get_tensor(self._scores).copy()
-
-
-def _inference_copy(net):
-    """The same network without optimizer state (a third of the file size, nothing to resume)."""
-    keras = import_keras()
-
-    clean = keras.Model.from_config(net.get_config())
-    clean.set_weights(net.get_weights())
-    return clean
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many types for bad files
+        raise ModelError(f"{path}: cannot load face network ({exc.__class__.__name__}: {exc}); "
+                         "the file is corrupt or was not written by emo") from exc

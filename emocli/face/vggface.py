@@ -47,8 +47,8 @@ import numpy as np
 
 from emocli.choices import HEADS
 from emocli.errors import ModelError
-from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, build_frozen_backbone_model,
-                               build_classifier)
+from emocli.face.model import FaceModel, Preprocessing
+from emocli.face.networks import FEATURE_LAYER, SCORES_LAYER, build_frozen_backbone_model, build_classifier
 from emocli.labels import LABELS
 from emocli.quiet_imports import gpu_available
 

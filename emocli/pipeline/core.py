@@ -64,7 +64,7 @@ class Pipeline:
         self.role = role
         self.manifest = verify_bundle(self.bundle)
         files = self.manifest.get("files", {})
-        self.has_face = options.use_face and "face.keras" in files
+        self.has_face = options.use_face and ("face.tflite" in files or "face.keras" in files)
         self.has_voice = options.use_voice and ("voice.npz" in files or "voice.skops" in files)
         if not self.has_face and not self.has_voice:
             raise ModelError(f"{self.bundle}: the bundle has no usable face or voice model "

@@ -23,6 +23,7 @@ ROLES = {
     "manifest.json": "the manifest: labels, settings, library versions, sha256 of every file",
     "face.keras": "face network (Keras; scored on a GPU and for training)",
     "face.tflite": "face network (LiteRT; scored on a CPU)",
+    "face_bn.npz": "face network's BatchNorm arrays (with face.tflite: the Keras network, for a GPU and training)",
     "face.json": "face network settings, training record, held-out figures",
     "face_history.csv": "face network training history, epoch by epoch",
     "face_expert_rafdb.onnx": "second face expert: the RAF-DB MobileFaceNet (opencv_zoo), dequantised",
@@ -37,7 +38,7 @@ ROLES = {
     "training_items.npz": "fingerprints of every item each trained part saw",
 }
 OWN_LICENCE = "MIT (emo)"  # weights emo trained (their training data's own terms: DATA.md)
-WEIGHTS = frozenset({"face.keras", "face.tflite", "face_head.npz", "voice.npz", "voice_speaker.npz",
+WEIGHTS = frozenset({"face.keras", "face.tflite", "face_bn.npz", "face_head.npz", "voice.npz", "voice_speaker.npz",
                      "face_expert_rafdb.onnx", "voice_vad.npz"})
 DETECTORS = {"face_detection_yunet_2023mar.onnx": "yunet", "face_detection_full_range_sparse.tflite": "blazeface"}
 

@@ -18,8 +18,10 @@ from emocli.corpus.layouts import corpus_names
 from emocli.corpus.splits import grouped_holdout, stratified_holdout
 from emocli.errors import DatasetError, ModelError, ParameterError
 from emocli.face.experts import EXPERTS_FILE, ExpertSet
-from emocli.face.model import (FEATURE_LAYER, SCORES_LAYER, FaceModel, Preprocessing, augmenter, build_emo_cnn,
-                               build_frozen_backbone_model, finish_inputs, read_face_meta, store_faces, with_precision)
+from emocli.face.lite import stored_as
+from emocli.face.model import FaceModel, Preprocessing, finish_inputs, read_face_meta, store_faces
+from emocli.face.networks import (FEATURE_LAYER, SCORES_LAYER, augmenter, build_emo_cnn, build_frozen_backbone_model,
+                                  with_precision)
 from emocli.face.vggface import build_keras_backbone, build_vggface_emotion
 from emocli.files import atomic_write_text
 from emocli.labels import LABELS
@@ -419,7 +421,7 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
         start = FaceModel.load(init)
         model.backbone, model.preprocessing, net = start.backbone, start.preprocessing, start.network_
         model.history_ = list(start.history_)
-        console.print(f"starting from {init}/face.keras ({start.backbone}, {len(start.history_)} epochs so far)")
+        console.print(f"starting from {stored_as(init)} ({start.backbone}, {len(start.history_)} epochs so far)")
     console.print(f"reading {len(items)} images from {where} ...")
     t0 = time.time()
     x = store_faces([read_image(it.path) for it in items], model.preprocessing)  # uint8, resized per batch
@@ -460,7 +462,8 @@ def train_video_command(*, data: Path | Sequence[Path], out: Path, options: Trai
     fingerprints.write(out, {"face.emo-cnn": [items[i].path for i in tr],
                              "face.emo-cnn-holdout": [items[i].path for i in ho]})
     write_manifest(out, labels=list(LABELS))
-    console.print(f"saved {out}/face.keras: best epoch {model.best_epoch_}, held-out accuracy {model.holdout_accuracy_:.3f}")
+    console.print(f"saved {stored_as(out)}: best epoch {model.best_epoch_}, "
+                  f"held-out accuracy {model.holdout_accuracy_:.3f}")
 
 
 def train_video_features_command(*, features: Path, out: Path, holdout: float, seed: int, console,
@@ -469,7 +472,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
 
     Every face frame of a training clip is one example labelled with the clip's emotion; the
     new softmax layer sits on the frozen network (up to fc2) that extracted the features, and
-    the composed network is saved as a complete ``face.keras``.
+    the composed network is saved as a complete network.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
@@ -523,7 +526,7 @@ def train_video_features_command(*, features: Path, out: Path, holdout: float, s
     default_note = _retrained_softmax_is_default(out, extra)
     model.save(out, extra=extra)
     write_manifest(out, labels=list(LABELS))
-    console.print(f"saved {out}/face.keras: new softmax on {base.backbone} fc2 features of {len(items)} clips"
+    console.print(f"saved {stored_as(out)}: new softmax on {base.backbone} fc2 features of {len(items)} clips"
                   + (f"; {default_note}" if default_note else ""))
     return extra
 

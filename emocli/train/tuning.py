@@ -13,7 +13,9 @@ import numpy as np
 from emocli import fingerprints
 from emocli.bundle import write_manifest
 from emocli.errors import ModelError
-from emocli.face.model import FaceModel, adjust_prior, average_networks, read_face_meta, refresh_batch_norm, store_faces
+from emocli.face.lite import stored_as
+from emocli.face.model import FaceModel, adjust_prior, read_face_meta, store_faces
+from emocli.face.networks import average_networks, refresh_batch_norm
 from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
@@ -161,9 +163,9 @@ def ensemble_command(*, a: Path, b: Path, data: Path, out: Path, write: bool, co
     write_manifest(out, labels=list(LABELS))
     check = FaceModel.load(out).score_inputs(x[:64], batch_size=64)
     if not np.allclose(check, ((sa + sb) / 2)[:64], atol=1e-4):
-        raise ModelError(f"{out}/face.keras: the saved ensemble does not score as the mean of its members; "
+        raise ModelError(f"{stored_as(out)}: the saved ensemble does not score as the mean of its members; "
                          "do not use it (a bug: please report it)")
-    console.print(f"wrote {out}/face.keras")
+    console.print(f"wrote {stored_as(out)}")
     return acc
 
 
@@ -261,7 +263,7 @@ def refresh_bn_command(*, bundle: Path, data: Path, out: Path, write: bool, cons
     check = FaceModel.load(out)
     check.prior_tau = 0.0
     if not np.allclose(check.score_inputs(x_ho[:64], batch_size=64), scores[:64], atol=1e-4):
-        raise ModelError(f"{out}/face.keras: the saved network does not score as the refreshed one; do not use it "
+        raise ModelError(f"{stored_as(out)}: the saved network does not score as the refreshed one; do not use it "
                          "(a bug: please report it)")
-    console.print(f"wrote {out}/face.keras (choose its class-prior adjustment afresh: scripts/face_prior.py)")
+    console.print(f"wrote {stored_as(out)} (choose its class-prior adjustment afresh: `emo tune-prior`)")
     return acc

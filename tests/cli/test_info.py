@@ -20,7 +20,8 @@ def test_info_json_describes_the_shipped_bundle():
     by_name = {f["file"]: f for f in d["files"]}
     assert by_name["face_expert_rafdb.onnx"]["licence"].startswith("Apache-2.0")
     assert by_name["voice_vad.npz"]["licence"].startswith("MIT")
-    assert "fer2013" in by_name["face.keras"]["trained_on"]
+    assert "fer2013" in by_name["face.tflite"]["trained_on"]
+    assert "BatchNorm" in by_name["face_bn.npz"]["role"] and "face.keras" not in by_name
     # the corpora by name, manifests too (named after their folder, not "manifest")
     assert {"ravdess", "emodb", "savee", "nemo", "ased", "turev_db", "urdu"} == set(
         by_name["voice.npz"]["trained_on"].split(" (")[0].split(", "))

@@ -157,7 +157,8 @@ def test_runtime_face_network_matches_keras_and_keeps_tensorflow_out(face_only_b
     import sys
 
     from emocli.errors import ModelError
-    from emocli.face.model import FaceModel, LiteNetwork
+    from emocli.face.model import FaceModel
+    from emocli.face.lite import LiteNetwork
 
     keras_form = FaceModel.load(face_only_bundle)
     lite_form = FaceModel.load(face_only_bundle, runtime=True)
@@ -190,7 +191,10 @@ def test_damaged_runtime_face_network_is_refused(face_only_bundle, tmp_path):
     (bundle / "face.tflite").write_bytes(b"not a flatbuffer")
     with pytest.raises(ModelError, match=r"face\.tflite.*restore the bundle"):
         FaceModel.load(bundle, runtime=True)
-    FaceModel.load(bundle)  # the Keras form is untouched
+    # emo-cnn is stored once: its Keras form is rebuilt from face.tflite, so it is refused too
+    assert not (bundle / "face.keras").exists()
+    with pytest.raises(ModelError, match=r"face\.tflite, face_bn\.npz: cannot rebuild .* restore the bundle"):
+        FaceModel.load(bundle)
 
 
 def test_run_and_prepare_then_complete_give_the_same_result(tiny_bundle, example_clip):

@@ -63,7 +63,7 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     ok("fuse", b)
 
     manifest = verify_bundle(b)
-    assert {"face.keras", "face.tflite", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
+    assert {"face.tflite", "face_bn.npz", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
             "voice.npz", "voice.json", "voice_speaker.npz", "voice_speaker.json", "voice_vad.npz", "fusion.json",
             "training_items.npz"} <= set(manifest["files"])
     face = json.loads((b / "face.json").read_text())

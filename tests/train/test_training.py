@@ -53,7 +53,7 @@ def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
 
 def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
     from emocli.errors import ModelError
-    from emocli.face.model import build_emo_cnn, with_precision
+    from emocli.face.networks import build_emo_cnn, with_precision
 
     import keras
 
@@ -68,13 +68,16 @@ def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
 def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     import keras
 
-    from emocli.face.model import FaceModel, average_networks, build_emo_cnn
+    from emocli.face.model import FaceModel
+    from emocli.face.networks import average_networks, build_emo_cnn
 
     keras.utils.set_random_seed(1)
     a, b = build_emo_cnn(width=4), build_emo_cnn(width=4)
     model = FaceModel(backbone="emo-cnn-ensemble")
     model.network_ = average_networks([a, b], ["member_a", "member_b"])
     model.save(tmp_path)
+    # not emo-cnn's layout: kept as face.keras (beside its runtime form), not rebuilt from face.tflite
+    assert (tmp_path / "face.keras").is_file() and not (tmp_path / "face_bn.npz").exists()
     loaded = FaceModel.load(tmp_path)  # safe mode: nested functional models, no code
     x = np.random.default_rng(0).uniform(0, 255, (4, 48, 48, 1)).astype(np.float32)
     want = (np.asarray(a(x, training=False)) + np.asarray(b(x, training=False))) / 2
@@ -103,7 +106,8 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
     from emocli.bundle import write_manifest
     from emocli.train.data import heldout_part
     from emocli.media.ffmpeg import read_image
-    from emocli.face.model import FaceModel, Preprocessing, build_emo_cnn, prepare_faces
+    from emocli.face.model import FaceModel, Preprocessing, prepare_faces
+    from emocli.face.networks import build_emo_cnn
 
     keras.utils.set_random_seed(seed)
     model = FaceModel(preprocessing=Preprocessing(flip_tta=False))
@@ -187,7 +191,7 @@ def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
     res = CliRunner().invoke(app, ["ensemble", str(a), str(a), str(faces), "--out", str(tmp_path / "same"),
                                    "--write"])
     assert res.exit_code == 1 and "does not beat its best member" in res.output
-    assert not (tmp_path / "same" / "face.keras").exists()
+    assert not any((tmp_path / "same" / name).exists() for name in ("face.keras", "face.tflite"))
 
 
 def test_ensemble_refuses_bundles_with_different_held_out_parts(faces, tmp_path):
@@ -324,12 +328,12 @@ def test_train_video_exclude_refuses_a_missing_empty_or_unmatched_list_in_one_li
     msg = " ".join(res.output.split())
     assert str(excl) in msg and ("pass a file listing image paths" in msg or "list the images' paths" in msg)
     assert len(res.output.strip().splitlines()) <= 3 and "Traceback" not in res.output
-    assert not (out / "face.keras").exists()
+    assert not any((out / name).exists() for name in ("face.keras", "face.tflite"))
 
 
 @pytest.mark.parametrize("size, channels", [(48, 1), (64, 3)])
 def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
-    from emocli.face.model import build_emo_cnn
+    from emocli.face.networks import build_emo_cnn
 
     net = build_emo_cnn(width=4, size=size, channels=channels)
     assert tuple(net.inputs[0].shape[1:]) == (size, size, channels)

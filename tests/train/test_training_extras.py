@@ -77,14 +77,14 @@ def test_train_video_refuses_a_teacher_with_another_held_out_part_in_one_line(fa
     assert res.exit_code == 1, res.output
     msg = " ".join(res.output.split())
     assert str(teacher) in msg and "not trained with the student's held-out split" in msg and "--holdout-seed" in msg
-    assert "Traceback" not in res.output and not (out / "face.keras").exists()
+    assert "Traceback" not in res.output and not any((out / name).exists() for name in ("face.keras", "face.tflite"))
 
 
 def test_refresh_batch_norm_sets_the_mean_of_batch_statistics_with_dropout_off():
     import keras
     from keras import layers
 
-    from emocli.face.model import refresh_batch_norm
+    from emocli.face.networks import refresh_batch_norm
 
     keras.utils.set_random_seed(0)
     inp = keras.Input((6, 6, 1))
@@ -123,7 +123,7 @@ def test_refresh_batch_norm_sets_the_mean_of_batch_statistics_with_dropout_off()
 def test_refresh_bn_command_reports_writes_only_a_gain_and_never_uses_held_out_faces(faces, tmp_path, monkeypatch):
     import keras
 
-    import emocli.face.model as vm
+    import emocli.face.networks as vm
     import emocli.train.tuning as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
@@ -198,6 +198,6 @@ def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, t
     assert res.exit_code == 0, res.output
     assert "not kept" in res.output
     assert json.loads((spoiled / "face.json").read_text())["batchnorm_refresh"]["kept"] is False
-    # the network as trained is what is saved
+    # the network as trained is what is saved (rebuilt from face.tflite: to float32 rounding)
     saved = FaceModel.load(spoiled).network_.get_weights()
-    assert len(trained) == 1 and all(np.array_equal(a, b) for a, b in zip(trained[0], saved))
+    assert len(trained) == 1 and all(np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(trained[0], saved))

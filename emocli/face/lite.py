@@ -198,7 +198,7 @@ def _set_unfolded(net, convs: list, dense: list, norm: dict) -> None:
             input_scale *= float(layer.scale)
         elif isinstance(layer, keras.layers.Conv2D):
             kernel, _ = next(convs)
-            bn = f"{layer.name.replace('_conv', '_bn')}"
+            bn = layer.name.replace("_conv", "_bn")
             scale = norm[f"{bn}/gamma"].astype(np.float64) / np.sqrt(norm[f"{bn}/variance"] + norm[f"{bn}/epsilon"])
             layer.set_weights([(np.transpose(kernel, (1, 2, 3, 0)) / (scale * input_scale)).astype(np.float32)])
             input_scale = 1.0

@@ -475,7 +475,7 @@ def _speaker_voice_model(sp: VoiceModel, rows: VoiceRows, *, out: Path, extra: d
     if test.any():
         sp_extra["test"] = _held_out_scores(sp, xs[test], rows.y[test], held, console,
                                             "held-out speakers, speaker-normalised")
-    sp.save(out, extra=sp_extra, name=MODEL_NAME)
+    sp.save(out, extra=sp_extra, name=MODEL_NAME, packed=True)  # read once per adapted run: packed
 
 
 def _print_left_out(console, validation: dict) -> None:

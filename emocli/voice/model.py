@@ -78,6 +78,26 @@ TRUSTED_TYPES = [
 ]
 
 
+PLANES_KEY = "support_vector_planes"  # packed support vectors: byte k of every value in plane k
+
+
+def pack_planes(x: np.ndarray) -> np.ndarray:
+    """``x`` (float16 or float32, (n, d)) as uint8 planes (itemsize, n, d): plane k holds byte k of
+    every value. Deflate then finds the runs in the sign-and-exponent bytes that it cannot find in
+    interleaved values (float16 support vectors: 86 % of their size compressed, against 92 %)."""
+    x = np.ascontiguousarray(x)
+    return np.ascontiguousarray(x.view(np.uint8).reshape(*x.shape, x.itemsize).transpose(2, 0, 1))
+
+
+def unpack_planes(planes: np.ndarray) -> np.ndarray:
+    """The array :func:`pack_planes` packed, bit for bit."""
+    planes = np.asarray(planes)
+    if planes.dtype != np.uint8 or planes.ndim != 3 or planes.shape[0] not in (2, 4):
+        raise ValueError(f"support vector planes must be uint8 (2 or 4, n, d), got {planes.dtype} {planes.shape}")
+    k = planes.shape[0]
+    return np.ascontiguousarray(planes.transpose(1, 2, 0)).view(f"<f{k}")[..., 0]
+
+
 class CompactSVM:
     """A fitted StandardScaler + RBF SVC + temperature scaling, as plain arrays.
 
@@ -91,7 +111,10 @@ class CompactSVM:
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.mean = np.asarray(arrays["mean"], np.float64)
         self.scale = np.asarray(arrays["scale"], np.float64)
-        self.support_vectors = np.asarray(arrays["support_vectors"], np.float64)
+        sv = arrays["support_vectors"] if "support_vectors" in arrays else unpack_planes(arrays[PLANES_KEY])
+        if not np.isfinite(sv).all():
+            raise ModelError("non-finite support vectors")
+        self.support_vectors = np.asarray(sv, np.float64)
         self.dual_coef = np.asarray(arrays["dual_coef"], np.float64)
         self.intercept = np.asarray(arrays["intercept"], np.float64)
         self.n_support = np.asarray(arrays["n_support"], np.int64)
@@ -118,14 +141,17 @@ class CompactSVM:
                     "dual_coef": svm.dual_coef_, "intercept": svm.intercept_, "n_support": svm.n_support_,
                     "gamma": np.float64(svm._gamma), "beta": np.float64(cal.beta_)})
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def arrays(self, *, packed: bool = False) -> dict[str, np.ndarray]:
         """The arrays ``voice.npz`` stores: support vectors (standardised values) in float16 (a quarter
         of float64: the shipped model's 8,936 x 1,057 are 18.9 MB instead of 75.5; on the held-out
         speakers the probabilities move by at most 7e-5 and no label changes), float32 where a value
-        is beyond float16's range; the rest as fitted."""
+        is beyond float16's range; the rest as fitted. ``packed``: the support vectors' bytes as
+        planes (see :func:`pack_planes`), for a file written compressed."""
         out = {key: np.asarray(getattr(self, key)) for key in self.KEYS}
         sv = out["support_vectors"]
         out["support_vectors"] = sv.astype(np.float16 if np.abs(sv).max(initial=0.0) < 6e4 else np.float32)
+        if packed:
+            out[PLANES_KEY] = pack_planes(out.pop("support_vectors"))
         return out
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
@@ -374,12 +400,15 @@ class VoiceModel:
             **(extra or {}),
         }
 
-    def save(self, directory: Path | str, *, extra: dict[str, Any] | None = None, name: str = "voice") -> None:
+    def save(self, directory: Path | str, *, extra: dict[str, Any] | None = None, name: str = "voice",
+             packed: bool = False) -> None:
         """Write ``voice.npz`` and ``voice.json`` into ``directory``, each atomically, and remove an
         earlier model's ``voice.skops`` there (it would describe another model).
 
         ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json; ``name``
         replaces the file stem ``voice`` (the speaker-normalised model is ``voice_speaker``).
+        ``packed`` writes the support vectors as byte planes, compressed: 14 % smaller, 0.15 s more
+        to read (30 MB), for a model read once per run (the adapted one), not for every clip.
         """
         if self.estimator_ is None:
             raise NotFittedError("fit the voice model before saving it")
@@ -387,7 +416,7 @@ class VoiceModel:
         directory = Path(directory)
         weights, runtime, meta_file = _files(name)
         est = self.estimator_
-        arrays = est.arrays() if isinstance(est, CompactSVM) else CompactSVM.from_estimator(est).arrays()
+        arrays = (est if isinstance(est, CompactSVM) else CompactSVM.from_estimator(est)).arrays(packed=packed)
         bad = [k for k, v in arrays.items() if np.issubdtype(np.asarray(v).dtype, np.floating)
                and not np.isfinite(v).all()]
         if bad:  # a NaN feature slipped through: nothing is written
@@ -395,7 +424,7 @@ class VoiceModel:
                              "check the training clips' features")
         with atomic_path(directory / runtime, suffix=".npz") as tmp:
             with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+                (np.savez_compressed if packed else np.savez)(fh, **arrays)
         atomic_write_text(directory / meta_file, json.dumps(meta, indent=2, sort_keys=True) + "\n")
         (directory / weights).unlink(missing_ok=True)
 
@@ -475,7 +504,7 @@ def _read_meta(meta_path: Path) -> tuple[dict, list, int]:
 def _read_estimator(compact_path: Path, weights_path: Path, meta: dict, meta_path: Path, labels: list, n_in: int):
     """The SVM from voice.npz (numpy alone), else from a former bundle's voice.skops; checked against voice.json."""
     if compact_path.is_file():
-        est = load_npz_weights(compact_path, lambda a: CompactSVM({key: a[key] for key in CompactSVM.KEYS}),
+        est = load_npz_weights(compact_path, CompactSVM,
                                what="compact voice model", missing="retrain with `emo train-audio`",
                                rebuild="restore the bundle or retrain with `emo train-audio`")
         source = compact_path

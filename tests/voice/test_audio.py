@@ -309,6 +309,35 @@ def test_crafted_skops_with_untrusted_types_is_refused(fitted, tmp_path):
         VoiceModel.load(tmp_path)
 
 
+def test_packed_support_vectors_load_bit_for_bit_and_bad_planes_are_one_line(fitted, tmp_path):
+    """``save(packed=True)`` (the adapted model's form) stores the support vectors' bytes as planes,
+    compressed: the same float16 values and scores as the plain form; planes of another shape or
+    with a NaN in them are refused, naming the file."""
+    from emocli.voice.model import pack_planes, unpack_planes
+
+    model, x, _ = fitted
+    model.save(tmp_path / "plain")
+    model.save(tmp_path / "packed", packed=True)
+    with np.load(tmp_path / "plain" / "voice.npz") as a, np.load(tmp_path / "packed" / "voice.npz") as b:
+        assert "support_vectors" not in b.files and b["support_vector_planes"].shape[0] == 2
+        assert np.array_equal(unpack_planes(b["support_vector_planes"]).view(np.uint16),
+                              a["support_vectors"].view(np.uint16))
+        arrays = {k: b[k] for k in b.files}
+    plain, packed = VoiceModel.load(tmp_path / "plain"), VoiceModel.load(tmp_path / "packed")
+    assert np.array_equal(plain.predict_proba(x), packed.predict_proba(x))
+    for dtype in (np.float32, np.float16):  # both widths, bit for bit
+        v = np.random.default_rng(0).normal(size=(5, 3)).astype(dtype)
+        assert np.array_equal(unpack_planes(pack_planes(v)), v)
+    bad = dict(arrays, support_vector_planes=arrays["support_vector_planes"][:1])
+    np.savez_compressed(tmp_path / "packed" / "voice.npz", **bad)
+    with pytest.raises(ModelError, match=r"packed/voice\.npz: not usable compact voice model .*planes must be"):
+        VoiceModel.load(tmp_path / "packed")
+    nan = pack_planes(np.full(unpack_planes(arrays["support_vector_planes"]).shape, np.nan, np.float16))
+    np.savez_compressed(tmp_path / "packed" / "voice.npz", **dict(arrays, support_vector_planes=nan))
+    with pytest.raises(ModelError, match=r"packed/voice\.npz: not usable .*non-finite support vectors"):
+        VoiceModel.load(tmp_path / "packed")
+
+
 def test_saved_model_scores_like_scikit_learn_and_replaces_an_old_skops(fitted, tmp_path):
     """voice.npz (numpy alone) gives the fitted scikit-learn model's scores; a legacy voice.skops beside it
     is read when it is the only form, and a new save removes it."""

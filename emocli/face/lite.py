@@ -98,6 +98,29 @@ class LiteNetwork:
         self._it.invoke()
         return self._it.get_tensor(self._feats).copy(), self._it.get_tensor(self._scores).copy()
 
+    def constant_weights(self) -> tuple[list, list]:
+        """The network's constant weights, in graph order: each convolution's (kernel OHWI, bias) and
+        each fully-connected layer's (weights (out, in), bias), as float32."""
+        it = self._it
+        ops = it._get_ops_details()
+        made_by = {t: op for op in ops for t in op["outputs"]}
+
+        def const(index):
+            op = made_by.get(index)
+            if op is not None and op["op_name"] == "DEQUANTIZE":  # float16 weights
+                index = op["inputs"][0]
+            return np.asarray(it.get_tensor(index), np.float32)
+
+        def weights(op):
+            kernel = const(op["inputs"][1])
+            bias_index = op["inputs"][2] if len(op["inputs"]) > 2 else -1
+            # the converter leaves out a bias that is all zeros (an untrained dense layer)
+            return kernel, const(bias_index) if bias_index >= 0 else np.zeros(len(kernel), np.float32)
+
+        convs = [weights(op) for op in ops if op["op_name"] == "CONV_2D"]
+        dense = [weights(op) for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+        return convs, dense
+
 
 # --------------------------------------------------------------------------------------
 # One stored form: face.tflite and the BatchNorm arrays its folding removed
@@ -136,31 +159,6 @@ def norm_arrays(net) -> dict[str, np.ndarray]:
     return out
 
 
-def _lite_weights(path: Path) -> tuple[list, list]:
-    """The constant weights of a face.tflite, in graph order: each convolution's (kernel OHWI, bias)
-    and each fully-connected layer's (weights (out, in), bias), as float32."""
-    it = lite_interpreter(path, num_threads=1)
-    it.allocate_tensors()
-    ops = it._get_ops_details()
-    made_by = {t: op for op in ops for t in op["outputs"]}
-
-    def const(index):
-        op = made_by.get(index)
-        if op is not None and op["op_name"] == "DEQUANTIZE":  # float16 weights
-            index = op["inputs"][0]
-        return np.asarray(it.get_tensor(index), np.float32)
-
-    def weights(op):
-        kernel = const(op["inputs"][1])
-        bias_index = op["inputs"][2] if len(op["inputs"]) > 2 else -1
-        # the converter leaves out a bias that is all zeros (an untrained dense layer)
-        return kernel, const(bias_index) if bias_index >= 0 else np.zeros(len(kernel), np.float32)
-
-    convs = [weights(op) for op in ops if op["op_name"] == "CONV_2D"]
-    dense = [weights(op) for op in ops if op["op_name"] == "FULLY_CONNECTED"]
-    return convs, dense
-
-
 def keras_from_lite(lite_path: Path, norm_path: Path, n_labels: int):
     """The Keras emo-cnn that ``face.tflite`` was written from, rebuilt from it and ``face_bn.npz``.
 
@@ -171,7 +169,7 @@ def keras_from_lite(lite_path: Path, norm_path: Path, n_labels: int):
     fix = "restore the bundle, or retrain it with `emo train-video`"
     try:
         lite = LiteNetwork(lite_path, n_labels)
-        convs, dense = _lite_weights(lite_path)
+        convs, dense = lite.constant_weights()
         with np.load(norm_path, allow_pickle=False) as z:
             norm = {key: z[key] for key in z.files}
         size, _, channels = lite.input_shape

@@ -159,7 +159,7 @@ def network_key(bundle: Path) -> str:
     Scripts that cache scores store it and score again when it differs."""
 
     bundle = Path(bundle)
-    net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
+    net = bundle / RUNTIME_FILE if (bundle / RUNTIME_FILE).is_file() else bundle / KERAS_FILE
     return f"{sha256_file(net)} {json.dumps(read_face_meta(bundle).get('preprocessing'), sort_keys=True)}"
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+# run as python scripts/NAME.py, this script's folder is first on sys.path
+from head_lowres import LOW_WIDTH, magnified
 
 from emocli.media.ffmpeg import read_image
 
-LOW_WIDTH = 48  # pixels: FER2013's face width
-SHOWN = 240  # pixels: the width bench/expressive.py shows a face at
 THRESHOLDS = (0.002, 0.003, 0.004, 0.005, 0.006, 0.008)
 
 
@@ -46,11 +46,6 @@ def is_grey(img: np.ndarray, tol: int = 2) -> bool:
     return bool(np.abs(a[..., 0] - a[..., 1]).max() <= tol and np.abs(a[..., 1] - a[..., 2]).max() <= tol)
 
 
-def shown(img: np.ndarray) -> np.ndarray:
-    h, w = img.shape[:2]
-    return cv2.resize(img, (SHOWN, round(h * SHOWN / w)), interpolation=cv2.INTER_CUBIC)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--fer-x5", type=Path, required=True, help="FER2013's held-out faces, magnified (PNG)")
@@ -63,7 +58,7 @@ def main() -> None:
     for part in ("affectnet-calib", "sfew-calib", "rafdb-calib"):
         rows = list(csv.reader(open(args.heldout / f"{part}.csv")))[1:]
         imgs = [read_image(Path(r[0])) for r in rows]
-        part_grey = [detail(shown(img)) for img in imgs if is_grey(img)]
+        part_grey = [detail(magnified(img)) for img in imgs if is_grey(img)]
         print(f"{part}: {len(imgs)} faces, {len(part_grey)} grey")
         grey += part_grey
     grey_arr = np.array(grey)

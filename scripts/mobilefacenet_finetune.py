@@ -1,6 +1,7 @@
 """Does fine-tuning the RAF-DB MobileFaceNet's last stage on the face corpora help the face head?
 
-A first, cheap step of issue 34: the network rebuilt in Keras (``mobilefacenet_keras.py``), its
+A first, cheap step of issue 34, the experiment ``emo train-expert`` came from: the network
+rebuilt in Keras (``emocli.face.mobilefacenet``), its
 trunk (everything up to the last 14x14 block) frozen and run once per face, its last stage (the
 7x7 blocks, the global depthwise convolution, the 512-d embedding and the classifier) trained on
 the face head's training parts (AffectNet, SFEW and RAF-DB training faces, aligned as ``predict``
@@ -11,7 +12,7 @@ calib figures are printed beside the shipped head's, refitted the same way on th
 embedding. The test halves are not read.
 
     python scripts/mobilefacenet_finetune.py ../shared/data --epochs 3 --work runs/mfn_ft
-(needs ``pip install onnx``, the face head's feature cache in runs/face_head, `emo train-head`)
+(needs ``pip install 'emo[train]'``, the face head's feature cache in runs/face_head, `emo train-head`)
 """
 
 from __future__ import annotations
@@ -21,12 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-# run as python scripts/NAME.py, this script's folder is first on sys.path
-from mobilefacenet_keras import LAST_STAGE, to_keras
 
 from emocli.bundle import DEFAULT_BUNDLE, models_dir
 from emocli.face.detect import YUNET_FILE
 from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
+from emocli.face.mobilefacenet import LAST_STAGE, to_keras
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
@@ -100,7 +100,7 @@ def main() -> None:
     names = TRAIN + ["affectnet-calib", "sfew-calib", "rafdb-heldout"]
     faces = {n: crops(n, sets[n][0], args.work, landmarker) for n in names}
     print(f"aligned {sum(len(v) for v in faces.values())} faces in {time.perf_counter() - t0:.0f} s", flush=True)
-    net, _ = to_keras(args.bundle / RAFDB_FILE)
+    net = to_keras(args.bundle / RAFDB_FILE)
     trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)
     t0 = time.perf_counter()
     acts = {n: trunk_outputs(trunk, faces[n]) for n in names}

@@ -1,6 +1,6 @@
 """The training commands: ``train-video``, ``train-audio``, ``fuse``, and the tuning of a trained face
-network (``tune-views``, ``tune-prior``, ``train-head``, ``calibrate-experts``, ``ensemble``,
-``refresh-bn``)."""
+network (``tune-views``, ``tune-prior``, ``train-expert``, ``train-head``, ``calibrate-experts``,
+``ensemble``, ``refresh-bn``)."""
 
 from __future__ import annotations
 
@@ -335,6 +335,36 @@ def train_head(
 
     _run(run, HeadArgs(data=data, bundle=_or_shipped(model), cache=cache, reuse_embeddings=reuse_embeddings,
                        write=write))
+
+
+_ExpertData = Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "
+                                                   "(../shared/data): their training parts train the expert, the "
+                                                   "calib halves of `emo calibrate-experts` and `emo train-head` "
+                                                   "choose the epoch.")]
+_ExpertCache = Annotated[Path, typer.Option(callback=check_cache_folder, help="Aligned face crops, keyed by the "
+                                                                            "image list.")]
+
+
+@app.command("train-expert", cls=EmoCommand, short_help="Fine-tune the RAF-DB face expert on the face corpora.", epilog="\b\nExamples:\n  emo train-expert ../shared/data --out runs/expert\n  emo calibrate-experts ../shared/data --bundle runs/expert --write\n  emo train-head ../shared/data --bundle runs/expert --write\n")
+def train_expert(
+    data: _ExpertData,
+    out: _NewBundleOpt = ...,
+    model: ExpertsBundleOpt = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs (the best on the calib halves is kept).")] = 5,
+    lr: Annotated[float, typer.Option("--learning-rate", "--lr", callback=number_in(0.0, 1.0, lo_open=True),
+                                      help="Adam learning rate.")] = 1e-4,
+    batch_size: Annotated[int, typer.Option(min=1, help="Faces per training step.")] = 64,
+    cache: _ExpertCache = Path("runs/face_expert"),
+    seed: Annotated[int, typer.Option(help="Random seed (initial shuffle, batches).")] = 0,
+    mirror: Annotated[bool, typer.Option("--mirror", help="Train on each face and its mirror image too (twice the "
+                                                      "cost per epoch).")] = False,
+) -> None:
+    """Fine-tune the RAF-DB MobileFaceNet's last stage on AffectNet, SFEW and RAF-DB training faces
+    into a new bundle (then refit the experts' calibration and the face head on it)."""
+    from emocli.train.expert import ExpertArgs, run
+
+    _run(run, ExpertArgs(data=data, bundle=_or_shipped(model), out=out, epochs=epochs, learning_rate=lr,
+                         batch_size=batch_size, cache=cache, seed=seed, mirror=mirror))
 
 
 @app.command("tune-prior", cls=EmoCommand, short_help="Choose the face network's class-prior adjustment.", epilog="\b\nExamples:\n  emo tune-prior runs/face ../shared/data/fer2013/train\n  emo tune-prior runs/face ../shared/data/fer2013/train --write\n")

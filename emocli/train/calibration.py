@@ -32,13 +32,14 @@ from emocli.face.detect import YUNET_FILE
 from emocli.face.experts import (CROP_LANDMARKS, EXPERTS_FILE, RAFDB_FILE, ExpertSet, OnnxExpert, YuNetLandmarks,
                                  align_face, expert_applies, fit_temperature, softmax, temper)
 from emocli.face.model import FaceModel, adjust_prior, network_key, prepare_faces
-from emocli.files import atomic_write_text
+from emocli.files import atomic_write_text, sha256_file
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
 from emocli.train.face import training_images
 
 HELDOUT = {"affectnet/train": 0.15, "sfew/Train": 0.3}  # share of each corpus held out of training, seed 0
+FINE_TUNE_INFO = "rafdb_fine_tune"  # experts.json info: emo train-expert's record of the expert file
 CACHE = Path("runs/face_experts")  # the per-image score cache, relative to the working folder
 
 
@@ -94,12 +95,12 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert, ca
     """emo-cnn's scores (the bundle's views, no prior) and the MobileFaceNet's of a set of face images,
     whether YuNet found landmarks, and whether the expert applies; cached per network in ``cache_dir``."""
 
-    cache, key = cache_dir / f"{name}.npz", network_key(bundle)
+    cache, key = cache_dir / f"{name}.npz", f"{network_key(bundle)} {expert_key(bundle)}"
     if cache.is_file():
         out = dict(np.load(cache))
         if str(out.get("network", "")) == key and len(out["emo-cnn"]) == len(paths):
             return out
-        log(f"{cache}: scores of another face network or image list; scoring again")
+        log(f"{cache}: scores of another face network, face expert or image list; scoring again")
     model = FaceModel.load(bundle, runtime=True)
     model.prior_tau = 0.0  # cache the network's own scores; the prior adjustment is applied on reading
     cnn, raf, found, applies = [], [], [], []
@@ -124,6 +125,13 @@ def score_set(name: str, paths: list[Path], bundle: Path, landmarker, expert, ca
     cache_dir.mkdir(parents=True, exist_ok=True)
     np.savez(cache, **out)
     return out
+
+
+def expert_key(bundle: Path) -> str:
+    """What the MobileFaceNet's cached outputs depend on: the sha256 of the bundle's expert file
+    (``emo train-expert`` writes another one)."""
+    path = Path(bundle) / RAFDB_FILE
+    return sha256_file(path) if path.is_file() else "none"
 
 
 def align_crops(imgs: list[np.ndarray], landmarker) -> tuple[list[np.ndarray], list[bool], list[bool]]:
@@ -264,13 +272,18 @@ def _write_experts(bundle: Path, experts: ExpertSet, sets: dict, scores: dict, c
                       **{f"average_{k}": v for k, v in average.items()}}
     else:
         validation = average
-    experts.info_ = {"calibrated_on": {n: len(sets[n][1]) for n in calib}, **validation,
-                     "rafdb": {"source": "opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8"
-                                         ".onnx (sha256 f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a"
-                                         "6f69a1ed), dequantized to float32 by scripts/dequantize_onnx.py",
-                               "trained_on": "RAF-DB basic (training part)",
-                               "licence": "Apache-2.0 (LICENSE.face_expert_rafdb.Apache-2.0.txt)",
-                               "alignment": "YuNet 5 landmarks -> ArcFace 112x112 template"},
+    rafdb = {"source": "opencv_zoo facial_expression_recognition_mobilefacenet_2022july_int8.onnx (sha256 "
+                       "f0d7093aff10e2638c734c5f18a6a7eabd2b9239b20bdb9b8090865a6f69a1ed), dequantized to float32 by "
+                       "scripts/dequantize_onnx.py",
+             "trained_on": "RAF-DB basic (training part)",
+             "licence": "Apache-2.0 (LICENSE.face_expert_rafdb.Apache-2.0.txt)",
+             "alignment": "YuNet 5 landmarks -> ArcFace 112x112 template"}
+    tuned = kept.info_.get(FINE_TUNE_INFO) if kept is not None else None
+    if tuned:  # `emo train-expert`'s record of the expert file stays with it
+        rafdb["trained_on"] += ("; its last stage fine-tuned on AffectNet, SFEW and RAF-DB training parts by "
+                                f"emo train-expert ({FINE_TUNE_INFO})")
+    experts.info_ = {"calibrated_on": {n: len(sets[n][1]) for n in calib}, **validation, "rafdb": rafdb,
+                     **({FINE_TUNE_INFO: tuned} if tuned else {}),
                      "heldout": {k: {"share": v, "seed": 0, "halves_seed": 1} for k, v in HELDOUT.items()},
                      "method": "temperature by NLL; weight by mean UAR over the corpora's calib halves "
                                "(equal unless 2 points better)",

@@ -40,8 +40,8 @@ from emocli.face.model import FaceModel, network_key, prepare_faces
 from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
-from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, face_sets, rafdb_halves, report,
-                                      with_prior)
+from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, expert_key, face_sets, rafdb_halves,
+                                      report, with_prior)
 # the same held-out parts as `emo calibrate-experts` (seed 0, halves seed 1)
 
 
@@ -63,68 +63,81 @@ CHUNK = 512
 
 
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
+CNN_KEYS = ("cnn_feat", "cnn")  # emo-cnn's: independent of the expert
 
 
-def _read_cache(path: Path, key: str) -> tuple[dict[str, np.ndarray], bool]:
-    """A cache file's arrays (its network key taken out) and whether ``key`` filled it."""
+def _read_cache(path: Path, key: str, ekey: str) -> tuple[dict[str, np.ndarray], bool, bool]:
+    """A cache file's arrays (its keys taken out), whether ``key`` (emo-cnn) filled its emo-cnn
+    features and whether ``ekey`` (the expert file) its MobileFaceNet outputs."""
     with np.load(path) as z:
         out = dict(z)
-    return out, str(out.pop("network", "")) == key
+    return out, str(out.pop("network", "")) == key, str(out.pop("expert", "")) == ekey
 
 
 def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = Path("runs/face_head"),
             reuse: Path | None = None) -> dict[str, np.ndarray]:
     """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits.
 
-    With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs are read from it
-    and only emo-cnn runs.
+    The cache keeps each half for the network that computed it: another emo-cnn scores its half
+    again and keeps the MobileFaceNet's outputs, another expert file (``emo train-expert``) the
+    other way round. With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs
+    are read from it (when the same expert file computed them) and only emo-cnn runs.
     """
-    final, key = cache / f"{name}.npz", network_key(bundle)
-    old = None
+    final, key, ekey = cache / f"{name}.npz", network_key(bundle), expert_key(bundle)
+    old_cnn = old_exp = None
     if final.is_file():
-        out, same = _read_cache(final, key)
-        if same:
+        out, same, same_exp = _read_cache(final, key, ekey)
+        if same and same_exp:
             return out
-        # another face network's features: keep the MobileFaceNet's outputs, score emo-cnn again
-        print(f"{final}: features of another face network; scoring emo-cnn again", file=sys.stderr)
-        old = {k: out[k] for k in EXPERT_KEYS}
+        print(f"{final}: features of another " + ("face network" if same_exp else "face expert" if same else
+                                                   "face network and expert")
+              + "; scoring it again", file=sys.stderr)
+        old_cnn = {k: out[k] for k in CNN_KEYS} if same else None
+        old_exp = {k: out[k] for k in EXPERT_KEYS} if same_exp else None
     cache.mkdir(parents=True, exist_ok=True)
-    if reuse is not None and old is None:
+    if reuse is not None and old_exp is None:
         with np.load(reuse / f"{name}.npz") as z:
-            old = {k: z[k] for k in EXPERT_KEYS}
-        if len(old["raf"]) != len(paths):
-            raise DatasetError(f"{reuse / name}.npz holds {len(old['raf'])} faces, the set has {len(paths)}: "
+            old_exp = {k: z[k] for k in EXPERT_KEYS}
+            other = str(z["expert"]) if "expert" in z.files else ""
+        if len(old_exp["raf"]) != len(paths):
+            raise DatasetError(f"{reuse / name}.npz holds {len(old_exp['raf'])} faces, the set has {len(paths)}: "
                              "not the same faces; drop --reuse-embeddings")
+        if other != ekey:
+            raise DatasetError(f"{reuse / name}.npz: another face expert's outputs than {bundle}'s; drop "
+                               "--reuse-embeddings")
     model = None
     parts = []
     t0, new = time.perf_counter(), 0
     for k in range(0, len(paths), CHUNK):
         part = cache / f"{name}.part{k // CHUNK:04d}.npz"
         if part.is_file():
-            done_part, same = _read_cache(part, key)
-            if same:
+            done_part, same, same_exp = _read_cache(part, key, ekey)
+            if same and same_exp:
                 parts.append(done_part)
                 continue
-        if model is None:
-            model = FaceModel.load(bundle, runtime=True)
-            model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
-        feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
-        out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32)}
-        if old is not None:
-            out.update({key: v[k:k + CHUNK] for key, v in old.items()})
+        if old_cnn is not None:
+            out = {key_: v[k:k + CHUNK] for key_, v in old_cnn.items()}
+        else:
+            if model is None:
+                model = FaceModel.load(bundle, runtime=True)
+                model.prior_tau = 0.0  # raw network scores; the bundle's prior is applied when reading
+            feats, cnn = model.score_inputs(prepare_faces(imgs, model.preprocessing), features=True, views="mirror")
+            out = {"cnn_feat": feats.astype(np.float32), "cnn": cnn.astype(np.float32)}
+        if old_exp is not None:
+            out.update({key_: v[k:k + CHUNK] for key_, v in old_exp.items()})
         else:
             aligned, found, applies = align_crops(imgs, landmarker)
             emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
             out.update(raf_emb=emb.astype(np.float16), raf=softmax(logits).astype(np.float32), found=np.array(found),
                        applies=np.array(applies))
-        np.savez(part, **out, network=np.array(key))
+        np.savez(part, **out, network=np.array(key), expert=np.array(ekey))
         parts.append(out)
         done, new = min(k + CHUNK, len(paths)), new + len(imgs)
         rate = (time.perf_counter() - t0) / new
         print(f"{name}: {done}/{len(paths)} faces ({rate * 1000:.0f} ms each so far)", file=sys.stderr, flush=True)
-    out = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
-    np.savez(final, **out, network=np.array(key))
+    out = {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0]}
+    np.savez(final, **out, network=np.array(key), expert=np.array(ekey))
     for part in cache.glob(f"{name}.part*.npz"):
         part.unlink()
     return out
@@ -206,9 +219,9 @@ def load_cached(name: str, bundle: Path, cache: Path = Path("runs/face_head")) -
     fix = f"run emo train-head DATA --model {bundle} --cache {cache}"
     if not path.is_file():
         raise DatasetError(f"{path}: no cached features; {fix}")
-    out, same = _read_cache(path, network_key(bundle))
-    if not same:
-        raise DatasetError(f"{path}: features of another face network than {bundle}'s; {fix}")
+    out, same, same_exp = _read_cache(path, network_key(bundle), expert_key(bundle))
+    if not (same and same_exp):
+        raise DatasetError(f"{path}: features of another face network or expert than {bundle}'s; {fix}")
     return out
 
 

@@ -352,6 +352,10 @@ def test_experts_calibration_cache_rescores_for_another_network_or_views(tmp_pat
     script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
     assert CountingExpert.calls == 2  # other views: scored again
 
+    (bundle / "face_expert_rafdb.onnx").write_bytes(b"another expert file")  # the tiny bundle had none
+    script.score_set("set", images, bundle, lambda img: None, CountingExpert(), cache)
+    assert CountingExpert.calls == 3  # another expert file (emo train-expert): scored again
+
     key = network_key(bundle)
     net = bundle / "face.tflite" if (bundle / "face.tflite").is_file() else bundle / "face.keras"
     net.write_bytes(net.read_bytes() + b"\0")
@@ -387,7 +391,7 @@ def test_face_head_cache_rescores_emo_cnn_for_another_network_and_keeps_the_expe
     shutil.copytree(tiny_bundle, bundle)
     first = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
     again = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
-    assert (CountingExpert.calls, len(cnn_calls)) == (1, 1) and "network" not in again
+    assert (CountingExpert.calls, len(cnn_calls)) == (1, 1) and not {"network", "expert"} & set(again)
     assert np.array_equal(first["cnn_feat"], again["cnn_feat"])
 
     meta = json.loads((bundle / "face.json").read_text())
@@ -404,6 +408,15 @@ def test_face_head_cache_rescores_emo_cnn_for_another_network_and_keeps_the_expe
     (bundle / "face.json").write_text(json.dumps(meta))
     with pytest.raises(DatasetError, match="another face network"):
         script.load_cached("set", bundle, cache)
+
+    # another expert file (emo train-expert): its outputs computed again, emo-cnn's kept
+    meta["preprocessing"]["flip_tta"] = not meta["preprocessing"]["flip_tta"]
+    (bundle / "face.json").write_text(json.dumps(meta))
+    (bundle / "face_expert_rafdb.onnx").write_bytes(b"another expert file")  # the tiny bundle had none
+    fourth = script.extract("set", images, bundle, lambda img: None, CountingExpert(), cache=cache)
+    assert (CountingExpert.calls, len(cnn_calls)) == (2, 2)
+    assert np.array_equal(fourth["cnn_feat"], third["cnn_feat"]) and not np.array_equal(fourth["raf_emb"],
+                                                                                        third["raf_emb"])
 
 
 

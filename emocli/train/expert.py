@@ -1,0 +1,208 @@
+"""Fine-tune the RAF-DB MobileFaceNet on the colour face corpora (``emo train-expert``).
+
+The face expert learned from RAF-DB alone; the face head on top of it is a linear layer. This
+trains the expert's last stage (the 7x7 blocks, the global depthwise convolution, the 512-d
+embedding and its classifier: 0.6 M of its 1 M weights) on the *training* parts of AffectNet, SFEW
+and RAF-DB, the same faces ``emo train-head`` fits the head on, aligned as ``predict`` aligns
+them (YuNet's landmarks on the ArcFace template). The trunk before it stays frozen, so its output
+is computed once per face and an epoch costs minutes, not the 18 of the whole network, on two
+CPU cores. Loss: the classifier's cross-entropy, each face weighted 1/sqrt(n) of its corpus x
+class. After each epoch the expert's own scores are measured on the calib halves
+(``emo calibrate-experts``' AffectNet and SFEW halves, ``emo train-head``'s RAF-DB half) and the
+epoch with the best mean UAR is kept; the test halves are not read.
+
+    emo train-expert ../shared/data --out runs/expert        # a bundle with the new expert
+    emo calibrate-experts ../shared/data --model runs/expert --write
+    emo train-head ../shared/data --model runs/expert --write
+
+The new bundle is a copy of ``--model`` (default: the shipped one) with the new
+``face_expert_rafdb.onnx``; its face head, fitted on the old expert's embedding, is left out until
+``emo train-head`` fits one again. Aligned crops and trunk outputs are cached in ``--cache``.
+Needs the ``onnx`` package (``pip install 'emo[train]'``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from emocli import fingerprints
+from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
+from emocli.corpus.splits import stratified_holdout
+from emocli.errors import DatasetError, ModelError, OutputError
+from emocli.face.detect import YUNET_FILE
+from emocli.face.experts import EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, YuNetLandmarks
+from emocli.files import atomic_write_text
+from emocli.labels import LABELS
+from emocli.media.ffmpeg import read_image
+from emocli.report.metrics import classification_report
+from emocli.train.calibration import FINE_TUNE_INFO, HELDOUT, align_crops, expert_key, face_sets
+from emocli.train.head import balance_weights
+
+TRAIN = ("affectnet-train", "sfew-train", "rafdb-train")
+CALIB = ("affectnet-calib", "sfew-calib", "rafdb-calib")
+CHUNK = 256  # faces aligned per step
+
+
+@dataclass
+class ExpertArgs:
+    """What one fine-tuning run is given (the CLI's options)."""
+    data: Path
+    bundle: Path
+    out: Path
+    epochs: int = 5
+    learning_rate: float = 1e-4
+    batch_size: int = 64
+    cache: Path = Path("runs/face_expert")
+    seed: int = 0
+    mirror: bool = False  # train on each face and its mirror image
+
+
+def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.ndarray:
+    """Aligned 112x112 uint8 RGB crops of a set, as ``predict`` gives the expert; cached, keyed by the
+    image list."""
+    key = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()
+    path = cache / f"{name}.crops.npz"
+    if path.is_file():
+        with np.load(path) as z:
+            if str(z["key"]) == key:
+                return z["crops"]
+    out = []
+    t0 = time.perf_counter()
+    for k in range(0, len(paths), CHUNK):
+        aligned, _, _ = align_crops([read_image(p) for p in paths[k:k + CHUNK]], landmarker)
+        out.append(np.asarray(aligned, np.uint8).reshape(-1, 112, 112, 3))
+        print(f"{name}: aligned {min(k + CHUNK, len(paths))}/{len(paths)} faces "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    crops = np.concatenate(out) if out else np.zeros((0, 112, 112, 3), np.uint8)
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez(path, crops=crops, key=np.array(key))
+    return crops
+
+
+def trunk_outputs(trunk, faces: np.ndarray, batch: int = 128) -> np.ndarray:
+    """The frozen trunk's output (N, 14, 14, 128) float16 for uint8 faces."""
+    out = [np.asarray(trunk((faces[k:k + batch].astype(np.float32) / 255.0 - 0.5) / 0.5, training=False), np.float16)
+           for k in range(0, len(faces), batch)]
+    return np.concatenate(out) if out else np.zeros((0,) + tuple(trunk.output.shape[1:]), np.float16)
+
+
+def calib_uar(last, acts: dict[str, np.ndarray], sets) -> dict[str, float]:
+    """The expert's own UAR on each calib half."""
+    out = {}
+    for name in CALIB:
+        logits = np.asarray(last.predict(acts[name].astype(np.float32), batch_size=256, verbose=0)[1])
+        out[name] = classification_report(sets[name][1], logits.argmax(1), LABELS)["uar"]
+    return out
+
+
+def check_args(args: ExpertArgs) -> None:
+    """Refuse, before any work, a data folder without the corpora or an output that would overwrite."""
+    missing = [sub for sub in (*HELDOUT, "rafdb/train") if not (Path(args.data) / sub).is_dir()]
+    if missing:
+        raise DatasetError(f"{args.data}: no {', '.join(missing)} folder(s); give the folder that holds affectnet/, "
+                           "sfew/ and rafdb/ (../shared/data)")
+    if not (Path(args.bundle) / RAFDB_FILE).is_file():
+        raise DatasetError(f"{args.bundle}: no {RAFDB_FILE} to fine-tune; pass --model with a bundle that has it")
+    out = Path(args.out)
+    if out.resolve() == Path(args.bundle).resolve():
+        raise OutputError(f"{out}: the bundle the expert comes from; pass a new folder to --out")
+    if out.exists() and any(out.iterdir()):
+        raise OutputError(f"{out}: folder not empty; pass a new folder to --out (or remove it)")
+
+
+def run(args: ExpertArgs) -> dict:
+    """Fine-tune the expert's last stage, keep the best epoch on the calib halves, write the bundle.
+    Returns the report."""
+    import keras
+
+    from emocli.face.mobilefacenet import LAST_STAGE, to_keras
+
+    check_args(args)
+    sets = face_sets(Path(args.data))
+    empty = [n for n in (*TRAIN, "affectnet-calib", "sfew-calib", "rafdb-heldout") if not len(sets[n][0])]
+    if empty:
+        raise DatasetError(f"{args.data}: no faces in {', '.join(empty)}; each corpus needs enough faces per class "
+                           "for a training part and calib halves")
+    held = sets["rafdb-heldout"]
+    calib_idx, _ = stratified_holdout(held[1], 0.5, 1)  # the RAF-DB calib half of emo train-head
+    sets["rafdb-calib"] = ([held[0][i] for i in calib_idx], held[1][calib_idx])
+    keras.utils.set_random_seed(args.seed)
+    src = Path(args.bundle) / RAFDB_FILE
+    net = to_keras(src)
+    trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)
+    last = keras.Model(net.get_layer(LAST_STAGE).output, net.outputs)
+    landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
+    t0 = time.perf_counter()
+    faces = {n: aligned_faces(n, sets[n][0], landmarker, Path(args.cache)) for n in TRAIN + CALIB}
+    acts = {n: trunk_outputs(trunk, faces[n]) for n in TRAIN + CALIB}
+    if args.mirror:  # each training face once more, mirrored: the trunk is not symmetric, so it runs again
+        acts.update({f"{n}-mirrored": trunk_outputs(trunk, faces[n][:, :, ::-1]) for n in TRAIN})
+        sets.update({f"{n}-mirrored": sets[n] for n in TRAIN})
+    del faces
+    train = [n for n in acts if n not in CALIB]
+    print(f"trunk outputs of {sum(len(v) for v in acts.values())} faces in {time.perf_counter() - t0:.0f} s",
+          file=sys.stderr, flush=True)
+
+    model = keras.Model(last.inputs[0], keras.layers.Softmax(dtype="float32")(last.outputs[1]))
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="categorical_crossentropy")
+    x = np.concatenate([acts.pop(n) for n in train]).astype(np.float32)
+    y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
+    w = balance_weights([(n, sets[n][1]) for n in train])
+    history, best = [], None
+    for epoch in range(args.epochs + 1):
+        t0 = time.perf_counter()
+        if epoch:  # epoch 0: the expert as it came
+            model.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
+        uars = calib_uar(last, acts, sets)
+        mean = float(np.mean(list(uars.values())))
+        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
+                        "mean_calib_uar": mean})
+        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
+              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
+              file=sys.stderr, flush=True)
+        if best is None or mean > best[0]:
+            best = (mean, epoch, last.get_weights())
+    mean, epoch, weights = best
+    last.set_weights(weights)
+    report = {"epochs": history, "chosen_epoch": epoch, "mean_calib_uar": mean, "trained_on": {
+        n: len(sets[n][1]) for n in TRAIN}}
+    if epoch == 0:
+        raise ModelError(f"{args.data}: no epoch beat the expert as it came on the calib halves; nothing written "
+                         "(try a lower --learning-rate)")
+    write_bundle(args, net, report, [p for n in TRAIN for p in sets[n][0]])
+    return report
+
+
+def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -> None:
+    """``args.out``: a copy of the bundle with the fine-tuned expert, without the face head."""
+    from emocli.face.mobilefacenet import write_onnx
+
+    out, src = Path(args.out), Path(args.bundle)
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    changed = write_onnx(net, src / RAFDB_FILE, out / RAFDB_FILE)
+    doc = json.loads((out / EXPERTS_FILE).read_text())
+    es = ExpertSet.from_dict(doc, out / EXPERTS_FILE)
+    es.head_ = None  # fitted on the old expert's embedding
+    (out / HEAD_FILE).unlink(missing_ok=True)
+    es.info_[FINE_TUNE_INFO] = {
+        **report, "from_sha256": expert_key(src), "tensors_changed": changed,
+        "learning_rate": args.learning_rate, "batch_size": args.batch_size, "seed": args.seed,
+        "balance": "1/sqrt(n) per corpus x class", "mirror": args.mirror,
+        "command": f"emo train-expert DATA --bundle {src} --out {out} --epochs {args.epochs} "
+                   f"--learning-rate {args.learning_rate:g} --batch-size {args.batch_size} --seed {args.seed}"
+                   + (" --mirror" if args.mirror else "")}
+    atomic_write_text(out / EXPERTS_FILE, json.dumps(es.to_dict(), indent=2) + "\n")
+    fingerprints.add(out, "face.expert", train_paths)
+    man = read_manifest_unchecked(out)
+    write_manifest(out, labels=man["labels"], settings=man.get("settings"))
+    print(f"wrote {out} (epoch {report['chosen_epoch']}, mean calib UAR {report['mean_calib_uar']:.3f}); its face "
+          f"head is left out, fitted on the old expert: next\n  emo calibrate-experts DATA --bundle {out} --write\n"
+          f"  emo train-head DATA --bundle {out} --write", file=sys.stderr)

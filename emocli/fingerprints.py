@@ -28,6 +28,7 @@ PARTS = {
     "face.emo-cnn": "emo-cnn, the face network (train-video)",
     "face.emo-cnn-holdout": "the held-out part that picked emo-cnn's epoch (and the shipped views and prior)",
     "face.rafdb-expert": "the RAF-DB MobileFaceNet (trained by its authors on RAF-DB's train split)",
+    "face.rafdb-expert-tuned": "the faces the RAF-DB MobileFaceNet's last stage was fine-tuned on (train-expert)",
     "face.head": "the face head over both experts' features",
     "face.calibration": "the calib halves behind the face experts' temperatures and the head's choices",
     "voice.svm": "the voice SVM, its temperature and its speaker-adapted twin (train-audio)",

@@ -81,8 +81,11 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
     if name == "experts.json" and counts.get("face.calibration"):
         return f"{counts['face.calibration']} held-out faces (calibrate-experts)"
     if name == "face_expert_rafdb.onnx":
-        return "RAF-DB (by its authors); " + (f"{counts['face.rafdb-expert']} faces fingerprinted"
-                                               if counts.get("face.rafdb-expert") else "")
+        out = "RAF-DB (by its authors); " + (f"{counts['face.rafdb-expert']} faces fingerprinted"
+                                              if counts.get("face.rafdb-expert") else "")
+        if counts.get("face.rafdb-expert-tuned"):
+            out += f"; last stage fine-tuned on {counts['face.rafdb-expert-tuned']} faces (train-expert)"
+        return out
     return None
 
 

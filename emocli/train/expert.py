@@ -188,8 +188,9 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
     out, src = Path(args.out), Path(args.bundle)
     shutil.copytree(src, out, dirs_exist_ok=True)
     changed = write_onnx(net, src / RAFDB_FILE, out / RAFDB_FILE)
-    doc = json.loads((out / EXPERTS_FILE).read_text())
-    es = ExpertSet.from_dict(doc, out / EXPERTS_FILE)
+    # a bundle never calibrated (the recipe's, before `emo calibrate-experts`) gets the defaults
+    path = out / EXPERTS_FILE
+    es = ExpertSet.from_dict(json.loads(path.read_text()), path) if path.is_file() else ExpertSet()
     es.head_ = None  # fitted on the old expert's embedding
     (out / HEAD_FILE).unlink(missing_ok=True)
     es.info_[FINE_TUNE_INFO] = {
@@ -200,7 +201,7 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
                    f"--learning-rate {args.learning_rate:g} --batch-size {args.batch_size} --seed {args.seed}"
                    + (" --mirror" if args.mirror else "")}
     atomic_write_text(out / EXPERTS_FILE, json.dumps(es.to_dict(), indent=2) + "\n")
-    fingerprints.add(out, "face.expert", train_paths)
+    fingerprints.add(out, "face.rafdb-expert-tuned", train_paths)
     man = read_manifest_unchecked(out)
     write_manifest(out, labels=man["labels"], settings=man.get("settings"))
     print(f"wrote {out} (epoch {report['chosen_epoch']}, mean calib UAR {report['mean_calib_uar']:.3f}); its face "

@@ -52,9 +52,13 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     ok("train-video", faces, "--out", b, "--epochs", 1, "--width", 4, "--batch-size", 16, "--holdout", 0.25)
     ok("tune-views", b, faces, "--write")
     ok("tune-prior", b, faces, "--write")
-    # the second expert is converted, not trained (scripts/dequantize_onnx.py writes it; copied here)
+    # the second expert is converted (scripts/dequantize_onnx.py writes it; copied here), then its
+    # last stage fine-tuned into a new bundle
     for name in ("face_expert_rafdb.onnx", "LICENSE.face_expert_rafdb.Apache-2.0.txt"):
         shutil.copy(DEFAULT_BUNDLE / name, b / name)
+    ok("train-expert", data, "--bundle", b, "--out", tmp_path / "expert", "--epochs", 2, "--lr", 0.003,
+       "--cache", tmp_path / "c0")
+    b = tmp_path / "expert"
     ok("calibrate-experts", data, "--model", b, "--cache", tmp_path / "c1", "--write")
     ok("train-head", data, "--model", b, "--cache", tmp_path / "c2", "--write")
     # the voice (with its speaker-adapted twin and the speech gate) and the fusion rule
@@ -71,10 +75,12 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     experts = json.loads((b / "experts.json").read_text())
     assert experts["head"]["info"]["command"].startswith("emo train-head") and "emo calibrate-experts" in experts[
         "info"]["command"]
+    assert experts["info"]["rafdb_fine_tune"]["command"].startswith("emo train-expert")
     from emocli import fingerprints
 
     sets = fingerprints.read(b)
-    assert {"face.emo-cnn", "face.emo-cnn-holdout", "face.calibration", "face.head", "voice.svm"} <= set(sets)
+    assert {"face.emo-cnn", "face.emo-cnn-holdout", "face.rafdb-expert-tuned", "face.calibration", "face.head",
+            "voice.svm"} <= set(sets)
     assert len(sets["face.head"]) > len(sets["face.calibration"]) > 0
     r = json.loads(ok("predict", EXAMPLES / "1001_DFA_HAP_XX.avi", "--model", b, "--json").stdout.splitlines()[-1])
     assert r["status"] == "ok" and r["modalities"] == ["face", "voice"] and set(r["face_experts"]) == {"emo-cnn",

@@ -80,3 +80,12 @@ def test_outputs_that_would_overwrite_and_missing_corpora_are_refused(trained, t
     r = runner.invoke(app, ["train-expert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "rafdb/train" in r.output and "../shared/data" in r.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_where_no_epoch_beats_the_expert_writes_nothing_and_says_so(trained, tmp_path):
+    data, bundle, _, _ = trained
+    out = tmp_path / "new"
+    r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "1",
+                            "--lr", "1e-12", "--cache", str(tmp_path / "cache")])
+    assert r.exit_code == 1 and "no epoch beat" in r.output and "--learning-rate" in r.output
+    assert "Traceback" not in r.output and not out.exists()

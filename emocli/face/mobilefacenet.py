@@ -4,9 +4,9 @@
 fine-tunes it: the graph is plain (Conv, depthwise Conv, PRelu, Add, Flatten, MatMul; convolution
 weights int8 behind DequantizeLinear), so each node becomes the Keras layer that computes the same
 thing on NHWC tensors, with the graph's weights (:func:`to_keras`; embeddings within 1e-6 of
-OpenCV's). :func:`write_onnx` puts trained weights back into a copy of the graph: convolution
-weights stay int8 behind DequantizeLinear (symmetric, one scale per output channel), the rest
-float32, so the file keeps its size and OpenCV reads it as before.
+OpenCV's). :func:`write_onnx` puts trained weights back into a copy of the graph: weights the
+training left as they were keep their bytes (int8 behind DequantizeLinear), changed ones are
+written float32, so OpenCV computes what the Keras network computes.
 
 Reading and writing ONNX needs the ``onnx`` package (``pip install 'emo[train]'``); running the
 expert does not.

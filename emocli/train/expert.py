@@ -2,7 +2,7 @@
 
 The face expert learned from RAF-DB alone; the face head on top of it is a linear layer. This
 trains the expert's last stage (the 7x7 blocks, the global depthwise convolution, the 512-d
-embedding and its classifier: 0.6 M of its 1 M weights) on the *training* parts of AffectNet, SFEW
+embedding and its classifier: 0.6 M of its 1.2 M weights) on the *training* parts of AffectNet, SFEW
 and RAF-DB, the same faces ``emo train-head`` fits the head on, aligned as ``predict`` aligns
 them (YuNet's landmarks on the ArcFace template). The trunk before it stays frozen, so its output
 is computed once per face and an epoch costs minutes, not the 18 of the whole network, on two
@@ -12,12 +12,12 @@ class. After each epoch the expert's own scores are measured on the calib halves
 epoch with the best mean UAR is kept; the test halves are not read.
 
     emo train-expert ../shared/data --out runs/expert        # a bundle with the new expert
-    emo calibrate-experts ../shared/data --model runs/expert --write
-    emo train-head ../shared/data --model runs/expert --write
+    emo calibrate-experts ../shared/data --bundle runs/expert --write
+    emo train-head ../shared/data --bundle runs/expert --write
 
-The new bundle is a copy of ``--model`` (default: the shipped one) with the new
+The new bundle is a copy of ``--bundle`` (default: the shipped one) with the new
 ``face_expert_rafdb.onnx``; its face head, fitted on the old expert's embedding, is left out until
-``emo train-head`` fits one again. Aligned crops and trunk outputs are cached in ``--cache``.
+``emo train-head`` fits one again. Aligned crops are cached in ``--cache``.
 Needs the ``onnx`` package (``pip install 'emo[train]'``).
 """
 
@@ -35,15 +35,15 @@ import numpy as np
 
 from emocli import fingerprints
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
-from emocli.corpus.splits import stratified_holdout
 from emocli.errors import DatasetError, ModelError, OutputError
 from emocli.face.detect import YUNET_FILE
-from emocli.face.experts import EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, YuNetLandmarks
+from emocli.face.experts import EXPERT_SIZE, EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, YuNetLandmarks
+from emocli.face.mobilefacenet import LAST_STAGE, to_keras, write_onnx
 from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
-from emocli.train.calibration import FINE_TUNE_INFO, HELDOUT, align_crops, expert_key, face_sets
+from emocli.train.calibration import FINE_TUNE_INFO, HELDOUT, align_crops, expert_key, face_sets, rafdb_halves
 from emocli.train.head import balance_weights
 
 TRAIN = ("affectnet-train", "sfew-train", "rafdb-train")
@@ -66,7 +66,7 @@ class ExpertArgs:
 
 
 def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.ndarray:
-    """Aligned 112x112 uint8 RGB crops of a set, as ``predict`` gives the expert; cached, keyed by the
+    """Aligned EXPERT_SIZE x EXPERT_SIZE uint8 RGB crops of a set, as ``predict`` gives the expert; cached, keyed by the
     image list."""
     key = hashlib.sha256("\n".join(str(p) for p in paths).encode()).hexdigest()
     path = cache / f"{name}.crops.npz"
@@ -78,10 +78,10 @@ def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.n
     t0 = time.perf_counter()
     for k in range(0, len(paths), CHUNK):
         aligned, _, _ = align_crops([read_image(p) for p in paths[k:k + CHUNK]], landmarker)
-        out.append(np.asarray(aligned, np.uint8).reshape(-1, 112, 112, 3))
+        out.append(np.asarray(aligned, np.uint8).reshape(-1, EXPERT_SIZE, EXPERT_SIZE, 3))
         print(f"{name}: aligned {min(k + CHUNK, len(paths))}/{len(paths)} faces "
               f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    crops = np.concatenate(out) if out else np.zeros((0, 112, 112, 3), np.uint8)
+    crops = np.concatenate(out) if out else np.zeros((0, EXPERT_SIZE, EXPERT_SIZE, 3), np.uint8)
     cache.mkdir(parents=True, exist_ok=True)
     np.savez(path, crops=crops, key=np.array(key))
     return crops
@@ -110,7 +110,7 @@ def check_args(args: ExpertArgs) -> None:
         raise DatasetError(f"{args.data}: no {', '.join(missing)} folder(s); give the folder that holds affectnet/, "
                            "sfew/ and rafdb/ (../shared/data)")
     if not (Path(args.bundle) / RAFDB_FILE).is_file():
-        raise DatasetError(f"{args.bundle}: no {RAFDB_FILE} to fine-tune; pass --model with a bundle that has it")
+        raise DatasetError(f"{args.bundle}: no {RAFDB_FILE} to fine-tune; pass --bundle with a bundle that has it")
     out = Path(args.out)
     if out.resolve() == Path(args.bundle).resolve():
         raise OutputError(f"{out}: the bundle the expert comes from; pass a new folder to --out")
@@ -123,17 +123,13 @@ def run(args: ExpertArgs) -> dict:
     Returns the report."""
     import keras
 
-    from emocli.face.mobilefacenet import LAST_STAGE, to_keras
-
     check_args(args)
     sets = face_sets(Path(args.data))
     empty = [n for n in (*TRAIN, "affectnet-calib", "sfew-calib", "rafdb-heldout") if not len(sets[n][0])]
     if empty:
         raise DatasetError(f"{args.data}: no faces in {', '.join(empty)}; each corpus needs enough faces per class "
                            "for a training part and calib halves")
-    held = sets["rafdb-heldout"]
-    calib_idx, _ = stratified_holdout(held[1], 0.5, 1)  # the RAF-DB calib half of emo train-head
-    sets["rafdb-calib"] = ([held[0][i] for i in calib_idx], held[1][calib_idx])
+    rafdb_halves(sets, {"rafdb-heldout": {}})  # the RAF-DB calib half of emo train-head (paths and labels only)
     keras.utils.set_random_seed(args.seed)
     src = Path(args.bundle) / RAFDB_FILE
     net = to_keras(src)
@@ -183,8 +179,6 @@ def run(args: ExpertArgs) -> dict:
 
 def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -> None:
     """``args.out``: a copy of the bundle with the fine-tuned expert, without the face head."""
-    from emocli.face.mobilefacenet import write_onnx
-
     out, src = Path(args.out), Path(args.bundle)
     shutil.copytree(src, out, dirs_exist_ok=True)
     changed = write_onnx(net, src / RAFDB_FILE, out / RAFDB_FILE)

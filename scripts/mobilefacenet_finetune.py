@@ -28,33 +28,14 @@ from emocli.face.detect import YUNET_FILE
 from emocli.face.experts import RAFDB_FILE, YuNetLandmarks
 from emocli.face.mobilefacenet import LAST_STAGE, to_keras
 from emocli.labels import LABELS
-from emocli.media.ffmpeg import read_image
 from emocli.report.metrics import classification_report
-from emocli.train.calibration import align_crops, face_sets, rafdb_halves
+from emocli.train.calibration import face_sets, rafdb_halves
+from emocli.train.expert import aligned_faces, trunk_outputs
 from emocli.train.head import balance_weights, fit_head, load_cached
 
 TRAIN = ["affectnet-train", "sfew-train", "rafdb-train"]
 CALIB = ["affectnet-calib", "sfew-calib", "rafdb-calib"]
 GRID = [0.001, 0.003, 0.01, 0.03]
-
-
-def crops(name: str, paths: list[Path], work: Path, landmarker) -> np.ndarray:
-    """Aligned 112x112 uint8 crops of a set, cached in ``work``."""
-    path = work / f"{name}.crops.npy"
-    if path.is_file():
-        return np.load(path)
-    out = []
-    for k in range(0, len(paths), 256):
-        aligned, _, _ = align_crops([read_image(p) for p in paths[k:k + 256]], landmarker)
-        out.append(np.asarray(aligned, np.uint8))
-    arr = np.concatenate(out)
-    np.save(path, arr)
-    return arr
-
-
-def trunk_outputs(trunk, x: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.asarray(trunk((x[k:k + 128].astype(np.float32) / 255.0 - 0.5) / 0.5, training=False),
-                                      np.float16) for k in range(0, len(x), 128)])
 
 
 def head_calib(emb: dict, cnn: dict, sets: dict) -> tuple[float, dict, float]:
@@ -98,7 +79,7 @@ def main() -> None:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     t0 = time.perf_counter()
     names = TRAIN + ["affectnet-calib", "sfew-calib", "rafdb-heldout"]
-    faces = {n: crops(n, sets[n][0], args.work, landmarker) for n in names}
+    faces = {n: aligned_faces(n, sets[n][0], landmarker, args.work) for n in names}
     print(f"aligned {sum(len(v) for v in faces.values())} faces in {time.perf_counter() - t0:.0f} s", flush=True)
     net = to_keras(args.bundle / RAFDB_FILE)
     trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)

@@ -116,6 +116,9 @@ def check_args(args: ExpertArgs) -> None:
         raise OutputError(f"{out}: the bundle the expert comes from; pass a new folder to --out")
     if out.exists() and any(out.iterdir()):
         raise OutputError(f"{out}: folder not empty; pass a new folder to --out (or remove it)")
+    cache = Path(args.cache).resolve()
+    if cache == out.resolve() or out.resolve() in cache.parents:
+        raise OutputError(f"{out}: would hold the crop cache ({args.cache}); pass --out and --cache folders apart")
 
 
 def run(args: ExpertArgs) -> dict:

@@ -77,6 +77,11 @@ def test_outputs_that_would_overwrite_and_missing_corpora_are_refused(trained, t
         r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(target)])
         assert r.exit_code == 1 and why in r.output and "--out" in r.output and "Traceback" not in r.output
     assert (out / RAFDB_FILE).read_bytes() == before
+    for cache in (tmp_path / "y", tmp_path / "y" / "crops"):  # the crops would land in the new bundle
+        r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(tmp_path / "y"),
+                                "--cache", str(cache)])
+        assert r.exit_code == 1 and "crop cache" in r.output and "--cache" in r.output
+        assert not (tmp_path / "y").exists()
     r = runner.invoke(app, ["train-expert", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")])
     assert r.exit_code == 1 and "rafdb/train" in r.output and "../shared/data" in r.output
     assert not (tmp_path / "x").exists()

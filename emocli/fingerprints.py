@@ -31,6 +31,8 @@ PARTS = {
     "face.rafdb-expert-tuned": "the faces the RAF-DB MobileFaceNet's last stage was fine-tuned on (train-expert)",
     "face.head": "the face head over both experts' features",
     "face.calibration": "the calib halves behind the face experts' temperatures and the head's choices",
+    "face.small-calibration": "the held-out faces, shown small, behind the mix for faces under 64 px "
+                              "(calibrate-small-faces)",
     "voice.svm": "the voice SVM, its temperature and its speaker-adapted twin (train-audio)",
 }
 

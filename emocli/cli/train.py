@@ -1,6 +1,6 @@
 """The training commands: ``train-video``, ``train-audio``, ``fuse``, and the tuning of a trained face
 network (``tune-views``, ``tune-prior``, ``train-expert``, ``train-head``, ``calibrate-experts``,
-``ensemble``, ``refresh-bn``)."""
+``calibrate-small-faces``, ``ensemble``, ``refresh-bn``)."""
 
 from __future__ import annotations
 
@@ -394,6 +394,21 @@ def calibrate_experts(
     from emocli.train.calibration import calibrate_experts as run
 
     _run(run, data, _or_shipped(model), cache=cache, write=write, console=stderr_console())
+
+
+@app.command("calibrate-small-faces", cls=EmoCommand, short_help="Fit how faces under 64 px are scored.", epilog="\b\nExamples:\n  emo calibrate-small-faces ../shared/data\n  emo calibrate-small-faces ../shared/data --bundle mybundle --write\n")
+def calibrate_small_faces(
+    data: Annotated[Path, typer.Argument(help="The folder holding affectnet/, sfew/, rafdb/ and fer2013/ "
+                                              "(../shared/data): their held-out calib faces, shown small.")],
+    model: ExpertsBundleOpt = None,
+    side: Annotated[int, typer.Option(min=8, max=63, help="Side, px, the colour calib faces are shrunk to.")] = 48,
+    write: Annotated[bool, typer.Option("--write", help="Store the mix in the bundle's experts.json.")] = False,
+) -> None:
+    """Fit the mix of emo-cnn and the RAF-DB expert for faces under 64 px (one weight for colour, one for grey)
+    on held-out faces shown small."""
+    from emocli.train.small_faces import calibrate_small_faces as run
+
+    _run(run, data, _or_shipped(model), side=side, write=write, console=stderr_console())
 
 
 @app.command("ensemble", cls=EmoCommand, short_help="Average two face networks, if that helps.", epilog="\b\nExamples:\n  emo ensemble runs/face2 runs/face3 ../shared/data/fer2013/train --out runs/face23 --write\n")

@@ -270,6 +270,29 @@ class ExpertSet:
     # the experts ``--face-experts all`` uses (None: every one in ``names``); ``emo train-video --features``
     # sets it to emo-cnn alone, whose retrained softmax the face head does not read
     default_: tuple[str, ...] | None = None
+    # faces under EXPERT_MIN_FACE px (emo calibrate-small-faces): None = emo-cnn alone, else
+    # {"temperatures": {kind: {expert: T}}, "cnn_weight": {kind: w}, "info": {...}}, kind colour or grey
+    small_: dict[str, Any] | None = None
+
+    def small_weight(self, grey: bool) -> float:
+        """emo-cnn's weight for a small face (the expert has 1 - it); 1.0 without small-face settings."""
+        if self.small_ is None:
+            return 1.0
+        return float(self.small_["cnn_weight"]["grey" if grey else "colour"])
+
+    def small_mix(self, cnn: np.ndarray, raf: np.ndarray, grey: np.ndarray, *, use: Sequence[str] = EXPERT_NAMES
+                  ) -> np.ndarray:
+        """Small faces' score: emo-cnn's and the expert's probabilities (N, K), each tempered by its
+        small-face temperature, averaged with the weight of the face's kind (``grey``: (N,) bool).
+        With one of the two experts in ``use``, that one alone."""
+        temps = self.small_["temperatures"] if self.small_ is not None else {}
+        grey = np.asarray(grey, bool)[:, None]
+        c, r = (np.where(grey, temper(p, temps.get("grey", {}).get(e, 1.0)), temper(p, temps.get("colour", {}).get(e, 1.0)))
+                for e, p in (("emo-cnn", cnn), ("rafdb", raf)))
+        if "rafdb" not in use:
+            return c.astype(np.float32)
+        w = np.where(grey, self.small_weight(True), self.small_weight(False)) if "emo-cnn" in use else 0.0
+        return (w * c + (1 - w) * r).astype(np.float32)
 
     def calibrate(self, name: str, p: np.ndarray) -> np.ndarray:
         """One expert's probabilities (N, K) recalibrated by its temperature; float32."""
@@ -304,6 +327,8 @@ class ExpertSet:
             d["head"] = {"file": HEAD_FILE, "temperature": self.head_.temperature, "info": self.head_.info}
         if self.default_ is not None:
             d["default"] = list(self.default_)
+        if self.small_ is not None:
+            d["small_faces"] = self.small_
         return d
 
     @classmethod
@@ -335,7 +360,34 @@ class ExpertSet:
             raise ModelError(f"{path}: \"default\" must list experts of {list(names)}, got {default!r}; restore "
                              "the bundle, or rerun `emo train-video --features ... --out` into it")
         return cls(names=names, temperatures_=temps, weights_=weights, info_=dict(d.get("info", {})), head_=head,
-                   default_=None if default is None else tuple(map(str, default)))
+                   default_=None if default is None else tuple(map(str, default)),
+                   small_=_small_settings(d.get("small_faces"), path))
+
+
+def _small_settings(d: Any, path: Path | str) -> dict[str, Any] | None:
+    """experts.json's ``small_faces`` checked: temperatures > 0 and emo-cnn weights in [0, 1] for colour and grey."""
+    if d is None:
+        return None
+    try:
+        temps = {kind: {str(e): float(t) for e, t in d["temperatures"][kind].items()} for kind in ("colour", "grey")}
+        weights = {kind: float(d["cnn_weight"][kind]) for kind in ("colour", "grey")}
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: malformed small_faces settings ({exc}); rerun "
+                         "`emo calibrate-small-faces DATA --bundle BUNDLE --write`") from None
+    if not (all(math.isfinite(t) and t > 0 for kind in temps.values() for t in kind.values())
+            and all(0 <= w <= 1 for w in weights.values())):
+        raise ModelError(f"{path}: small_faces temperatures must be > 0 and weights in [0, 1], got {temps} {weights}; "
+                         "rerun `emo calibrate-small-faces DATA --bundle BUNDLE --write`")
+    return {**d, "temperatures": temps, "cnn_weight": weights}
+
+
+def is_grey(crop: np.ndarray) -> bool:
+    """A grey image (one channel, or RGB with equal channels, as black-and-white film decodes)."""
+    crop = np.asarray(crop)
+    if crop.ndim < 3 or crop.shape[2] < 3:
+        return True
+    small = crop[::4, ::4].astype(np.int16)
+    return not (np.abs(small[..., 0] - small[..., 1]).max() > 2 or np.abs(small[..., 1] - small[..., 2]).max() > 2)
 
 
 def expert_applies(crop: np.ndarray, *, colour: bool = True) -> bool:
@@ -345,12 +397,7 @@ def expert_applies(crop: np.ndarray, *, colour: bool = True) -> bool:
     crop = np.asarray(crop)
     if min(crop.shape[:2]) < EXPERT_MIN_FACE:
         return False
-    if not colour:
-        return True
-    if crop.ndim < 3 or crop.shape[2] < 3:
-        return False
-    small = crop[::4, ::4].astype(np.int16)  # a grey image stored as RGB has equal channels
-    return bool(np.abs(small[..., 0] - small[..., 1]).max() > 2 or np.abs(small[..., 1] - small[..., 2]).max() > 2)
+    return not colour or not is_grey(crop)
 
 
 def parse_experts(value: str | None, available: Sequence[str], default: Sequence[str] | None = None

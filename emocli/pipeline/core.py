@@ -159,10 +159,10 @@ class Pipeline:
                     frame = item.frame
                     _, crops, boxes, tracks, main = self.face.find([frame], tracker, linker)
                     if crops:
-                        aligned, mask = self.face.aligned([frame] * len(crops), boxes, crops)
+                        aligned, mask, small = self.face.aligned([frame] * len(crops), boxes, crops)
                         acc.add(FaceBatch(np.full(len(crops), item.time), prepare_faces(crops, self.face.pre), aligned,
                                           mask, box_array(boxes, info.width / frame.shape[1] if info.width else 1.0),
-                                          tracks, main))
+                                          tracks, main, small))
                     timelines[0].video_time = item.time + dec.step
                 for line in timelines:
                     if item.kind == "audio":
@@ -303,9 +303,14 @@ class Pipeline:
         experts = acc.expert_scores()
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
         if "rafdb" in self.face.experts_used and res.frames_used and skipped:
-            why = f"under {EXPERT_MIN_FACE} px" if self.face.head is not None else f"grey, or under {EXPERT_MIN_FACE} px"
+            es = self.face.experts
+            small = f"grey and under {EXPERT_MIN_FACE} px" if es.small_ is not None else f"under {EXPERT_MIN_FACE} px"
+            why = small if self.face.head is not None else f"grey, or {small}"
             res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) ({why}): emo-cnn "
                              "scored them alone")
+        if acc.n_small:
+            res.notes.append(f"{acc.n_small} face(s) under {EXPERT_MIN_FACE} px scored by the small-face mix of emo-cnn "
+                             "and the rafdb expert")
         if experts:
             res.face_experts = {name: scores_dict(zero_nan(self.face.to_fusion(p)), labels)
                                 for name, p in experts.items()}

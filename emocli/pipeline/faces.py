@@ -20,9 +20,9 @@ from emocli.choices import POOLINGS
 from emocli.bundle import models_dir, read_json_document
 from emocli.errors import MediaError, ModelError, NoFaceError, ParameterError
 from emocli.face.detect import YUNET_FILE, FaceLinker, FaceTracker, every_face_in_frames, faces_in_frames, get_detector
-from emocli.face.experts import (CROP_LANDMARKS, EMBEDDING_SIZE, EXPERT_SIZE, EXPERTS_FILE, HEAD_FILE, RAFDB_FILE,
-                                 ExpertSet, OnnxExpert, align_face, expert_applies, get_landmarker, parse_experts,
-                                 softmax)
+from emocli.face.experts import (CROP_LANDMARKS, EMBEDDING_SIZE, EXPERT_MIN_FACE, EXPERT_SIZE, EXPERTS_FILE,
+                                 HEAD_FILE, RAFDB_FILE, ExpertSet, OnnxExpert, align_face, expert_applies,
+                                 get_landmarker, is_grey, parse_experts, softmax)
 from emocli.face.model import FaceModel, Preprocessing, prepare_faces, read_face_meta
 from emocli.fusion import align, normalise_present
 from emocli.labels import LABELS
@@ -80,6 +80,9 @@ class FaceBatch:
     boxes: np.ndarray | None = None  # (n, 4) float32 x0, y0, x1, y1 in the input's pixels (NaN: no box)
     tracks: np.ndarray | None = None  # (n,) int track ids with ``--faces all`` (-1: none)
     main: np.ndarray | None = None  # (n,) bool: each frame's main face, with ``--faces all``
+    # (n,) int8: faces under EXPERT_MIN_FACE px the expert scores too (1 colour, 2 grey; 0 the others),
+    # mixed with emo-cnn by the bundle's small-face settings instead of the head
+    small: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.times)
@@ -239,8 +242,9 @@ class FaceStage:
                                   f"cropped face, pass --no-detect (images up to {CROP_MAX_SIDE} px are taken whole "
                                   "without --detect)")
             self.other_faces_note(linker, rec)
-            yield FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre),
-                            *self.aligned([img] * len(crops), boxes, crops), box_array(boxes, 1.0), tracks, main)
+            aligned, mask, small = self.aligned([img] * len(crops), boxes, crops)
+            yield FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre), aligned, mask,
+                            box_array(boxes, 1.0), tracks, main, small)
             return
         n_frames_found = 0
         step = 1.0 / (opt.fps or info.fps or 25.0)
@@ -254,9 +258,10 @@ class FaceStage:
                 idx, crops, boxes, tracks, main = self.find(frames, tracker, linker)
                 if crops:
                     n_frames_found += len(set(idx))
-                    aligned, mask = self.aligned([frames[i] for i in idx], boxes, crops)
+                    aligned, mask, small = self.aligned([frames[i] for i in idx], boxes, crops)
                     yield FaceBatch(np.asarray(ts)[idx], prepare_faces(crops, self.pre), aligned, mask,
-                                    box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main)
+                                    box_array(boxes, info.width / frames.shape[2] if info.width else 1.0), tracks, main,
+                                    small)
         except MediaError:
             if rec.frames_seen == 0:
                 raise
@@ -311,24 +316,34 @@ class FaceStage:
         if linker.others and self.options.faces == "main":
             rec.notes.append(f"{linker.others} other face(s) seen and ignored; --faces all scores them")
 
-    def aligned(self, frames, boxes, crops) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Faces aligned by five landmarks for the rafdb expert, and the mask of those it scores.
+    def aligned(self, frames, boxes, crops) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """Faces aligned by five landmarks for the rafdb expert, the mask of those it scores, and
+        which of those are small (:attr:`FaceBatch.small`).
 
         The expert learned from colour faces of 100 px and more: crops under ``EXPERT_MIN_FACE``
-        pixels (FER2013-style crops) and, unless the bundle's face head is in use, grey faces
-        (black-and-white film) are left to emo-cnn (mask False, image left black). YuNet looks for the landmarks around each
+        pixels (FER2013-style crops, faces far from the camera) are left to emo-cnn unless the
+        bundle has small-face settings (``emo calibrate-small-faces``), which mix the two for them;
+        unless the bundle's face head is in use, grey faces (black-and-white film) of the size are
+        left to emo-cnn (mask False, image left black). YuNet looks for the landmarks around each
         chosen box (the whole image when there is no box: an already-cropped face); where it
         finds none, the crop is warped by the landmarks of an average crop (CROP_LANDMARKS).
-        Returns (None, None) when the expert is not in use.
+        Returns (None, None, None) when the expert is not in use.
         """
         if "rafdb" not in self.experts_used:
-            return None, None
+            return None, None, None
 
         out = np.zeros((len(crops), EXPERT_SIZE, EXPERT_SIZE, 3), np.uint8)
         mask = np.zeros(len(crops), bool)
+        small = np.zeros(len(crops), np.int8)
         colour = self.head is None  # the head scores grey faces of the size too
+        alone = "emo-cnn" not in self.experts_used
         for k, (frame, box, crop) in enumerate(zip(frames, boxes, crops)):
-            if not expert_applies(crop, colour=colour):
+            if min(np.shape(crop)[:2]) < EXPERT_MIN_FACE:
+                grey = is_grey(crop)
+                if self.experts.small_ is None or (self.experts.small_weight(grey) >= 1 and not alone):
+                    continue
+                small[k] = 2 if grey else 1
+            elif not expert_applies(crop, colour=colour):
                 continue
             mask[k] = True
             if box is not None and box.landmarks is not None:  # the detector found them (YuNet)
@@ -340,7 +355,7 @@ class FaceStage:
             else:
                 h, w = crop.shape[:2]
                 out[k] = align_face(crop, CROP_LANDMARKS * np.float32([w, h]))
-        return out, mask
+        return out, mask, small
 
     def score_crops(self, crops: list[np.ndarray]) -> np.ndarray:
         """Face scores (n, face labels) of images that already are face crops.
@@ -351,8 +366,8 @@ class FaceStage:
         if not crops:
             return np.zeros((0, len(self.model.labels)), np.float32)
         acc = FaceAccumulator(self, Result(file=""), still=True)
-        aligned, mask = self.aligned(crops, [None] * len(crops), crops)
-        acc.add(FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre), aligned, mask))
+        aligned, mask, small = self.aligned(crops, [None] * len(crops), crops)
+        acc.add(FaceBatch(np.zeros(len(crops)), prepare_faces(crops, self.pre), aligned, mask, small=small))
         acc.flush()
         return np.concatenate(acc.scores)
 
@@ -386,6 +401,7 @@ class FaceAccumulator:
         self.pending: list[FaceBatch] = []  # faces queued for the next network call
         self.expert_counts: dict[str, int] = {}
         self.n_pending = 0
+        self.n_small = 0  # faces under EXPERT_MIN_FACE px scored by the small-face mix
         self.times: list[np.ndarray] = []
         self.scores: list[np.ndarray] = []
         self.features: list[np.ndarray] = []
@@ -424,9 +440,11 @@ class FaceAccumulator:
         self.pending, self.n_pending = [], 0
         x, t, boxes, tracks = batch.inputs, batch.times, batch.boxes, batch.tracks
         mask = batch.mask if batch.mask is not None else np.zeros(len(x), bool)
+        small = batch.small if batch.small is not None else np.zeros(len(x), np.int8)
         aligned = batch.aligned[mask] if batch.aligned is not None else None
         head = stage.head
-        feats, cnn = self._score_cnn(x, mask if head is not None and stage.expert_net is not None else None)
+        large = mask & (small == 0)  # the faces the head scores
+        feats, cnn = self._score_cnn(x, large if head is not None and stage.expert_net is not None else None)
         # each expert's calibrated scores; rafdb's for the frames it scores, NaN elsewhere
         cnn_cal = stage.experts.calibrate("emo-cnn", cnn)
         cal = {"emo-cnn": cnn_cal} if "emo-cnn" in stage.experts_used else {}
@@ -447,12 +465,18 @@ class FaceAccumulator:
             self.expert_features.append(np.zeros((len(x), EMBEDDING_SIZE), np.float32))
         # frames no expert in use scored (rafdb alone asked for, grey or small faces): emo-cnn decides them
         scores = stage.experts.mix(cal, fallback=cnn_cal)
-        if head is not None and emb is not None:
+        if head is not None and emb is not None and large.any():
             # frames both experts scored: the learned head on their features replaces the average;
             # it learned from emo-cnn features over mirror views (how video frames are scored)
-            f = feats[mask] if self.views in ("mirror", "spread") else stage.model.score_inputs(
-                x[mask], batch_size=stage.options.batch_size, features=True, views="mirror")[0]
-            scores[mask] = head.predict_proba(np.hstack([emb, f]))
+            f = feats[large] if self.views in ("mirror", "spread") else stage.model.score_inputs(
+                x[large], batch_size=stage.options.batch_size, features=True, views="mirror")[0]
+            scores[large] = head.predict_proba(np.hstack([emb[small[mask] == 0], f]))
+        if (small > 0).any():  # faces under EXPERT_MIN_FACE px: the bundle's small-face mix of the two
+            rows = small > 0
+            self.n_small += int(rows.sum())
+            p_raf = np.full((len(x), raf.shape[1]), np.nan, np.float32)
+            p_raf[mask] = raf
+            scores[rows] = stage.experts.small_mix(cnn[rows], p_raf[rows], small[rows] == 2, use=stage.experts_used)
         for name, p in cal.items():
             ok = ~np.isnan(p[:, 0])
             self.expert_sums[name] = self.expert_sums.get(name, 0.0) + p[ok].sum(0)

@@ -28,7 +28,7 @@ ROLES = {
     "face_history.csv": "face network training history, epoch by epoch",
     "face_expert_rafdb.onnx": "second face expert: the RAF-DB MobileFaceNet (opencv_zoo), dequantised",
     "face_head.npz": "face head: a softmax layer on both experts' features",
-    "experts.json": "face experts' temperatures, weights and head settings",
+    "experts.json": "face experts' temperatures, weights, head and small-face settings",
     "voice.npz": "voice model: scaler and RBF SVM",
     "voice.json": "voice model settings, training record, held-out figures",
     "voice_speaker.npz": "speaker-adapted voice model: scaler and RBF SVM",
@@ -79,7 +79,9 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
     if name == "face_head.npz" and counts.get("face.head"):
         return f"{counts['face.head']} faces of the training corpora (train-head)"
     if name == "experts.json" and counts.get("face.calibration"):
-        return f"{counts['face.calibration']} held-out faces (calibrate-experts)"
+        small = (f"; faces under 64 px mixed on {counts['face.small-calibration']} held-out faces shown small "
+                 "(calibrate-small-faces)" if counts.get("face.small-calibration") else "")
+        return f"{counts['face.calibration']} held-out faces (calibrate-experts){small}"
     if name == "face_expert_rafdb.onnx":
         out = "RAF-DB (by its authors); " + (f"{counts['face.rafdb-expert']} faces fingerprinted"
                                               if counts.get("face.rafdb-expert") else "")

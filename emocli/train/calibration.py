@@ -261,7 +261,7 @@ def _write_experts(bundle: Path, experts: ExpertSet, sets: dict, scores: dict, c
     old, kept = bundle / EXPERTS_FILE, None
     if old.is_file():  # a face head stays with the bundle
         kept = ExpertSet.from_dict(json.loads(old.read_text()), old)
-        experts.head_, experts.default_ = kept.head_, kept.default_
+        experts.head_, experts.default_, experts.small_ = kept.head_, kept.default_, kept.small_
     combined_calib = report(y_cal, np.concatenate([combined(experts, scores[n]) for n in calib]))
     # what `emo fuse --method confusion` weighs the face against the voice with: the head's recall
     # where the bundle has a head (it scores the faces), else the average's

@@ -16,8 +16,8 @@ epoch with the best mean UAR is kept; the test halves are not read.
     emo train-head ../shared/data --bundle runs/expert --write
 
 The new bundle is a copy of ``--bundle`` (default: the shipped one) with the new
-``face_expert_rafdb.onnx``; its face head, fitted on the old expert's embedding, is left out until
-``emo train-head`` fits one again. Aligned crops are cached in ``--cache``.
+``face_expert_rafdb.onnx``; its face head and small-face mix, fitted on the old expert, are left out
+until ``emo train-head`` and ``emo calibrate-small-faces`` fit them again. Aligned crops are cached in ``--cache``.
 Needs the ``onnx`` package (``pip install 'emo[train]'``).
 """
 
@@ -188,7 +188,7 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
     # a bundle never calibrated (the recipe's, before `emo calibrate-experts`) gets the defaults
     path = out / EXPERTS_FILE
     es = ExpertSet.from_dict(json.loads(path.read_text()), path) if path.is_file() else ExpertSet()
-    es.head_ = None  # fitted on the old expert's embedding
+    es.head_ = es.small_ = None  # fitted on the old expert's embedding and scores
     (out / HEAD_FILE).unlink(missing_ok=True)
     es.info_[FINE_TUNE_INFO] = {
         **report, "from_sha256": expert_key(src), "tensors_changed": changed,
@@ -203,4 +203,5 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
     write_manifest(out, labels=man["labels"], settings=man.get("settings"))
     print(f"wrote {out} (epoch {report['chosen_epoch']}, mean calib UAR {report['mean_calib_uar']:.3f}); its face "
           f"head is left out, fitted on the old expert: next\n  emo calibrate-experts DATA --bundle {out} --write\n"
-          f"  emo train-head DATA --bundle {out} --write", file=sys.stderr)
+          f"  emo train-head DATA --bundle {out} --write\n  emo calibrate-small-faces DATA --bundle {out} --write",
+          file=sys.stderr)

@@ -61,6 +61,8 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     b = tmp_path / "expert"
     ok("calibrate-experts", data, "--model", b, "--cache", tmp_path / "c1", "--write")
     ok("train-head", data, "--model", b, "--cache", tmp_path / "c2", "--write")
+    (data / "fer2013" / "train").symlink_to(faces)  # the faces emo-cnn trained on: its held-out part is there
+    ok("calibrate-small-faces", data, "--bundle", b, "--write")
     # the voice (with its speaker-adapted twin and the speech gate) and the fusion rule
     ok("train-audio", voices, "--out", b, "--test-speakers", "emodb_03", "--feature-set", "thesis68",
        "--no-augment", "--repeats", 1, "--workers", 1, "--adapted-model")
@@ -76,11 +78,12 @@ def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     assert experts["head"]["info"]["command"].startswith("emo train-head") and "emo calibrate-experts" in experts[
         "info"]["command"]
     assert experts["info"]["rafdb_fine_tune"]["command"].startswith("emo train-expert")
+    assert experts["small_faces"]["info"]["command"].startswith("emo calibrate-small-faces")
     from emocli import fingerprints
 
     sets = fingerprints.read(b)
     assert {"face.emo-cnn", "face.emo-cnn-holdout", "face.rafdb-expert-tuned", "face.calibration", "face.head",
-            "voice.svm"} <= set(sets)
+            "face.small-calibration", "voice.svm"} <= set(sets)
     assert len(sets["face.head"]) > len(sets["face.calibration"]) > 0
     r = json.loads(ok("predict", EXAMPLES / "1001_DFA_HAP_XX.avi", "--model", b, "--json").stdout.splitlines()[-1])
     assert r["status"] == "ok" and r["modalities"] == ["face", "voice"] and set(r["face_experts"]) == {"emo-cnn",

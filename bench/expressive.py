@@ -17,6 +17,8 @@ clips whose voice the gate rejected, and the same face images through the image 
     # another checkout's code (the same clips), for a before/after table:
     git worktree add /tmp/old HEAD~5
     python bench/expressive.py --workdir runs/expressive --per-label 30 --source /tmp/old
+    # faces far from the camera: 48 px wide in the frame, under the face head's 64 px
+    python bench/expressive.py --workdir runs/expressive --per-label 30 --face-width 48
 
 Pipeline settings (``--detector``, ``--tta``) are passed through when the checkout has them.
 """
@@ -71,16 +73,17 @@ def heldout_voices(data: Path) -> dict[str, list[Path]]:
     return out
 
 
-def make_clip(face: np.ndarray, voice: Path, out: Path) -> None:
-    """The face (RGB or grey) 240 px wide on a mid-grey 480x480 frame, looped as MJPEG for the voice's length."""
+def make_clip(face: np.ndarray, voice: Path, out: Path, width: int = FACE_WIDTH) -> None:
+    """The face (RGB or grey) ``width`` px wide on a mid-grey 480x480 frame, looped as MJPEG for the voice's length."""
     if face.ndim == 2:
         face = cv2.cvtColor(face, cv2.COLOR_GRAY2RGB)
     h, w = face.shape[:2]
-    nh = round(h * FACE_WIDTH / w)
-    small = cv2.resize(face, (FACE_WIDTH, nh), interpolation=cv2.INTER_CUBIC)
+    nh = round(h * width / w)
+    interp = cv2.INTER_CUBIC if width >= w else cv2.INTER_AREA
+    small = cv2.resize(face, (width, nh), interpolation=interp)
     canvas = np.full((FRAME, FRAME, 3), 128, np.uint8)
-    y0, x0 = (FRAME - nh) // 2, (FRAME - FACE_WIDTH) // 2
-    canvas[max(0, y0):y0 + nh, x0:x0 + FACE_WIDTH] = small[max(0, -y0):max(0, -y0) + min(nh, FRAME)]
+    y0, x0 = (FRAME - nh) // 2, (FRAME - width) // 2
+    canvas[max(0, y0):y0 + nh, x0:x0 + width] = small[max(0, -y0):max(0, -y0) + min(nh, FRAME)]
     png = out.with_suffix(".png")
     cv2.imwrite(str(png), cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     subprocess.run([ffmpeg_exe(), "-nostdin", "-loglevel", "error", "-y", "-loop", "1", "-framerate", "25", "-i", str(png),
@@ -91,7 +94,8 @@ def make_clip(face: np.ndarray, voice: Path, out: Path) -> None:
 
 def build(args) -> list[dict]:
     """The clips (made once into ``--workdir``): [{clip, face, voice, label, corpus}]."""
-    work = args.workdir / f"{args.halves}-{args.per_label}"
+    work = args.workdir / (f"{args.halves}-{args.per_label}"
+                           + (f"-w{args.face_width}" if args.face_width != FACE_WIDTH else ""))
     index = work / "clips.json"
     if index.is_file():
         return json.loads(index.read_text())
@@ -107,7 +111,7 @@ def build(args) -> list[dict]:
         voice = voices[label][used[label] % len(voices[label])]
         used[label] += 1
         out = work / f"{k:04d}_{label}_{corpus}.avi"
-        make_clip(read_image(path), voice, out)
+        make_clip(read_image(path), voice, out, args.face_width)
         clips.append({"clip": str(out), "face": str(path), "voice": str(voice), "label": label, "corpus": corpus})
     index.write_text(json.dumps(clips, indent=1))
     return clips
@@ -129,6 +133,8 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("runs/expressive"))
     ap.add_argument("--per-label", type=int, default=30)
     ap.add_argument("--halves", choices=("test", "calib"), default="test")
+    ap.add_argument("--face-width", type=int, default=FACE_WIDTH, help="the face's width in the 480-px frame, px "
+                    "(48: a face far from the camera, under the face head's 64 px)")
     ap.add_argument("--detector", default=None)
     ap.add_argument("--tta", default=None)
     ap.add_argument("--json", type=Path, help="also write the per-clip records here")

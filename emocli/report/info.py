@@ -79,7 +79,7 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
     if name == "face_head.npz" and counts.get("face.head"):
         return f"{counts['face.head']} faces of the training corpora (train-head)"
     if name == "experts.json" and counts.get("face.calibration"):
-        small = (f"; faces under 64 px mixed on {counts['face.small-calibration']} held-out faces shown small "
+        small = (f"; faces under 64 px mixed on {counts['face.small-calibration']} held-out faces "
                  "(calibrate-small-faces)" if counts.get("face.small-calibration") else "")
         return f"{counts['face.calibration']} held-out faces (calibrate-experts){small}"
     if name == "face_expert_rafdb.onnx":

@@ -304,8 +304,13 @@ class Pipeline:
         skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
         if "rafdb" in self.face.experts_used and res.frames_used and skipped:
             es = self.face.experts
-            small = f"grey and under {EXPERT_MIN_FACE} px" if es.small_ is not None else f"under {EXPERT_MIN_FACE} px"
-            why = small if self.face.head is not None else f"grey, or {small}"
+            colour_small = es.small_weight(False) >= 1  # small colour faces left to emo-cnn too
+            if self.face.head is None:  # grey faces of any size are emo-cnn's
+                why = f"grey, or under {EXPERT_MIN_FACE} px" if colour_small else "grey"
+            elif colour_small:
+                why = f"under {EXPERT_MIN_FACE} px" if es.small_weight(True) >= 1 else f"colour and under {EXPERT_MIN_FACE} px"
+            else:
+                why = f"grey and under {EXPERT_MIN_FACE} px"
             res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) ({why}): emo-cnn "
                              "scored them alone")
         if acc.n_small:

@@ -87,10 +87,17 @@ def test_predict_says_which_faces_the_small_face_mix_scored(tmp_path):
     from emocli.pipeline.core import Pipeline
     from emocli.pipeline.options import Options
 
-    img = tmp_path / "face.png"
-    cv2.imwrite(str(img), np.random.default_rng(3).integers(0, 255, (40, 40, 3), dtype=np.uint8))
-    res = Pipeline(_small_bundle(tmp_path), Options(detect=False)).run(img)
+    rng = np.random.default_rng(3)
+    img, grey = tmp_path / "face.png", tmp_path / "grey.png"
+    cv2.imwrite(str(img), rng.integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    cv2.imwrite(str(grey), rng.integers(0, 255, (40, 40), dtype=np.uint8))
+    pipe = Pipeline(_small_bundle(tmp_path, {**SMALL, "cnn_weight": {"colour": 0.2, "grey": 1.0}}), Options(detect=False))
+    res = pipe.run(img)
     assert any("1 face(s) under 64 px scored by the small-face mix" in n for n in res.notes), res.notes
+    assert not any("skipped" in n for n in res.notes)
+    res = pipe.run(grey)
+    assert any("skipped 1 of 1 face(s) (grey and under 64 px): emo-cnn scored them alone" in n for n in res.notes)
+    assert not any("small-face mix" in n for n in res.notes)
 
 
 def _fer_folder(root, rng, n):

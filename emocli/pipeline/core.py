@@ -18,7 +18,6 @@ import numpy as np
 from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
 from emocli.errors import EmoError, ModelError, NoFaceError
 from emocli.face.detect import FaceLinker, FaceTracker
-from emocli.face.experts import EXPERT_MIN_FACE
 from emocli.face.model import prepare_faces
 from emocli.fusion import FusionModel
 from emocli.media.ffmpeg import SAMPLE_RATE, MediaInfo, media_seconds, probe, probe_and_load_audio
@@ -301,21 +300,7 @@ class Pipeline:
         res.face_scores, res.voice_scores = scores_dict(zero_nan(face_a), labels), scores_dict(zero_nan(voice_a), labels)
         res.faces = acc.face_tracks()
         experts = acc.expert_scores()
-        skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
-        if "rafdb" in self.face.experts_used and res.frames_used and skipped:
-            es = self.face.experts
-            colour_small = es.small_weight(False) >= 1  # small colour faces left to emo-cnn too
-            if self.face.head is None:  # grey faces of any size are emo-cnn's
-                why = f"grey, or under {EXPERT_MIN_FACE} px" if colour_small else "grey"
-            elif colour_small:
-                why = f"under {EXPERT_MIN_FACE} px" if es.small_weight(True) >= 1 else f"colour and under {EXPERT_MIN_FACE} px"
-            else:
-                why = f"grey and under {EXPERT_MIN_FACE} px"
-            res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) ({why}): emo-cnn "
-                             "scored them alone")
-        if acc.n_small:
-            res.notes.append(f"{acc.n_small} face(s) under {EXPERT_MIN_FACE} px scored by the small-face mix of emo-cnn "
-                             "and the rafdb expert")
+        self.face.expert_notes(res, acc)
         if experts:
             res.face_experts = {name: scores_dict(zero_nan(self.face.to_fusion(p)), labels)
                                 for name, p in experts.items()}

@@ -311,6 +311,24 @@ class FaceStage:
         else:
             rec.notes.append(f"faces found by {det} in {with_face} of {rec.frames_seen} frame(s)")
 
+    def expert_notes(self, res, acc: "FaceAccumulator") -> None:
+        """After a clip: how many faces the rafdb expert skipped (and why), and how many the small-face mix scored."""
+        skipped = res.frames_used - acc.expert_counts.get("rafdb", 0)
+        if "rafdb" in self.experts_used and res.frames_used and skipped:
+            es = self.experts
+            colour_small = es.small_weight(False) >= 1  # small colour faces left to emo-cnn too
+            if self.head is None:  # grey faces of any size are emo-cnn's
+                why = f"grey, or under {EXPERT_MIN_FACE} px" if colour_small else "grey"
+            elif colour_small:
+                why = f"under {EXPERT_MIN_FACE} px" if es.small_weight(True) >= 1 else f"colour and under {EXPERT_MIN_FACE} px"
+            else:
+                why = f"grey and under {EXPERT_MIN_FACE} px"
+            res.notes.append(f"rafdb face expert skipped {skipped} of {res.frames_used} face(s) ({why}): emo-cnn "
+                             "scored them alone")
+        if acc.n_small:
+            res.notes.append(f"{acc.n_small} face(s) under {EXPERT_MIN_FACE} px scored by the small-face mix of emo-cnn "
+                             "and the rafdb expert")
+
     def other_faces_note(self, linker, rec) -> None:
         """``--faces main``: say how many other faces were seen (tracks that never held the main face)."""
         if linker.others and self.options.faces == "main":

@@ -10,7 +10,7 @@ emotion, faces spread over the four corpora, seeded.
 
 Reported per clip: face, voice and fused accuracy, clips where no face was found in any frame,
 clips whose voice the gate rejected, and the same face images through the image path
-(``predict --no-detect``) side by side::
+(``predict --no-detect``; with ``--face-width`` under 240, the face as the clip shows it) side by side::
 
     python scripts/heldout_lists.py ../shared/data --out runs/heldout
     python bench/expressive.py --workdir runs/expressive --per-label 30
@@ -92,6 +92,20 @@ def make_clip(face: np.ndarray, voice: Path, out: Path, width: int = FACE_WIDTH)
     png.unlink()
 
 
+def shown(clip: dict, width: int) -> str:
+    """The face image the image path scores: as it is, or, for faces shown smaller than it, the pixels
+    the clip shows (resized to ``width`` as ``make_clip`` resizes it), written once beside the clip."""
+    img = read_image(Path(clip["face"]))
+    if width >= FACE_WIDTH or img.shape[1] <= width:
+        return clip["face"]
+    path = Path(clip["clip"]).with_suffix(".face.png")
+    if not path.is_file():
+        h, w = img.shape[:2]
+        small = cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if small.ndim == 3 else small)
+    return str(path)
+
+
 def build(args) -> list[dict]:
     """The clips (made once into ``--workdir``): [{clip, face, voice, label, corpus}]."""
     work = args.workdir / (f"{args.halves}-{args.per_label}"
@@ -154,7 +168,7 @@ def main() -> None:
     t0 = time.perf_counter()
     for c in clips:
         r = video.run(c["clip"])
-        im = image.run(c["face"])
+        im = image.run(shown(c, args.face_width))
         notes = " ".join(r.notes)
         recs.append({**c, "status": r.status, "face": top(r.face_scores), "voice": top(r.voice_scores),
                      "fused": top(r.scores), "image": top(im.face_scores), "no_face": r.face_scores is None,

@@ -127,6 +127,9 @@ def calibrate_small_faces(data: Path, bundle: Path, *, side: int = SIDE, write: 
     if missing:
         raise DatasetError(f"{data}: no {', '.join(missing)} folder(s); give the folder that holds affectnet/, sfew/, "
                            "rafdb/ and fer2013/ (../shared/data)")
+    if not (bundle / RAFDB_FILE).is_file():
+        raise DatasetError(f"{bundle}: no {RAFDB_FILE} to mix with emo-cnn; pass --bundle with a bundle that has "
+                           "the face expert (the shipped one does)")
     if not 8 <= side < EXPERT_MIN_FACE:
         raise DatasetError(f"--side {side}: small faces are 8 to {EXPERT_MIN_FACE - 1} px; pass a side in that range")
     sets = small_sets(data, bundle)

@@ -138,6 +138,11 @@ def test_calibrate_small_faces_command_fits_writes_and_refuses_in_one_line(tmp_p
         r = runner.invoke(app, ["calibrate-small-faces", *args, "--bundle", str(bundle), "--write"])
         assert r.exit_code != 0 and why in r.output and "Traceback" not in r.output
     assert json.loads((bundle / EXPERTS_FILE).read_text()) == doc
+    no_expert = shutil.copytree(bundle, tmp_path / "no_expert")
+    (no_expert / "face_expert_rafdb.onnx").unlink()
+    r = runner.invoke(app, ["calibrate-small-faces", str(data), "--bundle", str(no_expert), "--write"])
+    assert r.exit_code == 1 and "face_expert_rafdb.onnx" in r.output and "--bundle" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and (no_expert / EXPERTS_FILE).read_text() == json.dumps(doc, indent=2) + "\n"
 
 
 def test_the_mix_replaces_emo_cnn_only_when_it_gains_two_points():

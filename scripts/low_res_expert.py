@@ -39,8 +39,7 @@ def main() -> None:
     from emocli.report.metrics import classification_report
     from emocli.train.calibration import face_sets, rafdb_halves
     from emocli.train.data import face_probabilities, heldout_part
-    from emocli.train.expert import CALIB, TRAIN, aligned_faces, trunk_outputs
-    from emocli.train.head import balance_weights
+    from emocli.train.expert import CALIB, TRAIN, aligned_faces, train_last_stage, trunk_outputs
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("data", type=Path)
@@ -88,28 +87,8 @@ def main() -> None:
     def expert_logits(name):
         return np.asarray(last.predict(acts[name].astype(np.float32), batch_size=256, verbose=0)[1])
 
-    model = keras.Model(last.inputs[0], keras.layers.Softmax(dtype="float32")(last.outputs[1]))
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="categorical_crossentropy")
-    x = np.concatenate([acts[n] for n in train]).astype(np.float32)
-    for n in train:
-        del acts[n]
-    yy = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
-    w = balance_weights([(n, sets[n][1]) for n in train])
-    history, best = [], None
-    for epoch in range(args.epochs + 1):
-        t0 = time.perf_counter()
-        if epoch:
-            model.fit(x, yy, sample_weight=w, batch_size=64, epochs=1, shuffle=True, verbose=0)
-        uars = {n: classification_report(sets[n][1], expert_logits(n).argmax(1), LABELS)["uar"] for n in calib}
-        mean = float(np.mean(list(uars.values())))
-        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
-                        "mean_calib_uar": mean})
-        log(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; " + " ".join(f"{n} {u:.3f}" for n, u in uars.items())
-            + f" mean {mean:.3f}")
-        if best is None or mean > best[0]:
-            best = (mean, epoch, last.get_weights())
-    last.set_weights(best[2])
-    del x
+    history, chosen, _ = train_last_stage(last, acts, sets, list(train), calib, epochs=args.epochs,
+                                          learning_rate=args.learning_rate, batch_size=64)
 
     # the low-res mix: p ~ p_cnn^a * p_expert^(1-a), a chosen on fer-calib
     fm = FaceModel.load(args.bundle, runtime=True)
@@ -122,7 +101,7 @@ def main() -> None:
         rows.append({"a": float(a), "accuracy": rep["accuracy"], "uar": rep["uar"]})
         log(f"a {a:.1f} (emo-cnn's weight): fer-calib accuracy {rep['accuracy']:.3f} UAR {rep['uar']:.3f}")
     chosen = max(rows, key=lambda r: r["accuracy"])
-    report = {"epochs": history, "chosen_epoch": best[1], "mix": rows, "chosen_a": chosen["a"],
+    report = {"epochs": history, "chosen_epoch": chosen, "mix": rows, "chosen_a": chosen["a"],
               "trained_on": {n: len(sets[n][1]) for n in train}}
     if args.test:
         a = chosen["a"]

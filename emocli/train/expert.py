@@ -94,13 +94,45 @@ def trunk_outputs(trunk, faces: np.ndarray, batch: int = 128) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0,) + tuple(trunk.output.shape[1:]), np.float16)
 
 
-def calib_uar(last, acts: dict[str, np.ndarray], sets) -> dict[str, float]:
-    """The expert's own UAR on each calib half."""
+def calib_uar(last, acts: dict[str, np.ndarray], sets, names: tuple[str, ...] = CALIB) -> dict[str, float]:
+    """The expert's own UAR on each calib set in ``names``."""
     out = {}
-    for name in CALIB:
+    for name in names:
         logits = np.asarray(last.predict(acts[name].astype(np.float32), batch_size=256, verbose=0)[1])
         out[name] = classification_report(sets[name][1], logits.argmax(1), LABELS)["uar"]
     return out
+
+
+def train_last_stage(last, acts: dict[str, np.ndarray], sets, train: list[str], calib: tuple[str, ...], *,
+                     epochs: int, learning_rate: float, batch_size: int) -> tuple[list[dict], int, float]:
+    """Train the last stage on the trunk outputs of the ``train`` sets (taken out of ``acts``), each face
+    weighted 1/sqrt(n) of its corpus x class; after each epoch (epoch 0: the expert as it came) measure
+    its own UAR on the ``calib`` sets, and leave the best epoch's weights in ``last``.
+    Returns (history, the chosen epoch, its mean calib UAR)."""
+    import keras
+
+    model = keras.Model(last.inputs[0], keras.layers.Softmax(dtype="float32")(last.outputs[1]))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
+    x = np.concatenate([acts.pop(n) for n in train]).astype(np.float32)
+    y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
+    w = balance_weights([(n, sets[n][1]) for n in train])
+    history, best = [], None
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        if epoch:  # epoch 0: the expert as it came
+            model.fit(x, y, sample_weight=w, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
+        uars = calib_uar(last, acts, sets, calib)
+        mean = float(np.mean(list(uars.values())))
+        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
+                        "mean_calib_uar": mean})
+        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
+              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
+              file=sys.stderr, flush=True)
+        if best is None or mean > best[0]:
+            best = (mean, epoch, last.get_weights())
+    mean, epoch, weights = best
+    last.set_weights(weights)
+    return history, epoch, mean
 
 
 def check_args(args: ExpertArgs) -> None:
@@ -150,27 +182,8 @@ def run(args: ExpertArgs) -> dict:
     print(f"trunk outputs of {sum(len(v) for v in acts.values())} faces in {time.perf_counter() - t0:.0f} s",
           file=sys.stderr, flush=True)
 
-    model = keras.Model(last.inputs[0], keras.layers.Softmax(dtype="float32")(last.outputs[1]))
-    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="categorical_crossentropy")
-    x = np.concatenate([acts.pop(n) for n in train]).astype(np.float32)
-    y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
-    w = balance_weights([(n, sets[n][1]) for n in train])
-    history, best = [], None
-    for epoch in range(args.epochs + 1):
-        t0 = time.perf_counter()
-        if epoch:  # epoch 0: the expert as it came
-            model.fit(x, y, sample_weight=w, batch_size=args.batch_size, epochs=1, shuffle=True, verbose=0)
-        uars = calib_uar(last, acts, sets)
-        mean = float(np.mean(list(uars.values())))
-        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
-                        "mean_calib_uar": mean})
-        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
-              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
-              file=sys.stderr, flush=True)
-        if best is None or mean > best[0]:
-            best = (mean, epoch, last.get_weights())
-    mean, epoch, weights = best
-    last.set_weights(weights)
+    history, epoch, mean = train_last_stage(last, acts, sets, train, CALIB, epochs=args.epochs,
+                                            learning_rate=args.learning_rate, batch_size=args.batch_size)
     report = {"epochs": history, "chosen_epoch": epoch, "mean_calib_uar": mean, "trained_on": {
         n: len(sets[n][1]) for n in TRAIN}}
     if epoch == 0:

@@ -492,9 +492,9 @@ class FaceAccumulator:
         if (small > 0).any():  # faces under EXPERT_MIN_FACE px: the bundle's small-face mix of the two
             rows = small > 0
             self.n_small += int(rows.sum())
-            p_raf = np.full((len(x), raf.shape[1]), np.nan, np.float32)
-            p_raf[mask] = raf
-            scores[rows] = stage.experts.small_mix(cnn[rows], p_raf[rows], small[rows] == 2, use=stage.experts_used)
+            # raf holds the masked faces' rows, in order; the small ones are among them
+            scores[rows] = stage.experts.small_mix(cnn[rows], raf[small[mask] > 0], small[rows] == 2,
+                                                   use=stage.experts_used)
         for name, p in cal.items():
             ok = ~np.isnan(p[:, 0])
             self.expert_sums[name] = self.expert_sums.get(name, 0.0) + p[ok].sum(0)

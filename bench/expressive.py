@@ -95,14 +95,17 @@ def make_clip(face: np.ndarray, voice: Path, out: Path, width: int = FACE_WIDTH)
 def shown(clip: dict, width: int) -> str:
     """The face image the image path scores: as it is, or, for faces shown smaller than it, the pixels
     the clip shows (resized to ``width`` as ``make_clip`` resizes it), written once beside the clip."""
-    img = read_image(Path(clip["face"]))
-    if width >= FACE_WIDTH or img.shape[1] <= width:
+    if width >= FACE_WIDTH:
         return clip["face"]
     path = Path(clip["clip"]).with_suffix(".face.png")
-    if not path.is_file():
-        h, w = img.shape[:2]
-        small = cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
-        cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if small.ndim == 3 else small)
+    if path.is_file():
+        return str(path)
+    img = read_image(Path(clip["face"]))
+    h, w = img.shape[:2]
+    if w <= width:
+        return clip["face"]
+    small = cv2.resize(img, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    cv2.imwrite(str(path), cv2.cvtColor(small, cv2.COLOR_RGB2BGR) if small.ndim == 3 else small)
     return str(path)
 
 

@@ -83,15 +83,17 @@ def main() -> None:
     def head_scores(imgs):
         """The bundle's face head on small faces (predict's own path, its 64-px floor lowered)."""
         from emocli.face import experts
+        from emocli.pipeline import faces
         from emocli.pipeline.core import Pipeline
         from emocli.pipeline.options import Options
 
-        floor, experts.EXPERT_MIN_FACE = experts.EXPERT_MIN_FACE, 1
+        floor = experts.EXPERT_MIN_FACE
+        experts.EXPERT_MIN_FACE = faces.EXPERT_MIN_FACE = 1  # both modules' names: the floor is read in each
         try:
             stage = Pipeline(args.bundle, Options(detect=False)).face
             return np.concatenate([stage.score_crops(imgs[k:k + 256]) for k in range(0, len(imgs), 256)])
         finally:
-            experts.EXPERT_MIN_FACE = floor
+            experts.EXPERT_MIN_FACE = faces.EXPERT_MIN_FACE = floor
 
     def scores(name):
         path = args.cache / f"{name}.{args.side}.{tag}.npz"

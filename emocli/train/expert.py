@@ -35,10 +35,10 @@ import numpy as np
 
 from emocli import fingerprints
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
-from emocli.errors import DatasetError, ModelError, OutputError
+from emocli.errors import DatasetError, ModelError, OutputError, ParameterError
 from emocli.face.detect import YUNET_FILE
 from emocli.face.experts import EXPERT_SIZE, EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, YuNetLandmarks
-from emocli.face.mobilefacenet import LAST_STAGE, to_keras, write_onnx
+from emocli.face.mobilefacenet import LAST_STAGE, STAGE_INPUTS, to_keras, write_onnx
 from emocli.files import atomic_write_text
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
@@ -63,6 +63,7 @@ class ExpertArgs:
     cache: Path = Path("runs/face_expert")
     seed: int = 0
     mirror: bool = False  # train on each face and its mirror image
+    from_stage: str = "7x7"  # the first stage trained (STAGE_INPUTS); before 7x7, on frame-like augmented images
 
 
 def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.ndarray:
@@ -135,6 +136,59 @@ def train_last_stage(last, acts: dict[str, np.ndarray], sets, train: list[str], 
     return history, epoch, mean
 
 
+def normalise(faces: np.ndarray) -> np.ndarray:
+    """uint8 RGB faces as the expert reads them: float32 in [-1, 1]."""
+    return (faces.astype(np.float32) / 255.0 - 0.5) / 0.5
+
+
+def train_from_images(net, faces: dict[str, np.ndarray], sets, train: list[str], calib: tuple[str, ...], *,
+                      from_stage: str, epochs: int, learning_rate: float, batch_size: int,
+                      seed: int) -> tuple[list[dict], int, float]:
+    """Train ``net`` from ``from_stage`` on (frame-like augmented) images of the ``train`` sets, each face
+    weighted 1/sqrt(n) of its corpus x class, the stages before it frozen; after each epoch (epoch 0:
+    the expert as it came) measure its own UAR on the ``calib`` sets and leave the best epoch's weights
+    in ``net``. Returns (history, the chosen epoch, its mean calib UAR)."""
+    import keras
+
+    from emocli.train.augment import frame_like
+
+    start = STAGE_INPUTS[from_stage]
+    frozen = True if start is not None else False
+    for layer in net.layers:
+        layer.trainable = not frozen
+        if layer.name == start:
+            frozen = False
+    model = keras.Model(net.inputs[0], keras.layers.Softmax(dtype="float32")(net.outputs[1]))
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
+    x = np.concatenate([faces[n] for n in train])
+    y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
+    w = balance_weights([(n, sets[n][1]) for n in train]).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    history, best = [], None
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        if epoch:  # epoch 0: the expert as it came
+            order = rng.permutation(len(x))
+            for k in range(0, len(order), batch_size):
+                idx = np.sort(order[k:k + batch_size])
+                model.train_on_batch(normalise(frame_like(x[idx], rng)), y[idx], sample_weight=w[idx])
+        uars = {}
+        for name in calib:
+            logits = np.asarray(net.predict(normalise(faces[name]), batch_size=128, verbose=0)[1])
+            uars[name] = classification_report(sets[name][1], logits.argmax(1), LABELS)["uar"]
+        mean = float(np.mean(list(uars.values())))
+        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
+                        "mean_calib_uar": mean})
+        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
+              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
+              file=sys.stderr, flush=True)
+        if best is None or mean > best[0]:
+            best = (mean, epoch, net.get_weights())
+    mean, epoch, weights = best
+    net.set_weights(weights)
+    return history, epoch, mean
+
+
 def check_args(args: ExpertArgs) -> None:
     """Refuse, before any work, a data folder without the corpora or an output that would overwrite."""
     missing = [sub for sub in (*HELDOUT, "rafdb/train") if not (Path(args.data) / sub).is_dir()]
@@ -148,14 +202,19 @@ def check_args(args: ExpertArgs) -> None:
         raise OutputError(f"{out}: the bundle the expert comes from; pass a new folder to --out")
     if out.exists() and any(out.iterdir()):
         raise OutputError(f"{out}: folder not empty; pass a new folder to --out (or remove it)")
+    if args.from_stage not in STAGE_INPUTS:
+        raise ParameterError(f"--from-stage {args.from_stage}: not a stage; pass one of {', '.join(STAGE_INPUTS)}")
+    if args.mirror and args.from_stage != "7x7":  # the augmentation mirrors half the faces already
+        raise ParameterError(f"--mirror with --from-stage {args.from_stage}: earlier stages train on augmented "
+                             "images that are mirrored half the time; leave --mirror out")
     cache = Path(args.cache).resolve()
     if cache == out.resolve() or out.resolve() in cache.parents:
         raise OutputError(f"{out}: would hold the crop cache ({args.cache}); pass --out and --cache folders apart")
 
 
 def run(args: ExpertArgs) -> dict:
-    """Fine-tune the expert's last stage, keep the best epoch on the calib halves, write the bundle.
-    Returns the report."""
+    """Fine-tune the expert from ``args.from_stage`` on, keep the best epoch on the calib halves, write the
+    bundle. Returns the report."""
     import keras
 
     check_args(args)
@@ -173,6 +232,11 @@ def run(args: ExpertArgs) -> dict:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     t0 = time.perf_counter()
     faces = {n: aligned_faces(n, sets[n][0], landmarker, Path(args.cache)) for n in TRAIN + CALIB}
+    if args.from_stage != "7x7":
+        history, epoch, mean = train_from_images(net, faces, sets, list(TRAIN), CALIB, from_stage=args.from_stage,
+                                                 epochs=args.epochs, learning_rate=args.learning_rate,
+                                                 batch_size=args.batch_size, seed=args.seed)
+        return finish(args, net, sets, history, epoch, mean)
     acts = {n: trunk_outputs(trunk, faces[n]) for n in TRAIN + CALIB}
     if args.mirror:  # each training face once more, mirrored: the trunk is not symmetric, so it runs again
         acts.update({f"{n}-mirrored": trunk_outputs(trunk, faces[n][:, :, ::-1]) for n in TRAIN})
@@ -184,6 +248,12 @@ def run(args: ExpertArgs) -> dict:
 
     history, epoch, mean = train_last_stage(last, acts, sets, train, CALIB, epochs=args.epochs,
                                             learning_rate=args.learning_rate, batch_size=args.batch_size)
+    return finish(args, net, sets, history, epoch, mean)
+
+
+def finish(args: ExpertArgs, net, sets, history: list[dict], epoch: int, mean: float) -> dict:
+    """Write the bundle with the chosen epoch's expert (none when no epoch beat the expert as it came).
+    Returns the report."""
     report = {"epochs": history, "chosen_epoch": epoch, "mean_calib_uar": mean, "trained_on": {
         n: len(sets[n][1]) for n in TRAIN}}
     if epoch == 0:
@@ -203,13 +273,17 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
     es = ExpertSet.from_dict(json.loads(path.read_text()), path) if path.is_file() else ExpertSet()
     es.head_ = es.small_ = None  # fitted on the old expert's embedding and scores
     (out / HEAD_FILE).unlink(missing_ok=True)
+    before = es.info_.get(FINE_TUNE_INFO)  # the expert was fine-tuned already: keep how, one level deep
     es.info_[FINE_TUNE_INFO] = {
         **report, "from_sha256": expert_key(src), "tensors_changed": changed,
         "learning_rate": args.learning_rate, "batch_size": args.batch_size, "seed": args.seed,
-        "balance": "1/sqrt(n) per corpus x class", "mirror": args.mirror,
+        "balance": "1/sqrt(n) per corpus x class", "mirror": args.mirror, "from_stage": args.from_stage,
+        "augmentation": "emocli.train.augment.FrameLike()" if args.from_stage != "7x7" else None,
         "command": f"emo train-expert DATA --bundle {src} --out {out} --epochs {args.epochs} "
                    f"--learning-rate {args.learning_rate:g} --batch-size {args.batch_size} --seed {args.seed}"
-                   + (" --mirror" if args.mirror else "")}
+                   + (" --mirror" if args.mirror else "")
+                   + (f" --from-stage {args.from_stage}" if args.from_stage != "7x7" else ""),
+        **({"after": before.get("command")} if before else {})}
     atomic_write_text(out / EXPERTS_FILE, json.dumps(es.to_dict(), indent=2) + "\n")
     fingerprints.add(out, "face.rafdb-expert-tuned", train_paths)
     man = read_manifest_unchecked(out)

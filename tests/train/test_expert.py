@@ -94,3 +94,39 @@ def test_a_run_where_no_epoch_beats_the_expert_writes_nothing_and_says_so(traine
                             "--lr", "1e-12", "--cache", str(tmp_path / "cache")])
     assert r.exit_code == 1 and "no epoch beat" in r.output and "--learning-rate" in r.output
     assert "Traceback" not in r.output and not out.exists()
+
+
+def test_earlier_stages_train_on_augmented_images_and_the_stem_keeps_its_int8_weights(trained, tmp_path):
+    """--from-stage 14x14: the 14x14 and 7x7 stages learn from frame-like augmented faces; the stages before
+    them stay as they came (their int8 weights keep their bytes)."""
+    import onnx
+
+    data, bundle, _, _ = trained
+    out = tmp_path / "new"
+    r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "2",
+                            "--lr", "0.002", "--cache", str(tmp_path / "cache"), "--from-stage", "14x14"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((out / EXPERTS_FILE).read_text())["info"]["rafdb_fine_tune"]
+    assert info["from_stage"] == "14x14" and "--from-stage 14x14" in info["command"] and "FrameLike" in info["augmentation"]
+    assert info["chosen_epoch"] >= 1 and info["mean_calib_uar"] > info["epochs"][0]["mean_calib_uar"]
+    assert info["after"].startswith("emo train-expert")  # the shipped expert was fine-tuned already: its command kept
+
+    def weights(path):
+        graph = onnx.load(str(path)).graph
+        init = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+        # a convolution's float32 weights, or None where they are int8 behind a DequantizeLinear node
+        return {n.output[0]: init.get(n.input[1]) for n in graph.node if n.op_type == "Conv"}
+
+    old, new = weights(bundle / RAFDB_FILE), weights(out / RAFDB_FILE)
+    stem, block14 = "336_quantized_f", "397_quantized_f"  # the first convolution; a 14x14 depthwise one
+    assert old[stem] is None and new[stem] is None  # frozen: still int8
+    assert old[block14] is None and new[block14] is not None  # trained: written float32
+
+
+def test_a_stage_that_is_not_one_and_mirror_with_augmented_images_are_refused(trained, tmp_path):
+    data, bundle, _, _ = trained
+    for extra, why in ((["--from-stage", "5x5"], "not a stage"), (["--from-stage", "all", "--mirror"], "--mirror")):
+        r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(tmp_path / "x"),
+                                *extra])
+        assert r.exit_code == 1 and why in r.output and "Traceback" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "x").exists()

@@ -360,7 +360,7 @@ def train_expert(
                                                       "cost per epoch).")] = False,
     from_stage: Annotated[str, typer.Option(help="The first stage trained: 7x7 (the last; its input computed once), "
                                                  "or 14x14, 28x28, all (on images augmented like video frames; "
-                                                 "about 8, 13, 16 min an epoch on 2 CPU cores).")] = "7x7",
+                                                 "about 8, 12, 16 min an epoch on 2 CPU cores).")] = "7x7",
 ) -> None:
     """Fine-tune the RAF-DB MobileFaceNet's last stages on AffectNet, SFEW and RAF-DB training faces
     into a new bundle (then refit the experts' calibration and the face head on it)."""

@@ -104,6 +104,29 @@ def calib_uar(last, acts: dict[str, np.ndarray], sets, names: tuple[str, ...] = 
     return out
 
 
+def keep_best_epoch(model, epochs: int, train_epoch, calib_uars) -> tuple[list[dict], int, float]:
+    """Run ``train_epoch()`` ``epochs`` times; before the first (epoch 0: the expert as it came) and after
+    each, measure ``calib_uars()`` (UAR per calib set) and log it; leave the best epoch's weights (by mean
+    calib UAR) in ``model``. Returns (history, the chosen epoch, its mean calib UAR)."""
+    history, best = [], None
+    for epoch in range(epochs + 1):
+        t0 = time.perf_counter()
+        if epoch:
+            train_epoch()
+        uars = calib_uars()
+        mean = float(np.mean(list(uars.values())))
+        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
+                        "mean_calib_uar": mean})
+        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
+              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
+              file=sys.stderr, flush=True)
+        if best is None or mean > best[0]:
+            best = (mean, epoch, model.get_weights())
+    mean, epoch, weights = best
+    model.set_weights(weights)
+    return history, epoch, mean
+
+
 def train_last_stage(last, acts: dict[str, np.ndarray], sets, train: list[str], calib: tuple[str, ...], *,
                      epochs: int, learning_rate: float, batch_size: int) -> tuple[list[dict], int, float]:
     """Train the last stage on the trunk outputs of the ``train`` sets (taken out of ``acts``), each face
@@ -117,23 +140,10 @@ def train_last_stage(last, acts: dict[str, np.ndarray], sets, train: list[str], 
     x = np.concatenate([acts.pop(n) for n in train]).astype(np.float32)
     y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
     w = balance_weights([(n, sets[n][1]) for n in train])
-    history, best = [], None
-    for epoch in range(epochs + 1):
-        t0 = time.perf_counter()
-        if epoch:  # epoch 0: the expert as it came
-            model.fit(x, y, sample_weight=w, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
-        uars = calib_uar(last, acts, sets, calib)
-        mean = float(np.mean(list(uars.values())))
-        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
-                        "mean_calib_uar": mean})
-        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
-              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
-              file=sys.stderr, flush=True)
-        if best is None or mean > best[0]:
-            best = (mean, epoch, last.get_weights())
-    mean, epoch, weights = best
-    last.set_weights(weights)
-    return history, epoch, mean
+    return keep_best_epoch(
+        last, epochs, lambda: model.fit(x, y, sample_weight=w, batch_size=batch_size, epochs=1, shuffle=True,
+                                        verbose=0),
+        lambda: calib_uar(last, acts, sets, calib))
 
 
 def normalise(faces: np.ndarray) -> np.ndarray:
@@ -141,52 +151,40 @@ def normalise(faces: np.ndarray) -> np.ndarray:
     return (faces.astype(np.float32) / 255.0 - 0.5) / 0.5
 
 
-def train_from_images(net, faces: dict[str, np.ndarray], sets, train: list[str], calib: tuple[str, ...], *,
-                      from_stage: str, epochs: int, learning_rate: float, batch_size: int,
-                      seed: int) -> tuple[list[dict], int, float]:
-    """Train ``net`` from ``from_stage`` on (frame-like augmented) images of the ``train`` sets, each face
-    weighted 1/sqrt(n) of its corpus x class, the stages before it frozen; after each epoch (epoch 0:
+def train_from_images(net, faces: dict[str, np.ndarray], sets, train: list[str], calib: tuple[str, ...],
+                      args: ExpertArgs) -> tuple[list[dict], int, float]:
+    """Train ``net`` from ``args.from_stage`` on (frame-like augmented) images of the ``train`` sets, each
+    face weighted 1/sqrt(n) of its corpus x class, the stages before it frozen; after each epoch (epoch 0:
     the expert as it came) measure its own UAR on the ``calib`` sets and leave the best epoch's weights
     in ``net``. Returns (history, the chosen epoch, its mean calib UAR)."""
     import keras
 
     from emocli.train.augment import frame_like
 
-    start = STAGE_INPUTS[from_stage]
-    frozen = True if start is not None else False
+    start = STAGE_INPUTS[args.from_stage]
+    frozen = start is not None
     for layer in net.layers:
         layer.trainable = not frozen
         if layer.name == start:
             frozen = False
     model = keras.Model(net.inputs[0], keras.layers.Softmax(dtype="float32")(net.outputs[1]))
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="categorical_crossentropy")
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="categorical_crossentropy")
     x = np.concatenate([faces[n] for n in train])
     y = keras.utils.to_categorical(np.concatenate([sets[n][1] for n in train]), len(LABELS))
     w = balance_weights([(n, sets[n][1]) for n in train]).astype(np.float32)
-    rng = np.random.default_rng(seed)
-    history, best = [], None
-    for epoch in range(epochs + 1):
-        t0 = time.perf_counter()
-        if epoch:  # epoch 0: the expert as it came
-            order = rng.permutation(len(x))
-            for k in range(0, len(order), batch_size):
-                idx = np.sort(order[k:k + batch_size])
-                model.train_on_batch(normalise(frame_like(x[idx], rng)), y[idx], sample_weight=w[idx])
-        uars = {}
-        for name in calib:
-            logits = np.asarray(net.predict(normalise(faces[name]), batch_size=128, verbose=0)[1])
-            uars[name] = classification_report(sets[name][1], logits.argmax(1), LABELS)["uar"]
-        mean = float(np.mean(list(uars.values())))
-        history.append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1), "calib_uar": uars,
-                        "mean_calib_uar": mean})
-        print(f"epoch {epoch}: {time.perf_counter() - t0:.0f} s; calib UAR "
-              + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items()) + f" mean {mean:.3f}",
-              file=sys.stderr, flush=True)
-        if best is None or mean > best[0]:
-            best = (mean, epoch, net.get_weights())
-    mean, epoch, weights = best
-    net.set_weights(weights)
-    return history, epoch, mean
+    rng = np.random.default_rng(args.seed)
+
+    def train_epoch() -> None:
+        order = rng.permutation(len(x))
+        for k in range(0, len(order), args.batch_size):
+            idx = np.sort(order[k:k + args.batch_size])
+            model.train_on_batch(normalise(frame_like(x[idx], rng)), y[idx], sample_weight=w[idx])
+
+    def calib_uars() -> dict[str, float]:
+        return {name: classification_report(sets[name][1], np.asarray(net.predict(
+            normalise(faces[name]), batch_size=128, verbose=0)[1]).argmax(1), LABELS)["uar"] for name in calib}
+
+    return keep_best_epoch(net, args.epochs, train_epoch, calib_uars)
 
 
 def check_args(args: ExpertArgs) -> None:
@@ -233,9 +231,7 @@ def run(args: ExpertArgs) -> dict:
     t0 = time.perf_counter()
     faces = {n: aligned_faces(n, sets[n][0], landmarker, Path(args.cache)) for n in TRAIN + CALIB}
     if args.from_stage != "7x7":
-        history, epoch, mean = train_from_images(net, faces, sets, list(TRAIN), CALIB, from_stage=args.from_stage,
-                                                 epochs=args.epochs, learning_rate=args.learning_rate,
-                                                 batch_size=args.batch_size, seed=args.seed)
+        history, epoch, mean = train_from_images(net, faces, sets, list(TRAIN), CALIB, args)
         return finish(args, net, sets, history, epoch, mean)
     acts = {n: trunk_outputs(trunk, faces[n]) for n in TRAIN + CALIB}
     if args.mirror:  # each training face once more, mirrored: the trunk is not symmetric, so it runs again

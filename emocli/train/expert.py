@@ -11,6 +11,11 @@ class. After each epoch the expert's own scores are measured on the calib halves
 (``emo calibrate-experts``' AffectNet and SFEW halves, ``emo train-head``'s RAF-DB half) and the
 epoch with the best mean UAR is kept; the test halves are not read.
 
+``--from-stage 14x14`` (or ``28x28``, ``all``) trains from an earlier stage on: the frozen part
+before it still runs, so each epoch reads the aligned faces themselves, each changed the way video
+frames differ from photographs (:func:`emocli.train.augment.frame_like`); 10-13 min an epoch from
+the 14x14 stage on two CPU cores. The shipped expert is the last-stage one trained on from 14x14.
+
     emo train-expert ../shared/data --out runs/expert        # a bundle with the new expert
     emo calibrate-experts ../shared/data --bundle runs/expert --write
     emo train-head ../shared/data --bundle runs/expert --write

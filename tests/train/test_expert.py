@@ -103,7 +103,7 @@ def test_earlier_stages_train_on_augmented_images_and_the_stem_keeps_its_int8_we
 
     data, bundle, _, _ = trained
     out = tmp_path / "new"
-    r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "2",
+    r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "1",
                             "--lr", "0.002", "--cache", str(tmp_path / "cache"), "--from-stage", "14x14"])
     assert r.exit_code == 0, r.output
     info = json.loads((out / EXPERTS_FILE).read_text())["info"]["rafdb_fine_tune"]

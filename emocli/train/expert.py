@@ -230,14 +230,14 @@ def run(args: ExpertArgs) -> dict:
     keras.utils.set_random_seed(args.seed)
     src = Path(args.bundle) / RAFDB_FILE
     net = to_keras(src)
-    trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)
-    last = keras.Model(net.get_layer(LAST_STAGE).output, net.outputs)
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     t0 = time.perf_counter()
     faces = {n: aligned_faces(n, sets[n][0], landmarker, Path(args.cache)) for n in TRAIN + CALIB}
     if args.from_stage != "7x7":
         history, epoch, mean = train_from_images(net, faces, sets, list(TRAIN), CALIB, args)
         return finish(args, net, sets, history, epoch, mean)
+    trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)
+    last = keras.Model(net.get_layer(LAST_STAGE).output, net.outputs)
     acts = {n: trunk_outputs(trunk, faces[n]) for n in TRAIN + CALIB}
     if args.mirror:  # each training face once more, mirrored: the trunk is not symmetric, so it runs again
         acts.update({f"{n}-mirrored": trunk_outputs(trunk, faces[n][:, :, ::-1]) for n in TRAIN})

@@ -33,4 +33,5 @@ OUTPUT_FORMATS = ("table", "json", "csv", *TIMELINE_FORMATS)  # predict --format
 FEATURE_SETS = ("thesis68", "rich", "whisper", "whisper+rich")  # voice features (train-audio --feature-set)
 BALANCES = ("none", "sqrt", "full")  # train-video --balance
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # train-video --precision
+HEAD_FRAMINGS = ("choose", "image", "image+video")  # train-head --framing: the faces the face head learns from
 HEADS = ("exp1", "exp2")  # the thesis's VGG-Face transfer experiments (train-video --transfer)

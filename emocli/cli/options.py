@@ -12,7 +12,7 @@ from typing import Annotated, Callable, Optional
 import typer
 
 from emocli.choices import (ADAPT_MODES, BALANCES, DEFAULT_BATCH, DEFAULT_DETECTOR, DEFAULT_FPS, DETECTORS,
-                            FACE_MODES, FEATURE_SETS, FUSE_METHODS, FUSE_RULES, HEADS, LAYOUTS, MODALITIES,
+                            FACE_MODES, FEATURE_SETS, FUSE_METHODS, FUSE_RULES, HEAD_FRAMINGS, HEADS, LAYOUTS, MODALITIES,
                             OUTPUT_FORMATS, POOLINGS, PRECISIONS, TTA_CHOICES)
 from emocli.cli.base import fail
 
@@ -260,6 +260,7 @@ def pipeline_options(*, fps: float, batch_size: int, detector: "Detector | str",
 
 Balance = _choices("Balance", *BALANCES)
 Precision = _choices("Precision", *PRECISIONS)
+HeadFraming = _choices("HeadFraming", *HEAD_FRAMINGS)
 
 
 VoiceFeatures = _choices("VoiceFeatures", *FEATURE_SETS)

@@ -12,9 +12,9 @@ import typer
 
 from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
 from emocli.cli.base import EmoCommand, app, emo_errors, fail, stderr_console
-from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, Precision,
-                                SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout, check_out_folder,
-                                number_in, number_list)
+from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, HeadFraming,
+                                Precision, SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout,
+                                check_out_folder, number_in, number_list)
 
 
 _TrainVideoData = Annotated[Optional[list[Path]], typer.Argument(
@@ -328,13 +328,17 @@ def train_head(
     reuse_embeddings: Annotated[Optional[Path], typer.Option(help="Read the MobileFaceNet's outputs from this cache "
                                                                   "folder (the same faces): only emo-cnn runs.",
                                                              show_default=False)] = None,
+    framing: Annotated[HeadFraming, typer.Option(help="The faces it learns from: image (each file as the crop, as "
+                                                   "--no-detect reads it), image+video (also as emo's detector crops "
+                                                   "it in a video frame, each at half weight), or choose: whichever "
+                                                   "the calib halves favour, both framings scored.")] = HeadFraming.choose,
     write: _HeadWrite = False,
 ) -> None:
     """Fit the face head (a softmax layer on both face experts' features) on colour face corpora."""
     from emocli.train.head import HeadArgs, run
 
     _run(run, HeadArgs(data=data, bundle=_or_shipped(model), cache=cache, reuse_embeddings=reuse_embeddings,
-                       write=write))
+                       write=write, framing=framing.value))
 
 
 _ExpertData = Annotated[Path, typer.Argument(help="The folder holding affectnet/train, sfew/Train and rafdb/train "

@@ -12,6 +12,12 @@ calib and test). Class weights are 1/sqrt(n) per corpus x class. C and whether R
 faces are used are chosen on the calib halves (mean UAR over the three corpora), the temperature
 too; the test halves are reported once and used for no choice.
 
+Each face is also read as a video frame frames it (``--framing``): the corpora's images are framed
+by their makers (RAF-DB's face fills 0.96 of the image, AffectNet's 0.62), a video frame's face by
+emo's detector and its 10 % margin, so emo-cnn's features of one face differ between the two. With
+``image+video`` the head learns from both framings of every training face (each at half weight)
+and is chosen on both framings of the calib halves; ``image`` is the head as fitted until then.
+
     emo train-head ../shared/data                          # extract (slow the first time), fit, report
     emo train-head ../shared/data --write                  # ... and store the head in the bundle
 
@@ -31,9 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from emocli import fingerprints
+from emocli.choices import HEAD_FRAMINGS
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
 from emocli.errors import DatasetError
-from emocli.face.detect import YUNET_FILE
+from emocli.face.detect import YUNET_FILE, FaceTracker, crop_face, get_detector
 from emocli.face.experts import (EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, FaceHead, OnnxExpert, YuNetLandmarks,
                                  fit_temperature, softmax)
 from emocli.face.model import FaceModel, network_key, prepare_faces
@@ -57,9 +64,35 @@ class HeadArgs:
     write: bool = False
     sfew_only: bool = False  # the thesis's experiment 1-2 analogue: SFEW Train alone, never written
     json: Path | None = None
+    framing: str = HEAD_FRAMINGS[0]  # "choose" (whichever the calib halves favour), "image" or "image+video"
+
+
+FRAMINGS = HEAD_FRAMINGS[1:]
 
 
 CHUNK = 512
+
+
+VIDEO_FACE_WIDTH = 240  # px: the face images' width in the frames of video_framed (a close-up, over the head's 64 px)
+
+
+def video_framed(imgs: list[np.ndarray], detector) -> list[np.ndarray]:
+    """Each face image cropped as a video frame showing it is cropped: scaled to 240 px wide,
+    centred on a mid-grey canvas twice its size (so that a face filling its image is found), found
+    by ``detector``, chosen as ``predict`` chooses the main face and cut by :func:`crop_face` (10 %
+    margin). The image itself where no face is found (``predict`` would find none in the frame)."""
+    import cv2
+
+    out = []
+    for img in imgs:
+        h, w = img.shape[:2]
+        h, w = round(h * VIDEO_FACE_WIDTH / w), VIDEO_FACE_WIDTH
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC if w >= img.shape[1] else cv2.INTER_AREA)
+        canvas = np.full((2 * h, 2 * w) + img.shape[2:], 128, np.uint8)
+        canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
+        det = FaceTracker().choose(detector(canvas), canvas.shape)
+        out.append(img if det is None else crop_face(canvas, det))
+    return out
 
 
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
@@ -75,13 +108,14 @@ def _read_cache(path: Path, key: str, ekey: str) -> tuple[dict[str, np.ndarray],
 
 
 def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = Path("runs/face_head"),
-            reuse: Path | None = None) -> dict[str, np.ndarray]:
+            reuse: Path | None = None, detector=None) -> dict[str, np.ndarray]:
     """Per face: emo-cnn fc2 features and raw scores (mirror views), MobileFaceNet embedding and logits.
 
     The cache keeps each half for the network that computed it: another emo-cnn scores its half
     again and keeps the MobileFaceNet's outputs, another expert file (``emo train-expert``) the
     other way round. With ``reuse``, a cache folder of the same faces, the MobileFaceNet's outputs
-    are read from it (when the same expert file computed them) and only emo-cnn runs.
+    are read from it (when the same expert file computed them) and only emo-cnn runs. With a
+    ``detector``, each face is read as a video frame frames it (:func:`video_framed`).
     """
     final, key, ekey = cache / f"{name}.npz", network_key(bundle), expert_key(bundle)
     old_cnn = old_exp = None
@@ -116,6 +150,8 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
                 parts.append(done_part)
                 continue
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
+        if detector is not None:
+            imgs = video_framed(imgs, detector)
         if old_cnn is not None:
             out = {key_: v[k:k + CHUNK] for key_, v in old_cnn.items()}
         else:
@@ -163,10 +199,17 @@ def run(args: HeadArgs) -> dict | None:
              "affectnet-train", "rafdb-train"]
     feats = {name: extract(name, sets[name][0], Path(args.bundle), landmarker, expert, cache=Path(args.cache),
                            reuse=args.reuse_embeddings) for name in order}
+    vfeats = None
+    if args.framing != "image" and not args.sfew_only:
+        detector = get_detector()
+        vfeats = {name: extract(name, sets[name][0], Path(args.bundle), landmarker, expert,
+                                cache=Path(args.cache) / "video", detector=detector) for name in order}
     if args.extract_only:
         return None
     rafdb_halves(sets, feats)
-    return fit_and_report(args, sets, feats)
+    if vfeats is not None:
+        rafdb_halves(dict(sets), vfeats)
+    return fit_and_report(args, sets, feats, vfeats)
 
 
 def design(f: dict[str, np.ndarray]) -> np.ndarray:
@@ -238,29 +281,58 @@ def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
     return {n: bundle_face_scores(feats[n], bundle) for n in names}
 
 
-def fit_and_report(args, sets, feats) -> None:
+def _framed(feats, vfeats, names: list[str], framing: str) -> tuple[np.ndarray, list[int]]:
+    """The head's input for the sets ``names`` in one framing or both (image rows first), and the
+    row count of each framing."""
+    blocks = [[design(feats[n]) for n in names]] + ([[design(vfeats[n]) for n in names]]
+                                                    if framing == "image+video" else [])
+    return np.vstack([x for block in blocks for x in block]), [sum(len(x) for x in block) for block in blocks]
+
+
+def _calib_uars(head: FaceHead, sets, feats, vfeats, calib: list[str]) -> dict[str, float]:
+    """The head's UAR on each calib half, as images and (when there are video-framed features) as video frames."""
+    uars = {n: report(sets[n][1], head.predict_proba(design(feats[n])))["uar"] for n in calib}
+    if vfeats is not None:
+        uars.update({f"{n}@video": report(sets[n][1], head.predict_proba(design(vfeats[n])))["uar"] for n in calib})
+    return uars
+
+
+def _fit_grid(args, sets, feats, vfeats, variants: dict, calib: list[str]) -> tuple[dict, dict]:
+    """Fit a head per training variant x framing x C; (mean calib UAR, head) by (variant, framing, C)."""
+    framings = FRAMINGS if args.framing == "choose" else (args.framing,)
+    if vfeats is None:
+        framings = ("image",)
+    curve, heads = {}, {}
+    for vname, parts in variants.items():
+        y = np.concatenate([sets[n][1] for n in parts])
+        w = balance_weights([(n, sets[n][1]) for n in parts])
+        for framing in framings:
+            x, _ = _framed(feats, vfeats, parts, framing)
+            reps = len(x) // len(y)
+            for c in GRID:
+                t0 = time.perf_counter()
+                head = fit_head(x, np.tile(y, reps), np.tile(w, reps) / reps, c)
+                uars = _calib_uars(head, sets, feats, vfeats, calib)
+                key = (vname, framing, c)
+                curve[key], heads[key] = float(np.mean(list(uars.values()))), head
+                print(f"{vname:22s} {framing:11s} C={c:<6} calib UAR "
+                      + " ".join(f"{n.replace('-calib', '')} {u:.3f}" for n, u in uars.items())
+                      + f" mean {curve[key]:.3f}  ({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return curve, heads
+
+
+GRID = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+
+
+def fit_and_report(args, sets, feats, vfeats=None) -> None:
     calib = ["affectnet-calib", "sfew-calib", "rafdb-calib"]
     variants = {"affectnet+sfew": ["affectnet-train", "sfew-train"],
                 "affectnet+sfew+rafdb": ["affectnet-train", "sfew-train", "rafdb-train"]}
     if args.sfew_only:
         calib, variants, args.write = ["sfew-calib"], {"sfew": ["sfew-train"]}, False
-    grid = [0.0003, 0.001, 0.003, 0.01, 0.03, 0.1]
-    curve, heads = {}, {}
-    for vname, parts in variants.items():
-        x = np.vstack([design(feats[n]) for n in parts])
-        y = np.concatenate([sets[n][1] for n in parts])
-        w = balance_weights([(n, sets[n][1]) for n in parts])
-        for c in grid:
-            t0 = time.perf_counter()
-            head = fit_head(x, y, w, c)
-            uars = {n: report(sets[n][1], head.predict_proba(design(feats[n])))["uar"] for n in calib}
-            curve[(vname, c)] = float(np.mean(list(uars.values())))
-            heads[(vname, c)] = head
-            print(f"{vname:22s} C={c:<6} calib UAR " + " ".join(f"{n.split('-')[0]} {u:.3f}" for n, u in uars.items())
-                  + f" mean {curve[(vname, c)]:.3f}  ({time.perf_counter() - t0:.0f} s)",
-                  file=sys.stderr, flush=True)
+    curve, heads = _fit_grid(args, sets, feats, vfeats, variants, calib)
     best = max(curve, key=curve.get)
-    head = heads[best]
+    head, (vname, framing, c) = heads[best], best
     base = baseline_scores(args, sets, calib + ["affectnet-test", "sfew-test", "rafdb-test"])
     if base:
         uars = {n: report(sets[n][1], base[n])["uar"] for n in calib}
@@ -268,37 +340,37 @@ def fit_and_report(args, sets, feats) -> None:
                                                                    for n, u in uars.items())
               + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
     y_cal = np.concatenate([sets[n][1] for n in calib])
-    p_cal = np.vstack([head.predict_proba(design(feats[n])) for n in calib])
-
-    head.temperature = fit_temperature(p_cal, y_cal)
-    print(f"chosen on the calib halves: {best[0]}, C={best[1]}; temperature {head.temperature:.2f}",
+    x_cal, rows = _framed(feats, vfeats, calib, "image+video" if vfeats is not None else "image")
+    head.temperature = fit_temperature(head.predict_proba(x_cal), np.tile(y_cal, len(rows)))
+    print(f"chosen on the calib halves: {vname}, {framing}, C={c}; temperature {head.temperature:.2f}",
           file=sys.stderr)
-    out = {"chosen": {"train_sets": variants[best[0]], "C": best[1], "temperature": head.temperature},
-           "calib_uar": {f"{v} C={c}": u for (v, c), u in curve.items()},
+    out = {"chosen": {"train_sets": variants[vname], "framing": framing, "C": c, "temperature": head.temperature},
+           "calib_uar": {f"{v} {fr} C={c_}": u for (v, fr, c_), u in curve.items()},
            "calib": report(y_cal, head.predict_proba(np.vstack([design(feats[n]) for n in calib]))), "sets": {}}
     for name in calib + ["affectnet-test", "sfew-test", "rafdb-test"]:
-        y = sets[name][1]
-        f = feats[name]
-        row = {"average": report(y, average_of_experts(f, args.bundle)),
-               "head": report(y, head.predict_proba(design(f)))}
-        if base:
-            row["baseline"] = report(y, base[name])
-        out["sets"][name] = row
-        print(f"{name:16s} n={len(y):5d}  average of experts {row['average']['accuracy']:.3f}/"
-              f"{row['average']['uar']:.3f}   head {row['head']['accuracy']:.3f}/{row['head']['uar']:.3f}"
-              "  (accuracy/UAR)")
-        if base:
-            print(f"{'':16s}          baseline {row['baseline']['accuracy']:.3f}/{row['baseline']['uar']:.3f}")
-        print("    recall  average " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["average"]["recall"].items()
-                                           if v is not None)
-              + "\n            head    " + " ".join(f"{k[:3]} {v:.2f}" for k, v in row["head"]["recall"].items()
-                                              if v is not None))
+        out["sets"][name] = _report_set(name, sets[name][1], head, feats[name], None if vfeats is None else
+                                        vfeats[name], args.bundle, base.get(name))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     if args.write:
-        write_head(args.bundle, head, out, sets, variants[best[0]], calib)
+        write_head(args.bundle, head, out, sets, variants[vname], calib)
     return out
+
+
+def _report_set(name: str, y: np.ndarray, head: FaceHead, f: dict, vf: dict | None, bundle: Path,
+                base: np.ndarray | None) -> dict:
+    """One set's figures (the average of experts, the head, as video frames, the baseline), printed."""
+    row = {"average": report(y, average_of_experts(f, bundle)), "head": report(y, head.predict_proba(design(f)))}
+    if vf is not None:
+        row["head_video"] = report(y, head.predict_proba(design(vf)))
+    if base is not None:
+        row["baseline"] = report(y, base)
+    print(f"{name:16s} n={len(y):5d}  " + "   ".join(f"{k} {r['accuracy']:.3f}/{r['uar']:.3f}" for k, r in row.items())
+          + "  (accuracy/UAR)")
+    for k, r in row.items():
+        print(f"    recall {k:11s} " + " ".join(f"{lab[:3]} {v:.2f}" for lab, v in r["recall"].items() if v is not None))
+    return row
 
 
 def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[str], calib: list[str]) -> None:
@@ -306,11 +378,15 @@ def write_head(bundle: Path, head: FaceHead, out: dict, sets, train_sets: list[s
     head.info = {"trained_on": {n: len(sets[n][1]) for n in train_sets},
                  "chosen_on": {n: len(sets[n][1]) for n in calib},
                  "C": out["chosen"]["C"], "balance": "1/sqrt(n) per corpus x class",
+                 "framing": out["chosen"]["framing"],
                  "inputs": "MobileFaceNet embedding (512) + emo-cnn fc2 features, mirror views (256), standardised",
                  "heldout": {**{k: {"share": v, "seed": 0, "halves_seed": 1} for k, v in HELDOUT.items()},
                              "rafdb/train": {"share": RAFDB_HELDOUT, "seed": 0, "halves_seed": 1}},
                  "test": {n: {k: out["sets"][n]["head"][k] for k in ("n", "accuracy", "uar")}
                           for n in ("affectnet-test", "sfew-test", "rafdb-test")},
+                 "test_as_video_frames": {n: {k: out["sets"][n]["head_video"][k] for k in ("n", "accuracy", "uar")}
+                                          for n in ("affectnet-test", "sfew-test", "rafdb-test")
+                                          if "head_video" in out["sets"][n]},
                  "command": f"emo train-head DATA --model {bundle} --write"}
     head.save(bundle / HEAD_FILE)
 

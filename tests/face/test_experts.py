@@ -137,6 +137,24 @@ def frame_and_box(example_clip):
     pytest.fail("no face in the example clip")
 
 
+def test_the_head_reads_face_images_also_as_a_video_frame_crops_them(frame_and_box):
+    """train-head's video framing: a face image that a corpus framed tightly (the face fills it) is
+    cut again as emo's detector and crop_face cut a video frame's face; a face-free image stays whole."""
+    from emocli.face.detect import get_detector
+    from emocli.train.head import VIDEO_FACE_WIDTH, video_framed
+
+    frame, box = frame_and_box
+    x0, y0 = int(box.x0), int(box.y0)
+    tight = np.ascontiguousarray(frame[y0:y0 + int(box.width), x0:x0 + int(box.width)])  # RAF-DB-like: no margin
+    noise = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
+    framed, whole = video_framed([tight, noise], get_detector())
+    # the face is found on the canvas; its crop is square and wider than the face image (the 10 % margin)
+    assert framed.shape[0] == framed.shape[1] and VIDEO_FACE_WIDTH < framed.shape[0] < 1.6 * VIDEO_FACE_WIDTH
+    assert whole.shape == (VIDEO_FACE_WIDTH, VIDEO_FACE_WIDTH, 3)  # no face: the image, scaled as the face would be
+    # the face sits in the middle of its crop, with the canvas's grey on its border
+    assert abs(float(framed[0].mean()) - 128) < 3 and abs(float(framed[framed.shape[0] // 2].mean()) - 128) > 3
+
+
 def test_yunet_finds_five_landmarks_inside_the_chosen_face(frame_and_box):
     from emocli.bundle import models_dir
     from emocli.face.experts import YuNetLandmarks
@@ -479,7 +497,14 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
     assert (bundle / "face_head.npz").read_bytes() != head_before
     info = json.loads((bundle / "experts.json").read_text())["head"]["info"]
     assert "emo train-head" in info["command"] and set(info["test"]) == {"affectnet-test", "sfew-test", "rafdb-test"}
+    # both framings were fitted and scored: the faces as files and as video frames crop them
+    assert "image+video" in r.output and "rafdb@video" in r.output and info["framing"] in ("image", "image+video")
+    assert set(info["test_as_video_frames"]) == set(info["test"])
     verify_bundle(bundle)
     assert Pipeline(bundle, Options()).face.head is not None  # the new head loads, with the experts' widths
     r = runner.invoke(app, ["train-head", str(tmp_path / "nowhere"), "--model", str(bundle)])
     assert r.exit_code == 1 and "rafdb/train" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, [*args, "--framing", "image", "--write"])  # the head as fitted before, from the cache
+    assert r.exit_code == 0 and "image+video" not in r.output, r.output
+    info = json.loads((bundle / "experts.json").read_text())["head"]["info"]
+    assert info["framing"] == "image" and not info["test_as_video_frames"]

@@ -60,8 +60,9 @@ def test_the_new_bundle_predicts_and_takes_a_new_calibration_and_head(trained, t
     data, _, out, _ = trained
     out = shutil.copytree(out, tmp_path / "bundle")
     assert Pipeline(out, Options()).face.head is None
-    for command in ("calibrate-experts", "train-head"):
-        r = runner.invoke(app, [command, str(data), "--bundle", str(out), "--cache", str(tmp_path / command), "--write"])
+    for command, extra in (("calibrate-experts", []), ("train-head", ["--framing", "image"])):  # framing: test_experts
+        r = runner.invoke(app, [command, str(data), "--bundle", str(out), "--cache", str(tmp_path / command), "--write",
+                                *extra])
         assert r.exit_code == 0, r.output
     assert Pipeline(out, Options()).face.head is not None
     info = json.loads((out / EXPERTS_FILE).read_text())["info"]

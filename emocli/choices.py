@@ -33,5 +33,6 @@ OUTPUT_FORMATS = ("table", "json", "csv", *TIMELINE_FORMATS)  # predict --format
 FEATURE_SETS = ("thesis68", "rich", "whisper", "whisper+rich")  # voice features (train-audio --feature-set)
 BALANCES = ("none", "sqrt", "full")  # train-video --balance
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # train-video --precision
+DEFAULT_EXPERT_STAGE = "7x7"  # train-expert --from-stage: the last stage alone, its input computed once
 HEAD_FRAMINGS = ("choose", "image", "image+video")  # train-head --framing: the faces the face head learns from
 HEADS = ("exp1", "exp2")  # the thesis's VGG-Face transfer experiments (train-video --transfer)

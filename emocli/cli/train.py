@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from emocli.choices import DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
+from emocli.choices import DEFAULT_EXPERT_STAGE, DEFAULT_FUSE_METHOD, DEFAULT_FUSE_RULE, LAYOUTS
 from emocli.cli.base import EmoCommand, app, emo_errors, fail, stderr_console
 from emocli.cli.options import (WORKERS_DEFAULT, AllowEvalSplitOpt, Balance, FuseMethod, FuseRule, Head, HeadFraming,
                                 Precision, SelectBy, SplitOpt, VoiceFeatures, check_cache_folder, check_layout,
@@ -364,7 +364,7 @@ def train_expert(
                                                       "cost per epoch).")] = False,
     from_stage: Annotated[str, typer.Option(help="The first stage trained: 7x7 (the last; its input computed once), "
                                                  "or 14x14, 28x28, all (on images augmented like video frames; "
-                                                 "about 8, 12, 16 min an epoch on 2 CPU cores).")] = "7x7",
+                                                 "about 8, 12, 16 min an epoch on 2 CPU cores).")] = DEFAULT_EXPERT_STAGE,
 ) -> None:
     """Fine-tune the RAF-DB MobileFaceNet's last stages on AffectNet, SFEW and RAF-DB training faces
     into a new bundle (then refit the experts' calibration and the face head on it)."""

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
+from emocli.choices import DEFAULT_EXPERT_STAGE
 from emocli.errors import ModelError
 
 LAST_STAGE = "447_quantized_f"  # the output of the last 14x14 block: the 7x7 stage starts after it
 # where training may start (emo train-expert --from-stage): the tensor each stage reads, None for the input
-STAGE_INPUTS = {"7x7": LAST_STAGE, "14x14": "388", "28x28": "344", "all": None}
+STAGE_INPUTS = {DEFAULT_EXPERT_STAGE: LAST_STAGE, "14x14": "388", "28x28": "344", "all": None}
 INPUT_SIZE = 112
 
 

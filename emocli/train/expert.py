@@ -40,6 +40,7 @@ import numpy as np
 
 from emocli import fingerprints
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
+from emocli.choices import DEFAULT_EXPERT_STAGE
 from emocli.errors import DatasetError, ModelError, OutputError, ParameterError
 from emocli.face.detect import YUNET_FILE
 from emocli.face.experts import EXPERT_SIZE, EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, YuNetLandmarks
@@ -68,7 +69,7 @@ class ExpertArgs:
     cache: Path = Path("runs/face_expert")
     seed: int = 0
     mirror: bool = False  # train on each face and its mirror image
-    from_stage: str = "7x7"  # the first stage trained (STAGE_INPUTS); before 7x7, on frame-like augmented images
+    from_stage: str = DEFAULT_EXPERT_STAGE  # the first stage trained (STAGE_INPUTS); before 7x7, on frame-like augmented images
 
 
 def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.ndarray:
@@ -207,7 +208,7 @@ def check_args(args: ExpertArgs) -> None:
         raise OutputError(f"{out}: folder not empty; pass a new folder to --out (or remove it)")
     if args.from_stage not in STAGE_INPUTS:
         raise ParameterError(f"--from-stage {args.from_stage}: not a stage; pass one of {', '.join(STAGE_INPUTS)}")
-    if args.mirror and args.from_stage != "7x7":  # the augmentation mirrors half the faces already
+    if args.mirror and args.from_stage != DEFAULT_EXPERT_STAGE:  # the augmentation mirrors half the faces already
         raise ParameterError(f"--mirror with --from-stage {args.from_stage}: earlier stages train on augmented "
                              "images that are mirrored half the time; leave --mirror out")
     cache = Path(args.cache).resolve()
@@ -233,7 +234,7 @@ def run(args: ExpertArgs) -> dict:
     landmarker = YuNetLandmarks(models_dir() / "detectors" / YUNET_FILE)
     t0 = time.perf_counter()
     faces = {n: aligned_faces(n, sets[n][0], landmarker, Path(args.cache)) for n in TRAIN + CALIB}
-    if args.from_stage != "7x7":
+    if args.from_stage != DEFAULT_EXPERT_STAGE:
         history, epoch, mean = train_from_images(net, faces, sets, list(TRAIN), CALIB, args)
         return finish(args, net, sets, history, epoch, mean)
     trunk = keras.Model(net.inputs[0], net.get_layer(LAST_STAGE).output)
@@ -279,11 +280,11 @@ def write_bundle(args: ExpertArgs, net, report: dict, train_paths: list[Path]) -
         **report, "from_sha256": expert_key(src), "tensors_changed": changed,
         "learning_rate": args.learning_rate, "batch_size": args.batch_size, "seed": args.seed,
         "balance": "1/sqrt(n) per corpus x class", "mirror": args.mirror, "from_stage": args.from_stage,
-        "augmentation": "emocli.train.augment.FrameLike()" if args.from_stage != "7x7" else None,
+        "augmentation": "emocli.train.augment.FrameLike()" if args.from_stage != DEFAULT_EXPERT_STAGE else None,
         "command": f"emo train-expert DATA --bundle {src} --out {out} --epochs {args.epochs} "
                    f"--learning-rate {args.learning_rate:g} --batch-size {args.batch_size} --seed {args.seed}"
                    + (" --mirror" if args.mirror else "")
-                   + (f" --from-stage {args.from_stage}" if args.from_stage != "7x7" else ""),
+                   + (f" --from-stage {args.from_stage}" if args.from_stage != DEFAULT_EXPERT_STAGE else ""),
         **({"after": before.get("command")} if before else {})}
     atomic_write_text(out / EXPERTS_FILE, json.dumps(es.to_dict(), indent=2) + "\n")
     fingerprints.add(out, "face.rafdb-expert-tuned", train_paths)

@@ -69,7 +69,7 @@ class ExpertArgs:
     cache: Path = Path("runs/face_expert")
     seed: int = 0
     mirror: bool = False  # train on each face and its mirror image
-    from_stage: str = DEFAULT_EXPERT_STAGE  # the first stage trained (STAGE_INPUTS); before 7x7, on frame-like augmented images
+    from_stage: str = DEFAULT_EXPERT_STAGE  # first stage trained (STAGE_INPUTS); before 7x7: on augmented images
 
 
 def aligned_faces(name: str, paths: list[Path], landmarker, cache: Path) -> np.ndarray:

@@ -12,7 +12,7 @@ from typing import Any
 
 from emocli import __version__
 from emocli.bundle import models_dir, verify_bundle
-from emocli.choices import DEFAULT_DETECTOR
+from emocli.choices import DEFAULT_DETECTOR, DEFAULT_EXPERT_STAGE
 from emocli.corpus.layouts import corpus_names
 from emocli.files import cached_sha256
 from emocli.media.ffmpeg import ffmpeg_exe
@@ -77,7 +77,10 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
             return f"{names} ({on.get('n_clips', '?')} clips, {len(speakers) if speakers else '?'} speakers)"
         return None
     if name == "face_head.npz" and counts.get("face.head"):
-        return f"{counts['face.head']} faces of the training corpora (train-head)"
+        head = read("experts.json").get("head", {}).get("info", {})
+        both = (" (each as its file frames it and as a video frame crops it)" if head.get("framing") == "image+video"
+                else "")
+        return f"{counts['face.head']} faces of the training corpora{both} (train-head)"
     if name == "experts.json" and counts.get("face.calibration"):
         small = (f"; faces under 64 px mixed on {counts['face.small-calibration']} held-out faces "
                  "(calibrate-small-faces)" if counts.get("face.small-calibration") else "")
@@ -86,7 +89,11 @@ def _trained_on(bundle: Path, name: str, counts: dict[str, int]) -> str | None:
         out = "RAF-DB (by its authors); " + (f"{counts['face.rafdb-expert']} faces fingerprinted"
                                               if counts.get("face.rafdb-expert") else "")
         if counts.get("face.rafdb-expert-tuned"):
-            out += f"; last stage fine-tuned on {counts['face.rafdb-expert-tuned']} faces (train-expert)"
+            tune = read("experts.json").get("info", {}).get("rafdb_fine_tune", {})
+            stage = tune.get("from_stage", DEFAULT_EXPERT_STAGE)
+            what = ("last stage" if stage == DEFAULT_EXPERT_STAGE else "whole network" if stage == "all"
+                    else f"stages from {stage} on")
+            out += f"; {what} fine-tuned on {counts['face.rafdb-expert-tuned']} faces (train-expert)"
         return out
     return None
 

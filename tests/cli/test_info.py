@@ -22,6 +22,12 @@ def test_info_json_describes_the_shipped_bundle():
     assert by_name["voice_vad.npz"]["licence"].startswith("MIT")
     assert "fer2013" in by_name["face.tflite"]["trained_on"]
     assert "BatchNorm" in by_name["face_bn.npz"]["role"] and "face.keras" not in by_name
+    # what each face part learned from, as experts.json records it: the expert's stages, the head's framings
+    experts = json.loads((DEFAULT_BUNDLE / "experts.json").read_text())
+    stage = experts["info"]["rafdb_fine_tune"]["from_stage"]
+    assert f"stages from {stage} on fine-tuned" in by_name["face_expert_rafdb.onnx"]["trained_on"]
+    framed = "as a video frame crops it" in by_name["face_head.npz"]["trained_on"]
+    assert framed == (experts["head"]["info"]["framing"] == "image+video")
     # the corpora by name, manifests too (named after their folder, not "manifest")
     assert {"ravdess", "emodb", "savee", "nemo", "ased", "turev_db", "urdu"} == set(
         by_name["voice.npz"]["trained_on"].split(" (")[0].split(", "))

@@ -42,6 +42,10 @@ def test_fine_tuning_writes_a_new_bundle_with_a_better_expert_and_no_stale_head(
     assert info["trained_on"]["rafdb-train"] > 0 and "emo train-expert" in info["command"] and info["mirror"]
     assert "epoch 3" in output and "emo train-head" in output and "emo calibrate-experts" in output
     verify_bundle(out)  # the manifest names the new expert file
+    from emocli.report.info import describe
+
+    rows = {f["file"]: f for f in describe(out)["files"]}
+    assert "last stage fine-tuned on" in rows[RAFDB_FILE]["trained_on"]  # emo info says which stages were trained
 
     # the written expert is the one chosen: it reads the bands the old one never saw
     from emocli.train.calibration import align_crops, face_sets

@@ -37,10 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from emocli import fingerprints
-from emocli.choices import HEAD_FRAMINGS
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
+from emocli.choices import HEAD_FRAMINGS
 from emocli.errors import DatasetError
-from emocli.face.detect import YUNET_FILE, FaceTracker, crop_face, get_detector
+from emocli.face.detect import YUNET_FILE, FaceTracker, faces_in_frames, get_detector
 from emocli.face.experts import (EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, FaceHead, OnnxExpert, YuNetLandmarks,
                                  fit_temperature, softmax)
 from emocli.face.model import FaceModel, network_key, prepare_faces
@@ -79,8 +79,8 @@ VIDEO_FACE_WIDTH = 240  # px: the face images' width in the frames of video_fram
 def video_framed(imgs: list[np.ndarray], detector) -> list[np.ndarray]:
     """Each face image cropped as a video frame showing it is cropped: scaled to 240 px wide,
     centred on a mid-grey canvas twice its size (so that a face filling its image is found), found
-    by ``detector``, chosen as ``predict`` chooses the main face and cut by :func:`crop_face` (10 %
-    margin). The image itself where no face is found (``predict`` would find none in the frame)."""
+    by ``detector``, chosen and cut (10 % margin) by ``predict``'s own :func:`faces_in_frames`. The
+    image itself where no face is found (``predict`` would find none in the frame)."""
     import cv2
 
     out = []
@@ -90,8 +90,8 @@ def video_framed(imgs: list[np.ndarray], detector) -> list[np.ndarray]:
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC if w >= img.shape[1] else cv2.INTER_AREA)
         canvas = np.full((2 * h, 2 * w) + img.shape[2:], 128, np.uint8)
         canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
-        det = FaceTracker().choose(detector(canvas), canvas.shape)
-        out.append(img if det is None else crop_face(canvas, det))
+        _, crops, _ = faces_in_frames(canvas[None], detector=detector, tracker=FaceTracker())
+        out.append(crops[0] if crops else img)
     return out
 
 
@@ -281,12 +281,11 @@ def baseline_scores(args, sets, names: list[str]) -> dict[str, np.ndarray]:
     return {n: bundle_face_scores(feats[n], bundle) for n in names}
 
 
-def _framed(feats, vfeats, names: list[str], framing: str) -> tuple[np.ndarray, list[int]]:
-    """The head's input for the sets ``names`` in one framing or both (image rows first), and the
-    row count of each framing."""
-    blocks = [[design(feats[n]) for n in names]] + ([[design(vfeats[n]) for n in names]]
-                                                    if framing == "image+video" else [])
-    return np.vstack([x for block in blocks for x in block]), [sum(len(x) for x in block) for block in blocks]
+def _framed(feats, vfeats, names: list[str], framing: str) -> np.ndarray:
+    """The head's input for the sets ``names`` in one framing or both (all image rows first, then the
+    same faces' video rows)."""
+    return np.vstack([design(feats[n]) for n in names]
+                     + ([design(vfeats[n]) for n in names] if framing == "image+video" else []))
 
 
 def _calib_uars(head: FaceHead, sets, feats, vfeats, calib: list[str]) -> dict[str, float]:
@@ -307,8 +306,8 @@ def _fit_grid(args, sets, feats, vfeats, variants: dict, calib: list[str]) -> tu
         y = np.concatenate([sets[n][1] for n in parts])
         w = balance_weights([(n, sets[n][1]) for n in parts])
         for framing in framings:
-            x, _ = _framed(feats, vfeats, parts, framing)
-            reps = len(x) // len(y)
+            x = _framed(feats, vfeats, parts, framing)
+            reps = len(x) // len(y)  # 2 with both framings
             for c in GRID:
                 t0 = time.perf_counter()
                 head = fit_head(x, np.tile(y, reps), np.tile(w, reps) / reps, c)
@@ -340,13 +339,13 @@ def fit_and_report(args, sets, feats, vfeats=None) -> None:
                                                                    for n, u in uars.items())
               + f" mean {np.mean(list(uars.values())):.3f}", file=sys.stderr)
     y_cal = np.concatenate([sets[n][1] for n in calib])
-    x_cal, rows = _framed(feats, vfeats, calib, "image+video" if vfeats is not None else "image")
-    head.temperature = fit_temperature(head.predict_proba(x_cal), np.tile(y_cal, len(rows)))
+    x_cal = _framed(feats, vfeats, calib, "image+video" if vfeats is not None else "image")
+    head.temperature = fit_temperature(head.predict_proba(x_cal), np.tile(y_cal, len(x_cal) // len(y_cal)))
     print(f"chosen on the calib halves: {vname}, {framing}, C={c}; temperature {head.temperature:.2f}",
           file=sys.stderr)
     out = {"chosen": {"train_sets": variants[vname], "framing": framing, "C": c, "temperature": head.temperature},
            "calib_uar": {f"{v} {fr} C={c_}": u for (v, fr, c_), u in curve.items()},
-           "calib": report(y_cal, head.predict_proba(np.vstack([design(feats[n]) for n in calib]))), "sets": {}}
+           "calib": report(y_cal, head.predict_proba(x_cal[:len(y_cal)])), "sets": {}}  # the image rows
     for name in calib + ["affectnet-test", "sfew-test", "rafdb-test"]:
         out["sets"][name] = _report_set(name, sets[name][1], head, feats[name], None if vfeats is None else
                                         vfeats[name], args.bundle, base.get(name))
@@ -369,7 +368,8 @@ def _report_set(name: str, y: np.ndarray, head: FaceHead, f: dict, vf: dict | No
     print(f"{name:16s} n={len(y):5d}  " + "   ".join(f"{k} {r['accuracy']:.3f}/{r['uar']:.3f}" for k, r in row.items())
           + "  (accuracy/UAR)")
     for k, r in row.items():
-        print(f"    recall {k:11s} " + " ".join(f"{lab[:3]} {v:.2f}" for lab, v in r["recall"].items() if v is not None))
+        print(f"    recall {k:11s} "
+              + " ".join(f"{lab[:3]} {v:.2f}" for lab, v in r["recall"].items() if v is not None))
     return row
 
 

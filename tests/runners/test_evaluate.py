@@ -279,6 +279,30 @@ def test_classification_report_by_hand():
     assert (empty["n"], empty["accuracy"], empty["uar"], empty["confusion"]) == (0, 0.0, 0.0, [[0] * 3] * 3)
 
 
+def test_classification_report_gives_scikit_learns_figures():
+    """The report is numpy's; its UAR, macro-F1 and confusion are scikit-learn's, whichever classes
+    the truth or the predictions leave out."""
+    import warnings
+
+    from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
+
+    from emocli.report.metrics import classification_report
+
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        n = int(rng.integers(1, 60))
+        y_true = rng.choice(rng.choice(7, int(rng.integers(1, 8)), replace=False), n)
+        y_pred = np.where(rng.random(n) < 0.5, y_true, rng.integers(0, 7, n))
+        rep = classification_report(y_true, y_pred, LABELS)
+        present = np.unique(y_true)
+        with warnings.catch_warnings():  # "y_pred contains classes not in y_true"
+            warnings.simplefilter("ignore", UserWarning)
+            assert rep["uar"] == pytest.approx(balanced_accuracy_score(y_true, y_pred), abs=1e-12)
+        assert rep["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, labels=present, average="macro",
+                                                         zero_division=0), abs=1e-12)
+        assert rep["confusion"] == confusion_matrix(y_true, y_pred, labels=np.arange(7)).tolist()
+
+
 def test_items_a_gate_rejected_are_counted_as_left_out_of_that_modality():
     """A voice the gate rejected (or a face never found) stays an item: counted in that modality's
     n_failed with the items that failed whole, and named in the table's header; a voice that is simply

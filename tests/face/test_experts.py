@@ -484,7 +484,7 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
     from emocli.pipeline.core import Pipeline
     from emocli.pipeline.options import Options
 
-    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14})
+    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 10, "sfew/Train": 5, "rafdb/train": 10})
     bundle = shutil.copytree(DEFAULT_BUNDLE, tmp_path / "bundle")
     head_before = (bundle / "face_head.npz").read_bytes()
     runner = CliRunner()

@@ -21,7 +21,7 @@ def trained(tmp_path_factory):
     """(data, source bundle, new bundle, command output) of one short fine-tuning run."""
     root = tmp_path_factory.mktemp("expert")
     data = colour_corpora(root / "data", np.random.default_rng(0),
-                          {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14, "fer2013/val": 2})
+                          {"affectnet/train": 10, "sfew/Train": 5, "rafdb/train": 10, "fer2013/val": 2})
     bundle = shutil.copytree(DEFAULT_BUNDLE, root / "bundle")
     out = root / "new"
     r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "3",

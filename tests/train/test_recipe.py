@@ -42,7 +42,7 @@ def speech_corpus(root, rng):
 @pytest.mark.graph
 def test_the_shipped_bundles_recipe_with_emo_commands_only(faces, tmp_path):
     rng = np.random.default_rng(0)
-    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 14, "sfew/Train": 8, "rafdb/train": 14,
+    data = colour_corpora(tmp_path / "data", rng, {"affectnet/train": 10, "sfew/Train": 5, "rafdb/train": 10,
                                                   "fer2013/val": 2})
     voices = speech_corpus(tmp_path / "emodb", rng)
     b = tmp_path / "bundle"

@@ -172,7 +172,8 @@ def test_train_video_refresh_bn_keeps_the_new_statistics_only_on_a_gain(faces, t
     import emocli.train.tuning as training  # the module that calls refresh_batch_norm
     from emocli.face.model import FaceModel
 
-    args = ["--epochs", "3", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]
+    # one epoch: the assertions hold whichever way the refresh goes (kept exactly when it gains)
+    args = ["--epochs", "1", "--width", "4", "--batch-size", "8", "--lr", "0.01", "--holdout", "0.25", "--seed", "1"]
     out = tmp_path / "b"
     res = CliRunner().invoke(app, ["train-video", str(faces), "--out", str(out), *args, "--refresh-bn"])
     assert res.exit_code == 0, res.output

@@ -22,7 +22,10 @@ and is chosen on both framings of the calib halves; ``image`` is the head as fit
     emo train-head ../shared/data --write                  # ... and store the head in the bundle
 
 Features are cached per set (``--cache``, default ``runs/face_head``; resumable: chunks of 512
-faces) and keyed by the network that computed them (:func:`emocli.face.model.network_key`).
+faces) and keyed by the network that computed them (:func:`emocli.face.model.network_key`). The
+video framing's cache also keeps where the detector found each face (keyed by the detector), so
+features of a new expert or emo-cnn are cut from the same boxes without detecting again (YuNet
+takes about 15 ms of the 26-33 ms a face's video framing costs: some 7 minutes over the corpora).
 ``scripts/face_head.py`` keeps the experiments' options (``--baseline``, ``--sfew-only``).
 """
 
@@ -40,11 +43,11 @@ from emocli import fingerprints
 from emocli.bundle import models_dir, read_manifest_unchecked, write_manifest
 from emocli.choices import HEAD_FRAMINGS
 from emocli.errors import DatasetError
-from emocli.face.detect import YUNET_FILE, FaceTracker, faces_in_frames, get_detector
+from emocli.face.detect import YUNET_FILE, Detection, FaceTracker, crop_face, faces_in_frames, get_detector
 from emocli.face.experts import (EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, ExpertSet, FaceHead, OnnxExpert, YuNetLandmarks,
                                  fit_temperature, softmax)
 from emocli.face.model import FaceModel, network_key, prepare_faces
-from emocli.files import atomic_write_text
+from emocli.files import atomic_write_text, sha256_file
 from emocli.labels import LABELS
 from emocli.media.ffmpeg import read_image
 from emocli.train.calibration import (HELDOUT, RAFDB_HELDOUT, align_crops, combined, expert_key, face_sets, rafdb_halves,
@@ -76,23 +79,43 @@ CHUNK = 512
 VIDEO_FACE_WIDTH = 240  # px: the face images' width in the frames of video_framed (a close-up, over the head's 64 px)
 
 
-def video_framed(imgs: list[np.ndarray], detector) -> list[np.ndarray]:
+def video_framed(imgs: list[np.ndarray], detector, boxes: np.ndarray | None = None
+                 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each face image cropped as a video frame showing it is cropped: scaled to 240 px wide,
     centred on a mid-grey canvas twice its size (so that a face filling its image is found), found
     by ``detector``, chosen and cut (10 % margin) by ``predict``'s own :func:`faces_in_frames`. The
-    image itself where no face is found (``predict`` would find none in the frame)."""
+    image itself where no face is found (``predict`` would find none in the frame).
+
+    Returns the crops and the face boxes on the canvases (N, 4: x0, y0, x1, y1; NaN where no face
+    was found). Given those ``boxes`` (a cache), the faces are cut by them and not detected again."""
     import cv2
 
-    out = []
-    for img in imgs:
+    out, found = [], []
+    for i, img in enumerate(imgs):
         h, w = img.shape[:2]
         h, w = round(h * VIDEO_FACE_WIDTH / w), VIDEO_FACE_WIDTH
         img = cv2.resize(img, (w, h), interpolation=cv2.INTER_CUBIC if w >= img.shape[1] else cv2.INTER_AREA)
         canvas = np.full((2 * h, 2 * w) + img.shape[2:], 128, np.uint8)
         canvas[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
-        _, crops, _ = faces_in_frames(canvas[None], detector=detector, tracker=FaceTracker())
+        if boxes is None:
+            _, crops, dets = faces_in_frames(canvas[None], detector=detector, tracker=FaceTracker())
+            box = (dets[0].x0, dets[0].y0, dets[0].x1, dets[0].y1) if dets else (np.nan,) * 4
+        else:
+            box = tuple(float(v) for v in boxes[i])
+            crops = [] if np.isnan(box[0]) else [crop_face(canvas, Detection(*box, score=1.0))]
         out.append(crops[0] if crops else img)
-    return out
+        found.append(box)
+    return out, np.array(found, np.float64).reshape(-1, 4)
+
+
+def framing_key(detector) -> str:
+    """What video_framed's boxes depend on: the detector (its weights, threshold, sizes looked at)
+    and the canvas."""
+    weights = getattr(detector, "model_path", None)
+    return " ".join([getattr(detector, "name", type(detector).__name__),
+                     sha256_file(weights) if weights else "",
+                     repr(getattr(detector, "min_confidence", None)), repr(getattr(detector, "retry_scales", None)),
+                     f"width {VIDEO_FACE_WIDTH}"])
 
 
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn
@@ -100,11 +123,21 @@ CNN_KEYS = ("cnn_feat", "cnn")  # emo-cnn's: independent of the expert
 
 
 def _read_cache(path: Path, key: str, ekey: str) -> tuple[dict[str, np.ndarray], bool, bool]:
-    """A cache file's arrays (its keys taken out), whether ``key`` (emo-cnn) filled its emo-cnn
-    features and whether ``ekey`` (the expert file) its MobileFaceNet outputs."""
+    """A cache file's arrays (its keys taken out, and the video framing's boxes), whether ``key``
+    (emo-cnn) filled its emo-cnn features and whether ``ekey`` (the expert file) its MobileFaceNet outputs."""
     with np.load(path) as z:
         out = dict(z)
+    for name in ("boxes", "framing"):
+        out.pop(name, None)
     return out, str(out.pop("network", "")) == key, str(out.pop("expert", "")) == ekey
+
+
+def _cached_boxes(path: Path, fkey: str) -> np.ndarray | None:
+    """The video framing's face boxes a cache file keeps, if the same detector found them."""
+    with np.load(path) as z:
+        if "boxes" in z.files and str(z["framing"]) == fkey:
+            return z["boxes"]
+    return None
 
 
 def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = Path("runs/face_head"),
@@ -118,11 +151,15 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     ``detector``, each face is read as a video frame frames it (:func:`video_framed`).
     """
     final, key, ekey = cache / f"{name}.npz", network_key(bundle), expert_key(bundle)
-    old_cnn = old_exp = None
+    fkey = framing_key(detector) if detector is not None else None
+    old_cnn = old_exp = old_boxes = None
     if final.is_file():
         out, same, same_exp = _read_cache(final, key, ekey)
         if same and same_exp:
             return out
+        if fkey is not None:  # the faces were found before: cut them where they were, detect nothing again
+            old_boxes = _cached_boxes(final, fkey)
+            old_boxes = old_boxes if old_boxes is not None and len(old_boxes) == len(paths) else None
         print(f"{final}: features of another " + ("face network" if same_exp else "face expert" if same else
                                                    "face network and expert")
               + "; scoring it again", file=sys.stderr)
@@ -147,11 +184,14 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
         if part.is_file():
             done_part, same, same_exp = _read_cache(part, key, ekey)
             if same and same_exp:
-                parts.append(done_part)
+                boxes = _cached_boxes(part, fkey) if fkey is not None else None
+                parts.append(done_part if boxes is None else {**done_part, "boxes": boxes})
                 continue
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
+        framed = {}
         if detector is not None:
-            imgs = video_framed(imgs, detector)
+            imgs, boxes = video_framed(imgs, detector, None if old_boxes is None else old_boxes[k:k + CHUNK])
+            framed = {"boxes": boxes}
         if old_cnn is not None:
             out = {key_: v[k:k + CHUNK] for key_, v in old_cnn.items()}
         else:
@@ -167,13 +207,15 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
             emb, logits = expert.logits(np.asarray(aligned), embeddings=True)
             out.update(raf_emb=emb.astype(np.float16), raf=softmax(logits).astype(np.float32), found=np.array(found),
                        applies=np.array(applies))
-        np.savez(part, **out, network=np.array(key), expert=np.array(ekey))
-        parts.append(out)
+        np.savez(part, **out, **framed, framing=np.array(fkey or ""), network=np.array(key), expert=np.array(ekey))
+        parts.append({**out, **framed})
         done, new = min(k + CHUNK, len(paths)), new + len(imgs)
         rate = (time.perf_counter() - t0) / new
         print(f"{name}: {done}/{len(paths)} faces ({rate * 1000:.0f} ms each so far)", file=sys.stderr, flush=True)
-    out = {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0]}
-    np.savez(final, **out, network=np.array(key), expert=np.array(ekey))
+    # the boxes only when every part kept them (a part cached before they were kept has none)
+    out = {key_: np.concatenate([p[key_] for p in parts]) for key_ in parts[0] if all(key_ in p for p in parts)}
+    np.savez(final, **out, framing=np.array(fkey or ""), network=np.array(key), expert=np.array(ekey))
+    out.pop("boxes", None)
     for part in cache.glob(f"{name}.part*.npz"):
         part.unlink()
     return out

@@ -147,12 +147,20 @@ def test_the_head_reads_face_images_also_as_a_video_frame_crops_them(frame_and_b
     x0, y0 = int(box.x0), int(box.y0)
     tight = np.ascontiguousarray(frame[y0:y0 + int(box.width), x0:x0 + int(box.width)])  # RAF-DB-like: no margin
     noise = np.random.default_rng(0).integers(0, 255, (100, 100, 3), dtype=np.uint8)
-    framed, whole = video_framed([tight, noise], get_detector())
+    (framed, whole), boxes = video_framed([tight, noise], get_detector())
     # the face is found on the canvas; its crop is square and wider than the face image (the 10 % margin)
     assert framed.shape[0] == framed.shape[1] and VIDEO_FACE_WIDTH < framed.shape[0] < 1.6 * VIDEO_FACE_WIDTH
     assert whole.shape == (VIDEO_FACE_WIDTH, VIDEO_FACE_WIDTH, 3)  # no face: the image, scaled as the face would be
     # the face sits in the middle of its crop, with the canvas's grey on its border
     assert abs(float(framed[0].mean()) - 128) < 3 and abs(float(framed[framed.shape[0] // 2].mean()) - 128) > 3
+    assert boxes.shape == (2, 4) and np.isfinite(boxes[0]).all() and np.isnan(boxes[1]).all()
+
+    def no_detector(frame):
+        raise AssertionError("the boxes were given: nothing to detect")
+
+    # the boxes kept (train-head caches them): the same crops, without detecting again
+    (again, whole_again), same = video_framed([tight, noise], no_detector, boxes)
+    assert np.array_equal(again, framed) and np.array_equal(whole_again, whole) and np.array_equal(same, boxes, True)
 
 
 def test_yunet_finds_five_landmarks_inside_the_chosen_face(frame_and_box):
@@ -474,7 +482,7 @@ def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_hea
     assert r.exit_code == 1 and "affectnet-test" in r.output and "Traceback" not in r.output
 
 
-def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng):
+def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng, monkeypatch):
     """Issue 28, 5: the face head is trained by an `emo` command (it was scripts/face_head.py)."""
     from typer.testing import CliRunner
 
@@ -508,3 +516,21 @@ def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng)
     assert r.exit_code == 0 and "image+video" not in r.output, r.output
     info = json.loads((bundle / "experts.json").read_text())["head"]["info"]
     assert info["framing"] == "image" and not info["test_as_video_frames"]
+    # features of another expert (emo train-expert wrote one): scored again, each face cut where the
+    # detector found it before, not detected again
+    import emocli.train.head as head
+
+    cached = tmp_path / "c" / "video" / "sfew-calib.npz"
+    with np.load(cached) as z:
+        arrays = dict(z)
+    np.savez(cached, **{**arrays, "expert": np.array("another expert"), "raf_emb": arrays["raf_emb"] * 0})
+
+    def detect(*a, **k):
+        raise AssertionError("detected again")
+
+    monkeypatch.setattr(head, "faces_in_frames", detect)
+    r = runner.invoke(app, [*args, "--framing", "image+video"])
+    assert r.exit_code == 0 and "features of another face expert" in r.output, r.output
+    with np.load(cached) as z:
+        assert str(z["expert"]) != "another expert" and np.array_equal(z["raf_emb"], arrays["raf_emb"])
+        assert np.array_equal(z["boxes"], arrays["boxes"], equal_nan=True)

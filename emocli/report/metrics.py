@@ -33,12 +33,13 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     recall = np.divide(tp, support, out=np.zeros(n), where=support > 0)
     total = int(cm.sum())
     if total:
-        t = y_true[(y_true >= 0) & (y_true < n)]
-        true_n = np.bincount(t, minlength=n)
+        # over every item (a prediction outside ``labels`` is a miss), as scikit-learn counts them
+        in_t, in_p = (y_true >= 0) & (y_true < n), (y_pred >= 0) & (y_pred < n)
+        true_n = np.bincount(y_true[in_t], minlength=n)
         present = true_n > 0
-        hits = np.bincount(y_true[(y_true == y_pred) & (y_true >= 0) & (y_true < n)], minlength=n)[present]
+        hits = np.bincount(y_true[in_t & (y_true == y_pred)], minlength=n)[present]
         uar = float(np.mean(hits / true_n[present]))  # mean recall over the classes y_true holds
-        f1_denom = (true_n + np.bincount(y_pred[(y_pred >= 0) & (y_pred < n)], minlength=n))[present]  # 2tp+fp+fn
+        f1_denom = (true_n + np.bincount(y_pred[in_p], minlength=n))[present]  # 2 tp + fp + fn
         macro_f1 = float(np.mean(2 * hits / f1_denom))
     else:
         uar = macro_f1 = 0.0

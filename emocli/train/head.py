@@ -109,13 +109,12 @@ def video_framed(imgs: list[np.ndarray], detector, boxes: np.ndarray | None = No
 
 
 def framing_key(detector) -> str:
-    """What video_framed's boxes depend on: the detector (its weights, threshold, sizes looked at)
-    and the canvas."""
+    """What video_framed's boxes depend on: the detector (its weights, threshold, frame size and the
+    sizes of its second look) and the canvas."""
     weights = getattr(detector, "model_path", None)
-    return " ".join([getattr(detector, "name", type(detector).__name__),
-                     sha256_file(weights) if weights else "",
-                     repr(getattr(detector, "min_confidence", None)), repr(getattr(detector, "retry_scales", None)),
-                     f"width {VIDEO_FACE_WIDTH}"])
+    settings = [repr(getattr(detector, a, None)) for a in ("min_confidence", "side", "retry_scales")]
+    return " ".join([getattr(detector, "name", type(detector).__name__), sha256_file(weights) if weights else "",
+                     *settings, f"width {VIDEO_FACE_WIDTH}"])
 
 
 EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outputs: independent of emo-cnn

@@ -281,7 +281,7 @@ def test_classification_report_by_hand():
 
 def test_classification_report_gives_scikit_learns_figures():
     """The report is numpy's; its UAR, macro-F1 and confusion are scikit-learn's, whichever classes
-    the truth or the predictions leave out."""
+    the truth or the predictions leave out, and with predictions outside the labels."""
     import warnings
 
     from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score
@@ -292,7 +292,7 @@ def test_classification_report_gives_scikit_learns_figures():
     for trial in range(200):
         n = int(rng.integers(1, 60))
         y_true = rng.choice(rng.choice(7, int(rng.integers(1, 8)), replace=False), n)
-        y_pred = np.where(rng.random(n) < 0.5, y_true, rng.integers(0, 7, n))
+        y_pred = np.where(rng.random(n) < 0.5, y_true, rng.integers(-1, 7, n))  # -1: no class (a miss)
         rep = classification_report(y_true, y_pred, LABELS)
         present = np.unique(y_true)
         with warnings.catch_warnings():  # "y_pred contains classes not in y_true"

@@ -253,7 +253,9 @@ class _Outputs:
         if fmt == "table":
             from rich.console import Console
 
-            console = Console()
+            # colours only where the table asks for them: Rich's highlighter would style a header's
+            # "12 face frame(s)" as a function call and every number in a note
+            console = Console(highlight=False)
             console.on_broken_pipe = broken_pipe  # Rich's own handler exits with 1
         try:
             sink = None if output is None else OutputFile(output)

@@ -26,7 +26,8 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     y_true, y_pred = np.asarray(y_true, int).ravel(), np.asarray(y_pred, int).ravel()
     # numpy, not scikit-learn's metrics: the same figures (tests/runners/test_evaluate.py compares them),
     # without their argument checks, which cost 25 ms a call and train-head's grid makes hundreds
-    known = (y_true >= 0) & (y_true < n) & (y_pred >= 0) & (y_pred < n)
+    in_t, in_p = (y_true >= 0) & (y_true < n), (y_pred >= 0) & (y_pred < n)  # indices into ``labels``
+    known = in_t & in_p
     cm = np.bincount(y_true[known] * n + y_pred[known], minlength=n * n).reshape(n, n)
     support = cm.sum(1)
     tp = np.diag(cm).astype(float)
@@ -34,7 +35,6 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
     total = int(cm.sum())
     if total:
         # over every item (a prediction outside ``labels`` is a miss), as scikit-learn counts them
-        in_t, in_p = (y_true >= 0) & (y_true < n), (y_pred >= 0) & (y_pred < n)
         true_n = np.bincount(y_true[in_t], minlength=n)
         present = true_n > 0
         hits = np.bincount(y_true[in_t & (y_true == y_pred)], minlength=n)[present]

@@ -121,22 +121,16 @@ EXPERT_KEYS = ("raf_emb", "raf", "found", "applies")  # the MobileFaceNet's outp
 CNN_KEYS = ("cnn_feat", "cnn")  # emo-cnn's: independent of the expert
 
 
-def _read_cache(path: Path, key: str, ekey: str) -> tuple[dict[str, np.ndarray], bool, bool]:
-    """A cache file's arrays (its keys taken out, and the video framing's boxes), whether ``key``
-    (emo-cnn) filled its emo-cnn features and whether ``ekey`` (the expert file) its MobileFaceNet outputs."""
+def _read_cache(path: Path, key: str, ekey: str, fkey: str | None = None
+                ) -> tuple[dict[str, np.ndarray], bool, bool, np.ndarray | None]:
+    """A cache file's arrays (its keys and the video framing's boxes taken out), whether ``key``
+    (emo-cnn) filled its emo-cnn features, whether ``ekey`` (the expert file) its MobileFaceNet
+    outputs, and the face boxes of the video framing if the detector ``fkey`` found them (else None)."""
     with np.load(path) as z:
         out = dict(z)
-    for name in ("boxes", "framing"):
-        out.pop(name, None)
-    return out, str(out.pop("network", "")) == key, str(out.pop("expert", "")) == ekey
-
-
-def _cached_boxes(path: Path, fkey: str) -> np.ndarray | None:
-    """The video framing's face boxes a cache file keeps, if the same detector found them."""
-    with np.load(path) as z:
-        if "boxes" in z.files and str(z["framing"]) == fkey:
-            return z["boxes"]
-    return None
+    boxes, framing = out.pop("boxes", None), str(out.pop("framing", ""))
+    return (out, str(out.pop("network", "")) == key, str(out.pop("expert", "")) == ekey,
+            boxes if fkey is not None and framing == fkey else None)
 
 
 def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, cache: Path = Path("runs/face_head"),
@@ -153,12 +147,11 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     fkey = framing_key(detector) if detector is not None else None
     old_cnn = old_exp = old_boxes = None
     if final.is_file():
-        out, same, same_exp = _read_cache(final, key, ekey)
+        out, same, same_exp, old_boxes = _read_cache(final, key, ekey, fkey)
         if same and same_exp:
             return out
-        if fkey is not None:  # the faces were found before: cut them where they were, detect nothing again
-            old_boxes = _cached_boxes(final, fkey)
-            old_boxes = old_boxes if old_boxes is not None and len(old_boxes) == len(paths) else None
+        if old_boxes is not None and len(old_boxes) != len(paths):  # another image list: detect again
+            old_boxes = None
         print(f"{final}: features of another " + ("face network" if same_exp else "face expert" if same else
                                                    "face network and expert")
               + "; scoring it again", file=sys.stderr)
@@ -181,9 +174,8 @@ def extract(name: str, paths: list[Path], bundle: Path, landmarker, expert, *, c
     for k in range(0, len(paths), CHUNK):
         part = cache / f"{name}.part{k // CHUNK:04d}.npz"
         if part.is_file():
-            done_part, same, same_exp = _read_cache(part, key, ekey)
+            done_part, same, same_exp, boxes = _read_cache(part, key, ekey, fkey)
             if same and same_exp:
-                boxes = _cached_boxes(part, fkey) if fkey is not None else None
                 parts.append(done_part if boxes is None else {**done_part, "boxes": boxes})
                 continue
         imgs = [read_image(p) for p in paths[k:k + CHUNK]]
@@ -303,7 +295,7 @@ def load_cached(name: str, bundle: Path, cache: Path = Path("runs/face_head")) -
     fix = f"run emo train-head DATA --model {bundle} --cache {cache}"
     if not path.is_file():
         raise DatasetError(f"{path}: no cached features; {fix}")
-    out, same, same_exp = _read_cache(path, network_key(bundle), expert_key(bundle))
+    out, same, same_exp, _ = _read_cache(path, network_key(bundle), expert_key(bundle))
     if not (same and same_exp):
         raise DatasetError(f"{path}: features of another face network or expert than {bundle}'s; {fix}")
     return out

@@ -12,7 +12,9 @@ and ``emo train-audio``'s feature extraction all start theirs here.
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +34,28 @@ _WORKER: Pipeline | None = None  # in a worker process: the pipeline its initial
 _LIMITS = None  # in a worker process: its thread-pool limits, kept for the process's life
 
 
+PARENT_POLL_S = 0.5  # seconds: how often a worker checks that the process that started it is alive
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it is gone. Killed by SIGKILL or the OOM
+    killer, an `emo` process cannot stop its pool, and its workers (each holding a loaded pipeline,
+    about 120 MB) would wait for tasks for ever; a worker's parent changes when its own ends."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="emo-exit-with-parent", daemon=True).start()
+
+
 def _init_worker(bundle: str | None, options: Options | None, role: str) -> None:
     import warnings
 
     global _WORKER, _LIMITS
+    _exit_with_parent()
     quiet_imports.WORKER_PROCESS = True
     warnings.simplefilter("ignore", VersionWarning)  # the main process loaded the bundle and said so once
     # one thread per worker: N workers each running BLAS, OpenCV and LiteRT on every core fight for them

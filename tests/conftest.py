@@ -32,9 +32,9 @@ SHARED = REPO.parent / "shared"
 def pytest_xdist_auto_num_workers(config) -> int:
     """`-n auto`: one worker per core, plus one. The real-time stream tests wait on the clock by
     design (seconds of idle wall time each); a spare worker fills those seconds with other tests.
-    On 2 cores the suite took 271 s with 2 workers and 268 s with 3 (2026-12-07; 63 and 55 s when it
-    trained no face networks): the training tests keep both cores busy, so the spare worker no
-    longer gains much, and costs nothing."""
+    On 2 cores the suite took 271 s with 2 workers and 268 s with 3 (2026-12-07; 69 s with 3 on
+    2026-11-30, before the tests that train face networks): those keep both cores busy, so the
+    spare worker no longer gains much, and costs nothing."""
     return len(os.sched_getaffinity(0)) + 1 if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1) + 1
 
 

@@ -482,6 +482,7 @@ def test_calibrate_experts_command_fits_and_writes_the_experts_and_keeps_the_hea
     assert r.exit_code == 1 and "affectnet-test" in r.output and "Traceback" not in r.output
 
 
+@pytest.mark.slow
 def test_train_head_command_fits_chooses_and_writes_the_face_head(tmp_path, rng, monkeypatch):
     """Issue 28, 5: the face head is trained by an `emo` command (it was scripts/face_head.py)."""
     from typer.testing import CliRunner

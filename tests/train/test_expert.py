@@ -12,6 +12,8 @@ from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
 from emocli.cli.app import app
 from emocli.face.experts import EXPERTS_FILE, HEAD_FILE, RAFDB_FILE, OnnxExpert
 
+pytestmark = pytest.mark.slow  # trains face networks: `pytest -m 'not slow'` leaves it out
+
 pytest.importorskip("onnx")  # in the test extra; the runtime does not need it
 runner = CliRunner()
 

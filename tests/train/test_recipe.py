@@ -15,6 +15,8 @@ from conftest import EXAMPLES, colour_corpora, write_wav
 from emocli.bundle import DEFAULT_BUNDLE, verify_bundle
 from emocli.cli.app import app
 
+pytestmark = pytest.mark.slow  # trains face networks: `pytest -m 'not slow'` leaves it out
+
 runner = CliRunner()
 
 

@@ -13,6 +13,7 @@ from emocli.corpus.splits import stratified_holdout
 from emocli.train.data import heldout_part, holdout_seed_of
 
 
+@pytest.mark.slow
 def test_train_video_mixed_precision_and_augmentation_options(faces, tmp_path):
     from emocli.face.model import FaceModel
 
@@ -65,6 +66,7 @@ def test_train_video_rejects_mixed_precision_for_nested_backbones(tmp_path):
         with_precision(inner, "float8")
 
 
+@pytest.mark.slow
 def test_averaged_face_networks_save_load_and_score_as_the_mean(tmp_path):
     import keras
 
@@ -131,6 +133,7 @@ def _heldout_bundle(directory, *, seed: int, holdout: float = 0.25, faces=None, 
     return directory
 
 
+@pytest.mark.slow
 def test_tune_views_scores_each_candidate_and_writes_the_best(faces, tmp_path):
     from emocli.bundle import verify_bundle
     from emocli.train.tuning import VIEW_CANDIDATES
@@ -166,6 +169,7 @@ def test_tune_views_refuses_another_folder_in_one_line(faces, tmp_path):
     assert res.exit_code == 1 and "missing face model file" in res.output
 
 
+@pytest.mark.slow
 def test_ensemble_compares_members_and_their_mean(faces, tmp_path):
     from emocli.face.model import FaceModel
 
@@ -216,6 +220,7 @@ def test_balance_weights():
         balance_weights(groups, "max")
 
 
+@pytest.mark.slow
 def test_train_video_on_several_corpora_reports_each(faces, tmp_path):
     import shutil
 
@@ -272,6 +277,7 @@ def test_prior_adjustment_rebalances_scores_and_is_read_from_face_json(tiny_bund
         FaceModel.load(bundle, runtime=True)
 
 
+@pytest.mark.slow
 def test_train_video_exclude_keeps_listed_images_out_of_training_and_held_out(faces, tmp_path, monkeypatch):
     import hashlib
     import os
@@ -343,6 +349,7 @@ def test_build_emo_cnn_takes_larger_and_colour_inputs(size, channels):
     assert out.shape == (2, 7) and np.allclose(out.sum(1), 1, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tune_prior_chooses_the_logit_adjustment_on_the_holdout_and_writes_it(faces, tmp_path):
     """Issue 28, 5: the prior adjustment is an `emo` command (it was scripts/face_prior.py)."""
     from emocli.bundle import verify_bundle

@@ -9,6 +9,8 @@ from typer.testing import CliRunner
 
 from emocli.cli.app import app
 
+pytestmark = pytest.mark.slow  # trains face networks: `pytest -m 'not slow'` leaves it out
+
 
 def test_training_targets_mix_labels_and_soft_targets():
     from emocli.errors import ModelError

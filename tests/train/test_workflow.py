@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from conftest import EXAMPLES, REPO, ffmpeg
 from emocli.cli.app import app
 
+pytestmark = pytest.mark.slow  # trains face networks: `pytest -m 'not slow'` leaves it out
+
 runner = CliRunner()
 CLASSES = {"Happy": ("HAP", 300), "Sad": ("SAD", 700), "Angry": ("ANG", 1400)}  # face clip, tone in Hz
 

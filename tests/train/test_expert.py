@@ -98,7 +98,7 @@ def test_a_run_where_no_epoch_beats_the_expert_writes_nothing_and_says_so(traine
     data, bundle, _, _ = trained
     out = tmp_path / "new"
     r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "1",
-                            "--lr", "1e-12", "--cache", str(tmp_path / "cache")])
+                            "--lr", "1e-12", "--cache", str(data.parent / "cache")])  # the fixture's aligned crops
     assert r.exit_code == 1 and "no epoch beat" in r.output and "--learning-rate" in r.output
     assert "Traceback" not in r.output and not out.exists()
 
@@ -111,7 +111,7 @@ def test_earlier_stages_train_on_augmented_images_and_the_stem_keeps_its_int8_we
     data, bundle, _, _ = trained
     out = tmp_path / "new"
     r = runner.invoke(app, ["train-expert", str(data), "--bundle", str(bundle), "--out", str(out), "--epochs", "1",
-                            "--lr", "0.002", "--cache", str(tmp_path / "cache"), "--from-stage", "14x14"])
+                            "--lr", "0.002", "--cache", str(data.parent / "cache"), "--from-stage", "14x14"])
     assert r.exit_code == 0, r.output
     info = json.loads((out / EXPERTS_FILE).read_text())["info"]["rafdb_fine_tune"]
     assert info["from_stage"] == "14x14" and "--from-stage 14x14" in info["command"] and "FrameLike" in info["augmentation"]

@@ -186,17 +186,17 @@ def _print_evaluate(report: dict, fmt: str, *, title: str) -> None:
     if kind:
         a = report[f"{kind}_adaptation"]
         metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **report["plain"]},
-                      console=Console(), title=f"{title}: without adaptation")
+                      console=Console(), title=f"{title}: without adaptation", adapt_hint=False)
         title += (f": speaker-adapted voice ({a['n_adapted']} item(s) of {len(a['speakers_adapted'])} "
                   f"speaker(s) with >= {a['min_clips']} voiced clips)" if kind == "speaker" else
                   f": run-adapted voice ({a['n_adapted']} item(s) scored against the baseline of all of them)")
-    metrics_table(report, title=title, console=Console())
+    metrics_table(report, title=title, console=Console(), adapt_hint=not kind)
     if report["unseen"]:
         u = report["unseen"]
         n = {m: u[m]["n_seen"] for m in report["modalities"]}
         metrics_table({"labels": report["labels"], "n_failed": 0, "n_items": report["n_items"], **u},
                       console=Console(), title=f"{title}: items the bundle has not seen (left out: "
-                      + ", ".join(f"{m} {k}" for m, k in n.items()) + ")")
+                      + ", ".join(f"{m} {k}" for m, k in n.items()) + ")", adapt_hint=not kind)
 
 
 @app.command("extract", cls=EmoCommand, short_help="Extract a corpus's face and voice features once.", epilog="\b\nExamples:\n  emo extract AFEW --out runs/afew_feats --workers 2\n  emo extract AFEW --out runs/afew_feats --resume\n")

@@ -365,10 +365,14 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
 
         results = run_bulk(pipe, expand_inputs(inputs, input_options=live_opts), workers=resolve_workers(workers, n_inputs),
                            on_segment=on_segment, on_frame=on_frame, stop=STREAM_STOP, on_progress=bar.media)
+    voice_labels: list[str] | None = None
     if rule is not None:
         from emocli.voice.speaker import adapt_results
 
         results = adapt_results(pipe, results, rule)
+    elif not opts.adapt:  # the plain voice model: a run whose voices crowd into one emotion gets a note
+        voice_labels = []
+        results = _voice_labels_of(results, voice_labels)
     kept: list = []
     if annotate is not None:
         results = _keep_frames(results, kept, show=frames)
@@ -385,6 +389,7 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         from emocli.report.output import summary_table
 
         emit(summary_table, shown, console=out_console)
+    _note_voice_sink(voice_labels, err)
     if STREAM_STOP.is_set():  # Ctrl-C ended a live stream: its result is out, now exit as interrupted
         raise Interrupted()
     if annotate is not None and isinstance(annotate[0], tuple):  # --output-dir: every input's own annotation
@@ -393,6 +398,28 @@ def _predict_run(pipe, opts, inputs, *, live_opts, writer, out_console, err, ray
         _write_annotation(kept[0], *annotate, pipe=pipe, opts=opts, err=err)
     if failed:
         raise typer.Exit(1)
+
+
+def _voice_labels_of(results, labels: list[str]):
+    """``results``, passed on as they come; each voiced result's voice emotion appended to ``labels``."""
+    for res in results:
+        if res.status == "ok" and res.voice_scores:
+            labels.append(max(res.voice_scores, key=res.voice_scores.get))
+        yield res
+
+
+def _note_voice_sink(voice_labels: Optional[list[str]], err) -> None:
+    """A note on stderr when most of a run's voices got one emotion from the plain voice model
+    (:func:`emocli.report.metrics.run_sink`): recordings unlike its training corpora do that."""
+    from emocli.report.metrics import run_sink
+
+    sink = run_sink(voice_labels or [])
+    if sink is not None:
+        label, k, n = sink
+        err.print(f"[yellow]note:[/yellow] the voice called {k} of {n} voiced inputs {label} ({k / n:.0%}); "
+                  "recordings unlike its training corpora (language, room, microphone) pull the voice model to "
+                  f"one emotion: if these are not mostly {label}, --adapt run scores each voice against the "
+                  "baseline of the whole run")
 
 
 def _annotate_source(inputs: list[str]) -> Path:

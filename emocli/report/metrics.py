@@ -53,3 +53,37 @@ def classification_report(y_true: Sequence[int], y_pred: Sequence[int], labels: 
         "support": {lab: int(s) for lab, s in zip(labels, support)},
         "confusion": cm.tolist(),
     }
+
+
+# A modality whose predictions put more than this share of the items in one emotion, and at least
+# twice that emotion's share of the truth, has a sink (issue 30: the voice model on corpora unlike its
+# training ones called 76-85% of RAVDESS's clips anger).
+SINK_SHARE = 0.35
+# predict has no truth: a run of at least RUN_SINK_MIN voiced clips of which more than RUN_SINK_SHARE
+# get one voice emotion gets a note (natural speech is often mostly neutral, so the bar is higher)
+RUN_SINK_MIN, RUN_SINK_SHARE = 20, 0.5
+
+
+def largest_prediction(report: dict[str, Any]) -> dict[str, Any] | None:
+    """The emotion a :func:`classification_report` predicts most: its label, its share of the
+    predictions and its share of the truth (None without predictions)."""
+    cm = np.asarray(report["confusion"])
+    if not cm.sum():
+        return None
+    k = int(cm.sum(0).argmax())
+    return {"label": report["labels"][k], "share": float(cm[:, k].sum() / cm.sum()),
+            "true_share": float(cm[k].sum() / cm.sum())}
+
+
+def is_sink(largest: dict[str, Any] | None) -> bool:
+    """Whether :func:`largest_prediction`'s emotion is a sink (see :data:`SINK_SHARE`)."""
+    return largest is not None and largest["share"] > max(SINK_SHARE, 2 * largest["true_share"])
+
+
+def run_sink(voice_labels: Sequence[str]) -> tuple[str, int, int] | None:
+    """(emotion, clips, of) when a run's voice labels crowd into one emotion (see :data:`RUN_SINK_SHARE`)."""
+    if len(voice_labels) < RUN_SINK_MIN:
+        return None
+    labels, counts = np.unique(np.asarray(voice_labels, dtype=str), return_counts=True)
+    k = int(counts.argmax())
+    return (str(labels[k]), int(counts[k]), len(voice_labels)) if counts[k] > RUN_SINK_SHARE * len(voice_labels) else None

@@ -20,7 +20,7 @@ from emocli.fusion import align, normalise
 from emocli.labels import EMOTION_COLOURS, LABELS
 from emocli.media.ffmpeg import IMAGE_EXTS, read_image
 from emocli.pipeline.options import REJECTED_NOTES
-from emocli.report.metrics import classification_report
+from emocli.report.metrics import classification_report, is_sink, largest_prediction
 from emocli.runners.extract import item_id
 from emocli.runners.pool import run_bulk
 from emocli.voice.speaker import MIN_CLIPS, RUN_GROUP, speaker_stats
@@ -84,6 +84,7 @@ class Evaluation:
             # left out of this modality's figure: the items that failed whole, and those whose
             # modality was tried and rejected (the voice gate, no face found)
             rep["n_failed"] = len(self.failed) + self.rejected[m]
+            rep["most_predicted"] = largest_prediction(rep)
             out[m] = rep
         out["left_out"] = {m: out[m]["n_failed"] for m in ("face", "voice") if m in self.reported}
         out["items"] = self.items
@@ -173,6 +174,7 @@ def unseen_report(report: dict[str, Any], seen: dict[str, set[str]]) -> dict[str
             pred.append(labels.index(it[f"{m}_label"]))
         rep = classification_report(truth, pred, labels, absent=None)
         rep["n_seen"] = sum(1 for it in report["items"] if it["file"] in skip)
+        rep["most_predicted"] = largest_prediction(rep)
         out[m] = rep
     return out
 
@@ -270,8 +272,10 @@ def _evaluate_crops(items, pipeline, ev: Evaluation, progress, chunk: int = 512)
             progress(min(start + chunk, len(items)), len(items))
 
 
-def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
-    """Accuracy, UAR, macro-F1 and per-class recall for face, voice and fused."""
+def metrics_table(report: dict[str, Any], *, title: str, console, adapt_hint: bool = True) -> None:
+    """Accuracy, UAR, macro-F1 and per-class recall for face, voice and fused, and the emotion each
+    predicts most; a line under the table names a sink (with ``adapt_hint``, the voice's says what
+    ``--adapt run`` does)."""
     from rich.table import Table
 
     labels = report["labels"]
@@ -284,6 +288,7 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
             ("UAR", lambda r: f"{r['uar']:.3f}"), ("macro-F1", lambda r: f"{r['macro_f1']:.3f}")]
     rows += [(f"recall {lab}", lambda r, lab=lab: f"{r['recall'][lab]:.3f}" if r["support"][lab] else "-")
              for lab in labels]
+    rows.append(("most predicted", lambda r: (lambda b: f"{b['label']} {b['share']:.2f}")(largest_prediction(r))))
     for name, fn in rows:
         t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in shown])
     left = {m: report[m].get("n_failed", 0) for m in ("face", "voice")
@@ -293,6 +298,14 @@ def metrics_table(report: dict[str, Any], *, title: str, console) -> None:
             f"{m} {k} of {report.get('n_items', '?')}" for m, k in left.items()) + " item(s); they count as misses nowhere, "
             "so the figures cover only the items scored")
     console.print(t)
+    for m in shown:
+        big = largest_prediction(report[m])
+        if is_sink(big):
+            console.print(f"[yellow]{m}: {big['share']:.0%} of its predictions are {big['label']}, which is "
+                          f"{big['true_share']:.0%} of the truth[/yellow]" + (
+                              "; recordings unlike the voice model's training corpora (language, room, microphone) "
+                              "pull it to one emotion: --adapt run scores each voice against the baseline of all "
+                              "the evaluated items" if m == "voice" and adapt_hint else ""))
     if report["n_failed"]:
         console.print(f"[yellow]{report['n_failed']} of {report['n_items']} item(s) failed and are not in "
                       f"any column; first: {report['failed'][0]['file']}: {report['failed'][0]['error']}[/yellow]")

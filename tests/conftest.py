@@ -61,6 +61,11 @@ def pytest_unconfigure(config) -> None:
     controller in pytest_sessionfinish): its interpreter's shutdown with TensorFlow loaded took
     about 3 s after the training tests, with every other worker done and the run waiting on it."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
+        # os._exit skips joblib's own shutdown: the worker processes scikit-learn started (loky's) would
+        # idle on for 5 minutes after the run
+        loky = sys.modules.get("joblib.externals.loky.reusable_executor")
+        if getattr(loky, "_executor", None) is not None:
+            loky._executor.shutdown(wait=True, kill_workers=True)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)

@@ -288,9 +288,10 @@ def metrics_table(report: dict[str, Any], *, title: str, console, adapt_hint: bo
             ("UAR", lambda r: f"{r['uar']:.3f}"), ("macro-F1", lambda r: f"{r['macro_f1']:.3f}")]
     rows += [(f"recall {lab}", lambda r, lab=lab: f"{r['recall'][lab]:.3f}" if r["support"][lab] else "-")
              for lab in labels]
-    rows.append(("most predicted", lambda r: (lambda b: f"{b['label']} {b['share']:.2f}")(largest_prediction(r))))
     for name, fn in rows:
         t.add_row(name, *[fn(report[m]) if report[m]["n"] else "-" for m in shown])
+    most = {m: largest_prediction(report[m]) for m in shown}
+    t.add_row("most predicted", *[f"{b['label']} {b['share']:.2f}" if b else "-" for b in most.values()])
     left = {m: report[m].get("n_failed", 0) for m in ("face", "voice")
             if m in report and (report[m]["n"] or report[m].get("n_failed"))}
     if any(left.values()):
@@ -298,8 +299,7 @@ def metrics_table(report: dict[str, Any], *, title: str, console, adapt_hint: bo
             f"{m} {k} of {report.get('n_items', '?')}" for m, k in left.items()) + " item(s); they count as misses nowhere, "
             "so the figures cover only the items scored")
     console.print(t)
-    for m in shown:
-        big = largest_prediction(report[m])
+    for m, big in most.items():
         if is_sink(big):
             console.print(f"[yellow]{m}: {big['share']:.0%} of its predictions are {big['label']}, which is "
                           f"{big['true_share']:.0%} of the truth[/yellow]" + (

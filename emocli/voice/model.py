@@ -39,7 +39,7 @@ from emocli.errors import ModelError, NotFittedError, ParameterError
 from emocli.files import atomic_path, atomic_write_text, load_npz_weights
 from emocli.labels import LABELS
 from emocli.quiet_imports import available_cpus
-from emocli.report.metrics import classification_report
+from emocli.report.metrics import classification_report, largest_prediction
 from emocli.voice.encoder import ENCODER_SHA256, SAME_ENCODER_SHA256
 from emocli.voice.features import FEATURE_SETS, feature_dimension, settings
 
@@ -630,12 +630,10 @@ def left_out_table(y: np.ndarray, pred: np.ndarray, corpora: np.ndarray, labels:
     out = {}
     for c in dict.fromkeys(corpora.tolist()):
         m = corpora == c
-        yt, yp = y[m], pred[m]
-        present = np.unique(yt)
-        shares = np.bincount(yp, minlength=len(labels)) / max(1, len(yp))
-        out[c] = {"n": int(m.sum()), "accuracy": float(np.mean(yt == yp)),
-                  "uar": float(np.mean([np.mean(yp[yt == k] == k) for k in present])),
-                  "top_share": float(shares.max()), "top_class": labels[int(shares.argmax())]}
+        rep = classification_report(y[m], pred[m], labels)
+        top = largest_prediction(rep)
+        out[c] = {"n": int(m.sum()), "accuracy": rep["accuracy"], "uar": rep["uar"], "top_share": top["share"],
+                  "top_class": top["label"]}
     return out
 
 

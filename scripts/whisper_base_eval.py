@@ -77,6 +77,9 @@ import numpy as np  # noqa: E402
 
 # run as `python scripts/whisper_base_eval.py`: this folder is first on sys.path
 from convert_whisper_encoder import encoder_arrays, read_ctranslate2, save_npz, tflite_bytes  # noqa: E402
+from voice_corpora import scores  # noqa: E402  (accuracy, UAR, the largest prediction share)
+
+from emocli.voice.speaker import normalise_groups  # noqa: E402  (each corpus by its own statistics)
 
 BASE_NPZ = "whisper_base_encoder.npz"
 BASE_TFLITE = "whisper_base_encoder.tflite"  # with convert --tflite: the form tiny.en ships in
@@ -322,19 +325,6 @@ def fit_predict(x_tr, y_tr, x_te) -> np.ndarray:
     return clf.fit(x_tr, y_tr).predict(x_te)
 
 
-def scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict:
-    """Accuracy, UAR over the classes present, the largest share of the predictions one class takes."""
-    from emocli.labels import LABELS
-
-    present = [c for c in LABELS if np.any(y_true == c)]
-    recall = {c: float(np.mean(y_pred[y_true == c] == c)) for c in present}
-    shares = {c: float(np.mean(y_pred == c)) for c in LABELS}
-    top = max(shares, key=shares.get)
-    return {"n": int(len(y_true)), "accuracy": float(np.mean(y_pred == y_true)),
-            "uar": float(np.mean(list(recall.values()))), "top_share": shares[top], "top_class": top,
-            "recall": recall}
-
-
 def uar(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
 
@@ -350,15 +340,6 @@ def paired_bootstrap(y: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, *, n
     return {"delta": uar(y, pred_b) - uar(y, pred_a), "ci95": [float(lo), float(hi)]}
 
 
-def corpus_z(x: np.ndarray, corpus: np.ndarray) -> np.ndarray:
-    """Each corpus's rows standardised by that corpus's own mean and std."""
-    out = np.empty_like(x)
-    for c in np.unique(corpus):
-        m = corpus == c
-        out[m] = (x[m] - x[m].mean(0)) / np.maximum(x[m].std(0), 1e-8)
-    return out
-
-
 def evaluate(args) -> None:
     X, meta = load_features(args.work, args.data)
     corpus, y, held = meta["corpus"], meta["label"], meta["held"].astype(bool)
@@ -371,7 +352,7 @@ def evaluate(args) -> None:
     pool = ~held
     for norm in ("plain", "corpus"):
         for name, x in sets.items():
-            xs = corpus_z(x[pool], corpus[pool]) if norm == "corpus" else x[pool]
+            xs = normalise_groups(x[pool], corpus[pool]) if norm == "corpus" else x[pool]
             for c in CORPORA:
                 te = corpus[pool] == c
                 pred = preds[norm, name, c] = fit_predict(xs[~te], y[pool][~te], xs[te])
